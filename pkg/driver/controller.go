@@ -1,0 +1,566 @@
+package driver
+
+import (
+	"context"
+	"sort"
+	"strconv"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"k8s.io/klog/v2"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+var controllerCaps = []csi.ControllerServiceCapability_RPC_Type{
+	csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+	csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME,
+	csi.ControllerServiceCapability_RPC_LIST_VOLUMES,
+	csi.ControllerServiceCapability_RPC_GET_CAPACITY,
+	csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
+	csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
+	csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
+	csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
+	csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	csi.ControllerServiceCapability_RPC_GET_VOLUME,
+}
+
+func (d *Driver) ControllerGetCapabilities(ctx context.Context, req *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	caps := make([]*csi.ControllerServiceCapability, 0, len(controllerCaps))
+	for _, c := range controllerCaps {
+		caps = append(caps, &csi.ControllerServiceCapability{
+			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: c}},
+		})
+	}
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	if req.GetName() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume name is required")
+	}
+	access, err := summarize(req.GetVolumeCapabilities())
+	if err != nil {
+		return nil, err
+	}
+	params := req.GetParameters()
+	backendName := params[backend.ParamBackend]
+	if backendName == "" {
+		return nil, status.Errorf(codes.InvalidArgument, "StorageClass parameter %q is required; configured backends: %v", backend.ParamBackend, d.backendNames())
+	}
+	c, err := d.controller(backendName)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkParameters(params, c); err != nil {
+		return nil, err
+	}
+	if err := supports(c.Kind(), access); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "backend %q: %v", backendName, err)
+	}
+	tenant, err := tenantOf(params)
+	if err != nil {
+		return nil, err
+	}
+	required, limit, err := capacityRange(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
+	vreq := &backend.VolumeRequest{
+		Name: req.GetName(), Tenant: tenant, RequiredBytes: required, LimitBytes: limit,
+		Block: access.block, MultiNode: access.multiNode,
+		Parameters: params, Secrets: req.GetSecrets(),
+	}
+	if err := d.resolveSource(req.GetVolumeContentSource(), backendName, vreq); err != nil {
+		return nil, err
+	}
+
+	release, err := d.inflight.acquire("create/" + req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := d.checkTenantQuota(ctx, vreq); err != nil {
+		return nil, err
+	}
+	vol, err := c.CreateVolume(ctx, vreq)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if limit > 0 && vol.CapacityBytes > limit {
+		return nil, status.Errorf(codes.OutOfRange, "backend %q allocates %d bytes, over limit_bytes %d", backendName, vol.CapacityBytes, limit)
+	}
+	return &csi.CreateVolumeResponse{Volume: csiVolume(vol)}, nil
+}
+
+func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string, vreq *backend.VolumeRequest) error {
+	if src == nil {
+		return nil
+	}
+	switch {
+	case src.GetSnapshot() != nil:
+		id := src.GetSnapshot().GetSnapshotId()
+		s, err := volid.ParseSnapshot(id)
+		if err != nil {
+			return status.Errorf(codes.NotFound, "source snapshot %q does not exist: %v", id, err)
+		}
+		if s.Backend != backendName {
+			return status.Errorf(codes.InvalidArgument, "source snapshot is on backend %q, the volume is requested on %q; use shipholdctl migrate to move data between backends", s.Backend, backendName)
+		}
+		vreq.SourceSnapshot = &s
+	case src.GetVolume() != nil:
+		id := src.GetVolume().GetVolumeId()
+		v, err := volid.ParseVolume(id)
+		if err != nil {
+			return status.Errorf(codes.NotFound, "source volume %q does not exist: %v", id, err)
+		}
+		if v.Backend != backendName {
+			return status.Errorf(codes.InvalidArgument, "source volume is on backend %q, the clone is requested on %q; use shipholdctl migrate to move data between backends", v.Backend, backendName)
+		}
+		vreq.SourceVolume = &v
+	default:
+		return status.Error(codes.InvalidArgument, "volume content source must be a snapshot or a volume")
+	}
+	return nil
+}
+
+// checkTenantQuota enforces the tenant's volume-count and capacity quota across all backends.
+// A retry of a volume that already exists passes, so CreateVolume stays idempotent.
+func (d *Driver) checkTenantQuota(ctx context.Context, vreq *backend.VolumeRequest) error {
+	q := d.opts.Config.Tenants.QuotaFor(vreq.Tenant)
+	if q.MaxVolumes == 0 && q.MaxBytes == 0 {
+		return nil
+	}
+	count, bytes := 0, int64(0)
+	hash := volid.Hash(vreq.Name)
+	for _, name := range d.backendNames() {
+		vols, err := d.opts.Controllers[name].ListVolumes(ctx, vreq.Tenant)
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "tenant %q quota check: listing volumes on backend %q: %v", vreq.Tenant, name, err)
+		}
+		for _, v := range vols {
+			if v.ID.Backend == vreq.Parameters[backend.ParamBackend] && v.ID.Hash == hash {
+				return nil
+			}
+			count++
+			bytes += v.CapacityBytes
+		}
+	}
+	if q.MaxVolumes > 0 && count+1 > q.MaxVolumes {
+		return status.Errorf(codes.ResourceExhausted, "tenant %q has %d volumes, its quota is %d volumes", vreq.Tenant, count, q.MaxVolumes)
+	}
+	if q.MaxBytes > 0 && bytes+vreq.RequiredBytes > q.MaxBytes {
+		return status.Errorf(codes.ResourceExhausted, "tenant %q uses %d bytes; %d more would pass its quota of %d bytes", vreq.Tenant, bytes, vreq.RequiredBytes, q.MaxBytes)
+	}
+	return nil
+}
+
+func csiVolume(v *backend.Volume) *csi.Volume {
+	out := &csi.Volume{VolumeId: v.ID.String(), CapacityBytes: v.CapacityBytes, VolumeContext: v.Context}
+	switch {
+	case v.SourceSnapshot != nil:
+		out.ContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
+			Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: v.SourceSnapshot.String()}}}
+	case v.SourceVolume != nil:
+		out.ContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
+			Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: v.SourceVolume.String()}}}
+	}
+	return out
+}
+
+func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	id, err := volid.ParseVolume(req.GetVolumeId())
+	if err != nil {
+		// Not an ID shiphold ever issued, so no volume of ours exists under it.
+		klog.Infof("DeleteVolume %q: not a shiphold volume ID (%v); nothing to delete", req.GetVolumeId(), err)
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	c, ok := d.opts.Controllers[id.Backend]
+	if !ok {
+		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is on backend %q, which is not in the driver config; restore the backend to delete it", id, id.Backend)
+	}
+	release, err := d.inflight.acquire(id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := c.DeleteVolume(ctx, id, req.GetSecrets()); err != nil && !backend.IsNotFound(err) {
+		return nil, toStatus(err)
+	}
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// volume parses an ID that must name an existing volume and returns its backend.
+func (d *Driver) volume(ctx context.Context, rawID string, secrets map[string]string) (volid.Volume, backend.Controller, *backend.Volume, error) {
+	id, err := parseVolumeID(rawID)
+	if err != nil {
+		return id, nil, nil, err
+	}
+	c, ok := d.opts.Controllers[id.Backend]
+	if !ok {
+		return id, nil, nil, status.Errorf(codes.NotFound, "volume %s is on backend %q, which is not in the driver config", id, id.Backend)
+	}
+	v, err := c.GetVolume(ctx, id, secrets)
+	if err != nil {
+		return id, c, nil, toStatus(err)
+	}
+	return id, c, v, nil
+}
+
+func (d *Driver) ControllerGetVolume(ctx context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
+	_, _, v, err := d.volume(ctx, req.GetVolumeId(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return &csi.ControllerGetVolumeResponse{Volume: csiVolume(v), Status: &csi.ControllerGetVolumeResponse_VolumeStatus{}}, nil
+}
+
+func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.ControllerPublishVolumeRequest) (*csi.ControllerPublishVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	if req.GetNodeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "node ID is required")
+	}
+	if req.GetVolumeCapability() == nil {
+		return nil, status.Error(codes.InvalidArgument, "volume capability is required")
+	}
+	access, err := summarize([]*csi.VolumeCapability{req.GetVolumeCapability()})
+	if err != nil {
+		return nil, err
+	}
+	id, c, _, err := d.volume(ctx, req.GetVolumeId(), req.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	node, err := parseNodeID(req.GetNodeId())
+	if err != nil {
+		return nil, err
+	}
+	if err := supports(c.Kind(), access); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
+	}
+	p, ok := c.(backend.Publisher)
+	if !ok {
+		return &csi.ControllerPublishVolumeResponse{}, nil
+	}
+	release, err := d.inflight.acquire(id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	pc, err := p.PublishVolume(ctx, id, node, req.GetReadonly(), req.GetVolumeContext(), req.GetSecrets())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.ControllerPublishVolumeResponse{PublishContext: pc}, nil
+}
+
+func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.ControllerUnpublishVolumeRequest) (*csi.ControllerUnpublishVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	id, err := volid.ParseVolume(req.GetVolumeId())
+	if err != nil {
+		// Spec: a volume that does not exist is already unpublished.
+		return &csi.ControllerUnpublishVolumeResponse{}, nil
+	}
+	c, ok := d.opts.Controllers[id.Backend]
+	if !ok {
+		return &csi.ControllerUnpublishVolumeResponse{}, nil
+	}
+	p, ok := c.(backend.Publisher)
+	if !ok {
+		return &csi.ControllerUnpublishVolumeResponse{}, nil
+	}
+	var node backend.Node
+	if req.GetNodeId() != "" {
+		if node, err = parseNodeID(req.GetNodeId()); err != nil {
+			return &csi.ControllerUnpublishVolumeResponse{}, nil
+		}
+	}
+	release, err := d.inflight.acquire(id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := p.UnpublishVolume(ctx, id, node, req.GetSecrets()); err != nil && !backend.IsNotFound(err) {
+		return nil, toStatus(err)
+	}
+	return &csi.ControllerUnpublishVolumeResponse{}, nil
+}
+
+func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	access, err := summarize(req.GetVolumeCapabilities())
+	if err != nil {
+		return nil, err
+	}
+	_, c, _, err := d.volume(ctx, req.GetVolumeId(), req.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	if err := supports(c.Kind(), access); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
+	}
+	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
+		VolumeContext:      req.GetVolumeContext(),
+		VolumeCapabilities: req.GetVolumeCapabilities(),
+		Parameters:         req.GetParameters(),
+	}}, nil
+}
+
+func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
+	if req.GetMaxEntries() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "max_entries must not be negative")
+	}
+	var all []*backend.Volume
+	for _, name := range d.backendNames() {
+		vols, err := d.opts.Controllers[name].ListVolumes(ctx, "")
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "listing volumes on backend %q: %v", name, err)
+		}
+		all = append(all, vols...)
+	}
+	ids := make([]string, len(all))
+	byID := make(map[string]*backend.Volume, len(all))
+	for i, v := range all {
+		ids[i] = v.ID.String()
+		byID[ids[i]] = v
+	}
+	page, next, err := paginate(ids, req.GetStartingToken(), req.GetMaxEntries())
+	if err != nil {
+		return nil, err
+	}
+	resp := &csi.ListVolumesResponse{NextToken: next}
+	for _, id := range page {
+		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: csiVolume(byID[id])})
+	}
+	return resp, nil
+}
+
+// paginate pages a list of IDs in sorted order. The token is the index of the first entry of
+// the next page, as a decimal: stable, and cheap to check.
+func paginate(ids []string, token string, max int32) ([]string, string, error) {
+	sort.Strings(ids)
+	start := 0
+	if token != "" {
+		n, err := strconv.Atoi(token)
+		if err != nil || n < 0 || n > len(ids) {
+			return nil, "", status.Errorf(codes.Aborted, "starting_token %q is not valid for this listing; start again without a token", token)
+		}
+		start = n
+	}
+	end := len(ids)
+	if max > 0 && start+int(max) < end {
+		end = start + int(max)
+	}
+	next := ""
+	if end < len(ids) {
+		next = strconv.Itoa(end)
+	}
+	return ids[start:end], next, nil
+}
+
+func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	params := req.GetParameters()
+	names := d.backendNames()
+	if b := params[backend.ParamBackend]; b != "" {
+		c, err := d.controller(b)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkParameters(params, c); err != nil {
+			return nil, err
+		}
+		names = []string{b}
+	}
+	if len(req.GetVolumeCapabilities()) > 0 {
+		if _, err := summarize(req.GetVolumeCapabilities()); err != nil {
+			return nil, err
+		}
+	}
+	var total int64
+	for _, n := range names {
+		c := d.opts.Controllers[n]
+		bytes, err := c.Capacity(ctx, params)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		total += bytes
+	}
+	return &csi.GetCapacityResponse{AvailableCapacity: total}, nil
+}
+
+func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	if req.GetCapacityRange() == nil {
+		return nil, status.Error(codes.InvalidArgument, "capacity range is required")
+	}
+	required, limit, err := capacityRange(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseVolumeID(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	c, ok := d.opts.Controllers[id.Backend]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "volume %s is on backend %q, which is not in the driver config", id, id.Backend)
+	}
+	if vc := req.GetVolumeCapability(); vc != nil {
+		access, err := summarize([]*csi.VolumeCapability{vc})
+		if err != nil {
+			return nil, err
+		}
+		if err := supports(c.Kind(), access); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
+		}
+	}
+	release, err := d.inflight.acquire(id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	size, nodeExpand, err := c.ExpandVolume(ctx, id, required, limit, req.GetSecrets())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if vc := req.GetVolumeCapability(); vc != nil && vc.GetBlock() != nil {
+		nodeExpand = false
+	}
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: size, NodeExpansionRequired: nodeExpand}, nil
+}
+
+func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
+	if req.GetName() == "" {
+		return nil, status.Error(codes.InvalidArgument, "snapshot name is required")
+	}
+	if req.GetSourceVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "source volume ID is required")
+	}
+	src, err := parseVolumeID(req.GetSourceVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	c, ok := d.opts.Controllers[src.Backend]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "source volume %s is on backend %q, which is not in the driver config", src, src.Backend)
+	}
+	release, err := d.inflight.acquire("snapshot/"+req.GetName(), src.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	snap, err := c.CreateSnapshot(ctx, src, req.GetName(), req.GetParameters(), req.GetSecrets())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(snap)}, nil
+}
+
+func csiSnapshot(s *backend.Snapshot) *csi.Snapshot {
+	return &csi.Snapshot{
+		SnapshotId: s.ID.String(), SourceVolumeId: s.ID.Volume.String(), SizeBytes: s.SizeBytes,
+		CreationTime: timestamppb.New(s.CreatedAt), ReadyToUse: s.Ready,
+	}
+}
+
+func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
+	if req.GetSnapshotId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "snapshot ID is required")
+	}
+	id, err := volid.ParseSnapshot(req.GetSnapshotId())
+	if err != nil {
+		klog.Infof("DeleteSnapshot %q: not a shiphold snapshot ID (%v); nothing to delete", req.GetSnapshotId(), err)
+		return &csi.DeleteSnapshotResponse{}, nil
+	}
+	c, ok := d.opts.Controllers[id.Backend]
+	if !ok {
+		return nil, status.Errorf(codes.FailedPrecondition, "snapshot %s is on backend %q, which is not in the driver config; restore the backend to delete it", id, id.Backend)
+	}
+	release, err := d.inflight.acquire(id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := c.DeleteSnapshot(ctx, id, req.GetSecrets()); err != nil && !backend.IsNotFound(err) {
+		return nil, toStatus(err)
+	}
+	return &csi.DeleteSnapshotResponse{}, nil
+}
+
+func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
+	if req.GetMaxEntries() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "max_entries must not be negative")
+	}
+	var snaps []*backend.Snapshot
+	switch {
+	case req.GetSnapshotId() != "":
+		id, err := volid.ParseSnapshot(req.GetSnapshotId())
+		if err != nil {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		c, ok := d.opts.Controllers[id.Backend]
+		if !ok {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		s, err := c.GetSnapshot(ctx, id)
+		if backend.IsNotFound(err) {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if src := req.GetSourceVolumeId(); src != "" && src != s.ID.Volume.String() {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		snaps = []*backend.Snapshot{s}
+	case req.GetSourceVolumeId() != "":
+		src, err := volid.ParseVolume(req.GetSourceVolumeId())
+		if err != nil {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		c, ok := d.opts.Controllers[src.Backend]
+		if !ok {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		if snaps, err = c.ListSnapshots(ctx, &src); err != nil && !backend.IsNotFound(err) {
+			return nil, toStatus(err)
+		}
+	default:
+		for _, name := range d.backendNames() {
+			s, err := d.opts.Controllers[name].ListSnapshots(ctx, nil)
+			if err != nil {
+				return nil, status.Errorf(codes.Unavailable, "listing snapshots on backend %q: %v", name, err)
+			}
+			snaps = append(snaps, s...)
+		}
+	}
+	ids := make([]string, len(snaps))
+	byID := make(map[string]*backend.Snapshot, len(snaps))
+	for i, s := range snaps {
+		ids[i] = s.ID.String()
+		byID[ids[i]] = s
+	}
+	page, next, err := paginate(ids, req.GetStartingToken(), req.GetMaxEntries())
+	if err != nil {
+		return nil, err
+	}
+	resp := &csi.ListSnapshotsResponse{NextToken: next}
+	for _, id := range page {
+		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: csiSnapshot(byID[id])})
+	}
+	return resp, nil
+}

@@ -1,0 +1,371 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+var nodeCaps = []csi.NodeServiceCapability_RPC_Type{
+	csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
+	csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+	csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
+	csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
+	csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+}
+
+func (d *Driver) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
+	caps := make([]*csi.NodeServiceCapability, 0, len(nodeCaps))
+	for _, c := range nodeCaps {
+		caps = append(caps, &csi.NodeServiceCapability{
+			Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: c}},
+		})
+	}
+	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+func (d *Driver) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
+	return &csi.NodeGetInfoResponse{NodeId: d.NodeID()}, nil
+}
+
+// stager parses a volume ID for a node call and finds the backend's node side.
+func (d *Driver) stager(rawID string) (volid.Volume, backend.Stager, error) {
+	id, err := parseVolumeID(rawID)
+	if err != nil {
+		return id, nil, err
+	}
+	s, ok := d.opts.Stagers[id.Backend]
+	if !ok {
+		return id, nil, status.Errorf(codes.NotFound, "volume %s is on backend %q, which is not in this node's driver config", id, id.Backend)
+	}
+	return id, s, nil
+}
+
+func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	if req.GetStagingTargetPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "staging target path is required")
+	}
+	if req.GetVolumeCapability() == nil {
+		return nil, status.Error(codes.InvalidArgument, "volume capability is required")
+	}
+	access, err := summarize([]*csi.VolumeCapability{req.GetVolumeCapability()})
+	if err != nil {
+		return nil, err
+	}
+	id, s, err := d.stager(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	b, _ := d.opts.Config.Backend(id.Backend)
+	if err := supports(b.Kind, access); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
+	}
+	release, err := d.inflight.acquire(id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	sreq := &backend.StageRequest{
+		ID: id, StagingPath: req.GetStagingTargetPath(), Block: access.block, FsType: access.fsType,
+		Context: req.GetVolumeContext(), PublishContext: req.GetPublishContext(), Secrets: req.GetSecrets(),
+	}
+	if m := req.GetVolumeCapability().GetMount(); m != nil {
+		sreq.MountFlags = m.GetMountFlags()
+	}
+	if err := s.StageVolume(ctx, sreq); err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.NodeStageVolumeResponse{}, nil
+}
+
+func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	if req.GetStagingTargetPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "staging target path is required")
+	}
+	id, s, err := d.stager(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	release, err := d.inflight.acquire(id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := s.UnstageVolume(ctx, id, req.GetStagingTargetPath()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.NodeUnstageVolumeResponse{}, nil
+}
+
+func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	if req.GetTargetPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "target path is required")
+	}
+	if req.GetStagingTargetPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "staging target path is required: this plugin stages volumes")
+	}
+	if req.GetVolumeCapability() == nil {
+		return nil, status.Error(codes.InvalidArgument, "volume capability is required")
+	}
+	access, err := summarize([]*csi.VolumeCapability{req.GetVolumeCapability()})
+	if err != nil {
+		return nil, err
+	}
+	id, s, err := d.stager(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	release, err := d.inflight.acquire(id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := s.Repair(ctx, id, req.GetStagingTargetPath()); err != nil {
+		return nil, toStatus(err)
+	}
+	source, block, err := s.PublishSource(ctx, id, req.GetStagingTargetPath())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if block != access.block {
+		return nil, status.Errorf(codes.InvalidArgument, "volume %s is staged as %s, publish asks for %s", id, accessName(block), accessName(access.block))
+	}
+	target := req.GetTargetPath()
+	opts := []string{"bind"}
+	if req.GetReadonly() || req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY ||
+		req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY {
+		opts = append(opts, "ro")
+	}
+	if m := req.GetVolumeCapability().GetMount(); m != nil {
+		opts = append(opts, m.GetMountFlags()...)
+	}
+	if err := d.bindMount(source, target, block, opts); err != nil {
+		return nil, err
+	}
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+func accessName(block bool) string {
+	if block {
+		return "a block device"
+	}
+	return "a filesystem"
+}
+
+// bindMount binds source (a directory, or a device for block) onto target, idempotently.
+func (d *Driver) bindMount(source, target string, block bool, opts []string) error {
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		return status.Errorf(codes.Internal, "create parent of target %s: %v", target, err)
+	}
+	if block {
+		f, err := os.OpenFile(target, os.O_CREATE, 0o640)
+		if err != nil && !errors.Is(err, syscall.EISDIR) {
+			return status.Errorf(codes.Internal, "create block target %s: %v", target, err)
+		}
+		if f != nil {
+			f.Close()
+		}
+	} else if err := os.MkdirAll(target, 0o750); err != nil {
+		return status.Errorf(codes.Internal, "create target %s: %v", target, err)
+	}
+	mounted, err := d.isMountPoint(target)
+	if err != nil {
+		return status.Errorf(codes.Internal, "check target %s: %v", target, err)
+	}
+	if mounted {
+		return nil
+	}
+	if err := d.mounter.Mount(source, target, "", opts); err != nil {
+		return status.Errorf(codes.Internal, "bind %s to %s: %v", source, target, err)
+	}
+	return nil
+}
+
+// isMountPoint handles files (block targets) as well as directories.
+func (d *Driver) isMountPoint(path string) (bool, error) {
+	mps, err := d.mounter.List()
+	if err != nil {
+		return false, err
+	}
+	for _, mp := range mps {
+		if mp.Path == path {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	target := req.GetTargetPath()
+	if target == "" {
+		return nil, status.Error(codes.InvalidArgument, "target path is required")
+	}
+	id, err := parseVolumeID(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	release, err := d.inflight.acquire(id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	for {
+		mounted, err := d.isMountPoint(target)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "check target %s: %v", target, err)
+		}
+		if !mounted {
+			break
+		}
+		if err := d.mounter.Unmount(target); err != nil {
+			return nil, status.Errorf(codes.Internal, "unmount %s: %v", target, err)
+		}
+	}
+	if err := os.Remove(target); err != nil && !os.IsNotExist(err) {
+		return nil, status.Errorf(codes.Internal, "remove target %s: %v", target, err)
+	}
+	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	path := req.GetVolumePath()
+	if path == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume path is required")
+	}
+	if _, err := parseVolumeID(req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, status.Errorf(codes.NotFound, "volume path %s does not exist", path)
+		}
+		return nil, status.Errorf(codes.FailedPrecondition, "volume path %s is not usable (%v); NodeGetVolumeHealth reports it, the next publish remounts it", path, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+		size, err := blockDeviceSize(path)
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{{Unit: csi.VolumeUsage_BYTES, Total: size}}}, nil
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(path, &fs); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "statfs %s: %v", path, err)
+	}
+	bsize := int64(fs.Bsize)
+	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{
+		{Unit: csi.VolumeUsage_BYTES, Total: int64(fs.Blocks) * bsize, Available: int64(fs.Bavail) * bsize, Used: int64(fs.Blocks-fs.Bfree) * bsize},
+		{Unit: csi.VolumeUsage_INODES, Total: int64(fs.Files), Available: int64(fs.Ffree), Used: int64(fs.Files - fs.Ffree)},
+	}}, nil
+}
+
+// NodeGetVolumeHealth reports the volume condition (CSI 1.13 replaced VolumeCondition in
+// NodeGetVolumeStats with this call): a path whose client died, such as a killed ceph-fuse
+// answering "transport endpoint is not connected", is INACCESSIBLE.
+func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	if _, err := parseVolumeID(req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	health := &csi.VolumeHealth{VolumeId: req.GetVolumeId()}
+	for _, path := range []string{req.GetStagingTargetPath(), req.GetVolumePublishPath()} {
+		if path == "" {
+			continue
+		}
+		var st unix.Stat_t
+		err := unix.Stat(path, &st)
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.ENOENT):
+			health.HealthStatuses = append(health.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
+				Status: csi.VolumeHealthErrorType_INACCESSIBLE, Reason: "PathMissing", Message: fmt.Sprintf("%s does not exist", path)})
+		case errors.Is(err, unix.ENOTCONN):
+			health.HealthStatuses = append(health.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
+				Status: csi.VolumeHealthErrorType_INACCESSIBLE, Reason: "TransportEndpointNotConnected",
+				Message: fmt.Sprintf("%s: the storage client died; the next publish or a plugin restart remounts it", path)})
+		default:
+			health.HealthStatuses = append(health.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
+				Status: csi.VolumeHealthErrorType_INACCESSIBLE, Reason: "PathUnusable", Message: fmt.Sprintf("%s: %v", path, err)})
+		}
+	}
+	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: health}, nil
+}
+
+func blockDeviceSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("open block device %s: %w", path, err)
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("size of block device %s: %w", path, err)
+	}
+	return size, nil
+}
+
+func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	if req.GetVolumePath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume path is required")
+	}
+	id, s, err := d.stager(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(req.GetVolumePath()); err != nil {
+		return nil, status.Errorf(codes.NotFound, "volume path %s: %v", req.GetVolumePath(), err)
+	}
+	required, _, err := capacityRange(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
+	staging := req.GetStagingTargetPath()
+	if staging == "" {
+		return nil, status.Error(codes.InvalidArgument, "staging target path is required to expand a staged volume")
+	}
+	release, err := d.inflight.acquire(id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	size, err := s.ExpandVolume(ctx, id, staging, required)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	klog.V(2).Infof("NodeExpandVolume %s: now %d bytes", id, size)
+	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
+}

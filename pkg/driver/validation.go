@@ -1,0 +1,175 @@
+package driver
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// DefaultTenant owns volumes created without PVC metadata (csi-sanity, static tooling).
+const DefaultTenant = "default"
+
+// DefaultVolumeBytes is the size of a volume requested with no capacity range.
+const DefaultVolumeBytes = 1 << 30
+
+// driverParameterKeys are accepted for every backend kind.
+var driverParameterKeys = []string{
+	backend.ParamBackend, backend.ParamFsType,
+	backend.ParamPVCName, backend.ParamPVCNamespace, backend.ParamPVName,
+}
+
+// fsTypes are the filesystems the node can make on a block backend.
+var fsTypes = map[string]bool{"": true, "ext4": true, "xfs": true}
+
+// checkParameters rejects any StorageClass parameter the chosen backend kind does not know.
+func checkParameters(params map[string]string, c backend.Controller) error {
+	known := map[string]bool{}
+	for _, k := range driverParameterKeys {
+		known[k] = true
+	}
+	for _, k := range c.ParameterKeys() {
+		known[k] = true
+	}
+	var unknown []string
+	for k := range params {
+		if !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		valid := append(append([]string{}, driverParameterKeys...), c.ParameterKeys()...)
+		return status.Errorf(codes.InvalidArgument, "unknown StorageClass parameter(s) %s for %s backend %q; valid parameters: %s",
+			strings.Join(unknown, ", "), c.Kind(), c.Name(), strings.Join(valid, ", "))
+	}
+	return nil
+}
+
+// tenantOf resolves the tenant of a CreateVolume: the PVC namespace, else DefaultTenant.
+func tenantOf(params map[string]string) (string, error) {
+	t := params[backend.ParamPVCNamespace]
+	if t == "" {
+		return DefaultTenant, nil
+	}
+	if err := volid.ValidTenant(t); err != nil {
+		return "", status.Errorf(codes.InvalidArgument, "PVC namespace %q cannot name a tenant: %v", t, err)
+	}
+	return t, nil
+}
+
+// accessSummary is what a set of capabilities asks of a backend.
+type accessSummary struct {
+	block, mount, multiNode, multiWriter bool
+	fsType                               string
+}
+
+func summarize(caps []*csi.VolumeCapability) (accessSummary, error) {
+	var s accessSummary
+	if len(caps) == 0 {
+		return s, status.Error(codes.InvalidArgument, "volume capabilities are required")
+	}
+	for _, c := range caps {
+		if c == nil {
+			return s, status.Error(codes.InvalidArgument, "volume capability is nil")
+		}
+		switch at := c.GetAccessType().(type) {
+		case *csi.VolumeCapability_Block:
+			s.block = true
+		case *csi.VolumeCapability_Mount:
+			s.mount = true
+			if fs := at.Mount.GetFsType(); fs != "" {
+				s.fsType = fs
+			}
+		default:
+			return s, status.Error(codes.InvalidArgument, "volume capability needs an access type (block or mount)")
+		}
+		if c.GetAccessMode() == nil {
+			return s, status.Error(codes.InvalidArgument, "volume capability needs an access mode")
+		}
+		switch c.GetAccessMode().GetMode() {
+		case csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER,
+			csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY,
+			csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER,
+			csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER:
+		case csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY:
+			s.multiNode = true
+		case csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER,
+			csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER:
+			s.multiNode, s.multiWriter = true, true
+		default:
+			return s, status.Errorf(codes.InvalidArgument, "access mode %v is not supported", c.GetAccessMode().GetMode())
+		}
+	}
+	if s.block && s.mount {
+		return s, status.Error(codes.InvalidArgument, "a volume cannot be requested as both block and mount")
+	}
+	return s, nil
+}
+
+// supports reports whether a backend kind can serve the requested access; the error says why not.
+func supports(kind string, s accessSummary) error {
+	switch kind {
+	case backend.KindRBD:
+		if s.mount && s.multiNode && s.multiWriter {
+			return fmt.Errorf("rbd filesystem volumes are single-node; multi-node writers need the block access type or a cephfs/isilon backend")
+		}
+		if s.mount && !fsTypes[s.fsType] {
+			return fmt.Errorf("fsType %q is not supported on rbd; use ext4 or xfs", s.fsType)
+		}
+	case backend.KindCephFS, backend.KindIsilon:
+		if s.block {
+			return fmt.Errorf("%s volumes are shared filesystems; the block access type needs an rbd backend", kind)
+		}
+	default:
+		return fmt.Errorf("unknown backend kind %q", kind)
+	}
+	return nil
+}
+
+func capacityRange(r *csi.CapacityRange) (required, limit int64, err error) {
+	required, limit = r.GetRequiredBytes(), r.GetLimitBytes()
+	if required < 0 || limit < 0 {
+		return 0, 0, status.Error(codes.InvalidArgument, "capacity range bytes must not be negative")
+	}
+	if limit > 0 && required > limit {
+		return 0, 0, status.Errorf(codes.InvalidArgument, "required_bytes %d exceeds limit_bytes %d", required, limit)
+	}
+	if required == 0 {
+		required = DefaultVolumeBytes
+		if limit > 0 && limit < required {
+			required = limit
+		}
+	}
+	return required, limit, nil
+}
+
+// parseVolumeID decodes a volume ID; a malformed one cannot name an existing volume, so it
+// is NOT_FOUND wherever the spec asks for an existing volume.
+func parseVolumeID(id string) (volid.Volume, error) {
+	if id == "" {
+		return volid.Volume{}, status.Error(codes.InvalidArgument, "volume ID is required")
+	}
+	v, err := volid.ParseVolume(id)
+	if err != nil {
+		return v, status.Errorf(codes.NotFound, "volume %q does not exist: not a shiphold volume ID (%v)", id, err)
+	}
+	return v, nil
+}
+
+func parseNodeID(id string) (backend.Node, error) {
+	if id == "" {
+		return backend.Node{}, status.Error(codes.InvalidArgument, "node ID is required")
+	}
+	name, addr, ok := strings.Cut(id, "@")
+	if !ok || name == "" || addr == "" {
+		return backend.Node{}, status.Errorf(codes.NotFound, "node %q is not a shiphold node: node IDs are name@address as NodeGetInfo reports", id)
+	}
+	return backend.Node{Name: name, Address: addr}, nil
+}
