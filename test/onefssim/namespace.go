@@ -1,0 +1,684 @@
+package onefssim
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/user"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const snapDir = ".snapshot"
+
+// ifsLoc is an /ifs path resolved onto the real tree.
+type ifsLoc struct {
+	ifs      string // cleaned OneFS path, /ifs/...
+	rel      string // path relative to Root ("." for /ifs)
+	readOnly bool   // inside a snapshot
+}
+
+// resolveIfs maps a OneFS path (/ifs/...) onto the real tree. A ".snapshot"
+// component at any level, /ifs/<p>/.snapshot/<snap>/<rest>, maps to
+// <root>/.snapshot/<snap>/<p>/<rest> as on OneFS.
+func resolveIfs(p string) (ifsLoc, error) {
+	c := path.Clean("/" + p)
+	if c != "/ifs" && !strings.HasPrefix(c, "/ifs/") {
+		return ifsLoc{}, fmt.Errorf("path %q is not under /ifs", p)
+	}
+	comps := splitPath(strings.TrimPrefix(c, "/ifs"))
+	loc := ifsLoc{ifs: c}
+	for i, x := range comps {
+		if x != snapDir {
+			continue
+		}
+		loc.readOnly = true
+		if len(comps) == i+1 {
+			loc.rel = snapDir
+			return loc, nil
+		}
+		parts := append([]string{snapDir, comps[i+1]}, comps[:i]...)
+		parts = append(parts, comps[i+2:]...)
+		loc.rel = path.Join(parts...)
+		return loc, nil
+	}
+	if len(comps) == 0 {
+		loc.rel = "."
+	} else {
+		loc.rel = path.Join(comps...)
+	}
+	return loc, nil
+}
+
+func notFoundObject(w http.ResponseWriter, loc ifsLoc) {
+	obj := strings.TrimPrefix(strings.TrimPrefix(loc.ifs, "/ifs"), "/")
+	writeError(w, http.StatusNotFound, "AEC_NOT_FOUND",
+		"", fmt.Sprintf("Unable to open object '%s' in store 'ifs' -- not found.", obj))
+}
+
+func hasParam(r *http.Request, name string) bool {
+	_, ok := r.URL.Query()[name]
+	return ok
+}
+
+func (s *Server) handleNamespace(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, "/namespace")
+	comps := splitPath(rest)
+	if len(comps) == 0 {
+		// list of stores
+		writeJSON(w, 200, map[string]any{"namespaces": []map[string]string{{"name": "ifs", "path": "/ifs"}}})
+		return
+	}
+	if comps[0] != "ifs" {
+		writeError(w, http.StatusNotFound, "AEC_NOT_FOUND", "", fmt.Sprintf("Unable to open object '%s' in store '%s' -- not found.", strings.Join(comps[1:], "/"), comps[0]))
+		return
+	}
+	loc, err := resolveIfs("/" + strings.Join(comps, "/"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "AEC_BAD_REQUEST", "", err.Error())
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		s.nsGet(w, r, loc)
+	case http.MethodHead:
+		fi, err := s.root.Lstat(loc.rel)
+		if err != nil {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.Header().Set("x-isi-ifs-target-type", targetType(fi))
+		w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+		w.WriteHeader(http.StatusOK)
+	case http.MethodPut:
+		s.nsPut(w, r, loc)
+	case http.MethodDelete:
+		s.nsDelete(w, r, loc)
+	default:
+		methodNotAllowed(w, r)
+	}
+}
+
+func targetType(fi fs.FileInfo) string {
+	if fi.IsDir() {
+		return "container"
+	}
+	return "object"
+}
+
+// ---- GET ----
+
+func (s *Server) nsGet(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
+	fi, err := s.root.Lstat(loc.rel)
+	if err != nil {
+		notFoundObject(w, loc)
+		return
+	}
+	q := r.URL.Query()
+	switch {
+	case hasParam(r, "metadata"):
+		s.mu.Lock()
+		ua := append([]userAttr(nil), s.st.Metadata[loc.ifs]...)
+		s.mu.Unlock()
+		writeJSON(w, 200, map[string]any{"attrs": systemAttrs(loc, fi, ua)})
+		return
+	case hasParam(r, "acl"):
+		owner, group := ownerGroup(fi)
+		writeJSON(w, 200, map[string]any{
+			"authoritative": "mode",
+			"mode":          fmt.Sprintf("%04o", fi.Mode().Perm()),
+			"owner":         map[string]any{"id": "UID:" + strconv.Itoa(int(statT(fi).Uid)), "name": owner, "type": "user"},
+			"group":         map[string]any{"id": "GID:" + strconv.Itoa(int(statT(fi).Gid)), "name": group, "type": "group"},
+		})
+		return
+	}
+	if !fi.IsDir() {
+		f, err := s.root.Open(loc.rel)
+		if err != nil {
+			notFoundObject(w, loc)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+		w.Header().Set("x-isi-ifs-target-type", "object")
+		w.WriteHeader(200)
+		_, _ = io.Copy(w, f)
+		return
+	}
+	// Directory listing.
+	maxDepth := 0
+	if v := q.Get("max-depth"); v != "" {
+		if maxDepth, err = strconv.Atoi(v); err != nil {
+			writeError(w, 400, "AEC_BAD_REQUEST", "max-depth", "Invalid max-depth: "+v)
+			return
+		}
+	}
+	detail := map[string]bool{"name": true}
+	for _, d := range q["detail"] {
+		for _, x := range strings.Split(d, ",") {
+			switch x = strings.TrimSpace(x); x {
+			case "default", "*", "all":
+				for _, k := range []string{"name", "type", "size", "container_path", "owner", "group", "mode", "last_modified"} {
+					detail[k] = true
+				}
+			case "":
+			default:
+				detail[x] = true
+			}
+		}
+	}
+	typeFilter := q.Get("type")
+	var children []map[string]any
+	var walk func(rel, ifsDir string, depth int) error
+	walk = func(rel, ifsDir string, depth int) error {
+		ents, err := fs.ReadDir(s.root.FS(), rel)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if rel == "." && e.Name() == snapDir {
+				continue // hidden, as on OneFS
+			}
+			cr := path.Join(rel, e.Name())
+			cfi, err := s.root.Lstat(cr)
+			if err != nil {
+				continue
+			}
+			tt := targetType(cfi)
+			if typeFilter == "" || typeFilter == tt {
+				children = append(children, childEntry(e.Name(), ifsDir, cfi, detail))
+			}
+			if cfi.IsDir() && (maxDepth < 0 || depth < maxDepth) {
+				if err := walk(cr, path.Join(ifsDir, e.Name()), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(loc.rel, loc.ifs, 0); err != nil {
+		writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
+		return
+	}
+	if sortKey := q.Get("sort"); sortKey != "" {
+		desc := strings.EqualFold(q.Get("dir"), "DESC")
+		sort.SliceStable(children, func(i, j int) bool {
+			a, b := fmt.Sprint(children[i][sortKey]), fmt.Sprint(children[j][sortKey])
+			if desc {
+				return a > b
+			}
+			return a < b
+		})
+	}
+	// Paging: the resume token is an opaque encoding of the offset and path.
+	off := 0
+	if tok := q.Get("resume"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		parts := strings.SplitN(string(b), "|", 2)
+		if err != nil || len(parts) != 2 || parts[1] != loc.ifs {
+			writeError(w, 400, "AEC_BAD_REQUEST", "", "Invalid resume token")
+			return
+		}
+		if off, err = strconv.Atoi(parts[0]); err != nil || off < 0 {
+			writeError(w, 400, "AEC_BAD_REQUEST", "", "Invalid resume token")
+			return
+		}
+	}
+	if off > len(children) {
+		off = len(children)
+	}
+	children = children[off:]
+	resp := map[string]any{}
+	if ls := q.Get("limit"); ls != "" {
+		limit, err := strconv.Atoi(ls)
+		if err != nil {
+			writeError(w, 400, "AEC_BAD_REQUEST", "limit", "Invalid limit: "+ls)
+			return
+		}
+		if limit > 0 && len(children) > limit {
+			children = children[:limit]
+			resp["resume"] = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(off+limit) + "|" + loc.ifs))
+		}
+	}
+	if children == nil {
+		children = []map[string]any{}
+	}
+	resp["children"] = children
+	writeJSON(w, 200, resp)
+}
+
+func statT(fi fs.FileInfo) *syscall.Stat_t {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st
+	}
+	return &syscall.Stat_t{}
+}
+
+func ownerGroup(fi fs.FileInfo) (string, string) {
+	st := statT(fi)
+	owner, group := strconv.Itoa(int(st.Uid)), strconv.Itoa(int(st.Gid))
+	if u, err := user.LookupId(owner); err == nil {
+		owner = u.Username
+	}
+	if g, err := user.LookupGroupId(group); err == nil {
+		group = g.Name
+	}
+	return owner, group
+}
+
+func childEntry(name, containerPath string, fi fs.FileInfo, detail map[string]bool) map[string]any {
+	m := map[string]any{"name": name}
+	if detail["type"] {
+		m["type"] = targetType(fi)
+	}
+	if detail["size"] {
+		m["size"] = fi.Size()
+	}
+	if detail["container_path"] {
+		m["container_path"] = containerPath
+	}
+	if detail["owner"] || detail["group"] {
+		o, g := ownerGroup(fi)
+		if detail["owner"] {
+			m["owner"] = o
+		}
+		if detail["group"] {
+			m["group"] = g
+		}
+	}
+	if detail["mode"] {
+		m["mode"] = fmt.Sprintf("%04o", fi.Mode().Perm())
+	}
+	if detail["last_modified"] {
+		m["last_modified"] = fi.ModTime().UTC().Format(time.RFC1123)
+	}
+	return m
+}
+
+func systemAttrs(loc ifsLoc, fi fs.FileInfo, ua []userAttr) []map[string]any {
+	st := statT(fi)
+	owner, group := ownerGroup(fi)
+	container := path.Dir(loc.ifs)
+	attrs := []map[string]any{
+		{"name": "type", "value": targetType(fi), "namespace": nil},
+		{"name": "size", "value": fi.Size(), "namespace": nil},
+		{"name": "mode", "value": fmt.Sprintf("%04o", fi.Mode().Perm()), "namespace": nil},
+		{"name": "owner", "value": owner, "namespace": nil},
+		{"name": "group", "value": group, "namespace": nil},
+		{"name": "uid", "value": st.Uid, "namespace": nil},
+		{"name": "gid", "value": st.Gid, "namespace": nil},
+		{"name": "nlink", "value": st.Nlink, "namespace": nil},
+		{"name": "id", "value": st.Ino, "namespace": nil},
+		{"name": "blocks", "value": st.Blocks, "namespace": nil},
+		{"name": "block_size", "value": st.Blksize, "namespace": nil},
+		{"name": "last_modified", "value": fi.ModTime().UTC().Format(time.RFC1123), "namespace": nil},
+		{"name": "container", "value": "ifs", "namespace": nil},
+		{"name": "container_path", "value": container, "namespace": nil},
+		{"name": "is_hidden", "value": strings.HasPrefix(path.Base(loc.ifs), "."), "namespace": nil},
+	}
+	for _, a := range ua {
+		attrs = append(attrs, map[string]any{"name": a.Name, "value": a.Value, "namespace": "user"})
+	}
+	return attrs
+}
+
+// ---- PUT ----
+
+// parseAccessControl turns x-isi-ifs-access-control (octal mode or a OneFS
+// predefined ACL name) into a permission mode.
+func parseAccessControl(v string, def os.FileMode) (os.FileMode, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "":
+		return def, nil
+	case "private_read":
+		return 0o500, nil
+	case "private":
+		return 0o700, nil
+	case "public_read":
+		return 0o755, nil
+	case "public_read_write", "public":
+		return 0o777, nil
+	}
+	m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+	if err != nil || m > 0o7777 {
+		return 0, fmt.Errorf("invalid x-isi-ifs-access-control %q", v)
+	}
+	return os.FileMode(m & 0o777), nil
+}
+
+const attrHeaderPrefix = "X-Isi-Ifs-Attr-"
+
+func (s *Server) nsPut(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
+	if loc.readOnly {
+		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Read-only file system: "+loc.ifs)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if hasParam(r, "metadata") {
+		s.putMetadata(w, r, loc)
+		return
+	}
+	if hasParam(r, "acl") {
+		var req struct {
+			Authoritative string `json:"authoritative"`
+			Mode          string `json:"mode"`
+		}
+		if !decodeBody(w, r, &req) {
+			return
+		}
+		if _, err := s.root.Lstat(loc.rel); err != nil {
+			notFoundObject(w, loc)
+			return
+		}
+		if req.Mode != "" {
+			m, err := parseAccessControl(req.Mode, 0)
+			if err != nil {
+				writeError(w, 400, "AEC_BAD_REQUEST", "mode", err.Error())
+				return
+			}
+			if err := s.root.Chmod(loc.rel, m); err != nil {
+				writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
+				return
+			}
+		}
+		w.WriteHeader(200)
+		return
+	}
+	if src := r.Header.Get("x-isi-ifs-copy-source"); src != "" {
+		s.copyObject(w, r, loc, src)
+		return
+	}
+	if loc.rel == "." {
+		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Cannot modify /ifs")
+		return
+	}
+	q := r.URL.Query()
+	overwrite := !strings.EqualFold(q.Get("overwrite"), "false")
+	recursive := strings.EqualFold(q.Get("recursive"), "true")
+	tt := r.Header.Get("x-isi-ifs-target-type")
+	parent := path.Dir(loc.rel)
+	if pfi, err := s.root.Stat(parent); err != nil {
+		if !recursive {
+			writeError(w, http.StatusNotFound, "AEC_NOT_FOUND", "", fmt.Sprintf("Unable to create object '%s' in store 'ifs' -- parent container not found.", strings.TrimPrefix(loc.ifs, "/ifs/")))
+			return
+		}
+		if err := s.root.MkdirAll(parent, 0o755); err != nil {
+			writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
+			return
+		}
+	} else if !pfi.IsDir() {
+		writeError(w, http.StatusBadRequest, "AEC_BAD_REQUEST", "", "Parent of "+loc.ifs+" is not a container")
+		return
+	}
+	existing, statErr := s.root.Lstat(loc.rel)
+	switch tt {
+	case "container":
+		mode, err := parseAccessControl(r.Header.Get("x-isi-ifs-access-control"), 0o700)
+		if err != nil {
+			writeError(w, 400, "AEC_BAD_REQUEST", "x-isi-ifs-access-control", err.Error())
+			return
+		}
+		if statErr == nil {
+			if !existing.IsDir() || !overwrite {
+				writeError(w, http.StatusConflict, "AEC_CONFLICT", "", fmt.Sprintf("Object '%s' already exists", loc.ifs))
+				return
+			}
+		} else if err := s.root.Mkdir(loc.rel, mode); err != nil {
+			writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
+			return
+		}
+		if r.Header.Get("x-isi-ifs-access-control") != "" || statErr != nil {
+			_ = s.root.Chmod(loc.rel, mode) // not subject to umask
+		}
+	case "object":
+		mode, err := parseAccessControl(r.Header.Get("x-isi-ifs-access-control"), 0o600)
+		if err != nil {
+			writeError(w, 400, "AEC_BAD_REQUEST", "x-isi-ifs-access-control", err.Error())
+			return
+		}
+		if statErr == nil && (existing.IsDir() || !overwrite) {
+			writeError(w, http.StatusConflict, "AEC_CONFLICT", "", fmt.Sprintf("Object '%s' already exists", loc.ifs))
+			return
+		}
+		f, err := s.root.OpenFile(loc.rel, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+		if err != nil {
+			writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
+			return
+		}
+		_, err = io.Copy(f, r.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
+			return
+		}
+		_ = s.root.Chmod(loc.rel, mode)
+	default:
+		writeError(w, http.StatusBadRequest, "AEC_BAD_REQUEST", "x-isi-ifs-target-type",
+			"Header x-isi-ifs-target-type must be 'container' or 'object'")
+		return
+	}
+	// User metadata given as x-isi-ifs-attr-<name> headers.
+	var attrs []userAttr
+	for k, v := range r.Header {
+		if strings.HasPrefix(k, attrHeaderPrefix) && len(v) > 0 {
+			attrs = append(attrs, userAttr{Name: strings.ToLower(strings.TrimPrefix(k, attrHeaderPrefix)), Value: v[0]})
+		}
+	}
+	if statErr != nil {
+		delete(s.st.Metadata, loc.ifs) // fresh object
+	}
+	for _, a := range attrs {
+		s.setAttr(loc.ifs, a)
+	}
+	_ = s.st.save()
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) setAttr(ifs string, a userAttr) {
+	list := s.st.Metadata[ifs]
+	for i := range list {
+		if list[i].Name == a.Name {
+			list[i].Value = a.Value
+			return
+		}
+	}
+	s.st.Metadata[ifs] = append(list, a)
+}
+
+func (s *Server) putMetadata(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
+	if _, err := s.root.Lstat(loc.rel); err != nil {
+		notFoundObject(w, loc)
+		return
+	}
+	var req struct {
+		Action string `json:"action"`
+		Attrs  []struct {
+			Name      string `json:"name"`
+			Value     any    `json:"value"`
+			Op        string `json:"op"`
+			Namespace string `json:"namespace"`
+		} `json:"attrs"`
+	}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	switch req.Action {
+	case "replace":
+		delete(s.st.Metadata, loc.ifs)
+	case "update", "":
+	default:
+		writeError(w, 400, "AEC_BAD_REQUEST", "action", "Invalid action: "+req.Action)
+		return
+	}
+	for _, a := range req.Attrs {
+		if a.Name == "" {
+			writeError(w, 400, "AEC_BAD_REQUEST", "name", "Attribute name is required")
+			return
+		}
+		switch a.Op {
+		case "delete":
+			list := s.st.Metadata[loc.ifs]
+			for i := range list {
+				if list[i].Name == a.Name {
+					s.st.Metadata[loc.ifs] = append(list[:i], list[i+1:]...)
+					break
+				}
+			}
+		case "update", "":
+			s.setAttr(loc.ifs, userAttr{Name: a.Name, Value: fmt.Sprint(a.Value)})
+		default:
+			writeError(w, 400, "AEC_BAD_REQUEST", "op", "Invalid op: "+a.Op)
+			return
+		}
+	}
+	_ = s.st.save()
+	w.WriteHeader(http.StatusOK)
+}
+
+// copyObject implements PUT with x-isi-ifs-copy-source (a /namespace/ifs/...
+// path): a recursive copy of a directory (or a file). With ?merge=true the
+// copy merges into an existing destination directory.
+func (s *Server) copyObject(w http.ResponseWriter, r *http.Request, dst ifsLoc, src string) {
+	srcPath := strings.TrimPrefix(path.Clean("/"+src), "/namespace")
+	sloc, err := resolveIfs(srcPath)
+	if err != nil {
+		writeError(w, 400, "AEC_BAD_REQUEST", "x-isi-ifs-copy-source", err.Error())
+		return
+	}
+	sfi, err := s.root.Lstat(sloc.rel)
+	if err != nil {
+		notFoundObject(w, sloc)
+		return
+	}
+	if dst.rel == "." || dst.rel == sloc.rel || (sfi.IsDir() && (sloc.rel == "." || strings.HasPrefix(dst.rel+"/", sloc.rel+"/"))) {
+		writeError(w, 400, "AEC_BAD_REQUEST", "", "Cannot copy "+sloc.ifs+" into itself")
+		return
+	}
+	q := r.URL.Query()
+	merge := strings.EqualFold(q.Get("merge"), "true")
+	overwrite := strings.EqualFold(q.Get("overwrite"), "true")
+	if _, err := s.root.Stat(path.Dir(dst.rel)); err != nil {
+		writeError(w, http.StatusNotFound, "AEC_NOT_FOUND", "", fmt.Sprintf("Unable to create object '%s' in store 'ifs' -- parent container not found.", strings.TrimPrefix(dst.ifs, "/ifs/")))
+		return
+	}
+	if dfi, err := s.root.Lstat(dst.rel); err == nil {
+		if !(merge && dfi.IsDir() && sfi.IsDir()) && !overwrite {
+			writeError(w, http.StatusConflict, "AEC_CONFLICT", "", fmt.Sprintf("Target '%s' already exists", dst.ifs))
+			return
+		}
+	}
+	if err := copyTree(s.root, sloc.rel, dst.rel, nil); err != nil {
+		writeJSON(w, 200, map[string]any{"success": false, "copy_errors": []map[string]string{{
+			"error_src": "source side", "message": err.Error(), "source": sloc.ifs, "target": dst.ifs}}})
+		return
+	}
+	writeJSON(w, 200, map[string]any{"success": true, "copy_errors": []any{}})
+}
+
+// copyTree copies src to dst inside root: directories recursively, regular
+// files by content (never hard links), symlinks as symlinks; modes are
+// preserved. skip, if set, is consulted for every source path.
+func copyTree(root *os.Root, src, dst string, skip func(rel string) bool) error {
+	fi, err := root.Lstat(src)
+	if err != nil {
+		return err
+	}
+	if skip != nil && skip(src) {
+		return nil
+	}
+	switch {
+	case fi.IsDir():
+		if err := root.Mkdir(dst, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		ents, err := fs.ReadDir(root.FS(), src)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if err := copyTree(root, path.Join(src, e.Name()), path.Join(dst, e.Name()), skip); err != nil {
+				return err
+			}
+		}
+		return root.Chmod(dst, fi.Mode().Perm())
+	case fi.Mode()&fs.ModeSymlink != 0:
+		t, err := root.Readlink(src)
+		if err != nil {
+			return err
+		}
+		_ = root.Remove(dst)
+		return root.Symlink(t, dst)
+	case fi.Mode().IsRegular():
+		in, err := root.Open(src)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := root.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fi.Mode().Perm())
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+		return root.Chmod(dst, fi.Mode().Perm())
+	default:
+		return nil // sockets, devices, fifos are not copied
+	}
+}
+
+// ---- DELETE ----
+
+func (s *Server) nsDelete(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
+	if loc.readOnly {
+		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Read-only file system: "+loc.ifs)
+		return
+	}
+	if loc.rel == "." {
+		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Cannot delete /ifs")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fi, err := s.root.Lstat(loc.rel)
+	if err != nil {
+		notFoundObject(w, loc)
+		return
+	}
+	if fi.IsDir() && strings.EqualFold(r.URL.Query().Get("recursive"), "true") {
+		err = s.root.RemoveAll(loc.rel)
+	} else {
+		err = s.root.Remove(loc.rel)
+	}
+	if err != nil {
+		if fi.IsDir() {
+			writeError(w, http.StatusConflict, "AEC_CONFLICT", "", fmt.Sprintf("Directory '%s' is not empty", loc.ifs))
+			return
+		}
+		writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
+		return
+	}
+	for k := range s.st.Metadata {
+		if k == loc.ifs || strings.HasPrefix(k, loc.ifs+"/") {
+			delete(s.st.Metadata, k)
+		}
+	}
+	_ = s.st.save()
+	writeNoContent(w)
+}
