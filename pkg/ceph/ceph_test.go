@@ -1,0 +1,104 @@
+package ceph
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/config"
+)
+
+func TestCredentialsFor(t *testing.T) {
+	dir := t.TempDir()
+	keyring := filepath.Join(dir, "keyring")
+	os.WriteFile(keyring, []byte("[client.admin]\n\tkey = AQAadmin==\n[client.tenant]\n\tkey = AQAtenant==\n\tcaps mon = \"allow r\"\n"), 0o600)
+	keyfile := filepath.Join(dir, "key")
+	os.WriteFile(keyfile, []byte("AQAfile==\n"), 0o600)
+
+	cases := []struct {
+		name    string
+		cfg     config.CephCredentials
+		secrets map[string]string
+		want    Credentials
+		wantErr string
+	}{
+		{"secrets win", config.CephCredentials{KeyringFile: keyring}, map[string]string{"userID": "client.x", "userKey": "K"}, Credentials{"x", "K"}, ""},
+		{"missing userKey", config.CephCredentials{}, map[string]string{"userID": "x"}, Credentials{}, `missing key "userKey"`},
+		{"missing userID", config.CephCredentials{}, map[string]string{"userKey": "K"}, Credentials{}, `missing key "userID"`},
+		{"keyring default admin", config.CephCredentials{KeyringFile: keyring}, nil, Credentials{"admin", "AQAadmin=="}, ""},
+		{"keyring named user", config.CephCredentials{UserID: "tenant", KeyringFile: keyring}, nil, Credentials{"tenant", "AQAtenant=="}, ""},
+		{"keyring lacks user", config.CephCredentials{UserID: "nobody", KeyringFile: keyring}, nil, Credentials{}, "no key for client.nobody"},
+		{"key file", config.CephCredentials{UserID: "u", KeyFile: keyfile}, nil, Credentials{"u", "AQAfile=="}, ""},
+		{"nothing", config.CephCredentials{}, nil, Credentials{}, "no Ceph credentials"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := CredentialsFor(tc.cfg, tc.secrets)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || backend.CodeOf(err) != backend.InvalidArgument {
+					t.Fatalf("err = %v, want InvalidArgument mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCredentialsStringHidesKey(t *testing.T) {
+	c := Credentials{UserID: "u", Key: "SECRET"}
+	if s := c.String(); strings.Contains(s, "SECRET") {
+		t.Fatalf("String() leaks the key: %s", s)
+	}
+}
+
+func TestWriteKeyFile(t *testing.T) {
+	path, cleanup, err := WriteKeyFile(t.TempDir(), Credentials{UserID: "u", Key: "K=="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, %v", st.Mode(), err)
+	}
+	data, _ := os.ReadFile(path)
+	if string(data) != "K==" {
+		t.Fatalf("key file has %q", data)
+	}
+	cleanup()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("cleanup left %s", path)
+	}
+}
+
+func TestDoReturnsAtDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	block := make(chan struct{})
+	defer close(block)
+	start := time.Now()
+	err := Do(ctx, func() error { <-block; return nil })
+	if backend.CodeOf(err) != backend.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want Unavailable wrapping deadline", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Fatalf("Do returned after %v", time.Since(start))
+	}
+	if err := Do(context.Background(), func() error { return errors.New("boom") }); err == nil || err.Error() != "boom" {
+		t.Fatalf("Do lost the call's error: %v", err)
+	}
+}
+
+func TestConfArgs(t *testing.T) {
+	args := strings.Join(ConfArgs(config.CephCluster{Monitors: []string{"a:6789", "b:6789"}}, "u", "/k"), " ")
+	if args != "-m a:6789,b:6789 --id u --keyfile /k -c /dev/null" {
+		t.Fatalf("args: %s", args)
+	}
+}
