@@ -29,7 +29,7 @@ func (s *Server) snapshotSize(sn *Snapshot) int64 {
 		if err != nil {
 			return nil
 		}
-		if fi, err := d.Info(); err == nil {
+		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
 			size += fi.Size()
 		}
 		return nil
