@@ -1,0 +1,105 @@
+// Command shiphold-csi is the shiphold CSI plugin: controller, node, or both in one process.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"k8s.io/klog/v2"
+
+	"github.com/shiphold/shiphold/pkg/backend/registry"
+	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/driver"
+	"github.com/shiphold/shiphold/pkg/metrics"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	klog.InitFlags(nil)
+	endpoint := flag.String("endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix:///path or tcp://host:port)")
+	nodeID := flag.String("nodeid", "", "node name (required in node and all modes)")
+	nodeAddr := flag.String("node-address", os.Getenv("NODE_IP"), "address storage sees this node at (NFS export clients); default: $NODE_IP, else the first non-loopback IPv4")
+	modeFlag := flag.String("mode", "all", "services to serve: controller, node or all")
+	configPath := flag.String("config", "/etc/shiphold/config.yaml", "driver config file")
+	name := flag.String("drivername", "shiphold.csi.io", "CSI driver name")
+	metricsAddr := flag.String("metrics-address", "", "serve Prometheus metrics on this address (e.g. :9090); empty disables")
+	probeInterval := flag.Duration("probe-interval", 30*time.Second, "how often the controller checks backend reachability")
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+
+	if *showVersion {
+		fmt.Println(version)
+		return
+	}
+	if err := run(*endpoint, *nodeID, *nodeAddr, *modeFlag, *configPath, *name, *metricsAddr, *probeInterval); err != nil {
+		klog.ErrorS(err, "shiphold-csi stopped")
+		klog.Flush()
+		os.Exit(1)
+	}
+}
+
+func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr string, probeInterval time.Duration) error {
+	mode, err := driver.ParseMode(modeFlag)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	backends, err := registry.Open(cfg, mode != driver.ModeNode, mode != driver.ModeController)
+	if err != nil {
+		return err
+	}
+	defer backends.Close()
+	if nodeAddr == "" {
+		nodeAddr = firstIPv4()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	opts := driver.Options{
+		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, Config: cfg,
+		Controllers: backends.Controllers, Stagers: backends.Stagers, ProbeInterval: probeInterval,
+	}
+	if metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		m := metrics.New(reg)
+		opts.Interceptors = []grpc.UnaryServerInterceptor{m.UnaryServerInterceptor(driver.BackendOf)}
+		opts.OnProbe = func(backendName, kind string, err error) { m.SetBackendReachable(backendName, kind, err == nil) }
+		go func() {
+			if err := metrics.Serve(ctx, metricsAddr, reg); err != nil {
+				klog.ErrorS(err, "metrics server stopped")
+			}
+		}()
+	}
+	d, err := driver.New(opts)
+	if err != nil {
+		return err
+	}
+	return d.Serve(ctx, endpoint)
+}
+
+// firstIPv4 is the node's address for storage-side access lists when none is given.
+func firstIPv4() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}

@@ -1,0 +1,218 @@
+package driver
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// fakeController keeps volumes in memory; block, when set, makes CreateVolume wait on it.
+type fakeController struct {
+	name, kind string
+	mu         sync.Mutex
+	vols       map[string]*backend.Volume
+	snaps      map[string]*backend.Snapshot
+	published  map[string]backend.Node
+	failWith   error
+	block      chan struct{}
+	entered    chan struct{}
+}
+
+func newFake(name, kind string) *fakeController {
+	return &fakeController{name: name, kind: kind, vols: map[string]*backend.Volume{}, snaps: map[string]*backend.Snapshot{}, published: map[string]backend.Node{}}
+}
+
+func (f *fakeController) Name() string            { return f.name }
+func (f *fakeController) Kind() string            { return f.kind }
+func (f *fakeController) ParameterKeys() []string { return []string{"pool"} }
+func (f *fakeController) Close()                  {}
+func (f *fakeController) Probe(context.Context) error {
+	return f.failWith
+}
+
+func (f *fakeController) CreateVolume(ctx context.Context, r *backend.VolumeRequest) (*backend.Volume, error) {
+	if f.entered != nil {
+		f.entered <- struct{}{}
+	}
+	if f.block != nil {
+		<-f.block
+	}
+	if f.failWith != nil {
+		return nil, f.failWith
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := r.ID(f.name, "1")
+	if v, ok := f.vols[id.String()]; ok {
+		if v.CapacityBytes != r.RequiredBytes {
+			return nil, backend.Errorf(backend.AlreadyExists, "volume %s exists with %d bytes", r.Name, v.CapacityBytes)
+		}
+		return v, nil
+	}
+	if r.SourceSnapshot != nil {
+		if _, ok := f.snaps[r.SourceSnapshot.String()]; !ok {
+			return nil, backend.Errorf(backend.NotFound, "snapshot %s not found", r.SourceSnapshot)
+		}
+	}
+	v := &backend.Volume{ID: id, CapacityBytes: r.RequiredBytes, Context: map[string]string{"tenant": r.Tenant}, SourceSnapshot: r.SourceSnapshot}
+	f.vols[id.String()] = v
+	return v, nil
+}
+
+func (f *fakeController) DeleteVolume(ctx context.Context, id volid.Volume, _ map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.vols[id.String()]; !ok {
+		return backend.Errorf(backend.NotFound, "no volume %s", id)
+	}
+	delete(f.vols, id.String())
+	return nil
+}
+
+func (f *fakeController) GetVolume(ctx context.Context, id volid.Volume, _ map[string]string) (*backend.Volume, error) {
+	if f.failWith != nil {
+		return nil, f.failWith
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.vols[id.String()]
+	if !ok {
+		return nil, backend.Errorf(backend.NotFound, "no volume %s", id)
+	}
+	return v, nil
+}
+
+func (f *fakeController) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*backend.Volume
+	for _, v := range f.vols {
+		if tenant == "" || v.ID.Tenant == tenant {
+			out = append(out, v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID.String() < out[j].ID.String() })
+	return out, nil
+}
+
+func (f *fakeController) ExpandVolume(ctx context.Context, id volid.Volume, req, lim int64, _ map[string]string) (int64, bool, error) {
+	v, err := f.GetVolume(ctx, id, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if req > v.CapacityBytes {
+		v.CapacityBytes = req
+	}
+	return v.CapacityBytes, true, nil
+}
+
+func (f *fakeController) CreateSnapshot(ctx context.Context, src volid.Volume, name string, _, _ map[string]string) (*backend.Snapshot, error) {
+	if _, err := f.GetVolume(ctx, src, nil); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := &backend.Snapshot{ID: volid.Snapshot{Volume: src, SnapHash: volid.Hash(name)}, CreatedAt: time.Unix(1, 0), Ready: true}
+	f.snaps[s.ID.String()] = s
+	return s, nil
+}
+
+func (f *fakeController) DeleteSnapshot(ctx context.Context, id volid.Snapshot, _ map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.snaps, id.String())
+	return nil
+}
+
+func (f *fakeController) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backend.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.snaps[id.String()]
+	if !ok {
+		return nil, backend.Errorf(backend.NotFound, "no snapshot %s", id)
+	}
+	return s, nil
+}
+
+func (f *fakeController) ListSnapshots(ctx context.Context, src *volid.Volume) ([]*backend.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*backend.Snapshot
+	for _, s := range f.snaps {
+		if src == nil || s.ID.Volume == *src {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeController) Capacity(ctx context.Context, _ map[string]string) (int64, error) {
+	if f.failWith != nil {
+		return 0, f.failWith
+	}
+	return 100 << 30, nil
+}
+
+// fakePublisher adds storage-side node access, like an Isilon export client list.
+type fakePublisher struct{ *fakeController }
+
+func (f fakePublisher) PublishVolume(ctx context.Context, id volid.Volume, n backend.Node, ro bool, _, _ map[string]string) (map[string]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.published[id.String()] = n
+	return map[string]string{"client": n.Address}, nil
+}
+
+func (f fakePublisher) UnpublishVolume(ctx context.Context, id volid.Volume, n backend.Node, _ map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.published, id.String())
+	return nil
+}
+
+// fakeStager stages by creating a directory below the staging path.
+type fakeStager struct {
+	mu      sync.Mutex
+	staged  map[string]string
+	repairs int
+}
+
+func (s *fakeStager) StageVolume(ctx context.Context, r *backend.StageRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.staged[r.ID.String()] = r.StagingPath
+	return nil
+}
+
+func (s *fakeStager) UnstageVolume(ctx context.Context, id volid.Volume, path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.staged, id.String())
+	return nil
+}
+
+func (s *fakeStager) PublishSource(ctx context.Context, id volid.Volume, path string) (string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.staged[id.String()]; !ok {
+		return "", false, backend.Errorf(backend.FailedPrecondition, "volume %s is not staged", id)
+	}
+	return path + "/fs", false, nil
+}
+
+func (s *fakeStager) ExpandVolume(ctx context.Context, id volid.Volume, path string, req int64) (int64, error) {
+	return req, nil
+}
+
+func (s *fakeStager) Repair(ctx context.Context, id volid.Volume, path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.repairs++
+	return nil
+}
