@@ -1,0 +1,970 @@
+// Package rbd is the Ceph RBD backend: images in a per-tenant RADOS namespace of a pool on
+// the controller side (go-ceph librbd), and krbd, rbd-nbd or rbd-fuse plus a loop device on
+// the node side.
+package rbd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ceph/go-ceph/rados"
+	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
+	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// Controller provisions RBD images for one configured backend.
+type Controller struct {
+	name  string
+	cfg   config.RBD
+	conns *ceph.Pool
+
+	// namespaces remembers RADOS namespaces known to exist ("pool/ns"), saving a round trip
+	// per CreateVolume; a namespace removed behind our back is re-created on ENOENT.
+	mu         sync.Mutex
+	namespaces map[string]bool
+}
+
+var _ backend.Controller = (*Controller)(nil)
+
+// NewController returns the controller side of an rbd backend.
+func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
+	if cfg == nil || cfg.RBD == nil {
+		return nil, fmt.Errorf("rbd backend: no rbd config section")
+	}
+	if cfg.Kind != backend.KindRBD {
+		return nil, fmt.Errorf("rbd backend %q: kind is %q", cfg.Name, cfg.Kind)
+	}
+	if conns == nil {
+		return nil, fmt.Errorf("rbd backend %q: no connection pool", cfg.Name)
+	}
+	if _, err := resolveOptions(nil, cfg.RBD.Pool, cfg.RBD.ImageFeatures, cfg.RBD.Mounter); err != nil {
+		return nil, fmt.Errorf("rbd backend %q config: %v", cfg.Name, err)
+	}
+	return &Controller{name: cfg.Name, cfg: *cfg.RBD, conns: conns, namespaces: map[string]bool{}}, nil
+}
+
+func (c *Controller) Name() string { return c.name }
+func (c *Controller) Kind() string { return backend.KindRBD }
+func (c *Controller) Close()       {}
+
+func (c *Controller) ParameterKeys() []string {
+	return []string{ParamPool, ParamImageFeatures, ParamMounter}
+}
+
+func (c *Controller) monitors() string { return strings.Join(c.cfg.Monitors, ",") }
+
+// run connects with the request's (or configured) credentials and calls fn in one ceph.Do,
+// so that every librados/librbd resource fn opens is also released on fn's goroutine even
+// when the request's deadline passes first.
+func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func(conn *rados.Conn) error) error {
+	cred, err := ceph.CredentialsFor(c.cfg.Credentials, secrets)
+	if err != nil {
+		return err
+	}
+	conn, err := c.conns.Conn(ctx, c.cfg.CephCluster, cred)
+	if err != nil {
+		return err
+	}
+	err = ceph.Do(ctx, func() error { return fn(conn) })
+	if err != nil && backend.CodeOf(err) == backend.Unavailable && !strings.Contains(err.Error(), c.monitors()) {
+		return backend.Errorf(backend.Unavailable, "Ceph cluster %s (monitors %s): %w", c.cfg.ClusterID, c.monitors(), err)
+	}
+	return err
+}
+
+// classify turns a librados/librbd error into a StorageError that says what to do.
+func classify(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var se *backend.StorageError
+	if errors.As(err, &se) {
+		return err
+	}
+	var coded interface{ ErrorCode() int }
+	if errors.As(err, &coded) {
+		switch -coded.ErrorCode() {
+		case 2: // ENOENT
+			return backend.Errorf(backend.NotFound, "%s: not found (%w)", what, err)
+		case 17: // EEXIST
+			return backend.Errorf(backend.AlreadyExists, "%s: already exists (%w)", what, err)
+		case 1, 13: // EPERM, EACCES
+			return backend.Errorf(backend.InvalidArgument, "%s: permission denied; give the cephx user rbd caps on the pool (%w)", what, err)
+		case 16: // EBUSY
+			return backend.Errorf(backend.FailedPrecondition, "%s: busy, the image is still mapped or watched by a client; unstage it on its node first (%w)", what, err)
+		case 22: // EINVAL
+			return backend.Errorf(backend.InvalidArgument, "%s: invalid argument (%w)", what, err)
+		case 28, 122: // ENOSPC, EDQUOT
+			return backend.Errorf(backend.ResourceExhausted, "%s: out of space or over the pool quota (%w)", what, err)
+		case 110, 107, 108: // ETIMEDOUT, ENOTCONN, ESHUTDOWN
+			return backend.Errorf(backend.Unavailable, "%s: Ceph did not answer (%w)", what, err)
+		}
+	}
+	if errors.Is(err, librbd.ErrNotFound) || errors.Is(err, rados.ErrNotFound) {
+		return backend.Errorf(backend.NotFound, "%s: not found (%w)", what, err)
+	}
+	return backend.Errorf(backend.Internal, "%s: %w", what, err)
+}
+
+func isNotFound(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, librbd.ErrNotFound) || errors.Is(err, rados.ErrNotFound) {
+		return true
+	}
+	var coded interface{ ErrorCode() int }
+	return errors.As(err, &coded) && coded.ErrorCode() == -2
+}
+
+// openPool opens an I/O context on a pool by name, in namespace ns.
+func openPool(conn *rados.Conn, pool, ns string) (*rados.IOContext, error) {
+	io, err := conn.OpenIOContext(pool)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, backend.Errorf(backend.InvalidArgument, "pool %q does not exist; create it (ceph osd pool create %s; rbd pool init %s) or fix the backend's pool / the StorageClass parameter %q", pool, pool, pool, ParamPool)
+		}
+		return nil, classify(err, "open pool "+pool)
+	}
+	io.SetNamespace(ns)
+	return io, nil
+}
+
+// poolOf resolves a volume ID's location (the pool ID) to the pool name.
+func poolOf(conn *rados.Conn, loc string) (string, error) {
+	id, err := strconv.ParseInt(loc, 10, 64)
+	if err != nil || id < 0 {
+		return "", backend.Errorf(backend.NotFound, "location %q is not an RBD pool ID", loc)
+	}
+	name, err := conn.GetPoolByID(id)
+	if err != nil {
+		if isNotFound(err) {
+			return "", backend.Errorf(backend.NotFound, "pool ID %d no longer exists", id)
+		}
+		return "", classify(err, fmt.Sprintf("look up pool ID %d", id))
+	}
+	return name, nil
+}
+
+// openVolumePool opens the pool and tenant namespace a volume ID points at.
+func openVolumePool(conn *rados.Conn, id volid.Volume) (*rados.IOContext, string, error) {
+	pool, err := poolOf(conn, id.Location)
+	if err != nil {
+		return nil, "", err
+	}
+	io, err := openPool(conn, pool, id.Tenant)
+	if err != nil {
+		return nil, "", err
+	}
+	return io, pool, nil
+}
+
+func (c *Controller) ensureNamespace(io *rados.IOContext, pool, ns string) error {
+	key := pool + "/" + ns
+	c.mu.Lock()
+	known := c.namespaces[key]
+	c.mu.Unlock()
+	if known {
+		return nil
+	}
+	ok, err := librbd.NamespaceExists(io, ns)
+	if err != nil && !isNotFound(err) {
+		return classify(err, fmt.Sprintf("check RADOS namespace %s/%s", pool, ns))
+	}
+	if !ok {
+		if err := librbd.NamespaceCreate(io, ns); err != nil && !errors.Is(err, librbd.ErrExist) {
+			return classify(err, fmt.Sprintf("create RADOS namespace %s/%s for the tenant (is the pool initialised with rbd pool init?)", pool, ns))
+		}
+	}
+	c.mu.Lock()
+	c.namespaces[key] = true
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Controller) forgetNamespace(pool, ns string) {
+	c.mu.Lock()
+	delete(c.namespaces, pool+"/"+ns)
+	c.mu.Unlock()
+}
+
+// imageState is what a volume's image says about itself.
+type imageState struct {
+	size      uint64
+	record    volumeRecord
+	hasRecord bool
+	parent    *librbd.ParentInfo
+	snaps     []librbd.SnapInfo
+}
+
+// readImage reads size, record, parent and snapshots of an image; NotFound when absent.
+func readImage(io *rados.IOContext, name string, withSnaps bool) (*imageState, error) {
+	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return nil, classify(err, "open image "+name)
+	}
+	defer img.Close()
+	st := &imageState{}
+	if st.size, err = img.GetSize(); err != nil {
+		return nil, classify(err, "size of image "+name)
+	}
+	raw, err := img.GetMetadata(recordKey)
+	switch {
+	case err == nil:
+		if st.record, err = decodeRecord(raw); err != nil {
+			return nil, backend.Errorf(backend.Internal, "image %s: corrupt %s metadata: %v", name, recordKey, err)
+		}
+		st.hasRecord = true
+	case !isNotFound(err):
+		return nil, classify(err, "metadata of image "+name)
+	}
+	if p, err := img.GetParent(); err == nil {
+		st.parent = p
+	} else if !isNotFound(err) {
+		return nil, classify(err, "parent of image "+name)
+	}
+	if withSnaps {
+		if st.snaps, err = img.GetSnapshotNames(); err != nil {
+			return nil, classify(err, "snapshots of image "+name)
+		}
+	}
+	return st, nil
+}
+
+func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeRequest) (*backend.Volume, error) {
+	opts, err := resolveOptions(req.Parameters, c.cfg.Pool, c.cfg.ImageFeatures, c.cfg.Mounter)
+	if err != nil {
+		return nil, err
+	}
+	size, err := roundSize(req.RequiredBytes, req.LimitBytes)
+	if err != nil {
+		return nil, err
+	}
+	for _, src := range []*volid.Volume{req.SourceVolume, sourceOfSnap(req.SourceSnapshot)} {
+		if src != nil && src.Tenant != req.Tenant {
+			return nil, backend.Errorf(backend.InvalidArgument, "content source belongs to tenant %q, the volume to tenant %q; tenants cannot clone each other's data", src.Tenant, req.Tenant)
+		}
+	}
+	want := newRecord(c.name, req)
+	name := imageName(volid.Hash(req.Name))
+	var vol *backend.Volume
+	err = c.run(ctx, req.Secrets, func(conn *rados.Conn) error {
+		io, err := openPool(conn, opts.Pool, req.Tenant)
+		if err != nil {
+			return err
+		}
+		defer io.Destroy()
+		id := req.ID(c.name, strconv.FormatInt(io.GetPoolID(), 10))
+		if len(id.Location) > volid.MaxLocationLen {
+			return backend.Errorf(backend.Internal, "pool ID %s does not fit a volume ID", id.Location)
+		}
+		st, err := readImage(io, name, false)
+		switch {
+		case err == nil && st.hasRecord:
+			if st.record.Backend != c.name {
+				return backend.Errorf(backend.AlreadyExists, "image %s/%s/%s belongs to backend %q", opts.Pool, req.Tenant, name, st.record.Backend)
+			}
+			if why := st.record.conflict(want); why != "" {
+				return backend.Errorf(backend.AlreadyExists, "volume %q already exists with different parameters: %s", req.Name, why)
+			}
+			vol = c.volume(id, int64(st.size), st.record, opts.Pool)
+			return nil
+		case err == nil:
+			// Left by a create that died before writing its record: start over.
+			if err := removeImage(io, name); err != nil {
+				return err
+			}
+		case !backend.IsNotFound(err):
+			return err
+		}
+		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
+			return err
+		}
+		if err := c.makeImage(conn, io, name, uint64(size), opts, req); err != nil {
+			return err
+		}
+		img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
+		if err != nil {
+			return classify(err, "open new image "+name)
+		}
+		defer img.Close()
+		cur, err := img.GetSize()
+		if err != nil {
+			return classify(err, "size of image "+name)
+		}
+		if cur < uint64(size) {
+			// A clone starts at its parent's size.
+			if err := img.Resize(uint64(size)); err != nil {
+				return classify(err, "grow clone "+name)
+			}
+			cur = uint64(size)
+		}
+		if req.LimitBytes > 0 && int64(cur) > req.LimitBytes {
+			return backend.Errorf(backend.OutOfRange, "content source is %d bytes, over limit_bytes %d", cur, req.LimitBytes)
+		}
+		if err := img.SetMetadata(recordKey, want.encode()); err != nil {
+			return classify(err, "record request on image "+name)
+		}
+		vol = c.volume(id, int64(cur), want, opts.Pool)
+		return nil
+	})
+	if err != nil {
+		if backend.IsNotFound(err) && req.SourceSnapshot == nil && req.SourceVolume == nil {
+			c.forgetNamespace(opts.Pool, req.Tenant)
+		}
+		return nil, err
+	}
+	vol.Context = volumeContext(c.cfg.ClusterID, opts.Pool, req.Tenant, name, opts)
+	return vol, nil
+}
+
+func sourceOfSnap(s *volid.Snapshot) *volid.Volume {
+	if s == nil {
+		return nil
+	}
+	return &s.Volume
+}
+
+func featureBits(names []string) uint64 {
+	return uint64(librbd.FeatureSetFromNames(names))
+}
+
+// makeImage creates a fresh image, or a clone for a content source.
+func (c *Controller) makeImage(conn *rados.Conn, io *rados.IOContext, name string, size uint64, opts classOptions, req *backend.VolumeRequest) error {
+	ro := librbd.NewRbdImageOptions()
+	defer ro.Destroy()
+	if err := ro.SetUint64(librbd.ImageOptionFeatures, featureBits(opts.Features)); err != nil {
+		return classify(err, "image options")
+	}
+	switch {
+	case req.SourceSnapshot != nil:
+		return c.cloneSnapshot(conn, io, *req.SourceSnapshot, name, ro)
+	case req.SourceVolume != nil:
+		return c.cloneVolume(conn, io, *req.SourceVolume, name, ro)
+	}
+	if err := librbd.CreateImage(io, name, size, ro); err != nil {
+		if isNotFound(err) {
+			return backend.Errorf(backend.NotFound, "create image %s: RADOS namespace %q vanished; retry", name, req.Tenant)
+		}
+		return classify(err, "create image "+name)
+	}
+	return nil
+}
+
+// cloneSnapshot clones a CSI snapshot. Snapshots are protected when taken, so this works
+// with clone format 1 (clusters whose require-min-compat-client is below mimic) as well as 2.
+func (c *Controller) cloneSnapshot(conn *rados.Conn, io *rados.IOContext, src volid.Snapshot, name string, ro *librbd.ImageOptions) error {
+	if src.Backend != c.name {
+		return backend.Errorf(backend.InvalidArgument, "source snapshot is on backend %q", src.Backend)
+	}
+	srcIO, _, err := openVolumePool(conn, src.Volume)
+	if err != nil {
+		return backend.Errorf(backend.NotFound, "source snapshot %s: %v", src, err)
+	}
+	defer srcIO.Destroy()
+	parent, sn := imageName(src.Hash), snapName(src.SnapHash)
+	if err := ensureProtected(srcIO, parent, sn); err != nil {
+		if backend.IsNotFound(err) {
+			return backend.Errorf(backend.NotFound, "source snapshot %s does not exist", src)
+		}
+		return err
+	}
+	if err := librbd.CloneImage(srcIO, parent, sn, io, name, ro); err != nil {
+		return classify(err, fmt.Sprintf("clone %s@%s to %s", parent, sn, name))
+	}
+	return nil
+}
+
+// cloneVolume copies a volume: a temporary snapshot of the source, a clone of it, flattened so
+// that the new volume is independent, then the temporary snapshot goes.
+func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src volid.Volume, name string, ro *librbd.ImageOptions) error {
+	srcIO, _, err := openVolumePool(conn, src)
+	if err != nil {
+		return backend.Errorf(backend.NotFound, "source volume %s: %v", src, err)
+	}
+	defer srcIO.Destroy()
+	parent := imageName(src.Hash)
+	tmp := tmpSnapPrefix + strings.TrimPrefix(name, imagePrefix)
+	img, err := librbd.OpenImage(srcIO, parent, librbd.NoSnapshot)
+	if err != nil {
+		if isNotFound(err) {
+			return backend.Errorf(backend.NotFound, "source volume %s does not exist", src)
+		}
+		return classify(err, "open source image "+parent)
+	}
+	defer img.Close()
+	if err := removeSnap(conn, img, tmp); err != nil {
+		return err
+	}
+	snap, err := img.CreateSnapshot(tmp)
+	if err != nil {
+		return classify(err, "snapshot source image "+parent)
+	}
+	defer removeSnap(conn, img, tmp)
+	if err := snap.Protect(); err != nil {
+		return classify(err, "protect temporary snapshot of "+parent)
+	}
+	if err := librbd.CloneImage(srcIO, parent, tmp, io, name, ro); err != nil {
+		return classify(err, fmt.Sprintf("clone %s to %s", parent, name))
+	}
+	clone, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open clone "+name)
+	}
+	defer clone.Close()
+	if err := clone.Flatten(); err != nil {
+		return classify(err, "flatten clone "+name)
+	}
+	return nil
+}
+
+func ensureProtected(io *rados.IOContext, image, snap string) error {
+	img, err := librbd.OpenImage(io, image, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open image "+image)
+	}
+	defer img.Close()
+	s := img.GetSnapshot(snap)
+	prot, err := s.IsProtected()
+	if err != nil {
+		return classify(err, fmt.Sprintf("snapshot %s@%s", image, snap))
+	}
+	if !prot {
+		if err := s.Protect(); err != nil {
+			return classify(err, fmt.Sprintf("protect snapshot %s@%s", image, snap))
+		}
+	}
+	return nil
+}
+
+// removeSnap flattens the snapshot's children, unprotects and removes it; a missing snapshot
+// is fine.
+func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
+	names, err := img.GetSnapshotNames()
+	if err != nil {
+		return classify(err, "list snapshots of "+img.GetName())
+	}
+	found := false
+	for _, s := range names {
+		found = found || s.Name == snap
+	}
+	if !found {
+		return nil
+	}
+	if err := flattenChildren(conn, img, snap); err != nil {
+		return err
+	}
+	s := img.GetSnapshot(snap)
+	if prot, err := s.IsProtected(); err == nil && prot {
+		if err := s.Unprotect(); err != nil {
+			return classify(err, fmt.Sprintf("unprotect snapshot %s@%s", img.GetName(), snap))
+		}
+	}
+	if err := s.Remove(); err != nil && !isNotFound(err) {
+		return classify(err, fmt.Sprintf("remove snapshot %s@%s", img.GetName(), snap))
+	}
+	return nil
+}
+
+// flattenChildren makes every clone of a snapshot independent of it.
+func flattenChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
+	if err := img.SetSnapshot(snap); err != nil {
+		return classify(err, fmt.Sprintf("select snapshot %s@%s", img.GetName(), snap))
+	}
+	children, err := img.ListChildrenAttributes()
+	img.SetSnapshot(librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, fmt.Sprintf("list clones of %s@%s", img.GetName(), snap))
+	}
+	for _, ch := range children {
+		if ch.Trash {
+			return backend.Errorf(backend.FailedPrecondition, "snapshot %s@%s has a clone %s in the RBD trash; purge it (rbd trash purge) first", img.GetName(), snap, ch.ImageID)
+		}
+		io, err := openPool(conn, ch.PoolName, ch.PoolNamespace)
+		if err != nil {
+			return err
+		}
+		child, err := librbd.OpenImage(io, ch.ImageName, librbd.NoSnapshot)
+		if err != nil {
+			io.Destroy()
+			if isNotFound(err) {
+				continue
+			}
+			return classify(err, "open clone "+ch.ImageName)
+		}
+		err = child.Flatten()
+		child.Close()
+		io.Destroy()
+		if err != nil {
+			return classify(err, fmt.Sprintf("flatten clone %s/%s/%s", ch.PoolName, ch.PoolNamespace, ch.ImageName))
+		}
+	}
+	return nil
+}
+
+func removeImage(io *rados.IOContext, name string) error {
+	if err := librbd.RemoveImage(io, name); err != nil && !isNotFound(err) {
+		return classify(err, "remove image "+name)
+	}
+	return nil
+}
+
+func (c *Controller) volume(id volid.Volume, size int64, r volumeRecord, pool string) *backend.Volume {
+	v := &backend.Volume{ID: id, CapacityBytes: size, RequestName: r.Name}
+	if r.Source != "" {
+		if s, err := volid.ParseSnapshot(r.Source); err == nil {
+			v.SourceSnapshot = &s
+		} else if sv, err := volid.ParseVolume(r.Source); err == nil {
+			v.SourceVolume = &sv
+		}
+	}
+	if opts, err := resolveOptions(r.Params, pool, c.cfg.ImageFeatures, c.cfg.Mounter); err == nil {
+		v.Context = volumeContext(c.cfg.ClusterID, pool, id.Tenant, imageName(id.Hash), opts)
+	}
+	return v
+}
+
+// DeleteVolume removes the image. An image that still has CSI snapshots is refused with
+// FAILED_PRECONDITION: snapshots live on the image, so they are not independent of it.
+func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) error {
+	if id.Backend != c.name {
+		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
+	}
+	name := imageName(id.Hash)
+	return c.run(ctx, secrets, func(conn *rados.Conn) error {
+		io, pool, err := openVolumePool(conn, id)
+		if err != nil {
+			if backend.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		defer io.Destroy()
+		st, err := readImage(io, name, true)
+		if backend.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if st.hasRecord && st.record.Backend != c.name {
+			return nil
+		}
+		var csiSnaps []string
+		var tmpSnaps []string
+		for _, s := range st.snaps {
+			switch {
+			case snapHashOf(s.Name) != "":
+				csiSnaps = append(csiSnaps, s.Name)
+			case strings.HasPrefix(s.Name, tmpSnapPrefix):
+				tmpSnaps = append(tmpSnaps, s.Name)
+			default:
+				csiSnaps = append(csiSnaps, s.Name)
+			}
+		}
+		if len(csiSnaps) > 0 {
+			return backend.Errorf(backend.FailedPrecondition, "volume %s (image %s/%s/%s) still has %d snapshot(s) (%s); delete its VolumeSnapshots first — rbd snapshots live on the volume",
+				id, pool, id.Tenant, name, len(csiSnaps), strings.Join(csiSnaps, ", "))
+		}
+		if len(tmpSnaps) > 0 {
+			img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
+			if err != nil {
+				return classify(err, "open image "+name)
+			}
+			for _, s := range tmpSnaps {
+				if err := removeSnap(conn, img, s); err != nil {
+					img.Close()
+					return err
+				}
+			}
+			img.Close()
+		}
+		return removeImage(io, name)
+	})
+}
+
+func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (*backend.Volume, error) {
+	if id.Backend != c.name {
+		return nil, backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
+	}
+	var vol *backend.Volume
+	err := c.run(ctx, secrets, func(conn *rados.Conn) error {
+		io, pool, err := openVolumePool(conn, id)
+		if err != nil {
+			return asNotFound(err, id)
+		}
+		defer io.Destroy()
+		st, err := readImage(io, imageName(id.Hash), false)
+		if err != nil {
+			return asNotFound(err, id)
+		}
+		if !st.hasRecord || st.record.Backend != c.name {
+			return backend.Errorf(backend.NotFound, "volume %s does not exist", id)
+		}
+		vol = c.volume(id, int64(st.size), st.record, pool)
+		return nil
+	})
+	return vol, err
+}
+
+func asNotFound(err error, id fmt.Stringer) error {
+	if backend.IsNotFound(err) {
+		return backend.Errorf(backend.NotFound, "%s does not exist: %v", id, err)
+	}
+	return err
+}
+
+// ListVolumes lists the backend's volumes in every pool of the cluster (a StorageClass may
+// override the pool), in the tenant's namespace, or in all namespaces when tenant is "".
+func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
+	var out []*backend.Volume
+	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+		return c.eachImage(conn, tenant, func(io *rados.IOContext, pool, ns, hash string) error {
+			st, err := readImage(io, imageName(hash), false)
+			if err != nil {
+				if backend.IsNotFound(err) {
+					return nil
+				}
+				return err
+			}
+			if !st.hasRecord || st.record.Backend != c.name {
+				return nil
+			}
+			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.GetPoolID(), 10), Hash: hash}
+			if id.Validate() != nil {
+				return nil
+			}
+			out = append(out, c.volume(id, int64(st.size), st.record, pool))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// eachImage calls fn for every csi-vol- image in the tenant's namespace (all namespaces for
+// "") of every pool that holds RBD namespaces; the configured pool's errors count, other
+// pools (CephFS, device health) are skipped when they hold no RBD directory.
+func (c *Controller) eachImage(conn *rados.Conn, tenant string, fn func(io *rados.IOContext, pool, ns, hash string) error) error {
+	pools, err := conn.ListPools()
+	if err != nil {
+		return classify(err, "list pools")
+	}
+	for _, pool := range pools {
+		io, err := openPool(conn, pool, "")
+		if err != nil {
+			if pool == c.cfg.Pool {
+				return err
+			}
+			continue
+		}
+		nss := []string{tenant}
+		if tenant == "" {
+			if nss, err = librbd.NamespaceList(io); err != nil {
+				io.Destroy()
+				if pool == c.cfg.Pool && !isNotFound(err) {
+					return classify(err, "list RADOS namespaces of pool "+pool)
+				}
+				continue
+			}
+		}
+		for _, ns := range nss {
+			if volid.ValidTenant(ns) != nil {
+				continue
+			}
+			io.SetNamespace(ns)
+			names, err := librbd.GetImageNames(io)
+			if err != nil {
+				if isNotFound(err) || pool != c.cfg.Pool {
+					continue
+				}
+				io.Destroy()
+				return classify(err, fmt.Sprintf("list images in %s/%s", pool, ns))
+			}
+			for _, n := range names {
+				if h := volumeHashOf(n); h != "" {
+					if err := fn(io, pool, ns, h); err != nil {
+						io.Destroy()
+						return err
+					}
+				}
+			}
+		}
+		io.Destroy()
+	}
+	return nil
+}
+
+// ExpandVolume grows the image; a smaller request leaves it as it is.
+func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, requiredBytes, limitBytes int64, secrets map[string]string) (int64, bool, error) {
+	if id.Backend != c.name {
+		return 0, false, backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
+	}
+	size, err := roundSize(requiredBytes, limitBytes)
+	if err != nil {
+		return 0, false, err
+	}
+	var cur uint64
+	var block bool
+	err = c.run(ctx, secrets, func(conn *rados.Conn) error {
+		io, _, err := openVolumePool(conn, id)
+		if err != nil {
+			return asNotFound(err, id)
+		}
+		defer io.Destroy()
+		name := imageName(id.Hash)
+		img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
+		if err != nil {
+			return asNotFound(classify(err, "open image "+name), id)
+		}
+		defer img.Close()
+		if raw, err := img.GetMetadata(recordKey); err == nil {
+			if r, err := decodeRecord(raw); err == nil {
+				block = r.Block
+			}
+		}
+		if cur, err = img.GetSize(); err != nil {
+			return classify(err, "size of image "+name)
+		}
+		if cur >= uint64(size) {
+			return nil
+		}
+		if err := img.Resize(uint64(size)); err != nil {
+			return classify(err, "resize image "+name)
+		}
+		cur = uint64(size)
+		return nil
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return int64(cur), !block, nil
+}
+
+func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, name string, params, secrets map[string]string) (*backend.Snapshot, error) {
+	if source.Backend != c.name {
+		return nil, backend.Errorf(backend.NotFound, "source volume %s is not on backend %q", source, c.name)
+	}
+	hash := volid.Hash(name)
+	sn := snapName(hash)
+	var snap *backend.Snapshot
+	err := c.run(ctx, secrets, func(conn *rados.Conn) error {
+		io, pool, err := openVolumePool(conn, source)
+		if err != nil {
+			return asNotFound(err, source)
+		}
+		defer io.Destroy()
+		img, err := librbd.OpenImage(io, imageName(source.Hash), librbd.NoSnapshot)
+		if err != nil {
+			return asNotFound(classify(err, "open source image"), source)
+		}
+		defer img.Close()
+		id := volid.Snapshot{Volume: source, SnapHash: hash}
+		if s, err := snapshotOf(img, id); err == nil {
+			snap = s
+			return nil
+		} else if !backend.IsNotFound(err) {
+			return err
+		}
+		// The same name on another volume of the tenant is a different snapshot.
+		err = c.eachImage(conn, source.Tenant, func(io *rados.IOContext, p, ns, h string) error {
+			if p != pool || h == source.Hash {
+				return nil
+			}
+			other, err := librbd.OpenImageReadOnly(io, imageName(h), librbd.NoSnapshot)
+			if err != nil {
+				return nil
+			}
+			defer other.Close()
+			snaps, err := other.GetSnapshotNames()
+			if err != nil {
+				return classify(err, "list snapshots of "+imageName(h))
+			}
+			for _, s := range snaps {
+				if s.Name == sn {
+					return backend.Errorf(backend.AlreadyExists, "snapshot %q already exists on another volume (image %s/%s/%s)", name, p, ns, imageName(h))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		s, err := img.CreateSnapshot(sn)
+		if err != nil {
+			return classify(err, "snapshot image "+img.GetName())
+		}
+		// Protected now so that clones work with clone format 1 too.
+		if err := s.Protect(); err != nil {
+			return classify(err, "protect snapshot "+sn)
+		}
+		snap, err = snapshotOf(img, id)
+		return err
+	})
+	return snap, err
+}
+
+// snapshotOf describes snapshot id on its open image; NotFound when absent.
+func snapshotOf(img *librbd.Image, id volid.Snapshot) (*backend.Snapshot, error) {
+	snaps, err := img.GetSnapshotNames()
+	if err != nil {
+		return nil, classify(err, "list snapshots of "+img.GetName())
+	}
+	want := snapName(id.SnapHash)
+	for _, s := range snaps {
+		if s.Name != want {
+			continue
+		}
+		ts, err := img.GetSnapTimestamp(s.Id)
+		if err != nil {
+			return nil, classify(err, "timestamp of snapshot "+want)
+		}
+		return &backend.Snapshot{ID: id, SizeBytes: int64(s.Size), CreatedAt: time.Unix(ts.Sec, ts.Nsec).UTC(), Ready: true}, nil
+	}
+	return nil, backend.Errorf(backend.NotFound, "snapshot %s does not exist", id)
+}
+
+// DeleteSnapshot flattens the snapshot's clones first, so volumes restored from it stay.
+func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secrets map[string]string) error {
+	if id.Backend != c.name {
+		return backend.Errorf(backend.NotFound, "snapshot %s is not on backend %q", id, c.name)
+	}
+	return c.run(ctx, secrets, func(conn *rados.Conn) error {
+		io, _, err := openVolumePool(conn, id.Volume)
+		if err != nil {
+			if backend.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		defer io.Destroy()
+		img, err := librbd.OpenImage(io, imageName(id.Hash), librbd.NoSnapshot)
+		if err != nil {
+			if isNotFound(err) {
+				return nil
+			}
+			return classify(err, "open image "+imageName(id.Hash))
+		}
+		defer img.Close()
+		return removeSnap(conn, img, snapName(id.SnapHash))
+	})
+}
+
+func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backend.Snapshot, error) {
+	if id.Backend != c.name {
+		return nil, backend.Errorf(backend.NotFound, "snapshot %s is not on backend %q", id, c.name)
+	}
+	var snap *backend.Snapshot
+	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+		io, _, err := openVolumePool(conn, id.Volume)
+		if err != nil {
+			return asNotFound(err, id)
+		}
+		defer io.Destroy()
+		img, err := librbd.OpenImageReadOnly(io, imageName(id.Hash), librbd.NoSnapshot)
+		if err != nil {
+			return asNotFound(classify(err, "open image"), id)
+		}
+		defer img.Close()
+		snap, err = snapshotOf(img, id)
+		return err
+	})
+	return snap, err
+}
+
+func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([]*backend.Snapshot, error) {
+	var out []*backend.Snapshot
+	list := func(io *rados.IOContext, vol volid.Volume) error {
+		img, err := librbd.OpenImageReadOnly(io, imageName(vol.Hash), librbd.NoSnapshot)
+		if err != nil {
+			if isNotFound(err) {
+				return nil
+			}
+			return classify(err, "open image "+imageName(vol.Hash))
+		}
+		defer img.Close()
+		snaps, err := img.GetSnapshotNames()
+		if err != nil {
+			return classify(err, "list snapshots of "+img.GetName())
+		}
+		for _, s := range snaps {
+			h := snapHashOf(s.Name)
+			if h == "" {
+				continue
+			}
+			snap, err := snapshotOf(img, volid.Snapshot{Volume: vol, SnapHash: h})
+			if err != nil {
+				return err
+			}
+			out = append(out, snap)
+		}
+		return nil
+	}
+	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+		if source != nil {
+			if source.Backend != c.name {
+				return nil
+			}
+			io, _, err := openVolumePool(conn, *source)
+			if err != nil {
+				if backend.IsNotFound(err) {
+					return nil
+				}
+				return err
+			}
+			defer io.Destroy()
+			return list(io, *source)
+		}
+		return c.eachImage(conn, "", func(io *rados.IOContext, pool, ns, hash string) error {
+			vol := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.GetPoolID(), 10), Hash: hash}
+			st, err := readImage(io, imageName(hash), false)
+			if err != nil || !st.hasRecord || st.record.Backend != c.name {
+				return nil
+			}
+			return list(io, vol)
+		})
+	})
+	return out, err
+}
+
+// Capacity reports the pool's max_avail from the monitors' df: what new volumes can still use.
+func (c *Controller) Capacity(ctx context.Context, params map[string]string) (int64, error) {
+	pool := params[ParamPool]
+	if pool == "" {
+		pool = c.cfg.Pool
+	}
+	var avail int64
+	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+		out, _, err := conn.MonCommand([]byte(`{"prefix":"df","format":"json"}`))
+		if err != nil {
+			return classify(err, "ceph df")
+		}
+		a, err := maxAvail(out, pool)
+		avail = a
+		return err
+	})
+	return avail, err
+}
+
+// Probe asks the monitors for the cluster's fsid-bearing status, the cheapest round trip that
+// proves the monitors answer.
+func (c *Controller) Probe(ctx context.Context) error {
+	if _, err := ceph.CredentialsFor(c.cfg.Credentials, nil); err != nil {
+		// Without configured credentials only requests bring keys; nothing to probe with.
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.run(ctx, nil, func(conn *rados.Conn) error {
+		_, _, err := conn.MonCommand([]byte(`{"prefix":"mon stat","format":"json"}`))
+		return classify(err, "mon stat")
+	})
+}

@@ -1,0 +1,184 @@
+// Package mounter is the node side shared by the block and filesystem backends: loop devices
+// over a file, format-and-mount, filesystem growth, and the commands they run, all behind
+// k8s.io/mount-utils and k8s.io/utils/exec so that tests swap in fakes.
+package mounter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	mount "k8s.io/mount-utils"
+	utilexec "k8s.io/utils/exec"
+)
+
+// DefaultFsType is made on a volume staged without an fsType.
+const DefaultFsType = "ext4"
+
+// Mounter mounts, formats and resizes on the node and runs the node's storage commands.
+type Mounter struct {
+	*mount.SafeFormatAndMount
+}
+
+// New returns a Mounter on the host's mount table and commands.
+func New() *Mounter {
+	return NewWith(mount.New(""), utilexec.New())
+}
+
+// NewWith builds a Mounter on the given mount and exec implementations (fakes in tests).
+func NewWith(m mount.Interface, e utilexec.Interface) *Mounter {
+	return &Mounter{SafeFormatAndMount: mount.NewSafeFormatAndMount(m, e)}
+}
+
+// Run runs a command and returns its combined output; a failure includes the output, which
+// never holds a secret because no command gets one on its command line.
+func (m *Mounter) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	out, err := m.Exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		if ctx.Err() != nil {
+			return out, fmt.Errorf("%s %s: %w (%v)", name, strings.Join(args, " "), ctx.Err(), err)
+		}
+		return out, fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return out, nil
+}
+
+// IsMounted reports whether path is a mount point; a missing path is not mounted, and a
+// path whose FUSE server died ("transport endpoint is not connected") counts as mounted so
+// that callers unmount it.
+func (m *Mounter) IsMounted(path string) (bool, error) {
+	mps, err := m.List()
+	if err != nil {
+		return false, fmt.Errorf("list mounts: %w", err)
+	}
+	clean := filepath.Clean(path)
+	for _, mp := range mps {
+		if filepath.Clean(mp.Path) == clean {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// UnmountAll unmounts path until nothing is mounted there (a path can be mounted over
+// twice after a retried stage).
+func (m *Mounter) UnmountAll(path string) error {
+	for i := 0; i < 8; i++ {
+		mounted, err := m.IsMounted(path)
+		if err != nil || !mounted {
+			return err
+		}
+		if err := m.Unmount(path); err != nil {
+			return fmt.Errorf("unmount %s: %w", path, err)
+		}
+	}
+	return fmt.Errorf("unmount %s: still mounted after 8 unmounts", path)
+}
+
+// FormatAndMount makes fsType on device if it has no filesystem yet and mounts it at target.
+// An existing filesystem of another type is an error, never overwritten.
+func (m *Mounter) FormatAndMount(device, target, fsType string, options []string) error {
+	if fsType == "" {
+		fsType = DefaultFsType
+	}
+	if err := os.MkdirAll(target, 0o750); err != nil {
+		return fmt.Errorf("create mount point %s: %w", target, err)
+	}
+	return m.SafeFormatAndMount.FormatAndMount(device, target, fsType, options)
+}
+
+// ResizeFs grows the filesystem on device (mounted at mountPath) to fill the device; it
+// reports whether it grew anything.
+func (m *Mounter) ResizeFs(device, mountPath string) (bool, error) {
+	r := mount.NewResizeFs(m.Exec)
+	need, err := r.NeedResize(device, mountPath)
+	if err != nil {
+		return false, fmt.Errorf("check filesystem size on %s: %w", device, err)
+	}
+	if !need {
+		return false, nil
+	}
+	if _, err := r.Resize(device, mountPath); err != nil {
+		return false, fmt.Errorf("grow filesystem on %s: %w", device, err)
+	}
+	return true, nil
+}
+
+// DeviceSize reports a block device's size in bytes.
+func (m *Mounter) DeviceSize(ctx context.Context, device string) (int64, error) {
+	out, err := m.Run(ctx, "blockdev", "--getsize64", device)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("blockdev --getsize64 %s: unexpected output %q", device, out)
+	}
+	return n, nil
+}
+
+// ErrNoLoopDevice says no loop device is backed by a file.
+var ErrNoLoopDevice = errors.New("no loop device")
+
+// LoopAttach attaches a loop device to file and returns it (/dev/loopN); a device already
+// backed by file is reused so that a retried stage does not leak devices.
+func (m *Mounter) LoopAttach(ctx context.Context, file string) (string, error) {
+	if dev, err := m.LoopFind(ctx, file); err == nil {
+		return dev, nil
+	} else if !errors.Is(err, ErrNoLoopDevice) {
+		return "", err
+	}
+	out, err := m.Run(ctx, "losetup", "--find", "--show", "--direct-io=off", file)
+	if err != nil {
+		return "", fmt.Errorf("attach loop device: %w", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(dev, "/dev/") {
+		return "", fmt.Errorf("losetup printed %q, not a device", dev)
+	}
+	return dev, nil
+}
+
+// LoopFind returns the loop device backed by file, or ErrNoLoopDevice.
+func (m *Mounter) LoopFind(ctx context.Context, file string) (string, error) {
+	out, err := m.Run(ctx, "losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE")
+	if err != nil {
+		return "", fmt.Errorf("list loop devices: %w", err)
+	}
+	clean := filepath.Clean(file)
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && filepath.Clean(strings.TrimSuffix(f[1], " (deleted)")) == clean {
+			return f[0], nil
+		}
+	}
+	return "", fmt.Errorf("%w backed by %s", ErrNoLoopDevice, file)
+}
+
+// LoopDetach detaches a loop device; a device that is already gone is fine.
+func (m *Mounter) LoopDetach(ctx context.Context, device string) error {
+	if device == "" {
+		return nil
+	}
+	out, err := m.Run(ctx, "losetup", "--detach", device)
+	if err != nil {
+		s := string(out)
+		if strings.Contains(s, "No such device") || strings.Contains(s, "No such file") {
+			return nil
+		}
+		return fmt.Errorf("detach loop device: %w", err)
+	}
+	return nil
+}
+
+// LoopRefresh makes a loop device pick up its backing file's new size.
+func (m *Mounter) LoopRefresh(ctx context.Context, device string) error {
+	if _, err := m.Run(ctx, "losetup", "--set-capacity", device); err != nil {
+		return fmt.Errorf("refresh loop device size: %w", err)
+	}
+	return nil
+}
