@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -79,16 +80,23 @@ func runCSI(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var (
 		name, backendName, volumeID, snapshotID, nodeID = fs.String("name", "", "request name"), fs.String("backend", "", "backend name"), fs.String("volume-id", "", "volume ID"), fs.String("snapshot-id", "", "snapshot ID"), fs.String("node-id", "", "node ID (name@address)")
-		size, namespace, fsType                          = fs.String("size", "1Gi", "capacity"), fs.String("namespace", "", "tenant (PVC namespace)"), fs.String("fstype", "", "filesystem type")
-		stagingPath, targetPath, path                    = fs.String("staging-path", "", "staging path"), fs.String("target-path", "", "target path"), fs.String("path", "", "volume path")
-		block, readonly, multi                           = fs.Bool("block", false, "raw block access"), fs.Bool("readonly", false, "read-only"), fs.Bool("multi-node", false, "multi-node multi-writer access")
-		fromSnap, fromVol                                = fs.String("from-snapshot", "", "source snapshot ID"), fs.String("from-volume", "", "source volume ID")
-		params, volCtx                                   = kvFlag{}, kvFlag{}
+		size, namespace, fsType                         = fs.String("size", "1Gi", "capacity"), fs.String("namespace", "", "tenant (PVC namespace)"), fs.String("fstype", "", "filesystem type")
+		stagingPath, targetPath, path                   = fs.String("staging-path", "", "staging path"), fs.String("target-path", "", "target path"), fs.String("path", "", "volume path")
+		block, readonly, multi                          = fs.Bool("block", false, "raw block access"), fs.Bool("readonly", false, "read-only"), fs.Bool("multi-node", false, "multi-node multi-writer access")
+		fromSnap, fromVol                               = fs.String("from-snapshot", "", "source snapshot ID"), fs.String("from-volume", "", "source volume ID")
+		params, volCtx                                  = kvFlag{}, kvFlag{}
 	)
 	fs.Var(params, "param", "StorageClass parameter key=value (repeatable)")
 	fs.Var(volCtx, "context", "volume context key=value (repeatable; from create-volume)")
+	volumeFile := fs.String("volume-file", "", "a saved create-volume response: sets --volume-id and the volume context")
 	if err := fs.Parse(rest); err != nil {
 		return 2
+	}
+	if *volumeFile != "" {
+		if err := loadVolumeFile(*volumeFile, fs, volCtx); err != nil {
+			fmt.Fprintf(stderr, "shipholdctl csi %s: %v\n", cmd, err)
+			return 2
+		}
 	}
 	mode := csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER
 	if *multi {
@@ -212,6 +220,27 @@ func runCSI(args []string, stdout, stderr io.Writer) int {
 	out, _ := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: false}.Marshal(resp)
 	fmt.Fprintln(stdout, string(out))
 	return 0
+}
+
+// loadVolumeFile takes the volume ID and context from a saved create-volume response.
+func loadVolumeFile(path string, fs *flag.FlagSet, volCtx kvFlag) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var resp csi.CreateVolumeResponse
+	if err := protojson.Unmarshal(data, &resp); err != nil {
+		return fmt.Errorf("%s is not a create-volume response: %v", path, err)
+	}
+	if resp.GetVolume().GetVolumeId() == "" {
+		return fmt.Errorf("%s has no volume ID", path)
+	}
+	for k, v := range resp.GetVolume().GetVolumeContext() {
+		if _, set := volCtx[k]; !set {
+			volCtx[k] = v
+		}
+	}
+	return fs.Set("volume-id", resp.GetVolume().GetVolumeId())
 }
 
 func info(ctx context.Context, ident csi.IdentityClient, node csi.NodeClient, stdout io.Writer) error {

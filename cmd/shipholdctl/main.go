@@ -24,7 +24,7 @@ CSI commands (talk to a running shiphold-csi plugin):
   list-snapshots             [--volume-id ID]
   publish-controller         --volume-id ID --node-id NODE [--readonly]
   unpublish-controller       --volume-id ID --node-id NODE
-  stage                      --volume-id ID --staging-path P [--block] [--fstype ext4] [--context k=v]...
+  stage                      --volume-id ID (or --volume-file F) --staging-path P [--block] [--fstype ext4] [--context k=v]...
   unstage                    --volume-id ID --staging-path P
   publish                    --volume-id ID --staging-path P --target-path T [--block] [--readonly]
   unpublish                  --volume-id ID --target-path T

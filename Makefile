@@ -1,0 +1,41 @@
+# shiphold: a CSI driver for Ceph RBD, CephFS and Dell PowerScale (Isilon) NFS.
+# go-ceph needs cgo and builds against Debian's Ceph 16.2 (pacific) headers.
+export CGO_ENABLED := 1
+export GOFLAGS := -tags=pacific
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all build deps unit test sanity bench run e2e clean
+
+all: build
+
+## build: the plugin and the admin CLI, into bin/
+build:
+	go build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+
+## deps: install what building and testing need (apt packages, Go modules)
+deps:
+	hack/install-deps.sh
+
+## unit: unit tests only (fakes; seconds)
+unit:
+	go test ./pkg/... ./cmd/...
+
+## test: everything: static checks, unit, real-backend tests, csi-sanity on every backend
+test:
+	hack/test.sh
+
+## sanity: csi-sanity against the local Ceph and the OneFS simulator
+sanity: deps
+	hack/with-ceph.sh hack/sanity.sh
+
+## bench: CreateVolume+DeleteVolume latency and burst throughput per backend
+bench: deps
+	hack/with-ceph.sh hack/bench.sh
+
+## run: start the local stack and the driver, and walk a volume through its life
+run: deps build
+	hack/run-local.sh
+
+clean:
+	rm -rf bin _output

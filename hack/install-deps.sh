@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs, idempotently, what building and testing shiphold need on Debian 12: Ceph 16.2
+# (daemons for the local cluster, clients, FUSE clients, -dev headers for go-ceph), the
+# userspace NFS server and client used by the Isilon tests, and filesystem tools.
+set -euo pipefail
+
+PACKAGES=(
+  ceph-mon ceph-mgr ceph-osd ceph-mds ceph-common ceph-fuse rbd-fuse rbd-nbd
+  librados-dev librbd-dev libcephfs-dev
+  nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils
+  e2fsprogs xfsprogs util-linux fuse iproute2 uuid-runtime bc procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v go >/dev/null || { echo "install-deps: Go is not installed (need Go 1.26+ at /usr/local/go)" >&2; exit 1; }
+cd "$(dirname "$0")/.."
+go mod download
+echo "install-deps: ok"
