@@ -1,0 +1,193 @@
+package cephfs
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ceph/go-ceph/cephfs/admin"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// defaultCloneWait bounds how long CreateVolume waits for a clone when the request has no
+// deadline; after it the caller gets Pending and retries.
+const defaultCloneWait = 30 * time.Second
+
+// cloneSource is the snapshot a new volume is cloned from.
+type cloneSource struct {
+	// id is the CSI ID of the source (snapshot or volume), recorded on the clone.
+	id string
+	// ref is the source subvolume; snap the snapshot cloned.
+	ref  volumeRef
+	snap string
+	// temporary is set when snap was made for this clone from a source volume.
+	temporary bool
+}
+
+// cloneSource resolves the request's content source; nil when there is none.
+func (c *Controller) cloneSource(s *session, req *backend.VolumeRequest, loc string) (*cloneSource, error) {
+	var src volid.Volume
+	var what string
+	switch {
+	case req.SourceSnapshot != nil:
+		src, what = req.SourceSnapshot.Volume, "snapshot "+req.SourceSnapshot.String()
+	case req.SourceVolume != nil:
+		src, what = *req.SourceVolume, "volume "+req.SourceVolume.String()
+	default:
+		return nil, nil
+	}
+	if src.Location != loc {
+		return nil, backend.Errorf(backend.InvalidArgument, "source %s is on CephFS filesystem id %s, the volume is requested on id %s; clones stay on their filesystem (check StorageClass parameter %q)", what, src.Location, loc, ParamFSName)
+	}
+	if src.Tenant != req.Tenant {
+		return nil, backend.Errorf(backend.InvalidArgument, "source %s belongs to tenant %q; a volume of tenant %q can only be made from its own tenant's volumes and snapshots", what, src.Tenant, req.Tenant)
+	}
+	ref, err := c.ref(s, src)
+	if err != nil {
+		return nil, backend.Errorf(backend.NotFound, "source %s does not exist: %v", what, err)
+	}
+	if req.SourceSnapshot != nil {
+		return &cloneSource{id: req.SourceSnapshot.String(), ref: ref, snap: snapshotName(req.SourceSnapshot.SnapHash)}, nil
+	}
+	return &cloneSource{id: req.SourceVolume.String(), ref: ref, snap: cloneSnapName(volid.Hash(req.Name)), temporary: true}, nil
+}
+
+// startClone checks the source, makes the temporary snapshot of a source volume, starts
+// the clone and waits for it as long as the request allows.
+func (c *Controller) startClone(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, src *cloneSource) (*backend.Volume, error) {
+	if src.temporary {
+		if _, err := c.info(s, src.ref); err != nil {
+			if backend.IsNotFound(err) {
+				return nil, backend.Errorf(backend.NotFound, "source volume %s does not exist", src.id)
+			}
+			return nil, err
+		}
+		// Creating an existing snapshot succeeds, so a retry reuses it.
+		if err := s.do("snapshot source volume "+src.ref.String()+" for a clone", func() error {
+			return s.fsa.CreateSubVolumeSnapshot(src.ref.fs, src.ref.group, src.ref.sub, src.snap)
+		}); err != nil {
+			return nil, err
+		}
+	} else if err := s.do("get source snapshot "+src.ref.String()+"@"+src.snap, func() error {
+		_, err := s.fsa.SubVolumeSnapshotInfo(src.ref.fs, src.ref.group, src.ref.sub, src.snap)
+		return err
+	}); err != nil {
+		if backend.IsNotFound(err) {
+			return nil, backend.Errorf(backend.NotFound, "source snapshot %s does not exist", src.id)
+		}
+		return nil, err
+	}
+	err := s.do("clone "+src.ref.String()+"@"+src.snap+" to "+ref.String(), func() error {
+		return cloneSubvolumeSnapshot(s.conn, src.ref.fs, src.ref.group, src.ref.sub, src.snap, ref.group, ref.sub)
+	})
+	if err != nil && backend.CodeOf(err) != backend.AlreadyExists {
+		return nil, err
+	}
+	return c.finishClone(s, req, p, id, ref, src)
+}
+
+// finishClone waits for a clone until shortly before the request deadline. A finished clone
+// gets its requested size and record and loses its temporary snapshot; one still copying
+// is Pending, so the CO retries and the retry lands here again.
+func (c *Controller) finishClone(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, src *cloneSource) (*backend.Volume, error) {
+	deadline := time.Now().Add(defaultCloneWait)
+	if d, ok := s.ctx.Deadline(); ok {
+		margin := time.Until(d) / 5
+		if margin > 2*time.Second {
+			margin = 2 * time.Second
+		}
+		deadline = d.Add(-margin)
+	}
+	for {
+		var st *admin.CloneStatus
+		err := s.do("get clone status of "+ref.String(), func() (err error) {
+			st, err = s.fsa.CloneStatus(ref.fs, ref.group, ref.sub)
+			return err
+		})
+		switch {
+		case err != nil && notCloneErr(err):
+			return nil, backend.Errorf(backend.AlreadyExists, "volume %q already exists as %s but is not a clone of %s", req.Name, ref, src.id)
+		case err != nil:
+			return nil, err
+		}
+		switch st.State {
+		case admin.CloneComplete:
+			return c.completeClone(s, req, p, id, ref, src)
+		case admin.CloneFailed, admin.CloneState("canceled"):
+			return nil, c.dropFailedClone(s, ref, st)
+		}
+		if time.Now().Add(c.clonePoll).After(deadline) {
+			return nil, backend.Errorf(backend.Pending, "clone in progress, retry: %s from %s is %s%s", ref, src.id, st.State, progress(st))
+		}
+		select {
+		case <-s.ctx.Done():
+			return nil, backend.Errorf(backend.Pending, "clone in progress, retry: %s from %s is %s", ref, src.id, st.State)
+		case <-time.After(c.clonePoll):
+		}
+	}
+}
+
+func progress(st *admin.CloneStatus) string {
+	if st.ProgressReport.PercentageCloned == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (%s copied)", st.ProgressReport.PercentageCloned)
+}
+
+func (c *Controller) completeClone(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, src *cloneSource) (*backend.Volume, error) {
+	// A clone carries its source's quota; give it the requested size.
+	if err := s.do("size clone "+ref.String(), func() error {
+		return resizeSubvolume(s.conn, ref.fs, ref.group, ref.sub, req.RequiredBytes, false)
+	}); err != nil {
+		return nil, err
+	}
+	if src.temporary {
+		if err := s.do("delete temporary clone snapshot "+src.ref.String()+"@"+src.snap, func() error {
+			return s.fsa.RemoveSubVolumeSnapshot(src.ref.fs, src.ref.group, src.ref.sub, src.snap)
+		}); err != nil && !backend.IsNotFound(err) {
+			return nil, err
+		}
+	}
+	return c.recordNew(s, req, p, id, ref, src.id)
+}
+
+// dropFailedClone removes a failed clone so that a retry starts afresh.
+func (c *Controller) dropFailedClone(s *session, ref volumeRef, st *admin.CloneStatus) error {
+	why := string(st.State)
+	if f := st.GetFailure(); f != nil {
+		why = fmt.Sprintf("%s: %s (errno %s)", st.State, f.ErrStr, f.Errno)
+	}
+	if err := s.do("delete failed clone "+ref.String(), func() error {
+		return s.fsa.RemoveSubVolumeWithFlags(ref.fs, ref.group, ref.sub, admin.SubVolRmFlags{Force: true})
+	}); err != nil && !backend.IsNotFound(err) {
+		return backend.Errorf(backend.Internal, "clone %s %s, and removing it failed: %v", ref, why, err)
+	}
+	return backend.Errorf(backend.Internal, "clone %s %s; it was removed, a retry starts a new clone", ref, why)
+}
+
+// poolAvailable reads each pool's max_avail from the mon's df.
+func poolAvailable(conn commander) (map[string]int64, error) {
+	buf, _ := json.Marshal(map[string]string{"prefix": "df", "format": "json"})
+	out, status, err := conn.MonCommand(buf)
+	if err != nil {
+		return nil, fmt.Errorf("df: %w: %s", err, status)
+	}
+	var df struct {
+		Pools []struct {
+			Name  string `json:"name"`
+			Stats struct {
+				MaxAvail int64 `json:"max_avail"`
+			} `json:"stats"`
+		} `json:"pools"`
+	}
+	if err := json.Unmarshal(out, &df); err != nil {
+		return nil, fmt.Errorf("df: %w", err)
+	}
+	avail := make(map[string]int64, len(df.Pools))
+	for _, p := range df.Pools {
+		avail[p.Name] = p.Stats.MaxAvail
+	}
+	return avail, nil
+}

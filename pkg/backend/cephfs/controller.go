@@ -1,0 +1,657 @@
+package cephfs
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ceph/go-ceph/cephfs/admin"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
+	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// Controller provisions CephFS subvolumes: one subvolume group per tenant, one subvolume per
+// volume with its size as quota.
+type Controller struct {
+	name   string
+	cfg    *config.CephFS
+	prefix string
+	// connect returns the pooled connection for a request's secrets (config credentials
+	// when there are none).
+	connect func(ctx context.Context, secrets map[string]string) (commander, error)
+	// clonePoll is how often CreateVolume asks a running clone for its state.
+	clonePoll time.Duration
+
+	mu sync.Mutex
+	// fsIDs caches filesystem name -> fscid; filesystems are not renamed.
+	fsIDs map[string]string
+	// groups remembers subvolume groups known to exist, saving a mgr call per create.
+	groups map[string]bool
+}
+
+var _ backend.Controller = (*Controller)(nil)
+
+// NewController builds the controller side of a cephfs backend. It does not contact Ceph.
+func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
+	if cfg == nil || cfg.CephFS == nil {
+		return nil, fmt.Errorf("cephfs backend needs a cephfs section")
+	}
+	if conns == nil {
+		return nil, fmt.Errorf("cephfs backend %q: no connection pool", cfg.Name)
+	}
+	if _, err := parseParams(nil, cfg.CephFS); err != nil {
+		return nil, fmt.Errorf("cephfs backend %q defaults: %w", cfg.Name, err)
+	}
+	fs := cfg.CephFS
+	connect := func(ctx context.Context, secrets map[string]string) (commander, error) {
+		cred, err := ceph.CredentialsFor(fs.Credentials, secrets)
+		if err != nil {
+			return nil, err
+		}
+		return conns.Conn(ctx, fs.CephCluster, cred)
+	}
+	return newController(cfg.Name, fs, connect), nil
+}
+
+func newController(name string, cfg *config.CephFS, connect func(context.Context, map[string]string) (commander, error)) *Controller {
+	prefix := cfg.SubvolumeGroupPrefix
+	if prefix == "" {
+		prefix = DefaultSubvolumeGroupPrefix
+	}
+	return &Controller{
+		name: name, cfg: cfg, prefix: prefix, connect: connect, clonePoll: 500 * time.Millisecond,
+		fsIDs: map[string]string{}, groups: map[string]bool{},
+	}
+}
+
+func (c *Controller) Name() string            { return c.name }
+func (c *Controller) Kind() string            { return backend.KindCephFS }
+func (c *Controller) ParameterKeys() []string { return append([]string(nil), parameterKeys...) }
+func (c *Controller) Close()                  {}
+
+// session is one request's connection; every call on it honours the request's ctx.
+type session struct {
+	ctx  context.Context
+	conn commander
+	fsa  *admin.FSAdmin
+}
+
+func (c *Controller) session(ctx context.Context, secrets map[string]string) (*session, error) {
+	conn, err := c.connect(ctx, secrets)
+	if err != nil {
+		return nil, err
+	}
+	return &session{ctx: ctx, conn: conn, fsa: admin.NewFromConn(conn)}, nil
+}
+
+// do runs one blocking Ceph call and classifies its failure.
+func (s *session) do(what string, fn func() error) error {
+	return classify(ceph.Do(s.ctx, fn), what)
+}
+
+// fsID returns the fscid of filesystem name, the location token of its volume IDs.
+func (c *Controller) fsID(s *session, name string) (string, error) {
+	c.mu.Lock()
+	id, ok := c.fsIDs[name]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	if err := c.refreshFS(s); err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id, ok := c.fsIDs[name]; ok {
+		return id, nil
+	}
+	names := make([]string, 0, len(c.fsIDs))
+	for n := range c.fsIDs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return "", backend.Errorf(backend.InvalidArgument, "CephFS filesystem %q does not exist on cluster %s; existing filesystems: %v (set StorageClass parameter %q or the backend's fsName)",
+		name, c.cfg.ClusterID, names, ParamFSName)
+}
+
+// fsName maps a volume ID location back to the filesystem name; NotFound if it is gone.
+func (c *Controller) fsName(s *session, loc string) (string, error) {
+	find := func() (string, bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for n, id := range c.fsIDs {
+			if id == loc {
+				return n, true
+			}
+		}
+		return "", false
+	}
+	if n, ok := find(); ok {
+		return n, nil
+	}
+	if err := c.refreshFS(s); err != nil {
+		return "", err
+	}
+	if n, ok := find(); ok {
+		return n, nil
+	}
+	return "", backend.Errorf(backend.NotFound, "CephFS filesystem with id %q does not exist on cluster %s", loc, c.cfg.ClusterID)
+}
+
+func (c *Controller) refreshFS(s *session) error {
+	var idents []admin.VolumeIdent
+	if err := s.do("list CephFS filesystems (fs dump)", func() (err error) {
+		idents, err = s.fsa.EnumerateVolumes()
+		return err
+	}); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, v := range idents {
+		c.fsIDs[v.Name] = strconv.FormatInt(v.ID, 10)
+	}
+	return nil
+}
+
+func (c *Controller) ensureGroup(s *session, fs, group string) error {
+	key := fs + "/" + group
+	c.mu.Lock()
+	known := c.groups[key]
+	c.mu.Unlock()
+	if known {
+		return nil
+	}
+	// Creating an existing group succeeds, so this is safe to repeat.
+	if err := s.do("create subvolume group "+group+" on "+fs, func() error {
+		return s.fsa.CreateSubVolumeGroup(fs, group, nil)
+	}); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.groups[key] = true
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Controller) forgetGroup(fs, group string) {
+	c.mu.Lock()
+	delete(c.groups, fs+"/"+group)
+	c.mu.Unlock()
+}
+
+// volumeRef is where one volume lives.
+type volumeRef struct {
+	fs, group, sub string
+}
+
+func (c *Controller) ref(s *session, id volid.Volume) (volumeRef, error) {
+	fs, err := c.fsName(s, id.Location)
+	if err != nil {
+		return volumeRef{}, err
+	}
+	return volumeRef{fs: fs, group: groupName(c.prefix, id.Tenant), sub: subvolumeName(id.Hash)}, nil
+}
+
+func (r volumeRef) String() string { return r.fs + ":" + r.group + "/" + r.sub }
+
+func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeRequest) (*backend.Volume, error) {
+	if req.Block {
+		return nil, backend.Errorf(backend.InvalidArgument, "cephfs volumes are filesystems; the block access type needs an rbd backend")
+	}
+	p, err := parseParams(req.Parameters, c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.session(ctx, req.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	loc, err := c.fsID(s, p.FSName)
+	if err != nil {
+		return nil, err
+	}
+	id := req.ID(c.name, loc)
+	if err := id.Validate(); err != nil {
+		return nil, backend.Errorf(backend.InvalidArgument, "volume ID for %q: %v", req.Name, err)
+	}
+	ref := volumeRef{fs: p.FSName, group: groupName(c.prefix, req.Tenant), sub: subvolumeName(id.Hash)}
+	src, err := c.cloneSource(s, req, loc)
+	if err != nil {
+		return nil, err
+	}
+	sourceID := ""
+	if src != nil {
+		sourceID = src.id
+	}
+
+	// A retry finds the subvolume the first attempt made.
+	rec, found, err := c.record(s, ref)
+	switch {
+	case backend.CodeOf(err) == backend.Pending && src != nil:
+		// A clone still copying refuses most commands; ask the clone.
+		return c.finishClone(s, req, p, id, ref, src)
+	case backend.IsNotFound(err):
+	case err != nil:
+		return nil, err
+	case found:
+		if why := rec.conflict(req, p, sourceID); why != "" {
+			return nil, backend.Errorf(backend.AlreadyExists, "volume %q already exists as %s but does not match: %s", req.Name, ref, why)
+		}
+		return c.volume(s, id, ref, rec)
+	case src != nil:
+		// A finished clone not yet recorded: finish it.
+		return c.finishClone(s, req, p, id, ref, src)
+	default:
+		// Created by an attempt that died before recording it: adopt it below.
+		return c.recordNew(s, req, p, id, ref, "")
+	}
+
+	if err := c.ensureGroup(s, ref.fs, ref.group); err != nil {
+		return nil, err
+	}
+	if src != nil {
+		return c.startClone(s, req, p, id, ref, src)
+	}
+	err = s.do("create subvolume "+ref.String(), func() error {
+		return s.fsa.CreateSubVolume(ref.fs, ref.group, ref.sub, &admin.SubVolumeOptions{Size: admin.ByteCount(req.RequiredBytes)})
+	})
+	if backend.IsNotFound(err) {
+		// The group vanished behind our cache (removed by an admin); make it again.
+		c.forgetGroup(ref.fs, ref.group)
+		if err = c.ensureGroup(s, ref.fs, ref.group); err == nil {
+			err = s.do("create subvolume "+ref.String(), func() error {
+				return s.fsa.CreateSubVolume(ref.fs, ref.group, ref.sub, &admin.SubVolumeOptions{Size: admin.ByteCount(req.RequiredBytes)})
+			})
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c.recordNew(s, req, p, id, ref, "")
+}
+
+// recordNew records the request on a subvolume that holds its final content, sizes it,
+// and reports it.
+func (c *Controller) recordNew(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, source string) (*backend.Volume, error) {
+	rec := volumeRecord{Name: req.Name, Bytes: req.RequiredBytes, Params: p, Source: source}
+	if err := s.do("record request on subvolume "+ref.String(), func() error {
+		return setRecord(s.conn, ref.fs, ref.group, ref.sub, rec)
+	}); err != nil {
+		return nil, err
+	}
+	var path string
+	if err := s.do("get path of subvolume "+ref.String(), func() (err error) {
+		path, err = s.fsa.SubVolumePath(ref.fs, ref.group, ref.sub)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	v := &backend.Volume{
+		ID: id, CapacityBytes: req.RequiredBytes, RequestName: req.Name,
+		Context:        volumeContext(c.cfg.ClusterID, ref.group, ref.sub, path, p),
+		SourceSnapshot: req.SourceSnapshot, SourceVolume: req.SourceVolume,
+	}
+	return v, nil
+}
+
+// record reads a subvolume's request record.
+func (c *Controller) record(s *session, ref volumeRef) (rec volumeRecord, found bool, err error) {
+	err = s.do("read subvolume "+ref.String(), func() (err error) {
+		rec, found, err = getRecord(s.conn, ref.fs, ref.group, ref.sub)
+		return err
+	})
+	return rec, found, err
+}
+
+// volume reports an existing subvolume.
+func (c *Controller) volume(s *session, id volid.Volume, ref volumeRef, rec volumeRecord) (*backend.Volume, error) {
+	info, err := c.info(s, ref)
+	if err != nil {
+		return nil, err
+	}
+	v := &backend.Volume{
+		ID: id, CapacityBytes: quotaBytes(info), RequestName: rec.Name,
+		Context: volumeContext(c.cfg.ClusterID, ref.group, ref.sub, info.Path, rec.Params),
+	}
+	if rec.Source != "" {
+		if sid, err := volid.ParseSnapshot(rec.Source); err == nil {
+			v.SourceSnapshot = &sid
+		} else if vid, err := volid.ParseVolume(rec.Source); err == nil {
+			v.SourceVolume = &vid
+		}
+	}
+	return v, nil
+}
+
+func (c *Controller) info(s *session, ref volumeRef) (*admin.SubVolumeInfo, error) {
+	var info *admin.SubVolumeInfo
+	err := s.do("get subvolume "+ref.String(), func() (err error) {
+		info, err = s.fsa.SubVolumeInfo(ref.fs, ref.group, ref.sub)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if info.State == admin.StateSnapRetained {
+		return nil, backend.Errorf(backend.NotFound, "subvolume %s was deleted; only its snapshots remain", ref)
+	}
+	return info, nil
+}
+
+func quotaBytes(info *admin.SubVolumeInfo) int64 {
+	if bc, ok := info.BytesQuota.(admin.ByteCount); ok {
+		return int64(bc)
+	}
+	return 0
+}
+
+func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) error {
+	s, err := c.session(ctx, secrets)
+	if err != nil {
+		return err
+	}
+	ref, err := c.ref(s, id)
+	if backend.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// A clone source that was a volume leaves a temporary snapshot on that volume until the
+	// clone is finished; a clone deleted before then takes its temporary snapshot along.
+	rec, found, err := c.record(s, ref)
+	switch {
+	case backend.IsNotFound(err):
+		return nil
+	case backend.CodeOf(err) == backend.Pending:
+		return c.deleteUnfinishedClone(s, ref, id)
+	case err != nil:
+		return err
+	}
+	if found && rec.Source != "" {
+		c.removeCloneSnapshot(s, rec.Source, id)
+	}
+	// Snapshots outlive their volume: Ceph keeps the subvolume in state snapshot-retained
+	// until the last snapshot is deleted, and clones from them keep working.
+	err = s.do("delete subvolume "+ref.String(), func() error {
+		return s.fsa.RemoveSubVolumeWithFlags(ref.fs, ref.group, ref.sub, admin.SubVolRmFlags{RetainSnapshots: true})
+	})
+	if backend.IsNotFound(err) {
+		return nil
+	}
+	if backend.CodeOf(err) == backend.Pending {
+		return backend.Errorf(backend.Pending, "volume %s has clones in progress from its snapshots; DeleteVolume is retried once they complete (%v)", id, err)
+	}
+	return err
+}
+
+// deleteUnfinishedClone cancels a clone still copying and removes it and its temporary
+// source snapshot.
+func (c *Controller) deleteUnfinishedClone(s *session, ref volumeRef, id volid.Volume) error {
+	var st *admin.CloneStatus
+	if err := s.do("get clone status of "+ref.String(), func() (err error) {
+		st, err = s.fsa.CloneStatus(ref.fs, ref.group, ref.sub)
+		return err
+	}); err != nil && !backend.IsNotFound(err) {
+		return err
+	}
+	if st != nil && (st.State == admin.ClonePending || st.State == admin.CloneInProgress) {
+		if err := s.do("cancel clone "+ref.String(), func() error {
+			return s.fsa.CancelClone(ref.fs, ref.group, ref.sub)
+		}); err != nil && !backend.IsNotFound(err) && backend.CodeOf(err) != backend.InvalidArgument {
+			return err
+		}
+	}
+	err := s.do("delete cancelled clone "+ref.String(), func() error {
+		return s.fsa.RemoveSubVolumeWithFlags(ref.fs, ref.group, ref.sub, admin.SubVolRmFlags{Force: true, RetainSnapshots: true})
+	})
+	if err != nil && !backend.IsNotFound(err) {
+		return err
+	}
+	if st != nil && st.Source.Snapshot == cloneSnapName(id.Hash) {
+		_ = s.do("delete temporary clone snapshot", func() error {
+			return s.fsa.RemoveSubVolumeSnapshot(st.Source.Volume, st.Source.Group, st.Source.SubVolume, st.Source.Snapshot)
+		})
+	}
+	return nil
+}
+
+// removeCloneSnapshot drops the temporary snapshot a clone of a volume was copied from;
+// best effort, it is already gone once the clone was finished.
+func (c *Controller) removeCloneSnapshot(s *session, source string, target volid.Volume) {
+	src, err := volid.ParseVolume(source)
+	if err != nil {
+		return
+	}
+	ref, err := c.ref(s, src)
+	if err != nil {
+		return
+	}
+	_ = s.do("delete temporary clone snapshot", func() error {
+		return s.fsa.ForceRemoveSubVolumeSnapshot(ref.fs, ref.group, ref.sub, cloneSnapName(target.Hash))
+	})
+}
+
+func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (*backend.Volume, error) {
+	s, err := c.session(ctx, secrets)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := c.ref(s, id)
+	if err != nil {
+		return nil, err
+	}
+	rec, _, err := c.record(s, ref)
+	if backend.CodeOf(err) == backend.Pending {
+		return nil, backend.Errorf(backend.Pending, "volume %s is a clone still copying; retry", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.Params.FSName == "" {
+		rec.Params = volumeParams{FSName: ref.fs, Mounter: c.cfg.Mounter}
+		if rec.Params.Mounter == "" {
+			rec.Params.Mounter = MounterAuto
+		}
+	}
+	return c.volume(s, id, ref, rec)
+}
+
+func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
+	s, err := c.session(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.refreshFS(s); err != nil {
+		return nil, err
+	}
+	var out []*backend.Volume
+	err = c.eachSubvolume(s, tenant, func(id volid.Volume, ref volumeRef) error {
+		info, err := c.info(s, ref)
+		if backend.IsNotFound(err) || backend.CodeOf(err) == backend.Pending {
+			// Deleted with retained snapshots, or a clone still copying: not (yet) a volume.
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out = append(out, &backend.Volume{
+			ID: id, CapacityBytes: quotaBytes(info),
+			Context: map[string]string{CtxFSName: ref.fs, CtxSubvolumeGroup: ref.group, CtxSubvolumeName: ref.sub, CtxRootPath: info.Path, CtxClusterID: c.cfg.ClusterID},
+		})
+		return nil
+	})
+	return out, err
+}
+
+// eachSubvolume calls fn for every shiphold subvolume of tenant ("" for all tenants) on
+// every filesystem.
+func (c *Controller) eachSubvolume(s *session, tenant string, fn func(volid.Volume, volumeRef) error) error {
+	c.mu.Lock()
+	filesystems := make(map[string]string, len(c.fsIDs))
+	for n, id := range c.fsIDs {
+		filesystems[n] = id
+	}
+	c.mu.Unlock()
+	names := make([]string, 0, len(filesystems))
+	for n := range filesystems {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, fs := range names {
+		var groups []string
+		if tenant != "" {
+			groups = []string{groupName(c.prefix, tenant)}
+		} else if err := s.do("list subvolume groups of "+fs, func() (err error) {
+			groups, err = s.fsa.ListSubVolumeGroups(fs)
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, g := range groups {
+			t, ok := tenantOfGroup(c.prefix, g)
+			if !ok {
+				continue
+			}
+			var subs []string
+			err := s.do("list subvolumes of "+fs+":"+g, func() (err error) {
+				subs, err = s.fsa.ListSubVolumes(fs, g)
+				return err
+			})
+			if backend.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			for _, sub := range subs {
+				h, ok := hashOf(subvolumePrefix, sub)
+				if !ok {
+					continue
+				}
+				id := volid.Volume{Backend: c.name, Tenant: t, Location: filesystems[fs], Hash: h}
+				if err := fn(id, volumeRef{fs: fs, group: g, sub: sub}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, requiredBytes, limitBytes int64, secrets map[string]string) (int64, bool, error) {
+	s, err := c.session(ctx, secrets)
+	if err != nil {
+		return 0, false, err
+	}
+	ref, err := c.ref(s, id)
+	if err != nil {
+		return 0, false, err
+	}
+	info, err := c.info(s, ref)
+	if err != nil {
+		return 0, false, err
+	}
+	if cur := quotaBytes(info); cur >= requiredBytes {
+		return cur, false, nil
+	}
+	if err := s.do("resize subvolume "+ref.String(), func() error {
+		return resizeSubvolume(s.conn, ref.fs, ref.group, ref.sub, requiredBytes, true)
+	}); err != nil {
+		return 0, false, err
+	}
+	// The resize answer is not trusted (see resizeSubvolume): read the quota back.
+	if info, err = c.info(s, ref); err != nil {
+		return 0, false, err
+	}
+	got := quotaBytes(info)
+	if got < requiredBytes {
+		return 0, false, backend.Errorf(backend.Internal, "resize of %s to %d bytes left its quota at %d bytes", ref, requiredBytes, got)
+	}
+	// The quota applies to mounted clients at once: no node step.
+	return got, false, nil
+}
+
+func (c *Controller) Capacity(ctx context.Context, params map[string]string) (int64, error) {
+	p, err := parseParams(filterParams(params), c.cfg)
+	if err != nil {
+		return 0, err
+	}
+	s, err := c.session(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	var filesystems []admin.FSPoolInfo
+	if err := s.do("list CephFS filesystems", func() (err error) {
+		filesystems, err = s.fsa.ListFileSystems()
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	var pools []string
+	for _, f := range filesystems {
+		if f.Name == p.FSName {
+			pools = f.DataPools
+		}
+	}
+	if pools == nil {
+		return 0, backend.Errorf(backend.InvalidArgument, "CephFS filesystem %q does not exist on cluster %s", p.FSName, c.cfg.ClusterID)
+	}
+	var avail map[string]int64
+	if err := s.do("read pool usage (df)", func() (err error) {
+		avail, err = poolAvailable(s.conn)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, pool := range pools {
+		total += avail[pool]
+	}
+	return total, nil
+}
+
+// filterParams keeps the parameters of this kind (Capacity gets the whole class).
+func filterParams(params map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, k := range parameterKeys {
+		if v, ok := params[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func (c *Controller) Probe(ctx context.Context) error {
+	s, err := c.session(ctx, nil)
+	if err != nil {
+		return err
+	}
+	var vols []string
+	if err := s.do("list CephFS volumes through the mgr", func() (err error) {
+		vols, err = s.fsa.ListVolumes()
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, v := range vols {
+		if v == c.cfg.FSName {
+			return nil
+		}
+	}
+	return backend.Errorf(backend.Unavailable, "CephFS filesystem %q is not among the cluster's volumes %v", c.cfg.FSName, vols)
+}
+
+// notCloneErr reports whether a clone-status failure means "this subvolume is no clone".
+func notCloneErr(err error) bool {
+	return isErrno(err, syscall.EINVAL) || isErrno(err, syscall.ENOTSUP) || strings.Contains(fmt.Sprint(err), "not allowed on subvolume")
+}

@@ -1,0 +1,162 @@
+package cephfs
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"syscall"
+
+	"github.com/ceph/go-ceph/cephfs/admin"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+)
+
+// commander is what the controller needs of a rados connection: *rados.Conn in production,
+// a fake mgr in unit tests.
+type commander = admin.RadosCommander
+
+// cephCommandError is a failed mon/mgr command: the negative errno and Ceph's status text.
+type cephCommandError struct {
+	errno  int
+	status string
+}
+
+func (e *cephCommandError) Error() string {
+	return fmt.Sprintf("%s (errno %d)", e.status, -e.errno)
+}
+
+func (e *cephCommandError) ErrorCode() int { return e.errno }
+
+// mgrCommand sends one JSON command to the mgr. It is used where go-ceph v0.37.0 gets the
+// command wrong against Ceph 16.2 (clone target group, resize result) or lacks it under the
+// pacific build tag (subvolume metadata).
+func mgrCommand(conn commander, cmd map[string]any) ([]byte, error) {
+	buf, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, err
+	}
+	out, status, err := conn.MgrCommand([][]byte{buf})
+	if err != nil {
+		var ce interface{ ErrorCode() int }
+		if errors.As(err, &ce) {
+			return nil, &cephCommandError{errno: ce.ErrorCode(), status: status}
+		}
+		return nil, fmt.Errorf("%v: %s", err, status)
+	}
+	return out, nil
+}
+
+// cloneSubvolumeSnapshot starts a clone of group/subvolume@snapshot into targetGroup.
+// go-ceph v0.37.0's CloneSubVolumeSnapshot sends the source group as target_group_name, so
+// a clone into another tenant's group would land in the source group; we send it ourselves.
+func cloneSubvolumeSnapshot(conn commander, fs, group, subvolume, snapshot, targetGroup, target string) error {
+	_, err := mgrCommand(conn, map[string]any{
+		"prefix": "fs subvolume snapshot clone", "format": "json",
+		"vol_name": fs, "group_name": group, "sub_name": subvolume, "snap_name": snapshot,
+		"target_sub_name": target, "target_group_name": targetGroup,
+	})
+	return err
+}
+
+// resizeSubvolume sets the subvolume quota. Ceph 16.2 answers a list of one-key objects
+// ([{"bytes_used":..},{"bytes_quota":..},..]) that go-ceph v0.37.0's ResizeSubVolume reads
+// as a zero quota (and would panic on an empty list), so callers re-read the size with
+// SubVolumeInfo instead of trusting the answer.
+func resizeSubvolume(conn commander, fs, group, sub string, bytes int64, noShrink bool) error {
+	_, err := mgrCommand(conn, map[string]any{
+		"prefix": "fs subvolume resize", "format": "json",
+		"vol_name": fs, "group_name": group, "sub_name": sub,
+		"new_size": strconv.FormatInt(bytes, 10), "no_shrink": noShrink,
+	})
+	return err
+}
+
+// setRecord stores the request record as subvolume metadata (Ceph >= 16.2.7; go-ceph only
+// offers it without the pacific tag).
+func setRecord(conn commander, fs, group, sub string, r volumeRecord) error {
+	_, err := mgrCommand(conn, map[string]any{
+		"prefix": "fs subvolume metadata set", "format": "json",
+		"vol_name": fs, "group_name": group, "sub_name": sub,
+		"key_name": recordKey, "value": r.encode(),
+	})
+	return err
+}
+
+// getRecord reads the request record; ok is false when the subvolume has none.
+func getRecord(conn commander, fs, group, sub string) (volumeRecord, bool, error) {
+	out, err := mgrCommand(conn, map[string]any{
+		"prefix": "fs subvolume metadata ls", "format": "json",
+		"vol_name": fs, "group_name": group, "sub_name": sub,
+	})
+	if err != nil {
+		return volumeRecord{}, false, err
+	}
+	var kv map[string]string
+	if len(out) > 0 {
+		if err := json.Unmarshal(out, &kv); err != nil {
+			return volumeRecord{}, false, fmt.Errorf("subvolume %s/%s metadata: %w", group, sub, err)
+		}
+	}
+	v, ok := kv[recordKey]
+	if !ok {
+		return volumeRecord{}, false, nil
+	}
+	r, err := decodeRecord(v)
+	if err != nil {
+		return volumeRecord{}, false, fmt.Errorf("subvolume %s/%s: metadata %s is not a shiphold record: %w", group, sub, recordKey, err)
+	}
+	return r, true, nil
+}
+
+// errnoOf returns the positive errno of a Ceph command failure, 0 if err is not one.
+func errnoOf(err error) syscall.Errno {
+	var ce interface{ ErrorCode() int }
+	if errors.As(err, &ce) {
+		n := ce.ErrorCode()
+		if n < 0 {
+			n = -n
+		}
+		return syscall.Errno(n)
+	}
+	return 0
+}
+
+func isErrno(err error, n syscall.Errno) bool { return err != nil && errnoOf(err) == n }
+
+// classify turns a Ceph failure while doing what into a StorageError saying what to fix.
+// Errors already classified (ceph.Do's deadline, credentials) pass through.
+func classify(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var se *backend.StorageError
+	if errors.As(err, &se) {
+		return err
+	}
+	var ni admin.NotImplementedError
+	if errors.As(err, &ni) {
+		return backend.Errorf(backend.Unimplemented, "%s: the Ceph mgr does not know this command (%v); shiphold needs Ceph 16.2.7 or newer with the mgr volumes module", what, err)
+	}
+	switch errnoOf(err) {
+	case syscall.ENOENT:
+		return backend.Errorf(backend.NotFound, "%s: %w", what, err)
+	case syscall.EEXIST:
+		return backend.Errorf(backend.AlreadyExists, "%s: %w", what, err)
+	case syscall.EAGAIN:
+		return backend.Errorf(backend.Pending, "%s: Ceph is busy with this object, retry (%w)", what, err)
+	case syscall.EINVAL:
+		return backend.Errorf(backend.InvalidArgument, "%s: %w", what, err)
+	case syscall.EPERM, syscall.EACCES:
+		return backend.Errorf(backend.FailedPrecondition, "%s: permission denied; give the cephx user mgr \"allow rw\" and mds/osd caps on the filesystem (%w)", what, err)
+	case syscall.EDQUOT, syscall.ENOSPC:
+		return backend.Errorf(backend.ResourceExhausted, "%s: %w", what, err)
+	case syscall.ENOTEMPTY:
+		return backend.Errorf(backend.FailedPrecondition, "%s: %w", what, err)
+	case syscall.ETIMEDOUT, syscall.ENOTCONN, syscall.ESHUTDOWN, syscall.ECONNREFUSED:
+		return backend.Errorf(backend.Unavailable, "%s: Ceph is not reachable (%w)", what, err)
+	case syscall.EOPNOTSUPP:
+		return backend.Errorf(backend.Unimplemented, "%s: %w", what, err)
+	}
+	return backend.Errorf(backend.Internal, "%s: %w", what, err)
+}
