@@ -34,6 +34,7 @@ func main() {
 	name := flag.String("drivername", "shiphold.csi.io", "CSI driver name")
 	metricsAddr := flag.String("metrics-address", "", "serve Prometheus metrics on this address (e.g. :9090); empty disables")
 	probeInterval := flag.Duration("probe-interval", 30*time.Second, "how often the controller checks backend reachability")
+	kubeletDir := flag.String("kubelet-dir", "/var/lib/kubelet", "kubelet root; at start the node plugin repairs the volumes staged below it")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 
@@ -41,14 +42,14 @@ func main() {
 		fmt.Println(version)
 		return
 	}
-	if err := run(*endpoint, *nodeID, *nodeAddr, *modeFlag, *configPath, *name, *metricsAddr, *probeInterval); err != nil {
+	if err := run(*endpoint, *nodeID, *nodeAddr, *modeFlag, *configPath, *name, *metricsAddr, *kubeletDir, *probeInterval); err != nil {
 		klog.ErrorS(err, "shiphold-csi stopped")
 		klog.Flush()
 		os.Exit(1)
 	}
 }
 
-func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr string, probeInterval time.Duration) error {
+func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, kubeletDir string, probeInterval time.Duration) error {
 	mode, err := driver.ParseMode(modeFlag)
 	if err != nil {
 		return err
@@ -87,6 +88,14 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr str
 	d, err := driver.New(opts)
 	if err != nil {
 		return err
+	}
+	if mode != driver.ModeController {
+		// Mounts whose FUSE client died with the previous plugin process come back now,
+		// not at the next pod start.
+		go func() {
+			n := d.RepairStaged(ctx, kubeletDir)
+			klog.Infof("checked %d staged volumes below %s", n, kubeletDir)
+		}()
 	}
 	return d.Serve(ctx, endpoint)
 }

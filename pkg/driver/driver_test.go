@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -396,4 +397,27 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func TestRepairStagedFindsKubeletStagedVolumes(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	kubelet := t.TempDir()
+	ours := volid.Volume{Backend: "ceph-rbd", Tenant: "t", Location: "1", Hash: volid.Hash("a")}.String()
+	write := func(dir, driverName, handle string, staged bool) {
+		p := filepath.Join(kubelet, "plugins", "kubernetes.io", "csi", driverName, dir)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if staged {
+			os.Mkdir(filepath.Join(p, "globalmount"), 0o755)
+		}
+		os.WriteFile(filepath.Join(p, "vol_data.json"), []byte(`{"driverName":"`+driverName+`","volumeHandle":"`+handle+`"}`), 0o644)
+	}
+	write("h1", "shiphold.csi.io", ours, true)
+	write("h2", "other.csi.io", ours, true)
+	write("h3", "shiphold.csi.io", "not-an-id", true)
+	write("h4", "shiphold.csi.io", ours, false)
+	if n := f.d.RepairStaged(context.Background(), kubelet); n != 1 || f.stager.repairs != 1 {
+		t.Fatalf("checked %d volumes, %d repairs; want exactly the one staged shiphold volume", n, f.stager.repairs)
+	}
 }
