@@ -132,7 +132,7 @@ func (m *Mounter) LoopAttach(ctx context.Context, file string) (string, error) {
 	} else if !errors.Is(err, ErrNoLoopDevice) {
 		return "", err
 	}
-	out, err := m.Run(ctx, "losetup", "--find", "--show", "--direct-io=off", file)
+	out, err := m.Run(ctx, "losetup", "--find", "--show", file)
 	if err != nil {
 		return "", fmt.Errorf("attach loop device: %w", err)
 	}
