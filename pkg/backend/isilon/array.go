@@ -1,0 +1,445 @@
+package isilon
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dell/goisilon"
+	"github.com/dell/goisilon/api"
+	apiv1 "github.com/dell/goisilon/api/v1"
+	apiv2 "github.com/dell/goisilon/api/v2"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+)
+
+// Export is the part of a OneFS NFS export that shiphold manages.
+type Export struct {
+	ID               int
+	Path             string
+	Clients          []string
+	RootClients      []string
+	ReadWriteClients []string
+	ReadOnlyClients  []string
+}
+
+// Quota is a OneFS directory quota; Hard is 0 for an accounting quota.
+type Quota struct {
+	ID   string
+	Path string
+	Hard int64
+}
+
+// IsiSnapshot is a OneFS snapshot.
+type IsiSnapshot struct {
+	ID      int64
+	Name    string
+	Path    string
+	Created time.Time
+	Size    int64
+}
+
+// array is what the controller needs from OneFS; papi implements it on goisilon, unit
+// tests on a fake. Every method returns classified backend errors; "absent" lookups return
+// nil without error.
+type array interface {
+	Version(ctx context.Context) error
+	// Mkdir creates a directory (and its parents) with mode and user attributes; an
+	// existing directory is left as is.
+	Mkdir(ctx context.Context, dir, mode string, attrs map[string]string) error
+	// Attrs returns a directory's user attributes; NotFound when it is absent.
+	Attrs(ctx context.Context, dir string) (map[string]string, error)
+	SetAttrs(ctx context.Context, dir string, attrs map[string]string) error
+	// Children lists the names of the subdirectories; NotFound when dir is absent.
+	Children(ctx context.Context, dir string) ([]string, error)
+	RemoveAll(ctx context.Context, dir string) error
+	// Copy copies a directory tree into dst, merging into an existing dst.
+	Copy(ctx context.Context, src, dst string) error
+
+	DirQuota(ctx context.Context, dir string) (*Quota, error)
+	DirQuotas(ctx context.Context) ([]Quota, error)
+	CreateDirQuota(ctx context.Context, dir string, hard int64) error
+	SetQuotaHard(ctx context.Context, id string, hard int64) error
+	DeleteQuota(ctx context.Context, id string) error
+
+	ExportOf(ctx context.Context, dir string) (*Export, error)
+	CreateExport(ctx context.Context, e Export) (int, error)
+	UpdateExportClients(ctx context.Context, e Export) error
+	DeleteExport(ctx context.Context, id int) error
+
+	CreateSnapshot(ctx context.Context, name, dir string) (*IsiSnapshot, error)
+	// Snapshot returns nil when the snapshot is absent.
+	Snapshot(ctx context.Context, name string) (*IsiSnapshot, error)
+	Snapshots(ctx context.Context) ([]IsiSnapshot, error)
+	DeleteSnapshot(ctx context.Context, id int64) error
+	// SnapshotDir is the read-only path of dir inside a snapshot.
+	SnapshotDir(snapName, dir string) string
+
+	AvailableBytes(ctx context.Context) (int64, error)
+}
+
+// papi implements array with goisilon; what goisilon lacks goes through its generic
+// client.API calls.
+type papi struct {
+	c        *goisilon.Client
+	endpoint string
+	zone     string
+	timeout  time.Duration
+}
+
+const (
+	namespacePrefix = "/namespace"
+	quotasPath      = "/platform/1/quota/quotas"
+	snapshotsPath   = "/platform/1/snapshot/snapshots"
+	exportsPath     = "/platform/2/protocols/nfs/exports"
+)
+
+func (p *papi) err(err error, format string, args ...any) error {
+	return classify(err, p.endpoint, fmt.Sprintf(format, args...), p.timeout)
+}
+
+func nsPath(dir string) string { return namespacePrefix + dir }
+
+func (p *papi) Version(ctx context.Context) error {
+	var resp struct {
+		Latest string `json:"latest"`
+	}
+	if err := p.c.API.Get(ctx, "/platform/latest", "", nil, nil, &resp); err != nil {
+		return p.err(err, "version check")
+	}
+	v, err := strconv.ParseFloat(resp.Latest, 64)
+	if err != nil || v < 3 {
+		return backend.Errorf(backend.FailedPrecondition, "isilon %s: Platform API version %q is older than OneFS 8.0 (3)", p.endpoint, resp.Latest)
+	}
+	return nil
+}
+
+func (p *papi) Mkdir(ctx context.Context, dir, mode string, attrs map[string]string) error {
+	headers := map[string]string{"x-isi-ifs-target-type": "container", "x-isi-ifs-access-control": mode}
+	for k, v := range attrs {
+		headers["x-isi-ifs-attr-"+k] = v
+	}
+	params := api.OrderedValues{{[]byte("recursive"), []byte("true")}}
+	if err := p.c.API.Put(ctx, nsPath(dir), "", params, headers, nil, nil); err != nil {
+		return p.err(err, "create directory %s", dir)
+	}
+	return nil
+}
+
+type attrsResp struct {
+	Attrs []struct {
+		Name      string  `json:"name"`
+		Value     any     `json:"value"`
+		Namespace *string `json:"namespace"`
+	} `json:"attrs"`
+}
+
+func (p *papi) Attrs(ctx context.Context, dir string) (map[string]string, error) {
+	var resp attrsResp
+	params := api.OrderedValues{{[]byte("metadata")}}
+	if err := p.c.API.Get(ctx, nsPath(dir), "", params, nil, &resp); err != nil {
+		return nil, p.err(err, "directory %s", dir)
+	}
+	out := map[string]string{}
+	for _, a := range resp.Attrs {
+		if a.Namespace != nil && *a.Namespace == "user" {
+			out[a.Name] = fmt.Sprint(a.Value)
+		}
+	}
+	return out, nil
+}
+
+func (p *papi) SetAttrs(ctx context.Context, dir string, attrs map[string]string) error {
+	type attr struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+		Op    string `json:"op"`
+	}
+	body := struct {
+		Action string `json:"action"`
+		Attrs  []attr `json:"attrs"`
+	}{Action: "update"}
+	for k, v := range attrs {
+		body.Attrs = append(body.Attrs, attr{Name: k, Value: v, Op: "update"})
+	}
+	params := api.OrderedValues{{[]byte("metadata")}}
+	if err := p.c.API.Put(ctx, nsPath(dir), "", params, nil, body, nil); err != nil {
+		return p.err(err, "set attributes of %s", dir)
+	}
+	return nil
+}
+
+func (p *papi) Children(ctx context.Context, dir string) ([]string, error) {
+	var names []string
+	resume := ""
+	for {
+		var resp struct {
+			Children []struct {
+				Name string `json:"name"`
+			} `json:"children"`
+			Resume *string `json:"resume"`
+		}
+		params := api.OrderedValues{{[]byte("type"), []byte("container")}}
+		if resume != "" {
+			params = api.OrderedValues{{[]byte("resume"), []byte(resume)}}
+		}
+		if err := p.c.API.Get(ctx, nsPath(dir), "", params, nil, &resp); err != nil {
+			return nil, p.err(err, "list %s", dir)
+		}
+		for _, ch := range resp.Children {
+			names = append(names, ch.Name)
+		}
+		if resp.Resume == nil || *resp.Resume == "" {
+			return names, nil
+		}
+		resume = *resp.Resume
+	}
+}
+
+func (p *papi) RemoveAll(ctx context.Context, dir string) error {
+	params := api.OrderedValues{{[]byte("recursive"), []byte("true")}}
+	if err := p.c.API.Delete(ctx, nsPath(dir), "", params, nil, nil); err != nil {
+		return p.err(err, "delete directory %s", dir)
+	}
+	return nil
+}
+
+func (p *papi) Copy(ctx context.Context, src, dst string) error {
+	headers := map[string]string{"x-isi-ifs-copy-source": nsPath(src), "x-isi-ifs-mode-mask": "preserve"}
+	params := api.OrderedValues{{[]byte("merge"), []byte("true")}}
+	var resp apiv1.CopyIsiVolumesResp
+	if err := p.c.API.Put(ctx, nsPath(dst), "", params, headers, nil, &resp); err != nil {
+		return p.err(err, "copy %s to %s", src, dst)
+	}
+	if !resp.Success && len(resp.CopyErrors) > 0 {
+		return backend.Errorf(backend.Internal, "isilon %s: copy %s to %s: %+v", p.endpoint, src, dst, resp.CopyErrors)
+	}
+	return nil
+}
+
+type quotaJSON struct {
+	ID         string `json:"id"`
+	Path       string `json:"path"`
+	Type       string `json:"type"`
+	Thresholds struct {
+		Hard *int64 `json:"hard"`
+	} `json:"thresholds"`
+}
+
+func (q quotaJSON) quota() Quota {
+	out := Quota{ID: q.ID, Path: q.Path}
+	if q.Thresholds.Hard != nil {
+		out.Hard = *q.Thresholds.Hard
+	}
+	return out
+}
+
+func (p *papi) listQuotas(ctx context.Context, params api.OrderedValues) ([]Quota, error) {
+	var out []Quota
+	for {
+		var resp struct {
+			Quotas []quotaJSON `json:"quotas"`
+			Resume *string     `json:"resume"`
+		}
+		if err := p.c.API.Get(ctx, quotasPath, "", params, nil, &resp); err != nil {
+			return nil, p.err(err, "list quotas")
+		}
+		for _, q := range resp.Quotas {
+			if q.Type == "directory" {
+				out = append(out, q.quota())
+			}
+		}
+		if resp.Resume == nil || *resp.Resume == "" {
+			return out, nil
+		}
+		params = api.OrderedValues{{[]byte("resume"), []byte(*resp.Resume)}}
+	}
+}
+
+func (p *papi) DirQuota(ctx context.Context, dir string) (*Quota, error) {
+	qs, err := p.listQuotas(ctx, api.OrderedValues{{[]byte("path"), []byte(dir)}, {[]byte("type"), []byte("directory")}})
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range qs {
+		if path.Clean(q.Path) == dir {
+			return &q, nil
+		}
+	}
+	return nil, nil
+}
+
+func (p *papi) DirQuotas(ctx context.Context) ([]Quota, error) {
+	return p.listQuotas(ctx, api.OrderedValues{{[]byte("type"), []byte("directory")}})
+}
+
+// CreateDirQuota makes an enforced hard directory quota (container: df on the export shows
+// the quota), or, with hard 0, an unenforced accounting quota.
+func (p *papi) CreateDirQuota(ctx context.Context, dir string, hard int64) error {
+	thresholds := map[string]any{}
+	if hard > 0 {
+		thresholds["hard"] = hard
+	}
+	body := map[string]any{
+		"path": dir, "type": "directory", "container": true, "enforced": hard > 0,
+		"include_snapshots": false, "thresholds_include_overhead": false, "thresholds": thresholds,
+	}
+	if err := p.c.API.Post(ctx, quotasPath, "", nil, nil, body, nil); err != nil {
+		return p.err(err, "create quota on %s", dir)
+	}
+	return nil
+}
+
+func (p *papi) SetQuotaHard(ctx context.Context, id string, hard int64) error {
+	if err := p.c.UpdateQuotaSizeByID(ctx, id, hard, 0, 0, 0); err != nil {
+		return p.err(err, "set quota %s hard threshold", id)
+	}
+	return nil
+}
+
+func (p *papi) DeleteQuota(ctx context.Context, id string) error {
+	if err := p.c.ClearQuotaByID(ctx, id); err != nil {
+		return p.err(err, "delete quota %s", id)
+	}
+	return nil
+}
+
+func list(l *[]string) []string {
+	if l == nil {
+		return nil
+	}
+	return append([]string(nil), *l...)
+}
+
+func (p *papi) ExportOf(ctx context.Context, dir string) (*Export, error) {
+	e, err := p.c.GetExportWithPathAndZone(ctx, dir, p.zone)
+	if err != nil {
+		return nil, p.err(err, "find export of %s in zone %s", dir, p.zone)
+	}
+	if e == nil {
+		return nil, nil
+	}
+	return &Export{ID: e.ID, Path: dir, Clients: list(e.Clients), RootClients: list(e.RootClients),
+		ReadWriteClients: list(e.ReadWriteClients), ReadOnlyClients: list(e.ReadOnlyClients)}, nil
+}
+
+func ptr(l []string) *[]string {
+	if l == nil {
+		l = []string{}
+	}
+	return &l
+}
+
+func (p *papi) CreateExport(ctx context.Context, e Export) (int, error) {
+	paths := []string{e.Path}
+	id, err := apiv2.ExportCreateWithZone(ctx, p.c.API, &apiv2.Export{
+		Paths: &paths, Clients: ptr(e.Clients), RootClients: ptr(e.RootClients),
+		ReadWriteClients: ptr(e.ReadWriteClients), ReadOnlyClients: ptr(e.ReadOnlyClients),
+		Description: "shiphold CSI volume",
+	}, p.zone)
+	if err != nil {
+		return 0, p.err(err, "create export of %s in zone %s", e.Path, p.zone)
+	}
+	return id, nil
+}
+
+func (p *papi) UpdateExportClients(ctx context.Context, e Export) error {
+	err := apiv2.ExportUpdateWithZone(ctx, p.c.API, &apiv2.Export{
+		ID: e.ID, Clients: ptr(e.Clients), RootClients: ptr(e.RootClients),
+		ReadWriteClients: ptr(e.ReadWriteClients), ReadOnlyClients: ptr(e.ReadOnlyClients),
+	}, p.zone, false)
+	if err != nil {
+		return p.err(err, "update clients of export %d in zone %s", e.ID, p.zone)
+	}
+	return nil
+}
+
+func (p *papi) DeleteExport(ctx context.Context, id int) error {
+	if err := apiv2.ExportDeleteWithZone(ctx, p.c.API, id, p.zone); err != nil {
+		return p.err(err, "delete export %d in zone %s", id, p.zone)
+	}
+	return nil
+}
+
+func snapshotOf(s *apiv1.IsiSnapshot) *IsiSnapshot {
+	return &IsiSnapshot{ID: s.ID, Name: s.Name, Path: s.Path, Created: time.Unix(s.Created, 0), Size: s.Size}
+}
+
+func (p *papi) CreateSnapshot(ctx context.Context, name, dir string) (*IsiSnapshot, error) {
+	s, err := p.c.CreateSnapshotWithPath(ctx, dir, name)
+	if err != nil {
+		return nil, p.err(err, "create snapshot %s of %s", name, dir)
+	}
+	return snapshotOf(s), nil
+}
+
+func (p *papi) Snapshot(ctx context.Context, name string) (*IsiSnapshot, error) {
+	s, err := p.c.GetIsiSnapshotByIdentity(ctx, name)
+	if err != nil {
+		err = p.err(err, "snapshot %s", name)
+		if backend.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if s == nil {
+		return nil, nil
+	}
+	return snapshotOf(s), nil
+}
+
+func (p *papi) Snapshots(ctx context.Context) ([]IsiSnapshot, error) {
+	l, err := p.c.GetSnapshots(ctx)
+	if err != nil {
+		return nil, p.err(err, "list snapshots")
+	}
+	out := make([]IsiSnapshot, 0, len(l))
+	for _, s := range l {
+		out = append(out, *snapshotOf(s))
+	}
+	return out, nil
+}
+
+func (p *papi) DeleteSnapshot(ctx context.Context, id int64) error {
+	if err := p.c.API.Delete(ctx, snapshotsPath, strconv.FormatInt(id, 10), nil, nil, nil); err != nil {
+		return p.err(err, "delete snapshot %d", id)
+	}
+	return nil
+}
+
+// SnapshotDir is /ifs/.snapshot/<snap>/<dir below /ifs>: OneFS shows every snapshot under
+// the .snapshot directory of /ifs (System zone paths).
+func (p *papi) SnapshotDir(snapName, dir string) string {
+	return snapshotDir(snapName, dir)
+}
+
+func snapshotDir(snapName, dir string) string {
+	return path.Join("/ifs/.snapshot", snapName, strings.TrimPrefix(dir, "/ifs/"))
+}
+
+func (p *papi) AvailableBytes(ctx context.Context) (int64, error) {
+	stats, err := p.c.GetStatistics(ctx, []string{"ifs.bytes.avail"})
+	if err != nil {
+		return 0, p.err(err, "statistics ifs.bytes.avail")
+	}
+	for _, s := range stats.StatsList {
+		if s.Key == "ifs.bytes.avail" {
+			return int64(s.Value), nil
+		}
+	}
+	return 0, backend.Errorf(backend.Unavailable, "isilon %s: statistics did not report ifs.bytes.avail", p.endpoint)
+}
+
+// escapeAttr keeps attribute values header-safe (request names may hold any UTF-8).
+func escapeAttr(s string) string { return url.PathEscape(s) }
+
+func unescapeAttr(s string) string {
+	if u, err := url.PathUnescape(s); err == nil {
+		return u
+	}
+	return s
+}

@@ -1,0 +1,253 @@
+package isilon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dell/goisilon"
+	"github.com/dell/goisilon/api"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/config"
+)
+
+// Secret keys a StorageClass may pass (csi.storage.k8s.io/*-secret-name); they win over
+// the backend's credentialsFile.
+const (
+	SecretUsername = "username"
+	SecretPassword = "password"
+)
+
+// DefaultRequestTimeout bounds one Platform API request when the config sets none.
+const DefaultRequestTimeout = 30 * time.Second
+
+// goisilon's lowest log verbosity: method and URI only, never headers or bodies, so the
+// session login body (which holds the password) is never logged.
+const verboseLow = 2
+
+type credentials struct {
+	user, password string
+}
+
+// key identifies a credential pair in the client cache without keeping the password in it.
+func (c credentials) key() string {
+	sum := sha256.Sum256([]byte(c.user + "\x00" + c.password))
+	return hex.EncodeToString(sum[:8])
+}
+
+// connector opens goisilon clients lazily and caches one per credential pair. A client is
+// dropped after a transport or authentication failure, so the next call reconnects and
+// rereads the credentials file.
+type connector struct {
+	cfg     *config.Isilon
+	timeout time.Duration
+	auth    uint8
+	// open builds an array for credentials; replaced by unit tests.
+	open func(ctx context.Context, cr credentials) (array, error)
+
+	mu      sync.Mutex
+	clients map[string]array
+}
+
+func newConnector(cfg *config.Isilon) (*connector, error) {
+	timeout := DefaultRequestTimeout
+	if cfg.RequestTimeout != "" {
+		d, err := time.ParseDuration(cfg.RequestTimeout)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("isilon.requestTimeout %q is not a positive duration such as 30s", cfg.RequestTimeout)
+		}
+		timeout = d
+	}
+	c := &connector{cfg: cfg, timeout: timeout, auth: 1, clients: map[string]array{}}
+	if cfg.AuthType == "basic" {
+		c.auth = 0
+	}
+	c.open = c.openPAPI
+	return c, nil
+}
+
+// credentials picks the CSI secrets when they carry a username or password, else the file.
+func (c *connector) credentials(secrets map[string]string) (credentials, error) {
+	user, hasUser := secrets[SecretUsername]
+	pass, hasPass := secrets[SecretPassword]
+	if hasUser || hasPass {
+		switch {
+		case user == "":
+			return credentials{}, backend.Errorf(backend.InvalidArgument, "isilon: the CSI secret has %q but no %q key", SecretPassword, SecretUsername)
+		case pass == "":
+			return credentials{}, backend.Errorf(backend.InvalidArgument, "isilon: the CSI secret has %q but no %q key", SecretUsername, SecretPassword)
+		}
+		return credentials{user: user, password: pass}, nil
+	}
+	if c.cfg.CredentialsFile == "" {
+		return credentials{}, backend.Errorf(backend.InvalidArgument, "isilon %s: no credentials: pass CSI secret keys %q and %q, or set isilon.credentialsFile", c.cfg.Endpoint, SecretUsername, SecretPassword)
+	}
+	return readCredentialsFile(c.cfg.CredentialsFile)
+}
+
+// readCredentialsFile reads "username: x" and "password: y" lines.
+func readCredentialsFile(path string) (credentials, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return credentials{}, backend.Errorf(backend.InvalidArgument, "isilon: read credentialsFile %s: %v", path, err)
+	}
+	var cr credentials
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.Trim(strings.TrimSpace(v), `"'`)
+		switch strings.TrimSpace(k) {
+		case SecretUsername:
+			cr.user = v
+		case SecretPassword:
+			cr.password = v
+		}
+	}
+	switch {
+	case cr.user == "":
+		return credentials{}, backend.Errorf(backend.InvalidArgument, "isilon: credentialsFile %s has no %q line", path, SecretUsername)
+	case cr.password == "":
+		return credentials{}, backend.Errorf(backend.InvalidArgument, "isilon: credentialsFile %s has no %q line", path, SecretPassword)
+	}
+	return cr, nil
+}
+
+// get returns the cached array for these secrets, connecting (and checking the OneFS
+// version) on first use.
+func (c *connector) get(ctx context.Context, secrets map[string]string) (array, string, error) {
+	cr, err := c.credentials(secrets)
+	if err != nil {
+		return nil, "", err
+	}
+	key := cr.key()
+	c.mu.Lock()
+	a, ok := c.clients[key]
+	c.mu.Unlock()
+	if ok {
+		return a, key, nil
+	}
+	a, err = c.open(ctx, cr)
+	if err != nil {
+		return nil, "", err
+	}
+	c.mu.Lock()
+	if cached, ok := c.clients[key]; ok {
+		a = cached // a concurrent call connected first
+	} else {
+		c.clients[key] = a
+	}
+	c.mu.Unlock()
+	return a, key, nil
+}
+
+// forget drops a client after a failure that a new connection may cure.
+func (c *connector) forget(key string, err error) {
+	if key == "" || err == nil {
+		return
+	}
+	var se *backend.StorageError
+	if errors.As(err, &se) && (se.Code == backend.Unavailable || errors.Is(err, errCredentials)) {
+		c.mu.Lock()
+		delete(c.clients, key)
+		c.mu.Unlock()
+	}
+}
+
+// do runs f against the array for these secrets, reconnecting next time if it fails in a
+// way a new connection may cure.
+func (c *connector) do(ctx context.Context, secrets map[string]string, f func(array) error) error {
+	a, key, err := c.get(ctx, secrets)
+	if err != nil {
+		return err
+	}
+	err = f(a)
+	c.forget(key, err)
+	return err
+}
+
+func (c *connector) openPAPI(ctx context.Context, cr credentials) (array, error) {
+	cl, err := api.New(ctx, c.cfg.Endpoint, cr.user, cr.password, "", verboseLow, c.auth, &api.ClientOptions{
+		Insecure:    c.cfg.InsecureSkipVerify,
+		VolumesPath: c.cfg.IsiPath,
+		Timeout:     c.timeout,
+	})
+	if err != nil {
+		return nil, classify(err, c.cfg.Endpoint, "connect", c.timeout)
+	}
+	zone := c.cfg.AccessZone
+	if zone == "" {
+		zone = "System"
+	}
+	return &papi{c: &goisilon.Client{API: cl}, endpoint: c.cfg.Endpoint, zone: zone, timeout: c.timeout}, nil
+}
+
+// errCredentials marks authentication failures, so the connector drops the client and the
+// next call rereads the credentials.
+var errCredentials = errors.New("check credentials")
+
+// classify maps a goisilon error onto a backend code, keeping the array's message.
+func classify(err error, endpoint, what string, timeout time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	var se *backend.StorageError
+	if errors.As(err, &se) {
+		return err
+	}
+	status, msg := 0, err.Error()
+	var je *api.JSONError
+	var he *api.HTMLError
+	switch {
+	case errors.As(err, &je):
+		status = je.StatusCode
+		if len(je.Err) > 0 {
+			msgs := make([]string, 0, len(je.Err))
+			for _, e := range je.Err {
+				msgs = append(msgs, strings.TrimSpace(e.Code+" "+e.Message))
+			}
+			msg = strings.Join(msgs, "; ")
+		}
+	case errors.As(err, &he):
+		status = he.StatusCode
+	}
+	switch {
+	case status == 404:
+		return &backend.StorageError{Code: backend.NotFound, Msg: fmt.Sprintf("isilon %s: %s: not found: %s", endpoint, what, msg), Err: err}
+	case status == 401 || status == 403 ||
+		// goisilon's session re-login returns plain errors on bad credentials.
+		strings.Contains(msg, "authentication failed") || strings.Contains(msg, "authentication failure"):
+		return &backend.StorageError{Code: backend.InvalidArgument,
+			Msg: fmt.Sprintf("isilon %s: %s: %s: check credentials (CSI secret keys %q/%q or isilon.credentialsFile) and the user's privileges", endpoint, what, msg, SecretUsername, SecretPassword),
+			Err: errors.Join(errCredentials, err)}
+	case status == 409:
+		return &backend.StorageError{Code: backend.AlreadyExists, Msg: fmt.Sprintf("isilon %s: %s: %s", endpoint, what, msg), Err: err}
+	case status == 400:
+		return &backend.StorageError{Code: backend.InvalidArgument, Msg: fmt.Sprintf("isilon %s: %s: %s", endpoint, what, msg), Err: err}
+	case status >= 500:
+		return &backend.StorageError{Code: backend.Unavailable, Msg: fmt.Sprintf("isilon %s: %s: array error %d: %s", endpoint, what, status, msg), Err: err}
+	case status != 0:
+		return &backend.StorageError{Code: backend.Internal, Msg: fmt.Sprintf("isilon %s: %s: HTTP %d: %s", endpoint, what, status, msg), Err: err}
+	}
+	var ne net.Error
+	var ue *url.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		return &backend.StorageError{Code: backend.Unavailable, Msg: fmt.Sprintf("isilon %s: %s: the array did not answer in time (request timeout %s): %v", endpoint, what, timeout, err), Err: err}
+	case errors.Is(err, context.Canceled):
+		return &backend.StorageError{Code: backend.Unavailable, Msg: fmt.Sprintf("isilon %s: %s: canceled: %v", endpoint, what, err), Err: err}
+	case errors.As(err, &ue) || errors.As(err, &ne):
+		return &backend.StorageError{Code: backend.Unavailable, Msg: fmt.Sprintf("isilon %s: %s: cannot reach the Platform API: %v", endpoint, what, err), Err: err}
+	}
+	return &backend.StorageError{Code: backend.Internal, Msg: fmt.Sprintf("isilon %s: %s: %v", endpoint, what, err), Err: err}
+}

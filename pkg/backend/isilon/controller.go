@@ -1,0 +1,675 @@
+// Package isilon is the PowerScale (OneFS) NFS backend: a volume is a directory
+// <isiPath>/<tenant>/csi-vol-<hash> with a hard directory quota of its size and an NFS
+// export, driven through Dell's goisilon client. The node side mounts the export over NFS.
+package isilon
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// StorageClass parameters.
+const (
+	// ParamRootClientEnabled ("true"/"false", default false) lists published nodes in the
+	// export's root_clients too, so root on the node is not squashed.
+	ParamRootClientEnabled = "rootClientEnabled"
+)
+
+// Volume context keys, handed back on ControllerPublish and NodeStage.
+const (
+	CtxNFSServer         = "nfsServer"
+	CtxExportPath        = "exportPath"
+	CtxZone              = "zone"
+	CtxExportID          = "exportID"
+	CtxRootClientEnabled = ParamRootClientEnabled
+)
+
+// User attributes recorded on each volume directory, so a retried CreateVolume finds its
+// volume and a same-name request of another size or source gets AlreadyExists.
+const (
+	attrRequest = "shiphold.request"
+	attrSize    = "shiphold.size"
+	attrSource  = "shiphold.source"
+	// attrCopied marks a clone whose data copy finished, so a retry does not copy again.
+	attrCopied = "shiphold.copied"
+)
+
+const (
+	volumePrefix   = "csi-vol-"
+	snapshotPrefix = "csi-snap-"
+	// DefaultVolumeSize is used when a request gives neither required nor limit bytes.
+	DefaultVolumeSize = 1 << 30
+	volumeMode        = "0777"
+	tenantMode        = "0755"
+	probeTimeout      = 5 * time.Second
+)
+
+// NoAccessClient is the placeholder that keeps every export's client lists non-empty.
+// OneFS (like nfs-ganesha here) opens an export whose client lists are all empty to every
+// host, so an export is created with this one read-only client and keeps it for its whole
+// life: 192.0.2.1 is in TEST-NET-1 (RFC 5737), reserved for documentation and never
+// assigned to a real host, so it grants nobody access. Published nodes are added beside it.
+const NoAccessClient = "192.0.2.1"
+
+// Controller provisions volumes on one OneFS cluster.
+type Controller struct {
+	name string
+	cfg  *config.Isilon
+	conn *connector
+
+	mu      sync.Mutex
+	tenants map[string]bool // tenant directories known to exist with their quota
+}
+
+var (
+	_ backend.Controller = (*Controller)(nil)
+	_ backend.Publisher  = (*Controller)(nil)
+)
+
+// NewController checks the config; it does not contact the array (the first call does).
+func NewController(cfg *config.Backend) (*Controller, error) {
+	if cfg == nil || cfg.Isilon == nil {
+		return nil, backend.Errorf(backend.InvalidArgument, "isilon backend needs an isilon section")
+	}
+	conn, err := newConnector(cfg.Isilon)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Isilon.CACertFile != "" && !cfg.Isilon.InsecureSkipVerify {
+		// goisilon v1.20.0 verifies against the system pool only.
+		klog.Warningf("isilon backend %q: caCertFile %s is not used by goisilon v1.20.0; add the CA to the system trust store", cfg.Name, cfg.Isilon.CACertFile)
+	}
+	return &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, tenants: map[string]bool{}}, nil
+}
+
+func (c *Controller) Name() string { return c.name }
+func (c *Controller) Kind() string { return backend.KindIsilon }
+
+func (c *Controller) ParameterKeys() []string { return []string{ParamRootClientEnabled} }
+
+func (c *Controller) Close() {}
+
+func (c *Controller) zone() string {
+	if c.cfg.AccessZone == "" {
+		return "System"
+	}
+	return c.cfg.AccessZone
+}
+
+func (c *Controller) tenantDir(tenant string) string { return path.Join(c.cfg.IsiPath, tenant) }
+
+// VolumeDir is the OneFS directory of a volume.
+func (c *Controller) VolumeDir(id volid.Volume) string {
+	return path.Join(c.cfg.IsiPath, id.Tenant, volumePrefix+id.Hash)
+}
+
+func snapshotName(snapHash string) string { return snapshotPrefix + snapHash }
+
+func parseRootClient(params map[string]string) (bool, error) {
+	v, ok := params[ParamRootClientEnabled]
+	if !ok || v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, backend.Errorf(backend.InvalidArgument, "StorageClass parameter %s=%q must be true or false", ParamRootClientEnabled, v)
+	}
+	return b, nil
+}
+
+func (c *Controller) volumeContext(dir string, exportID int, root bool) map[string]string {
+	ctx := map[string]string{
+		CtxNFSServer: c.cfg.NFSServer, CtxExportPath: dir, CtxZone: c.zone(),
+		CtxRootClientEnabled: strconv.FormatBool(root),
+	}
+	if exportID > 0 {
+		ctx[CtxExportID] = strconv.Itoa(exportID)
+	}
+	return ctx
+}
+
+func requestSize(req *backend.VolumeRequest) int64 {
+	switch {
+	case req.RequiredBytes > 0:
+		return req.RequiredBytes
+	case req.LimitBytes > 0 && req.LimitBytes < DefaultVolumeSize:
+		return req.LimitBytes
+	}
+	return DefaultVolumeSize
+}
+
+func sourceString(req *backend.VolumeRequest) string {
+	switch {
+	case req.SourceSnapshot != nil:
+		return req.SourceSnapshot.String()
+	case req.SourceVolume != nil:
+		return req.SourceVolume.String()
+	}
+	return ""
+}
+
+// CreateVolume makes (or finds again) the directory, its quota and its export.
+func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeRequest) (*backend.Volume, error) {
+	root, err := parseRootClient(req.Parameters)
+	if err != nil {
+		return nil, err
+	}
+	id := req.ID(c.name, "")
+	if err := id.Validate(); err != nil {
+		return nil, backend.Errorf(backend.InvalidArgument, "isilon: volume ID: %v", err)
+	}
+	dir := c.VolumeDir(id)
+	size := requestSize(req)
+	source := sourceString(req)
+	var vol *backend.Volume
+	err = c.conn.do(ctx, req.Secrets, func(a array) error {
+		if err := c.ensureTenant(ctx, a, req.Tenant); err != nil {
+			return err
+		}
+		attrs, err := a.Attrs(ctx, dir)
+		switch {
+		case backend.IsNotFound(err):
+			copyFrom, srcSize, err := c.cloneSource(ctx, a, req)
+			if err != nil {
+				return err
+			}
+			if srcSize > size {
+				if req.LimitBytes > 0 && srcSize > req.LimitBytes {
+					return backend.Errorf(backend.OutOfRange, "isilon: the source holds %d bytes, over limit_bytes %d", srcSize, req.LimitBytes)
+				}
+				size = srcSize
+			}
+			attrs = map[string]string{attrRequest: escapeAttr(req.Name), attrSize: strconv.FormatInt(size, 10), attrSource: source}
+			if err := a.Mkdir(ctx, dir, volumeMode, attrs); err != nil {
+				return err
+			}
+			if copyFrom != "" {
+				if err := c.copyInto(ctx, a, copyFrom, dir); err != nil {
+					return err
+				}
+			}
+		case err != nil:
+			return err
+		default:
+			if size, err = c.checkExisting(ctx, a, req, dir, attrs, size, source); err != nil {
+				return err
+			}
+		}
+		if err := c.ensureQuota(ctx, a, dir, size); err != nil {
+			return err
+		}
+		e, err := c.ensureExport(ctx, a, dir)
+		if err != nil {
+			return err
+		}
+		vol = &backend.Volume{ID: id, CapacityBytes: size, Context: c.volumeContext(dir, e.ID, root),
+			SourceSnapshot: req.SourceSnapshot, SourceVolume: req.SourceVolume, RequestName: req.Name}
+		return nil
+	})
+	return vol, err
+}
+
+// checkExisting decides whether the directory found is this request's volume, finishing
+// an interrupted clone, and returns its size.
+func (c *Controller) checkExisting(ctx context.Context, a array, req *backend.VolumeRequest, dir string, attrs map[string]string, size int64, source string) (int64, error) {
+	name, ok := attrs[attrRequest]
+	if !ok {
+		// Created by a create that crashed before its attributes landed: adopt it.
+		attrs = map[string]string{attrRequest: escapeAttr(req.Name), attrSize: strconv.FormatInt(size, 10), attrSource: source}
+		return size, a.SetAttrs(ctx, dir, attrs)
+	}
+	if unescapeAttr(name) != req.Name {
+		return 0, backend.Errorf(backend.AlreadyExists, "isilon: %s belongs to request %q, not %q", dir, unescapeAttr(name), req.Name)
+	}
+	have, _ := strconv.ParseInt(attrs[attrSize], 10, 64)
+	if have < req.RequiredBytes || (req.LimitBytes > 0 && have > req.LimitBytes) {
+		return 0, backend.Errorf(backend.AlreadyExists, "isilon: volume %q exists with %d bytes, incompatible with the requested range (%d..%d)", req.Name, have, req.RequiredBytes, req.LimitBytes)
+	}
+	if attrs[attrSource] != source {
+		return 0, backend.Errorf(backend.AlreadyExists, "isilon: volume %q exists with content source %q, the request asks for %q", req.Name, attrs[attrSource], source)
+	}
+	if source != "" && attrs[attrCopied] != "true" {
+		copyFrom, _, err := c.cloneSource(ctx, a, req)
+		if err != nil {
+			return 0, err
+		}
+		if err := c.copyInto(ctx, a, copyFrom, dir); err != nil {
+			return 0, err
+		}
+	}
+	if have == 0 {
+		have = size
+	}
+	return have, nil
+}
+
+// cloneSource returns the directory to copy from for a clone, and the source's size.
+func (c *Controller) cloneSource(ctx context.Context, a array, req *backend.VolumeRequest) (string, int64, error) {
+	switch {
+	case req.SourceSnapshot != nil:
+		s, err := c.findSnapshot(ctx, a, *req.SourceSnapshot)
+		if err != nil {
+			return "", 0, err
+		}
+		srcDir := c.VolumeDir(req.SourceSnapshot.Volume)
+		size := s.Size
+		if q, err := a.DirQuota(ctx, srcDir); err == nil && q != nil && q.Hard > 0 {
+			size = q.Hard
+		}
+		return a.SnapshotDir(s.Name, srcDir), size, nil
+	case req.SourceVolume != nil:
+		srcDir := c.VolumeDir(*req.SourceVolume)
+		attrs, err := a.Attrs(ctx, srcDir)
+		if err != nil {
+			if backend.IsNotFound(err) {
+				return "", 0, backend.Errorf(backend.NotFound, "isilon: source volume %s does not exist", req.SourceVolume)
+			}
+			return "", 0, err
+		}
+		size, _ := strconv.ParseInt(attrs[attrSize], 10, 64)
+		return srcDir, size, nil
+	}
+	return "", 0, nil
+}
+
+func (c *Controller) copyInto(ctx context.Context, a array, src, dir string) error {
+	if err := a.Copy(ctx, src, dir); err != nil {
+		return err
+	}
+	return a.SetAttrs(ctx, dir, map[string]string{attrCopied: "true"})
+}
+
+// ensureTenant makes the tenant directory and its accounting quota once per process. The
+// tenant quota has no hard threshold: the tenant limits live in the driver config and are
+// enforced by the driver at CreateVolume; the quota gives the array's view of the usage.
+func (c *Controller) ensureTenant(ctx context.Context, a array, tenant string) error {
+	c.mu.Lock()
+	known := c.tenants[tenant]
+	c.mu.Unlock()
+	if known {
+		return nil
+	}
+	dir := c.tenantDir(tenant)
+	if err := a.Mkdir(ctx, dir, tenantMode, nil); err != nil {
+		return err
+	}
+	q, err := a.DirQuota(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if q == nil {
+		if err := a.CreateDirQuota(ctx, dir, 0); err != nil && backend.CodeOf(err) != backend.AlreadyExists {
+			return err
+		}
+	}
+	c.mu.Lock()
+	c.tenants[tenant] = true
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Controller) ensureQuota(ctx context.Context, a array, dir string, size int64) error {
+	q, err := a.DirQuota(ctx, dir)
+	if err != nil {
+		return err
+	}
+	switch {
+	case q == nil:
+		err := a.CreateDirQuota(ctx, dir, size)
+		if backend.CodeOf(err) == backend.AlreadyExists {
+			return nil
+		}
+		return err
+	case q.Hard < size:
+		return a.SetQuotaHard(ctx, q.ID, size)
+	}
+	return nil
+}
+
+// ensureExport finds the volume's export by path in the zone, or creates it with only the
+// no-access placeholder client.
+func (c *Controller) ensureExport(ctx context.Context, a array, dir string) (*Export, error) {
+	e, err := a.ExportOf(ctx, dir)
+	if err != nil || e != nil {
+		return e, err
+	}
+	e = &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}}
+	if e.ID, err = a.CreateExport(ctx, *e); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// DeleteVolume removes the export first (so no export outlives its directory and access
+// ends before data goes), then the quota, then the directory. Each step treats "absent" as
+// done, so a retry after a partial delete finishes it. Snapshots of the volume are
+// independent of the directory on OneFS and stay until DeleteSnapshot.
+func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) error {
+	dir := c.VolumeDir(id)
+	return c.conn.do(ctx, secrets, func(a array) error {
+		e, err := a.ExportOf(ctx, dir)
+		if err != nil {
+			return err
+		}
+		if e != nil {
+			if err := a.DeleteExport(ctx, e.ID); err != nil && !backend.IsNotFound(err) {
+				return err
+			}
+		}
+		q, err := a.DirQuota(ctx, dir)
+		if err != nil {
+			return err
+		}
+		if q != nil {
+			if err := a.DeleteQuota(ctx, q.ID); err != nil && !backend.IsNotFound(err) {
+				return err
+			}
+		}
+		if err := a.RemoveAll(ctx, dir); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
+}
+
+func parseSource(s string) (*volid.Snapshot, *volid.Volume) {
+	if s == "" {
+		return nil, nil
+	}
+	if snap, err := volid.ParseSnapshot(s); err == nil {
+		return &snap, nil
+	}
+	if v, err := volid.ParseVolume(s); err == nil {
+		return nil, &v
+	}
+	return nil, nil
+}
+
+// GetVolume reads the directory's recorded attributes; NotFound when it is absent.
+func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (*backend.Volume, error) {
+	dir := c.VolumeDir(id)
+	var vol *backend.Volume
+	err := c.conn.do(ctx, secrets, func(a array) error {
+		attrs, err := a.Attrs(ctx, dir)
+		if err != nil {
+			if backend.IsNotFound(err) {
+				return backend.Errorf(backend.NotFound, "isilon: volume %s does not exist (no directory %s)", id, dir)
+			}
+			return err
+		}
+		size, _ := strconv.ParseInt(attrs[attrSize], 10, 64)
+		snap, src := parseSource(attrs[attrSource])
+		vol = &backend.Volume{ID: id, CapacityBytes: size, Context: c.volumeContext(dir, 0, false),
+			SourceSnapshot: snap, SourceVolume: src, RequestName: unescapeAttr(attrs[attrRequest])}
+		return nil
+	})
+	return vol, err
+}
+
+// ListVolumes lists csi-vol-* directories of one tenant or all; capacities come from the
+// directory quotas, read in one call.
+func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
+	var vols []*backend.Volume
+	err := c.conn.do(ctx, nil, func(a array) error {
+		tenants := []string{tenant}
+		if tenant == "" {
+			names, err := a.Children(ctx, c.cfg.IsiPath)
+			if backend.IsNotFound(err) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			tenants = names
+		}
+		quotas, err := a.DirQuotas(ctx)
+		if err != nil {
+			return err
+		}
+		hard := make(map[string]int64, len(quotas))
+		for _, q := range quotas {
+			hard[path.Clean(q.Path)] = q.Hard
+		}
+		for _, t := range tenants {
+			if volid.ValidTenant(t) != nil {
+				continue
+			}
+			names, err := a.Children(ctx, c.tenantDir(t))
+			if backend.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				id := volid.Volume{Backend: c.name, Tenant: t, Hash: strings.TrimPrefix(n, volumePrefix)}
+				if !strings.HasPrefix(n, volumePrefix) || id.Validate() != nil {
+					continue
+				}
+				dir := c.VolumeDir(id)
+				vols = append(vols, &backend.Volume{ID: id, CapacityBytes: hard[dir], Context: c.volumeContext(dir, 0, false)})
+			}
+		}
+		return nil
+	})
+	return vols, err
+}
+
+// ExpandVolume raises the hard threshold; NFS needs no node-side growth.
+func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, requiredBytes, limitBytes int64, secrets map[string]string) (int64, bool, error) {
+	dir := c.VolumeDir(id)
+	var size int64
+	err := c.conn.do(ctx, secrets, func(a array) error {
+		attrs, err := a.Attrs(ctx, dir)
+		if err != nil {
+			if backend.IsNotFound(err) {
+				return backend.Errorf(backend.NotFound, "isilon: volume %s does not exist (no directory %s)", id, dir)
+			}
+			return err
+		}
+		size, _ = strconv.ParseInt(attrs[attrSize], 10, 64)
+		if requiredBytes <= size {
+			return c.ensureQuota(ctx, a, dir, size)
+		}
+		if limitBytes > 0 && requiredBytes > limitBytes {
+			return backend.Errorf(backend.OutOfRange, "isilon: required %d bytes is over limit %d", requiredBytes, limitBytes)
+		}
+		if err := c.ensureQuota(ctx, a, dir, requiredBytes); err != nil {
+			return err
+		}
+		if err := a.SetAttrs(ctx, dir, map[string]string{attrSize: strconv.FormatInt(requiredBytes, 10)}); err != nil {
+			return err
+		}
+		size = requiredBytes
+		return nil
+	})
+	return size, false, err
+}
+
+// findSnapshot returns the OneFS snapshot of id; NotFound if absent or of another volume.
+func (c *Controller) findSnapshot(ctx context.Context, a array, id volid.Snapshot) (*IsiSnapshot, error) {
+	s, err := a.Snapshot(ctx, snapshotName(id.SnapHash))
+	if err != nil {
+		return nil, err
+	}
+	if s == nil || path.Clean(s.Path) != c.VolumeDir(id.Volume) {
+		return nil, backend.Errorf(backend.NotFound, "isilon: snapshot %s does not exist", id)
+	}
+	return s, nil
+}
+
+func (c *Controller) snapshot(id volid.Snapshot, s *IsiSnapshot, size int64) *backend.Snapshot {
+	if size == 0 {
+		size = s.Size
+	}
+	return &backend.Snapshot{ID: id, SizeBytes: size, CreatedAt: s.Created, Ready: true}
+}
+
+// CreateSnapshot takes a OneFS snapshot csi-snap-<hash> of the volume directory. Snapshot
+// names are global on the cluster, so a same-name request for another volume is
+// AlreadyExists.
+func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, name string, params, secrets map[string]string) (*backend.Snapshot, error) {
+	dir := c.VolumeDir(source)
+	id := volid.Snapshot{Volume: source, SnapHash: volid.Hash(name)}
+	snapName := snapshotName(id.SnapHash)
+	var out *backend.Snapshot
+	err := c.conn.do(ctx, secrets, func(a array) error {
+		attrs, err := a.Attrs(ctx, dir)
+		if err != nil {
+			if backend.IsNotFound(err) {
+				return backend.Errorf(backend.NotFound, "isilon: source volume %s does not exist", source)
+			}
+			return err
+		}
+		size, _ := strconv.ParseInt(attrs[attrSize], 10, 64)
+		s, err := a.Snapshot(ctx, snapName)
+		if err != nil {
+			return err
+		}
+		if s == nil {
+			s, err = a.CreateSnapshot(ctx, snapName, dir)
+			if backend.CodeOf(err) == backend.AlreadyExists {
+				s, err = a.Snapshot(ctx, snapName)
+			}
+			if err != nil {
+				return err
+			}
+			if s == nil {
+				return backend.Errorf(backend.Unavailable, "isilon: snapshot %s vanished while being created; retry", snapName)
+			}
+		}
+		if path.Clean(s.Path) != dir {
+			return backend.Errorf(backend.AlreadyExists, "isilon: snapshot name %q is already used for another volume (%s)", name, s.Path)
+		}
+		out = c.snapshot(id, s, size)
+		return nil
+	})
+	return out, err
+}
+
+func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secrets map[string]string) error {
+	return c.conn.do(ctx, secrets, func(a array) error {
+		s, err := c.findSnapshot(ctx, a, id)
+		if backend.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := a.DeleteSnapshot(ctx, s.ID); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
+}
+
+func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backend.Snapshot, error) {
+	var out *backend.Snapshot
+	err := c.conn.do(ctx, nil, func(a array) error {
+		s, err := c.findSnapshot(ctx, a, id)
+		if err != nil {
+			return err
+		}
+		var size int64
+		if q, err := a.DirQuota(ctx, c.VolumeDir(id.Volume)); err == nil && q != nil {
+			size = q.Hard
+		}
+		out = c.snapshot(id, s, size)
+		return nil
+	})
+	return out, err
+}
+
+// parseSnapshotPath maps a snapshot of <isiPath>/<tenant>/csi-vol-<hash> back to its ID.
+func (c *Controller) parseSnapshotPath(s IsiSnapshot) (volid.Snapshot, bool) {
+	rel, ok := strings.CutPrefix(path.Clean(s.Path), c.cfg.IsiPath+"/")
+	if !ok || !strings.HasPrefix(s.Name, snapshotPrefix) {
+		return volid.Snapshot{}, false
+	}
+	tenant, vol, ok := strings.Cut(rel, "/")
+	if !ok || !strings.HasPrefix(vol, volumePrefix) {
+		return volid.Snapshot{}, false
+	}
+	id := volid.Snapshot{
+		Volume:   volid.Volume{Backend: c.name, Tenant: tenant, Hash: strings.TrimPrefix(vol, volumePrefix)},
+		SnapHash: strings.TrimPrefix(s.Name, snapshotPrefix),
+	}
+	return id, id.Validate() == nil
+}
+
+func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([]*backend.Snapshot, error) {
+	var out []*backend.Snapshot
+	err := c.conn.do(ctx, nil, func(a array) error {
+		all, err := a.Snapshots(ctx)
+		if err != nil {
+			return err
+		}
+		quotas, err := a.DirQuotas(ctx)
+		if err != nil {
+			return err
+		}
+		hard := make(map[string]int64, len(quotas))
+		for _, q := range quotas {
+			hard[path.Clean(q.Path)] = q.Hard
+		}
+		for _, s := range all {
+			id, ok := c.parseSnapshotPath(s)
+			if !ok || (source != nil && id.Volume != *source) {
+				continue
+			}
+			out = append(out, c.snapshot(id, &s, hard[path.Clean(s.Path)]))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Capacity is the cluster's ifs.bytes.avail.
+func (c *Controller) Capacity(ctx context.Context, params map[string]string) (int64, error) {
+	var avail int64
+	err := c.conn.do(ctx, nil, func(a array) error {
+		var err error
+		avail, err = a.AvailableBytes(ctx)
+		return err
+	})
+	return avail, err
+}
+
+// Probe checks the Platform API version within a short timeout. Without a credentials file
+// (secrets-only deployments) it can only check that the endpoint accepts connections.
+func (c *Controller) Probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, min(probeTimeout, c.conn.timeout))
+	defer cancel()
+	if c.cfg.CredentialsFile == "" {
+		return c.dialEndpoint(ctx)
+	}
+	return c.conn.do(ctx, nil, func(a array) error { return a.Version(ctx) })
+}
+
+func (c *Controller) dialEndpoint(ctx context.Context) error {
+	u, err := url.Parse(c.cfg.Endpoint)
+	if err != nil || u.Host == "" {
+		return backend.Errorf(backend.InvalidArgument, "isilon.endpoint %q is not a URL such as https://host:8080", c.cfg.Endpoint)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "8080")
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
+	if err != nil {
+		return backend.Errorf(backend.Unavailable, "isilon %s: cannot reach the Platform API: %v", c.cfg.Endpoint, err)
+	}
+	return conn.Close()
+}
