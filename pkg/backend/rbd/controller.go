@@ -71,10 +71,9 @@ func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func
 		return err
 	}
 	conn, err := c.conns.Conn(ctx, c.cfg.CephCluster, cred)
-	if err != nil {
-		return err
+	if err == nil {
+		err = ceph.Do(ctx, func() error { return fn(conn) })
 	}
-	err = ceph.Do(ctx, func() error { return fn(conn) })
 	if err != nil && backend.CodeOf(err) == backend.Unavailable && !strings.Contains(err.Error(), c.monitors()) {
 		return backend.Errorf(backend.Unavailable, "Ceph cluster %s (monitors %s): %w", c.cfg.ClusterID, c.monitors(), err)
 	}
