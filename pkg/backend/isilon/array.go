@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/akutz/gournal"
 	"github.com/dell/goisilon"
 	"github.com/dell/goisilon/api"
 	apiv1 "github.com/dell/goisilon/api/v1"
@@ -102,9 +103,16 @@ func (p *papi) err(err error, format string, args ...any) error {
 	return classify(err, p.endpoint, fmt.Sprintf(format, args...), p.timeout)
 }
 
+// quiet keeps goisilon from logging the errors it returns: they come back classified and
+// the caller decides what to log.
+func quiet(ctx context.Context) context.Context {
+	return context.WithValue(ctx, gournal.LevelKey(), gournal.FatalLevel)
+}
+
 func nsPath(dir string) string { return namespacePrefix + dir }
 
 func (p *papi) Version(ctx context.Context) error {
+	ctx = quiet(ctx)
 	var resp struct {
 		Latest string `json:"latest"`
 	}
@@ -119,6 +127,7 @@ func (p *papi) Version(ctx context.Context) error {
 }
 
 func (p *papi) Mkdir(ctx context.Context, dir, mode string, attrs map[string]string) error {
+	ctx = quiet(ctx)
 	headers := map[string]string{"x-isi-ifs-target-type": "container", "x-isi-ifs-access-control": mode}
 	for k, v := range attrs {
 		headers["x-isi-ifs-attr-"+k] = v
@@ -139,6 +148,7 @@ type attrsResp struct {
 }
 
 func (p *papi) Attrs(ctx context.Context, dir string) (map[string]string, error) {
+	ctx = quiet(ctx)
 	var resp attrsResp
 	params := api.OrderedValues{{[]byte("metadata")}}
 	if err := p.c.API.Get(ctx, nsPath(dir), "", params, nil, &resp); err != nil {
@@ -154,6 +164,7 @@ func (p *papi) Attrs(ctx context.Context, dir string) (map[string]string, error)
 }
 
 func (p *papi) SetAttrs(ctx context.Context, dir string, attrs map[string]string) error {
+	ctx = quiet(ctx)
 	type attr struct {
 		Name  string `json:"name"`
 		Value string `json:"value"`
@@ -174,6 +185,7 @@ func (p *papi) SetAttrs(ctx context.Context, dir string, attrs map[string]string
 }
 
 func (p *papi) Children(ctx context.Context, dir string) ([]string, error) {
+	ctx = quiet(ctx)
 	var names []string
 	resume := ""
 	for {
@@ -201,6 +213,7 @@ func (p *papi) Children(ctx context.Context, dir string) ([]string, error) {
 }
 
 func (p *papi) RemoveAll(ctx context.Context, dir string) error {
+	ctx = quiet(ctx)
 	params := api.OrderedValues{{[]byte("recursive"), []byte("true")}}
 	if err := p.c.API.Delete(ctx, nsPath(dir), "", params, nil, nil); err != nil {
 		return p.err(err, "delete directory %s", dir)
@@ -209,6 +222,7 @@ func (p *papi) RemoveAll(ctx context.Context, dir string) error {
 }
 
 func (p *papi) Copy(ctx context.Context, src, dst string) error {
+	ctx = quiet(ctx)
 	headers := map[string]string{"x-isi-ifs-copy-source": nsPath(src), "x-isi-ifs-mode-mask": "preserve"}
 	params := api.OrderedValues{{[]byte("merge"), []byte("true")}}
 	var resp apiv1.CopyIsiVolumesResp
@@ -239,6 +253,7 @@ func (q quotaJSON) quota() Quota {
 }
 
 func (p *papi) listQuotas(ctx context.Context, params api.OrderedValues) ([]Quota, error) {
+	ctx = quiet(ctx)
 	var out []Quota
 	for {
 		var resp struct {
@@ -261,6 +276,7 @@ func (p *papi) listQuotas(ctx context.Context, params api.OrderedValues) ([]Quot
 }
 
 func (p *papi) DirQuota(ctx context.Context, dir string) (*Quota, error) {
+	ctx = quiet(ctx)
 	qs, err := p.listQuotas(ctx, api.OrderedValues{{[]byte("path"), []byte(dir)}, {[]byte("type"), []byte("directory")}})
 	if err != nil {
 		return nil, err
@@ -274,12 +290,14 @@ func (p *papi) DirQuota(ctx context.Context, dir string) (*Quota, error) {
 }
 
 func (p *papi) DirQuotas(ctx context.Context) ([]Quota, error) {
+	ctx = quiet(ctx)
 	return p.listQuotas(ctx, api.OrderedValues{{[]byte("type"), []byte("directory")}})
 }
 
 // CreateDirQuota makes an enforced hard directory quota (container: df on the export shows
 // the quota), or, with hard 0, an unenforced accounting quota.
 func (p *papi) CreateDirQuota(ctx context.Context, dir string, hard int64) error {
+	ctx = quiet(ctx)
 	thresholds := map[string]any{}
 	if hard > 0 {
 		thresholds["hard"] = hard
@@ -295,6 +313,7 @@ func (p *papi) CreateDirQuota(ctx context.Context, dir string, hard int64) error
 }
 
 func (p *papi) SetQuotaHard(ctx context.Context, id string, hard int64) error {
+	ctx = quiet(ctx)
 	if err := p.c.UpdateQuotaSizeByID(ctx, id, hard, 0, 0, 0); err != nil {
 		return p.err(err, "set quota %s hard threshold", id)
 	}
@@ -302,6 +321,7 @@ func (p *papi) SetQuotaHard(ctx context.Context, id string, hard int64) error {
 }
 
 func (p *papi) DeleteQuota(ctx context.Context, id string) error {
+	ctx = quiet(ctx)
 	if err := p.c.ClearQuotaByID(ctx, id); err != nil {
 		return p.err(err, "delete quota %s", id)
 	}
@@ -316,6 +336,7 @@ func list(l *[]string) []string {
 }
 
 func (p *papi) ExportOf(ctx context.Context, dir string) (*Export, error) {
+	ctx = quiet(ctx)
 	e, err := p.c.GetExportWithPathAndZone(ctx, dir, p.zone)
 	if err != nil {
 		return nil, p.err(err, "find export of %s in zone %s", dir, p.zone)
@@ -335,6 +356,7 @@ func ptr(l []string) *[]string {
 }
 
 func (p *papi) CreateExport(ctx context.Context, e Export) (int, error) {
+	ctx = quiet(ctx)
 	paths := []string{e.Path}
 	id, err := apiv2.ExportCreateWithZone(ctx, p.c.API, &apiv2.Export{
 		Paths: &paths, Clients: ptr(e.Clients), RootClients: ptr(e.RootClients),
@@ -348,6 +370,7 @@ func (p *papi) CreateExport(ctx context.Context, e Export) (int, error) {
 }
 
 func (p *papi) UpdateExportClients(ctx context.Context, e Export) error {
+	ctx = quiet(ctx)
 	err := apiv2.ExportUpdateWithZone(ctx, p.c.API, &apiv2.Export{
 		ID: e.ID, Clients: ptr(e.Clients), RootClients: ptr(e.RootClients),
 		ReadWriteClients: ptr(e.ReadWriteClients), ReadOnlyClients: ptr(e.ReadOnlyClients),
@@ -359,6 +382,7 @@ func (p *papi) UpdateExportClients(ctx context.Context, e Export) error {
 }
 
 func (p *papi) DeleteExport(ctx context.Context, id int) error {
+	ctx = quiet(ctx)
 	if err := apiv2.ExportDeleteWithZone(ctx, p.c.API, id, p.zone); err != nil {
 		return p.err(err, "delete export %d in zone %s", id, p.zone)
 	}
@@ -370,6 +394,7 @@ func snapshotOf(s *apiv1.IsiSnapshot) *IsiSnapshot {
 }
 
 func (p *papi) CreateSnapshot(ctx context.Context, name, dir string) (*IsiSnapshot, error) {
+	ctx = quiet(ctx)
 	s, err := p.c.CreateSnapshotWithPath(ctx, dir, name)
 	if err != nil {
 		return nil, p.err(err, "create snapshot %s of %s", name, dir)
@@ -378,6 +403,7 @@ func (p *papi) CreateSnapshot(ctx context.Context, name, dir string) (*IsiSnapsh
 }
 
 func (p *papi) Snapshot(ctx context.Context, name string) (*IsiSnapshot, error) {
+	ctx = quiet(ctx)
 	s, err := p.c.GetIsiSnapshotByIdentity(ctx, name)
 	if err != nil {
 		err = p.err(err, "snapshot %s", name)
@@ -393,6 +419,7 @@ func (p *papi) Snapshot(ctx context.Context, name string) (*IsiSnapshot, error) 
 }
 
 func (p *papi) Snapshots(ctx context.Context) ([]IsiSnapshot, error) {
+	ctx = quiet(ctx)
 	l, err := p.c.GetSnapshots(ctx)
 	if err != nil {
 		return nil, p.err(err, "list snapshots")
@@ -405,6 +432,7 @@ func (p *papi) Snapshots(ctx context.Context) ([]IsiSnapshot, error) {
 }
 
 func (p *papi) DeleteSnapshot(ctx context.Context, id int64) error {
+	ctx = quiet(ctx)
 	if err := p.c.API.Delete(ctx, snapshotsPath, strconv.FormatInt(id, 10), nil, nil, nil); err != nil {
 		return p.err(err, "delete snapshot %d", id)
 	}
@@ -422,6 +450,7 @@ func snapshotDir(snapName, dir string) string {
 }
 
 func (p *papi) AvailableBytes(ctx context.Context) (int64, error) {
+	ctx = quiet(ctx)
 	stats, err := p.c.GetStatistics(ctx, []string{"ifs.bytes.avail"})
 	if err != nil {
 		return 0, p.err(err, "statistics ifs.bytes.avail")

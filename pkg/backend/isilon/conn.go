@@ -177,7 +177,7 @@ func (c *connector) do(ctx context.Context, secrets map[string]string, f func(ar
 }
 
 func (c *connector) openPAPI(ctx context.Context, cr credentials) (array, error) {
-	cl, err := api.New(ctx, c.cfg.Endpoint, cr.user, cr.password, "", verboseLow, c.auth, &api.ClientOptions{
+	cl, err := api.New(quiet(ctx), c.cfg.Endpoint, cr.user, cr.password, "", verboseLow, c.auth, &api.ClientOptions{
 		Insecure:    c.cfg.InsecureSkipVerify,
 		VolumesPath: c.cfg.IsiPath,
 		Timeout:     c.timeout,
