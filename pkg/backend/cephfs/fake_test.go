@@ -1,0 +1,221 @@
+package cephfs
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// fakeMgr answers the mon and mgr JSON commands the controller sends, over an in-memory
+// model of one filesystem, as Ceph 16.2 answers them (including the resize answer that
+// go-ceph v0.37.0 misreads). It records every command for the workaround tests.
+type fakeMgr struct {
+	mu       sync.Mutex
+	cmds     []map[string]any
+	groups   map[string]bool
+	subs     map[string]*fakeSub // key group/sub
+	cloneRun int                 // clone status answers "in-progress" this many times
+}
+
+type fakeSub struct {
+	quota    int64
+	meta     map[string]string
+	snaps    map[string]bool
+	cloning  int // remaining in-progress answers
+	source   [4]string
+	retained bool
+}
+
+type fakeErr struct{ errno int }
+
+func (e fakeErr) Error() string  { return syscall.Errno(-e.errno).Error() }
+func (e fakeErr) ErrorCode() int { return e.errno }
+
+func newFakeMgr() *fakeMgr {
+	return &fakeMgr{groups: map[string]bool{}, subs: map[string]*fakeSub{}}
+}
+
+func (f *fakeMgr) MonCommand(buf []byte) ([]byte, string, error) {
+	var m map[string]any
+	json.Unmarshal(buf, &m)
+	switch m["prefix"] {
+	case "fs dump":
+		return []byte(`{"filesystems":[{"id":1,"mdsmap":{"fs_name":"cephfs"}},{"id":7,"mdsmap":{"fs_name":"other"}}]}`), "dumped fsmap epoch 3", nil
+	case "fs ls":
+		return []byte(`[{"name":"cephfs","data_pools":["cephfs.data"]}]`), "", nil
+	case "df":
+		return []byte(`{"pools":[{"name":"cephfs.data","stats":{"max_avail":1000}}]}`), "", nil
+	}
+	return nil, "unknown", fakeErr{-int(syscall.EINVAL)}
+}
+
+func (f *fakeMgr) commands(prefix string) []map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []map[string]any
+	for _, c := range f.cmds {
+		if c["prefix"] == prefix {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+
+func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
+	var m map[string]any
+	if err := json.Unmarshal(bufs[0], &m); err != nil {
+		return nil, "", fakeErr{-int(syscall.EINVAL)}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cmds = append(f.cmds, m)
+	g, name := str(m, "group_name"), str(m, "sub_name")
+	key := g + "/" + name
+	sub := f.subs[key]
+	enoent := func(what string) ([]byte, string, error) {
+		return nil, what + " does not exist", fakeErr{-int(syscall.ENOENT)}
+	}
+	busy := func() ([]byte, string, error) {
+		return nil, fmt.Sprintf("subvolume '%s' is not ready for operation", name), fakeErr{-int(syscall.EAGAIN)}
+	}
+	switch p := str(m, "prefix"); p {
+	case "fs volume ls":
+		return []byte(`[{"name":"cephfs"}]`), "", nil
+	case "fs subvolumegroup create":
+		f.groups[str(m, "group_name")] = true
+		return nil, "", nil
+	case "fs subvolumegroup ls":
+		if str(m, "vol_name") != "cephfs" {
+			return []byte("[]"), "", nil
+		}
+		var out []map[string]string
+		for n := range f.groups {
+			out = append(out, map[string]string{"name": n})
+		}
+		b, _ := json.Marshal(out)
+		return b, "", nil
+	case "fs subvolume create":
+		if !f.groups[g] {
+			return enoent("group " + g)
+		}
+		size, _ := m["size"].(float64)
+		f.subs[key] = &fakeSub{quota: int64(size), meta: map[string]string{}, snaps: map[string]bool{}}
+		return nil, "", nil
+	case "fs subvolume ls":
+		if str(m, "vol_name") != "cephfs" {
+			return []byte("[]"), "", nil
+		}
+		if !f.groups[g] {
+			return enoent("group " + g)
+		}
+		var out []map[string]string
+		for k := range f.subs {
+			if gg, n, _ := strings.Cut(k, "/"); gg == g {
+				out = append(out, map[string]string{"name": n})
+			}
+		}
+		b, _ := json.Marshal(out)
+		return b, "", nil
+	}
+	if str(m, "prefix") == "fs clone status" || str(m, "prefix") == "fs clone cancel" {
+		name = str(m, "clone_name")
+		sub = f.subs[g+"/"+name]
+	}
+	if sub == nil || (sub.retained && !strings.Contains(str(m, "prefix"), "snapshot")) {
+		return enoent("subvolume " + name)
+	}
+	switch p := str(m, "prefix"); p {
+	case "fs subvolume rm":
+		if sub.cloning > 0 && m["force"] != true {
+			return busy()
+		}
+		if m["retain_snapshots"] == true && len(sub.snaps) > 0 {
+			sub.retained = true
+		} else {
+			delete(f.subs, key)
+		}
+		return nil, "", nil
+	case "fs subvolume resize":
+		if sub.cloning > 0 {
+			return busy()
+		}
+		n, _ := fmt.Sscan(str(m, "new_size"), &sub.quota)
+		_ = n
+		// Ceph 16.2's answer: a list of one-key objects.
+		return []byte(fmt.Sprintf(`[{"bytes_used": 0}, {"bytes_quota": %d}, {"bytes_pcent": "0.00"}]`, sub.quota)), "", nil
+	case "fs subvolume getpath":
+		return []byte("/volumes/" + key + "/uuid\n"), "", nil
+	case "fs subvolume info":
+		if sub.cloning > 0 {
+			return busy()
+		}
+		return []byte(fmt.Sprintf(`{"path":"/volumes/%s/uuid","state":"complete","bytes_quota":%d,"created_at":"2026-01-02 03:04:05"}`, key, sub.quota)), "", nil
+	case "fs subvolume metadata set":
+		if sub.cloning > 0 {
+			return busy()
+		}
+		sub.meta[str(m, "key_name")] = str(m, "value")
+		return nil, "", nil
+	case "fs subvolume metadata ls":
+		if sub.cloning > 0 {
+			return busy()
+		}
+		b, _ := json.Marshal(sub.meta)
+		return b, "", nil
+	case "fs subvolume snapshot create":
+		sub.snaps[str(m, "snap_name")] = true
+		return nil, "", nil
+	case "fs subvolume snapshot rm":
+		if !sub.snaps[str(m, "snap_name")] {
+			return enoent("snapshot")
+		}
+		delete(sub.snaps, str(m, "snap_name"))
+		if sub.retained && len(sub.snaps) == 0 {
+			delete(f.subs, key)
+		}
+		return nil, "", nil
+	case "fs subvolume snapshot ls":
+		var out []map[string]string
+		for n := range sub.snaps {
+			out = append(out, map[string]string{"name": n})
+		}
+		b, _ := json.Marshal(out)
+		return b, "", nil
+	case "fs subvolume snapshot info":
+		if !sub.snaps[str(m, "snap_name")] {
+			return enoent("snapshot")
+		}
+		return []byte(`{"created_at":"2026-01-02 03:04:05.123456","has_pending_clones":"no"}`), "", nil
+	case "fs subvolume snapshot clone":
+		if !sub.snaps[str(m, "snap_name")] {
+			return enoent("snapshot")
+		}
+		tg := str(m, "target_group_name")
+		if tg == "" {
+			tg = g
+		}
+		tkey := tg + "/" + str(m, "target_sub_name")
+		if f.subs[tkey] != nil {
+			return nil, "subvolume exists", fakeErr{-int(syscall.EEXIST)}
+		}
+		f.subs[tkey] = &fakeSub{quota: sub.quota, meta: map[string]string{}, snaps: map[string]bool{}, cloning: f.cloneRun,
+			source: [4]string{"cephfs", g, name, str(m, "snap_name")}}
+		return nil, "", nil
+	case "fs clone status":
+		state := "complete"
+		if sub.cloning > 0 {
+			sub.cloning--
+			state = "in-progress"
+		}
+		return []byte(fmt.Sprintf(`{"status":{"state":%q,"source":{"volume":%q,"group":%q,"subvolume":%q,"snapshot":%q}}}`,
+			state, sub.source[0], sub.source[1], sub.source[2], sub.source[3])), "", nil
+	case "fs clone cancel":
+		sub.cloning = 0
+		return nil, "", nil
+	}
+	return nil, "unknown command", fakeErr{-int(syscall.EINVAL)}
+}
