@@ -105,6 +105,8 @@ type fuseAttacher struct {
 	m       *mounter.Mounter
 	// procRoot is /proc; tests point it elsewhere.
 	procRoot string
+	// sizeWait bounds the wait for rbd-fuse to show a grown image.
+	sizeWait time.Duration
 }
 
 const fuseDirName = "rbd-fuse"
@@ -250,7 +252,7 @@ func (a *fuseAttacher) Refresh(ctx context.Context, at attachment, want int64) e
 		return fmt.Errorf("rbd-fuse at %s shows no single image (%v)", at.FuseMount, err)
 	}
 	file := filepath.Join(at.FuseMount, entries[0].Name())
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(a.sizeWait)
 	for {
 		st, err := os.Stat(file)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/ceph"
@@ -65,7 +66,7 @@ func newStager(cfg *config.Backend, m *mounter.Mounter, procRoot, sysRoot string
 		attachers: map[string]attacher{
 			MounterKRBD: &cliAttacher{cluster: cl, m: m, tool: "rbd"},
 			MounterNBD:  &cliAttacher{cluster: cl, m: m, tool: "rbd-nbd"},
-			MounterFuse: &fuseAttacher{cluster: cl, m: m, procRoot: procRoot},
+			MounterFuse: &fuseAttacher{cluster: cl, m: m, procRoot: procRoot, sizeWait: 10 * time.Second},
 		},
 	}, nil
 }
