@@ -128,6 +128,15 @@ func readCredentialsFile(path string) (credentials, error) {
 func (c *connector) get(ctx context.Context, secrets map[string]string) (array, string, error) {
 	cr, err := c.credentials(secrets)
 	if err != nil {
+		// Calls that carry no secrets (list, capacity, get snapshot) reuse a client that
+		// secrets opened earlier when there is no credentials file.
+		if len(secrets) == 0 && c.cfg.CredentialsFile == "" {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for key, a := range c.clients {
+				return a, key, nil
+			}
+		}
 		return nil, "", err
 	}
 	key := cr.key()

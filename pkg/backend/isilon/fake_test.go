@@ -1,0 +1,333 @@
+package isilon
+
+import (
+	"context"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+)
+
+// fakeArray is an in-memory OneFS: directories with user attributes, quotas, exports and
+// snapshots. fail, when set, answers every call.
+type fakeArray struct {
+	mu        sync.Mutex
+	dirs      map[string]map[string]string
+	files     map[string]string // path -> content, to check copies
+	quotas    map[string]*Quota
+	exports   map[int]*Export
+	snaps     map[string]*IsiSnapshot
+	nextID    int
+	fail      error
+	calls     []string
+	availible int64
+}
+
+func newFakeArray() *fakeArray {
+	return &fakeArray{dirs: map[string]map[string]string{}, files: map[string]string{}, quotas: map[string]*Quota{},
+		exports: map[int]*Export{}, snaps: map[string]*IsiSnapshot{}, availible: 1 << 40}
+}
+
+func (f *fakeArray) enter(call string) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, call)
+	return f.fail
+}
+
+func notFound(what string) error { return backend.Errorf(backend.NotFound, "fake: %s not found", what) }
+
+func (f *fakeArray) Version(ctx context.Context) error {
+	defer f.mu.Unlock()
+	return f.enter("Version")
+}
+
+func (f *fakeArray) Mkdir(ctx context.Context, dir, mode string, attrs map[string]string) error {
+	defer f.mu.Unlock()
+	if err := f.enter("Mkdir " + dir); err != nil {
+		return err
+	}
+	for p := dir; p != "/ifs" && p != "/"; p = path.Dir(p) {
+		if _, ok := f.dirs[p]; !ok {
+			f.dirs[p] = map[string]string{}
+		}
+	}
+	for k, v := range attrs {
+		f.dirs[dir][k] = v
+	}
+	return nil
+}
+
+func (f *fakeArray) Attrs(ctx context.Context, dir string) (map[string]string, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("Attrs " + dir); err != nil {
+		return nil, err
+	}
+	a, ok := f.dirs[dir]
+	if !ok {
+		return nil, notFound(dir)
+	}
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *fakeArray) SetAttrs(ctx context.Context, dir string, attrs map[string]string) error {
+	defer f.mu.Unlock()
+	if err := f.enter("SetAttrs " + dir); err != nil {
+		return err
+	}
+	a, ok := f.dirs[dir]
+	if !ok {
+		return notFound(dir)
+	}
+	for k, v := range attrs {
+		a[k] = v
+	}
+	return nil
+}
+
+func (f *fakeArray) Children(ctx context.Context, dir string) ([]string, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("Children " + dir); err != nil {
+		return nil, err
+	}
+	if _, ok := f.dirs[dir]; !ok {
+		return nil, notFound(dir)
+	}
+	var out []string
+	for p := range f.dirs {
+		if path.Dir(p) == dir {
+			out = append(out, path.Base(p))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (f *fakeArray) RemoveAll(ctx context.Context, dir string) error {
+	defer f.mu.Unlock()
+	if err := f.enter("RemoveAll " + dir); err != nil {
+		return err
+	}
+	if _, ok := f.dirs[dir]; !ok {
+		return notFound(dir)
+	}
+	for p := range f.dirs {
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			delete(f.dirs, p)
+		}
+	}
+	for p := range f.files {
+		if strings.HasPrefix(p, dir+"/") {
+			delete(f.files, p)
+		}
+	}
+	return nil
+}
+
+func (f *fakeArray) Copy(ctx context.Context, src, dst string) error {
+	defer f.mu.Unlock()
+	if err := f.enter("Copy " + src + " " + dst); err != nil {
+		return err
+	}
+	found := false
+	for p, c := range f.files {
+		if rel, ok := strings.CutPrefix(p, src+"/"); ok {
+			f.files[dst+"/"+rel] = c
+			found = true
+		}
+	}
+	if _, ok := f.dirs[src]; !ok && !found {
+		return notFound(src)
+	}
+	return nil
+}
+
+func (f *fakeArray) DirQuota(ctx context.Context, dir string) (*Quota, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("DirQuota " + dir); err != nil {
+		return nil, err
+	}
+	if q, ok := f.quotas[dir]; ok {
+		c := *q
+		return &c, nil
+	}
+	return nil, nil
+}
+
+func (f *fakeArray) DirQuotas(ctx context.Context) ([]Quota, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("DirQuotas"); err != nil {
+		return nil, err
+	}
+	var out []Quota
+	for _, q := range f.quotas {
+		out = append(out, *q)
+	}
+	return out, nil
+}
+
+func (f *fakeArray) CreateDirQuota(ctx context.Context, dir string, hard int64) error {
+	defer f.mu.Unlock()
+	if err := f.enter("CreateDirQuota " + dir); err != nil {
+		return err
+	}
+	if _, ok := f.quotas[dir]; ok {
+		return backend.Errorf(backend.AlreadyExists, "fake: quota exists")
+	}
+	f.nextID++
+	f.quotas[dir] = &Quota{ID: "q" + strings.Repeat("x", f.nextID), Path: dir, Hard: hard}
+	return nil
+}
+
+func (f *fakeArray) SetQuotaHard(ctx context.Context, id string, hard int64) error {
+	defer f.mu.Unlock()
+	if err := f.enter("SetQuotaHard " + id); err != nil {
+		return err
+	}
+	for _, q := range f.quotas {
+		if q.ID == id {
+			q.Hard = hard
+			return nil
+		}
+	}
+	return notFound(id)
+}
+
+func (f *fakeArray) DeleteQuota(ctx context.Context, id string) error {
+	defer f.mu.Unlock()
+	if err := f.enter("DeleteQuota " + id); err != nil {
+		return err
+	}
+	for p, q := range f.quotas {
+		if q.ID == id {
+			delete(f.quotas, p)
+			return nil
+		}
+	}
+	return notFound(id)
+}
+
+func (f *fakeArray) ExportOf(ctx context.Context, dir string) (*Export, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("ExportOf " + dir); err != nil {
+		return nil, err
+	}
+	for _, e := range f.exports {
+		if e.Path == dir {
+			c := *e
+			return &c, nil
+		}
+	}
+	return nil, nil
+}
+
+func (f *fakeArray) CreateExport(ctx context.Context, e Export) (int, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("CreateExport " + e.Path); err != nil {
+		return 0, err
+	}
+	f.nextID++
+	e.ID = f.nextID
+	f.exports[e.ID] = &e
+	return e.ID, nil
+}
+
+func (f *fakeArray) UpdateExportClients(ctx context.Context, e Export) error {
+	defer f.mu.Unlock()
+	if err := f.enter("UpdateExportClients"); err != nil {
+		return err
+	}
+	old, ok := f.exports[e.ID]
+	if !ok {
+		return notFound("export")
+	}
+	e.Path = old.Path
+	f.exports[e.ID] = &e
+	return nil
+}
+
+func (f *fakeArray) DeleteExport(ctx context.Context, id int) error {
+	defer f.mu.Unlock()
+	if err := f.enter("DeleteExport"); err != nil {
+		return err
+	}
+	if _, ok := f.exports[id]; !ok {
+		return notFound("export")
+	}
+	delete(f.exports, id)
+	return nil
+}
+
+func (f *fakeArray) CreateSnapshot(ctx context.Context, name, dir string) (*IsiSnapshot, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("CreateSnapshot " + name); err != nil {
+		return nil, err
+	}
+	if _, ok := f.snaps[name]; ok {
+		return nil, backend.Errorf(backend.AlreadyExists, "fake: snapshot exists")
+	}
+	f.nextID++
+	s := &IsiSnapshot{ID: int64(f.nextID), Name: name, Path: dir, Created: time.Unix(1700000000, 0), Size: 42}
+	f.snaps[name] = s
+	for p, c := range f.files {
+		if rel, ok := strings.CutPrefix(p, dir+"/"); ok {
+			f.files[snapshotDir(name, dir)+"/"+rel] = c
+		}
+	}
+	c := *s
+	return &c, nil
+}
+
+func (f *fakeArray) Snapshot(ctx context.Context, name string) (*IsiSnapshot, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("Snapshot " + name); err != nil {
+		return nil, err
+	}
+	if s, ok := f.snaps[name]; ok {
+		c := *s
+		return &c, nil
+	}
+	return nil, nil
+}
+
+func (f *fakeArray) Snapshots(ctx context.Context) ([]IsiSnapshot, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("Snapshots"); err != nil {
+		return nil, err
+	}
+	var out []IsiSnapshot
+	for _, s := range f.snaps {
+		out = append(out, *s)
+	}
+	return out, nil
+}
+
+func (f *fakeArray) DeleteSnapshot(ctx context.Context, id int64) error {
+	defer f.mu.Unlock()
+	if err := f.enter("DeleteSnapshot"); err != nil {
+		return err
+	}
+	for n, s := range f.snaps {
+		if s.ID == id {
+			delete(f.snaps, n)
+			return nil
+		}
+	}
+	return notFound("snapshot")
+}
+
+func (f *fakeArray) SnapshotDir(snapName, dir string) string { return snapshotDir(snapName, dir) }
+
+func (f *fakeArray) AvailableBytes(ctx context.Context) (int64, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("AvailableBytes"); err != nil {
+		return 0, err
+	}
+	return f.availible, nil
+}
