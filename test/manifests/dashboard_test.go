@@ -11,10 +11,10 @@ import (
 
 // The names pkg/metrics exports (histogram series carry their _bucket/_sum/_count suffixes).
 var shipholdMetrics = map[string]bool{
-	"shiphold_csi_operation_duration_seconds":      true,
-	"shiphold_csi_operations_total":                true,
-	"shiphold_csi_operations_in_flight":            true,
-	"shiphold_backend_up":                          true,
+	"shiphold_csi_operation_duration_seconds":       true,
+	"shiphold_csi_operations_total":                 true,
+	"shiphold_csi_operations_in_flight":             true,
+	"shiphold_backend_up":                           true,
 	"shiphold_backend_last_probe_timestamp_seconds": true,
 }
 
