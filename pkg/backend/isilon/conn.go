@@ -54,9 +54,17 @@ type connector struct {
 	// open builds an array for credentials; replaced by unit tests.
 	open func(ctx context.Context, cr credentials) (array, error)
 
+	// slots bounds the operations in flight against the array. goisilon's HTTP transport
+	// keeps only two idle connections per host, so more parallel requests each pay a new
+	// TLS handshake; a small bound is faster than a burst, and kinder to the array's PAPI.
+	slots chan struct{}
+
 	mu      sync.Mutex
 	clients map[string]array
 }
+
+// maxInFlight is the bound on concurrent operations per backend.
+var maxInFlight = 2
 
 func newConnector(cfg *config.Isilon) (*connector, error) {
 	timeout := DefaultRequestTimeout
@@ -67,7 +75,7 @@ func newConnector(cfg *config.Isilon) (*connector, error) {
 		}
 		timeout = d
 	}
-	c := &connector{cfg: cfg, timeout: timeout, auth: 1, clients: map[string]array{}}
+	c := &connector{cfg: cfg, timeout: timeout, auth: 1, clients: map[string]array{}, slots: make(chan struct{}, maxInFlight)}
 	if cfg.AuthType == "basic" {
 		c.auth = 0
 	}
@@ -176,6 +184,12 @@ func (c *connector) forget(key string, err error) {
 // do runs f against the array for these secrets, reconnecting next time if it fails in a
 // way a new connection may cure.
 func (c *connector) do(ctx context.Context, secrets map[string]string, f func(array) error) error {
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	case <-ctx.Done():
+		return backend.Errorf(backend.Unavailable, "isilon %s: waited for a free connection until the deadline: %v (is the array slow or hung?)", c.cfg.Endpoint, ctx.Err())
+	}
 	a, key, err := c.get(ctx, secrets)
 	if err != nil {
 		return err
