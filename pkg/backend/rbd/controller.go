@@ -266,30 +266,36 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 		if len(id.Location) > volid.MaxLocationLen {
 			return backend.Errorf(backend.Internal, "pool ID %s does not fit a volume ID", id.Location)
 		}
-		st, err := readImage(io, name, false)
-		switch {
-		case err == nil && st.hasRecord:
-			if st.record.Backend != c.name {
-				return backend.Errorf(backend.AlreadyExists, "image %s/%s/%s belongs to backend %q", opts.Pool, req.Tenant, name, st.record.Backend)
+		// Create first: a retry (image exists) is the rare case, so it pays the extra reads.
+		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
+			return err
+		}
+		for attempt := 0; ; attempt++ {
+			err := c.makeImage(conn, io, name, uint64(size), opts, req)
+			if err == nil {
+				break
 			}
-			if why := st.record.conflict(want); why != "" {
-				return backend.Errorf(backend.AlreadyExists, "volume %q already exists with different parameters: %s", req.Name, why)
+			if backend.CodeOf(err) != backend.AlreadyExists || attempt > 0 {
+				return err
 			}
-			vol = c.volume(id, int64(st.size), st.record, opts.Pool)
-			return nil
-		case err == nil:
+			st, rerr := readImage(io, name, false)
+			if rerr != nil {
+				return rerr
+			}
+			if st.hasRecord {
+				if st.record.Backend != c.name {
+					return backend.Errorf(backend.AlreadyExists, "image %s/%s/%s belongs to backend %q", opts.Pool, req.Tenant, name, st.record.Backend)
+				}
+				if why := st.record.conflict(want); why != "" {
+					return backend.Errorf(backend.AlreadyExists, "volume %q already exists with different parameters: %s", req.Name, why)
+				}
+				vol = c.volume(id, int64(st.size), st.record, opts.Pool)
+				return nil
+			}
 			// Left by a create that died before writing its record: start over.
 			if err := removeImage(io, name); err != nil {
 				return err
 			}
-		case !backend.IsNotFound(err):
-			return err
-		}
-		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
-			return err
-		}
-		if err := c.makeImage(conn, io, name, uint64(size), opts, req); err != nil {
-			return err
 		}
 		img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
 		if err != nil {
