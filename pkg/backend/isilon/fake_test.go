@@ -23,12 +23,12 @@ type fakeArray struct {
 	nextID    int
 	fail      error
 	calls     []string
-	availible int64
+	available int64
 }
 
 func newFakeArray() *fakeArray {
 	return &fakeArray{dirs: map[string]map[string]string{}, files: map[string]string{}, quotas: map[string]*Quota{},
-		exports: map[int]*Export{}, snaps: map[string]*IsiSnapshot{}, availible: 1 << 40}
+		exports: map[int]*Export{}, snaps: map[string]*IsiSnapshot{}, available: 1 << 40}
 }
 
 func (f *fakeArray) enter(call string) error {
@@ -329,5 +329,5 @@ func (f *fakeArray) AvailableBytes(ctx context.Context) (int64, error) {
 	if err := f.enter("AvailableBytes"); err != nil {
 		return 0, err
 	}
-	return f.availible, nil
+	return f.available, nil
 }
