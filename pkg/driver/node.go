@@ -153,6 +153,18 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, status.Errorf(codes.InvalidArgument, "volume %s is staged as %s, publish asks for %s", id, accessName(block), accessName(access.block))
 	}
 	target := req.GetTargetPath()
+	if req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		// The mode allows one publish on the node: refuse a second target path.
+		refs, err := d.mounter.GetMountRefs(source)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "mount references of %s: %v", source, err)
+		}
+		for _, ref := range refs {
+			if filepath.Clean(ref) != filepath.Clean(target) {
+				return nil, status.Errorf(codes.FailedPrecondition, "volume %s is SINGLE_NODE_SINGLE_WRITER and already published at %s", id, ref)
+			}
+		}
+	}
 	opts := []string{"bind"}
 	if req.GetReadonly() || req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY ||
 		req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY {
@@ -355,6 +367,15 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	}
 	staging := req.GetStagingTargetPath()
 	if staging == "" {
+		// staging_target_path is optional in the spec. Filesystem backends (cephfs, isilon)
+		// have nothing to grow on the node: the quota is the size.
+		if b, ok := d.opts.Config.Backend(id.Backend); ok && b.Kind != backend.KindRBD {
+			var fs unix.Statfs_t
+			if err := unix.Statfs(req.GetVolumePath(), &fs); err != nil {
+				return nil, status.Errorf(codes.FailedPrecondition, "statfs %s: %v", req.GetVolumePath(), err)
+			}
+			return &csi.NodeExpandVolumeResponse{CapacityBytes: max(required, int64(fs.Blocks)*int64(fs.Bsize))}, nil
+		}
 		return nil, status.Error(codes.InvalidArgument, "staging target path is required to expand a staged volume")
 	}
 	release, err := d.inflight.acquire(id.String())
