@@ -41,7 +41,10 @@ func TestCephFSRealBench(t *testing.T) {
 	if err := fsa.CreateSubVolumeGroup(fsName, rawGroup, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { fsa.RemoveSubVolumeGroup(fsName, rawGroup); fsa.RemoveSubVolumeGroup(fsName, e.cfg.CephFS.SubvolumeGroupPrefix+"bench") })
+	t.Cleanup(func() {
+		fsa.RemoveSubVolumeGroup(fsName, rawGroup)
+		fsa.RemoveSubVolumeGroup(fsName, e.cfg.CephFS.SubvolumeGroupPrefix+"bench")
+	})
 
 	ours := func(i int, tag string) error {
 		req := &backend.VolumeRequest{Name: fmt.Sprintf("bench-%s-%d", tag, i), Tenant: "bench", RequiredBytes: 1 << 30}
