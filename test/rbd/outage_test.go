@@ -51,6 +51,7 @@ func TestRBDRealOutageMonStopped(t *testing.T) {
 		t.Fatalf("create cephx user: %v", err)
 	}
 	newKey := strings.TrimSpace(string(keyOut))
+	defer exec.Command("ceph", "-c", c.conf, "auth", "del", "client.shiphold-outage").Run()
 	pids := []int{daemonPID(t, c, "mon.a")}
 	resume := func() {
 		for _, p := range pids {
