@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"sort"
-	"strconv"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -26,6 +25,7 @@ var controllerCaps = []csi.ControllerServiceCapability_RPC_Type{
 	csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
 	csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 	csi.ControllerServiceCapability_RPC_GET_VOLUME,
+	csi.ControllerServiceCapability_RPC_GET_SNAPSHOT,
 }
 
 func (d *Driver) ControllerGetCapabilities(ctx context.Context, req *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
@@ -336,7 +336,7 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 		ids[i] = v.ID.String()
 		byID[ids[i]] = v
 	}
-	page, next, err := paginate(ids, req.GetStartingToken(), req.GetMaxEntries())
+	page, next, err := paginate(ids, req.GetStartingToken(), req.GetMaxEntries(), isVolumeID)
 	if err != nil {
 		return nil, err
 	}
@@ -347,27 +347,40 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 	return resp, nil
 }
 
-// paginate pages a list of IDs in sorted order. The token is the index of the first entry of
-// the next page, as a decimal: stable, and cheap to check.
-func paginate(ids []string, token string, max int32) ([]string, string, error) {
+// paginate pages a sorted list of IDs. The token is the last ID of the previous page, so
+// volumes created or deleted between pages neither shift nor repeat entries; a token that
+// is not an ID of the listed kind is ABORTED, as the spec asks for an invalid token.
+func paginate(ids []string, token string, max int32, validToken func(string) bool) ([]string, string, error) {
 	sort.Strings(ids)
 	start := 0
 	if token != "" {
-		n, err := strconv.Atoi(token)
-		if err != nil || n < 0 || n > len(ids) {
+		if !validToken(token) {
 			return nil, "", status.Errorf(codes.Aborted, "starting_token %q is not valid for this listing; start again without a token", token)
 		}
-		start = n
+		start = sort.SearchStrings(ids, token)
+		if start < len(ids) && ids[start] == token {
+			start++
+		}
 	}
 	end := len(ids)
 	if max > 0 && start+int(max) < end {
 		end = start + int(max)
 	}
 	next := ""
-	if end < len(ids) {
-		next = strconv.Itoa(end)
+	if end < len(ids) && end > start {
+		next = ids[end-1]
 	}
 	return ids[start:end], next, nil
+}
+
+func isVolumeID(s string) bool {
+	_, err := volid.ParseVolume(s)
+	return err == nil
+}
+
+func isSnapshotID(s string) bool {
+	_, err := volid.ParseSnapshot(s)
+	return err == nil
 }
 
 func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
@@ -501,6 +514,25 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	return &csi.DeleteSnapshotResponse{}, nil
 }
 
+func (d *Driver) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (*csi.GetSnapshotResponse, error) {
+	if req.GetSnapshotId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "snapshot ID is required")
+	}
+	id, err := volid.ParseSnapshot(req.GetSnapshotId())
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "snapshot %q does not exist: not a shiphold snapshot ID (%v)", req.GetSnapshotId(), err)
+	}
+	c, ok := d.opts.Controllers[id.Backend]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "snapshot %s is on backend %q, which is not in the driver config", id, id.Backend)
+	}
+	s, err := c.GetSnapshot(ctx, id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.GetSnapshotResponse{Snapshot: csiSnapshot(s)}, nil
+}
+
 func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
 	if req.GetMaxEntries() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "max_entries must not be negative")
@@ -554,7 +586,7 @@ func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 		ids[i] = s.ID.String()
 		byID[ids[i]] = s
 	}
-	page, next, err := paginate(ids, req.GetStartingToken(), req.GetMaxEntries())
+	page, next, err := paginate(ids, req.GetStartingToken(), req.GetMaxEntries(), isSnapshotID)
 	if err != nil {
 		return nil, err
 	}

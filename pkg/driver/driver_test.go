@@ -421,3 +421,56 @@ func TestRepairStagedFindsKubeletStagedVolumes(t *testing.T) {
 		t.Fatalf("checked %d volumes, %d repairs; want exactly the one staged shiphold volume", n, f.stager.repairs)
 	}
 }
+
+func TestListVolumesTokenSurvivesDeletion(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	var ids []string
+	for _, n := range []string{"a", "b", "c", "d"} {
+		r, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: n, VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": "ceph-rbd"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.Volume.VolumeId)
+	}
+	p1, err := f.d.ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: 2})
+	if err != nil || len(p1.Entries) != 2 {
+		t.Fatalf("page 1: %v %v", p1, err)
+	}
+	// Delete the last volume of page 1, then continue: nothing repeats, nothing is lost.
+	if _, err := f.d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: p1.Entries[1].Volume.VolumeId}); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := f.d.ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: 2, StartingToken: p1.NextToken})
+	if err != nil || len(p2.Entries) != 2 || p2.NextToken != "" {
+		t.Fatalf("page 2 after deleting the token's volume: %v %v", p2, err)
+	}
+	seen := map[string]bool{p1.Entries[0].Volume.VolumeId: true}
+	for _, e := range p2.Entries {
+		if seen[e.Volume.VolumeId] {
+			t.Fatalf("%s listed twice", e.Volume.VolumeId)
+		}
+		seen[e.Volume.VolumeId] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("listed %d of the 3 remaining volumes", len(seen))
+	}
+}
+
+func TestGetSnapshot(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	v, _ := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "src", VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": "ceph-rbd"}})
+	s, _ := f.d.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "snap", SourceVolumeId: v.Volume.VolumeId})
+	got, err := f.d.GetSnapshot(ctx, &csi.GetSnapshotRequest{SnapshotId: s.Snapshot.SnapshotId})
+	if err != nil || got.Snapshot.SnapshotId != s.Snapshot.SnapshotId {
+		t.Fatalf("GetSnapshot: %v %v", got, err)
+	}
+	_, err = f.d.GetSnapshot(ctx, &csi.GetSnapshotRequest{})
+	wantCode(t, err, codes.InvalidArgument, "required")
+	_, err = f.d.GetSnapshot(ctx, &csi.GetSnapshotRequest{SnapshotId: "junk"})
+	wantCode(t, err, codes.NotFound, "junk")
+	f.d.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: s.Snapshot.SnapshotId})
+	_, err = f.d.GetSnapshot(ctx, &csi.GetSnapshotRequest{SnapshotId: s.Snapshot.SnapshotId})
+	wantCode(t, err, codes.NotFound, "")
+}

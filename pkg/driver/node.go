@@ -207,7 +207,14 @@ func (d *Driver) bindMount(source, target string, block bool, opts []string) err
 		return status.Errorf(codes.Internal, "check target %s: %v", target, err)
 	}
 	if mounted {
-		return nil
+		var st unix.Stat_t
+		if err := unix.Stat(target, &st); !errors.Is(err, unix.ENOTCONN) {
+			return nil
+		}
+		// Bound to a FUSE client that died: the staged mount was repaired, so bind again.
+		if err := d.mounter.Unmount(target); err != nil {
+			return status.Errorf(codes.Internal, "unmount dead target %s: %v", target, err)
+		}
 	}
 	if err := d.mounter.Mount(source, target, "", opts); err != nil {
 		return status.Errorf(codes.Internal, "bind %s to %s: %v", source, target, err)
