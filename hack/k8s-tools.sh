@@ -82,7 +82,8 @@ copy_module() {
 build_snapshot_crds() {
   local src
   src=$(mod_dir "github.com/kubernetes-csi/external-snapshotter/client/v8@$SNAPSHOTTER_VERSION")
-  install_into snapshot-crds "$src"/config/crd/*.yaml
+  # only the CRDs: the directory also holds a kustomization.yaml
+  install_into snapshot-crds "$src"/config/crd/*.storage.k8s.io_*.yaml
   chmod u+w "$(dir_of snapshot-crds)"/*.yaml
 }
 
