@@ -474,3 +474,40 @@ func TestGetSnapshot(t *testing.T) {
 	_, err = f.d.GetSnapshot(ctx, &csi.GetSnapshotRequest{SnapshotId: s.Snapshot.SnapshotId})
 	wantCode(t, err, codes.NotFound, "")
 }
+
+func TestSingleNodeSingleWriterRefusesSecondTarget(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	dir := t.TempDir()
+	staging := filepath.Join(dir, "staging")
+	id := volid.Volume{Backend: "ceph-rbd", Tenant: "shop", Location: "1", Hash: volid.Hash("x")}.String()
+	rwop := mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER)
+	if _, err := f.d.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: rwop}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(target string) error {
+		_, err := f.d.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER)})
+		return err
+	}
+	first, second := filepath.Join(dir, "t1"), filepath.Join(dir, "t2")
+	if err := publish(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(first); err != nil {
+		t.Fatalf("republishing the same target must succeed: %v", err)
+	}
+	wantCode(t, publish(second), codes.FailedPrecondition, "already published at "+first)
+	if _, err := f.d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: first}); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(second); err != nil {
+		t.Fatalf("after unpublishing the first target the second must work: %v", err)
+	}
+	f.d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: second})
+	if _, err := f.d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(staging, targetsFile)); !os.IsNotExist(err) {
+		t.Fatalf("unstage left the targets record: %v", err)
+	}
+}

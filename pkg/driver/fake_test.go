@@ -2,6 +2,8 @@ package driver
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -187,7 +189,7 @@ func (s *fakeStager) StageVolume(ctx context.Context, r *backend.StageRequest) e
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.staged[r.ID.String()] = r.StagingPath
-	return nil
+	return os.MkdirAll(filepath.Join(r.StagingPath, "fs"), 0o755)
 }
 
 func (s *fakeStager) UnstageVolume(ctx context.Context, id volid.Volume, path string) error {

@@ -113,6 +113,10 @@ func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 	if err := s.UnstageVolume(ctx, id, req.GetStagingTargetPath()); err != nil {
 		return nil, toStatus(err)
 	}
+	// Hand the staging directory back as kubelet made it: empty.
+	if err := os.Remove(filepath.Join(req.GetStagingTargetPath(), targetsFile)); err != nil && !os.IsNotExist(err) {
+		return nil, status.Errorf(codes.Internal, "remove %s from %s: %v", targetsFile, req.GetStagingTargetPath(), err)
+	}
 	return &csi.NodeUnstageVolumeResponse{}, nil
 }
 
@@ -155,13 +159,9 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	target := req.GetTargetPath()
 	if req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
 		// The mode allows one publish on the node: refuse a second target path.
-		refs, err := d.mounter.GetMountRefs(source)
-		if err != nil {
-			return nil, status.Errorf(codes.Internal, "mount references of %s: %v", source, err)
-		}
-		for _, ref := range refs {
-			if filepath.Clean(ref) != filepath.Clean(target) {
-				return nil, status.Errorf(codes.FailedPrecondition, "volume %s is SINGLE_NODE_SINGLE_WRITER and already published at %s", id, ref)
+		for _, other := range d.publishedTargets(req.GetStagingTargetPath()) {
+			if filepath.Clean(other) != filepath.Clean(target) {
+				return nil, status.Errorf(codes.FailedPrecondition, "volume %s is SINGLE_NODE_SINGLE_WRITER and already published at %s", id, other)
 			}
 		}
 	}
@@ -176,6 +176,9 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err := d.bindMount(source, target, block, opts); err != nil {
 		return nil, err
 	}
+	if err := d.recordTarget(req.GetStagingTargetPath(), target); err != nil {
+		return nil, status.Errorf(codes.Internal, "record target %s in %s: %v", target, req.GetStagingTargetPath(), err)
+	}
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
@@ -188,6 +191,14 @@ func accessName(block bool) string {
 
 // bindMount binds source (a directory, or a device for block) onto target, idempotently.
 func (d *Driver) bindMount(source, target string, block bool, opts []string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(target, &st); errors.Is(err, unix.ENOTCONN) {
+		// Bound to a FUSE client that died; the staged mount was repaired, so unbind here
+		// and bind again below.
+		if err := d.mounter.Unmount(target); err != nil {
+			return status.Errorf(codes.Internal, "unmount dead target %s: %v", target, err)
+		}
+	}
 	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
 		return status.Errorf(codes.Internal, "create parent of target %s: %v", target, err)
 	}
@@ -207,14 +218,7 @@ func (d *Driver) bindMount(source, target string, block bool, opts []string) err
 		return status.Errorf(codes.Internal, "check target %s: %v", target, err)
 	}
 	if mounted {
-		var st unix.Stat_t
-		if err := unix.Stat(target, &st); !errors.Is(err, unix.ENOTCONN) {
-			return nil
-		}
-		// Bound to a FUSE client that died: the staged mount was repaired, so bind again.
-		if err := d.mounter.Unmount(target); err != nil {
-			return status.Errorf(codes.Internal, "unmount dead target %s: %v", target, err)
-		}
+		return nil
 	}
 	if err := d.mounter.Mount(source, target, "", opts); err != nil {
 		return status.Errorf(codes.Internal, "bind %s to %s: %v", source, target, err)
@@ -373,6 +377,22 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 		return nil, err
 	}
 	staging := req.GetStagingTargetPath()
+	if staging == "" {
+		// Optional in the spec; the published path leads back to it.
+		staging = d.stagingPathOf(req.GetVolumePath())
+	}
+	var st unix.Stat_t
+	if staging == "" && unix.Stat(req.GetVolumePath(), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
+		// A raw block target: no filesystem to grow; krbd and rbd-nbd devices follow the image.
+		size, err := blockDeviceSize(req.GetVolumePath())
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		if size < required {
+			return nil, status.Errorf(codes.FailedPrecondition, "block device at %s is %d bytes, less than %d: pass staging_target_path so the node can refresh the attachment", req.GetVolumePath(), size, required)
+		}
+		return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
+	}
 	if staging == "" {
 		// staging_target_path is optional in the spec. Filesystem backends (cephfs, isilon)
 		// have nothing to grow on the node: the quota is the size.
