@@ -44,14 +44,18 @@ func TestRBDRealErrorsThroughGRPC(t *testing.T) {
 		code codes.Code
 		msg  string
 	}{
-		{"unknown parameter", func() error { return create(ctx(), map[string]string{"backend": "rbd-real", "imageFeature": "layering"}, nil) },
+		{"unknown parameter", func() error {
+			return create(ctx(), map[string]string{"backend": "rbd-real", "imageFeature": "layering"}, nil)
+		},
 			codes.InvalidArgument, "imageFeature"},
 		{"unknown backend", func() error { return create(ctx(), map[string]string{"backend": "rbd-typo"}, nil) },
 			codes.InvalidArgument, `"rbd-typo"`},
 		{"unknown image feature", func() error {
 			return create(ctx(), map[string]string{"backend": "rbd-real", "imageFeatures": "layering,warp-drive"}, nil)
 		}, codes.InvalidArgument, "warp-drive"},
-		{"missing pool", func() error { return create(ctx(), map[string]string{"backend": "rbd-real", "pool": "no-such-pool"}, nil) },
+		{"missing pool", func() error {
+			return create(ctx(), map[string]string{"backend": "rbd-real", "pool": "no-such-pool"}, nil)
+		},
 			codes.InvalidArgument, "no-such-pool"},
 		{"secret without userKey", func() error {
 			return create(ctx(), map[string]string{"backend": "rbd-real"}, map[string]string{"userID": "admin"})
