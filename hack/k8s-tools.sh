@@ -48,7 +48,7 @@ log() { printf '[k8s-tools %s] %s\n' "$(date +%T)" "$*" >&2; }
 WORK=""
 cleanup() { if [[ -n $WORK ]]; then chmod -R u+w "$WORK" 2>/dev/null || true; rm -rf "$WORK"; fi; }
 trap cleanup EXIT
-workdir() {
+workdir() { # WORK is made by cmd_build: set here, it would be lost in $(...) subshells
   if [[ -z $WORK ]]; then WORK=$(mktemp -d /tmp/shiphold-k8s-tools.XXXXXX); fi
   mktemp -d "$WORK/$1.XXXX"
 }
@@ -210,6 +210,7 @@ cmd_build() {
   local tools=("$@")
   ((${#tools[@]})) || tools=("${ALL_TOOLS[@]}")
   local total0=$SECONDS t0 t failed=0
+  WORK=$(mktemp -d /tmp/shiphold-k8s-tools.XXXXXX)
   for t in "${tools[@]}"; do
     version_of "$t" >/dev/null
     if have "$t"; then log "$t $(version_of "$t"): cached"; continue; fi
