@@ -45,6 +45,8 @@ RUN apt-get update \
       nfs-common \
       e2fsprogs xfsprogs \
       util-linux mount \
+      tini \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /out/shiphold-csi /out/shipholdctl /usr/local/bin/
-ENTRYPOINT ["/usr/local/bin/shiphold-csi"]
+# tini as PID 1 reaps the rbd-fuse and ceph-fuse daemons the node plugin starts.
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/shiphold-csi"]
