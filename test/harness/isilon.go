@@ -22,11 +22,21 @@ type OneFS struct {
 // StartOneFS serves the OneFS Platform API simulator on loopback until the test ends.
 func StartOneFS(t testing.TB) *OneFS {
 	t.Helper()
+	return StartOneFSWith(t, nil)
+}
+
+// StartOneFSWith is StartOneFS with options adjusted first (e.g. Ganesha, to make exports real).
+func StartOneFSWith(t testing.TB, adjust func(*onefssim.Options)) *OneFS {
+	t.Helper()
 	root := t.TempDir()
-	srv, err := onefssim.New(onefssim.Options{
+	opts := onefssim.Options{
 		Root: root, User: "admin", Password: "onefs-test-password", Listen: "127.0.0.1:0",
 		Logger: log.New(io.Discard, "", 0),
-	})
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	srv, err := onefssim.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
