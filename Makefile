@@ -33,6 +33,11 @@ sanity: deps
 bench: deps
 	hack/with-ceph.sh hack/bench.sh
 
+## e2e: the real driver behind a real Kubernetes control plane and the CSI sidecars, with the
+## example classes of deploy/kubernetes, on every backend (tools cached: ~2 min; cold: +25-45 min)
+e2e: deps build
+	hack/with-ceph.sh hack/e2e.sh
+
 ## run: start the local stack and the driver, and walk a volume through its life
 run: deps build
 	hack/run-local.sh

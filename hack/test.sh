@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make test: the whole suite on a fresh Debian machine. Installs what it needs, starts the
 # local Ceph (hack/with-ceph.sh reuses one that already runs), runs static checks, unit
-# tests, real-backend tests and csi-sanity on every backend, and stops what it started,
-# also on failure.
+# tests, real-backend tests, csi-sanity and the control-plane end-to-end test (hack/e2e.sh)
+# on every backend, and stops what it started, also on failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CGO_ENABLED=1 GOFLAGS=-tags=pacific
@@ -22,7 +22,7 @@ run go vet ./...
 step "unit tests"
 run go test -count=1 ./pkg/... ./cmd/...
 
-step "real-backend tests and csi-sanity, with the local Ceph"
+step "real-backend tests, csi-sanity and end-to-end, with the local Ceph"
 # A missing service fails the run instead of skipping its tests.
 export SHIPHOLD_REQUIRE_STACK=1
 run hack/with-ceph.sh sh -c '
@@ -31,6 +31,8 @@ run hack/with-ceph.sh sh -c '
   go test -count=1 -timeout 30m ./test/... || rc=1
   echo "== csi-sanity"
   hack/sanity.sh || rc=1
+  echo "== control-plane end-to-end (hack/e2e.sh)"
+  hack/e2e.sh || rc=1
   exit $rc'
 
 if [ -d test/manifests ] && [ -f test/manifests/go.mod ]; then
