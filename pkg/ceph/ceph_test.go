@@ -102,3 +102,29 @@ func TestConfArgs(t *testing.T) {
 		t.Fatalf("args: %s", args)
 	}
 }
+
+type fakeMon struct {
+	out []byte
+	err error
+}
+
+func (f fakeMon) MonCommand(args []byte) ([]byte, string, error) {
+	if !strings.Contains(string(args), `"prefix":"df"`) {
+		return nil, "unexpected command", errors.New("EINVAL")
+	}
+	return f.out, "", f.err
+}
+
+func TestPoolsAvailable(t *testing.T) {
+	df := []byte(`{"stats":{},"pools":[{"name":"rbd","id":2,"stats":{"stored":1,"max_avail":9876}},{"name":"x","stats":{"max_avail":1}}]}`)
+	got, err := PoolsAvailable(fakeMon{out: df})
+	if err != nil || got["rbd"] != 9876 || got["x"] != 1 || len(got) != 2 {
+		t.Fatalf("got %v %v", got, err)
+	}
+	if _, err := PoolsAvailable(fakeMon{out: []byte("{")}); err == nil {
+		t.Fatal("corrupt df accepted")
+	}
+	if _, err := PoolsAvailable(fakeMon{err: errors.New("ETIMEDOUT")}); err == nil || !strings.Contains(err.Error(), "ETIMEDOUT") {
+		t.Fatalf("command error lost: %v", err)
+	}
+}

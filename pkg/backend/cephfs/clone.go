@@ -1,7 +1,6 @@
 package cephfs
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -165,29 +164,4 @@ func (c *Controller) dropFailedClone(s *session, ref volumeRef, st *admin.CloneS
 		return backend.Errorf(backend.Internal, "clone %s %s, and removing it failed: %v", ref, why, err)
 	}
 	return backend.Errorf(backend.Internal, "clone %s %s; it was removed, a retry starts a new clone", ref, why)
-}
-
-// poolAvailable reads each pool's max_avail from the mon's df.
-func poolAvailable(conn commander) (map[string]int64, error) {
-	buf, _ := json.Marshal(map[string]string{"prefix": "df", "format": "json"})
-	out, status, err := conn.MonCommand(buf)
-	if err != nil {
-		return nil, fmt.Errorf("df: %w: %s", err, status)
-	}
-	var df struct {
-		Pools []struct {
-			Name  string `json:"name"`
-			Stats struct {
-				MaxAvail int64 `json:"max_avail"`
-			} `json:"stats"`
-		} `json:"pools"`
-	}
-	if err := json.Unmarshal(out, &df); err != nil {
-		return nil, fmt.Errorf("df: %w", err)
-	}
-	avail := make(map[string]int64, len(df.Pools))
-	for _, p := range df.Pools {
-		avail[p.Name] = p.Stats.MaxAvail
-	}
-	return avail, nil
 }

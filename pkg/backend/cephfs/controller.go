@@ -608,7 +608,7 @@ func (c *Controller) Capacity(ctx context.Context, params map[string]string) (in
 	}
 	var avail map[string]int64
 	if err := s.do("read pool usage (df)", func() (err error) {
-		avail, err = poolAvailable(s.conn)
+		avail, err = ceph.PoolsAvailable(s.conn)
 		return err
 	}); err != nil {
 		return 0, err

@@ -948,11 +948,11 @@ func (c *Controller) Capacity(ctx context.Context, params map[string]string) (in
 	}
 	var avail int64
 	err := c.run(ctx, nil, func(conn *rados.Conn) error {
-		out, _, err := conn.MonCommand([]byte(`{"prefix":"df","format":"json"}`))
+		all, err := ceph.PoolsAvailable(conn)
 		if err != nil {
 			return classify(err, "ceph df")
 		}
-		a, err := maxAvail(out, pool)
+		a, err := maxAvail(all, pool)
 		avail = a
 		return err
 	})

@@ -138,7 +138,7 @@ func TestNames(t *testing.T) {
 }
 
 func TestMaxAvail(t *testing.T) {
-	df := []byte(`{"stats":{},"pools":[{"name":"rbd","id":2,"stats":{"stored":1,"max_avail":9876}},{"name":"x","stats":{"max_avail":1}}]}`)
+	df := map[string]int64{"rbd": 9876, "x": 1}
 	if n, err := maxAvail(df, "rbd"); err != nil || n != 9876 {
 		t.Fatalf("got %d %v", n, err)
 	}
