@@ -72,31 +72,55 @@ func resizeSubvolume(conn commander, fs, group, sub string, bytes int64, noShrin
 	return err
 }
 
-// setRecord stores the request record as subvolume metadata (Ceph >= 16.2.7; go-ceph only
-// offers it without the pacific tag).
-func setRecord(conn commander, fs, group, sub string, r volumeRecord) error {
+// setMetadata sets one subvolume metadata key (Ceph >= 16.2.7; go-ceph only offers it
+// without the pacific tag).
+func setMetadata(conn commander, fs, group, sub, key, value string) error {
 	_, err := mgrCommand(conn, map[string]any{
 		"prefix": "fs subvolume metadata set", "format": "json",
 		"vol_name": fs, "group_name": group, "sub_name": sub,
-		"key_name": recordKey, "value": r.encode(),
+		"key_name": key, "value": value,
 	})
 	return err
 }
 
-// getRecord reads the request record; ok is false when the subvolume has none.
-func getRecord(conn commander, fs, group, sub string) (volumeRecord, bool, error) {
+// removeMetadata removes one subvolume metadata key; a missing key is not an error.
+func removeMetadata(conn commander, fs, group, sub, key string) error {
+	_, err := mgrCommand(conn, map[string]any{
+		"prefix": "fs subvolume metadata rm", "format": "json",
+		"vol_name": fs, "group_name": group, "sub_name": sub,
+		"key_name": key, "force": true,
+	})
+	return err
+}
+
+// listMetadata reads all of a subvolume's metadata.
+func listMetadata(conn commander, fs, group, sub string) (map[string]string, error) {
 	out, err := mgrCommand(conn, map[string]any{
 		"prefix": "fs subvolume metadata ls", "format": "json",
 		"vol_name": fs, "group_name": group, "sub_name": sub,
 	})
 	if err != nil {
-		return volumeRecord{}, false, err
+		return nil, err
 	}
-	var kv map[string]string
+	kv := map[string]string{}
 	if len(out) > 0 {
 		if err := json.Unmarshal(out, &kv); err != nil {
-			return volumeRecord{}, false, fmt.Errorf("subvolume %s/%s metadata: %w", group, sub, err)
+			return nil, fmt.Errorf("subvolume %s/%s metadata: %w", group, sub, err)
 		}
+	}
+	return kv, nil
+}
+
+// setRecord stores the request record as subvolume metadata.
+func setRecord(conn commander, fs, group, sub string, r volumeRecord) error {
+	return setMetadata(conn, fs, group, sub, recordKey, r.encode())
+}
+
+// getRecord reads the request record; ok is false when the subvolume has none.
+func getRecord(conn commander, fs, group, sub string) (volumeRecord, bool, error) {
+	kv, err := listMetadata(conn, fs, group, sub)
+	if err != nil {
+		return volumeRecord{}, false, err
 	}
 	v, ok := kv[recordKey]
 	if !ok {

@@ -1,0 +1,67 @@
+package cephfs
+
+import (
+	"context"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// PublishVolume records on the subvolume that node may use it, read-only or not. CephFS has
+// no storage-side access list; the record makes a conflicting republish ALREADY_EXISTS.
+func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, readOnly bool, _, secrets map[string]string) (map[string]string, error) {
+	err := c.withSubvolume(ctx, id, secrets, func(s *session, ref volumeRef, meta map[string]string) error {
+		key := backend.PublishRecordKey(node)
+		recorded := meta[key]
+		if err := backend.CheckRepublish(id.String(), node, recorded, readOnly); err != nil || recorded != "" {
+			return err
+		}
+		return s.do("record publish of "+ref.String(), func() error {
+			return setMetadata(s.conn, ref.fs, ref.group, ref.sub, key, backend.PublishMode(readOnly))
+		})
+	})
+	return nil, err
+}
+
+// UnpublishVolume removes node's record, or every node's when node has no name.
+func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node backend.Node, secrets map[string]string) error {
+	return c.withSubvolume(ctx, id, secrets, func(s *session, ref volumeRef, meta map[string]string) error {
+		for k := range meta {
+			if k == backend.PublishRecordKey(node) || node.Name == "" && backend.IsPublishRecordKey(k) {
+				if err := s.do("remove publish record of "+ref.String(), func() error {
+					return removeMetadata(s.conn, ref.fs, ref.group, ref.sub, k)
+				}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// withSubvolume finds a shiphold volume's subvolume and its metadata; NotFound when it is
+// not one.
+func (c *Controller) withSubvolume(ctx context.Context, id volid.Volume, secrets map[string]string, fn func(*session, volumeRef, map[string]string) error) error {
+	if id.Backend != c.name {
+		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
+	}
+	s, err := c.session(ctx, secrets)
+	if err != nil {
+		return err
+	}
+	ref, err := c.ref(s, id)
+	if err != nil {
+		return err
+	}
+	var meta map[string]string
+	if err := s.do("read subvolume "+ref.String(), func() (err error) {
+		meta, err = listMetadata(s.conn, ref.fs, ref.group, ref.sub)
+		return err
+	}); err != nil {
+		return err
+	}
+	if _, ok := meta[recordKey]; !ok {
+		return backend.Errorf(backend.NotFound, "volume %s does not exist", id)
+	}
+	return fn(s, ref, meta)
+}

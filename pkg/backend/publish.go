@@ -1,0 +1,41 @@
+package backend
+
+import "strings"
+
+// Backends without storage-side access control (Ceph) still record, on the volume itself,
+// which nodes the controller published it to and how. That record makes a republish in the
+// other mode ALREADY_EXISTS, as the spec asks, and shows an admin where a volume is attached.
+
+// PublishRecordPrefix starts the key of each node's publish record.
+const PublishRecordPrefix = "shiphold.node."
+
+// PublishRecordKey is the key of node's publish record.
+func PublishRecordKey(node Node) string { return PublishRecordPrefix + node.Name }
+
+// PublishMode is the value of a publish record.
+func PublishMode(readOnly bool) string {
+	if readOnly {
+		return "ro"
+	}
+	return "rw"
+}
+
+// CheckRepublish says whether a node already published with mode recorded may be published
+// again read-only or not: the same mode is an idempotent retry, the other one a conflict.
+func CheckRepublish(volume string, node Node, recorded string, readOnly bool) error {
+	if recorded == "" || recorded == PublishMode(readOnly) {
+		return nil
+	}
+	return Errorf(AlreadyExists, "volume %s is already published to node %s %s; unpublish it before publishing it %s",
+		volume, node.Name, modeName(recorded), modeName(PublishMode(readOnly)))
+}
+
+// IsPublishRecordKey reports whether a metadata key is a publish record.
+func IsPublishRecordKey(key string) bool { return strings.HasPrefix(key, PublishRecordPrefix) }
+
+func modeName(mode string) string {
+	if mode == "ro" {
+		return "read-only"
+	}
+	return "read-write"
+}
