@@ -24,4 +24,10 @@ fi
 command -v go >/dev/null || { echo "install-deps: Go is not installed (need Go 1.26+ at /usr/local/go)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 go mod download
+# staticcheck at a version the Go module proxy serves whole, beside go vet in make test.
+STATICCHECK_VERSION=v0.8.2
+bin=$(go env GOPATH)/bin
+if ! "$bin/staticcheck" -version 2>/dev/null | grep -q "${STATICCHECK_VERSION#v}"; then
+  GOFLAGS= go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
 echo "install-deps: ok"

@@ -75,9 +75,8 @@ type Driver struct {
 	mounter  mount.Interface
 	inflight *inflight
 
-	mu          sync.Mutex
-	reachable   map[string]error
-	probeCancel context.CancelFunc
+	mu        sync.Mutex
+	reachable map[string]error
 }
 
 // New checks the options and returns a driver ready to Serve.

@@ -425,13 +425,10 @@ func TestRepairStagedFindsKubeletStagedVolumes(t *testing.T) {
 func TestListVolumesTokenSurvivesDeletion(t *testing.T) {
 	f := newFixture(t, config.Tenants{})
 	ctx := context.Background()
-	var ids []string
 	for _, n := range []string{"a", "b", "c", "d"} {
-		r, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: n, VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": "ceph-rbd"}})
-		if err != nil {
+		if _, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: n, VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": "ceph-rbd"}}); err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, r.Volume.VolumeId)
 	}
 	p1, err := f.d.ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: 2})
 	if err != nil || len(p1.Entries) != 2 {

@@ -106,7 +106,7 @@ func TestRBDRealOutageMonStopped(t *testing.T) {
 		if code != backend.Unavailable && !strings.Contains(err.Error(), "deadline") {
 			t.Errorf("%s: %v (%v), want UNAVAILABLE or a deadline", call.name, code, err)
 		}
-		if !strings.Contains(err.Error(), "127.0.0.1:6789") && !strings.Contains(err.Error(), "127.0.0.1:6789") {
+		if !strings.Contains(err.Error(), "127.0.0.1:6789") {
 			t.Errorf("%s error does not name the monitors: %v", call.name, err)
 		}
 		t.Logf("%s during outage after %v: %v", call.name, took.Round(time.Millisecond), err)

@@ -48,7 +48,6 @@ type cliAttacher struct {
 	cluster config.CephCluster
 	m       *mounter.Mounter
 	tool    string // "rbd" or "rbd-nbd"
-	keyDir  string
 }
 
 func (a *cliAttacher) Attach(ctx context.Context, img imageSpec, dir string, cred ceph.Credentials) (attachment, error) {

@@ -50,10 +50,7 @@ const (
 	gib           = int64(1) << 30
 )
 
-var (
-	e2eSteps   = []string{"bound", "attached", "expanded", "snapshot", "restored", "deleted"}
-	e2eTenants = []string{"tenant-a", "tenant-b"}
-)
+var e2eTenants = []string{"tenant-a", "tenant-b"}
 
 // e2eBackend is one backend under test and how to look at it from the storage side.
 type e2eBackend struct {
