@@ -67,7 +67,10 @@ for _ in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
 [ -S "$SOCK" ] || { cat "$RUN/driver.log"; exit 1; }
 
 ctl() { echo "\$ shipholdctl csi $*" >&2; bin/shipholdctl csi --endpoint "unix://$SOCK" "$@"; }
+admin() { echo "\$ shipholdctl $*" >&2; bin/shipholdctl "$@" --config "$RUN/config.yaml"; }
 ctl info
+say "the backends, as an admin sees them"
+admin backends
 
 for b in $BACKENDS; do
   V=$RUN/$b
@@ -82,6 +85,7 @@ for b in $BACKENDS; do
   sync
   echo "read back: $(cat "$V/pod/data/hello.txt")"
   ctl stats --volume-file "$V/volume.json" --path "$V/pod/data"
+  admin tenants
   say "$b: unpublish, unstage, delete"
   ctl unpublish --volume-file "$V/volume.json" --target-path "$V/pod/data"
   ctl unstage --volume-file "$V/volume.json" --staging-path "$V/staging"

@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/tenant"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -132,30 +133,26 @@ func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string,
 // checkTenantQuota enforces the tenant's volume-count and capacity quota across all backends.
 // A retry of a volume that already exists passes, so CreateVolume stays idempotent.
 func (d *Driver) checkTenantQuota(ctx context.Context, vreq *backend.VolumeRequest) error {
-	q := d.opts.Config.Tenants.QuotaFor(vreq.Tenant)
-	if q.MaxVolumes == 0 && q.MaxBytes == 0 {
+	quotas := d.opts.Config.Tenants
+	if q := quotas.QuotaFor(vreq.Tenant); q.MaxVolumes == 0 && q.MaxBytes == 0 {
 		return nil
 	}
-	count, bytes := 0, int64(0)
+	vols, err := tenant.Volumes(ctx, d.opts.Controllers, vreq.Tenant)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "tenant %q quota check: %v", vreq.Tenant, err)
+	}
 	hash := volid.Hash(vreq.Name)
-	for _, name := range d.backendNames() {
-		vols, err := d.opts.Controllers[name].ListVolumes(ctx, vreq.Tenant)
-		if err != nil {
-			return status.Errorf(codes.Unavailable, "tenant %q quota check: listing volumes on backend %q: %v", vreq.Tenant, name, err)
-		}
-		for _, v := range vols {
-			if v.ID.Backend == vreq.Parameters[backend.ParamBackend] && v.ID.Hash == hash {
-				return nil
-			}
-			count++
-			bytes += v.CapacityBytes
+	for _, v := range vols {
+		if v.ID.Backend == vreq.Parameters[backend.ParamBackend] && v.ID.Hash == hash {
+			return nil
 		}
 	}
-	if q.MaxVolumes > 0 && count+1 > q.MaxVolumes {
-		return status.Errorf(codes.ResourceExhausted, "tenant %q has %d volumes, its quota is %d volumes", vreq.Tenant, count, q.MaxVolumes)
+	usage := &tenant.Usage{Tenant: vreq.Tenant, Quota: quotas.QuotaFor(vreq.Tenant)}
+	if u := tenant.Summarize(vols, quotas); len(u) == 1 {
+		usage = u[0]
 	}
-	if q.MaxBytes > 0 && bytes+vreq.RequiredBytes > q.MaxBytes {
-		return status.Errorf(codes.ResourceExhausted, "tenant %q uses %d bytes; %d more would pass its quota of %d bytes", vreq.Tenant, bytes, vreq.RequiredBytes, q.MaxBytes)
+	if why := usage.Admits(vreq.RequiredBytes); why != "" {
+		return status.Error(codes.ResourceExhausted, why)
 	}
 	return nil
 }

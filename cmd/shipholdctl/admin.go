@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
+	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/tenant"
+)
+
+// openBackends opens the controller side of every configured backend; tests replace it.
+var openBackends = func(cfg *config.Config) (map[string]backend.Controller, func(), error) {
+	b, err := registry.Open(cfg, true, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b.Controllers, b.Close, nil
+}
+
+// runAdmin serves the commands that talk to the storage directly, with the driver's config.
+func runAdmin(cmd string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/etc/shiphold/config.yaml", "the driver's config file")
+	tenantName := fs.String("tenant", "", "only this tenant (volumes)")
+	timeout := fs.Duration("timeout", 30*time.Second, "deadline of the whole command")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "shipholdctl %s: %v\n", cmd, err)
+		return 1
+	}
+	ctrls, closeAll, err := openBackends(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "shipholdctl %s: %v\n", cmd, err)
+		return 1
+	}
+	defer closeAll()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+
+	switch cmd {
+	case "backends":
+		return backendsTable(ctx, w, ctrls)
+	case "volumes":
+		vols, err := tenant.Volumes(ctx, ctrls, *tenantName)
+		if err != nil {
+			fmt.Fprintf(stderr, "shipholdctl volumes: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(w, "TENANT\tBACKEND\tSIZE\tREQUEST\tVOLUME ID")
+		for _, v := range vols {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.ID.Tenant, v.ID.Backend, humanBytes(v.CapacityBytes), orDash(v.RequestName), v.ID)
+		}
+	case "tenants":
+		vols, err := tenant.Volumes(ctx, ctrls, "")
+		if err != nil {
+			fmt.Fprintf(stderr, "shipholdctl tenants: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(w, "TENANT\tVOLUMES\tSIZE\tQUOTA VOLUMES\tQUOTA SIZE\tBY BACKEND")
+		for _, u := range tenant.Summarize(vols, cfg.Tenants) {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", u.Tenant, u.Volumes, humanBytes(u.Bytes),
+				limit(int64(u.Quota.MaxVolumes), count), limit(u.Quota.MaxBytes, humanBytes), byBackend(u))
+		}
+	}
+	return 0
+}
+
+// backendsTable probes every backend; the exit code is 1 when any is unreachable.
+func backendsTable(ctx context.Context, w io.Writer, ctrls map[string]backend.Controller) int {
+	names := make([]string, 0, len(ctrls))
+	for n := range ctrls {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "BACKEND\tKIND\tSTATUS\tAVAILABLE")
+	code := 0
+	for _, n := range names {
+		c := ctrls[n]
+		state, avail := "reachable", "-"
+		if err := c.Probe(ctx); err != nil {
+			state, code = "UNREACHABLE: "+err.Error(), 1
+		} else if bytes, err := c.Capacity(ctx, nil); err == nil {
+			avail = humanBytes(bytes)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", n, c.Kind(), state, avail)
+	}
+	return code
+}
+
+func byBackend(u *tenant.Usage) string {
+	names := make([]string, 0, len(u.ByBackend))
+	for n := range u.ByBackend {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := ""
+	for i, n := range names {
+		if i > 0 {
+			out += ", "
+		}
+		b := u.ByBackend[n]
+		out += fmt.Sprintf("%s: %d (%s)", n, b.Volumes, humanBytes(b.Bytes))
+	}
+	return out
+}
+
+// limit shows a quota field; zero means no limit.
+func limit(v int64, format func(int64) string) string {
+	if v == 0 {
+		return "unlimited"
+	}
+	return format(v)
+}
+
+func count(n int64) string { return strconv.FormatInt(n, 10) }
+
+func humanBytes(b int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
+	f := float64(b)
+	i := 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", b)
+	}
+	return fmt.Sprintf("%.1f %s", f, units[i])
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
