@@ -434,13 +434,9 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 			}
 			tenants = names
 		}
-		quotas, err := a.DirQuotas(ctx)
+		hard, err := hardThresholds(ctx, a)
 		if err != nil {
 			return err
-		}
-		hard := make(map[string]int64, len(quotas))
-		for _, q := range quotas {
-			hard[path.Clean(q.Path)] = q.Hard
 		}
 		for _, t := range tenants {
 			if volid.ValidTenant(t) != nil {
@@ -616,13 +612,9 @@ func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([
 		if err != nil {
 			return err
 		}
-		quotas, err := a.DirQuotas(ctx)
+		hard, err := hardThresholds(ctx, a)
 		if err != nil {
 			return err
-		}
-		hard := make(map[string]int64, len(quotas))
-		for _, q := range quotas {
-			hard[path.Clean(q.Path)] = q.Hard
 		}
 		for _, s := range all {
 			id, ok := c.parseSnapshotPath(s)
@@ -672,4 +664,18 @@ func (c *Controller) dialEndpoint(ctx context.Context) error {
 		return backend.Errorf(backend.Unavailable, "isilon %s: cannot reach the Platform API: %v", c.cfg.Endpoint, err)
 	}
 	return conn.Close()
+}
+
+// hardThresholds maps each directory quota's path to its hard threshold: the sizes of all
+// volumes in one call instead of one quota lookup per volume.
+func hardThresholds(ctx context.Context, a array) (map[string]int64, error) {
+	quotas, err := a.DirQuotas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hard := make(map[string]int64, len(quotas))
+	for _, q := range quotas {
+		hard[path.Clean(q.Path)] = q.Hard
+	}
+	return hard, nil
 }

@@ -100,20 +100,7 @@ func TestE2EControlPlane(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(work) })
 	sock := filepath.Join(work, "csi.sock")
 	opts := Options{RepoRoot: root, CSIAddress: sock, Log: testLog{t}, StartTimeout: 120 * time.Second}
-	missing, err := MissingTools(ctx, root, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(missing) > 0 {
-		msg := "k8s tools not built (" + strings.Join(missing, ", ") + "): run hack/k8s-tools.sh build"
-		if os.Getenv("SHIPHOLD_E2E_K8S") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if _, err := os.Stat("/usr/bin/kubectl"); err != nil && os.Getenv("KUBECTL") == "" {
-		t.Skip("no /usr/bin/kubectl (apt-get install kubernetes-client)")
-	}
+	requireTools(ctx, t, root, opts)
 	outDir := filepath.Join(root, "_output")
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		t.Fatal(err)

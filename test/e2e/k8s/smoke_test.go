@@ -27,20 +27,7 @@ func TestControlPlaneSmoke_RealKubernetes(t *testing.T) {
 	}
 	sock := filepath.Join(t.TempDir(), "csi.sock")
 	opts := Options{RepoRoot: root, CSIAddress: sock, Log: testLog{t}}
-	missing, err := MissingTools(ctx, root, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(missing) > 0 {
-		msg := "k8s tools not built (" + strings.Join(missing, ", ") + "): run hack/k8s-tools.sh build"
-		if os.Getenv("SHIPHOLD_E2E_K8S") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if _, err := os.Stat("/usr/bin/kubectl"); err != nil && os.Getenv("KUBECTL") == "" {
-		t.Skip("no /usr/bin/kubectl (apt-get install kubernetes-client)")
-	}
+	requireTools(ctx, t, root, opts)
 
 	fake := &fakeCSI{}
 	serveFakeCSI(t, sock, fake)
@@ -169,4 +156,24 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// requireTools skips the test when the cached control-plane tools or kubectl are missing,
+// or fails it when SHIPHOLD_E2E_K8S=1 says they must be there.
+func requireTools(ctx context.Context, t *testing.T, root string, opts Options) {
+	t.Helper()
+	missing, err := MissingTools(ctx, root, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		msg := "k8s tools not built (" + strings.Join(missing, ", ") + "): run hack/k8s-tools.sh build"
+		if os.Getenv("SHIPHOLD_E2E_K8S") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	if _, err := os.Stat("/usr/bin/kubectl"); err != nil && os.Getenv("KUBECTL") == "" {
+		t.Skip("no /usr/bin/kubectl (apt-get install kubernetes-client)")
+	}
 }
