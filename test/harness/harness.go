@@ -72,10 +72,23 @@ func readCephConf(path string) (fsid string, mons []string) {
 		switch strings.TrimSpace(k) {
 		case "fsid":
 			fsid = strings.TrimSpace(v)
+		case "mon host":
+			mons = v1Addrs(v)
 		}
 	}
-	// The v1 address: the CLI helpers (rbd-fuse, ceph-fuse, mount.ceph) all speak it.
-	return fsid, []string{"127.0.0.1:6789"}
+	return fsid, mons
+}
+
+// v1Addrs picks the v1 addresses out of a mon host line ("[v2:IP:3300,v1:IP:6789]"): the
+// CLI helpers (rbd-fuse, ceph-fuse, mount.ceph) all speak v1.
+func v1Addrs(monHost string) []string {
+	var out []string
+	for _, a := range strings.FieldsFunc(monHost, func(r rune) bool { return r == '[' || r == ']' || r == ',' || r == ' ' }) {
+		if addr, ok := strings.CutPrefix(a, "v1:"); ok {
+			out = append(out, addr)
+		}
+	}
+	return out
 }
 
 // RBDBackend is a config entry for the local cluster's rbd pool.
