@@ -108,10 +108,18 @@ type Node struct {
 	Address string
 }
 
-// Publisher is implemented by backends that grant a node access on the storage side
-// (an Isilon export's client list). Ceph backends need no controller publish step.
+// PublishAccess is what ControllerPublishVolume grants a node.
+type PublishAccess struct {
+	ReadOnly bool
+	// SingleNode is set for the SINGLE_NODE_* access modes: while one node holds the
+	// volume, every other node is refused (see CheckSingleNode).
+	SingleNode bool
+}
+
+// Publisher is implemented by backends that record or grant node access on the storage
+// side (an Isilon export's client list, a publish record on a Ceph volume).
 type Publisher interface {
-	PublishVolume(ctx context.Context, id volid.Volume, node Node, readOnly bool, volumeContext, secrets map[string]string) (map[string]string, error)
+	PublishVolume(ctx context.Context, id volid.Volume, node Node, access PublishAccess, volumeContext, secrets map[string]string) (map[string]string, error)
 	// UnpublishVolume succeeds when the node has no access already.
 	UnpublishVolume(ctx context.Context, id volid.Volume, node Node, secrets map[string]string) error
 }

@@ -1,6 +1,9 @@
 package backend
 
-import "strings"
+import (
+	"sort"
+	"strings"
+)
 
 // Backends without storage-side access control (Ceph) still record, on the volume itself,
 // which nodes the controller published it to and how. That record makes a republish in the
@@ -38,4 +41,29 @@ func modeName(mode string) string {
 		return "read-only"
 	}
 	return "read-write"
+}
+
+// CheckSingleNode refuses to publish a single-node volume to node while it is published to
+// others (their node names or addresses), as CSI asks: FAILED_PRECONDITION until the CO
+// unpublishes it there. A multi-node volume may be on any number of nodes.
+func CheckSingleNode(volume string, node Node, access PublishAccess, others []string) error {
+	if !access.SingleNode || len(others) == 0 {
+		return nil
+	}
+	others = append([]string(nil), others...)
+	sort.Strings(others)
+	return Errorf(FailedPrecondition, "volume %s has a single-node access mode and is published to %s; it can be published to node %s once it is unpublished there (the pod using it is gone or the node is detached)",
+		volume, strings.Join(others, ", "), node.Name)
+}
+
+// PublishedNodes lists the nodes recorded in a volume's metadata, except node itself.
+func PublishedNodes(meta map[string]string, except Node) []string {
+	var out []string
+	for k := range meta {
+		if name, ok := strings.CutPrefix(k, PublishRecordPrefix); ok && name != except.Name {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

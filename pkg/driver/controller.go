@@ -254,7 +254,8 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 		return nil, err
 	}
 	defer release()
-	pc, err := p.PublishVolume(ctx, id, node, req.GetReadonly(), req.GetVolumeContext(), req.GetSecrets())
+	grant := backend.PublishAccess{ReadOnly: req.GetReadonly(), SingleNode: !access.multiNode}
+	pc, err := p.PublishVolume(ctx, id, node, grant, req.GetVolumeContext(), req.GetSecrets())
 	if err != nil {
 		return nil, toStatus(err)
 	}

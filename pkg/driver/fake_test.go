@@ -55,12 +55,23 @@ func (f *fakeController) CreateVolume(ctx context.Context, r *backend.VolumeRequ
 		}
 		return v, nil
 	}
+	size := r.RequiredBytes
 	if r.SourceSnapshot != nil {
-		if _, ok := f.snaps[r.SourceSnapshot.String()]; !ok {
+		s, ok := f.snaps[r.SourceSnapshot.String()]
+		if !ok {
 			return nil, backend.Errorf(backend.NotFound, "snapshot %s not found", r.SourceSnapshot)
 		}
+		// Like RBD, a clone is at least as large as its source.
+		size = max(size, s.SizeBytes)
 	}
-	v := &backend.Volume{ID: id, CapacityBytes: r.RequiredBytes, Context: map[string]string{"tenant": r.Tenant}, SourceSnapshot: r.SourceSnapshot}
+	if r.SourceVolume != nil {
+		src, ok := f.vols[r.SourceVolume.String()]
+		if !ok {
+			return nil, backend.Errorf(backend.NotFound, "volume %s not found", r.SourceVolume)
+		}
+		size = max(size, src.CapacityBytes)
+	}
+	v := &backend.Volume{ID: id, CapacityBytes: size, Context: map[string]string{"tenant": r.Tenant}, SourceSnapshot: r.SourceSnapshot, SourceVolume: r.SourceVolume}
 	f.vols[id.String()] = v
 	return v, nil
 }
@@ -115,12 +126,13 @@ func (f *fakeController) ExpandVolume(ctx context.Context, id volid.Volume, req,
 }
 
 func (f *fakeController) CreateSnapshot(ctx context.Context, src volid.Volume, name string, _, _ map[string]string) (*backend.Snapshot, error) {
-	if _, err := f.GetVolume(ctx, src, nil); err != nil {
+	v, err := f.GetVolume(ctx, src, nil)
+	if err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := &backend.Snapshot{ID: volid.Snapshot{Volume: src, SnapHash: volid.Hash(name)}, CreatedAt: time.Unix(1, 0), Ready: true}
+	s := &backend.Snapshot{ID: volid.Snapshot{Volume: src, SnapHash: volid.Hash(name)}, SizeBytes: v.CapacityBytes, CreatedAt: time.Unix(1, 0), Ready: true}
 	f.snaps[s.ID.String()] = s
 	return s, nil
 }
@@ -164,9 +176,14 @@ func (f *fakeController) Capacity(ctx context.Context, _ map[string]string) (int
 // fakePublisher adds storage-side node access, like an Isilon export client list.
 type fakePublisher struct{ *fakeController }
 
-func (f fakePublisher) PublishVolume(ctx context.Context, id volid.Volume, n backend.Node, ro bool, _, _ map[string]string) (map[string]string, error) {
+func (f fakePublisher) PublishVolume(ctx context.Context, id volid.Volume, n backend.Node, access backend.PublishAccess, _, _ map[string]string) (map[string]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if held, ok := f.published[id.String()]; ok && held.Name != n.Name {
+		if err := backend.CheckSingleNode(id.String(), n, access, []string{held.Name}); err != nil {
+			return nil, err
+		}
+	}
 	f.published[id.String()] = n
 	return map[string]string{"client": n.Address}, nil
 }

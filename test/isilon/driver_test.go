@@ -87,7 +87,7 @@ func TestSimNodeStandIn(t *testing.T) {
 	if backend.CodeOf(err) != backend.FailedPrecondition {
 		t.Fatalf("stage before publish: %v", err)
 	}
-	pc, err := f.ctrl.PublishVolume(ctx, v.ID, backend.Node{Name: "node-1", Address: "127.0.0.1"}, false, v.Context, nil)
+	pc, err := f.ctrl.PublishVolume(ctx, v.ID, backend.Node{Name: "node-1", Address: "127.0.0.1"}, backend.PublishAccess{}, v.Context, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -257,12 +257,12 @@ func TestSimPublishClientLists(t *testing.T) {
 	n1 := backend.Node{Name: "node-1", Address: "10.0.0.1"}
 	n2 := backend.Node{Name: "node-2", Address: "10.0.0.2"}
 	for i := 0; i < 2; i++ {
-		pc, err := f.ctrl.PublishVolume(ctx, v.ID, n1, false, v.Context, nil)
+		pc, err := f.ctrl.PublishVolume(ctx, v.ID, n1, backend.PublishAccess{}, v.Context, nil)
 		if err != nil || pc[isilon.PubExportPath] != dir || pc[isilon.PubNFSServer] != "127.0.0.1" {
 			t.Fatalf("publish: %v %v", pc, err)
 		}
 	}
-	if _, err := f.ctrl.PublishVolume(ctx, v.ID, n2, true, v.Context, nil); err != nil {
+	if _, err := f.ctrl.PublishVolume(ctx, v.ID, n2, backend.PublishAccess{ReadOnly: true}, v.Context, nil); err != nil {
 		t.Fatal(err)
 	}
 	e := f.exportOf(dir)
@@ -270,7 +270,7 @@ func TestSimPublishClientLists(t *testing.T) {
 		!slices.Contains(e.ReadOnlyClients, "10.0.0.2") || !slices.Contains(e.ReadOnlyClients, isilon.NoAccessClient) {
 		t.Fatalf("export after publish %+v", e)
 	}
-	_, err = f.ctrl.PublishVolume(ctx, v.ID, n2, false, v.Context, nil)
+	_, err = f.ctrl.PublishVolume(ctx, v.ID, n2, backend.PublishAccess{}, v.Context, nil)
 	wantCode(t, err, backend.AlreadyExists, "read-write publish over a read-only one")
 
 	for i := 0; i < 2; i++ {
@@ -286,7 +286,7 @@ func TestSimPublishClientLists(t *testing.T) {
 		t.Fatalf("export after unpublish %+v, want only the placeholder", e)
 	}
 	missing := volid.Volume{Backend: "isi", Tenant: "shop", Hash: volid.Hash("missing")}
-	_, err = f.ctrl.PublishVolume(ctx, missing, n1, false, nil, nil)
+	_, err = f.ctrl.PublishVolume(ctx, missing, n1, backend.PublishAccess{}, nil, nil)
 	wantCode(t, err, backend.NotFound, "publish of a missing volume")
 	if err := f.ctrl.UnpublishVolume(ctx, missing, n1, nil); err != nil {
 		t.Fatalf("unpublish of a missing volume: %v", err)

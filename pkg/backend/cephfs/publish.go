@@ -8,16 +8,20 @@ import (
 )
 
 // PublishVolume records on the subvolume that node may use it, read-only or not. CephFS has
-// no storage-side access list; the record makes a conflicting republish ALREADY_EXISTS.
-func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, readOnly bool, _, secrets map[string]string) (map[string]string, error) {
+// no storage-side access list; the records make a conflicting republish ALREADY_EXISTS and
+// a single-node volume FAILED_PRECONDITION on a second node.
+func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, access backend.PublishAccess, _, secrets map[string]string) (map[string]string, error) {
 	err := c.withSubvolume(ctx, id, secrets, func(s *session, ref volumeRef, meta map[string]string) error {
 		key := backend.PublishRecordKey(node)
 		recorded := meta[key]
-		if err := backend.CheckRepublish(id.String(), node, recorded, readOnly); err != nil || recorded != "" {
+		if err := backend.CheckRepublish(id.String(), node, recorded, access.ReadOnly); err != nil || recorded != "" {
+			return err
+		}
+		if err := backend.CheckSingleNode(id.String(), node, access, backend.PublishedNodes(meta, node)); err != nil {
 			return err
 		}
 		return s.do("record publish of "+ref.String(), func() error {
-			return setMetadata(s.conn, ref.fs, ref.group, ref.sub, key, backend.PublishMode(readOnly))
+			return setMetadata(s.conn, ref.fs, ref.group, ref.sub, key, backend.PublishMode(access.ReadOnly))
 		})
 	})
 	return nil, err

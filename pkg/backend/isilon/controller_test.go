@@ -195,6 +195,7 @@ func TestPublishNeverLeavesExportOpen(t *testing.T) {
 	v := mustCreate(t, c, &backend.VolumeRequest{Name: "p", Tenant: "shop", RequiredBytes: 1, Secrets: goodSecrets,
 		Parameters: map[string]string{ParamRootClientEnabled: "true"}})
 	n1, n2 := backend.Node{Name: "a", Address: "10.0.0.1"}, backend.Node{Name: "b", Address: "10.0.0.2"}
+	rw, ro := backend.PublishAccess{}, backend.PublishAccess{ReadOnly: true}
 	steps := []struct {
 		name     string
 		run      func() error
@@ -203,13 +204,13 @@ func TestPublishNeverLeavesExportOpen(t *testing.T) {
 		root     []string
 		readOnly []string
 	}{
-		{"publish rw", func() error { _, err := c.PublishVolume(ctx, v.ID, n1, false, v.Context, nil); return err }, backend.Internal,
+		{"publish rw", func() error { _, err := c.PublishVolume(ctx, v.ID, n1, rw, v.Context, nil); return err }, backend.Internal,
 			[]string{"10.0.0.1"}, []string{"10.0.0.1"}, []string{NoAccessClient}},
-		{"publish rw again", func() error { _, err := c.PublishVolume(ctx, v.ID, n1, false, v.Context, nil); return err }, backend.Internal,
+		{"publish rw again", func() error { _, err := c.PublishVolume(ctx, v.ID, n1, rw, v.Context, nil); return err }, backend.Internal,
 			[]string{"10.0.0.1"}, []string{"10.0.0.1"}, []string{NoAccessClient}},
-		{"publish ro", func() error { _, err := c.PublishVolume(ctx, v.ID, n2, true, v.Context, nil); return err }, backend.Internal,
+		{"publish ro", func() error { _, err := c.PublishVolume(ctx, v.ID, n2, ro, v.Context, nil); return err }, backend.Internal,
 			[]string{"10.0.0.1"}, []string{"10.0.0.1"}, []string{NoAccessClient, "10.0.0.2"}},
-		{"conflicting mode", func() error { _, err := c.PublishVolume(ctx, v.ID, n1, true, v.Context, nil); return err }, backend.AlreadyExists,
+		{"conflicting mode", func() error { _, err := c.PublishVolume(ctx, v.ID, n1, ro, v.Context, nil); return err }, backend.AlreadyExists,
 			[]string{"10.0.0.1"}, []string{"10.0.0.1"}, []string{NoAccessClient, "10.0.0.2"}},
 		{"unpublish rw", func() error { return c.UnpublishVolume(ctx, v.ID, n1, nil) }, backend.Internal,
 			[]string{}, []string{}, []string{NoAccessClient, "10.0.0.2"}},
@@ -218,7 +219,7 @@ func TestPublishNeverLeavesExportOpen(t *testing.T) {
 		{"unpublish again", func() error { return c.UnpublishVolume(ctx, v.ID, n1, nil) }, backend.Internal,
 			[]string{}, []string{}, []string{NoAccessClient}},
 		{"placeholder address", func() error {
-			_, err := c.PublishVolume(ctx, v.ID, backend.Node{Name: "x", Address: NoAccessClient}, false, v.Context, nil)
+			_, err := c.PublishVolume(ctx, v.ID, backend.Node{Name: "x", Address: NoAccessClient}, rw, v.Context, nil)
 			return err
 		}, backend.InvalidArgument, []string{}, []string{}, []string{NoAccessClient}},
 	}
@@ -234,7 +235,7 @@ func TestPublishNeverLeavesExportOpen(t *testing.T) {
 		}
 	}
 	missing := volid.Volume{Backend: "isi", Tenant: "shop", Hash: volid.Hash("nope")}
-	if _, err := c.PublishVolume(ctx, missing, n1, false, nil, nil); !backend.IsNotFound(err) {
+	if _, err := c.PublishVolume(ctx, missing, n1, rw, nil, nil); !backend.IsNotFound(err) {
 		t.Fatalf("publish of a missing volume: %v", err)
 	}
 }

@@ -17,7 +17,8 @@ const (
 // PublishVolume adds the node's address to the export: clients for read-write,
 // read_only_clients for read-only, and root_clients too when the class enables it.
 // Publishing again is a no-op; the opposite access mode for the same node is AlreadyExists.
-func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, readOnly bool, volumeContext, secrets map[string]string) (map[string]string, error) {
+func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, access backend.PublishAccess, volumeContext, secrets map[string]string) (map[string]string, error) {
+	readOnly := access.ReadOnly
 	if node.Address == "" {
 		return nil, backend.Errorf(backend.InvalidArgument, "isilon: node %q has no address; node IDs must be name@address", node.Name)
 	}
@@ -43,6 +44,11 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 		addr := node.Address
 		rw := slices.Contains(e.Clients, addr) || slices.Contains(e.ReadWriteClients, addr) || slices.Contains(e.RootClients, addr)
 		ro := slices.Contains(e.ReadOnlyClients, addr)
+		if !rw && !ro {
+			if err := backend.CheckSingleNode(id.String(), node, access, otherClients(*e, addr)); err != nil {
+				return err
+			}
+		}
 		switch {
 		case readOnly && rw:
 			return backend.Errorf(backend.AlreadyExists, "isilon: volume %s is published read-write to node %s; unpublish it before publishing read-only", id, node.Name)
@@ -96,6 +102,19 @@ func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node 
 		}
 		return err
 	})
+}
+
+// otherClients lists the addresses other than addr that an export grants access to.
+func otherClients(e Export, addr string) []string {
+	var out []string
+	for _, l := range [][]string{e.Clients, e.ReadWriteClients, e.RootClients, e.ReadOnlyClients} {
+		for _, c := range l {
+			if c != addr && c != NoAccessClient && !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 func addOnce(l []string, s string) []string {

@@ -11,39 +11,48 @@ import (
 )
 
 // PublishVolume records on the image that node may use it, read-only or not. RBD has no
-// storage-side access list; the record makes a conflicting republish ALREADY_EXISTS.
-func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, readOnly bool, _, secrets map[string]string) (map[string]string, error) {
-	err := c.withImage(ctx, id, secrets, func(img *librbd.Image) error {
-		key := backend.PublishRecordKey(node)
-		recorded, err := img.GetMetadata(key)
-		if err != nil && !isNotFound(err) {
-			return classify(err, "read publish record of "+id.String())
+// storage-side access list; the records make a conflicting republish ALREADY_EXISTS and a
+// single-node volume FAILED_PRECONDITION on a second node.
+func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, access backend.PublishAccess, _, secrets map[string]string) (map[string]string, error) {
+	err := c.withImage(ctx, id, secrets, func(_ *rados.Conn, img *librbd.Image) error {
+		meta, err := img.ListMetadata()
+		if err != nil {
+			return classify(err, "read publish records of "+id.String())
 		}
-		if err := backend.CheckRepublish(id.String(), node, recorded, readOnly); err != nil || recorded != "" {
+		key := backend.PublishRecordKey(node)
+		recorded := meta[key]
+		if err := backend.CheckRepublish(id.String(), node, recorded, access.ReadOnly); err != nil || recorded != "" {
 			return err
 		}
-		return classify(img.SetMetadata(key, backend.PublishMode(readOnly)), "record publish of "+id.String())
+		if err := backend.CheckSingleNode(id.String(), node, access, backend.PublishedNodes(meta, node)); err != nil {
+			return err
+		}
+		return classify(img.SetMetadata(key, backend.PublishMode(access.ReadOnly)), "record publish of "+id.String())
 	})
 	return nil, err
 }
 
-// UnpublishVolume removes node's record, or every node's when node has no name.
+// UnpublishVolume removes node's record, or every node's when node has no name. When no
+// node is left that may hold the image, any client that still has it open is fenced first
+// (see fenceStaleClients): that is a forced detach.
 func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node backend.Node, secrets map[string]string) error {
-	return c.withImage(ctx, id, secrets, func(img *librbd.Image) error {
-		keys := []string{backend.PublishRecordKey(node)}
-		if node.Name == "" {
-			all, err := img.ListMetadata()
-			if err != nil {
-				return classify(err, "list publish records of "+id.String())
-			}
-			keys = keys[:0]
-			for k := range all {
-				if backend.IsPublishRecordKey(k) {
-					keys = append(keys, k)
-				}
+	return c.withImage(ctx, id, secrets, func(conn *rados.Conn, img *librbd.Image) error {
+		meta, err := img.ListMetadata()
+		if err != nil {
+			return classify(err, "list publish records of "+id.String())
+		}
+		var drop []string
+		for k := range meta {
+			if k == backend.PublishRecordKey(node) || node.Name == "" && backend.IsPublishRecordKey(k) {
+				drop = append(drop, k)
 			}
 		}
-		for _, k := range keys {
+		if node.Name == "" || len(backend.PublishedNodes(meta, node)) == 0 {
+			if err := fenceStaleClients(conn, img, id); err != nil {
+				return err
+			}
+		}
+		for _, k := range drop {
 			if err := img.RemoveMetadata(k); err != nil && !isNotFound(err) {
 				return classify(err, "remove publish record of "+id.String())
 			}
@@ -53,7 +62,7 @@ func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node 
 }
 
 // withImage opens a shiphold volume's image for writing; NotFound when it is not one.
-func (c *Controller) withImage(ctx context.Context, id volid.Volume, secrets map[string]string, fn func(img *librbd.Image) error) error {
+func (c *Controller) withImage(ctx context.Context, id volid.Volume, secrets map[string]string, fn func(conn *rados.Conn, img *librbd.Image) error) error {
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
 	}
@@ -74,6 +83,6 @@ func (c *Controller) withImage(ctx context.Context, id volid.Volume, secrets map
 			}
 			return classify(err, "read record of "+id.String())
 		}
-		return fn(img)
+		return fn(conn, img)
 	})
 }

@@ -1,0 +1,107 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/driver"
+	"github.com/shiphold/shiphold/test/harness"
+)
+
+var watcherAddr = regexp.MustCompile(`watcher=(\S+)`)
+
+// A forced detach is a ControllerUnpublish of a volume's last node while that node still
+// has the image open (it never unstaged): its Ceph client is blocklisted, its writes fail,
+// and only then may another node publish the volume read-write. A normal detach (nothing
+// open any more) blocklists nobody.
+func TestRBDForcedDetachFencesOldClient(t *testing.T) {
+	be := harness.RBDBackend(t, "rbd")
+	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeController)
+	ctrl := d.Controller()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rwo := &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+		AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}}
+	v, err := ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "pvc-fence", CapacityRange: &csi.CapacityRange{RequiredBytes: 64 << 20},
+		VolumeCapabilities: []*csi.VolumeCapability{rwo}, Parameters: map[string]string{"backend": "rbd", "csi.storage.k8s.io/pvc/namespace": "fencetest"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctrl.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.Volume.VolumeId})
+	vctx := v.Volume.VolumeContext
+	spec := vctx["pool"] + "/" + vctx["radosNamespace"] + "/" + vctx["imageName"]
+	publish := func(node string) error {
+		_, err := ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: v.Volume.VolumeId, NodeId: node, VolumeCapability: rwo, VolumeContext: vctx})
+		return err
+	}
+	unpublish := func(node string) {
+		t.Helper()
+		if _, err := ctrl.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: v.Volume.VolumeId, NodeId: node}); err != nil {
+			t.Fatalf("unpublish %s: %v", node, err)
+		}
+	}
+	if err := publish(node1); err != nil {
+		t.Fatal(err)
+	}
+
+	// node-1's client: a writer that keeps the image open, as a mapped device does.
+	conf := filepath.Join(harness.CephDir(), "ceph.conf")
+	writer := exec.Command("rbd", "-c", conf, "bench", "--io-type", "write", "--io-size", "4K", "--io-threads", "1", "--io-total", "100G", "--io-pattern", "rand", spec)
+	var out bytes.Buffer
+	writer.Stdout, writer.Stderr = &out, &out
+	if err := writer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- writer.Wait() }()
+	defer writer.Process.Kill()
+	addr := ""
+	for deadline := time.Now().Add(30 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if m := watcherAddr.FindStringSubmatch(cephCLI(t, "rbd", "status", spec)); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatalf("the writer never showed up as a watcher of %s:\n%s", spec, out.String())
+	}
+	t.Cleanup(func() { exec.Command("ceph", "-c", conf, "osd", "blocklist", "rm", addr).Run() })
+
+	if err := publish(node2); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("publish to node-2 while node-1 holds the volume: %v, want FAILED_PRECONDITION", err)
+	}
+	// Kubernetes gave up on node-1 (force detach): node-1 still has the image open.
+	unpublish(node1)
+	if bl := cephCLI(t, "ceph", "osd", "blocklist", "ls"); !strings.Contains(bl, addr) {
+		t.Fatalf("forced detach left node-1's client %s off the blocklist:\n%s", addr, bl)
+	}
+	select {
+	case err := <-exited:
+		t.Logf("node-1's writer stopped after fencing: %v: %s", err, lastLine(out.String()))
+	case <-time.After(30 * time.Second):
+		t.Fatalf("node-1's writer still runs 30 s after fencing:\n%s", out.String())
+	}
+	if err := publish(node2); err != nil {
+		t.Fatalf("publish to node-2 after node-1 was fenced: %v", err)
+	}
+	before := cephCLI(t, "ceph", "osd", "blocklist", "ls")
+	unpublish(node2) // a normal detach: nothing has the image open
+	if after := cephCLI(t, "ceph", "osd", "blocklist", "ls"); strings.Count(after, "\n") != strings.Count(before, "\n") {
+		t.Fatalf("a normal detach blocklisted someone:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
