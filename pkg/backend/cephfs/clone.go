@@ -115,7 +115,7 @@ func (c *Controller) finishClone(s *session, req *backend.VolumeRequest, p volum
 		case admin.CloneComplete:
 			return c.completeClone(s, req, p, id, ref, src)
 		case admin.CloneFailed, admin.CloneState("canceled"):
-			return nil, c.dropFailedClone(s, ref, st)
+			return nil, c.dropFailedClone(s, ref, src, st)
 		}
 		if time.Now().Add(c.clonePoll).After(deadline) {
 			return nil, backend.Errorf(backend.Pending, "clone in progress, retry: %s from %s is %s%s", ref, src.id, st.State, progress(st))
@@ -152,11 +152,20 @@ func (c *Controller) completeClone(s *session, req *backend.VolumeRequest, p vol
 	return c.recordNew(s, req, p, id, ref, src.id)
 }
 
-// dropFailedClone removes a failed clone so that a retry starts afresh.
-func (c *Controller) dropFailedClone(s *session, ref volumeRef, st *admin.CloneStatus) error {
+// dropFailedClone removes a failed clone, and the temporary snapshot of a source volume it
+// was copied from, so that a retry starts afresh and nothing is left if none comes. The
+// snapshot goes first: a controller killed in between finds the failed clone again.
+func (c *Controller) dropFailedClone(s *session, ref volumeRef, src *cloneSource, st *admin.CloneStatus) error {
 	why := string(st.State)
 	if f := st.GetFailure(); f != nil {
 		why = fmt.Sprintf("%s: %s (errno %s)", st.State, f.ErrStr, f.Errno)
+	}
+	if src.temporary {
+		if err := s.do("delete temporary clone snapshot "+src.ref.String()+"@"+src.snap, func() error {
+			return s.fsa.ForceRemoveSubVolumeSnapshot(src.ref.fs, src.ref.group, src.ref.sub, src.snap)
+		}); err != nil && !backend.IsNotFound(err) {
+			return backend.Errorf(backend.Internal, "clone %s %s, and removing its temporary snapshot failed: %v", ref, why, err)
+		}
 	}
 	if err := s.do("delete failed clone "+ref.String(), func() error {
 		return s.fsa.RemoveSubVolumeWithFlags(ref.fs, ref.group, ref.sub, admin.SubVolRmFlags{Force: true})
@@ -164,4 +173,74 @@ func (c *Controller) dropFailedClone(s *session, ref volumeRef, st *admin.CloneS
 		return backend.Errorf(backend.Internal, "clone %s %s, and removing it failed: %v", ref, why, err)
 	}
 	return backend.Errorf(backend.Internal, "clone %s %s; it was removed, a retry starts a new clone", ref, why)
+}
+
+// dropCloneSnapshots removes the temporary clone snapshots on a volume about to be deleted
+// whose clone is finished or gone; without this, Ceph keeps the volume for ever in state
+// snapshot-retained. A clone still copying keeps its snapshot (and Ceph refuses the delete).
+func (c *Controller) dropCloneSnapshots(s *session, ref volumeRef) error {
+	var snaps []string
+	if err := s.do("list snapshots of "+ref.String(), func() (err error) {
+		snaps, err = s.fsa.ListSubVolumeSnapshots(ref.fs, ref.group, ref.sub)
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, sn := range snaps {
+		h, ok := hashOf(cloneSnapPrefix, sn)
+		if !ok {
+			continue
+		}
+		clone := volumeRef{fs: ref.fs, group: ref.group, sub: subvolumeName(h)}
+		if _, err := c.info(s, clone); backend.CodeOf(err) == backend.Pending {
+			continue
+		}
+		if err := s.do("delete temporary clone snapshot "+ref.String()+"@"+sn, func() error {
+			return s.fsa.ForceRemoveSubVolumeSnapshot(ref.fs, ref.group, ref.sub, sn)
+		}); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropOwnCloneSnapshot removes the temporary snapshot an unrecorded clone (its controller
+// died before recording it) was copied from. Ceph names the source only while the clone
+// runs; after that the source is the tenant's subvolume that has the snapshot.
+func (c *Controller) dropOwnCloneSnapshot(s *session, ref volumeRef, id volid.Volume) error {
+	var st *admin.CloneStatus
+	if err := s.do("get clone status of "+ref.String(), func() (err error) {
+		st, err = s.fsa.CloneStatus(ref.fs, ref.group, ref.sub)
+		return err
+	}); err != nil {
+		if backend.IsNotFound(err) || notCloneErr(err) {
+			return nil
+		}
+		return err
+	}
+	snap := cloneSnapName(id.Hash)
+	var sources []volumeRef
+	if st.Source.SubVolume != "" {
+		if st.Source.Snapshot != snap {
+			return nil
+		}
+		sources = []volumeRef{{fs: st.Source.Volume, group: st.Source.Group, sub: st.Source.SubVolume}}
+	} else if err := s.do("list subvolumes of "+ref.fs+":"+ref.group, func() error {
+		subs, err := s.fsa.ListSubVolumes(ref.fs, ref.group)
+		for _, sub := range subs {
+			sources = append(sources, volumeRef{fs: ref.fs, group: ref.group, sub: sub})
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, src := range sources {
+		err := s.do("delete temporary clone snapshot "+src.String()+"@"+snap, func() error {
+			return s.fsa.ForceRemoveSubVolumeSnapshot(src.fs, src.group, src.sub, snap)
+		})
+		if err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
 }

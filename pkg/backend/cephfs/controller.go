@@ -371,6 +371,11 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	rec, found, err := c.record(s, ref)
 	switch {
 	case backend.IsNotFound(err):
+		// Gone, or deleted with its snapshots retained: a temporary clone snapshot left
+		// there would keep it for ever.
+		if err := c.dropCloneSnapshots(s, ref); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
 		return nil
 	case backend.CodeOf(err) == backend.Pending:
 		return c.deleteUnfinishedClone(s, ref, id)
@@ -379,6 +384,14 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	}
 	if found && rec.Source != "" {
 		c.removeCloneSnapshot(s, rec.Source, id)
+	}
+	if !found {
+		if err := c.dropOwnCloneSnapshot(s, ref, id); err != nil {
+			return err
+		}
+	}
+	if err := c.dropCloneSnapshots(s, ref); err != nil && !backend.IsNotFound(err) {
+		return err
 	}
 	// Snapshots outlive their volume: Ceph keeps the subvolume in state snapshot-retained
 	// until the last snapshot is deleted, and clones from them keep working.

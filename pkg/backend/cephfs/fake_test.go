@@ -17,6 +17,8 @@ type fakeMgr struct {
 	groups   map[string]bool
 	subs     map[string]*fakeSub // key group/sub
 	cloneRun int                 // clone status answers "in-progress" this many times
+	// cloneFail makes clones end "failed" instead of "complete".
+	cloneFail bool
 }
 
 type fakeSub struct {
@@ -26,6 +28,7 @@ type fakeSub struct {
 	cloning  int // remaining in-progress answers
 	source   [4]string
 	retained bool
+	failed   bool
 }
 
 type fakeErr struct{ errno int }
@@ -203,10 +206,13 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 			return nil, "subvolume exists", fakeErr{-int(syscall.EEXIST)}
 		}
 		f.subs[tkey] = &fakeSub{quota: sub.quota, meta: map[string]string{}, snaps: map[string]bool{}, cloning: f.cloneRun,
-			source: [4]string{"cephfs", g, name, str(m, "snap_name")}}
+			source: [4]string{"cephfs", g, name, str(m, "snap_name")}, failed: f.cloneFail}
 		return nil, "", nil
 	case "fs clone status":
 		state := "complete"
+		if sub.failed {
+			state = "failed"
+		}
 		if sub.cloning > 0 {
 			sub.cloning--
 			state = "in-progress"
