@@ -86,6 +86,9 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, err
 	}
 	defer release()
+	if err := checkSourceSize(ctx, c, vreq); err != nil {
+		return nil, err
+	}
 	if err := d.checkTenantQuota(ctx, vreq); err != nil {
 		return nil, err
 	}
@@ -94,9 +97,40 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, toStatus(err)
 	}
 	if limit > 0 && vol.CapacityBytes > limit {
+		// Refused after the fact, the volume would be one the CO never learns of: take it back.
+		if err := c.DeleteVolume(ctx, vol.ID, req.GetSecrets()); err != nil {
+			klog.Errorf("CreateVolume %q: volume %s is over limit_bytes and could not be removed: %v", req.GetName(), vol.ID, err)
+		}
 		return nil, status.Errorf(codes.OutOfRange, "backend %q allocates %d bytes, over limit_bytes %d", backendName, vol.CapacityBytes, limit)
 	}
 	return &csi.CreateVolumeResponse{Volume: csiVolume(vol)}, nil
+}
+
+// checkSourceSize refuses a content source larger than limit_bytes before anything is
+// created: a clone is at least as large as its source. A missing source is NOT_FOUND.
+func checkSourceSize(ctx context.Context, c backend.Controller, vreq *backend.VolumeRequest) error {
+	if vreq.LimitBytes == 0 {
+		return nil
+	}
+	var size int64
+	switch {
+	case vreq.SourceSnapshot != nil:
+		s, err := c.GetSnapshot(ctx, *vreq.SourceSnapshot)
+		if err != nil {
+			return toStatus(err)
+		}
+		size = s.SizeBytes
+	case vreq.SourceVolume != nil:
+		v, err := c.GetVolume(ctx, *vreq.SourceVolume, vreq.Secrets)
+		if err != nil {
+			return toStatus(err)
+		}
+		size = v.CapacityBytes
+	}
+	if size > vreq.LimitBytes {
+		return status.Errorf(codes.OutOfRange, "content source is %d bytes, over limit_bytes %d; a volume cannot be smaller than its source", size, vreq.LimitBytes)
+	}
+	return nil
 }
 
 func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string, vreq *backend.VolumeRequest) error {
