@@ -64,6 +64,8 @@ func runAdmin(cmd string, args []string, stdout, stderr io.Writer) int {
 		for _, v := range vols {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.ID.Tenant, v.ID.Backend, humanBytes(v.CapacityBytes), orDash(v.RequestName), v.ID)
 		}
+	case "leftovers":
+		return leftoversTable(ctx, w, stderr, ctrls)
 	case "tenants":
 		vols, err := tenant.Volumes(ctx, ctrls, "")
 		if err != nil {
@@ -147,4 +149,30 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// leftoversTable lists, per backend, what deletes left for the storage to finish removing.
+func leftoversTable(ctx context.Context, w, stderr io.Writer, ctrls map[string]backend.Controller) int {
+	names := make([]string, 0, len(ctrls))
+	for n := range ctrls {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "BACKEND\tTENANT\tKIND\tNAME\tSTATE")
+	code := 0
+	for _, n := range names {
+		col, ok := ctrls[n].(backend.Collector)
+		if !ok {
+			continue
+		}
+		found, err := col.Leftovers(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "shipholdctl leftovers: backend %s: %v\n", n, err)
+			code = 1
+		}
+		for _, l := range found {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", l.Backend, l.Tenant, l.Kind, l.Name, l.State)
+		}
+	}
+	return code
 }

@@ -99,3 +99,29 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("missing config: exit %d, %q", code, errb.String())
 	}
 }
+
+// collecting is a backend with deletes finishing in the background.
+type collecting struct {
+	storage
+	left []backend.Leftover
+}
+
+func (c collecting) Leftovers(context.Context) ([]backend.Leftover, error) { return c.left, nil }
+func (c collecting) Collect(context.Context) ([]backend.Leftover, error)   { return c.left, nil }
+
+func TestLeftoversCommand(t *testing.T) {
+	cfg := withStorage(t, map[string]backend.Controller{
+		"ceph-rbd": collecting{storage: storage{kind: "rbd"}, left: []backend.Leftover{{Backend: "ceph-rbd", Tenant: "shop", Kind: "trash entry",
+			Name: "rbd/shop/1f2e3d (image csi-vol-0123456789abcdef)", State: "purge queued"}}},
+		"isilon": storage{kind: "isilon"},
+	})
+	var out, errb bytes.Buffer
+	if code := run([]string{"leftovers", "--config", cfg}, &out, &errb); code != 0 {
+		t.Fatalf("leftovers: exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"BACKEND", "ceph-rbd  shop    trash entry", "csi-vol-0123456789abcdef", "purge queued"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("leftovers output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

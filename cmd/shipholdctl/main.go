@@ -14,6 +14,7 @@ Usage:
   shipholdctl backends [--config FILE]            reachability and free capacity of each backend
   shipholdctl volumes  [--config FILE] [--tenant T] volumes on every backend, per tenant
   shipholdctl tenants  [--config FILE]            usage per tenant against its quota
+  shipholdctl leftovers [--config FILE]           what deletes left for the storage to remove (RBD trash, clone snapshots)
   shipholdctl csi [--endpoint unix:///path] <command> [flags]
 
 CSI commands (talk to a running shiphold-csi plugin):
@@ -47,7 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "csi":
 		return runCSI(args[1:], stdout, stderr)
-	case "backends", "volumes", "tenants":
+	case "backends", "volumes", "tenants", "leftovers":
 		return runAdmin(args[0], args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "shipholdctl: unknown command %q\n\n%s", args[0], usage)

@@ -102,6 +102,26 @@ type Controller interface {
 	Close()
 }
 
+// Leftover is something a volume left on the storage on its way out, which the backend
+// removes in the background: an RBD image in the trash awaiting its purge, a temporary
+// clone snapshot. Admins see them with shipholdctl leftovers.
+type Leftover struct {
+	Backend, Tenant string
+	// Kind says what it is ("trash entry", "temporary snapshot"), Name where it is.
+	Kind, Name string
+	// State is what is being done about it ("purge queued", "clone gone").
+	State string
+}
+
+// Collector is implemented by backends whose deletes finish in the background.
+type Collector interface {
+	// Leftovers lists them.
+	Leftovers(ctx context.Context) ([]Leftover, error)
+	// Collect also sets their removal going where nothing does yet; the controller runs it
+	// at start-up, for work a killed controller left half done.
+	Collect(ctx context.Context) ([]Leftover, error)
+}
+
 // Node identifies a node for storage-side access control.
 type Node struct {
 	Name    string

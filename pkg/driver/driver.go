@@ -119,6 +119,7 @@ func (d *Driver) Serve(ctx context.Context, endpoint string) error {
 	}
 	srv := d.GRPCServer()
 	d.startProbing(ctx)
+	d.startCollecting(ctx)
 	go func() {
 		<-ctx.Done()
 		srv.GracefulStop()

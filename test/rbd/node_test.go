@@ -123,7 +123,8 @@ func TestRBDRealSnapshotCloneDataRbdFuse(t *testing.T) {
 		if req.RequiredBytes == 0 {
 			req.RequiredBytes = 64 << 20
 		}
-		v, err := ctl.CreateVolume(ctx, req)
+		var v *backend.Volume
+		err := whilePending(func() (err error) { v, err = ctl.CreateVolume(ctx, req); return err })
 		if err != nil {
 			t.Fatalf("create %s: %v", name, err)
 		}
@@ -190,7 +191,7 @@ func TestRBDRealSnapshotCloneDataRbdFuse(t *testing.T) {
 	}
 
 	// Deleting the snapshot flattens its clone, which keeps its data.
-	if err := ctl.DeleteSnapshot(ctx, snap.ID, nil); err != nil {
+	if err := whilePending(func() error { return ctl.DeleteSnapshot(ctx, snap.ID, nil) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := ctl.DeleteSnapshot(ctx, snap.ID, nil); err != nil {

@@ -253,7 +253,6 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			return nil, backend.Errorf(backend.InvalidArgument, "content source belongs to tenant %q, the volume to tenant %q; tenants cannot clone each other's data", src.Tenant, req.Tenant)
 		}
 	}
-	want := newRecord(c.name, req)
 	name := imageName(volid.Hash(req.Name))
 	var vol *backend.Volume
 	err = c.run(ctx, req.Secrets, func(conn *rados.Conn) error {
@@ -266,60 +265,27 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 		if len(id.Location) > volid.MaxLocationLen {
 			return backend.Errorf(backend.Internal, "pool ID %s does not fit a volume ID", id.Location)
 		}
-		// Create first: a retry (image exists) is the rare case, so it pays the extra reads.
+		// Every limit is checked before anything exists: a clone starts at its source's size.
+		srcSize, err := sourceSize(conn, req)
+		if err != nil {
+			return err
+		}
+		if req.LimitBytes > 0 && int64(srcSize) > req.LimitBytes {
+			return backend.Errorf(backend.OutOfRange, "content source is %d bytes, over limit_bytes %d", srcSize, req.LimitBytes)
+		}
 		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
 			return err
 		}
-		for attempt := 0; ; attempt++ {
-			err := c.makeImage(conn, io, name, uint64(size), opts, req)
-			if err == nil {
-				break
-			}
-			if backend.CodeOf(err) != backend.AlreadyExists || attempt > 0 {
-				return err
-			}
-			st, rerr := readImage(io, name, false)
-			if rerr != nil {
-				return rerr
-			}
-			if st.hasRecord {
-				if st.record.Backend != c.name {
-					return backend.Errorf(backend.AlreadyExists, "image %s/%s/%s belongs to backend %q", opts.Pool, req.Tenant, name, st.record.Backend)
-				}
-				if why := st.record.conflict(want); why != "" {
-					return backend.Errorf(backend.AlreadyExists, "volume %q already exists with different parameters: %s", req.Name, why)
-				}
-				vol = c.volume(id, int64(st.size), st.record, opts.Pool)
-				return nil
-			}
-			// Left by a create that died before writing its record: start over.
-			if err := removeImage(io, name); err != nil {
+		rec, cur, err := c.provision(conn, io, name, uint64(size), opts, req)
+		if err != nil {
+			return err
+		}
+		if req.SourceVolume != nil {
+			if err := finishVolumeClone(conn, io, opts.Pool, req.Tenant, name, *req.SourceVolume); err != nil {
 				return err
 			}
 		}
-		img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
-		if err != nil {
-			return classify(err, "open new image "+name)
-		}
-		defer img.Close()
-		cur, err := img.GetSize()
-		if err != nil {
-			return classify(err, "size of image "+name)
-		}
-		if cur < uint64(size) {
-			// A clone starts at its parent's size.
-			if err := img.Resize(uint64(size)); err != nil {
-				return classify(err, "grow clone "+name)
-			}
-			cur = uint64(size)
-		}
-		if req.LimitBytes > 0 && int64(cur) > req.LimitBytes {
-			return backend.Errorf(backend.OutOfRange, "content source is %d bytes, over limit_bytes %d", cur, req.LimitBytes)
-		}
-		if err := img.SetMetadata(recordKey, want.encode()); err != nil {
-			return classify(err, "record request on image "+name)
-		}
-		vol = c.volume(id, int64(cur), want, opts.Pool)
+		vol = c.volume(id, int64(cur), rec, opts.Pool)
 		return nil
 	})
 	if err != nil {
@@ -330,6 +296,59 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	}
 	vol.Context = volumeContext(c.cfg.ClusterID, opts.Pool, req.Tenant, name, opts)
 	return vol, nil
+}
+
+// provision creates the image and records the request on it, or finds the image an earlier
+// attempt made and recorded; it returns the record and the image's size.
+func (c *Controller) provision(conn *rados.Conn, io *rados.IOContext, name string, size uint64, opts classOptions, req *backend.VolumeRequest) (volumeRecord, uint64, error) {
+	want := newRecord(c.name, req)
+	for attempt := 0; ; attempt++ {
+		err := c.makeImage(conn, io, name, size, opts, req)
+		if err == nil {
+			break
+		}
+		if backend.CodeOf(err) != backend.AlreadyExists || attempt > 1 {
+			return want, 0, err
+		}
+		st, err := readImage(io, name, false)
+		switch {
+		case err == nil && st.hasRecord:
+			if st.record.Backend != c.name {
+				return want, 0, backend.Errorf(backend.AlreadyExists, "image %s/%s/%s belongs to backend %q", opts.Pool, req.Tenant, name, st.record.Backend)
+			}
+			if why := st.record.conflict(want); why != "" {
+				return want, 0, backend.Errorf(backend.AlreadyExists, "volume %q already exists with different parameters: %s", req.Name, why)
+			}
+			return st.record, st.size, nil
+		case err != nil && !backend.IsNotFound(err):
+			return want, 0, err
+		}
+		// Left by an attempt that died before recording it, or a name whose image is
+		// half created or half removed: discard it and start over.
+		if err := discard(conn, io, opts.Pool, req.Tenant, name); err != nil {
+			return want, 0, err
+		}
+	}
+	img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return want, 0, classify(err, "open new image "+name)
+	}
+	defer img.Close()
+	cur, err := img.GetSize()
+	if err != nil {
+		return want, 0, classify(err, "size of image "+name)
+	}
+	if cur < size {
+		// A clone starts at its parent's size.
+		if err := img.Resize(size); err != nil {
+			return want, 0, classify(err, "grow clone "+name)
+		}
+		cur = size
+	}
+	if err := img.SetMetadata(recordKey, want.encode()); err != nil {
+		return want, 0, classify(err, "record request on image "+name)
+	}
+	return want, cur, nil
 }
 
 func sourceOfSnap(s *volid.Snapshot) *volid.Volume {
@@ -365,164 +384,6 @@ func (c *Controller) makeImage(conn *rados.Conn, io *rados.IOContext, name strin
 	return nil
 }
 
-// cloneSnapshot clones a CSI snapshot. Snapshots are protected when taken, so this works
-// with clone format 1 (clusters whose require-min-compat-client is below mimic) as well as 2.
-func (c *Controller) cloneSnapshot(conn *rados.Conn, io *rados.IOContext, src volid.Snapshot, name string, ro *librbd.ImageOptions) error {
-	if src.Backend != c.name {
-		return backend.Errorf(backend.InvalidArgument, "source snapshot is on backend %q", src.Backend)
-	}
-	srcIO, _, err := openVolumePool(conn, src.Volume)
-	if err != nil {
-		return backend.Errorf(backend.NotFound, "source snapshot %s: %v", src, err)
-	}
-	defer srcIO.Destroy()
-	parent, sn := imageName(src.Hash), snapName(src.SnapHash)
-	if err := ensureProtected(srcIO, parent, sn); err != nil {
-		if backend.IsNotFound(err) {
-			return backend.Errorf(backend.NotFound, "source snapshot %s does not exist", src)
-		}
-		return err
-	}
-	if err := librbd.CloneImage(srcIO, parent, sn, io, name, ro); err != nil {
-		return classify(err, fmt.Sprintf("clone %s@%s to %s", parent, sn, name))
-	}
-	return nil
-}
-
-// cloneVolume copies a volume: a temporary snapshot of the source, a clone of it, flattened so
-// that the new volume is independent, then the temporary snapshot goes.
-func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src volid.Volume, name string, ro *librbd.ImageOptions) error {
-	srcIO, _, err := openVolumePool(conn, src)
-	if err != nil {
-		return backend.Errorf(backend.NotFound, "source volume %s: %v", src, err)
-	}
-	defer srcIO.Destroy()
-	parent := imageName(src.Hash)
-	tmp := tmpSnapPrefix + strings.TrimPrefix(name, imagePrefix)
-	img, err := librbd.OpenImage(srcIO, parent, librbd.NoSnapshot)
-	if err != nil {
-		if isNotFound(err) {
-			return backend.Errorf(backend.NotFound, "source volume %s does not exist", src)
-		}
-		return classify(err, "open source image "+parent)
-	}
-	defer img.Close()
-	if err := removeSnap(conn, img, tmp); err != nil {
-		return err
-	}
-	snap, err := img.CreateSnapshot(tmp)
-	if err != nil {
-		return classify(err, "snapshot source image "+parent)
-	}
-	defer removeSnap(conn, img, tmp)
-	if err := snap.Protect(); err != nil {
-		return classify(err, "protect temporary snapshot of "+parent)
-	}
-	if err := librbd.CloneImage(srcIO, parent, tmp, io, name, ro); err != nil {
-		return classify(err, fmt.Sprintf("clone %s to %s", parent, name))
-	}
-	clone, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open clone "+name)
-	}
-	defer clone.Close()
-	if err := clone.Flatten(); err != nil {
-		return classify(err, "flatten clone "+name)
-	}
-	return nil
-}
-
-func ensureProtected(io *rados.IOContext, image, snap string) error {
-	img, err := librbd.OpenImage(io, image, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+image)
-	}
-	defer img.Close()
-	s := img.GetSnapshot(snap)
-	prot, err := s.IsProtected()
-	if err != nil {
-		return classify(err, fmt.Sprintf("snapshot %s@%s", image, snap))
-	}
-	if !prot {
-		if err := s.Protect(); err != nil {
-			return classify(err, fmt.Sprintf("protect snapshot %s@%s", image, snap))
-		}
-	}
-	return nil
-}
-
-// removeSnap flattens the snapshot's children, unprotects and removes it; a missing snapshot
-// is fine.
-func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
-	names, err := img.GetSnapshotNames()
-	if err != nil {
-		return classify(err, "list snapshots of "+img.GetName())
-	}
-	found := false
-	for _, s := range names {
-		found = found || s.Name == snap
-	}
-	if !found {
-		return nil
-	}
-	if err := flattenChildren(conn, img, snap); err != nil {
-		return err
-	}
-	s := img.GetSnapshot(snap)
-	if prot, err := s.IsProtected(); err == nil && prot {
-		if err := s.Unprotect(); err != nil {
-			return classify(err, fmt.Sprintf("unprotect snapshot %s@%s", img.GetName(), snap))
-		}
-	}
-	if err := s.Remove(); err != nil && !isNotFound(err) {
-		return classify(err, fmt.Sprintf("remove snapshot %s@%s", img.GetName(), snap))
-	}
-	return nil
-}
-
-// flattenChildren makes every clone of a snapshot independent of it.
-func flattenChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
-	if err := img.SetSnapshot(snap); err != nil {
-		return classify(err, fmt.Sprintf("select snapshot %s@%s", img.GetName(), snap))
-	}
-	children, err := img.ListChildrenAttributes()
-	img.SetSnapshot(librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, fmt.Sprintf("list clones of %s@%s", img.GetName(), snap))
-	}
-	for _, ch := range children {
-		if ch.Trash {
-			return backend.Errorf(backend.FailedPrecondition, "snapshot %s@%s has a clone %s in the RBD trash; purge it (rbd trash purge) first", img.GetName(), snap, ch.ImageID)
-		}
-		io, err := openPool(conn, ch.PoolName, ch.PoolNamespace)
-		if err != nil {
-			return err
-		}
-		child, err := librbd.OpenImage(io, ch.ImageName, librbd.NoSnapshot)
-		if err != nil {
-			io.Destroy()
-			if isNotFound(err) {
-				continue
-			}
-			return classify(err, "open clone "+ch.ImageName)
-		}
-		err = child.Flatten()
-		child.Close()
-		io.Destroy()
-		if err != nil {
-			return classify(err, fmt.Sprintf("flatten clone %s/%s/%s", ch.PoolName, ch.PoolNamespace, ch.ImageName))
-		}
-	}
-	return nil
-}
-
-func removeImage(io *rados.IOContext, name string) error {
-	if err := librbd.RemoveImage(io, name); err != nil && !isNotFound(err) {
-		return classify(err, "remove image "+name)
-	}
-	return nil
-}
-
 func (c *Controller) volume(id volid.Volume, size int64, r volumeRecord, pool string) *backend.Volume {
 	v := &backend.Volume{ID: id, CapacityBytes: size, RequestName: r.Name}
 	if r.Source != "" {
@@ -538,8 +399,9 @@ func (c *Controller) volume(id volid.Volume, size int64, r volumeRecord, pool st
 	return v
 }
 
-// DeleteVolume removes the image. An image that still has CSI snapshots is refused with
-// FAILED_PRECONDITION: snapshots live on the image, so they are not independent of it.
+// DeleteVolume moves the image to the trash and has the Ceph mgr purge it (see discard).
+// An image that still has CSI snapshots is refused with FAILED_PRECONDITION: snapshots live
+// on the image, so they are not independent of it; so is one a node still has open.
 func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) error {
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
@@ -556,7 +418,9 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		defer io.Destroy()
 		st, err := readImage(io, name, true)
 		if backend.IsNotFound(err) {
-			return nil
+			// Gone, or half gone: a name whose image cannot be opened, or a trash entry
+			// whose purge was never queued.
+			return discard(conn, io, pool, id.Tenant, name)
 		}
 		if err != nil {
 			return err
@@ -564,36 +428,13 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if st.hasRecord && st.record.Backend != c.name {
 			return nil
 		}
-		var csiSnaps []string
-		var tmpSnaps []string
-		for _, s := range st.snaps {
-			switch {
-			case snapHashOf(s.Name) != "":
-				csiSnaps = append(csiSnaps, s.Name)
-			case strings.HasPrefix(s.Name, tmpSnapPrefix):
-				tmpSnaps = append(tmpSnaps, s.Name)
-			default:
-				csiSnaps = append(csiSnaps, s.Name)
-			}
+		if err := dropTemporarySnaps(conn, io, name, id, st.snaps); err != nil {
+			return err
 		}
-		if len(csiSnaps) > 0 {
-			return backend.Errorf(backend.FailedPrecondition, "volume %s (image %s/%s/%s) still has %d snapshot(s) (%s); delete its VolumeSnapshots first — rbd snapshots live on the volume",
-				id, pool, id.Tenant, name, len(csiSnaps), strings.Join(csiSnaps, ", "))
+		if err := checkUnused(conn, io, name, id); err != nil {
+			return err
 		}
-		if len(tmpSnaps) > 0 {
-			img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
-			if err != nil {
-				return classify(err, "open image "+name)
-			}
-			for _, s := range tmpSnaps {
-				if err := removeSnap(conn, img, s); err != nil {
-					img.Close()
-					return err
-				}
-			}
-			img.Close()
-		}
-		return removeImage(io, name)
+		return discard(conn, io, pool, id.Tenant, name)
 	})
 }
 
@@ -656,9 +497,31 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 }
 
 // eachImage calls fn for every csi-vol- image in the tenant's namespace (all namespaces for
-// "") of every pool that holds RBD namespaces; the configured pool's errors count, other
-// pools (CephFS, device health) are skipped when they hold no RBD directory.
+// "") of every pool that holds RBD namespaces.
 func (c *Controller) eachImage(conn *rados.Conn, tenant string, fn func(io *rados.IOContext, pool, ns, hash string) error) error {
+	return c.eachNamespace(conn, tenant, func(io *rados.IOContext, pool, ns string) error {
+		names, err := librbd.GetImageNames(io)
+		if err != nil {
+			if isNotFound(err) || pool != c.cfg.Pool {
+				return nil
+			}
+			return classify(err, fmt.Sprintf("list images in %s/%s", pool, ns))
+		}
+		for _, n := range names {
+			if h := volumeHashOf(n); h != "" {
+				if err := fn(io, pool, ns, h); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// eachNamespace calls fn for the tenant's namespace (every tenant's for "") of every pool
+// that holds RBD namespaces; the configured pool's errors count, other pools (CephFS,
+// device health) are skipped when they hold no RBD directory.
+func (c *Controller) eachNamespace(conn *rados.Conn, tenant string, fn func(io *rados.IOContext, pool, ns string) error) error {
 	pools, err := conn.ListPools()
 	if err != nil {
 		return classify(err, "list pools")
@@ -686,21 +549,9 @@ func (c *Controller) eachImage(conn *rados.Conn, tenant string, fn func(io *rado
 				continue
 			}
 			io.SetNamespace(ns)
-			names, err := librbd.GetImageNames(io)
-			if err != nil {
-				if isNotFound(err) || pool != c.cfg.Pool {
-					continue
-				}
+			if err := fn(io, pool, ns); err != nil {
 				io.Destroy()
-				return classify(err, fmt.Sprintf("list images in %s/%s", pool, ns))
-			}
-			for _, n := range names {
-				if h := volumeHashOf(n); h != "" {
-					if err := fn(io, pool, ns, h); err != nil {
-						io.Destroy()
-						return err
-					}
-				}
+				return err
 			}
 		}
 		io.Destroy()
@@ -837,7 +688,8 @@ func snapshotOf(img *librbd.Image, id volid.Snapshot) (*backend.Snapshot, error)
 	return nil, backend.Errorf(backend.NotFound, "snapshot %s does not exist", id)
 }
 
-// DeleteSnapshot flattens the snapshot's clones first, so volumes restored from it stay.
+// DeleteSnapshot has the Ceph mgr flatten the snapshot's clones first (Pending until it
+// has), so volumes restored from it stay.
 func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secrets map[string]string) error {
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "snapshot %s is not on backend %q", id, c.name)

@@ -1,0 +1,284 @@
+package rbd
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ceph/go-ceph/rados"
+	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// rbdSpec is pool/namespace/image (or image ID), as the rbd CLI and the mgr write it.
+func rbdSpec(pool, ns, image string) string { return pool + "/" + ns + "/" + image }
+
+// isBusy reports EBUSY, which Protect answers for a snapshot already protected.
+func isBusy(err error) bool {
+	var coded interface{ ErrorCode() int }
+	return errors.As(err, &coded) && coded.ErrorCode() == -16
+}
+
+// tmpSnapName is the temporary snapshot of a source volume that clone name is made from.
+func tmpSnapName(clone string) string { return tmpSnapPrefix + strings.TrimPrefix(clone, imagePrefix) }
+
+// sourceSize is the size a clone of the request's content source starts at (0 without a
+// source), read before anything is created so that limits are checked first.
+func sourceSize(conn *rados.Conn, req *backend.VolumeRequest) (uint64, error) {
+	switch {
+	case req.SourceSnapshot != nil:
+		src := *req.SourceSnapshot
+		io, _, err := openVolumePool(conn, src.Volume)
+		if err != nil {
+			return 0, backend.Errorf(backend.NotFound, "source snapshot %s: %v", src, err)
+		}
+		defer io.Destroy()
+		st, err := readImage(io, imageName(src.Hash), true)
+		if err != nil {
+			return 0, asNotFound(err, src)
+		}
+		for _, s := range st.snaps {
+			if s.Name == snapName(src.SnapHash) {
+				return s.Size, nil
+			}
+		}
+		return 0, backend.Errorf(backend.NotFound, "source snapshot %s does not exist", src)
+	case req.SourceVolume != nil:
+		io, _, err := openVolumePool(conn, *req.SourceVolume)
+		if err != nil {
+			return 0, backend.Errorf(backend.NotFound, "source volume %s: %v", req.SourceVolume, err)
+		}
+		defer io.Destroy()
+		st, err := readImage(io, imageName(req.SourceVolume.Hash), false)
+		if err != nil {
+			return 0, asNotFound(err, req.SourceVolume)
+		}
+		return st.size, nil
+	}
+	return 0, nil
+}
+
+// cloneSnapshot clones a CSI snapshot. Snapshots are protected when taken, so this works
+// with clone format 1 (clusters whose require-min-compat-client is below mimic) as well as 2.
+func (c *Controller) cloneSnapshot(conn *rados.Conn, io *rados.IOContext, src volid.Snapshot, name string, ro *librbd.ImageOptions) error {
+	if src.Backend != c.name {
+		return backend.Errorf(backend.InvalidArgument, "source snapshot is on backend %q", src.Backend)
+	}
+	srcIO, _, err := openVolumePool(conn, src.Volume)
+	if err != nil {
+		return backend.Errorf(backend.NotFound, "source snapshot %s: %v", src, err)
+	}
+	defer srcIO.Destroy()
+	parent, sn := imageName(src.Hash), snapName(src.SnapHash)
+	if err := ensureProtected(srcIO, parent, sn); err != nil {
+		if backend.IsNotFound(err) {
+			return backend.Errorf(backend.NotFound, "source snapshot %s does not exist", src)
+		}
+		return err
+	}
+	if err := librbd.CloneImage(srcIO, parent, sn, io, name, ro); err != nil {
+		return classify(err, fmt.Sprintf("clone %s@%s to %s", parent, sn, name))
+	}
+	return nil
+}
+
+// cloneVolume clones a temporary snapshot of the source volume (kept from an earlier
+// attempt of the same request, else taken now). The clone still depends on it until the
+// mgr has flattened it (finishVolumeClone).
+func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src volid.Volume, name string, ro *librbd.ImageOptions) error {
+	srcIO, _, err := openVolumePool(conn, src)
+	if err != nil {
+		return backend.Errorf(backend.NotFound, "source volume %s: %v", src, err)
+	}
+	defer srcIO.Destroy()
+	parent, tmp := imageName(src.Hash), tmpSnapName(name)
+	img, err := librbd.OpenImage(srcIO, parent, librbd.NoSnapshot)
+	if err != nil {
+		if isNotFound(err) {
+			return backend.Errorf(backend.NotFound, "source volume %s does not exist", src)
+		}
+		return classify(err, "open source image "+parent)
+	}
+	defer img.Close()
+	if err := ensureSnap(img, tmp); err != nil {
+		return err
+	}
+	if err := librbd.CloneImage(srcIO, parent, tmp, io, name, ro); err != nil {
+		return classify(err, fmt.Sprintf("clone %s to %s", parent, name))
+	}
+	return nil
+}
+
+// ensureSnap takes and protects a snapshot unless it exists.
+func ensureSnap(img *librbd.Image, snap string) error {
+	names, err := img.GetSnapshotNames()
+	if err != nil {
+		return classify(err, "list snapshots of "+img.GetName())
+	}
+	found := false
+	for _, s := range names {
+		found = found || s.Name == snap
+	}
+	if !found {
+		if _, err := img.CreateSnapshot(snap); err != nil {
+			return classify(err, "snapshot source image "+img.GetName())
+		}
+	}
+	s := img.GetSnapshot(snap)
+	if prot, err := s.IsProtected(); err != nil || !prot {
+		if err := s.Protect(); err != nil && !isBusy(err) {
+			return classify(err, fmt.Sprintf("protect snapshot %s@%s", img.GetName(), snap))
+		}
+	}
+	return nil
+}
+
+// finishVolumeClone makes a clone of a volume independent of its source: the mgr flattens
+// it, Pending meanwhile; once it has no parent the temporary snapshot of the source goes.
+func finishVolumeClone(conn *rados.Conn, io *rados.IOContext, pool, ns, name string, src volid.Volume) error {
+	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open clone "+name)
+	}
+	_, perr := img.GetParent()
+	img.Close()
+	switch {
+	case perr == nil:
+		spec := rbdSpec(pool, ns, name)
+		t, err := queueTask(conn, taskFlatten, spec)
+		if err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+		if err == nil {
+			return backend.Errorf(backend.Pending, "volume %s is being copied from volume %s by the Ceph mgr (rbd task flatten, %s); retry", spec, src, t.state())
+		}
+	case !isNotFound(perr):
+		return classify(perr, "parent of clone "+name)
+	}
+	srcIO, _, err := openVolumePool(conn, src)
+	if err != nil {
+		return nil // the source is gone, and its snapshots with it
+	}
+	defer srcIO.Destroy()
+	parent, err := librbd.OpenImage(srcIO, imageName(src.Hash), librbd.NoSnapshot)
+	if err != nil {
+		return nil
+	}
+	defer parent.Close()
+	// Best effort: a snapshot still held (a discarded attempt's clone awaiting its purge) is
+	// collected when the source is deleted.
+	if err := removeSnap(conn, parent, tmpSnapName(name)); err != nil && backend.CodeOf(err) != backend.Pending {
+		return err
+	}
+	return nil
+}
+
+func ensureProtected(io *rados.IOContext, image, snap string) error {
+	img, err := librbd.OpenImage(io, image, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open image "+image)
+	}
+	defer img.Close()
+	s := img.GetSnapshot(snap)
+	prot, err := s.IsProtected()
+	if err != nil {
+		return classify(err, fmt.Sprintf("snapshot %s@%s", image, snap))
+	}
+	if !prot {
+		if err := s.Protect(); err != nil && !isBusy(err) {
+			return classify(err, fmt.Sprintf("protect snapshot %s@%s", image, snap))
+		}
+	}
+	return nil
+}
+
+// removeSnap unprotects and removes a snapshot whose clones are all independent of it; a
+// missing snapshot is fine. Clones still attached are flattened (or, deleted ones, purged)
+// by the mgr, and the answer is Pending until they are.
+func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
+	names, err := img.GetSnapshotNames()
+	if err != nil {
+		return classify(err, "list snapshots of "+img.GetName())
+	}
+	found := false
+	for _, s := range names {
+		found = found || s.Name == snap
+	}
+	if !found {
+		return nil
+	}
+	if err := detachChildren(conn, img, snap); err != nil {
+		return err
+	}
+	s := img.GetSnapshot(snap)
+	if prot, err := s.IsProtected(); err == nil && prot {
+		if err := s.Unprotect(); err != nil {
+			return classify(err, fmt.Sprintf("unprotect snapshot %s@%s", img.GetName(), snap))
+		}
+	}
+	if err := s.Remove(); err != nil && !isNotFound(err) {
+		return classify(err, fmt.Sprintf("remove snapshot %s@%s", img.GetName(), snap))
+	}
+	return nil
+}
+
+// detachChildren queues in the mgr what makes every clone of a snapshot independent of it:
+// a flatten for a live clone, a purge for one in the trash. It answers Pending while any
+// clone remains.
+func detachChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
+	if err := img.SetSnapshot(snap); err != nil {
+		return classify(err, fmt.Sprintf("select snapshot %s@%s", img.GetName(), snap))
+	}
+	children, err := img.ListChildrenAttributes()
+	img.SetSnapshot(librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, fmt.Sprintf("list clones of %s@%s", img.GetName(), snap))
+	}
+	var states []string
+	for _, ch := range children {
+		action, spec := taskFlatten, rbdSpec(ch.PoolName, ch.PoolNamespace, ch.ImageName)
+		if ch.Trash {
+			action, spec = taskTrashRemove, rbdSpec(ch.PoolName, ch.PoolNamespace, ch.ImageID)
+		} else if err := checkFlattenable(conn, ch, img.GetName(), snap); err != nil {
+			return err
+		}
+		t, err := queueTask(conn, action, spec)
+		if backend.IsNotFound(err) {
+			continue // gone or done since the listing
+		}
+		if err != nil {
+			return err
+		}
+		states = append(states, fmt.Sprintf("%s %s: %s", action, spec, t.state()))
+	}
+	if len(states) > 0 {
+		return backend.Errorf(backend.Pending, "snapshot %s@%s still has %d clone(s) depending on it; the Ceph mgr is making them independent (%s); retry",
+			img.GetName(), snap, len(states), strings.Join(states, "; "))
+	}
+	return nil
+}
+
+// checkFlattenable refuses a clone that no flatten can detach: one whose own snapshots
+// still share the parent's data (no deep-flatten), so only deleting them helps.
+func checkFlattenable(conn *rados.Conn, ch librbd.ImageSpec, parent, snap string) error {
+	io, err := openPool(conn, ch.PoolName, ch.PoolNamespace)
+	if err != nil {
+		return err
+	}
+	defer io.Destroy()
+	child, err := librbd.OpenImageReadOnly(io, ch.ImageName, librbd.NoSnapshot)
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return classify(err, "open clone "+ch.ImageName)
+	}
+	defer child.Close()
+	if _, err := child.GetParent(); isNotFound(err) {
+		return backend.Errorf(backend.FailedPrecondition, "snapshot %s@%s is still used by snapshots of volume image %s/%s/%s; delete those VolumeSnapshots first",
+			parent, snap, ch.PoolName, ch.PoolNamespace, ch.ImageName)
+	}
+	return nil
+}

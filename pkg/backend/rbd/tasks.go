@@ -1,0 +1,106 @@
+package rbd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+
+	"github.com/ceph/go-ceph/rados"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+)
+
+// Long work (flattening a clone, removing an image's data) runs in the Ceph mgr's
+// rbd_support task queue, not in a request: the queue lives in RADOS (an rbd_task object
+// per namespace), so a task survives the controller and the mgr restarts it after a
+// failover; a request only queues it and answers Pending until the image shows it done.
+// The mgr answers a repeated request for the same task with the task already queued.
+
+const (
+	taskFlatten     = "flatten"
+	taskTrashRemove = "trash remove"
+)
+
+// mgrTask is the part of an rbd_support task this controller reads.
+type mgrTask struct {
+	ID           string  `json:"id"`
+	InProgress   bool    `json:"in_progress"`
+	Progress     float64 `json:"progress"`
+	RetryMessage string  `json:"retry_message"`
+	Refs         struct {
+		Action    string `json:"action"`
+		Pool      string `json:"pool_name"`
+		Namespace string `json:"pool_namespace"`
+		ImageName string `json:"image_name"`
+		ImageID   string `json:"image_id"`
+	} `json:"refs"`
+}
+
+// state says where a task is, for Pending messages and the leftovers listing.
+func (t *mgrTask) state() string {
+	switch {
+	case t.RetryMessage != "":
+		return "retrying after: " + t.RetryMessage
+	case t.InProgress:
+		return fmt.Sprintf("running, %.0f%% done", 100*t.Progress)
+	}
+	return "queued"
+}
+
+// queueTask adds an rbd_support task: flatten pool/ns/image, or trash remove pool/ns/id.
+// NotFound means there is nothing to do (no such image, no parent, no trash entry).
+func queueTask(conn *rados.Conn, action, spec string) (*mgrTask, error) {
+	arg := "image_spec"
+	if action == taskTrashRemove {
+		arg = "image_id_spec"
+	}
+	cmd, err := json.Marshal(map[string]string{"prefix": "rbd task add " + action, arg: spec, "format": "json"})
+	if err != nil {
+		return nil, err
+	}
+	out, status, err := conn.MgrCommand([][]byte{cmd})
+	if err != nil {
+		return nil, taskError(err, status, fmt.Sprintf("queue %s of %s in the Ceph mgr", action, spec))
+	}
+	var t mgrTask
+	if err := json.Unmarshal(out, &t); err != nil {
+		return nil, backend.Errorf(backend.Internal, "queue %s of %s: unexpected mgr answer %q", action, spec, out)
+	}
+	return &t, nil
+}
+
+// listTasks returns the mgr's task queue (every pool and namespace the user may see).
+func listTasks(conn *rados.Conn) ([]mgrTask, error) {
+	out, status, err := conn.MgrCommand([][]byte{[]byte(`{"prefix":"rbd task list","format":"json"}`)})
+	if err != nil {
+		return nil, taskError(err, status, "list the Ceph mgr's rbd tasks")
+	}
+	var tasks []mgrTask
+	if err := json.Unmarshal(out, &tasks); err != nil {
+		return nil, backend.Errorf(backend.Internal, "rbd task list: unexpected mgr answer %q", out)
+	}
+	return tasks, nil
+}
+
+// taskError classifies a failed rbd_support command; its status text says why.
+func taskError(err error, status, what string) error {
+	why := strings.TrimSpace(status)
+	var coded interface{ ErrorCode() int }
+	if errors.As(err, &coded) {
+		switch syscall.Errno(-coded.ErrorCode()) {
+		case syscall.ENOENT:
+			return backend.Errorf(backend.NotFound, "%s: %s", what, why)
+		case syscall.EAGAIN:
+			return backend.Errorf(backend.Unavailable, "%s: the mgr's rbd_support module is not ready yet, retry (%s)", what, why)
+		case syscall.EACCES, syscall.EPERM:
+			return backend.Errorf(backend.FailedPrecondition, "%s: permission denied; give the cephx user mgr caps 'profile rbd' on the pool (%s)", what, why)
+		case syscall.EINVAL:
+			if strings.Contains(why, "not valid") || strings.Contains(why, "unrecognized") || strings.Contains(why, "No handler") {
+				return backend.Errorf(backend.Unimplemented, "%s: the Ceph mgr has no rbd_support task queue (Ceph 14.2 or newer with the rbd_support module): %s", what, why)
+			}
+		}
+	}
+	return classify(fmt.Errorf("%w: %s", err, why), what)
+}

@@ -1,0 +1,233 @@
+package rbd
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/ceph/go-ceph/rados"
+	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// An image is removed in two steps that each survive a crash: it moves to the RBD trash
+// (one cls call; an interrupted move is finished by the next one), keeping its name there,
+// and the mgr purges the trash entry in the background. librbd's own remove, cut short,
+// leaves a directory entry whose image cannot be opened, which a retry took for "gone".
+
+// discard moves an image, or what is left of one under that name, to the trash and queues
+// the purge of every trash entry of that name.
+func discard(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) error {
+	err := librbd.GetImage(io, name).Trash(0)
+	if isNotFound(err) {
+		// No image, or one librbd's own remove left half removed (its id object gone),
+		// which cannot move to the trash: librbd's remove finishes what it began.
+		err = librbd.RemoveImage(io, name)
+	}
+	if err != nil && !isNotFound(err) {
+		return classify(err, fmt.Sprintf("move image %s to the trash", rbdSpec(pool, ns, name)))
+	}
+	return purgeTrashed(conn, io, pool, ns, name)
+}
+
+// purgeTrashed queues the purge of the trash entries named name.
+func purgeTrashed(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) error {
+	entries, err := librbd.GetTrashList(io)
+	if err != nil && !isNotFound(err) {
+		return classify(err, "list the RBD trash of "+pool+"/"+ns)
+	}
+	for _, e := range entries {
+		if e.Name != name {
+			continue
+		}
+		if _, err := queueTask(conn, taskTrashRemove, rbdSpec(pool, ns, e.Id)); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkUnused refuses to remove an image a client still has open: a node that has not
+// unstaged it. A crashed client's watch expires after 30 s.
+func checkUnused(conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume) error {
+	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open image "+name)
+	}
+	defer img.Close()
+	watchers, err := img.ListWatchers()
+	if err != nil {
+		return classify(err, "list clients of "+name)
+	}
+	var users []string
+	for _, w := range watchers {
+		if uint64(w.Id) != conn.GetInstanceID() {
+			users = append(users, fmt.Sprintf("client.%d at %s", w.Id, w.Addr))
+		}
+	}
+	if len(users) > 0 {
+		return backend.Errorf(backend.FailedPrecondition, "volume %s is still open by %s; unstage it on its node first (a crashed client lets go after 30 s)", id, strings.Join(users, ", "))
+	}
+	return nil
+}
+
+// dropTemporarySnaps removes the temporary snapshots clones of the volume were made from,
+// and refuses a volume that still has CSI snapshots: they live on the image.
+func dropTemporarySnaps(conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume, snaps []librbd.SnapInfo) error {
+	var csiSnaps, tmpSnaps []string
+	for _, s := range snaps {
+		if strings.HasPrefix(s.Name, tmpSnapPrefix) {
+			tmpSnaps = append(tmpSnaps, s.Name)
+		} else {
+			csiSnaps = append(csiSnaps, s.Name)
+		}
+	}
+	if len(csiSnaps) > 0 {
+		return backend.Errorf(backend.FailedPrecondition, "volume %s (image %s) still has %d snapshot(s) (%s); delete its VolumeSnapshots first — rbd snapshots live on the volume",
+			id, name, len(csiSnaps), strings.Join(csiSnaps, ", "))
+	}
+	if len(tmpSnaps) == 0 {
+		return nil
+	}
+	img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open image "+name)
+	}
+	defer img.Close()
+	for _, s := range tmpSnaps {
+		if err := removeSnap(conn, img, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Leftovers lists what this backend's deletes left on the way out: images in the trash
+// (with the state of their purge) and temporary clone snapshots.
+func (c *Controller) Leftovers(ctx context.Context) ([]backend.Leftover, error) {
+	return c.leftovers(ctx, false)
+}
+
+// Collect queues the purge of this backend's trash entries that have none (a controller
+// died between the move and the queueing) and removes temporary snapshots whose clone is
+// gone. The controller runs it at start-up.
+func (c *Controller) Collect(ctx context.Context) ([]backend.Leftover, error) {
+	return c.leftovers(ctx, true)
+}
+
+func (c *Controller) leftovers(ctx context.Context, collect bool) ([]backend.Leftover, error) {
+	var out []backend.Leftover
+	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+		tasks, err := listTasks(conn)
+		if err != nil {
+			return err
+		}
+		byID := map[string]*mgrTask{}
+		for i := range tasks {
+			byID[tasks[i].Refs.Pool+"/"+tasks[i].Refs.Namespace+"/"+tasks[i].Refs.ImageID] = &tasks[i]
+		}
+		return c.eachNamespace(conn, "", func(io *rados.IOContext, pool, ns string) error {
+			found, err := c.trashLeftovers(conn, io, pool, ns, byID, collect)
+			out = append(out, found...)
+			if err != nil {
+				return err
+			}
+			found, err = c.snapLeftovers(conn, io, pool, ns, collect)
+			out = append(out, found...)
+			return err
+		})
+	})
+	return out, err
+}
+
+// trashLeftovers lists the namespace's trash entries of this backend's images.
+func (c *Controller) trashLeftovers(conn *rados.Conn, io *rados.IOContext, pool, ns string, tasks map[string]*mgrTask, collect bool) ([]backend.Leftover, error) {
+	entries, err := librbd.GetTrashList(io)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, classify(err, "list the RBD trash of "+pool+"/"+ns)
+	}
+	var out []backend.Leftover
+	for _, e := range entries {
+		if volumeHashOf(e.Name) == "" || !c.ownsTrashed(io, e.Id) {
+			continue
+		}
+		spec := rbdSpec(pool, ns, e.Id)
+		l := backend.Leftover{Backend: c.name, Tenant: ns, Kind: "trash entry", Name: spec + " (image " + e.Name + ")", State: "purge not queued"}
+		if t, ok := tasks[spec]; ok {
+			l.State = "purge " + t.state()
+		} else if collect {
+			t, err := queueTask(conn, taskTrashRemove, spec)
+			switch {
+			case err == nil:
+				l.State = "purge " + t.state()
+			case !backend.IsNotFound(err):
+				return out, err
+			}
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// ownsTrashed reads a trashed image's record: this backend's, or no record (a create cut
+// short, named like ours).
+func (c *Controller) ownsTrashed(io *rados.IOContext, id string) bool {
+	img, err := librbd.OpenImageByIdReadOnly(io, id, librbd.NoSnapshot)
+	if err != nil {
+		return true
+	}
+	defer img.Close()
+	raw, err := img.GetMetadata(recordKey)
+	if err != nil {
+		return true
+	}
+	r, err := decodeRecord(raw)
+	return err != nil || r.Backend == c.name
+}
+
+// snapLeftovers lists temporary clone snapshots on this backend's images; collecting
+// removes those whose clone no longer exists and that no image depends on.
+func (c *Controller) snapLeftovers(conn *rados.Conn, io *rados.IOContext, pool, ns string, collect bool) ([]backend.Leftover, error) {
+	names, err := librbd.GetImageNames(io)
+	if err != nil {
+		return nil, nil
+	}
+	var out []backend.Leftover
+	for _, n := range names {
+		st, err := readImage(io, n, true)
+		if err != nil || volumeHashOf(n) == "" || !st.hasRecord || st.record.Backend != c.name {
+			continue
+		}
+		for _, s := range st.snaps {
+			if !strings.HasPrefix(s.Name, tmpSnapPrefix) {
+				continue
+			}
+			clone := imagePrefix + strings.TrimPrefix(s.Name, tmpSnapPrefix)
+			l := backend.Leftover{Backend: c.name, Tenant: ns, Kind: "temporary snapshot", Name: rbdSpec(pool, ns, n) + "@" + s.Name, State: "clone " + clone + " in progress"}
+			if _, err := readImage(io, clone, false); backend.IsNotFound(err) {
+				l.State = "clone " + clone + " gone"
+				if collect {
+					if err := removeOrphanSnap(conn, io, n, s.Name); err == nil {
+						l.State += "; removed"
+					}
+				}
+			}
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+func removeOrphanSnap(conn *rados.Conn, io *rados.IOContext, image, snap string) error {
+	img, err := librbd.OpenImage(io, image, librbd.NoSnapshot)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	return removeSnap(conn, img, snap)
+}
