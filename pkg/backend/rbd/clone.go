@@ -94,15 +94,10 @@ func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src voli
 	}
 	defer srcIO.Destroy()
 	parent, tmp := imageName(src.Hash), tmpSnapName(name)
-	img, err := librbd.OpenImage(srcIO, parent, librbd.NoSnapshot)
-	if err != nil {
-		if isNotFound(err) {
+	if err := ensureSnap(srcIO, parent, tmp); err != nil {
+		if backend.IsNotFound(err) {
 			return backend.Errorf(backend.NotFound, "source volume %s does not exist", src)
 		}
-		return classify(err, "open source image "+parent)
-	}
-	defer img.Close()
-	if err := ensureSnap(img, tmp); err != nil {
 		return err
 	}
 	if err := librbd.CloneImage(srcIO, parent, tmp, io, name, ro); err != nil {
@@ -111,28 +106,48 @@ func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src voli
 	return nil
 }
 
-// ensureSnap takes and protects a snapshot unless it exists.
-func ensureSnap(img *librbd.Image, snap string) error {
+// ensureSnap takes and protects a snapshot unless it is there; the image is opened for
+// writing (a watch on it) only when there is something to do.
+func ensureSnap(io *rados.IOContext, image, snap string) error {
+	ro, err := librbd.OpenImageReadOnly(io, image, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open image "+image)
+	}
+	found, prot, err := snapState(ro, snap)
+	ro.Close()
+	if err != nil || found && prot {
+		return err
+	}
+	img, err := librbd.OpenImage(io, image, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open image "+image)
+	}
+	defer img.Close()
+	if !found {
+		if _, err := img.CreateSnapshot(snap); err != nil {
+			return classify(err, fmt.Sprintf("snapshot image %s as %s", image, snap))
+		}
+	}
+	if err := img.GetSnapshot(snap).Protect(); err != nil && !isBusy(err) {
+		return classify(err, fmt.Sprintf("protect snapshot %s@%s", image, snap))
+	}
+	return nil
+}
+
+// snapState says whether an image has a snapshot and whether it is protected.
+func snapState(img *librbd.Image, snap string) (found, protected bool, err error) {
 	names, err := img.GetSnapshotNames()
 	if err != nil {
-		return classify(err, "list snapshots of "+img.GetName())
+		return false, false, classify(err, "list snapshots of "+img.GetName())
 	}
-	found := false
 	for _, s := range names {
 		found = found || s.Name == snap
 	}
 	if !found {
-		if _, err := img.CreateSnapshot(snap); err != nil {
-			return classify(err, "snapshot source image "+img.GetName())
-		}
+		return false, false, nil
 	}
-	s := img.GetSnapshot(snap)
-	if prot, err := s.IsProtected(); err != nil || !prot {
-		if err := s.Protect(); err != nil && !isBusy(err) {
-			return classify(err, fmt.Sprintf("protect snapshot %s@%s", img.GetName(), snap))
-		}
-	}
-	return nil
+	protected, err = img.GetSnapshot(snap).IsProtected()
+	return true, protected, classify(err, fmt.Sprintf("snapshot %s@%s", img.GetName(), snap))
 }
 
 // finishVolumeClone makes a clone of a volume independent of its source: the mgr flattens
@@ -175,23 +190,24 @@ func finishVolumeClone(conn *rados.Conn, io *rados.IOContext, pool, ns, name str
 	return nil
 }
 
+// ensureProtected protects a CSI snapshot before it is cloned (clone format 1 needs it);
+// NotFound when the snapshot does not exist.
 func ensureProtected(io *rados.IOContext, image, snap string) error {
-	img, err := librbd.OpenImage(io, image, librbd.NoSnapshot)
+	ro, err := librbd.OpenImageReadOnly(io, image, librbd.NoSnapshot)
 	if err != nil {
 		return classify(err, "open image "+image)
 	}
-	defer img.Close()
-	s := img.GetSnapshot(snap)
-	prot, err := s.IsProtected()
-	if err != nil {
-		return classify(err, fmt.Sprintf("snapshot %s@%s", image, snap))
+	found, prot, err := snapState(ro, snap)
+	ro.Close()
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return backend.Errorf(backend.NotFound, "snapshot %s@%s does not exist", image, snap)
+	case prot:
+		return nil
 	}
-	if !prot {
-		if err := s.Protect(); err != nil && !isBusy(err) {
-			return classify(err, fmt.Sprintf("protect snapshot %s@%s", image, snap))
-		}
-	}
-	return nil
+	return ensureSnap(io, image, snap)
 }
 
 // removeSnap unprotects and removes a snapshot whose clones are all independent of it; a
@@ -215,13 +231,23 @@ func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
 	s := img.GetSnapshot(snap)
 	if prot, err := s.IsProtected(); err == nil && prot {
 		if err := s.Unprotect(); err != nil {
-			return classify(err, fmt.Sprintf("unprotect snapshot %s@%s", img.GetName(), snap))
+			return stillThere(err, fmt.Sprintf("unprotect snapshot %s@%s", img.GetName(), snap))
 		}
 	}
 	if err := s.Remove(); err != nil && !isNotFound(err) {
 		return classify(err, fmt.Sprintf("remove snapshot %s@%s", img.GetName(), snap))
 	}
 	return nil
+}
+
+// stillThere classifies a failure on a snapshot that exists. ENOENT then comes from a
+// clone vanishing under librbd's feet (the mgr purging it), not from the snapshot: it
+// must not read as "already gone", which callers take for done.
+func stillThere(err error, what string) error {
+	if isNotFound(err) {
+		return backend.Errorf(backend.Pending, "%s: a clone of it is being removed, retry (%v)", what, err)
+	}
+	return classify(err, what)
 }
 
 // detachChildren queues in the mgr what makes every clone of a snapshot independent of it:
@@ -241,17 +267,23 @@ func detachChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
 		action, spec := taskFlatten, rbdSpec(ch.PoolName, ch.PoolNamespace, ch.ImageName)
 		if ch.Trash {
 			action, spec = taskTrashRemove, rbdSpec(ch.PoolName, ch.PoolNamespace, ch.ImageID)
-		} else if err := checkFlattenable(conn, ch, img.GetName(), snap); err != nil {
+		} else if gone, err := checkFlattenable(conn, ch, img.GetName(), snap); err != nil {
 			return err
+		} else if gone {
+			continue // a clone removed since the listing, or one whose creation was cut short
 		}
+		state := "detaching"
 		t, err := queueTask(conn, action, spec)
-		if backend.IsNotFound(err) {
-			continue // gone or done since the listing
-		}
-		if err != nil {
+		switch {
+		case err == nil:
+			state = t.state()
+		case !backend.IsNotFound(err):
 			return err
 		}
-		states = append(states, fmt.Sprintf("%s %s: %s", action, spec, t.state()))
+		// Listed but nothing left to queue: the mgr is finishing (a flattened clone is
+		// detached a moment after it loses its parent); removing the snapshot now would
+		// only move it to librbd's snapshot trash.
+		states = append(states, fmt.Sprintf("%s %s: %s", action, spec, state))
 	}
 	if len(states) > 0 {
 		return backend.Errorf(backend.Pending, "snapshot %s@%s still has %d clone(s) depending on it; the Ceph mgr is making them independent (%s); retry",
@@ -261,24 +293,30 @@ func detachChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
 }
 
 // checkFlattenable refuses a clone that no flatten can detach: one whose own snapshots
-// still share the parent's data (no deep-flatten), so only deleting them helps.
-func checkFlattenable(conn *rados.Conn, ch librbd.ImageSpec, parent, snap string) error {
+// still share the parent's data (no deep-flatten), so only deleting them helps. gone is
+// set when the clone cannot be opened.
+func checkFlattenable(conn *rados.Conn, ch librbd.ImageSpec, parent, snap string) (gone bool, err error) {
 	io, err := openPool(conn, ch.PoolName, ch.PoolNamespace)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer io.Destroy()
 	child, err := librbd.OpenImageReadOnly(io, ch.ImageName, librbd.NoSnapshot)
 	if err != nil {
 		if isNotFound(err) {
-			return nil
+			return true, nil
 		}
-		return classify(err, "open clone "+ch.ImageName)
+		return false, classify(err, "open clone "+ch.ImageName)
 	}
 	defer child.Close()
-	if _, err := child.GetParent(); isNotFound(err) {
-		return backend.Errorf(backend.FailedPrecondition, "snapshot %s@%s is still used by snapshots of volume image %s/%s/%s; delete those VolumeSnapshots first",
+	if _, err := child.GetParent(); !isNotFound(err) {
+		return false, nil
+	}
+	// No parent any more: either the flatten is being finished, or the clone's own
+	// snapshots still share the parent's data (no deep-flatten) and only deleting them helps.
+	if snaps, err := child.GetSnapshotNames(); err == nil && len(snaps) > 0 {
+		return false, backend.Errorf(backend.FailedPrecondition, "snapshot %s@%s is still used by snapshots of volume image %s/%s/%s; delete those VolumeSnapshots first",
 			parent, snap, ch.PoolName, ch.PoolNamespace, ch.ImageName)
 	}
-	return nil
+	return false, nil
 }

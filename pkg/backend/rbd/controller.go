@@ -276,7 +276,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
 			return err
 		}
-		rec, cur, err := c.provision(conn, io, name, uint64(size), opts, req)
+		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req)
 		if err != nil {
 			return err
 		}
@@ -300,9 +300,12 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 
 // provision creates the image and records the request on it, or finds the image an earlier
 // attempt made and recorded; it returns the record and the image's size.
-func (c *Controller) provision(conn *rados.Conn, io *rados.IOContext, name string, size uint64, opts classOptions, req *backend.VolumeRequest) (volumeRecord, uint64, error) {
+func (c *Controller) provision(ctx context.Context, conn *rados.Conn, io *rados.IOContext, name string, size uint64, opts classOptions, req *backend.VolumeRequest) (volumeRecord, uint64, error) {
 	want := newRecord(c.name, req)
 	for attempt := 0; ; attempt++ {
+		if err := late(ctx, "create image "+name); err != nil {
+			return want, 0, err
+		}
 		err := c.makeImage(conn, io, name, size, opts, req)
 		if err == nil {
 			break
@@ -312,6 +315,9 @@ func (c *Controller) provision(conn *rados.Conn, io *rados.IOContext, name strin
 		}
 		st, err := readImage(io, name, false)
 		switch {
+		case err == nil && st.hasRecord && st.record.Name != req.Name && st.parent != nil:
+			// A clone starts with its parent's metadata: this record is the parent's, and the
+			// attempt that made the clone died before writing its own.
 		case err == nil && st.hasRecord:
 			if st.record.Backend != c.name {
 				return want, 0, backend.Errorf(backend.AlreadyExists, "image %s/%s/%s belongs to backend %q", opts.Pool, req.Tenant, name, st.record.Backend)
@@ -329,26 +335,43 @@ func (c *Controller) provision(conn *rados.Conn, io *rados.IOContext, name strin
 			return want, 0, err
 		}
 	}
-	img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
+	cur, err := growClone(io, name, size)
 	if err != nil {
-		return want, 0, classify(err, "open new image "+name)
+		return want, 0, err
 	}
-	defer img.Close()
-	cur, err := img.GetSize()
-	if err != nil {
-		return want, 0, classify(err, "size of image "+name)
-	}
-	if cur < size {
-		// A clone starts at its parent's size.
-		if err := img.Resize(size); err != nil {
-			return want, 0, classify(err, "grow clone "+name)
+	if req.SourceSnapshot != nil || req.SourceVolume != nil {
+		// librbd copies the parent's metadata to a clone, its publish records too.
+		if err := dropImageMetadata(io, name, backend.IsPublishRecordKey); err != nil {
+			return want, 0, err
 		}
-		cur = size
 	}
-	if err := img.SetMetadata(recordKey, want.encode()); err != nil {
-		return want, 0, classify(err, "record request on image "+name)
+	if err := setImageMetadata(io, name, recordKey, want.encode()); err != nil {
+		return want, 0, err
 	}
 	return want, cur, nil
+}
+
+// growClone gives a clone, which starts at its parent's size, the size asked for, and
+// returns the image's size. Only a resize opens the image for writing.
+func growClone(io *rados.IOContext, name string, size uint64) (uint64, error) {
+	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return 0, classify(err, "open new image "+name)
+	}
+	cur, err := img.GetSize()
+	img.Close()
+	if err != nil || cur >= size {
+		return cur, classify(err, "size of image "+name)
+	}
+	img, err = librbd.OpenImage(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return 0, classify(err, "open new image "+name)
+	}
+	defer img.Close()
+	if err := img.Resize(size); err != nil {
+		return 0, classify(err, "grow clone "+name)
+	}
+	return size, nil
 }
 
 func sourceOfSnap(s *volid.Snapshot) *volid.Volume {
@@ -432,6 +455,9 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 			return err
 		}
 		if err := checkUnused(conn, io, name, id); err != nil {
+			return err
+		}
+		if err := late(ctx, "remove image "+name); err != nil {
 			return err
 		}
 		return discard(conn, io, pool, id.Tenant, name)
@@ -618,13 +644,15 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 			return asNotFound(err, source)
 		}
 		defer io.Destroy()
-		img, err := librbd.OpenImage(io, imageName(source.Hash), librbd.NoSnapshot)
+		// Read-only first: a retry finds its snapshot without a watch on the image.
+		ro, err := librbd.OpenImageReadOnly(io, imageName(source.Hash), librbd.NoSnapshot)
 		if err != nil {
 			return asNotFound(classify(err, "open source image"), source)
 		}
-		defer img.Close()
 		id := volid.Snapshot{Volume: source, SnapHash: hash}
-		if s, err := snapshotOf(img, id); err == nil {
+		s, err := snapshotOf(ro, id)
+		ro.Close()
+		if err == nil {
 			snap = s
 			return nil
 		} else if !backend.IsNotFound(err) {
@@ -654,14 +682,18 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 		if err != nil {
 			return err
 		}
-		s, err := img.CreateSnapshot(sn)
-		if err != nil {
-			return classify(err, "snapshot image "+img.GetName())
+		if err := late(ctx, "snapshot "+sn); err != nil {
+			return err
 		}
 		// Protected now so that clones work with clone format 1 too.
-		if err := s.Protect(); err != nil {
-			return classify(err, "protect snapshot "+sn)
+		if err := ensureSnap(io, imageName(source.Hash), sn); err != nil {
+			return asNotFound(err, source)
 		}
+		img, err := librbd.OpenImageReadOnly(io, imageName(source.Hash), librbd.NoSnapshot)
+		if err != nil {
+			return asNotFound(classify(err, "open source image"), source)
+		}
+		defer img.Close()
 		snap, err = snapshotOf(img, id)
 		return err
 	})
@@ -711,6 +743,9 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 			return classify(err, "open image "+imageName(id.Hash))
 		}
 		defer img.Close()
+		if err := late(ctx, "remove snapshot "+snapName(id.SnapHash)); err != nil {
+			return err
+		}
 		return removeSnap(conn, img, snapName(id.SnapHash))
 	})
 }

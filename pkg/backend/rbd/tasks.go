@@ -1,6 +1,7 @@
 package rbd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,4 +104,14 @@ func taskError(err error, status, what string) error {
 		}
 	}
 	return classify(fmt.Errorf("%w: %s", err, why), what)
+}
+
+// late refuses to start a change once the request's deadline has passed: ceph.Do has
+// answered the CO already, which retries, and a change made now by the abandoned call
+// (a snapshot re-created after its delete) would land behind the retry's back.
+func late(ctx context.Context, what string) error {
+	if err := ctx.Err(); err != nil {
+		return backend.Errorf(backend.Unavailable, "request deadline passed before %s; retry (%w)", what, err)
+	}
+	return nil
 }

@@ -20,6 +20,12 @@ import (
 // discard moves an image, or what is left of one under that name, to the trash and queues
 // the purge of every trash entry of that name.
 func discard(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) error {
+	// Stale watch records would block the purge; live ones are waited out by the mgr.
+	if st, err := readWatches(conn, io, name); err == nil {
+		if err := dropStaleRecords(io, name, st); err != nil {
+			return err
+		}
+	}
 	err := librbd.GetImage(io, name).Trash(0)
 	if isNotFound(err) {
 		// No image, or one librbd's own remove left half removed (its id object gone),
@@ -49,41 +55,28 @@ func purgeTrashed(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) 
 	return nil
 }
 
-// checkUnused refuses to remove an image a client still has open: a node that has not
-// unstaged it. A crashed client's watch expires after 30 s.
-func checkUnused(conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume) error {
+// dropTemporarySnaps removes the temporary snapshots clones of the volume were made from,
+// and refuses a volume that still has CSI snapshots: they live on the image. Snapshots in
+// librbd's trash namespace (removed while a clone still counted on them) go with the image.
+func dropTemporarySnaps(conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume, snaps []librbd.SnapInfo) error {
+	if len(snaps) == 0 {
+		return nil
+	}
 	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
 	if err != nil {
 		return classify(err, "open image "+name)
 	}
-	defer img.Close()
-	watchers, err := img.ListWatchers()
-	if err != nil {
-		return classify(err, "list clients of "+name)
-	}
-	var users []string
-	for _, w := range watchers {
-		if uint64(w.Id) != conn.GetInstanceID() {
-			users = append(users, fmt.Sprintf("client.%d at %s", w.Id, w.Addr))
-		}
-	}
-	if len(users) > 0 {
-		return backend.Errorf(backend.FailedPrecondition, "volume %s is still open by %s; unstage it on its node first (a crashed client lets go after 30 s)", id, strings.Join(users, ", "))
-	}
-	return nil
-}
-
-// dropTemporarySnaps removes the temporary snapshots clones of the volume were made from,
-// and refuses a volume that still has CSI snapshots: they live on the image.
-func dropTemporarySnaps(conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume, snaps []librbd.SnapInfo) error {
 	var csiSnaps, tmpSnaps []string
 	for _, s := range snaps {
-		if strings.HasPrefix(s.Name, tmpSnapPrefix) {
+		switch ns, err := img.GetSnapNamespaceType(s.Id); {
+		case err == nil && ns == librbd.SnapNamespaceTypeTrash:
+		case strings.HasPrefix(s.Name, tmpSnapPrefix):
 			tmpSnaps = append(tmpSnaps, s.Name)
-		} else {
+		default:
 			csiSnaps = append(csiSnaps, s.Name)
 		}
 	}
+	img.Close()
 	if len(csiSnaps) > 0 {
 		return backend.Errorf(backend.FailedPrecondition, "volume %s (image %s) still has %d snapshot(s) (%s); delete its VolumeSnapshots first — rbd snapshots live on the volume",
 			id, name, len(csiSnaps), strings.Join(csiSnaps, ", "))
@@ -91,8 +84,7 @@ func dropTemporarySnaps(conn *rados.Conn, io *rados.IOContext, name string, id v
 	if len(tmpSnaps) == 0 {
 		return nil
 	}
-	img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
-	if err != nil {
+	if img, err = librbd.OpenImage(io, name, librbd.NoSnapshot); err != nil {
 		return classify(err, "open image "+name)
 	}
 	defer img.Close()
@@ -111,8 +103,7 @@ func (c *Controller) Leftovers(ctx context.Context) ([]backend.Leftover, error) 
 }
 
 // Collect queues the purge of this backend's trash entries that have none (a controller
-// died between the move and the queueing) and removes temporary snapshots whose clone is
-// gone. The controller runs it at start-up.
+// died between the move and the queueing). The controller runs it at start-up.
 func (c *Controller) Collect(ctx context.Context) ([]backend.Leftover, error) {
 	return c.leftovers(ctx, true)
 }
@@ -131,10 +122,12 @@ func (c *Controller) leftovers(ctx context.Context, collect bool) ([]backend.Lef
 		return c.eachNamespace(conn, "", func(io *rados.IOContext, pool, ns string) error {
 			found, err := c.trashLeftovers(conn, io, pool, ns, byID, collect)
 			out = append(out, found...)
-			if err != nil {
+			if err != nil || collect {
+				// The start-up sweep leaves snapshots alone: reading every image at every
+				// start costs too much, and a source's delete collects them.
 				return err
 			}
-			found, err = c.snapLeftovers(conn, io, pool, ns, collect)
+			found, err = c.snapLeftovers(io, pool, ns)
 			out = append(out, found...)
 			return err
 		})
@@ -190,9 +183,8 @@ func (c *Controller) ownsTrashed(io *rados.IOContext, id string) bool {
 	return err != nil || r.Backend == c.name
 }
 
-// snapLeftovers lists temporary clone snapshots on this backend's images; collecting
-// removes those whose clone no longer exists and that no image depends on.
-func (c *Controller) snapLeftovers(conn *rados.Conn, io *rados.IOContext, pool, ns string, collect bool) ([]backend.Leftover, error) {
+// snapLeftovers lists temporary clone snapshots on this backend's images.
+func (c *Controller) snapLeftovers(io *rados.IOContext, pool, ns string) ([]backend.Leftover, error) {
 	names, err := librbd.GetImageNames(io)
 	if err != nil {
 		return nil, nil
@@ -208,26 +200,13 @@ func (c *Controller) snapLeftovers(conn *rados.Conn, io *rados.IOContext, pool, 
 				continue
 			}
 			clone := imagePrefix + strings.TrimPrefix(s.Name, tmpSnapPrefix)
-			l := backend.Leftover{Backend: c.name, Tenant: ns, Kind: "temporary snapshot", Name: rbdSpec(pool, ns, n) + "@" + s.Name, State: "clone " + clone + " in progress"}
+			l := backend.Leftover{Backend: c.name, Tenant: ns, Kind: "temporary snapshot", Name: rbdSpec(pool, ns, n) + "@" + s.Name,
+				State: "clone " + clone + " in progress; removed when it is done or the volume is deleted"}
 			if _, err := readImage(io, clone, false); backend.IsNotFound(err) {
-				l.State = "clone " + clone + " gone"
-				if collect {
-					if err := removeOrphanSnap(conn, io, n, s.Name); err == nil {
-						l.State += "; removed"
-					}
-				}
+				l.State = "clone " + clone + " gone; removed when the volume is deleted"
 			}
 			out = append(out, l)
 		}
 	}
 	return out, nil
-}
-
-func removeOrphanSnap(conn *rados.Conn, io *rados.IOContext, image, snap string) error {
-	img, err := librbd.OpenImage(io, image, librbd.NoSnapshot)
-	if err != nil {
-		return err
-	}
-	defer img.Close()
-	return removeSnap(conn, img, snap)
 }

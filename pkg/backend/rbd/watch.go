@@ -1,0 +1,133 @@
+package rbd
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ceph/go-ceph/rados"
+	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// notifyTimeout bounds the notify that finds which watchers of an image are alive.
+const notifyTimeout = 3 * time.Second
+
+// A client killed while it registers a watch (a controller SIGKILLed while opening an
+// image for writing) can leave the watch recorded on the image header while the OSD has
+// no live watch for it: the record never times out until the OSD reloads the object, and
+// librbd refuses to remove an image with watchers. A notify reaches only live watches, so
+// a watcher that neither answers nor times out is such a record.
+
+// watchState is who watches an image header: the clients that answered a notify or
+// timed out on it (alive, or dead less than 30 s), and the watchers only recorded.
+type watchState struct {
+	id            string
+	live, records []librbd.ImageWatcher
+}
+
+// readWatches lists an image's watchers and tells the live ones from the stale records;
+// watchers of the controller's own client are left out.
+func readWatches(conn *rados.Conn, io *rados.IOContext, name string) (*watchState, error) {
+	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return nil, classify(err, "open image "+name)
+	}
+	id, err := img.GetId()
+	if err != nil {
+		img.Close()
+		return nil, classify(err, "id of image "+name)
+	}
+	watchers, err := img.ListWatchers()
+	img.Close()
+	if err != nil {
+		return nil, classify(err, "list clients of "+name)
+	}
+	st := &watchState{id: id}
+	if len(watchers) == 0 {
+		return st, nil
+	}
+	acks, timeouts, err := io.NotifyWithTimeout("rbd_header."+id, nil, notifyTimeout)
+	if err != nil && len(acks)+len(timeouts) == 0 {
+		return nil, classify(err, "ask the clients of "+name)
+	}
+	answered := map[[2]uint64]bool{}
+	for _, a := range acks {
+		answered[[2]uint64{uint64(a.NotifierID), uint64(a.WatcherID)}] = true
+	}
+	for _, t := range timeouts {
+		answered[[2]uint64{uint64(t.NotifierID), uint64(t.WatcherID)}] = true
+	}
+	for _, w := range watchers {
+		switch {
+		case uint64(w.Id) == conn.GetInstanceID():
+		case answered[[2]uint64{uint64(w.Id), w.Cookie}]:
+			st.live = append(st.live, w)
+		default:
+			st.records = append(st.records, w)
+		}
+	}
+	return st, nil
+}
+
+// dropStaleRecords rewrites the image header without its watch records, in one atomic
+// operation that fails if the header changed since it was read. It is done only when no
+// watch on the header is alive at all, this controller's included.
+func dropStaleRecords(io *rados.IOContext, name string, st *watchState) error {
+	if len(st.records) == 0 || len(st.live) > 0 {
+		return nil
+	}
+	oid := "rbd_header." + st.id
+	omap, err := io.GetAllOmapValues(oid, "", "", 512)
+	if err != nil {
+		return classify(err, "read header of "+name)
+	}
+	version, err := io.GetLastVersion()
+	if err != nil {
+		return classify(err, "version of the header of "+name)
+	}
+	xattrs, err := io.ListXattrs(oid)
+	if err != nil {
+		return classify(err, "read header of "+name)
+	}
+	if stat, err := io.Stat(oid); err != nil || stat.Size != 0 {
+		return classify(err, "header of "+name)
+	}
+	op := rados.CreateWriteOp()
+	defer op.Release()
+	op.AssertVersion(version)
+	op.Remove()
+	op.Create(rados.CreateIdempotent)
+	op.SetOmap(omap)
+	for k, v := range xattrs {
+		op.SetXattr(k, v)
+	}
+	if err := op.Operate(io, oid, rados.OperationNoFlag); err != nil {
+		return classify(err, fmt.Sprintf("drop stale watches (%s) from the header of %s", describe(st.records), name))
+	}
+	return nil
+}
+
+// checkUnused refuses to remove an image a live client has open (a node that has not
+// unstaged it; a killed client lets go after 30 s) and drops stale watch records, which
+// would block the removal for ever.
+func checkUnused(conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume) error {
+	st, err := readWatches(conn, io, name)
+	if err != nil {
+		return err
+	}
+	if len(st.live) > 0 {
+		return backend.Errorf(backend.FailedPrecondition, "volume %s is still open by %s; unstage it on its node first (a crashed client lets go after 30 s)", id, describe(st.live))
+	}
+	return dropStaleRecords(io, name, st)
+}
+
+func describe(ws []librbd.ImageWatcher) string {
+	var out []string
+	for _, w := range ws {
+		out = append(out, fmt.Sprintf("client.%d at %s", w.Id, w.Addr))
+	}
+	return strings.Join(out, ", ")
+}
