@@ -9,11 +9,15 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend"
 )
 
-// collectTimeout bounds the start-up sweep of one backend.
-const collectTimeout = 2 * time.Minute
+// collectTimeout bounds one sweep of one backend; collectInterval spaces the sweeps.
+const (
+	collectTimeout  = 2 * time.Minute
+	collectInterval = 2 * time.Minute
+)
 
-// startCollecting sets going, once at controller start-up, the removal of what a killed
-// controller left half done (an RBD image moved to the trash whose purge was never queued).
+// startCollecting sets going, at controller start-up and then every collectInterval, the
+// removal of what a killed controller left half done (an RBD image moved to the trash whose
+// purge was never queued, or is held up by a dead client's watch).
 func (d *Driver) startCollecting(ctx context.Context) {
 	if d.opts.Mode == ModeNode {
 		return
@@ -24,15 +28,26 @@ func (d *Driver) startCollecting(ctx context.Context) {
 			continue
 		}
 		go func() {
-			cctx, cancel := context.WithTimeout(ctx, collectTimeout)
-			defer cancel()
-			found, err := col.Collect(cctx)
-			if err != nil {
-				klog.Warningf("backend %s: collecting leftovers at start-up: %v", name, err)
-			}
-			for _, l := range found {
-				klog.Infof("backend %s: leftover %s %s (tenant %s): %s", name, l.Kind, l.Name, l.Tenant, l.State)
+			for {
+				d.collect(ctx, name, col)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(collectInterval):
+				}
 			}
 		}()
+	}
+}
+
+func (d *Driver) collect(ctx context.Context, name string, col backend.Collector) {
+	cctx, cancel := context.WithTimeout(ctx, collectTimeout)
+	defer cancel()
+	found, err := col.Collect(cctx)
+	if err != nil {
+		klog.Warningf("backend %s: collecting leftovers: %v", name, err)
+	}
+	for _, l := range found {
+		klog.V(2).Infof("backend %s: leftover %s %s (tenant %s): %s", name, l.Kind, l.Name, l.Tenant, l.State)
 	}
 }

@@ -72,6 +72,19 @@ func queueTask(conn *rados.Conn, action, spec string) (*mgrTask, error) {
 	return &t, nil
 }
 
+// cancelTask removes a task from the mgr's queue.
+func cancelTask(conn *rados.Conn, id string) error {
+	cmd, err := json.Marshal(map[string]string{"prefix": "rbd task cancel", "task_id": id})
+	if err != nil {
+		return err
+	}
+	_, status, err := conn.MgrCommand([][]byte{cmd})
+	if err != nil {
+		return taskError(err, status, "cancel rbd task "+id)
+	}
+	return nil
+}
+
 // listTasks returns the mgr's task queue (every pool and namespace the user may see).
 func listTasks(conn *rados.Conn) ([]mgrTask, error) {
 	out, status, err := conn.MgrCommand([][]byte{[]byte(`{"prefix":"rbd task list","format":"json"}`)})

@@ -103,7 +103,8 @@ func (c *Controller) Leftovers(ctx context.Context) ([]backend.Leftover, error) 
 }
 
 // Collect queues the purge of this backend's trash entries that have none (a controller
-// died between the move and the queueing). The controller runs it at start-up.
+// died between the move and the queueing) and unblocks purges that stale watch records
+// hold up. The controller runs it at start-up and then now and then.
 func (c *Controller) Collect(ctx context.Context) ([]backend.Leftover, error) {
 	return c.leftovers(ctx, true)
 }
@@ -153,6 +154,12 @@ func (c *Controller) trashLeftovers(conn *rados.Conn, io *rados.IOContext, pool,
 		l := backend.Leftover{Backend: c.name, Tenant: ns, Kind: "trash entry", Name: spec + " (image " + e.Name + ")", State: "purge not queued"}
 		if t, ok := tasks[spec]; ok {
 			l.State = "purge " + t.state()
+			if collect && unblockPurge(conn, io, e.Id, spec, t) {
+				// Start the purge now rather than at the mgr's next retry (up to 5 min away).
+				if cancelTask(conn, t.ID) == nil {
+					queueTask(conn, taskTrashRemove, spec)
+				}
+			}
 		} else if collect {
 			t, err := queueTask(conn, taskTrashRemove, spec)
 			switch {
@@ -165,6 +172,37 @@ func (c *Controller) trashLeftovers(conn *rados.Conn, io *rados.IOContext, pool,
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// unblockPurge clears what makes the mgr's purge of a trash entry fail, and reports
+// whether it did: stale watch records (EBUSY), or a move to the trash cut short by a
+// killed controller, left in state "moving" (EUCLEAN): librbd only completes such a move
+// by image name, which a new volume of the same name may hold by now, so the entry's
+// state is set as the move would have set it.
+func unblockPurge(conn *rados.Conn, io *rados.IOContext, id, spec string, t *mgrTask) bool {
+	switch {
+	case strings.Contains(t.RetryMessage, "busy"):
+		return dropTrashedStaleRecords(conn, io, id, spec)
+	case strings.Contains(t.RetryMessage, "errno 117"):
+		op := rados.CreateWriteOp()
+		defer op.Release()
+		// cls_rbd trash_state_set(id, NORMAL, expecting MOVING)
+		op.Exec("rbd", "trash_state_set", append(encodeString(id), 0, 1))
+		return op.Operate(io, "rbd_trash", rados.OperationNoFlag) == nil
+	}
+	return false
+}
+
+// dropTrashedStaleRecords drops the stale watch records that block a trashed image's
+// purge (see watch.go) and reports whether it did; best effort, the next sweep tries again.
+func dropTrashedStaleRecords(conn *rados.Conn, io *rados.IOContext, id, spec string) bool {
+	img, err := librbd.OpenImageByIdReadOnly(io, id, librbd.NoSnapshot)
+	if err != nil {
+		return false
+	}
+	st, err := readWatchesOf(conn, io, img, spec)
+	img.Close()
+	return err == nil && len(st.records) > 0 && len(st.live) == 0 && dropStaleRecords(io, spec, st) == nil
 }
 
 // ownsTrashed reads a trashed image's record: this backend's, or no record (a create cut

@@ -35,13 +35,18 @@ func readWatches(conn *rados.Conn, io *rados.IOContext, name string) (*watchStat
 	if err != nil {
 		return nil, classify(err, "open image "+name)
 	}
+	defer img.Close()
+	return readWatchesOf(conn, io, img, name)
+}
+
+// readWatchesOf is readWatches for an image opened read-only (by name or, in the trash,
+// by ID).
+func readWatchesOf(conn *rados.Conn, io *rados.IOContext, img *librbd.Image, name string) (*watchState, error) {
 	id, err := img.GetId()
 	if err != nil {
-		img.Close()
 		return nil, classify(err, "id of image "+name)
 	}
 	watchers, err := img.ListWatchers()
-	img.Close()
 	if err != nil {
 		return nil, classify(err, "list clients of "+name)
 	}
