@@ -335,6 +335,11 @@ func (c *Controller) provision(ctx context.Context, conn *rados.Conn, io *rados.
 			return want, 0, err
 		}
 	}
+	// Earlier attempts' images discarded under this name have their purge queued, in case
+	// the attempt that moved them to the trash died before queueing it.
+	if err := purgeTrashed(conn, io, opts.Pool, req.Tenant, name); err != nil {
+		return want, 0, err
+	}
 	cur, err := growClone(io, name, size)
 	if err != nil {
 		return want, 0, err
