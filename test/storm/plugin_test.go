@@ -43,6 +43,12 @@ func buildPlugin(t *testing.T) string {
 }
 
 func (p *plugin) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.startLocked()
+}
+
+func (p *plugin) startLocked() error {
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -56,11 +62,20 @@ func (p *plugin) start() error {
 	}
 	fmt.Fprintf(logf, "=== storm: plugin started, pid %d\n", cmd.Process.Pid)
 	done := make(chan struct{})
-	p.mu.Lock()
 	p.cmd, p.done = cmd, done
-	p.mu.Unlock()
 	go p.watch(cmd, done, logf)
 	return nil
+}
+
+// replace starts a new plugin in place of old, unless another one replaced it already:
+// one controller at a time, as one leader.
+func (p *plugin) replace(old *exec.Cmd) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != old || p.stopping {
+		return nil
+	}
+	return p.startLocked()
 }
 
 // watch waits for one plugin process and starts the next one if it exited on its own.
@@ -77,7 +92,7 @@ func (p *plugin) watch(cmd *exec.Cmd, done chan struct{}, logf *os.File) {
 	close(done)
 	if !expected {
 		time.Sleep(200 * time.Millisecond)
-		p.start()
+		p.replace(cmd)
 	}
 }
 
@@ -88,16 +103,13 @@ func (p *plugin) kill9() error {
 	cmd, done := p.cmd, p.done
 	p.victim = cmd
 	p.mu.Unlock()
-	cmd.Process.Signal(syscall.SIGKILL)
-	<-done
-	p.mu.Lock()
-	if p.cmd != cmd { // it had exited by itself and was started again meanwhile
+	if cmd.Process.Signal(syscall.SIGKILL) == nil {
+		p.mu.Lock()
+		p.kills++
 		p.mu.Unlock()
-		return nil
 	}
-	p.mu.Unlock()
-	p.kills++
-	return p.start()
+	<-done
+	return p.replace(cmd)
 }
 
 func (p *plugin) stop() {
