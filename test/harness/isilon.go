@@ -46,7 +46,7 @@ func StartOneFSWith(t testing.TB, adjust func(*onefssim.Options)) *OneFS {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	return &OneFS{Server: srv, URL: url, Root: root}
+	return &OneFS{Server: srv, URL: url, Root: opts.Root}
 }
 
 // IsilonBackend starts a simulator and returns a config entry pointing at it.

@@ -130,7 +130,7 @@ func (p *papi) Mkdir(ctx context.Context, dir, mode string, attrs map[string]str
 	ctx = quiet(ctx)
 	headers := map[string]string{"x-isi-ifs-target-type": "container", "x-isi-ifs-access-control": mode}
 	for k, v := range attrs {
-		headers["x-isi-ifs-attr-"+k] = v
+		headers["x-isi-ifs-attr-"+attrHeader(k)] = v
 	}
 	params := api.OrderedValues{{[]byte("recursive"), []byte("true")}}
 	if err := p.c.API.Put(ctx, nsPath(dir), "", params, headers, nil, nil); err != nil {
@@ -157,10 +157,34 @@ func (p *papi) Attrs(ctx context.Context, dir string) (map[string]string, error)
 	out := map[string]string{}
 	for _, a := range resp.Attrs {
 		if a.Namespace != nil && *a.Namespace == "user" {
-			out[a.Name] = fmt.Sprint(a.Value)
+			out[canonicalAttr(a.Name)] = fmt.Sprint(a.Value)
 		}
 	}
 	return out, nil
+}
+
+// OneFS takes x-isi-ifs-attr-<name> headers through Apache's CGI environment: it stores
+// <name> upper-cased with '-' as '_', and drops names holding other characters. Names
+// set through ?metadata JSON are stored as written. So the driver names its attributes
+// in the stored form (SHIPHOLD_SIZE), sends them as headers in the form that maps to it
+// (shiphold-size), and reads every name back in canonical form, whatever case or
+// separator an array (or an older driver: shiphold.size) used.
+
+// attrHeader is the header suffix OneFS stores as the attribute name canonical.
+func attrHeader(canonical string) string {
+	return strings.ReplaceAll(strings.ToLower(canonical), "_", "-")
+}
+
+// canonicalAttr is an attribute name upper-cased with every other character than a
+// letter or digit as '_'.
+func canonicalAttr(name string) string {
+	b := []byte(strings.ToUpper(name))
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 func (p *papi) SetAttrs(ctx context.Context, dir string, attrs map[string]string) error {
@@ -195,9 +219,10 @@ func (p *papi) Children(ctx context.Context, dir string) ([]string, error) {
 			} `json:"children"`
 			Resume *string `json:"resume"`
 		}
+		// A namespace resume token holds only the position: the filter goes with every page.
 		params := api.OrderedValues{{[]byte("type"), []byte("container")}}
 		if resume != "" {
-			params = api.OrderedValues{{[]byte("resume"), []byte(resume)}}
+			params = append(params, [][]byte{[]byte("resume"), []byte(resume)})
 		}
 		if err := p.c.API.Get(ctx, nsPath(dir), "", params, nil, &resp); err != nil {
 			return nil, p.err(err, "list %s", dir)

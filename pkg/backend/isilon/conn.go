@@ -219,6 +219,13 @@ func (c *connector) openPAPI(ctx context.Context, cr credentials) (array, error)
 // next call rereads the credentials.
 var errCredentials = errors.New("check credentials")
 
+// deniedAccess tells a 403 about the caller's rights from one about the object.
+func deniedAccess(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "access denied") || strings.Contains(m, "permission denied") ||
+		strings.Contains(m, "privilege") || strings.Contains(m, "not permitted") || strings.Contains(m, "unauthorized")
+}
+
 // classify maps a goisilon error onto a backend code, keeping the array's message.
 func classify(err error, endpoint, what string, timeout time.Duration) error {
 	if err == nil {
@@ -247,14 +254,21 @@ func classify(err error, endpoint, what string, timeout time.Duration) error {
 	switch {
 	case status == 404:
 		return &backend.StorageError{Code: backend.NotFound, Msg: fmt.Sprintf("isilon %s: %s: not found: %s", endpoint, what, msg), Err: err}
-	case status == 401 || status == 403 ||
+	case status == 401 || (status == 403 && deniedAccess(msg)) ||
 		// goisilon's session re-login returns plain errors on bad credentials.
 		strings.Contains(msg, "authentication failed") || strings.Contains(msg, "authentication failure"):
 		return &backend.StorageError{Code: backend.InvalidArgument,
 			Msg: fmt.Sprintf("isilon %s: %s: %s: check credentials (CSI secret keys %q/%q or isilon.credentialsFile) and the user's privileges", endpoint, what, msg, SecretUsername, SecretPassword),
 			Err: errors.Join(errCredentials, err)}
+	case status == 403:
+		// OneFS answers 403 AEC_FORBIDDEN for an object in the way (an existing
+		// destination, a non-empty directory), not only for missing privileges.
+		return &backend.StorageError{Code: backend.FailedPrecondition, Msg: fmt.Sprintf("isilon %s: %s: the array refused: %s", endpoint, what, msg), Err: err}
 	case status == 409:
-		return &backend.StorageError{Code: backend.AlreadyExists, Msg: fmt.Sprintf("isilon %s: %s: %s", endpoint, what, msg), Err: err}
+		// AEC_CONFLICT is no "already exists": OneFS also answers it for configuration
+		// writes that lost a race and for a delete racing a writer. Callers that may meet a
+		// duplicate look for it on the array instead of trusting the code.
+		return &backend.StorageError{Code: backend.Unavailable, Msg: fmt.Sprintf("isilon %s: %s: conflict on the array, retry: %s", endpoint, what, msg), Err: err}
 	case status == 400:
 		return &backend.StorageError{Code: backend.InvalidArgument, Msg: fmt.Sprintf("isilon %s: %s: %s", endpoint, what, msg), Err: err}
 	case status >= 500:

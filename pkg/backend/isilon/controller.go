@@ -37,13 +37,14 @@ const (
 )
 
 // User attributes recorded on each volume directory, so a retried CreateVolume finds its
-// volume and a same-name request of another size or source gets AlreadyExists.
+// volume and a same-name request of another size or source gets AlreadyExists. They are
+// named as OneFS stores header attributes (upper case, '_'): see canonicalAttr.
 const (
-	attrRequest = "shiphold.request"
-	attrSize    = "shiphold.size"
-	attrSource  = "shiphold.source"
+	attrRequest = "SHIPHOLD_REQUEST"
+	attrSize    = "SHIPHOLD_SIZE"
+	attrSource  = "SHIPHOLD_SOURCE"
 	// attrCopied marks a clone whose data copy finished, so a retry does not copy again.
-	attrCopied = "shiphold.copied"
+	attrCopied = "SHIPHOLD_COPIED"
 )
 
 const (
@@ -264,11 +265,7 @@ func (c *Controller) cloneSource(ctx context.Context, a array, req *backend.Volu
 			return "", 0, err
 		}
 		srcDir := c.VolumeDir(req.SourceSnapshot.Volume)
-		size := s.Size
-		if q, err := a.DirQuota(ctx, srcDir); err == nil && q != nil && q.Hard > 0 {
-			size = q.Hard
-		}
-		return a.SnapshotDir(s.Name, srcDir), size, nil
+		return a.SnapshotDir(s.Name, srcDir), c.snapshotSize(ctx, a, s, srcDir, nil), nil
 	case req.SourceVolume != nil:
 		srcDir := c.VolumeDir(*req.SourceVolume)
 		attrs, err := a.Attrs(ctx, srcDir)
@@ -310,7 +307,7 @@ func (c *Controller) ensureTenant(ctx context.Context, a array, tenant string) e
 		return err
 	}
 	if q == nil {
-		if err := a.CreateDirQuota(ctx, dir, 0); err != nil && backend.CodeOf(err) != backend.AlreadyExists {
+		if _, err := createDirQuota(ctx, a, dir, 0); err != nil {
 			return err
 		}
 	}
@@ -325,17 +322,32 @@ func (c *Controller) ensureQuota(ctx context.Context, a array, dir string, size 
 	if err != nil {
 		return err
 	}
-	switch {
-	case q == nil:
-		err := a.CreateDirQuota(ctx, dir, size)
-		if backend.CodeOf(err) == backend.AlreadyExists {
-			return nil
+	if q == nil {
+		if q, err = createDirQuota(ctx, a, dir, size); err != nil {
+			return err
 		}
-		return err
-	case q.Hard < size:
+	}
+	if q.Hard < size {
 		return a.SetQuotaHard(ctx, q.ID, size)
 	}
 	return nil
+}
+
+// createDirQuota creates a directory quota, or finds the one a concurrent or lost create
+// made. Whatever the array answered, only the quota being there counts: OneFS's 409 is
+// also a transient conflict, which must not pass for "it exists".
+func createDirQuota(ctx context.Context, a array, dir string, hard int64) (*Quota, error) {
+	err := a.CreateDirQuota(ctx, dir, hard)
+	q, lookErr := a.DirQuota(ctx, dir)
+	switch {
+	case lookErr != nil:
+		return nil, lookErr
+	case q != nil:
+		return q, nil
+	case err == nil:
+		return nil, backend.Errorf(backend.Unavailable, "isilon: the quota on %s was created but is not listed; retry", dir)
+	}
+	return nil, err
 }
 
 // ensureExport finds the volume's export by path in the zone, or creates it with only the
@@ -347,6 +359,11 @@ func (c *Controller) ensureExport(ctx context.Context, a array, dir string) (*Ex
 	}
 	e = &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}}
 	if e.ID, err = a.CreateExport(ctx, *e); err != nil {
+		// OneFS refuses a second export with the same rules (409): another controller
+		// may have made it since the lookup.
+		if found, lookErr := a.ExportOf(ctx, dir); lookErr == nil && found != nil {
+			return found, nil
+		}
 		return nil, err
 	}
 	return e, nil
@@ -506,11 +523,29 @@ func (c *Controller) findSnapshot(ctx context.Context, a array, id volid.Snapsho
 	return s, nil
 }
 
+// snapshot reports a OneFS snapshot; size is the volume's size when it was taken (OneFS's
+// own snapshot size is the snapshot's delta, a few KiB for a fresh one: never a
+// size_bytes).
 func (c *Controller) snapshot(id volid.Snapshot, s *IsiSnapshot, size int64) *backend.Snapshot {
-	if size == 0 {
-		size = s.Size
-	}
 	return &backend.Snapshot{ID: id, SizeBytes: size, CreatedAt: s.Created, Ready: true}
+}
+
+// snapshotSize is the volume's recorded size as the snapshot shows it (the directory's
+// attributes are kept in the snapshot), else the volume's hard threshold now, else 0
+// (unknown).
+func (c *Controller) snapshotSize(ctx context.Context, a array, s *IsiSnapshot, dir string, hard map[string]int64) int64 {
+	if attrs, err := a.Attrs(ctx, a.SnapshotDir(s.Name, dir)); err == nil {
+		if size, err := strconv.ParseInt(attrs[attrSize], 10, 64); err == nil && size > 0 {
+			return size
+		}
+	}
+	if hard != nil {
+		return hard[dir]
+	}
+	if q, err := a.DirQuota(ctx, dir); err == nil && q != nil {
+		return q.Hard
+	}
+	return 0
 }
 
 // CreateSnapshot takes a OneFS snapshot csi-snap-<hash> of the volume directory. Snapshot
@@ -535,15 +570,15 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 			return err
 		}
 		if s == nil {
-			s, err = a.CreateSnapshot(ctx, snapName, dir)
-			if backend.CodeOf(err) == backend.AlreadyExists {
-				s, err = a.Snapshot(ctx, snapName)
-			}
-			if err != nil {
-				return err
-			}
-			if s == nil {
-				return backend.Errorf(backend.Unavailable, "isilon: snapshot %s vanished while being created; retry", snapName)
+			var createErr error
+			if s, createErr = a.CreateSnapshot(ctx, snapName, dir); createErr != nil {
+				// A name in use answers 409, like a transient conflict: look.
+				if s, err = a.Snapshot(ctx, snapName); err != nil {
+					return err
+				}
+				if s == nil {
+					return createErr
+				}
 			}
 		}
 		if path.Clean(s.Path) != dir {
@@ -578,11 +613,7 @@ func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backe
 		if err != nil {
 			return err
 		}
-		var size int64
-		if q, err := a.DirQuota(ctx, c.VolumeDir(id.Volume)); err == nil && q != nil {
-			size = q.Hard
-		}
-		out = c.snapshot(id, s, size)
+		out = c.snapshot(id, s, c.snapshotSize(ctx, a, s, c.VolumeDir(id.Volume), nil))
 		return nil
 	})
 	return out, err
@@ -621,7 +652,7 @@ func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([
 			if !ok || (source != nil && id.Volume != *source) {
 				continue
 			}
-			out = append(out, c.snapshot(id, &s, hard[path.Clean(s.Path)]))
+			out = append(out, c.snapshot(id, &s, c.snapshotSize(ctx, a, &s, path.Clean(s.Path), hard)))
 		}
 		return nil
 	})

@@ -352,7 +352,10 @@ func TestClassify(t *testing.T) {
 		{"404", &api.JSONError{StatusCode: 404, Err: []api.Error{{Code: "AEC_NOT_FOUND", Message: "gone"}}}, backend.NotFound, []string{"gone"}},
 		{"401", &api.JSONError{StatusCode: 401, Err: []api.Error{{Code: "AEC_UNAUTHORIZED", Message: "bad"}}}, backend.InvalidArgument, []string{"check credentials", "bad"}},
 		{"403", &api.JSONError{StatusCode: 403, Err: []api.Error{{Message: "no privilege"}}}, backend.InvalidArgument, []string{"check credentials"}},
-		{"409", &api.JSONError{StatusCode: 409, Err: []api.Error{{Message: "exists"}}}, backend.AlreadyExists, nil},
+		// OneFS's 409 is also a transient conflict: retry, never "already exists".
+		{"409", &api.JSONError{StatusCode: 409, Err: []api.Error{{Code: "AEC_CONFLICT", Message: "The directory 'x' is not empty."}}}, backend.Unavailable, []string{"retry", "not empty"}},
+		// OneFS's 403 for an object in the way is not a credentials problem.
+		{"403 object", &api.JSONError{StatusCode: 403, Err: []api.Error{{Code: "AEC_FORBIDDEN", Message: "The destination '/namespace/ifs/x' exists."}}}, backend.FailedPrecondition, []string{"exists"}},
 		{"503", &api.JSONError{StatusCode: 503, Err: []api.Error{{Message: "busy"}}}, backend.Unavailable, []string{"https://array:8080", "busy"}},
 		{"html 502", &api.HTMLError{StatusCode: 502, Message: "Bad Gateway"}, backend.Unavailable, []string{"Bad Gateway"}},
 		{"session relogin", errors.New("authentication failure due to: authentication failed. unable to login"), backend.InvalidArgument, []string{"check credentials"}},
@@ -392,5 +395,27 @@ func TestListVolumesAndCapacity(t *testing.T) {
 	}
 	if avail, err := c.Capacity(ctx, nil); err != nil || avail != 1<<40 {
 		t.Fatalf("capacity %d %v", avail, err)
+	}
+}
+
+// TestAttrNames: the driver names its attributes as OneFS stores x-isi-ifs-attr-* headers
+// (upper case, '-' to '_'), and reads any case or separator back to that form.
+func TestAttrNames(t *testing.T) {
+	testCases := []struct{ stored, canonical string }{
+		{"SHIPHOLD_SIZE", attrSize},
+		{"shiphold.size", attrSize}, // written by an older driver
+		{"Shiphold-Size", attrSize}, // an array that keeps the header's case
+		{"shiphold_request", attrRequest},
+	}
+	for _, tc := range testCases {
+		if got := canonicalAttr(tc.stored); got != tc.canonical {
+			t.Errorf("canonicalAttr(%q) = %q, want %q", tc.stored, got, tc.canonical)
+		}
+	}
+	for _, a := range []string{attrRequest, attrSize, attrSource, attrCopied} {
+		h := attrHeader(a)
+		if strings.ContainsAny(h, "._ABCDEFGHIJKLMNOPQRSTUVWXYZ") || canonicalAttr(h) != a {
+			t.Errorf("header x-isi-ifs-attr-%s would not be stored as %s", h, a)
+		}
 	}
 }
