@@ -79,6 +79,13 @@ type Isilon struct {
 	AuthType string `json:"authType,omitempty"`
 	// RequestTimeout bounds one Platform API call, e.g. "30s".
 	RequestTimeout string `json:"requestTimeout,omitempty"`
+	// CopyTimeout bounds the data copy of a clone or restore, which runs in the
+	// background of the requests that wait for it (default "12h").
+	CopyTimeout string `json:"copyTimeout,omitempty"`
+	// CopySettle is how long an unfinished clone's directory must stay unchanged before a
+	// new copy into it starts: a copy started by a previous controller may still run on
+	// the array (default "30s").
+	CopySettle string `json:"copySettle,omitempty"`
 }
 
 // Tenants holds capacity and volume-count quotas per tenant.

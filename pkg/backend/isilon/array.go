@@ -58,8 +58,13 @@ type array interface {
 	// Children lists the names of the subdirectories; NotFound when dir is absent.
 	Children(ctx context.Context, dir string) ([]string, error)
 	RemoveAll(ctx context.Context, dir string) error
-	// Copy copies a directory tree into dst, merging into an existing dst.
+	// Copy copies a directory tree into dst, merging into an existing dst and replacing
+	// the files there, so a copy can be redone over a partial one.
 	Copy(ctx context.Context, src, dst string) error
+	// Move renames src to dst; dst must not exist (FailedPrecondition if it does).
+	Move(ctx context.Context, src, dst string) error
+	// Tree lists everything below dir: relative path -> file size, -1 for directories.
+	Tree(ctx context.Context, dir string) (map[string]int64, error)
 
 	DirQuota(ctx context.Context, dir string) (*Quota, error)
 	DirQuotas(ctx context.Context) ([]Quota, error)
@@ -87,6 +92,7 @@ type array interface {
 // client.API calls.
 type papi struct {
 	c        *goisilon.Client
+	copyC    *goisilon.Client // without the request timeout, for copies
 	endpoint string
 	zone     string
 	timeout  time.Duration
@@ -249,15 +255,64 @@ func (p *papi) RemoveAll(ctx context.Context, dir string) error {
 func (p *papi) Copy(ctx context.Context, src, dst string) error {
 	ctx = quiet(ctx)
 	headers := map[string]string{"x-isi-ifs-copy-source": nsPath(src), "x-isi-ifs-mode-mask": "preserve"}
-	params := api.OrderedValues{{[]byte("merge"), []byte("true")}}
+	params := api.OrderedValues{{[]byte("merge"), []byte("true")}, {[]byte("overwrite"), []byte("true")}}
+	cl := p.c
+	if p.copyC != nil {
+		cl = p.copyC
+	}
 	var resp apiv1.CopyIsiVolumesResp
-	if err := p.c.API.Put(ctx, nsPath(dst), "", params, headers, nil, &resp); err != nil {
+	if err := cl.API.Put(ctx, nsPath(dst), "", params, headers, nil, &resp); err != nil {
 		return p.err(err, "copy %s to %s", src, dst)
 	}
 	if !resp.Success && len(resp.CopyErrors) > 0 {
-		return backend.Errorf(backend.Internal, "isilon %s: copy %s to %s: %+v", p.endpoint, src, dst, resp.CopyErrors)
+		return backend.Errorf(backend.Unavailable, "isilon %s: copy %s to %s: %+v", p.endpoint, src, dst, resp.CopyErrors)
 	}
 	return nil
+}
+
+func (p *papi) Move(ctx context.Context, src, dst string) error {
+	ctx = quiet(ctx)
+	headers := map[string]string{"x-isi-ifs-set-location": nsPath(dst)}
+	if err := p.c.API.Post(ctx, nsPath(src), "", nil, headers, nil, nil); err != nil {
+		return p.err(err, "move %s to %s", src, dst)
+	}
+	return nil
+}
+
+func (p *papi) Tree(ctx context.Context, dir string) (map[string]int64, error) {
+	ctx = quiet(ctx)
+	out := map[string]int64{}
+	resume := ""
+	for {
+		var resp struct {
+			Children []struct {
+				Name          string `json:"name"`
+				ContainerPath string `json:"container_path"`
+				Type          string `json:"type"`
+				Size          int64  `json:"size"`
+			} `json:"children"`
+			Resume *string `json:"resume"`
+		}
+		params := api.OrderedValues{{[]byte("detail"), []byte("size,type,container_path")}, {[]byte("max-depth"), []byte("-1")}}
+		if resume != "" {
+			params = append(params, [][]byte{[]byte("resume"), []byte(resume)})
+		}
+		if err := p.c.API.Get(ctx, nsPath(dir), "", params, nil, &resp); err != nil {
+			return nil, p.err(err, "list %s", dir)
+		}
+		for _, ch := range resp.Children {
+			rel := strings.TrimPrefix(path.Join(ch.ContainerPath, ch.Name), dir+"/")
+			if ch.Type == "container" {
+				out[rel] = -1
+			} else {
+				out[rel] = ch.Size
+			}
+		}
+		if resp.Resume == nil || *resp.Resume == "" {
+			return out, nil
+		}
+		resume = *resp.Resume
+	}
 }
 
 type quotaJSON struct {

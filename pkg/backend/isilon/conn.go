@@ -30,6 +30,12 @@ const (
 // DefaultRequestTimeout bounds one Platform API request when the config sets none.
 const DefaultRequestTimeout = 30 * time.Second
 
+// Defaults of isilon.copyTimeout and isilon.copySettle.
+const (
+	DefaultCopyTimeout = 12 * time.Hour
+	DefaultCopySettle  = 30 * time.Second
+)
+
 // goisilon's lowest log verbosity: method and URI only, never headers or bodies, so the
 // session login body (which holds the password) is never logged.
 const verboseLow = 2
@@ -50,7 +56,9 @@ func (c credentials) key() string {
 type connector struct {
 	cfg     *config.Isilon
 	timeout time.Duration
-	auth    uint8
+	// copyTimeout bounds a clone's copy call; copySettle, see config.Isilon.CopySettle.
+	copyTimeout, copySettle time.Duration
+	auth                    uint8
 	// open builds an array for credentials; replaced by unit tests.
 	open func(ctx context.Context, cr credentials) (array, error)
 
@@ -67,20 +75,36 @@ type connector struct {
 var maxInFlight = 2
 
 func newConnector(cfg *config.Isilon) (*connector, error) {
-	timeout := DefaultRequestTimeout
-	if cfg.RequestTimeout != "" {
-		d, err := time.ParseDuration(cfg.RequestTimeout)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("isilon.requestTimeout %q is not a positive duration such as 30s", cfg.RequestTimeout)
-		}
-		timeout = d
+	timeout, err := duration("requestTimeout", cfg.RequestTimeout, DefaultRequestTimeout)
+	if err != nil {
+		return nil, err
 	}
-	c := &connector{cfg: cfg, timeout: timeout, auth: 1, clients: map[string]array{}, slots: make(chan struct{}, maxInFlight)}
+	copyTimeout, err := duration("copyTimeout", cfg.CopyTimeout, DefaultCopyTimeout)
+	if err != nil {
+		return nil, err
+	}
+	copySettle, err := duration("copySettle", cfg.CopySettle, DefaultCopySettle)
+	if err != nil {
+		return nil, err
+	}
+	c := &connector{cfg: cfg, timeout: timeout, copyTimeout: copyTimeout, copySettle: copySettle,
+		auth: 1, clients: map[string]array{}, slots: make(chan struct{}, maxInFlight)}
 	if cfg.AuthType == "basic" {
 		c.auth = 0
 	}
 	c.open = c.openPAPI
 	return c, nil
+}
+
+func duration(key, v string, def time.Duration) (time.Duration, error) {
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("isilon.%s %q is not a positive duration such as 30s", key, v)
+	}
+	return d, nil
 }
 
 // credentials picks the CSI secrets when they carry a username or password, else the file.
@@ -200,19 +224,32 @@ func (c *connector) do(ctx context.Context, secrets map[string]string, f func(ar
 }
 
 func (c *connector) openPAPI(ctx context.Context, cr credentials) (array, error) {
-	cl, err := api.New(quiet(ctx), c.cfg.Endpoint, cr.user, cr.password, "", verboseLow, c.auth, &api.ClientOptions{
-		Insecure:    c.cfg.InsecureSkipVerify,
-		VolumesPath: c.cfg.IsiPath,
-		Timeout:     c.timeout,
-	})
+	open := func(timeout time.Duration) (*goisilon.Client, error) {
+		cl, err := api.New(quiet(ctx), c.cfg.Endpoint, cr.user, cr.password, "", verboseLow, c.auth, &api.ClientOptions{
+			Insecure:    c.cfg.InsecureSkipVerify,
+			VolumesPath: c.cfg.IsiPath,
+			Timeout:     timeout,
+		})
+		if err != nil {
+			return nil, classify(err, c.cfg.Endpoint, "connect", c.timeout)
+		}
+		return &goisilon.Client{API: cl}, nil
+	}
+	short, err := open(c.timeout)
 	if err != nil {
-		return nil, classify(err, c.cfg.Endpoint, "connect", c.timeout)
+		return nil, err
+	}
+	// A copy is one synchronous call that lasts as long as the data takes: its own client,
+	// so the request timeout does not cut it while the array goes on copying.
+	long, err := open(c.copyTimeout)
+	if err != nil {
+		return nil, err
 	}
 	zone := c.cfg.AccessZone
 	if zone == "" {
 		zone = "System"
 	}
-	return &papi{c: &goisilon.Client{API: cl}, endpoint: c.cfg.Endpoint, zone: zone, timeout: c.timeout}, nil
+	return &papi{c: short, copyC: long, endpoint: c.cfg.Endpoint, zone: zone, timeout: c.timeout}, nil
 }
 
 // errCredentials marks authentication failures, so the connector drops the client and the

@@ -1,6 +1,13 @@
 // Package isilon is the PowerScale (OneFS) NFS backend: a volume is a directory
 // <isiPath>/<tenant>/csi-vol-<hash> with a hard directory quota of its size and an NFS
 // export, driven through Dell's goisilon client. The node side mounts the export over NFS.
+//
+// Config keys beside endpoint, accessZone, isiPath, nfsServer and credentials:
+// requestTimeout (one Platform API call, default 30s), copyTimeout (a clone's or
+// restore's data copy, default 12h) and copySettle (how long an unfinished clone must
+// stay unchanged before its copy is redone, default 30s). A clone or restore is copied
+// into <tenant>/csi-tmp-<hash>, checked and renamed into place when complete; CreateVolume
+// answers ABORTED while the copy runs (see clone.go).
 package isilon
 
 import (
@@ -71,7 +78,12 @@ type Controller struct {
 	conn *connector
 
 	mu      sync.Mutex
-	tenants map[string]bool // tenant directories known to exist with their quota
+	tenants map[string]bool      // tenant directories known to exist with their quota
+	jobs    map[string]*cloneJob // clone copies running, by temporary directory
+
+	jobCtx      context.Context // ends clone copies at Close
+	stopJobs    context.CancelFunc
+	jobsRunning sync.WaitGroup
 }
 
 var (
@@ -92,7 +104,9 @@ func NewController(cfg *config.Backend) (*Controller, error) {
 		// goisilon v1.20.0 verifies against the system pool only.
 		klog.Warningf("isilon backend %q: caCertFile %s is not used by goisilon v1.20.0; add the CA to the system trust store", cfg.Name, cfg.Isilon.CACertFile)
 	}
-	return &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, tenants: map[string]bool{}}, nil
+	c := &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, tenants: map[string]bool{}, jobs: map[string]*cloneJob{}}
+	c.jobCtx, c.stopJobs = context.WithCancel(context.Background())
+	return c, nil
 }
 
 func (c *Controller) Name() string { return c.name }
@@ -100,7 +114,12 @@ func (c *Controller) Kind() string { return backend.KindIsilon }
 
 func (c *Controller) ParameterKeys() []string { return []string{ParamRootClientEnabled} }
 
-func (c *Controller) Close() {}
+// Close stops the clone copies this process waits for (the array may finish them; a
+// retry in the next process checks and completes them).
+func (c *Controller) Close() {
+	c.stopJobs()
+	c.jobsRunning.Wait()
+}
 
 func (c *Controller) zone() string {
 	if c.cfg.AccessZone == "" {
@@ -161,7 +180,9 @@ func sourceString(req *backend.VolumeRequest) string {
 	return ""
 }
 
-// CreateVolume makes (or finds again) the directory, its quota and its export.
+// CreateVolume makes (or finds again) the directory, its quota and its export. A clone
+// or restore waits for its data copy (clone.go), answering Pending if the copy outlasts
+// the request.
 func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeRequest) (*backend.Volume, error) {
 	root, err := parseRootClient(req.Parameters)
 	if err != nil {
@@ -171,35 +192,41 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if err := id.Validate(); err != nil {
 		return nil, backend.Errorf(backend.InvalidArgument, "isilon: volume ID: %v", err)
 	}
+	for {
+		vol, job, err := c.createOnce(ctx, req, id, root)
+		if job == nil || err != nil {
+			return vol, err
+		}
+		// Outside the connection slot: a copy may take longer than the request.
+		if err := job.wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// createOnce moves the volume as far as it can in one pass; a returned job is a clone
+// copy to wait for before the next pass.
+func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest, id volid.Volume, root bool) (*backend.Volume, *cloneJob, error) {
 	dir := c.VolumeDir(id)
 	size := requestSize(req)
 	source := sourceString(req)
 	var vol *backend.Volume
-	err = c.conn.do(ctx, req.Secrets, func(a array) error {
+	var job *cloneJob
+	err := c.conn.do(ctx, req.Secrets, func(a array) error {
 		if err := c.ensureTenant(ctx, a, req.Tenant); err != nil {
 			return err
 		}
 		attrs, err := a.Attrs(ctx, dir)
+		if backend.IsNotFound(err) && source != "" {
+			if job, err = c.stageClone(ctx, a, req, id, size, source); job != nil || err != nil {
+				return err
+			}
+			attrs, err = a.Attrs(ctx, dir) // renamed into place just now
+		}
 		switch {
 		case backend.IsNotFound(err):
-			copyFrom, srcSize, err := c.cloneSource(ctx, a, req)
-			if err != nil {
+			if err := a.Mkdir(ctx, dir, volumeMode, record(req, size, source)); err != nil {
 				return err
-			}
-			if srcSize > size {
-				if req.LimitBytes > 0 && srcSize > req.LimitBytes {
-					return backend.Errorf(backend.OutOfRange, "isilon: the source holds %d bytes, over limit_bytes %d", srcSize, req.LimitBytes)
-				}
-				size = srcSize
-			}
-			attrs = map[string]string{attrRequest: escapeAttr(req.Name), attrSize: strconv.FormatInt(size, 10), attrSource: source}
-			if err := a.Mkdir(ctx, dir, volumeMode, attrs); err != nil {
-				return err
-			}
-			if copyFrom != "" {
-				if err := c.copyInto(ctx, a, copyFrom, dir); err != nil {
-					return err
-				}
 			}
 		case err != nil:
 			return err
@@ -219,20 +246,34 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			SourceSnapshot: req.SourceSnapshot, SourceVolume: req.SourceVolume, RequestName: req.Name}
 		return nil
 	})
-	return vol, err
+	return vol, job, err
 }
 
-// checkExisting decides whether the directory found is this request's volume, finishing
-// an interrupted clone, and returns its size.
+// checkExisting decides whether the directory found is this request's volume and returns
+// its size. A clone's directory appears only once its copy is complete.
 func (c *Controller) checkExisting(ctx context.Context, a array, req *backend.VolumeRequest, dir string, attrs map[string]string, size int64, source string) (int64, error) {
-	name, ok := attrs[attrRequest]
-	if !ok {
+	if _, ok := attrs[attrRequest]; !ok {
+		if source != "" {
+			return 0, backend.Errorf(backend.FailedPrecondition, "isilon: %s exists without shiphold's record; it cannot be clone %q's volume (move it away)", dir, req.Name)
+		}
 		// Created by a create that crashed before its attributes landed: adopt it.
-		attrs = map[string]string{attrRequest: escapeAttr(req.Name), attrSize: strconv.FormatInt(size, 10), attrSource: source}
-		return size, a.SetAttrs(ctx, dir, attrs)
+		return size, a.SetAttrs(ctx, dir, record(req, size, source))
 	}
-	if unescapeAttr(name) != req.Name {
-		return 0, backend.Errorf(backend.AlreadyExists, "isilon: %s belongs to request %q, not %q", dir, unescapeAttr(name), req.Name)
+	have, err := checkRecord(req, dir, attrs, size, source)
+	if err != nil {
+		return 0, err
+	}
+	if source != "" && attrs[attrCopied] != "true" {
+		return 0, backend.Errorf(backend.FailedPrecondition, "isilon: %s is a clone whose copy never completed (made by an older driver version); delete volume %q and create it again", dir, req.Name)
+	}
+	return have, nil
+}
+
+// checkRecord compares the request record on dir with req: the same name, a size in the
+// requested range and the same source; it returns the recorded size.
+func checkRecord(req *backend.VolumeRequest, dir string, attrs map[string]string, size int64, source string) (int64, error) {
+	if name := unescapeAttr(attrs[attrRequest]); name != req.Name {
+		return 0, backend.Errorf(backend.AlreadyExists, "isilon: %s belongs to request %q, not %q", dir, name, req.Name)
 	}
 	have, _ := strconv.ParseInt(attrs[attrSize], 10, 64)
 	if have < req.RequiredBytes || (req.LimitBytes > 0 && have > req.LimitBytes) {
@@ -241,51 +282,10 @@ func (c *Controller) checkExisting(ctx context.Context, a array, req *backend.Vo
 	if attrs[attrSource] != source {
 		return 0, backend.Errorf(backend.AlreadyExists, "isilon: volume %q exists with content source %q, the request asks for %q", req.Name, attrs[attrSource], source)
 	}
-	if source != "" && attrs[attrCopied] != "true" {
-		copyFrom, _, err := c.cloneSource(ctx, a, req)
-		if err != nil {
-			return 0, err
-		}
-		if err := c.copyInto(ctx, a, copyFrom, dir); err != nil {
-			return 0, err
-		}
-	}
 	if have == 0 {
 		have = size
 	}
 	return have, nil
-}
-
-// cloneSource returns the directory to copy from for a clone, and the source's size.
-func (c *Controller) cloneSource(ctx context.Context, a array, req *backend.VolumeRequest) (string, int64, error) {
-	switch {
-	case req.SourceSnapshot != nil:
-		s, err := c.findSnapshot(ctx, a, *req.SourceSnapshot)
-		if err != nil {
-			return "", 0, err
-		}
-		srcDir := c.VolumeDir(req.SourceSnapshot.Volume)
-		return a.SnapshotDir(s.Name, srcDir), c.snapshotSize(ctx, a, s, srcDir, nil), nil
-	case req.SourceVolume != nil:
-		srcDir := c.VolumeDir(*req.SourceVolume)
-		attrs, err := a.Attrs(ctx, srcDir)
-		if err != nil {
-			if backend.IsNotFound(err) {
-				return "", 0, backend.Errorf(backend.NotFound, "isilon: source volume %s does not exist", req.SourceVolume)
-			}
-			return "", 0, err
-		}
-		size, _ := strconv.ParseInt(attrs[attrSize], 10, 64)
-		return srcDir, size, nil
-	}
-	return "", 0, nil
-}
-
-func (c *Controller) copyInto(ctx context.Context, a array, src, dir string) error {
-	if err := a.Copy(ctx, src, dir); err != nil {
-		return err
-	}
-	return a.SetAttrs(ctx, dir, map[string]string{attrCopied: "true"})
 }
 
 // ensureTenant makes the tenant directory and its accounting quota once per process. The
@@ -397,7 +397,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if err := a.RemoveAll(ctx, dir); err != nil && !backend.IsNotFound(err) {
 			return err
 		}
-		return nil
+		return c.dropClone(ctx, a, id)
 	})
 }
 

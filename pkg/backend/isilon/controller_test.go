@@ -178,7 +178,8 @@ func TestDeleteVolumeOrderAndIdempotency(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Equal(order, []string{"DeleteExport", "DeleteQuota", "RemoveAll"}) {
+	// The volume's directory, then an unfinished clone's temporary one.
+	if !slices.Equal(order, []string{"DeleteExport", "DeleteQuota", "RemoveAll", "RemoveAll"}) {
 		t.Fatalf("delete order %v", order)
 	}
 	if len(f.exports) != 0 || f.quotas[v.Context[CtxExportPath]] != nil {
@@ -417,5 +418,52 @@ func TestAttrNames(t *testing.T) {
 		if strings.ContainsAny(h, "._ABCDEFGHIJKLMNOPQRSTUVWXYZ") || canonicalAttr(h) != a {
 			t.Errorf("header x-isi-ifs-attr-%s would not be stored as %s", h, a)
 		}
+	}
+}
+
+// TestCloneWaitsForItsCopy: a clone's copy runs in the background; a request that ends
+// first answers Pending and leaves no volume directory, a delete meanwhile is refused,
+// and a retry after the copy renames the checked copy into place.
+func TestCloneWaitsForItsCopy(t *testing.T) {
+	c, f, _ := testController(t)
+	src := mustCreate(t, c, req("src", 100))
+	srcDir := src.Context[CtxExportPath]
+	f.files[srcDir+"/a"] = "data-a"
+	f.dirs[srcDir+"/sub"] = map[string]string{}
+	f.files[srcDir+"/sub/b"] = "data-b"
+	gate := make(chan struct{})
+	f.copyGate = gate
+	clone := req("clone", 100)
+	clone.SourceVolume = &src.ID
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err := c.CreateVolume(ctx, clone)
+	cancel()
+	if backend.CodeOf(err) != backend.Pending {
+		t.Fatalf("clone while copying: %v, want Pending", err)
+	}
+	id := clone.ID("isi", "")
+	dir, tmp := c.VolumeDir(id), c.cloneDir(id)
+	if _, ok := f.dirs[dir]; ok {
+		t.Fatal("the volume directory exists before its copy completed")
+	}
+	if err := c.DeleteVolume(context.Background(), id, goodSecrets); backend.CodeOf(err) != backend.Pending {
+		t.Fatalf("delete during the copy: %v, want Pending", err)
+	}
+	close(gate)
+	v, err := c.CreateVolume(context.Background(), clone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.files[dir+"/a"] != "data-a" || f.files[dir+"/sub/b"] != "data-b" || f.dirs[dir][attrCopied] != "true" {
+		t.Fatalf("clone content %v attrs %v", f.files, f.dirs[dir])
+	}
+	if _, ok := f.dirs[tmp]; ok {
+		t.Fatal("temporary directory left")
+	}
+	if _, ok := f.snaps[cloneSnapshotName(id)]; ok {
+		t.Fatal("temporary snapshot left")
+	}
+	if v.CapacityBytes != 100 || f.quotas[dir] == nil {
+		t.Fatalf("clone %+v quota %v", v, f.quotas[dir])
 	}
 }
