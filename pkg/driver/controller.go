@@ -127,6 +127,18 @@ func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string,
 	default:
 		return status.Error(codes.InvalidArgument, "volume content source must be a snapshot or a volume")
 	}
+	return sameTenant(vreq)
+}
+
+// sameTenant keeps clones and restores inside a tenant, whatever the backend.
+func sameTenant(vreq *backend.VolumeRequest) error {
+	src := vreq.SourceVolume
+	if vreq.SourceSnapshot != nil {
+		src = &vreq.SourceSnapshot.Volume
+	}
+	if src != nil && src.Tenant != vreq.Tenant {
+		return status.Errorf(codes.InvalidArgument, "content source belongs to tenant %q, the volume to tenant %q; a tenant can only clone or restore its own volumes and snapshots", src.Tenant, vreq.Tenant)
+	}
 	return nil
 }
 
