@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/isilon"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
@@ -28,7 +30,7 @@ func main() {
 	klog.InitFlags(nil)
 	endpoint := flag.String("endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix:///path or tcp://host:port)")
 	nodeID := flag.String("nodeid", "", "node name (required in node and all modes)")
-	nodeAddr := flag.String("node-address", os.Getenv("NODE_IP"), "address storage sees this node at (NFS export clients); default: $NODE_IP, else the first non-loopback IPv4")
+	nodeAddr := flag.String("node-address", "", "address storage sees this node at (NFS export clients); default: the source address toward the first Isilon backend's nfsServer, else $NODE_IP, else the first non-loopback IPv4")
 	modeFlag := flag.String("mode", "all", "services to serve: controller, node or all")
 	configPath := flag.String("config", "/etc/shiphold/config.yaml", "driver config file")
 	name := flag.String("drivername", "shiphold.csi.io", "CSI driver name")
@@ -63,8 +65,8 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 		return err
 	}
 	defer backends.Close()
-	if nodeAddr == "" {
-		nodeAddr = firstIPv4()
+	if nodeAddr == "" && mode != driver.ModeController {
+		nodeAddr = nodeAddress(cfg)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -98,6 +100,28 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 		}()
 	}
 	return d.Serve(ctx, endpoint)
+}
+
+// nodeAddress is the address an Isilon export must list for this node: the source address
+// of its route to the NFS server (what the server sees; status.hostIP can be another
+// interface), else $NODE_IP, else the first IPv4. With Isilon backends on several
+// networks, pass --node-address.
+func nodeAddress(cfg *config.Config) string {
+	for _, b := range cfg.Backends {
+		if b.Kind != backend.KindIsilon || b.Isilon == nil || b.Isilon.NFSServer == "" {
+			continue
+		}
+		addr, err := isilon.SourceAddressToward(b.Isilon.NFSServer)
+		if err == nil {
+			klog.Infof("node address %s: the source address toward backend %q's NFS server %s", addr, b.Name, b.Isilon.NFSServer)
+			return addr
+		}
+		klog.Warningf("backend %q: %v; falling back to $NODE_IP", b.Name, err)
+	}
+	if addr := os.Getenv("NODE_IP"); addr != "" {
+		return addr
+	}
+	return firstIPv4()
 }
 
 // firstIPv4 is the node's address for storage-side access lists when none is given.

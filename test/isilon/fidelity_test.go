@@ -217,3 +217,17 @@ func TestSimListVolumesPaged(t *testing.T) {
 		t.Fatalf("ListVolumes(all) = %d %v", len(all), err)
 	}
 }
+
+func rawPUT(t *testing.T, f *fixture, path, body string) (int, string) {
+	req, _ := http.NewRequest(http.MethodPut, f.sim.URL+path, strings.NewReader(body))
+	req.SetBasicAuth("admin", password)
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}

@@ -55,6 +55,8 @@ type array interface {
 	// Attrs returns a directory's user attributes; NotFound when it is absent.
 	Attrs(ctx context.Context, dir string) (map[string]string, error)
 	SetAttrs(ctx context.Context, dir string, attrs map[string]string) error
+	// RemoveAttrs deletes user attributes (absent ones are fine).
+	RemoveAttrs(ctx context.Context, dir string, names []string) error
 	// Children lists the names of the subdirectories; NotFound when dir is absent.
 	Children(ctx context.Context, dir string) ([]string, error)
 	RemoveAll(ctx context.Context, dir string) error
@@ -210,6 +212,29 @@ func (p *papi) SetAttrs(ctx context.Context, dir string, attrs map[string]string
 	params := api.OrderedValues{{[]byte("metadata")}}
 	if err := p.c.API.Put(ctx, nsPath(dir), "", params, nil, body, nil); err != nil {
 		return p.err(err, "set attributes of %s", dir)
+	}
+	return nil
+}
+
+func (p *papi) RemoveAttrs(ctx context.Context, dir string, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	ctx = quiet(ctx)
+	type attr struct {
+		Name string `json:"name"`
+		Op   string `json:"op"`
+	}
+	body := struct {
+		Action string `json:"action"`
+		Attrs  []attr `json:"attrs"`
+	}{Action: "update"}
+	for _, n := range names {
+		body.Attrs = append(body.Attrs, attr{Name: n, Op: "delete"})
+	}
+	params := api.OrderedValues{{[]byte("metadata")}}
+	if err := p.c.API.Put(ctx, nsPath(dir), "", params, nil, body, nil); err != nil {
+		return p.err(err, "remove attributes of %s", dir)
 	}
 	return nil
 }

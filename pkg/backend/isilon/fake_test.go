@@ -93,6 +93,21 @@ func (f *fakeArray) SetAttrs(ctx context.Context, dir string, attrs map[string]s
 	return nil
 }
 
+func (f *fakeArray) RemoveAttrs(ctx context.Context, dir string, names []string) error {
+	defer f.mu.Unlock()
+	if err := f.enter("RemoveAttrs " + dir); err != nil {
+		return err
+	}
+	a, ok := f.dirs[dir]
+	if !ok {
+		return notFound(dir)
+	}
+	for _, n := range names {
+		delete(a, n)
+	}
+	return nil
+}
+
 func (f *fakeArray) Children(ctx context.Context, dir string) ([]string, error) {
 	defer f.mu.Unlock()
 	if err := f.enter("Children " + dir); err != nil {

@@ -271,9 +271,9 @@ func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string
 	return nil
 }
 
-// localAddressToward is the source address this node uses to reach server: the address an
-// NFS server sees, so the one an export must list. No packet is sent.
-func localAddressToward(server string) (string, error) {
+// SourceAddressToward is the source address this node uses to reach server: the address
+// an NFS server sees, so the one an export must list. No packet is sent.
+func SourceAddressToward(server string) (string, error) {
 	host := strings.Trim(server, "[]")
 	conn, err := net.Dial("udp", net.JoinHostPort(host, "2049"))
 	if err != nil {
