@@ -428,9 +428,12 @@ func TestDefaultPageSizes(t *testing.T) {
 	if strings.Count(string(b), `"thresholds"`) != 2 || !strings.Contains(string(b), `"total":5`) {
 		t.Fatalf("quotas without a limit: want a page of 2 of 5: %s", b)
 	}
-	if all, err := c.GetAllQuotas(ctx); err != nil || len(all) != 5 {
+	all, err := c.GetAllQuotas(ctx)
+	if err != nil || len(all) != 5 {
 		t.Fatalf("goisilon follows quota resume tokens: %d %v", len(all), err)
 	}
+	_, _, b = rawDo(t, "GET", u+"/platform/1/quota/quotas/"+all[0].ID, nil, "")
+	sameShape(t, "quota_get_quota_by_id_8gb.txt", b)
 	if snaps, err := c.GetSnapshots(ctx); err != nil || len(snaps) != 5 {
 		t.Fatalf("goisilon follows snapshot resume tokens: %d %v", len(snaps), err)
 	}
