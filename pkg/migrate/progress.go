@@ -159,5 +159,5 @@ func (p *Progress) setTotals(files, bytes int64) {
 	p.bytesTotal.Store(bytes)
 }
 
-func (p *Progress) fileDone()       { p.filesDone.Add(1) }
+func (p *Progress) fileDone()        { p.filesDone.Add(1) }
 func (p *Progress) addBytes(n int64) { p.bytesDone.Add(n) }
