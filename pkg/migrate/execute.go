@@ -274,7 +274,7 @@ func (e *engine) applyMeta(n *Node) error {
 	}
 	for k := range cur {
 		if _, keep := n.Xattrs[k]; !keep && Carried(k) {
-			if err := e.o.Target.RemoveXattr(n.Path, k); err != nil && !IsNotExist(err) {
+			if err := e.o.Target.RemoveXattr(n.Path, k); err != nil && !IsNoAttr(err) {
 				return err
 			}
 		}

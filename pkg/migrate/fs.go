@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"math"
 	"strings"
+	"syscall"
 )
 
 // FileType is the kind of a directory entry.
@@ -190,6 +191,9 @@ func Depth(path string) int {
 
 // IsNotExist reports whether err says an entry is absent.
 func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// IsNoAttr reports whether err says an extended attribute is absent.
+func IsNoAttr(err error) bool { return errors.Is(err, syscall.ENODATA) || IsNotExist(err) }
 
 // IsExist reports whether err says an entry is present.
 func IsExist(err error) bool { return errors.Is(err, fs.ErrExist) }
