@@ -292,9 +292,9 @@ func (f *FS) Rename(from, to string) error {
 	return perr("rename", to, unix.Rename(f.abs(from), f.abs(to)))
 }
 
-func (f *FS) Sync() error             { return perr("syncfs", "", unix.Syncfs(f.fd)) }
+func (f *FS) Sync() error            { return perr("syncfs", "", unix.Syncfs(f.fd)) }
 func (f *FS) Limits() migrate.Limits { return f.limits }
-func (f *FS) Close() error            { return unix.Close(f.fd) }
+func (f *FS) Close() error           { return unix.Close(f.fd) }
 
 // file is an open regular file.
 type file struct {
