@@ -84,7 +84,7 @@ func readChunks(r Reader, size int64, buf []byte, throttle func(int), fn chunkFu
 			case err != nil:
 				return err
 			}
-			dataStart, dataEnd = s, e
+			dataStart, dataEnd = min(s, size), min(e, size)
 		}
 		if off+ChunkSize <= dataStart { // whole chunks of hole before the next data
 			holes := (min(dataStart, size) - off) / ChunkSize

@@ -95,7 +95,7 @@ func (e *engine) content(it *item) error {
 	if err := e.j.Start(n.Path); err != nil {
 		return err
 	}
-	if it.fresh {
+	if it.fresh && e.dst.Nodes[n.Path] != nil {
 		if err := e.o.Target.Remove(n.Path); err != nil && !IsNotExist(err) {
 			return fmt.Errorf("replace on the target: %w", err)
 		}
@@ -130,15 +130,11 @@ func (e *engine) content(it *item) error {
 func (e *engine) copyStable(it *item) (string, bool, error) {
 	n := it.node
 	for attempt := 1; ; attempt++ {
-		digest, written, err := e.copyData(n)
+		digest, written, now, err := e.copyData(n)
 		if err != nil {
 			return "", false, err
 		}
 		e.countCopy(it, written)
-		now, err := e.o.Source.Lstat(n.Path)
-		if err != nil {
-			return "", false, fmt.Errorf("source changed while copying: %w", err)
-		}
 		if now.Size == n.Attr.Size && now.Mtime == n.Attr.Mtime && now.Ctime == n.Attr.Ctime {
 			return digest, true, nil
 		}
@@ -168,16 +164,16 @@ func (e *engine) unstable(path string) {
 }
 
 // copyData streams a file's content to the target, leaving holes as holes, and returns the
-// digest of what it read from the source.
-func (e *engine) copyData(n *Node) (string, int64, error) {
+// digest of what it read from the source and the source's attributes after the read.
+func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
 	r, err := e.o.Source.Open(n.Path)
 	if err != nil {
-		return "", 0, err
+		return "", 0, Attr{}, err
 	}
 	defer r.Close()
 	w, err := e.o.Target.Create(n.Path, 0o600)
 	if err != nil {
-		return "", 0, err
+		return "", 0, Attr{}, err
 	}
 	buf := getBuf()
 	defer putBuf(buf)
@@ -199,10 +195,14 @@ func (e *engine) copyData(n *Node) (string, int64, error) {
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return "", written, fmt.Errorf("copy %q: %w", n.Path, err)
+	var after Attr
+	if err == nil {
+		after, err = r.Stat()
 	}
-	return d.Sum(), written, nil
+	if err != nil {
+		return "", written, Attr{}, fmt.Errorf("copy %q: %w", n.Path, err)
+	}
+	return d.Sum(), written, after, nil
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, ioSize); return &b }}
@@ -213,8 +213,10 @@ func putBuf(b []byte) { bufPool.Put(&b) }
 // link makes one more name for an anchor's inode.
 func (e *engine) link(it *item) error {
 	n := it.node
-	if err := e.o.Target.Remove(n.Path); err != nil && !IsNotExist(err) {
-		return fmt.Errorf("replace on the target: %w", err)
+	if e.dst.Nodes[n.Path] != nil {
+		if err := e.o.Target.Remove(n.Path); err != nil && !IsNotExist(err) {
+			return fmt.Errorf("replace on the target: %w", err)
+		}
 	}
 	if err := e.o.Target.Link(it.anchor, n.Path); err != nil {
 		return err

@@ -87,8 +87,12 @@ type Entry struct {
 type Reader interface {
 	ReadAt(p []byte, off int64) (int, error)
 	// Data returns the data region [start, end) at or after off; io.EOF when only a hole
-	// (or nothing) follows. Storage that cannot tell holes returns [off, size).
+	// (or nothing) follows. Storage that cannot tell holes returns [off, math.MaxInt64):
+	// the caller reads no further than the size it knows.
 	Data(off int64) (start, end int64, err error)
+	// Stat returns the open file's attributes now (the engine's check that the file did not
+	// change while it was read).
+	Stat() (Attr, error)
 	Close() error
 }
 
@@ -134,15 +138,18 @@ type Limits struct {
 	// NameMax is the longest name in bytes; PathMax the longest relative path (0: none).
 	NameMax int
 	PathMax int
-	// MinTime and MaxTime bound representable seconds (CephFS: unsigned 32-bit).
+	// MinTime and MaxTime bound representable seconds (CephFS: unsigned 32-bit);
+	// TimeGranularity is the finest step in nanoseconds (0 or 1: nanoseconds).
 	MinTime, MaxTime int64
+	TimeGranularity  int64
 	// Xattrs says whether extended attributes can be stored at all; XattrValueMax bounds
 	// one value, XattrTotalMax the names and values of one entry together (0: no bound).
 	Xattrs        bool
 	XattrValueMax int
 	XattrTotalMax int
-	// RdevMax bounds device numbers of device nodes (go-ceph passes 16 bits).
-	RdevMax uint64
+	// DevMajorMax and DevMinorMax bound the device numbers of device nodes (CephFS keeps
+	// them as the kernel does, in 12 and 20 bits).
+	DevMajorMax, DevMinorMax uint32
 	// Sockets says whether a socket entry can be created.
 	Sockets bool
 }
@@ -150,7 +157,18 @@ type Limits struct {
 // PosixLimits suits a Linux local filesystem with 64-bit times.
 func PosixLimits(name string) Limits {
 	return Limits{Name: name, NameMax: 255, PathMax: 4000, MinTime: math.MinInt64 / 2, MaxTime: math.MaxInt64 / 2,
-		Xattrs: true, XattrValueMax: 64 << 10, RdevMax: math.MaxUint64, Sockets: true}
+		Xattrs: true, XattrValueMax: 64 << 10, DevMajorMax: math.MaxUint32, DevMinorMax: math.MaxUint32, Sockets: true}
+}
+
+// DevMajor and DevMinor split a device number as glibc's major(3) and minor(3) do; Attr.Rdev
+// holds it in that (userspace) encoding on every FS.
+func DevMajor(rdev uint64) uint32 { return uint32((rdev>>8)&0xfff | (rdev>>32)&^0xfff) }
+func DevMinor(rdev uint64) uint32 { return uint32(rdev&0xff | (rdev>>12)&^0xff) }
+
+// Mkdev builds a device number as glibc's makedev(3) does.
+func Mkdev(major, minor uint32) uint64 {
+	ma, mi := uint64(major), uint64(minor)
+	return mi&0xff | (ma&0xfff)<<8 | (mi&^0xff)<<12 | (ma&^0xfff)<<32
 }
 
 // ErrNotExist is returned (wrapped) when an entry is absent; ErrExist when it is present.

@@ -23,7 +23,7 @@ import (
 var (
 	posix  = migrate.PosixLimits("memfs")
 	cephfs = migrate.Limits{Name: "cephfs", NameMax: 255, MinTime: 0, MaxTime: math.MaxUint32,
-		Xattrs: true, XattrValueMax: 64 << 10, XattrTotalMax: 64 << 10, RdevMax: 0xffff}
+		Xattrs: true, XattrValueMax: 64 << 10, XattrTotalMax: 64 << 10, DevMajorMax: 0xfff, DevMinorMax: 0xfffff}
 )
 
 func must(t *testing.T, err error) {
@@ -264,7 +264,7 @@ func TestPreflightStopsBeforeCopying(t *testing.T) {
 	setattr(t, src, "www/old.txt", migrate.TypeRegular, 1, 0o644, -86400*365)
 	write(t, src, "www/future.txt", 0o644, map[int64][]byte{0: []byte("2200")}, 4)
 	setattr(t, src, "www/future.txt", migrate.TypeRegular, 1, 0o644, 7258118400)
-	must(t, src.Mknod("www/bigdev", migrate.TypeBlock, 0o600, 0x1_0000_0001))
+	must(t, src.Mknod("www/bigdev", migrate.TypeBlock, 0o600, migrate.Mkdev(5000, 1)))
 	dst := memfs.New(cephfs)
 	res, err := run(t, src, dst, t.TempDir(), nil)
 	if !errors.Is(err, migrate.ErrUnrepresentable) {

@@ -106,14 +106,17 @@ func check(n *Node, l Limits) []Problem {
 	}{{"mtime", n.Attr.Mtime}, {"atime", n.Attr.Atime}} {
 		if t.ts.Sec < l.MinTime || t.ts.Sec > l.MaxTime {
 			add(ProblemTime, "%s %s is outside what %s stores (%d..%d seconds since 1970)", t.what, t.ts, l.Name, l.MinTime, l.MaxTime)
+		} else if l.TimeGranularity > 1 && t.ts.Nsec%l.TimeGranularity != 0 {
+			add(ProblemTime, "%s %s is finer than what %s stores (%d ns steps)", t.what, t.ts, l.Name, l.TimeGranularity)
 		}
 	}
 	if len(n.Xattrs) > 0 {
 		checkXattrs(n, l, add)
 	}
 	switch {
-	case (n.Attr.Type == TypeChar || n.Attr.Type == TypeBlock) && n.Attr.Rdev > l.RdevMax:
-		add(ProblemDevice, "device number %#x is beyond what %s can create (%#x)", n.Attr.Rdev, l.Name, l.RdevMax)
+	case (n.Attr.Type == TypeChar || n.Attr.Type == TypeBlock) && (DevMajor(n.Attr.Rdev) > l.DevMajorMax || DevMinor(n.Attr.Rdev) > l.DevMinorMax):
+		add(ProblemDevice, "device %d:%d is beyond what %s can create (major at most %d, minor at most %d)",
+			DevMajor(n.Attr.Rdev), DevMinor(n.Attr.Rdev), l.Name, l.DevMajorMax, l.DevMinorMax)
 	case n.Attr.Type == TypeSocket && !l.Sockets:
 		add(ProblemSocket, "%s cannot create sockets", l.Name)
 	}
@@ -143,10 +146,14 @@ func clamp(n *Node, l Limits, kind string) {
 	case ProblemTime:
 		ts := [2]Timespec{n.Attr.Atime, n.Attr.Mtime}
 		for i, t := range ts {
-			if t.Sec < l.MinTime {
+			switch {
+			case t.Sec < l.MinTime:
 				ts[i] = Timespec{Sec: l.MinTime}
-			} else if t.Sec > l.MaxTime {
+			case t.Sec > l.MaxTime:
 				ts[i] = Timespec{Sec: l.MaxTime, Nsec: 999_999_999}
+			}
+			if g := l.TimeGranularity; g > 1 {
+				ts[i].Nsec -= ts[i].Nsec % g
 			}
 		}
 		n.Clamped = &ts

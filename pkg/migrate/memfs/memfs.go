@@ -293,7 +293,7 @@ func (f *FS) Mknod(path string, typ migrate.FileType, perm uint32, rdev uint64) 
 	if !typ.Special() || (typ == migrate.TypeSocket && !f.limits.Sockets) {
 		return perr("mknod", path, syscall.EINVAL)
 	}
-	if rdev > f.limits.RdevMax {
+	if migrate.DevMajor(rdev) > f.limits.DevMajorMax || migrate.DevMinor(rdev) > f.limits.DevMinorMax {
 		return perr("mknod", path, syscall.EOVERFLOW)
 	}
 	n := f.newInode(typ, perm)
@@ -537,6 +537,12 @@ func (h *file) Truncate(size int64) error {
 	h.n.attr.Blocks = int64(len(h.n.blocks)) * BlockSize / 512
 	h.f.touch(h.n, true)
 	return nil
+}
+
+func (h *file) Stat() (migrate.Attr, error) {
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	return h.n.attr, nil
 }
 
 func (h *file) Close() error { return nil }

@@ -352,6 +352,14 @@ func (h *file) Data(off int64) (int64, int64, error) {
 	return start, end, nil
 }
 
+func (h *file) Stat() (migrate.Attr, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(h.fd, &st); err != nil {
+		return migrate.Attr{}, perr("stat", h.path, err)
+	}
+	return AttrOf(&st), nil
+}
+
 func (h *file) Close() error { return unix.Close(h.fd) }
 
 func (f *FS) Create(p string, perm uint32) (migrate.Writer, error) {
