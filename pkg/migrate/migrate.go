@@ -80,13 +80,10 @@ type Counts struct {
 	Bytes int64 `json:"bytes"`
 }
 
-// Seconds is a duration shown in seconds.
-type Seconds time.Duration
+// Seconds is a duration in seconds.
+type Seconds float64
 
-// MarshalJSON writes the seconds with millisecond precision.
-func (s Seconds) MarshalJSON() ([]byte, error) {
-	return []byte(fmt.Sprintf("%.3f", time.Duration(s).Seconds())), nil
-}
+func since(t time.Time) Seconds { return Seconds(time.Since(t).Seconds()) }
 
 // Errors a run ends with; the Result says more.
 var (
@@ -110,7 +107,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := e.scan(ctx); err != nil {
 		return res, err
 	}
-	res.ScanTime = Seconds(time.Since(start))
+	res.ScanTime = since(start)
 	if res.Problems = preflight(e.src, o.Target.Limits(), o.Unrepresentable); len(res.Problems) > 0 && o.Unrepresentable == PolicyStop {
 		return res, ErrUnrepresentable
 	}
@@ -127,7 +124,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := e.execute(ctx, plan); err != nil {
 		return res, err
 	}
-	res.CopyTime = Seconds(time.Since(start))
+	res.CopyTime = since(start)
 	if o.Final && len(res.Unstable) > 0 {
 		return res, ErrUnstable
 	}
@@ -137,7 +134,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	start = time.Now()
 	e.p.phase("verify")
 	err = e.verify(ctx)
-	res.VerifyTime = Seconds(time.Since(start))
+	res.VerifyTime = since(start)
 	if err != nil {
 		return res, err
 	}

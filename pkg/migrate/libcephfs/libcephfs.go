@@ -267,7 +267,10 @@ func (f *FS) Sync() error { return cerr("syncfs", "", f.m.SyncFs()) }
 
 // Limits: CephFS keeps times as unsigned 32-bit seconds, and an inode's xattrs within
 // mds_max_xattr_pairs_size (64 KiB by default); the MDS stores a device number in 32 bits.
-func (f *FS) Limits() migrate.Limits {
+func (f *FS) Limits() migrate.Limits { return Limits() }
+
+// Limits is what CephFS can represent.
+func Limits() migrate.Limits {
 	return migrate.Limits{Name: "cephfs", NameMax: 255, MinTime: 0, MaxTime: math.MaxUint32,
 		Xattrs: true, XattrValueMax: 64 << 10, XattrTotalMax: 64 << 10, DevMajorMax: 0xfff, DevMinorMax: 0xfffff, Sockets: true}
 }

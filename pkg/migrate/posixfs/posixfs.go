@@ -57,6 +57,11 @@ const (
 	magicNFS   = 0x6969
 )
 
+// Ext4Limits is what a fresh ext4 (an RBD volume's default filesystem) can hold.
+func Ext4Limits() migrate.Limits {
+	return limitsOf(&unix.Statfs_t{Type: magicExt4, Namelen: 255, Bsize: 4096}, 64)
+}
+
 // limitsOf describes what the mounted filesystem can hold, by its kind.
 func limitsOf(st *unix.Statfs_t, rootLen int) migrate.Limits {
 	l := migrate.PosixLimits("local")
