@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/cephfs"
@@ -128,7 +129,7 @@ func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role) (
 		return nil, fmt.Errorf("volume %s: the backend reports no subvolume path", vol.ID)
 	}
 	s := &Side{What: fmt.Sprintf("CephFS volume %s (%s:%s, libcephfs)", vol.ID, fsName, cfg.Root)}
-	open := func(which string) (migrate.FS, error) {
+	open := func(which string) (*libcephfs.FS, error) {
 		if env.Session != "" {
 			cfg.Session = env.Session + "-" + which
 		}
@@ -200,9 +201,11 @@ func (s *Side) openPath(dir string, verify bool) error {
 	return nil
 }
 
-// openIsilon grants this host the volume's export (read-only for a source, with root not
-// squashed so every file is readable as its owner sees it) and reads it over NFSv3. The
-// grant is recorded on the volume like a node's, and removed when the side closes.
+// openIsilon grants this host the volume's export with root not squashed (a faithful copy
+// must read every file, whoever owns it) and reaches it over NFSv3. The backend grants root
+// only with read-write access (a read-only client is always squashed), so a source's NFS
+// client refuses every write itself. The grant is recorded on the volume like a node's, and
+// removed when the side closes.
 func (env *Env) openIsilon(ctx context.Context, ctrl backend.Controller, vol *backend.Volume, role Role) (*Side, error) {
 	pub, ok := ctrl.(backend.Publisher)
 	if !ok {
@@ -221,14 +224,14 @@ func (env *Env) openIsilon(ctx context.Context, ctrl backend.Controller, vol *ba
 		vctx[k] = v
 	}
 	vctx[isilon.CtxRootClientEnabled] = "true"
-	pc, err := pub.PublishVolume(ctx, vol.ID, node, role == Source, vctx, nil)
+	pc, err := pub.PublishVolume(ctx, vol.ID, node, false, vctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("grant %s access to volume %s: %w", node.Address, vol.ID, err)
 	}
 	s := &Side{What: fmt.Sprintf("Isilon volume %s (nfs://%s%s)", vol.ID, pc[isilon.PubNFSServer], pc[isilon.PubExportPath])}
 	s.onClose(func() error { return pub.UnpublishVolume(context.Background(), vol.ID, node, nil) })
-	f, err := nfs3.Open(nfs3.Config{Server: pc[isilon.PubNFSServer], Export: pc[isilon.PubExportPath],
-		NFSPort: env.NFSPort, MountPort: env.MountPort, Connections: env.Connections})
+	f, err := openGranted(ctx, nfs3.Config{Server: pc[isilon.PubNFSServer], Export: pc[isilon.PubExportPath],
+		NFSPort: env.NFSPort, MountPort: env.MountPort, Connections: env.Connections, ReadOnly: role == Source})
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -239,6 +242,26 @@ func (env *Env) openIsilon(ctx context.Context, ctrl backend.Controller, vol *ba
 		s.Verify = f
 	}
 	return s, nil
+}
+
+// grantWait bounds how long a fresh export grant may take to reach the NFS server.
+const grantWait = 30 * time.Second
+
+// openGranted mounts an export just granted to this host: a server may apply the new
+// client list a moment later (nfs-ganesha reloads exports asynchronously).
+func openGranted(ctx context.Context, cfg nfs3.Config) (*nfs3.FS, error) {
+	deadline := time.Now().Add(grantWait)
+	for {
+		f, err := nfs3.Open(cfg)
+		if err == nil || !strings.Contains(err.Error(), "ACCES") || time.Now().After(deadline) {
+			return f, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // OpenLocation opens a plain source: nfs://server/export[/dir][?nfsport=N&mountport=N]
@@ -261,7 +284,7 @@ func OpenLocation(raw string, connections int) (*Side, error) {
 	var firstErr error
 	for i := len(parts); i >= 1; i-- {
 		cfg := nfs3.Config{Server: u.Host, Export: "/" + strings.Join(parts[:i], "/"), Root: strings.Join(parts[i:], "/"),
-			NFSPort: port("nfsport"), MountPort: port("mountport"), Connections: connections}
+			NFSPort: port("nfsport"), MountPort: port("mountport"), Connections: connections, ReadOnly: true}
 		f, err := nfs3.Open(cfg)
 		if err == nil {
 			s := &Side{FS: f, What: fmt.Sprintf("nfs://%s%s (export %s)", u.Host, u.Path, cfg.Export)}

@@ -32,8 +32,8 @@ type Config struct {
 
 // FS is one libcephfs mount.
 type FS struct {
-	m    *cephfs.MountInfo
-	root string
+	m   *cephfs.MountInfo
+	cfg Config
 }
 
 // Open mounts cfg.Root of the filesystem.
@@ -42,7 +42,7 @@ func Open(cfg Config) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("libcephfs: %w", err)
 	}
-	f := &FS{m: m, root: cfg.Root}
+	f := &FS{m: m, cfg: cfg}
 	if err := f.mount(cfg); err != nil {
 		m.Release()
 		return nil, fmt.Errorf("mount CephFS %s:%s: %w", cfg.FSName, cfg.Root, err)
@@ -158,6 +158,7 @@ func (f *FS) Lstat(p string) (migrate.Attr, error) {
 	}
 	return attrOf(s), nil
 }
+
 
 func (f *FS) ReadDir(p string) ([]migrate.Entry, error) {
 	d, err := f.m.OpenDir(rel(p))

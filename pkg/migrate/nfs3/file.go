@@ -50,6 +50,9 @@ func (f *FS) Open(p string) (migrate.Reader, error) {
 }
 
 func (f *FS) Create(p string, perm uint32) (migrate.Writer, error) {
+	if f.cfg.ReadOnly {
+		return nil, perr("create", p, syscall.EROFS)
+	}
 	h, err := f.open(p, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_NOFOLLOW, int(perm))
 	return &wfile{h}, perr("create", p, err)
 }

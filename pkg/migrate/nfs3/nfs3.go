@@ -44,6 +44,9 @@ type Config struct {
 	Connections int
 	// TimeoutMillis bounds every call (0: 60 s).
 	TimeoutMillis int
+	// ReadOnly refuses every change (EROFS) before it reaches the server: a source is only
+	// read, whatever access the export grants.
+	ReadOnly bool
 }
 
 // FS is a pool of libnfs contexts mounted on one export.
@@ -148,6 +151,14 @@ func (f *FS) get() (*C.struct_nfs_context, error) {
 }
 
 func (f *FS) put(c *C.struct_nfs_context) { f.pool <- c }
+
+// change runs fn, which changes the export, unless the FS is read-only.
+func (f *FS) change(fn func(c *C.struct_nfs_context) C.int) error {
+	if f.cfg.ReadOnly {
+		return syscall.EROFS
+	}
+	return f.with(fn)
+}
 
 // with runs fn with a context of the pool.
 func (f *FS) with(fn func(c *C.struct_nfs_context) C.int) error {
@@ -282,21 +293,21 @@ func (f *FS) RemoveXattr(p, name string) error { return perr("removexattr "+name
 func (f *FS) Mkdir(p string, perm uint32) error {
 	cp := f.path(p)
 	defer C.free(unsafe.Pointer(cp))
-	return perr("mkdir", p, f.with(func(c *C.struct_nfs_context) C.int { return C.nfs_mkdir2(c, cp, C.int(perm)) }))
+	return perr("mkdir", p, f.change(func(c *C.struct_nfs_context) C.int { return C.nfs_mkdir2(c, cp, C.int(perm)) }))
 }
 
 func (f *FS) Symlink(target, p string) error {
 	cp, ct := f.path(p), C.CString(target)
 	defer C.free(unsafe.Pointer(cp))
 	defer C.free(unsafe.Pointer(ct))
-	return perr("symlink", p, f.with(func(c *C.struct_nfs_context) C.int { return C.nfs_symlink(c, ct, cp) }))
+	return perr("symlink", p, f.change(func(c *C.struct_nfs_context) C.int { return C.nfs_symlink(c, ct, cp) }))
 }
 
 func (f *FS) Link(existing, p string) error {
 	cp, ce := f.path(p), f.path(existing)
 	defer C.free(unsafe.Pointer(cp))
 	defer C.free(unsafe.Pointer(ce))
-	return perr("link", p, f.with(func(c *C.struct_nfs_context) C.int { return C.nfs_link(c, ce, cp) }))
+	return perr("link", p, f.change(func(c *C.struct_nfs_context) C.int { return C.nfs_link(c, ce, cp) }))
 }
 
 func (f *FS) Mknod(p string, typ migrate.FileType, perm uint32, rdev uint64) error {
@@ -308,7 +319,7 @@ func (f *FS) Mknod(p string, typ migrate.FileType, perm uint32, rdev uint64) err
 	}
 	cp := f.path(p)
 	defer C.free(unsafe.Pointer(cp))
-	return perr("mknod", p, f.with(func(c *C.struct_nfs_context) C.int {
+	return perr("mknod", p, f.change(func(c *C.struct_nfs_context) C.int {
 		return C.nfs_mknod(c, cp, C.int(mode|perm&0o7777), C.int(rdev))
 	}))
 }
@@ -317,7 +328,7 @@ func (f *FS) Mknod(p string, typ migrate.FileType, perm uint32, rdev uint64) err
 func (f *FS) SetAttr(p string, typ migrate.FileType, o migrate.Owner) error {
 	cp := f.path(p)
 	defer C.free(unsafe.Pointer(cp))
-	return perr("setattr", p, f.with(func(c *C.struct_nfs_context) C.int {
+	return perr("setattr", p, f.change(func(c *C.struct_nfs_context) C.int {
 		if ret := C.nfs_lchown(c, cp, C.int(o.UID), C.int(o.GID)); ret < 0 {
 			return ret
 		}
@@ -337,7 +348,7 @@ func (f *FS) SetAttr(p string, typ migrate.FileType, o migrate.Owner) error {
 func (f *FS) Remove(p string) error {
 	cp := f.path(p)
 	defer C.free(unsafe.Pointer(cp))
-	return perr("remove", p, f.with(func(c *C.struct_nfs_context) C.int {
+	return perr("remove", p, f.change(func(c *C.struct_nfs_context) C.int {
 		ret := C.nfs_unlink(c, cp)
 		if ret == -C.EISDIR || ret == -C.EPERM || ret == -C.EEXIST {
 			ret = C.nfs_rmdir(c, cp)
@@ -350,7 +361,7 @@ func (f *FS) Rename(from, to string) error {
 	cf, ct := f.path(from), f.path(to)
 	defer C.free(unsafe.Pointer(cf))
 	defer C.free(unsafe.Pointer(ct))
-	return perr("rename", to, f.with(func(c *C.struct_nfs_context) C.int { return C.nfs_rename(c, cf, ct) }))
+	return perr("rename", to, f.change(func(c *C.struct_nfs_context) C.int { return C.nfs_rename(c, cf, ct) }))
 }
 
 // Sync: every written file was committed (COMMIT) when closed.

@@ -1,0 +1,205 @@
+package migratetest
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+	"github.com/shiphold/shiphold/test/migrate/treecheck"
+)
+
+// targetOf finds the volume a run wrote to.
+func (s *stack) targetOf(res *result) *backend.Volume {
+	s.t.Helper()
+	id, err := volid.ParseVolume(res.Target)
+	if err != nil {
+		s.t.Fatalf("result names target %q: %v", res.Target, err)
+	}
+	v, err := s.b.Controllers[id.Backend].GetVolume(ctxT(s.t), id, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return v
+}
+
+// same walks a volume staged by the node plugin and compares it with want.
+func (s *stack) same(v *backend.Volume, want treecheck.Manifest, withXattrs bool) treecheck.Manifest {
+	s.t.Helper()
+	dir, unstage := s.stage(v, v.ID.Backend == rbdBackend)
+	defer unstage()
+	got, err := treecheck.Walk(dir)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if d := treecheck.Diff(want, got, withXattrs); len(d) > 0 {
+		s.t.Fatalf("%s differs from the source in %d ways:\n%s", v.ID, len(d), strings.Join(d[:min(len(d), 40)], "\n"))
+	}
+	return got
+}
+
+func summary(res *result) string {
+	r := res.Result
+	return fmt.Sprintf("copied %d files %s, recopied %d files %s, linked %d, renamed %d, removed %d, metadata %d; verified %d files; scan %.1fs copy %.1fs verify %.1fs",
+		r.Copied.Files, human(r.Copied.Bytes), r.Recopied.Files, human(r.Recopied.Bytes), r.Linked, r.Renamed, r.Removed, r.Metadata,
+		r.Verified.Files, r.ScanTime, r.CopyTime, r.VerifyTime)
+}
+
+func human(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// objectsOf counts the RADOS objects holding a CephFS file's data: holes have none.
+func objectsOf(t *testing.T, path string) int {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("rados", "-p", "cephfs.cephfs.data", "ls").Output()
+	if err != nil {
+		t.Fatalf("rados ls: %v", err)
+	}
+	prefix := fmt.Sprintf("%x.", st.Ino)
+	n := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestMigrateIsilonToCephFS copies an Isilon site (the simulator's directory, read over
+// NFSv3 through ganesha without a mount) to a CephFS volume, then mutates the source and
+// runs the final pass.
+func TestMigrateIsilonToCephFS(t *testing.T) {
+	s := newStack(t)
+	src := s.volume(isilonBackend, "site-legacy", 4<<30)
+	dir := s.isilonDir(src)
+	if err := treecheck.Build(dir, treecheck.Full); err != nil {
+		t.Fatalf("build the tree in %s (context %v): %v", dir, src.Context, err)
+	}
+	want, err := treecheck.Walk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	args := s.args(src.ID.String(), state, "--to", cephfsBackend)
+	res := s.migrate(args...).must(t, "migrate Isilon -> CephFS")
+	t.Logf("Isilon -> CephFS: %s", summary(res))
+	target := s.targetOf(res)
+	if target.ID.Tenant != s.tenant || target.CapacityBytes < src.CapacityBytes {
+		t.Fatalf("target %s of %d bytes: want tenant %s, at least %d bytes", target.ID, target.CapacityBytes, s.tenant, src.CapacityBytes)
+	}
+	// NFSv3 carries no xattrs: the comparison leaves them out (the source has some).
+	s.same(target, want, false)
+	view, unstage := s.stage(target, false)
+	if n := objectsOf(t, filepath.Join(view, "media/sparse.img")); n > 4 {
+		t.Fatalf("the 1 GiB sparse file has %d RADOS objects on the target: its holes were written", n)
+	}
+	unstage()
+
+	mutate(t, dir, treecheck.Full)
+	want, err = treecheck.Walk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = s.migrate(append(args, "--final")...).must(t, "migrate --final")
+	t.Logf("final pass: %s", summary(res))
+	s.same(target, want, false)
+	if res.Result.Renamed < 2 || res.Result.Removed < 1 || res.Result.Linked < 1 || res.Result.Copied.Bytes > 1<<20 {
+		t.Fatalf("final pass did not rename, remove and link, or copied too much: %s", summary(res))
+	}
+}
+
+// mutate changes a site as an application would between the bulk and the final pass.
+func mutate(t *testing.T, dir string, spec treecheck.Spec) {
+	p := func(rel string) string { return filepath.Join(dir, rel) }
+	steps := []error{
+		os.WriteFile(p("site/new-page.html"), []byte("created after the bulk pass"), 0o640),
+		os.WriteFile(p(spec.SmallFile(0)), []byte("modified"), 0o644),
+		os.Remove(p(spec.SmallFile(11))),
+		os.Rename(p("media/large-1.bin"), p("media/renamed-large.bin")),
+		os.Rename(p("site/d09"), p("site/moved-d09")),
+		unix.Chmod(p(spec.SmallFile(22)), 0o600),
+		os.Link(p(spec.SmallFile(33)), p("site/new-hard-link")),
+		os.Chown(p(spec.SmallFile(44)), 4444, 4445),
+	}
+	for i, err := range steps {
+		if err != nil {
+			t.Fatalf("mutation %d: %v", i, err)
+		}
+	}
+}
+
+// TestMigrateResumesAfterKill kills shipholdctl with SIGKILL at random points of five runs;
+// each rerun finishes with an identical tree and reports what it copied again.
+func TestMigrateResumesAfterKill(t *testing.T) {
+	s := newStack(t)
+	src := s.volume(isilonBackend, "site-killed", 2<<30)
+	dir := s.isilonDir(src)
+	spec := treecheck.Spec{SmallFiles: 2000, Dirs: 20, LargeFiles: []int64{96 << 20, 40 << 20}, SparseSize: 256 << 20, Seed: 2}
+	if err := treecheck.Build(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	want, err := treecheck.Walk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	interrupted := 0
+	for i := 1; i <= 5; i++ {
+		args := s.args(src.ID.String(), t.TempDir(), "--to", cephfsBackend)
+		after := 500*time.Millisecond + time.Duration(rng.Int63n(int64(8*time.Second)))
+		killed := s.migrateKilled(after, args...)
+		res := s.migrate(args...).must(t, fmt.Sprintf("rerun %d", i))
+		t.Logf("run %d: SIGKILL after %v (killed: %v); rerun %s", i, after.Round(time.Millisecond), killed, summary(res))
+		if killed && res.Result.Copied.Files > 0 {
+			interrupted++
+		}
+		target := s.targetOf(res)
+		s.same(target, want, false)
+		if err := s.b.Controllers[cephfsBackend].DeleteVolume(context.Background(), target.ID, nil); err != nil {
+			t.Fatalf("delete the target for the next run: %v", err)
+		}
+	}
+	if interrupted < 3 {
+		t.Fatalf("only %d of 5 runs were killed part-way; the kill points are too late", interrupted)
+	}
+}
+
+// TestMigrateRBDToCephFSAndBack copies an RBD volume (staged read-only with the node
+// plugin's code) to CephFS, and that CephFS volume to a new RBD volume, each with every
+// xattr and ACL.
+func TestMigrateRBDToCephFSAndBack(t *testing.T) {
+	s := newStack(t)
+	src := s.volume(rbdBackend, "site-block", 4<<30)
+	dir, unstage := s.stage(src, false)
+	if err := treecheck.Build(dir, treecheck.Full); err != nil {
+		t.Fatal(err)
+	}
+	want, err := treecheck.Walk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unstage()
+	res := s.migrate(s.args(src.ID.String(), t.TempDir(), "--to", cephfsBackend)...).must(t, "migrate RBD -> CephFS")
+	t.Logf("RBD -> CephFS: %s", summary(res))
+	onCephFS := s.targetOf(res)
+	s.same(onCephFS, want, true)
+
+	res = s.migrate(s.args(onCephFS.ID.String(), t.TempDir(), "--to", rbdBackend)...).must(t, "migrate CephFS -> RBD")
+	t.Logf("CephFS -> RBD: %s", summary(res))
+	back := s.targetOf(res)
+	got := s.same(back, want, true)
+	if e := got["media/sparse.img"]; e == nil || e.Allocated > 1<<20 {
+		t.Fatalf("the sparse file takes %d bytes on the RBD target: its holes were written", e.Allocated)
+	}
+}
