@@ -159,7 +159,6 @@ func (f *FS) Lstat(p string) (migrate.Attr, error) {
 	return attrOf(s), nil
 }
 
-
 func (f *FS) ReadDir(p string) ([]migrate.Entry, error) {
 	d, err := f.m.OpenDir(rel(p))
 	if err != nil {
