@@ -143,7 +143,15 @@ func (s *stack) stage(v *backend.Volume, readOnly bool) (string, func()) {
 	s.t.Helper()
 	st := s.b.Stagers[v.ID.Backend]
 	staging := filepath.Join(s.t.TempDir(), "staging")
-	req := &backend.StageRequest{ID: v.ID, StagingPath: staging, Context: v.Context}
+	vc := map[string]string{}
+	for k, val := range v.Context {
+		vc[k] = val
+	}
+	if v.ID.Backend == cephfsBackend {
+		// ceph-fuse hides POSIX ACLs unless told to serve them (the class's fuseMountOptions).
+		vc["fuseMountOptions"] = "client_acl_type=posix_acl"
+	}
+	req := &backend.StageRequest{ID: v.ID, StagingPath: staging, Context: vc}
 	if readOnly {
 		req.MountFlags = []string{"ro"}
 	}

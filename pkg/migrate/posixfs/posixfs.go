@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -16,17 +17,18 @@ import (
 type FS struct {
 	root string
 	fd   int
-	// dropCache makes every read come from the storage, not the page cache: the
+	// direct makes every read come from the storage, not the page cache (O_DIRECT): the
 	// verification's read-back.
-	dropCache bool
+	direct bool
 	limits    migrate.Limits
 }
 
 // Option changes how Open behaves.
 type Option func(*FS)
 
-// DropCache makes reads bypass what the page cache holds (verification reads).
-func DropCache() Option { return func(f *FS) { f.dropCache = true } }
+// DropCache makes reads bypass the page cache (O_DIRECT where the filesystem allows it):
+// the verification reads back what the storage holds, not what this host just wrote.
+func DropCache() Option { return func(f *FS) { f.direct = true } }
 
 // Open serves the tree below root, which must be a directory.
 func Open(root string, opts ...Option) (*FS, error) {
@@ -303,9 +305,10 @@ func (f *FS) Close() error           { return unix.Close(f.fd) }
 
 // file is an open regular file.
 type file struct {
-	fd   int
-	size int64
-	path string
+	fd     int
+	size   int64
+	path   string
+	direct bool
 }
 
 func (f *FS) Open(p string) (migrate.Reader, error) {
@@ -322,13 +325,24 @@ func (f *FS) Open(p string) (migrate.Reader, error) {
 		unix.Close(fd)
 		return nil, perr("stat", p, err)
 	}
-	if f.dropCache {
+	h := &file{fd: fd, size: st.Size, path: p}
+	if f.direct {
 		unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED)
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil {
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_DIRECT)
+			h.direct = err == nil
+		}
 	}
-	return &file{fd: fd, size: st.Size, path: p}, nil
+	return h, nil
 }
 
+// directAlign is what O_DIRECT asks of buffers, offsets and lengths.
+const directAlign = 4096
+
 func (h *file) ReadAt(b []byte, off int64) (int, error) {
+	if h.direct {
+		return h.readDirect(b, off)
+	}
 	n, err := unix.Pread(h.fd, b, off)
 	if err != nil {
 		return n, perr("read", h.path, err)
@@ -337,6 +351,25 @@ func (h *file) ReadAt(b []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// readDirect reads through an aligned buffer, as O_DIRECT requires.
+func (h *file) readDirect(b []byte, off int64) (int, error) {
+	start := off &^ (directAlign - 1)
+	length := (off + int64(len(b)) - start + directAlign - 1) &^ (directAlign - 1)
+	raw := make([]byte, length+directAlign)
+	pad := int(directAlign - uintptr(unsafe.Pointer(&raw[0]))&(directAlign-1))
+	buf := raw[pad%directAlign:][:length]
+	n, err := unix.Pread(h.fd, buf, start)
+	if err != nil {
+		return 0, perr("read", h.path, err)
+	}
+	got := max(0, min(n-int(off-start), len(b)))
+	copy(b, buf[off-start:int(off-start)+got])
+	if got == 0 && len(b) > 0 {
+		return 0, io.EOF
+	}
+	return got, nil
 }
 
 // Data finds the next data region with SEEK_DATA and SEEK_HOLE.
