@@ -20,7 +20,7 @@ type FS struct {
 	// direct makes every read come from the storage, not the page cache (O_DIRECT): the
 	// verification's read-back.
 	direct bool
-	limits    migrate.Limits
+	limits migrate.Limits
 }
 
 // Option changes how Open behaves.
