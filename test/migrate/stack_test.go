@@ -218,16 +218,37 @@ func (s *stack) migrate(args ...string) *run {
 	return r
 }
 
-// migrateKilled starts shipholdctl and kills it with SIGKILL after d (unless it ended).
+// migrateKilled starts shipholdctl and kills it with SIGKILL d after it reports copying
+// (unless it ended first).
 func (s *stack) migrateKilled(d time.Duration, args ...string) (killed bool) {
 	s.t.Helper()
 	cmd := exec.Command(shipholdctl, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		s.t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
+	copying := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		seen := false
+		for sc.Scan() {
+			if !seen && strings.Contains(sc.Text(), `"phase":"copy"`) {
+				seen = true
+				close(copying)
+			}
+		}
+	}()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		return false
+	case <-copying:
+	}
 	select {
 	case <-done:
 		return false

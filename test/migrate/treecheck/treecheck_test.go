@@ -42,13 +42,13 @@ func TestWalkerSeesEveryDifference(t *testing.T) {
 		must(t, Build(dst, small)) // the same spec builds the same tree
 		got, err := Walk(dst)
 		must(t, err)
-		if d := Diff(want, got, true); len(d) > 0 {
+		if d := Diff(want, got, Compare{}); len(d) > 0 {
 			t.Fatalf("two builds of one spec differ before any mutation:\n%s", strings.Join(d, "\n"))
 		}
 		mutate(dst)
 		got, err = Walk(dst)
 		must(t, err)
-		if d := Diff(want, got, true); len(d) == 0 {
+		if d := Diff(want, got, Compare{}); len(d) == 0 {
 			t.Errorf("the walker misses a %s difference", what)
 		}
 	}

@@ -153,9 +153,17 @@ func digest(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// Diff lists every way b differs from a. Without xattrs, b is not expected to hold any
-// (an NFSv3 source carries none).
-func Diff(a, b Manifest, withXattrs bool) []string {
+// Compare says what Diff leaves out.
+type Compare struct {
+	// NoXattrs: the source was read over NFSv3, which carries none.
+	NoXattrs bool
+	// NoAtimes: the source was read over NFS after the manifest was taken, and the server
+	// moved the atimes of what was read (no NFS client can prevent that).
+	NoAtimes bool
+}
+
+// Diff lists every way b differs from a (all of it: the zero Compare).
+func Diff(a, b Manifest, c Compare) []string {
 	var out []string
 	for p, ea := range a {
 		eb, ok := b[p]
@@ -163,10 +171,7 @@ func Diff(a, b Manifest, withXattrs bool) []string {
 			out = append(out, fmt.Sprintf("%q: missing", p))
 			continue
 		}
-		if !withXattrs {
-			ea = withoutXattrs(ea)
-			eb = withoutXattrs(eb)
-		}
+		ea, eb = c.strip(ea), c.strip(eb)
 		if d := entryDiff(ea, eb); d != "" {
 			out = append(out, fmt.Sprintf("%q: %s", p, d))
 		}
@@ -180,10 +185,15 @@ func Diff(a, b Manifest, withXattrs bool) []string {
 	return out
 }
 
-func withoutXattrs(e *Entry) *Entry {
-	c := *e
-	c.Xattrs = nil
-	return &c
+func (c Compare) strip(e *Entry) *Entry {
+	s := *e
+	if c.NoXattrs {
+		s.Xattrs = nil
+	}
+	if c.NoAtimes {
+		s.Atime = ""
+	}
+	return &s
 }
 
 func entryDiff(a, b *Entry) string {
