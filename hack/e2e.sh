@@ -5,7 +5,7 @@
 # CephFS) and the OneFS simulator. Run it under hack/with-ceph.sh (make e2e does).
 #
 # Ensures the cached control-plane tools (hack/k8s-tools.sh build: instant when warm, ~25-45
-# min cold), builds the driver, runs TestE2EControlPlane, and repeats its "e2e ..." lines as a
+# min cold), builds the driver, runs TestE2EControlPlane and TestE2EMigrate (shipholdctl migrate --cutover, rollback), and repeats its "e2e ..." lines as a
 # summary. Logs: _output/e2e.log (test), _output/e2e-driver.log, _output/e2e-k8s-logs/,
 # metrics: _output/e2e-metrics.txt.
 set -uo pipefail
@@ -27,7 +27,7 @@ echo "== e2e: TestE2EControlPlane (log _output/e2e.log)"
 rm -f _output/e2e-summary.txt
 start=$(date +%s)
 SHIPHOLD_E2E=1 SHIPHOLD_E2E_K8S=1 SHIPHOLD_REQUIRE_STACK=1 \
-  go test -count=1 -v -timeout 60m -run '^TestE2EControlPlane$' ./test/e2e/k8s/ 2>&1 | tee _output/e2e.log
+  go test -count=1 -v -timeout 60m -run '^(TestE2EControlPlane|TestE2EMigrate)$' ./test/e2e/k8s/ 2>&1 | tee _output/e2e.log
 rc=${PIPESTATUS[0]}
 
 echo
