@@ -5,7 +5,7 @@ export GOFLAGS := -tags=pacific
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build deps unit test sanity bench run e2e clean
+.PHONY: all build deps unit test sanity bench bench-migrate run e2e clean
 
 all: build
 
@@ -32,6 +32,10 @@ sanity: deps
 ## bench: CreateVolume+DeleteVolume latency and burst throughput per backend
 bench: deps
 	hack/with-ceph.sh hack/bench.sh
+
+## bench-migrate: shipholdctl migrate against rsync -aHAX onto ceph-fuse, one tree, same run
+bench-migrate: deps
+	hack/with-ceph.sh hack/bench-migrate.sh
 
 ## e2e: the real driver behind a real Kubernetes control plane and the CSI sidecars, with the
 ## example classes of deploy/kubernetes, on every backend (tools cached: ~2 min; cold: +25-45 min)

@@ -18,11 +18,13 @@ func (e *engine) execute(ctx context.Context, p *plan) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e.p.setTotals(int64(len(p.content)+len(p.links)), p.bytes)
+	e.inline = e.startInlineVerify(ctx)
 	c := e.startCommitter(cancel)
 	err := e.executeSteps(ctx, p)
 	if cerr := c.stop(); err == nil {
 		err = cerr
 	}
+	e.inline.stop()
 	if err != nil {
 		return err
 	}
@@ -286,7 +288,8 @@ func (e *engine) applyMeta(n *Node) error {
 	return e.o.Target.SetAttr(n.Path, a.Type, Owner{UID: a.UID, GID: a.GID, Perm: a.Perm, Atime: atime, Mtime: mtime})
 }
 
-// committer journals finished work after the target has made it durable, in batches.
+// committer journals finished work after the target has made it durable, in batches, and
+// hands the committed files to the verifier.
 type committer struct {
 	done chan struct{}
 	err  chan error
@@ -295,19 +298,24 @@ type committer struct {
 
 func (e *engine) startCommitter(cancel context.CancelFunc) *committer {
 	c := &committer{done: make(chan struct{}), err: make(chan error, 1), e: e}
+	commit := func() error {
+		batch, err := e.j.Commit(e.o.Target.Sync)
+		e.inline.add(batch)
+		return err
+	}
 	go func() {
 		t := time.NewTicker(e.o.CommitInterval)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
-				if err := e.j.Commit(e.o.Target.Sync); err != nil {
+				if err := commit(); err != nil {
 					c.err <- err
 					cancel()
 					return
 				}
 			case <-c.done:
-				c.err <- e.j.Commit(e.o.Target.Sync)
+				c.err <- commit()
 				return
 			}
 		}

@@ -233,27 +233,28 @@ func (j *Journal) Pending() int {
 	return len(j.pending)
 }
 
-// Commit makes the target durable with sync, then writes the queued done records.
-func (j *Journal) Commit(sync func() error) error {
+// Commit makes the target durable with sync, then writes the queued done records, and
+// returns them.
+func (j *Journal) Commit(sync func() error) ([]*Record, error) {
 	j.mu.Lock()
 	batch := j.pending
 	j.pending = nil
 	j.mu.Unlock()
 	if len(batch) == 0 {
-		return nil
+		return nil, nil
 	}
 	if err := sync(); err != nil {
-		return fmt.Errorf("make the target durable: %w", err)
+		return nil, fmt.Errorf("make the target durable: %w", err)
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, r := range batch {
 		if err := j.write(r); err != nil {
-			return err
+			return nil, err
 		}
 		j.replay(r)
 	}
-	return j.w.Flush()
+	return batch, j.w.Flush()
 }
 
 func (j *Journal) append(r *Record, flush bool) error {

@@ -177,6 +177,8 @@ type engine struct {
 	p     *Progress
 	src   *Tree
 	dst   *Tree
+	// inline verifies files read back as their copies are committed, while copying goes on.
+	inline *inlineVerify
 }
 
 // scan reads the source (with xattrs and symlink targets) and the target (lstat only).

@@ -39,6 +39,9 @@ func (e *engine) verify(ctx context.Context) error {
 		}
 	}
 	compareLinks(&diffs, e.src, vt)
+	if e.inline != nil {
+		diffs.list = append(diffs.list, e.inline.diffs.list...)
+	}
 	if e.o.VerifyMode == VerifyFull {
 		if err := e.verifyContent(ctx, vt, &diffs); err != nil {
 			return err
@@ -142,7 +145,90 @@ func compareLinks(d *diffList, src, dst *Tree) {
 	}
 }
 
-// verifyContent reads each target inode once and compares its digest with the journal's.
+// inlineVerify reads files back from the target as soon as their copies are committed,
+// in parallel with the copying, so a run's verification mostly overlaps it. Its findings
+// join the verification's (verify skips the files it checked).
+type inlineVerify struct {
+	e     *engine
+	queue chan *Record
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	ok    map[string]string // path -> digest read back and matched
+	diffs diffList
+}
+
+func (e *engine) startInlineVerify(ctx context.Context) *inlineVerify {
+	if e.o.VerifyMode != VerifyFull {
+		return nil
+	}
+	v := &inlineVerify{e: e, queue: make(chan *Record, 1<<16), ok: map[string]string{}}
+	for i := 0; i < max(e.o.Parallel/2, 1); i++ {
+		v.wg.Add(1)
+		go func() {
+			defer v.wg.Done()
+			for r := range v.queue {
+				if ctx.Err() == nil {
+					v.check(r)
+				}
+			}
+		}()
+	}
+	return v
+}
+
+// add queues committed regular files; a full queue leaves them to the verification.
+func (v *inlineVerify) add(batch []*Record) {
+	if v == nil {
+		return
+	}
+	for _, r := range batch {
+		if r.Type != TypeRegular || r.Digest == "" {
+			continue
+		}
+		select {
+		case v.queue <- r:
+		default:
+			return
+		}
+	}
+}
+
+func (v *inlineVerify) check(r *Record) {
+	got, err := v.e.digestTarget(&Node{Path: r.Path, Attr: Attr{Type: TypeRegular, Size: r.Size}})
+	switch {
+	case err != nil:
+		v.diffs.add(r.Path, "content", "readable", err.Error())
+	case got != r.Digest:
+		v.diffs.add(r.Path, "content", "sha256-chunks "+r.Digest[:16], "sha256-chunks "+got[:16])
+	default:
+		v.mu.Lock()
+		v.ok[r.Path] = got
+		v.mu.Unlock()
+		atomic.AddInt64(&v.e.res.Verified.Files, 1)
+		atomic.AddInt64(&v.e.res.Verified.Bytes, r.Size)
+	}
+}
+
+func (v *inlineVerify) stop() {
+	if v != nil {
+		close(v.queue)
+		v.wg.Wait()
+	}
+}
+
+// checked reports whether the file was read back while copying, with the journal's digest.
+func (v *inlineVerify) checked(path, digest string) bool {
+	if v == nil {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	d, ok := v.ok[path]
+	return ok && d == digest
+}
+
+// verifyContent reads each target inode once and compares its digest with the journal's;
+// files read back while copying are not read again.
 func (e *engine) verifyContent(ctx context.Context, vt *Tree, diffs *diffList) error {
 	var files []*Node
 	seen := map[uint64]bool{}
@@ -152,6 +238,9 @@ func (e *engine) verifyContent(ctx context.Context, vt *Tree, diffs *diffList) e
 			continue
 		}
 		seen[t.Attr.Ino] = true
+		if r := e.j.Done(p); r != nil && t.Attr.Size == r.Size && e.inline.checked(p, r.Digest) {
+			continue
+		}
 		files = append(files, t)
 	}
 	var total int64
