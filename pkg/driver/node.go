@@ -83,6 +83,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	defer release()
 	sreq := &backend.StageRequest{
 		ID: id, StagingPath: req.GetStagingTargetPath(), Block: access.block, FsType: access.fsType,
+		Access: accessMode(req.GetVolumeCapability()), ReadOnly: req.GetPublishContext()[backend.PublishContextReadOnly] == "true",
 		Context: req.GetVolumeContext(), PublishContext: req.GetPublishContext(), Secrets: req.GetSecrets(),
 	}
 	if m := req.GetVolumeCapability().GetMount(); m != nil {
@@ -92,6 +93,19 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, toStatus(err)
 	}
 	return &csi.NodeStageVolumeResponse{}, nil
+}
+
+// accessMode is what the node needs to know of a CSI access mode.
+func accessMode(c *csi.VolumeCapability) backend.AccessMode {
+	switch c.GetAccessMode().GetMode() {
+	case csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY:
+		return backend.AccessMode{ReaderOnly: true}
+	case csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY:
+		return backend.AccessMode{MultiNode: true, ReaderOnly: true}
+	case csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER, csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER:
+		return backend.AccessMode{MultiNode: true}
+	}
+	return backend.AccessMode{}
 }
 
 func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
