@@ -303,3 +303,36 @@ func TestFuseTeardownStopsItsOwnDaemon(t *testing.T) {
 		t.Fatalf("rbd-fuse (pid %d) of this mount outstayed its unmount and was left running", stuck.Process.Pid)
 	}
 }
+
+// A crash between writing a key file and removing it must not leave the key on the node:
+// repair (at plugin start) and unstage sweep it.
+func TestStrayKeyFilesAreSwept(t *testing.T) {
+	for _, strategy := range []string{MounterKRBD, MounterFuse} {
+		k := newFakeKernel(t)
+		s := k.stager(strategy)
+		staging := t.TempDir()
+		stray := filepath.Join(staging, ".shiphold-key-1234")
+		put := func() {
+			if err := os.WriteFile(stray, []byte("SECRETKEY"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The plugin died inside the map: a record without a device, and its key file.
+		writeRawRecord(t, staging, recordOf(strategy, imgA, testBoot, nil))
+		put()
+		if err := s.Repair(context.Background(), volA, staging); err != nil {
+			t.Fatalf("%s repair: %v", strategy, err)
+		}
+		if _, err := os.Stat(stray); !os.IsNotExist(err) {
+			t.Fatalf("%s: repair left the key file (%v)", strategy, err)
+		}
+		writeRawRecord(t, staging, recordOf(strategy, imgA, testBoot, nil))
+		put()
+		if err := s.UnstageVolume(context.Background(), volA, staging); err != nil {
+			t.Fatalf("%s unstage: %v", strategy, err)
+		}
+		if _, err := os.Stat(stray); !os.IsNotExist(err) {
+			t.Fatalf("%s: unstage left the key file (%v)", strategy, err)
+		}
+	}
+}
