@@ -117,7 +117,9 @@ func (a *fuseAttacher) Verify(ctx context.Context, img imageSpec, dir string, at
 		return fmt.Errorf("rbd-fuse mount %s is gone (%v)", fuseDir, err)
 	}
 	file := filepath.Join(fuseDir, img.Image)
-	if _, err := os.Stat(file); err != nil {
+	// Bounded: an rbd-fuse whose OSDs do not answer blocks a stat, and the caller holds the
+	// volume's lock.
+	if _, err := mounter.Stat(ctx, file, mounter.DefaultMountCallTimeout); err != nil {
 		return fmt.Errorf("rbd-fuse image file: %w", err)
 	}
 	back, err := os.ReadFile(filepath.Join(a.sysRoot, "block", filepath.Base(at.Device), "loop", "backing_file"))
@@ -199,11 +201,11 @@ func (a *fuseAttacher) Refresh(ctx context.Context, at attachment, want int64) e
 	file := filepath.Join(at.FuseMount, entries[0].Name())
 	deadline := time.Now().Add(a.sizeWait)
 	for {
-		st, err := os.Stat(file)
+		st, err := mounter.Stat(ctx, file, mounter.DefaultMountCallTimeout)
 		if err != nil {
 			return fmt.Errorf("rbd-fuse image file: %w", err)
 		}
-		if st.Size() >= want || time.Now().After(deadline) {
+		if st.Size >= want || time.Now().After(deadline) {
 			break
 		}
 		select {
