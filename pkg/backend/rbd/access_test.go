@@ -2,6 +2,7 @@ package rbd
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -69,6 +70,26 @@ func TestReaderOnlyStagesAreReadOnlyAllTheWayDown(t *testing.T) {
 					opts := mountOpts(t, k, fsPath(staging))
 					if !slices.Contains(opts, "ro") || !slices.Contains(opts, want) {
 						t.Fatalf("mounted with %v, want ro and %s", opts, want)
+					}
+					// Staged again as it is: nothing new runs.
+					n = len(k.fe.Commands())
+					if err := s.StageVolume(ctx, stageWith(staging, strategy, fs, tc.access, tc.publishedRO)); err != nil {
+						t.Fatalf("second read-only stage: %v", err)
+					}
+					for _, c := range k.commandsSince(n) {
+						if !strings.HasPrefix(c, "rbd-nbd list-mapped") && !strings.HasPrefix(c, "losetup --list") {
+							t.Fatalf("second read-only stage ran %q", c)
+						}
+					}
+					// A device made writable behind the plugin's back is not reused as read-only.
+					dev := k.fm.MountPoints[len(k.fm.MountPoints)-1].Device
+					k.write(filepath.Join(k.sys, "block", filepath.Base(dev), "ro"), "0\n")
+					n = len(k.fe.Commands())
+					if err := s.StageVolume(ctx, stageWith(staging, strategy, fs, tc.access, tc.publishedRO)); err != nil {
+						t.Fatalf("stage over a writable device: %v", err)
+					}
+					if m := mapCommand(t, strategy, k.commandsSince(n)); !strings.Contains(m, "--read-only") {
+						t.Fatalf("mapped again with %q", m)
 					}
 					if err := s.StageVolume(ctx, stageWith(staging, strategy, fs, backend.AccessMode{}, false)); backend.CodeOf(err) != backend.FailedPrecondition {
 						t.Fatalf("read-write stage over the read-only one: %v", err)

@@ -213,7 +213,14 @@ func (k *fakeKernel) runMapper(tool string, args []string) ([]byte, error) {
 	switch args[0] {
 	case "map":
 		img := specOf(args[1])
+		ro := "0\n"
+		for _, a := range args {
+			if a == "--read-only" {
+				ro = "1\n"
+			}
+		}
 		var dev string
+		defer func() { k.write(filepath.Join(k.sys, "block", filepath.Base(dev), "ro"), ro) }()
 		if tool == "rbd" {
 			id := 0
 			for ; ; id++ {

@@ -214,6 +214,10 @@ func (s *Stager) reuse(ctx context.Context, req *backend.StageRequest, rec *atta
 		klog.Warningf("volume %s: the attach record at %s is not trusted (%v); attaching again", req.ID, req.StagingPath, err)
 		return false, nil
 	}
+	if rec.ReadOnly && !s.deviceReadOnly(rec.Device) {
+		klog.Warningf("volume %s: %s was mapped read-only but is writable now; attaching again", req.ID, rec.Device)
+		return false, nil
+	}
 	if rec.ReadOnly != req.WritesNothing() {
 		return true, backend.Errorf(backend.FailedPrecondition, "volume %s is staged %s at %s; unstage it before staging it %s",
 			req.ID, rwName(rec.ReadOnly), req.StagingPath, rwName(req.WritesNothing()))
@@ -233,6 +237,12 @@ func (s *Stager) reuse(ctx context.Context, req *backend.StageRequest, rec *atta
 		return false, nil
 	}
 	return true, err
+}
+
+// deviceReadOnly reports whether the kernel holds a block device read-only.
+func (s *Stager) deviceReadOnly(device string) bool {
+	b, err := os.ReadFile(filepath.Join(s.sysRoot, "block", filepath.Base(device), "ro"))
+	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 func rwName(readOnly bool) string {
