@@ -31,18 +31,30 @@ var stuckCalls = struct {
 // server cannot be cancelled, and the caller must not hold a lock across it. While a call
 // on path is stuck, further calls on it answer ErrNotResponding at once.
 func OnMount(ctx context.Context, path string, timeout time.Duration, fn func() error) error {
+	_, err := Bounded(ctx, path, timeout, func() (struct{}, error) { return struct{}{}, fn() })
+	return err
+}
+
+// Bounded is OnMount for a call with a result, which only a call that answered in time
+// hands back.
+func Bounded[T any](ctx context.Context, path string, timeout time.Duration, fn func() (T, error)) (T, error) {
+	type answer struct {
+		v   T
+		err error
+	}
+	var zero T
 	key := filepath.Clean(path)
 	stuckCalls.Lock()
 	busy := stuckCalls.n[key] > 0
 	stuckCalls.Unlock()
 	if busy {
-		return fmt.Errorf("%s: an earlier call on it is still blocked: %w", path, ErrNotResponding)
+		return zero, fmt.Errorf("%s: an earlier call on it is still blocked: %w", path, ErrNotResponding)
 	}
-	done := make(chan error, 1)
+	done := make(chan answer, 1)
 	var mu sync.Mutex
 	late := false
 	go func() {
-		err := fn()
+		v, err := fn()
 		mu.Lock()
 		defer mu.Unlock()
 		if late {
@@ -52,14 +64,14 @@ func OnMount(ctx context.Context, path string, timeout time.Duration, fn func() 
 			}
 			stuckCalls.Unlock()
 		}
-		done <- err
+		done <- answer{v, err}
 	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var why error
 	select {
-	case err := <-done:
-		return err
+	case a := <-done:
+		return a.v, a.err
 	case <-timer.C:
 		why = fmt.Errorf("%s: no answer within %v: %w", path, timeout, ErrNotResponding)
 	case <-ctx.Done():
@@ -68,43 +80,33 @@ func OnMount(ctx context.Context, path string, timeout time.Duration, fn func() 
 	mu.Lock()
 	defer mu.Unlock()
 	select {
-	case err := <-done: // answered just now
-		return err
+	case a := <-done: // answered just now
+		return a.v, a.err
 	default:
 	}
 	late = true
 	stuckCalls.Lock()
 	stuckCalls.n[key]++
 	stuckCalls.Unlock()
-	return why
+	return zero, why
 }
 
 // Stat is stat(2) on a path that may sit on a dead mount.
 func Stat(ctx context.Context, path string, timeout time.Duration) (unix.Stat_t, error) {
-	var st unix.Stat_t
-	err := OnMount(ctx, path, timeout, func() error {
-		var s unix.Stat_t
-		err := unix.Stat(path, &s)
-		if err == nil {
-			st = s
-		}
-		return err
+	return Bounded(ctx, path, timeout, func() (unix.Stat_t, error) {
+		var st unix.Stat_t
+		err := unix.Stat(path, &st)
+		return st, err
 	})
-	return st, err
 }
 
 // Statfs is statfs(2) on a path that may sit on a dead mount.
 func Statfs(ctx context.Context, path string, timeout time.Duration) (unix.Statfs_t, error) {
-	var st unix.Statfs_t
-	err := OnMount(ctx, path, timeout, func() error {
-		var s unix.Statfs_t
-		err := unix.Statfs(path, &s)
-		if err == nil {
-			st = s
-		}
-		return err
+	return Bounded(ctx, path, timeout, func() (unix.Statfs_t, error) {
+		var st unix.Statfs_t
+		err := unix.Statfs(path, &st)
+		return st, err
 	})
-	return st, err
 }
 
 // Forced and lazy unmounts, replaced in tests.
@@ -121,7 +123,8 @@ func UnmountDead(ctx context.Context, m mount.Interface, target string, timeout 
 	if err == nil || !errors.Is(err, ErrNotResponding) {
 		return err
 	}
-	ferr := OnMount(ctx, "umount -f "+target, timeout, func() error { return forceUnmount(target) })
+	force := forceUnmount
+	ferr := OnMount(ctx, "umount -f "+target, timeout, func() error { return force(target) })
 	if ferr == nil || errors.Is(ferr, unix.EINVAL) {
 		return nil
 	}

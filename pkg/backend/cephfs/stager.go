@@ -327,12 +327,7 @@ func (s *Stager) PublishSource(ctx context.Context, id volid.Volume, stagingPath
 // It reports the quota the mount sees.
 func (s *Stager) ExpandVolume(ctx context.Context, id volid.Volume, stagingPath string, requiredBytes int64) (int64, error) {
 	target := filepath.Join(stagingPath, stagedDir)
-	var size int64
-	err := mounter.OnMount(ctx, target, s.callTimeout, func() error {
-		q, err := quotaOf(target)
-		size = q
-		return err
-	})
+	size, err := mounter.Bounded(ctx, target, s.callTimeout, func() (int64, error) { return quotaOf(target) })
 	if errors.Is(err, mounter.ErrNotResponding) {
 		return 0, s.notResponding(id, target, err)
 	}
