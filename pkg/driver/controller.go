@@ -259,7 +259,7 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	}
 	p, ok := c.(backend.Publisher)
 	if !ok {
-		return &csi.ControllerPublishVolumeResponse{}, nil
+		return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(nil, req.GetReadonly())}, nil
 	}
 	release, err := d.inflight.acquire(id.String())
 	if err != nil {
@@ -270,7 +270,20 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &csi.ControllerPublishVolumeResponse{PublishContext: pc}, nil
+	return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(pc, req.GetReadonly())}, nil
+}
+
+// withReadOnly tells the node, through the publish context, that the volume was published
+// read-only: NodeStageVolume carries no such flag.
+func withReadOnly(pc map[string]string, readOnly bool) map[string]string {
+	if !readOnly {
+		return pc
+	}
+	if pc == nil {
+		pc = map[string]string{}
+	}
+	pc[backend.PublishContextReadOnly] = "true"
+	return pc
 }
 
 func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.ControllerUnpublishVolumeRequest) (*csi.ControllerUnpublishVolumeResponse, error) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/mounter"
 )
 
 // Mode selects which CSI services the plugin serves.
@@ -57,6 +58,9 @@ type Options struct {
 	Stagers     map[string]backend.Stager
 	// Mounter does the node's bind mounts; nil uses the host's mounter.
 	Mounter mount.Interface
+	// MountCallTimeout bounds one syscall on a published or staged path, whose server may be
+	// dead; 0 means mounter.DefaultMountCallTimeout.
+	MountCallTimeout time.Duration
 	// ProbeInterval is how often backend reachability is checked; 0 disables.
 	ProbeInterval time.Duration
 	// OnProbe, if set, is told each backend's reachability (metrics).
@@ -101,6 +105,9 @@ func New(opts Options) (*Driver, error) {
 	m := opts.Mounter
 	if m == nil {
 		m = mount.New("")
+	}
+	if opts.MountCallTimeout <= 0 {
+		opts.MountCallTimeout = mounter.DefaultMountCallTimeout
 	}
 	return &Driver{opts: opts, mounter: m, inflight: newInflight(), reachable: map[string]error{}}, nil
 }

@@ -508,3 +508,41 @@ func TestSingleNodeSingleWriterRefusesSecondTarget(t *testing.T) {
 		t.Fatalf("unstage left the targets record: %v", err)
 	}
 }
+
+// The node learns the access mode and a read-only ControllerPublish when it stages.
+func TestStageCarriesAccessModeAndPublishReadOnly(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	staging := filepath.Join(t.TempDir(), "staging")
+	v, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "rox", VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": "ceph-rbd"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.Volume.VolumeId
+	for _, tc := range []struct {
+		mode      csi.VolumeCapability_AccessMode_Mode
+		published bool
+		want      backend.AccessMode
+		readOnly  bool
+	}{
+		{csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY, false, backend.AccessMode{MultiNode: true, ReaderOnly: true}, false},
+		{csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, false, backend.AccessMode{ReaderOnly: true}, false},
+		{rwo, true, backend.AccessMode{}, true},
+		{rwo, false, backend.AccessMode{}, false},
+		{csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER, false, backend.AccessMode{MultiNode: true}, false},
+	} {
+		pub, err := f.d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: "node1@10.0.0.5",
+			VolumeCapability: blockCap(tc.mode), Readonly: tc.published})
+		if err != nil {
+			t.Fatalf("%v publish: %v", tc.mode, err)
+		}
+		if _, err := f.d.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging,
+			VolumeCapability: blockCap(tc.mode), PublishContext: pub.PublishContext}); err != nil {
+			t.Fatalf("%v stage: %v", tc.mode, err)
+		}
+		if got := f.stager.last; got.Access != tc.want || got.ReadOnly != tc.readOnly {
+			t.Fatalf("%v (published read-only %v): stage got access %+v read-only %v", tc.mode, tc.published, got.Access, got.ReadOnly)
+		}
+		f.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: "node1@10.0.0.5"})
+	}
+}

@@ -67,7 +67,16 @@ func createAndStage(t *testing.T, e *env, d *driver.Driver, name string, size in
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unstage(t, d, s) })
+	noKeyAtRest(t, s.staging)
 	return s
+}
+
+// noKeyAtRest fails when a cephx key file stays below the staging path once it is mounted.
+func noKeyAtRest(t *testing.T, staging string) {
+	t.Helper()
+	if keys, _ := filepath.Glob(filepath.Join(staging, ".shiphold-key-*")); len(keys) != 0 {
+		t.Errorf("cephx key file kept at rest while mounted: %v", keys)
+	}
 }
 
 func unstage(t *testing.T, d *driver.Driver, s staged) {
@@ -221,6 +230,7 @@ func TestCephFSRealKillFuseAndRepair(t *testing.T) {
 	if n := len(fuseFor(s.staging)); n != 1 {
 		t.Fatalf("%d ceph-fuse processes after repair, want 1", n)
 	}
+	noKeyAtRest(t, s.staging)
 	id, _ := volid.ParseVolume(s.id)
 	if err := e.stg.Repair(ctxT(t), id, s.staging); err != nil {
 		t.Fatalf("Repair on a healthy mount: %v", err)

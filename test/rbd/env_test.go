@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -51,12 +52,26 @@ func needCeph(t testing.TB) *cluster {
 	}
 	c.backend = &config.Backend{Name: "rbd-test", Kind: backend.KindRBD, RBD: &config.RBD{
 		CephCluster: config.CephCluster{
-			ClusterID: "micro", Monitors: []string{"127.0.0.1:6789"},
+			ClusterID: "micro", Monitors: monitorsOf(conf),
 			Credentials: config.CephCredentials{UserID: "admin", KeyringFile: c.keyring},
 		},
 		Pool: "rbd", Mounter: rbd.MounterFuse,
 	}}
 	return c
+}
+
+// monitorsOf reads the v1 monitor addresses of a ceph.conf: rbd-fuse speaks v1, and a
+// cluster may listen on an address of its own (hack/micro-ceph.sh MON_IP).
+func monitorsOf(conf string) []string {
+	data, _ := os.ReadFile(conf)
+	var mons []string
+	for _, m := range regexp.MustCompile(`v1:([0-9.]+:[0-9]+)`).FindAllStringSubmatch(string(data), -1) {
+		mons = append(mons, m[1])
+	}
+	if len(mons) == 0 {
+		return []string{"127.0.0.1:6789"}
+	}
+	return mons
 }
 
 func (c *cluster) controller(t testing.TB) (*rbd.Controller, *ceph.Pool) {
