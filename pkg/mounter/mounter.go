@@ -125,14 +125,16 @@ func (m *Mounter) DeviceSize(ctx context.Context, device string) (int64, error) 
 var ErrNoLoopDevice = errors.New("no loop device")
 
 // LoopAttach attaches a loop device to file and returns it (/dev/loopN); a device already
-// backed by file is reused so that a retried stage does not leak devices.
+// backed by file is reused so that a retried stage does not leak devices. The device does
+// direct I/O on file: through the page cache, a node keeps reading its own cached copy of
+// a shared image that another node has since written (MULTI_NODE_MULTI_WRITER block).
 func (m *Mounter) LoopAttach(ctx context.Context, file string) (string, error) {
 	if dev, err := m.LoopFind(ctx, file); err == nil {
 		return dev, nil
 	} else if !errors.Is(err, ErrNoLoopDevice) {
 		return "", err
 	}
-	out, err := m.Run(ctx, "losetup", "--find", "--show", file)
+	out, err := m.Run(ctx, "losetup", "--find", "--show", "--direct-io=on", file)
 	if err != nil {
 		return "", fmt.Errorf("attach loop device: %w", err)
 	}

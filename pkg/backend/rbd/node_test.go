@@ -99,7 +99,7 @@ func fuseNode(t *testing.T) (*Stager, *mounter.FakeExec, string) {
 		case "losetup":
 			switch args[0] {
 			case "--find":
-				loops["/dev/loop7"] = args[2]
+				loops["/dev/loop7"] = args[len(args)-1]
 				return []byte("/dev/loop7\n"), nil
 			case "--list":
 				var out []string
