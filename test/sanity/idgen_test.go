@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"testing"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 
@@ -70,3 +71,34 @@ func (g missingIDs) GenerateUniqueValidNodeID() string {
 }
 
 func (g missingIDs) GenerateInvalidNodeID() string { return "sanity-node" }
+
+// TestMissingIDsParse: every generated ID is a shiphold ID of the template's backend, so the
+// driver takes it to the backend, and no two are alike.
+func TestMissingIDsParse(t *testing.T) {
+	g := missingIDs{like: volid.Volume{Backend: "sanity-rbd", Tenant: "default", Location: "2", Hash: volid.Hash("x")}}
+	seen := map[string]bool{}
+	for i := 0; i < 100; i++ {
+		for _, id := range []string{g.GenerateUniqueValidVolumeID(), g.inAbsentTenant().String(), g.atAbsentLocation().String(), g.snapshotOf(g.volume()).String()} {
+			if seen[id] {
+				t.Fatalf("%s generated twice", id)
+			}
+			seen[id] = true
+		}
+		v, err := volid.ParseVolume(g.GenerateUniqueValidVolumeID())
+		if err != nil || v.Backend != "sanity-rbd" || v.Tenant != "default" || v.Location != "2" || v.Hash == g.like.Hash {
+			t.Fatalf("volume ID %+v %v", v, err)
+		}
+		if v, err := volid.ParseVolume(g.inAbsentTenant().String()); err != nil || v.Tenant == "default" {
+			t.Fatalf("absent tenant %+v %v", v, err)
+		}
+		if v, err := volid.ParseVolume(g.atAbsentLocation().String()); err != nil || v.Location == "2" {
+			t.Fatalf("absent location %+v %v", v, err)
+		}
+		if _, err := volid.ParseSnapshot(g.snapshotOf(g.volume()).String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := volid.ParseVolume(g.GenerateInvalidVolumeID()); err == nil {
+		t.Fatal("the invalid volume ID parses")
+	}
+}
