@@ -39,8 +39,9 @@ type VolumeRequest struct {
 	// MultiNode is true when any requested access mode spans nodes.
 	MultiNode bool
 	// Parameters are the StorageClass parameters the kind declared in ParameterKeys.
-	Parameters     map[string]string
-	Secrets        map[string]string
+	Parameters map[string]string
+	Secrets    map[string]string
+	// A content source is on this backend and in Tenant: the driver refuses any other.
 	SourceSnapshot *volid.Snapshot
 	SourceVolume   *volid.Volume
 }

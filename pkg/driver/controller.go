@@ -113,6 +113,9 @@ func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string,
 		if s.Backend != backendName {
 			return status.Errorf(codes.InvalidArgument, "source snapshot is on backend %q, the volume is requested on %q; use shipholdctl migrate to move data between backends", s.Backend, backendName)
 		}
+		if err := sameTenant(s.Volume, vreq.Tenant); err != nil {
+			return err
+		}
 		vreq.SourceSnapshot = &s
 	case src.GetVolume() != nil:
 		id := src.GetVolume().GetVolumeId()
@@ -123,21 +126,21 @@ func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string,
 		if v.Backend != backendName {
 			return status.Errorf(codes.InvalidArgument, "source volume is on backend %q, the clone is requested on %q; use shipholdctl migrate to move data between backends", v.Backend, backendName)
 		}
+		if err := sameTenant(v, vreq.Tenant); err != nil {
+			return err
+		}
 		vreq.SourceVolume = &v
 	default:
 		return status.Error(codes.InvalidArgument, "volume content source must be a snapshot or a volume")
 	}
-	return sameTenant(vreq)
+	return nil
 }
 
-// sameTenant keeps clones and restores inside a tenant, whatever the backend.
-func sameTenant(vreq *backend.VolumeRequest) error {
-	src := vreq.SourceVolume
-	if vreq.SourceSnapshot != nil {
-		src = &vreq.SourceSnapshot.Volume
-	}
-	if src != nil && src.Tenant != vreq.Tenant {
-		return status.Errorf(codes.InvalidArgument, "content source belongs to tenant %q, the volume to tenant %q; a tenant can only clone or restore its own volumes and snapshots", src.Tenant, vreq.Tenant)
+// sameTenant keeps one tenant's data out of another's volumes, on every backend. It is
+// decided from the IDs alone, so it says nothing about whether the source exists.
+func sameTenant(src volid.Volume, tenant string) error {
+	if src.Tenant != tenant {
+		return status.Errorf(codes.InvalidArgument, "content source %s belongs to tenant %q, the volume to tenant %q; a volume can only be made from its own tenant's volumes and snapshots", src, src.Tenant, tenant)
 	}
 	return nil
 }

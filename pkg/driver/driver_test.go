@@ -546,3 +546,44 @@ func TestStageCarriesAccessModeAndPublishReadOnly(t *testing.T) {
 		f.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: "node1@10.0.0.5"})
 	}
 }
+
+// TestContentSourceStaysInItsTenant: a volume is never seeded from another tenant's volume
+// or snapshot, on any backend (the Isilon backend once copied them), and the backend is
+// not asked at all.
+func TestContentSourceStaysInItsTenant(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	for _, be := range []string{"ceph-rbd", "isilon"} {
+		params := func(ns string) map[string]string {
+			return map[string]string{"backend": be, backend.ParamPVCNamespace: ns}
+		}
+		v, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "shop-data", VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: params("shop")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := f.d.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "shop-snap", SourceVolumeId: v.Volume.VolumeId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources := map[string]*csi.VolumeContentSource{
+			"volume":   {Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: v.Volume.VolumeId}}},
+			"snapshot": {Type: &csi.VolumeContentSource_Snapshot{Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: s.Snapshot.SnapshotId}}},
+		}
+		for what, src := range sources {
+			_, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "blog-from-shop-" + what, VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)},
+				Parameters: params("blog"), VolumeContentSource: src})
+			wantCode(t, err, codes.InvalidArgument, `tenant "shop"`)
+			if _, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "shop-from-shop-" + what, VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)},
+				Parameters: params("shop"), VolumeContentSource: src}); err != nil {
+				t.Fatalf("%s: a clone within the tenant: %v", be, err)
+			}
+		}
+		for _, fake := range []*fakeController{f.rbd, f.nfs} {
+			for _, vol := range fake.vols {
+				if vol.Context["tenant"] == "blog" {
+					t.Fatalf("%s: the backend made %s for tenant blog", be, vol.ID)
+				}
+			}
+		}
+	}
+}

@@ -126,7 +126,9 @@ var ErrNoLoopDevice = errors.New("no loop device")
 
 // LoopAttach attaches a loop device to file and returns it (/dev/loopN), read-only when asked;
 // a read-write device already backed by file is reused so that a retried stage does not leak
-// devices.
+// devices. The device does direct I/O on file: through the page cache, a node keeps reading
+// its own cached copy of a shared image that another node has since written
+// (MULTI_NODE_MULTI_WRITER block).
 func (m *Mounter) LoopAttach(ctx context.Context, file string, readOnly bool) (string, error) {
 	if dev, err := m.LoopFind(ctx, file); err == nil {
 		if readOnly {
@@ -136,7 +138,7 @@ func (m *Mounter) LoopAttach(ctx context.Context, file string, readOnly bool) (s
 	} else if !errors.Is(err, ErrNoLoopDevice) {
 		return "", err
 	}
-	args := []string{"--find", "--show"}
+	args := []string{"--find", "--show", "--direct-io=on"}
 	if readOnly {
 		args = append(args, "--read-only")
 	}

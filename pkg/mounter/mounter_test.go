@@ -30,7 +30,7 @@ func TestLoopAttachReusesDevice(t *testing.T) {
 	if dev, err := m.LoopAttach(ctx, "/new", false); err != nil || dev != "/dev/loop9" {
 		t.Fatalf("new: %s %v", dev, err)
 	}
-	if got := fe.Commands()[len(fe.Commands())-1]; got != "losetup --find --show /new" {
+	if got := fe.Commands()[len(fe.Commands())-1]; got != "losetup --find --show --direct-io=on /new" {
 		t.Fatalf("attach command %q", got)
 	}
 }

@@ -109,8 +109,14 @@ type Driver struct {
 	Conn     *grpc.ClientConn
 }
 
-// StartDriver serves cfg in the given mode until the test ends.
+// StartDriver serves cfg in the given mode until the test ends, as node-1 at 127.0.0.1.
 func StartDriver(t testing.TB, cfg *config.Config, mode driver.Mode) *Driver {
+	t.Helper()
+	return StartDriverOn(t, cfg, mode, "node-1", "127.0.0.1")
+}
+
+// StartDriverOn is StartDriver for another node name and address (a second node plugin).
+func StartDriverOn(t testing.TB, cfg *config.Config, mode driver.Mode, nodeName, nodeAddress string) *Driver {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -120,7 +126,7 @@ func StartDriver(t testing.TB, cfg *config.Config, mode driver.Mode) *Driver {
 		t.Fatal(err)
 	}
 	d, err := driver.New(driver.Options{
-		Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: "node-1", NodeAddress: "127.0.0.1",
+		Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: nodeName, NodeAddress: nodeAddress,
 		Config: cfg, Controllers: b.Controllers, Stagers: b.Stagers,
 	})
 	if err != nil {

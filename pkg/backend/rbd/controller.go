@@ -248,11 +248,6 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if err != nil {
 		return nil, err
 	}
-	for _, src := range []*volid.Volume{req.SourceVolume, sourceOfSnap(req.SourceSnapshot)} {
-		if src != nil && src.Tenant != req.Tenant {
-			return nil, backend.Errorf(backend.InvalidArgument, "content source belongs to tenant %q, the volume to tenant %q; tenants cannot clone each other's data", src.Tenant, req.Tenant)
-		}
-	}
 	want := newRecord(c.name, req)
 	name := imageName(volid.Hash(req.Name))
 	var vol *backend.Volume
@@ -330,13 +325,6 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	}
 	vol.Context = volumeContext(c.cfg.ClusterID, opts.Pool, req.Tenant, name, opts)
 	return vol, nil
-}
-
-func sourceOfSnap(s *volid.Snapshot) *volid.Volume {
-	if s == nil {
-		return nil
-	}
-	return &s.Volume
 }
 
 func featureBits(names []string) uint64 {
