@@ -17,15 +17,14 @@ import (
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/pkg/volid"
+	"github.com/shiphold/shiphold/test/harness"
 )
 
+// needRoot requires what the node tests need: root to mount, and ceph-fuse (this kernel has
+// no ceph module).
 func needRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root")
-	}
-	if _, err := exec.LookPath("ceph-fuse"); err != nil {
-		t.Skip("no ceph-fuse")
-	}
+	harness.RequireRoot(t, "mounting CephFS")
+	harness.RequireCommand(t, "ceph-fuse", "apt-get install ceph-fuse, or hack/install-deps.sh")
 }
 
 func (e *env) driver(t *testing.T) *driver.Driver {

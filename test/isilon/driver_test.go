@@ -63,9 +63,7 @@ func TestDriverHungArray(t *testing.T) {
 // TestSimNodeStandIn stages through the test-only loopback stand-in: refused until
 // ControllerPublish lists the node, then the export's real directory is mounted.
 func TestSimNodeStandIn(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("bind mounts need root")
-	}
+	harness.RequireRoot(t, "the NFS stand-in's bind mounts")
 	f := setup(t)
 	t.Setenv(isilon.StandInEnv, f.sim.Root)
 	st, err := isilon.NewStager(&f.be)

@@ -34,7 +34,7 @@ func mountOptionsOf(t *testing.T, path string) []string {
 // filesystem yet is refused instead of formatting it.
 func TestRBDRealReadOnlyManyRbdFuse(t *testing.T) {
 	c := needCeph(t)
-	needRoot(t)
+	needNode(t)
 	ctl, _ := c.controller(t)
 	ctx := ctxT(t, 2*time.Minute)
 	tenant := c.uniqueTenant(t, "rox")

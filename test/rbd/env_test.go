@@ -1,13 +1,11 @@
 // Package rbdtest runs the rbd backend against the real single-node Ceph started by
-// hack/micro-ceph.sh. Tests skip when it is absent, unless SHIPHOLD_REQUIRE_CEPH=1.
+// hack/micro-ceph.sh. Tests skip when it is absent, or fail under SHIPHOLD_REQUIRE_STACK=1.
 package rbdtest
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/test/harness"
 )
 
 type cluster struct {
@@ -23,55 +22,21 @@ type cluster struct {
 	backend            *config.Backend
 }
 
-// needCeph finds the micro-ceph cluster or skips (fails with SHIPHOLD_REQUIRE_CEPH=1).
+// needCeph finds the local cluster through the harness (a missing prerequisite under
+// harness.Require: skip, or fail under SHIPHOLD_REQUIRE_STACK=1).
 func needCeph(t testing.TB) *cluster {
 	t.Helper()
-	conf := os.Getenv("CEPH_CONF")
-	if conf == "" {
-		conf = "/tmp/shiphold-ceph/ceph.conf"
-	}
-	dir := filepath.Dir(conf)
-	c := &cluster{conf: conf, dir: dir, keyring: filepath.Join(dir, "ceph.client.admin.keyring")}
-	missing := func(why string) {
-		msg := "real Ceph needed: " + why + "; start it with hack/micro-ceph.sh up " + dir
-		if os.Getenv("SHIPHOLD_REQUIRE_CEPH") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if _, err := os.Stat(conf); err != nil {
-		missing(err.Error())
-	}
-	if _, err := os.Stat(c.keyring); err != nil {
-		missing(err.Error())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "ceph", "-c", conf, "health").CombinedOutput(); err != nil {
-		missing("ceph health: " + strings.TrimSpace(string(out)) + " " + err.Error())
-	}
-	c.backend = &config.Backend{Name: "rbd-test", Kind: backend.KindRBD, RBD: &config.RBD{
-		CephCluster: config.CephCluster{
-			ClusterID: "micro", Monitors: monitorsOf(conf),
-			Credentials: config.CephCredentials{UserID: "admin", KeyringFile: c.keyring},
-		},
-		Pool: "rbd", Mounter: rbd.MounterFuse,
-	}}
-	return c
+	cl := harness.LocalCeph(t)
+	return clusterFor(harness.CephConf(), cl)
 }
 
-// monitorsOf reads the v1 monitor addresses of a ceph.conf: rbd-fuse speaks v1, and a
-// cluster may listen on an address of its own (hack/micro-ceph.sh MON_IP).
-func monitorsOf(conf string) []string {
-	data, _ := os.ReadFile(conf)
-	var mons []string
-	for _, m := range regexp.MustCompile(`v1:([0-9.]+:[0-9]+)`).FindAllStringSubmatch(string(data), -1) {
-		mons = append(mons, m[1])
-	}
-	if len(mons) == 0 {
-		return []string{"127.0.0.1:6789"}
-	}
-	return mons
+// clusterFor is the test view of a cluster: its ceph.conf for the CLIs and a backend entry
+// for its rbd pool.
+func clusterFor(conf string, cl config.CephCluster) *cluster {
+	return &cluster{conf: conf, dir: filepath.Dir(conf), keyring: cl.Credentials.KeyringFile,
+		backend: &config.Backend{Name: "rbd-test", Kind: backend.KindRBD, RBD: &config.RBD{
+			CephCluster: cl, Pool: "rbd", Mounter: rbd.MounterFuse,
+		}}}
 }
 
 func (c *cluster) controller(t testing.TB) (*rbd.Controller, *ceph.Pool) {

@@ -147,7 +147,7 @@ func checkComesBack(t *testing.T, ctx context.Context, d *driver.Driver, tv tena
 // the other tenant's, never formatted, and no unrelated device may be touched.
 func TestRBDRealRebootInSpiritRbdFuse(t *testing.T) {
 	c := needCeph(t)
-	needRoot(t)
+	needNode(t)
 	ctl, _ := c.controller(t)
 	ctx := ctxT(t, 4*time.Minute)
 	dir := t.TempDir()

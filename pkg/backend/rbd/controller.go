@@ -297,22 +297,9 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			return classify(err, "open new image "+name)
 		}
 		defer img.Close()
-		cur, err := img.GetSize()
+		cur, err := finishImage(img, name, uint64(size), req, want)
 		if err != nil {
-			return classify(err, "size of image "+name)
-		}
-		if cur < uint64(size) {
-			// A clone starts at its parent's size.
-			if err := img.Resize(uint64(size)); err != nil {
-				return classify(err, "grow clone "+name)
-			}
-			cur = uint64(size)
-		}
-		if req.LimitBytes > 0 && int64(cur) > req.LimitBytes {
-			return backend.Errorf(backend.OutOfRange, "content source is %d bytes, over limit_bytes %d", cur, req.LimitBytes)
-		}
-		if err := img.SetMetadata(recordKey, want.encode()); err != nil {
-			return classify(err, "record request on image "+name)
+			return err
 		}
 		vol = c.volume(id, int64(cur), want, opts.Pool)
 		return nil
@@ -325,6 +312,34 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	}
 	vol.Context = volumeContext(c.cfg.ClusterID, opts.Pool, req.Tenant, name, opts)
 	return vol, nil
+}
+
+// finishImage brings a new image (a clone starts as its parent) to the requested size and
+// records the request on it; it returns the image's size.
+func finishImage(img *librbd.Image, name string, size uint64, req *backend.VolumeRequest, want volumeRecord) (uint64, error) {
+	cur, err := img.GetSize()
+	if err != nil {
+		return 0, classify(err, "size of image "+name)
+	}
+	if cur < size {
+		if err := img.Resize(size); err != nil {
+			return 0, classify(err, "grow clone "+name)
+		}
+		cur = size
+	}
+	if req.LimitBytes > 0 && int64(cur) > req.LimitBytes {
+		return 0, backend.Errorf(backend.OutOfRange, "content source is %d bytes, over limit_bytes %d", cur, req.LimitBytes)
+	}
+	if req.SourceSnapshot != nil || req.SourceVolume != nil {
+		// A clone copies its parent's metadata; the parent's node grants are not its own.
+		if err := dropPublishRecords(img); err != nil {
+			return 0, classify(err, "drop copied publish records of "+name)
+		}
+	}
+	if err := img.SetMetadata(recordKey, want.encode()); err != nil {
+		return 0, classify(err, "record request on image "+name)
+	}
+	return cur, nil
 }
 
 func featureBits(names []string) uint64 {
