@@ -166,7 +166,7 @@ func TestBackends(t *testing.T) {
 			contains: []string{"1 of 2 backends unreachable: isi (isilon): https://isi:8080: connection refused", "'isi_up'=0;;;0;1", "'unreachable'=1;;0;0;2"}},
 		{name: "one hung is cut at the timeout", want: Critical, th: Thresholds{Crit: mustRange("0")},
 			ctrls:    map[string]backend.Controller{"rbd": &storage{kind: "rbd", hang: true}, "isi": &storage{kind: "isilon"}},
-			contains: []string{"rbd (rbd): no answer within 200ms", "'rbd_probe'=0.2s;;;0;0.2"}},
+			contains: []string{"rbd (rbd): no answer within 200ms", "'rbd_up'=0;;;0;1"}},
 		{name: "one down under a warning-only threshold", want: Warning, th: Thresholds{Warn: mustRange("0"), Crit: mustRange("1")},
 			ctrls:    map[string]backend.Controller{"a": &storage{kind: "rbd", down: refused}, "b": &storage{kind: "rbd"}},
 			contains: []string{"1 of 2 backends unreachable: a (rbd)"}},
