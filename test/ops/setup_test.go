@@ -31,30 +31,29 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 }
 
 var (
-	buildOnce sync.Once
-	ctlBin    string
-	buildErr  error
-	buildOut  []byte
+	buildMu sync.Mutex
+	built   = map[string]string{}
 )
 
-// shipholdctl builds the admin CLI once per test binary: the plugin is run as the
-// monitoring system runs it, as a process whose exit code and stdout count.
-func shipholdctl(t *testing.T) string {
+// binary builds one of shiphold's commands once per test binary: the plugin and the CLI
+// are run as Kubernetes and the monitoring system run them, as processes.
+func binary(t *testing.T, name string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "shiphold-ops-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		ctlBin = filepath.Join(dir, "shipholdctl")
-		cmd := exec.Command("go", "build", "-o", ctlBin, "github.com/shiphold/shiphold/cmd/shipholdctl")
-		buildOut, buildErr = cmd.CombinedOutput()
-	})
-	if buildErr != nil {
-		t.Fatalf("go build shipholdctl: %v\n%s", buildErr, buildOut)
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := built[name]; ok {
+		return bin
 	}
-	return ctlBin
+	dir, err := os.MkdirTemp("", "shiphold-ops-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, name)
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/shiphold/shiphold/cmd/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
+	}
+	built[name] = bin
+	return bin
 }
 
 // writeConfig writes cfg as the driver's YAML config file.
@@ -77,7 +76,7 @@ func writeConfig(t *testing.T, cfg *config.Config) string {
 // runCheck runs `shipholdctl check ARGS --config CFG` and returns its exit code and stdout.
 func runCheck(t *testing.T, cfgPath string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(shipholdctl(t), append(append([]string{"check"}, args...), "--config", cfgPath)...)
+	cmd := exec.Command(binary(t, "shipholdctl"), append(append([]string{"check"}, args...), "--config", cfgPath)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
