@@ -90,13 +90,11 @@ func (w waitingController) CreateVolume(ctx context.Context, r *backend.VolumeRe
 	return v, err
 }
 
-// panickingController panics in CreateVolume, as a nil map or a bad index would.
+// panickingController panics in CreateVolume, as a nil map or a bad index in a backend would.
 type panickingController struct{ *fakeController }
 
-func (panickingController) CreateVolume(context.Context, *backend.VolumeRequest) (*backend.Volume, error) {
-	var m map[string]int
-	m["boom"]++
-	return nil, nil
+func (panickingController) CreateVolume(_ context.Context, r *backend.VolumeRequest) (*backend.Volume, error) {
+	panic("backend bug: no pool for " + r.Name)
 }
 
 func createReq(name string) *csi.CreateVolumeRequest {
@@ -174,7 +172,7 @@ func TestPanicBecomesInternal(t *testing.T) {
 	f.d.opts.Controllers["ceph-rbd"] = panickingController{f.rbd}
 	conn := serve(t, f.d)
 	_, err := csi.NewControllerClient(conn).CreateVolume(context.Background(), createReq("pvc-panic"))
-	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "assignment to entry in nil map") {
+	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "backend bug: no pool for pvc-panic") {
 		t.Fatalf("CreateVolume that panics: %v, want INTERNAL naming the panic", err)
 	}
 	p := logs.with("Call panicked; answering INTERNAL")
