@@ -35,6 +35,15 @@ var (
 	built   = map[string]string{}
 )
 
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, bin := range built {
+		os.RemoveAll(filepath.Dir(bin))
+	}
+	os.Exit(code)
+}
+
 // binary builds one of shiphold's commands once per test binary: the plugin and the CLI
 // are run as Kubernetes and the monitoring system run them, as processes.
 func binary(t *testing.T, name string) string {
