@@ -192,7 +192,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	id, err := volid.ParseVolume(req.GetVolumeId())
 	if err != nil {
 		// Not an ID shiphold ever issued, so no volume of ours exists under it.
-		klog.Infof("DeleteVolume %q: not a shiphold volume ID (%v); nothing to delete", req.GetVolumeId(), err)
+		klog.FromContext(ctx).Info("Not a shiphold volume ID; nothing to delete", "reason", err.Error())
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	c, ok := d.opts.Controllers[id.Backend]
@@ -523,7 +523,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	}
 	id, err := volid.ParseSnapshot(req.GetSnapshotId())
 	if err != nil {
-		klog.Infof("DeleteSnapshot %q: not a shiphold snapshot ID (%v); nothing to delete", req.GetSnapshotId(), err)
+		klog.FromContext(ctx).Info("Not a shiphold snapshot ID; nothing to delete", "reason", err.Error())
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
 	c, ok := d.opts.Controllers[id.Backend]

@@ -450,6 +450,6 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	klog.V(2).Infof("NodeExpandVolume %s: now %d bytes", id, size)
+	klog.FromContext(ctx).V(2).Info("Node expanded the volume", "bytes", size)
 	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
 }

@@ -91,7 +91,9 @@ func (c *Controller) startClone(s *session, req *backend.VolumeRequest, p volume
 // finishClone waits for a clone until shortly before the request deadline. A finished clone
 // gets its requested size and record and loses its temporary snapshot; one still copying
 // is Pending, so the CO retries and the retry lands here again.
-func (c *Controller) finishClone(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, src *cloneSource) (*backend.Volume, error) {
+func (c *Controller) finishClone(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, src *cloneSource) (vol *backend.Volume, err error) {
+	waited := backend.LongWait(s.ctx, "clone", "subvolume", ref.String(), "source", src.id)
+	defer func() { waited(err) }()
 	deadline := time.Now().Add(defaultCloneWait)
 	if d, ok := s.ctx.Deadline(); ok {
 		margin := time.Until(d) / 5

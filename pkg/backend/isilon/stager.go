@@ -271,12 +271,12 @@ func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string
 		if err == nil || !(errors.Is(err, unix.ESTALE) || errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.EIO)) {
 			return nil
 		}
-		klog.Warningf("isilon: %s of volume %s is unusable (%v); remounting %s", target, id, err, rec.Source)
+		klog.FromContext(ctx).Info("NFS mount unusable; remounting", "target", target, "source", rec.Source, "reason", err.Error())
 		if err := s.unmountAll(ctx, target); err != nil {
 			return err
 		}
 	} else {
-		klog.Warningf("isilon: %s of volume %s is not mounted; remounting %s", target, id, rec.Source)
+		klog.FromContext(ctx).Info("NFS mount missing; remounting", "target", target, "source", rec.Source)
 	}
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return backend.Errorf(backend.Internal, "create %s: %v", target, err)

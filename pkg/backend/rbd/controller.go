@@ -266,7 +266,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			return err
 		}
 		for attempt := 0; ; attempt++ {
-			err := c.makeImage(conn, io, name, uint64(size), opts, req)
+			err := c.makeImage(ctx, conn, io, name, uint64(size), opts, req)
 			if err == nil {
 				break
 			}
@@ -347,7 +347,7 @@ func featureBits(names []string) uint64 {
 }
 
 // makeImage creates a fresh image, or a clone for a content source.
-func (c *Controller) makeImage(conn *rados.Conn, io *rados.IOContext, name string, size uint64, opts classOptions, req *backend.VolumeRequest) error {
+func (c *Controller) makeImage(ctx context.Context, conn *rados.Conn, io *rados.IOContext, name string, size uint64, opts classOptions, req *backend.VolumeRequest) error {
 	ro := librbd.NewRbdImageOptions()
 	defer ro.Destroy()
 	if err := ro.SetUint64(librbd.ImageOptionFeatures, featureBits(opts.Features)); err != nil {
@@ -357,7 +357,7 @@ func (c *Controller) makeImage(conn *rados.Conn, io *rados.IOContext, name strin
 	case req.SourceSnapshot != nil:
 		return c.cloneSnapshot(conn, io, *req.SourceSnapshot, name, ro)
 	case req.SourceVolume != nil:
-		return c.cloneVolume(conn, io, *req.SourceVolume, name, ro)
+		return c.cloneVolume(ctx, conn, io, *req.SourceVolume, name, ro)
 	}
 	if err := librbd.CreateImage(io, name, size, ro); err != nil {
 		if isNotFound(err) {
@@ -394,7 +394,7 @@ func (c *Controller) cloneSnapshot(conn *rados.Conn, io *rados.IOContext, src vo
 
 // cloneVolume copies a volume: a temporary snapshot of the source, a clone of it, flattened so
 // that the new volume is independent, then the temporary snapshot goes.
-func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src volid.Volume, name string, ro *librbd.ImageOptions) error {
+func (c *Controller) cloneVolume(ctx context.Context, conn *rados.Conn, io *rados.IOContext, src volid.Volume, name string, ro *librbd.ImageOptions) error {
 	srcIO, _, err := openVolumePool(conn, src)
 	if err != nil {
 		return backend.Errorf(backend.NotFound, "source volume %s: %v", src, err)
@@ -410,14 +410,14 @@ func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src voli
 		return classify(err, "open source image "+parent)
 	}
 	defer img.Close()
-	if err := removeSnap(conn, img, tmp); err != nil {
+	if err := removeSnap(ctx, conn, img, tmp); err != nil {
 		return err
 	}
 	snap, err := img.CreateSnapshot(tmp)
 	if err != nil {
 		return classify(err, "snapshot source image "+parent)
 	}
-	defer removeSnap(conn, img, tmp)
+	defer removeSnap(ctx, conn, img, tmp)
 	if err := snap.Protect(); err != nil {
 		return classify(err, "protect temporary snapshot of "+parent)
 	}
@@ -429,7 +429,10 @@ func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src voli
 		return classify(err, "open clone "+name)
 	}
 	defer clone.Close()
-	if err := clone.Flatten(); err != nil {
+	waited := backend.LongWait(ctx, "flatten", "image", name)
+	err = clone.Flatten()
+	waited(err)
+	if err != nil {
 		return classify(err, "flatten clone "+name)
 	}
 	return nil
@@ -456,7 +459,7 @@ func ensureProtected(io *rados.IOContext, image, snap string) error {
 
 // removeSnap flattens the snapshot's children, unprotects and removes it; a missing snapshot
 // is fine.
-func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
+func removeSnap(ctx context.Context, conn *rados.Conn, img *librbd.Image, snap string) error {
 	names, err := img.GetSnapshotNames()
 	if err != nil {
 		return classify(err, "list snapshots of "+img.GetName())
@@ -468,7 +471,7 @@ func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
 	if !found {
 		return nil
 	}
-	if err := flattenChildren(conn, img, snap); err != nil {
+	if err := flattenChildren(ctx, conn, img, snap); err != nil {
 		return err
 	}
 	s := img.GetSnapshot(snap)
@@ -484,7 +487,7 @@ func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
 }
 
 // flattenChildren makes every clone of a snapshot independent of it.
-func flattenChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
+func flattenChildren(ctx context.Context, conn *rados.Conn, img *librbd.Image, snap string) error {
 	if err := img.SetSnapshot(snap); err != nil {
 		return classify(err, fmt.Sprintf("select snapshot %s@%s", img.GetName(), snap))
 	}
@@ -509,7 +512,9 @@ func flattenChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
 			}
 			return classify(err, "open clone "+ch.ImageName)
 		}
+		waited := backend.LongWait(ctx, "flatten", "image", ch.ImageName, "snapshot", snap)
 		err = child.Flatten()
+		waited(err)
 		child.Close()
 		io.Destroy()
 		if err != nil {
@@ -589,7 +594,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 				return classify(err, "open image "+name)
 			}
 			for _, s := range tmpSnaps {
-				if err := removeSnap(conn, img, s); err != nil {
+				if err := removeSnap(ctx, conn, img, s); err != nil {
 					img.Close()
 					return err
 				}
@@ -862,7 +867,7 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 			return classify(err, "open image "+imageName(id.Hash))
 		}
 		defer img.Close()
-		return removeSnap(conn, img, snapName(id.SnapHash))
+		return removeSnap(ctx, conn, img, snapName(id.SnapHash))
 	})
 }
 

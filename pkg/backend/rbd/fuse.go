@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/mounter"
@@ -75,7 +76,9 @@ func (a *fuseAttacher) startFuse(ctx context.Context, img imageSpec, dir, mountp
 	defer cleanup()
 	args := append([]string{mountpoint}, ceph.ConfArgs(a.cluster, cred.UserID, keyFile)...)
 	args = append(args, "-p", img.Pool, "--namespace="+img.Namespace, "-r", img.Image)
-	if _, err := a.m.Run(ctx, fuseCommand, args...); err != nil {
+	waited := backend.LongWait(ctx, "rbd-fuse start", "image", img.String(), "mountpoint", mountpoint)
+	_, err = a.m.Run(ctx, fuseCommand, args...)
+	if waited(err); err != nil {
 		return fmt.Errorf("rbd-fuse %s: %w", img, err)
 	}
 	return nil

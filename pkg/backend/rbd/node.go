@@ -211,11 +211,11 @@ func (s *Stager) reuse(ctx context.Context, req *backend.StageRequest, rec *atta
 		return false, nil
 	}
 	if err := a.Verify(ctx, rec.Image, req.StagingPath, rec.attachment); err != nil {
-		klog.Warningf("volume %s: the attach record at %s is not trusted (%v); attaching again", req.ID, req.StagingPath, err)
+		klog.FromContext(ctx).Info("Attach record not trusted; attaching again", "staging", req.StagingPath, "reason", err.Error())
 		return false, nil
 	}
 	if rec.ReadOnly && !s.deviceReadOnly(rec.Device) {
-		klog.Warningf("volume %s: %s was mapped read-only but is writable now; attaching again", req.ID, rec.Device)
+		klog.FromContext(ctx).Info("Device mapped read-only is writable now; attaching again", "device", rec.Device)
 		return false, nil
 	}
 	if rec.ReadOnly != req.WritesNothing() {
