@@ -79,8 +79,25 @@ func newRoot(name string, stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(adminCommands(stdout, stderr)...)
-	root.AddCommand(csiCommand(stdout, stderr), migrateCommand(stdout, stderr))
+	root.AddCommand(csiCommand(stdout, stderr), checkCommand(stdout, stderr), migrateCommand(stdout, stderr))
 	return root
+}
+
+// checkCommand keeps the Nagios plugin's own flag parsing (-w RANGE -c RANGE, single dash)
+// and its exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+func checkCommand(stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:                "check backends|capacity|tenants|exports [-w RANGE] [-c RANGE]",
+		Short:              "a Nagios/Icinga plugin: one status line with performance data",
+		Long:               fmt.Sprintf(checkUsage),
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if code := runCheck(args, stdout, stderr); code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
 }
 
 // csiCommand keeps the csi family's own flag parsing: its global flags come before the

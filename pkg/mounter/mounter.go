@@ -124,15 +124,25 @@ func (m *Mounter) DeviceSize(ctx context.Context, device string) (int64, error) 
 // ErrNoLoopDevice says no loop device is backed by a file.
 var ErrNoLoopDevice = errors.New("no loop device")
 
-// LoopAttach attaches a loop device to file and returns it (/dev/loopN); a device already
-// backed by file is reused so that a retried stage does not leak devices.
-func (m *Mounter) LoopAttach(ctx context.Context, file string) (string, error) {
+// LoopAttach attaches a loop device to file and returns it (/dev/loopN), read-only when asked;
+// a read-write device already backed by file is reused so that a retried stage does not leak
+// devices. The device does direct I/O on file: through the page cache, a node keeps reading
+// its own cached copy of a shared image that another node has since written
+// (MULTI_NODE_MULTI_WRITER block).
+func (m *Mounter) LoopAttach(ctx context.Context, file string, readOnly bool) (string, error) {
 	if dev, err := m.LoopFind(ctx, file); err == nil {
+		if readOnly {
+			return "", fmt.Errorf("loop device %s is already attached to %s; detach it before attaching it read-only", dev, file)
+		}
 		return dev, nil
 	} else if !errors.Is(err, ErrNoLoopDevice) {
 		return "", err
 	}
-	out, err := m.Run(ctx, "losetup", "--find", "--show", file)
+	args := []string{"--find", "--show", "--direct-io=on"}
+	if readOnly {
+		args = append(args, "--read-only")
+	}
+	out, err := m.Run(ctx, "losetup", append(args, file)...)
 	if err != nil {
 		return "", fmt.Errorf("attach loop device: %w", err)
 	}
@@ -143,20 +153,33 @@ func (m *Mounter) LoopAttach(ctx context.Context, file string) (string, error) {
 	return dev, nil
 }
 
-// LoopFind returns the loop device backed by file, or ErrNoLoopDevice.
-func (m *Mounter) LoopFind(ctx context.Context, file string) (string, error) {
+// LoopFindAll returns every loop device backed by file.
+func (m *Mounter) LoopFindAll(ctx context.Context, file string) ([]string, error) {
 	out, err := m.Run(ctx, "losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE")
 	if err != nil {
-		return "", fmt.Errorf("list loop devices: %w", err)
+		return nil, fmt.Errorf("list loop devices: %w", err)
 	}
 	clean := filepath.Clean(file)
+	var devs []string
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 2 && filepath.Clean(strings.TrimSuffix(f[1], " (deleted)")) == clean {
-			return f[0], nil
+		if len(f) >= 2 && filepath.Clean(strings.TrimSuffix(strings.Join(f[1:], " "), " (deleted)")) == clean {
+			devs = append(devs, f[0])
 		}
 	}
-	return "", fmt.Errorf("%w backed by %s", ErrNoLoopDevice, file)
+	return devs, nil
+}
+
+// LoopFind returns the loop device backed by file, or ErrNoLoopDevice.
+func (m *Mounter) LoopFind(ctx context.Context, file string) (string, error) {
+	devs, err := m.LoopFindAll(ctx, file)
+	if err != nil {
+		return "", err
+	}
+	if len(devs) == 0 {
+		return "", fmt.Errorf("%w backed by %s", ErrNoLoopDevice, file)
+	}
+	return devs[0], nil
 }
 
 // LoopDetach detaches a loop device; a device that is already gone is fine.

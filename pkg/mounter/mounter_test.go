@@ -18,7 +18,7 @@ func TestLoopAttachReusesDevice(t *testing.T) {
 		return []byte("/dev/loop9\n"), nil
 	}
 	ctx := context.Background()
-	if dev, err := m.LoopAttach(ctx, "/var/lib/kubelet/x/rbd-fuse/img"); err != nil || dev != "/dev/loop3" {
+	if dev, err := m.LoopAttach(ctx, "/var/lib/kubelet/x/rbd-fuse/img", false); err != nil || dev != "/dev/loop3" {
 		t.Fatalf("reuse: %s %v", dev, err)
 	}
 	if dev, err := m.LoopFind(ctx, "/other"); err != nil || dev != "/dev/loop4" {
@@ -27,10 +27,10 @@ func TestLoopAttachReusesDevice(t *testing.T) {
 	if _, err := m.LoopFind(ctx, "/nope"); !errors.Is(err, ErrNoLoopDevice) {
 		t.Fatalf("missing: %v", err)
 	}
-	if dev, err := m.LoopAttach(ctx, "/new"); err != nil || dev != "/dev/loop9" {
+	if dev, err := m.LoopAttach(ctx, "/new", false); err != nil || dev != "/dev/loop9" {
 		t.Fatalf("new: %s %v", dev, err)
 	}
-	if got := fe.Commands()[len(fe.Commands())-1]; got != "losetup --find --show /new" {
+	if got := fe.Commands()[len(fe.Commands())-1]; got != "losetup --find --show --direct-io=on /new" {
 		t.Fatalf("attach command %q", got)
 	}
 }

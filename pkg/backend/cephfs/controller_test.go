@@ -199,12 +199,8 @@ func TestCloneFromVolumeDropsTemporarySnapshot(t *testing.T) {
 	if snaps := f.subs["shiphold-team-a/csi-vol-"+src.ID.Hash].snaps; len(snaps) != 0 {
 		t.Fatalf("temporary snapshot left: %v", snaps)
 	}
-	other := volReq("pvc-x", 1<<20)
-	other.Tenant = "team-b"
-	other.SourceVolume = &src.ID
-	if _, err := c.CreateVolume(ctx, other); backend.CodeOf(err) != backend.InvalidArgument {
-		t.Fatalf("cross-tenant clone: %v", err)
-	}
+	// A source of another tenant never gets here: the driver refuses it for every backend
+	// (pkg/driver TestContentSourceStaysInItsTenant).
 	missing := volid.Volume{Backend: "fs1", Tenant: "team-a", Location: "1", Hash: volid.Hash("gone")}
 	req2 := volReq("pvc-y", 1<<20)
 	req2.SourceVolume = &missing
@@ -332,6 +328,29 @@ func TestClassify(t *testing.T) {
 	for _, tc := range cases {
 		if got := backend.CodeOf(classify(fakeErr{tc.errno}, "x")); got != tc.want {
 			t.Errorf("errno %d: %v, want %v", tc.errno, got, tc.want)
+		}
+	}
+}
+
+// TestCloneSourceOnAnotherFilesystem: a source whose filesystem ID names no filesystem does
+// not exist (NOT_FOUND, as for every backend); one on another real filesystem is a request
+// CephFS cannot serve (INVALID_ARGUMENT naming fsName).
+func TestCloneSourceOnAnotherFilesystem(t *testing.T) {
+	c, _ := newFakeController(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		loc  string
+		want backend.Code
+	}{{"7", backend.InvalidArgument}, {"9999", backend.NotFound}} {
+		src := volid.Volume{Backend: "fs1", Tenant: "team-a", Location: tc.loc, Hash: volid.Hash("src")}
+		for _, req := range []*backend.VolumeRequest{
+			{Name: "from-vol-" + tc.loc, Tenant: "team-a", RequiredBytes: 1, SourceVolume: &src},
+			{Name: "from-snap-" + tc.loc, Tenant: "team-a", RequiredBytes: 1, SourceSnapshot: &volid.Snapshot{Volume: src, SnapHash: volid.Hash("s")}},
+		} {
+			_, err := c.CreateVolume(ctx, req)
+			if backend.CodeOf(err) != tc.want {
+				t.Errorf("%s from filesystem id %s: %v, want %v", req.Name, tc.loc, err, tc.want)
+			}
 		}
 	}
 }

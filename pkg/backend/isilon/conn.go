@@ -62,17 +62,20 @@ type connector struct {
 	// open builds an array for credentials; replaced by unit tests.
 	open func(ctx context.Context, cr credentials) (array, error)
 
-	// slots bounds the operations in flight against the array. goisilon's HTTP transport
-	// keeps only two idle connections per host, so more parallel requests each pay a new
-	// TLS handshake; a small bound is faster than a burst, and kinder to the array's PAPI.
+	// slots bounds the operations in flight against the array (isilon.maxRequestsInFlight;
+	// an operation sends its requests one after another).
 	slots chan struct{}
 
 	mu      sync.Mutex
 	clients map[string]array
 }
 
-// maxInFlight is the bound on concurrent operations per backend.
-var maxInFlight = 2
+// DefaultMaxRequestsInFlight is the bound on concurrent Platform API requests per backend
+// when the config sets none. make bench against the simulator with 5 ms per request (a LAN
+// array): 2 in flight made 53 creates/s in a burst of 32, 8 made 150-190, 16 made 100-330
+// and 32 made 140: goisilon keeps 2 idle connections per host, so past a few in flight
+// most requests pay a new TLS handshake. 8 is kind to the array's PAPI and 3x faster.
+const DefaultMaxRequestsInFlight = 8
 
 func newConnector(cfg *config.Isilon) (*connector, error) {
 	timeout, err := duration("requestTimeout", cfg.RequestTimeout, DefaultRequestTimeout)
@@ -87,8 +90,12 @@ func newConnector(cfg *config.Isilon) (*connector, error) {
 	if err != nil {
 		return nil, err
 	}
+	inFlight := cfg.MaxRequestsInFlight
+	if inFlight <= 0 {
+		inFlight = DefaultMaxRequestsInFlight
+	}
 	c := &connector{cfg: cfg, timeout: timeout, copyTimeout: copyTimeout, copySettle: copySettle,
-		auth: 1, clients: map[string]array{}, slots: make(chan struct{}, maxInFlight)}
+		auth: 1, clients: map[string]array{}, slots: make(chan struct{}, inFlight)}
 	if cfg.AuthType == "basic" {
 		c.auth = 0
 	}

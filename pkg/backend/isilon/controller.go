@@ -198,7 +198,9 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			return vol, err
 		}
 		// Outside the connection slot: a copy may take longer than the request.
-		if err := job.wait(ctx); err != nil {
+		waited := backend.LongWait(ctx, "clone copy", "directory", job.tmp)
+		err = job.wait(ctx)
+		if waited(err); err != nil {
 			return nil, err
 		}
 	}

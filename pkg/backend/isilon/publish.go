@@ -241,32 +241,14 @@ type StaleClient struct {
 // StaleClients lists, for every volume of the backend, the export clients no grant record
 // accounts for (the placeholder aside). shipholdctl shows them to an admin.
 func (c *Controller) StaleClients(ctx context.Context, secrets map[string]string) ([]StaleClient, error) {
-	vols, err := c.ListVolumes(ctx, "")
+	exports, err := c.exportClients(ctx, secrets)
 	if err != nil {
 		return nil, err
 	}
 	var out []StaleClient
-	for _, v := range vols {
-		dir := c.VolumeDir(v.ID)
-		err := c.conn.do(ctx, secrets, func(a array) error {
-			e, err := a.ExportOf(ctx, dir)
-			if err != nil || e == nil {
-				return err
-			}
-			attrs, err := a.Attrs(ctx, dir)
-			if err != nil {
-				return err
-			}
-			all := grants(attrs)
-			for _, cl := range allClients(*e) {
-				if !heldByOthers(all, "", cl) {
-					out = append(out, StaleClient{Volume: v.ID, ExportID: e.ID, Client: cl})
-				}
-			}
-			return nil
-		})
-		if err != nil && !backend.IsNotFound(err) {
-			return nil, err
+	for _, e := range exports {
+		for _, cl := range e.Stale {
+			out = append(out, StaleClient{Volume: e.Volume, ExportID: e.ExportID, Client: cl})
 		}
 	}
 	return out, nil
