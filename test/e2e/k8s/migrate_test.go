@@ -164,7 +164,7 @@ spec:
   volumeName: legacy-isilon-shop
   resources: {requests: {storage: 2Gi}}
 `
-	if out, err := m.kubectlIn(objs, "apply", "-f", "-"); err != nil {
+	if out, err := m.apply(objs); err != nil {
 		m.t.Fatalf("apply: %v\n%s", err, out)
 	}
 	if _, err := waitPVCBound(m.ctx, &kube{c: m.c, t: m.t}, "shop", "site", 2*time.Minute); err != nil {
@@ -172,10 +172,9 @@ spec:
 	}
 }
 
-func (m *migrateE2E) kubectlIn(stdin string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(m.ctx, "kubectl", append([]string{"--kubeconfig", m.c.Kubeconfig}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	return cmd.CombinedOutput()
+// apply applies manifests with the control plane's kubectl.
+func (m *migrateE2E) apply(manifest string) ([]byte, error) {
+	return (&kube{c: m.c, t: m.t}).apply(m.ctx, manifest)
 }
 
 // migrate runs shipholdctl migrate --pvc shop/site.
@@ -233,7 +232,7 @@ spec:
   containers: [{name: web, image: registry.invalid/web:1}]
   volumes: [{name: site, persistentVolumeClaim: {claimName: site}}]
 `
-	if out, err := m.kubectlIn(pod, "apply", "-f", "-"); err != nil {
+	if out, err := m.apply(pod); err != nil {
 		m.t.Fatalf("apply pod: %v\n%s", err, out)
 	}
 }
