@@ -89,7 +89,7 @@ func checkCommand(stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:                "check backends|capacity|tenants|exports [-w RANGE] [-c RANGE]",
 		Short:              "a Nagios/Icinga plugin: one status line with performance data",
-		Long:               fmt.Sprintf(checkUsage),
+		Long:               strings.ReplaceAll(checkUsage, "%%", "%"),
 		DisableFlagParsing: true,
 		RunE: func(_ *cobra.Command, args []string) error {
 			if code := runCheck(args, stdout, stderr); code != 0 {
