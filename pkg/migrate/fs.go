@@ -152,6 +152,9 @@ type Limits struct {
 	DevMajorMax, DevMinorMax uint32
 	// Sockets says whether a socket entry can be created.
 	Sockets bool
+	// ReadMovesAtime says that reading a file moves its atime on the storage (an NFS server
+	// does, whatever the client asks): the verification sets the atime back after it reads.
+	ReadMovesAtime bool
 }
 
 // PosixLimits suits a Linux local filesystem with 64-bit times.

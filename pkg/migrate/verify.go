@@ -269,8 +269,21 @@ func (e *engine) verifyContent(ctx context.Context, vt *Tree, diffs *diffList) e
 	})
 }
 
-// digestTarget reads a file back from the target.
+// digestTarget reads a file back from the target, and sets back the atime where reading
+// moved it.
 func (e *engine) digestTarget(t *Node) (string, error) {
+	d, err := e.readTarget(t)
+	if err == nil && e.o.Target.Limits().ReadMovesAtime {
+		if n := e.src.Nodes[t.Path]; n != nil {
+			atime, mtime := n.Times()
+			a := n.Attr
+			err = e.o.Target.SetAttr(t.Path, a.Type, Owner{UID: a.UID, GID: a.GID, Perm: a.Perm, Atime: atime, Mtime: mtime})
+		}
+	}
+	return d, err
+}
+
+func (e *engine) readTarget(t *Node) (string, error) {
 	r, err := e.o.Verify.Open(t.Path)
 	if err != nil {
 		return "", err

@@ -275,7 +275,13 @@ func lastResult(stdout string) *result {
 func (r *run) must(t *testing.T, what string) *result {
 	t.Helper()
 	if r.code != 0 || r.res == nil {
-		t.Fatalf("%s: exit %d\nstderr:\n%s\nresult: %+v", what, r.code, tail(r.stderr, 30), r.res)
+		var diffs []string
+		if r.res != nil {
+			for _, d := range r.res.Result.Differences[:min(len(r.res.Result.Differences), 30)] {
+				diffs = append(diffs, d.String())
+			}
+		}
+		t.Fatalf("%s: exit %d\nstderr:\n%s\ndifferences:\n%s", what, r.code, tail(r.stderr, 30), strings.Join(diffs, "\n"))
 	}
 	return r.res
 }

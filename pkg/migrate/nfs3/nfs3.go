@@ -368,13 +368,14 @@ func (f *FS) Rename(from, to string) error {
 func (f *FS) Sync() error { return nil }
 
 // Limits: NFSv3 times are unsigned 32-bit seconds; libnfs sets them in microseconds; no
-// xattrs; a device number travels as two 32-bit halves.
+// xattrs; a device number travels as two 32-bit halves; the server moves the atime of what
+// a client reads.
 func (f *FS) Limits() migrate.Limits { return Limits() }
 
 // Limits is what an NFSv3 export written through libnfs can represent.
 func Limits() migrate.Limits {
 	return migrate.Limits{Name: "nfs3", NameMax: 255, MinTime: 0, MaxTime: math.MaxUint32, TimeGranularity: 1000,
-		DevMajorMax: math.MaxUint32, DevMinorMax: math.MaxUint32, Sockets: true}
+		DevMajorMax: math.MaxUint32, DevMinorMax: math.MaxUint32, Sockets: true, ReadMovesAtime: true}
 }
 
 // Close unmounts every connection.

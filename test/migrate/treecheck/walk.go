@@ -160,6 +160,11 @@ type Compare struct {
 	// NoAtimes: the source was read over NFS after the manifest was taken, and the server
 	// moved the atimes of what was read (no NFS client can prevent that).
 	NoAtimes bool
+	// Microseconds: the target keeps times to the microsecond (written over NFS by libnfs).
+	Microseconds bool
+	// NoSymlinkTimes: the target's server ignores times set on a symlink (nfs-ganesha,
+	// https://github.com/nfs-ganesha/nfs-ganesha/issues/983).
+	NoSymlinkTimes bool
 }
 
 // Diff lists every way b differs from a (all of it: the zero Compare).
@@ -193,7 +198,21 @@ func (c Compare) strip(e *Entry) *Entry {
 	if c.NoAtimes {
 		s.Atime = ""
 	}
+	if c.Microseconds {
+		s.Mtime, s.Atime = micro(s.Mtime), micro(s.Atime)
+	}
+	if c.NoSymlinkTimes && s.Type == unix.S_IFLNK {
+		s.Mtime = ""
+	}
 	return &s
+}
+
+// micro drops the nanoseconds of a "seconds.nanoseconds" time.
+func micro(t string) string {
+	if len(t) < 3 {
+		return t
+	}
+	return t[:len(t)-3] + "000"
 }
 
 func entryDiff(a, b *Entry) string {
