@@ -155,6 +155,19 @@ type Limits struct {
 	// ReadMovesAtime says that reading a file moves its atime on the storage (an NFS server
 	// does, whatever the client asks): the verification sets the atime back after it reads.
 	ReadMovesAtime bool
+	// Reserved names entries of the root that belong to the storage (ext4's lost+found):
+	// unless the source has them too, they are neither removed nor counted as differences.
+	Reserved []string
+}
+
+// reserved reports whether a target path is the storage's own.
+func (l Limits) reserved(path string) bool {
+	for _, r := range l.Reserved {
+		if path == r || strings.HasPrefix(path, r+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // PosixLimits suits a Linux local filesystem with 64-bit times.

@@ -437,6 +437,28 @@ func TestVerifyReportsCorruptTarget(t *testing.T) {
 	}
 }
 
+// An ext4 target's lost+found is the filesystem's: a source without one neither removes it
+// nor finds it a difference.
+func TestReservedTargetEntriesStay(t *testing.T) {
+	src := sourceTree(t)
+	ext4 := posix
+	ext4.Reserved = []string{"lost+found"}
+	dst := memfs.New(ext4)
+	must(t, dst.Mkdir("lost+found", 0o700))
+	write(t, dst, "lost+found/#1234", 0o600, map[int64][]byte{0: []byte("orphan")}, 6)
+	must(t, dst.Mkdir("stray", 0o700))
+	res, err := run(t, src, dst, t.TempDir(), nil)
+	if err != nil {
+		t.Fatalf("%v: %v", err, res.Differences)
+	}
+	if _, err := dst.Lstat("lost+found/#1234"); err != nil {
+		t.Fatalf("the target's lost+found was touched: %v", err)
+	}
+	if _, err := dst.Lstat("stray"); !migrate.IsNotExist(err) {
+		t.Fatalf("an entry the source lacks stayed on the target: %v", err)
+	}
+}
+
 func TestDryRunWritesNothing(t *testing.T) {
 	src, dst := sourceTree(t), memfs.New(posix)
 	res, err := run(t, src, dst, t.TempDir(), func(o *migrate.Options) { o.DryRun = true })

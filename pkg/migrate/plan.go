@@ -241,6 +241,9 @@ func (e *engine) planRemoves(p *plan) {
 			continue
 		}
 		s := e.src.Nodes[path]
+		if s == nil && e.o.Target.Limits().reserved(path) {
+			continue
+		}
 		if s == nil || (s.Attr.Type != e.dst.Nodes[path].Attr.Type && (s.Attr.Type == TypeDir || e.dst.Nodes[path].Attr.Type == TypeDir)) {
 			p.removes = append(p.removes, path)
 		}

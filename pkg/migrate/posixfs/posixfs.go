@@ -74,6 +74,7 @@ func limitsOf(st *unix.Statfs_t, rootLen int) migrate.Limits {
 		// ext4 with 256-byte inodes keeps times from 1901 to 2446; xattrs of one entry
 		// share one block (without the ea_inode feature).
 		l.Name, l.MinTime, l.MaxTime = "ext4", -1<<31, 1<<34-1<<31-1
+		l.Reserved = []string{"lost+found"}
 		l.XattrValueMax, l.XattrTotalMax = int(st.Bsize)-128, int(st.Bsize)-128
 	case magicXFS:
 		// bigtime (the mkfs default since xfsprogs 5.15): 1901 to 2486.
