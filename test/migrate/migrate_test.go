@@ -18,17 +18,19 @@ import (
 	"github.com/shiphold/shiphold/test/migrate/treecheck"
 )
 
-// targetOf finds the volume a run wrote to.
+// targetOf finds the volume a run wrote to; it is deleted when the test ends.
 func (s *stack) targetOf(res *result) *backend.Volume {
 	s.t.Helper()
 	id, err := volid.ParseVolume(res.Target)
 	if err != nil {
 		s.t.Fatalf("result names target %q: %v", res.Target, err)
 	}
-	v, err := s.b.Controllers[id.Backend].GetVolume(ctxT(s.t), id, nil)
+	ctrl := s.b.Controllers[id.Backend]
+	v, err := ctrl.GetVolume(ctxT(s.t), id, nil)
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	s.t.Cleanup(func() { ctrl.DeleteVolume(context.Background(), id, nil) })
 	return v
 }
 
