@@ -149,19 +149,20 @@ func compareLinks(d *diffList, src, dst *Tree) {
 // in parallel with the copying, so a run's verification mostly overlaps it. Its findings
 // join the verification's (verify skips the files it checked).
 type inlineVerify struct {
-	e     *engine
-	queue chan *Record
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	ok    map[string]string // path -> digest read back and matched
-	diffs diffList
+	e      *engine
+	queue  chan *Record
+	queued map[uint64]bool // source inodes queued: a hard link's other names are not read again
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	ok     map[uint64]string // source inode -> digest read back and matched
+	diffs  diffList
 }
 
 func (e *engine) startInlineVerify(ctx context.Context) *inlineVerify {
 	if e.o.VerifyMode != VerifyFull {
 		return nil
 	}
-	v := &inlineVerify{e: e, queue: make(chan *Record, 1<<16), ok: map[string]string{}}
+	v := &inlineVerify{e: e, queue: make(chan *Record, 1<<16), queued: map[uint64]bool{}, ok: map[uint64]string{}}
 	for i := 0; i < max(e.o.Parallel/2, 1); i++ {
 		v.wg.Add(1)
 		go func() {
@@ -176,17 +177,19 @@ func (e *engine) startInlineVerify(ctx context.Context) *inlineVerify {
 	return v
 }
 
-// add queues committed regular files; a full queue leaves them to the verification.
+// add queues committed regular files (from the committer alone); a full queue leaves them
+// to the verification.
 func (v *inlineVerify) add(batch []*Record) {
 	if v == nil {
 		return
 	}
 	for _, r := range batch {
-		if r.Type != TypeRegular || r.Digest == "" {
+		if r.Type != TypeRegular || r.Digest == "" || v.queued[r.Ino] {
 			continue
 		}
 		select {
 		case v.queue <- r:
+			v.queued[r.Ino] = true
 		default:
 			return
 		}
@@ -202,7 +205,7 @@ func (v *inlineVerify) check(r *Record) {
 		v.diffs.add(r.Path, "content", "sha256-chunks "+r.Digest[:16], "sha256-chunks "+got[:16])
 	default:
 		v.mu.Lock()
-		v.ok[r.Path] = got
+		v.ok[r.Ino] = got
 		v.mu.Unlock()
 		atomic.AddInt64(&v.e.res.Verified.Files, 1)
 		atomic.AddInt64(&v.e.res.Verified.Bytes, r.Size)
@@ -216,15 +219,16 @@ func (v *inlineVerify) stop() {
 	}
 }
 
-// checked reports whether the file was read back while copying, with the journal's digest.
-func (v *inlineVerify) checked(path, digest string) bool {
+// checked reports whether the file (any of its names) was read back while copying, with
+// the journal's digest.
+func (v *inlineVerify) checked(r *Record) bool {
 	if v == nil {
 		return false
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	d, ok := v.ok[path]
-	return ok && d == digest
+	d, ok := v.ok[r.Ino]
+	return ok && d == r.Digest
 }
 
 // verifyContent reads each target inode once and compares its digest with the journal's;
@@ -238,7 +242,7 @@ func (e *engine) verifyContent(ctx context.Context, vt *Tree, diffs *diffList) e
 			continue
 		}
 		seen[t.Attr.Ino] = true
-		if r := e.j.Done(p); r != nil && t.Attr.Size == r.Size && e.inline.checked(p, r.Digest) {
+		if r := e.j.Done(p); r != nil && t.Attr.Size == r.Size && e.inline.checked(r) {
 			continue
 		}
 		files = append(files, t)
