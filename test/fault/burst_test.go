@@ -1,0 +1,175 @@
+package fault
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+)
+
+// burst drives a plugin the way external-provisioner does: many requests at once, each
+// with its own deadline, each retried with backoff until it succeeds.
+type burst struct {
+	ctrl        csi.ControllerClient
+	backend     string
+	tenant      string
+	prefix      string
+	n           int
+	concurrency int
+	deadline    time.Duration // one call's deadline (the sidecar's --timeout)
+	budget      time.Duration // how long one volume's retries may take in all
+	bytes       int64
+
+	mu     sync.Mutex
+	errors map[string]int // "Method code" -> count, for the log
+	done   atomic.Int64   // calls of the current phase that succeeded
+}
+
+// final codes are answers a CO does not expect to go away by retrying.
+var final = map[codes.Code]bool{
+	codes.InvalidArgument: true, codes.AlreadyExists: true, codes.OutOfRange: true,
+	codes.FailedPrecondition: true, codes.Unimplemented: true, codes.PermissionDenied: true,
+}
+
+func (b *burst) retry(method string, call func(ctx context.Context) error) error {
+	backoff := 500 * time.Millisecond
+	end := time.Now().Add(b.budget)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), b.deadline)
+		err := call(ctx)
+		cancel()
+		if err == nil {
+			b.done.Add(1)
+			return nil
+		}
+		code := status.Code(err)
+		b.mu.Lock()
+		b.errors[method+" "+code.String()]++
+		b.mu.Unlock()
+		if final[code] {
+			return fmt.Errorf("%s: final error: %v", method, err)
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("%s: still failing after %s: %v", method, b.budget, err)
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (b *burst) name(i int) string { return fmt.Sprintf("%s-%03d", b.prefix, i) }
+
+// each runs fn for 0..n-1 on b.concurrency workers and returns the first error.
+func (b *burst) each(fn func(i int) error) error {
+	b.done.Store(0)
+	work := make(chan int)
+	errs := make(chan error, b.n)
+	var wg sync.WaitGroup
+	for w := 0; w < b.concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if err := fn(i); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < b.n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	var all []string
+	for err := range errs {
+		all = append(all, err.Error())
+	}
+	if len(all) > 0 {
+		return fmt.Errorf("%d of %d failed; first: %s", len(all), b.n, all[0])
+	}
+	return nil
+}
+
+func (b *burst) createVolume(ctx context.Context, name string) (string, error) {
+	resp, err := b.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{
+		Name:          name,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: b.bytes},
+		VolumeCapabilities: []*csi.VolumeCapability{{
+			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+		}},
+		Parameters: map[string]string{"backend": b.backend, backend.ParamPVCNamespace: b.tenant},
+	})
+	if err != nil {
+		return "", err
+	}
+	return resp.GetVolume().GetVolumeId(), nil
+}
+
+// createAll creates n volumes and returns their IDs.
+func (b *burst) createAll() ([]string, error) {
+	ids := make([]string, b.n)
+	err := b.each(func(i int) error {
+		return b.retry("CreateVolume", func(ctx context.Context) (err error) {
+			ids[i], err = b.createVolume(ctx, b.name(i))
+			return err
+		})
+	})
+	return ids, err
+}
+
+// deleteAll deletes the volumes until each delete succeeds.
+func (b *burst) deleteAll(ids []string) error {
+	return b.each(func(i int) error {
+		if ids[i] == "" {
+			return nil
+		}
+		return b.retry("DeleteVolume", func(ctx context.Context) error {
+			_, err := b.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: ids[i]})
+			return err
+		})
+	})
+}
+
+// whenDone calls fn once, after `at` calls of the running phase succeeded.
+func (b *burst) whenDone(at int, fn func()) (stop func()) {
+	quit := make(chan struct{})
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				if b.done.Load() >= int64(at) {
+					fn()
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(quit) }
+}
+
+func (b *burst) errorSummary() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var parts []string
+	for k, v := range b.errors {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
