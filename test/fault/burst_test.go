@@ -31,6 +31,7 @@ type burst struct {
 
 	mu     sync.Mutex
 	errors map[string]int // "Method code" -> count, for the log
+	last   time.Time      // when the last call of the burst succeeded
 	done   atomic.Int64   // calls of the current phase that succeeded
 }
 
@@ -49,6 +50,9 @@ func (b *burst) retry(method string, call func(ctx context.Context) error) error
 		cancel()
 		if err == nil {
 			b.done.Add(1)
+			b.mu.Lock()
+			b.last = time.Now()
+			b.mu.Unlock()
 			return nil
 		}
 		code := status.Code(err)

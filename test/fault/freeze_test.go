@@ -42,33 +42,28 @@ type scenario struct {
 	phase   string // "create" or "delete": when the daemon is frozen
 }
 
-// TestFreeze freezes each Ceph daemon a backend depends on, mid-burst, for longer than the
-// request deadline and the librados timeouts, under the real plugin process: it must not
-// crash, must leave no volume behind once the CO's retries are done, and must serve again
-// without a restart.
-func TestFreeze(t *testing.T) {
+// TestFaults runs the fault scenarios on one private cluster, one after the other:
+// freezes (TestFaults/freeze/<backend>/<daemon>) and stale connections
+// (TestFaults/blocklist, TestFaults/rotate-key).
+func TestFaults(t *testing.T) {
 	pc := harness.StartPrivateCeph(t)
-	scenarios := []scenario{
+	for _, s := range []scenario{
 		{"cephfs", harness.DaemonMgr, "delete"},
 		{"cephfs", harness.DaemonMon, "create"},
 		{"cephfs", harness.DaemonOSD, "delete"},
 		{"rbd", harness.DaemonMon, "create"},
 		{"rbd", harness.DaemonOSD, "delete"},
+	} {
+		t.Run("freeze/"+s.backend+"/"+daemonName(s.daemon), func(t *testing.T) { runFreeze(t, pc, s) })
 	}
-	if only := os.Getenv("SHIPHOLD_FAULT_ONLY"); only != "" {
-		var keep []scenario
-		for _, s := range scenarios {
-			if s.backend+"/"+s.daemon == only {
-				keep = append(keep, s)
-			}
-		}
-		scenarios = keep
-	}
-	for _, s := range scenarios {
-		t.Run(s.backend+"/"+s.daemon, func(t *testing.T) { runFreeze(t, pc, s) })
-	}
+	t.Run("blocklist", func(t *testing.T) { runBlocklist(t, pc) })
+	t.Run("rotate-key", func(t *testing.T) { runRotateKey(t, pc) })
 }
 
+// runFreeze freezes one Ceph daemon a backend depends on, mid-burst, for longer than the
+// request deadline and the librados timeouts, under the real plugin process: it must not
+// crash, must leave no volume behind once the CO's retries are done, and must serve again
+// without a restart.
 func pluginConfig(t *testing.T, pc *harness.PrivateCluster) *config.Config {
 	conf := filepath.Join(t.TempDir(), "client.conf")
 	secs := strconv.Itoa(int(radosOpTimeout.Seconds()))
@@ -96,9 +91,11 @@ func runFreeze(t *testing.T, pc *harness.PrivateCluster, s scenario) {
 		deadline: deadline, budget: 5 * time.Minute, bytes: 64 << 20, errors: map[string]int{},
 	}
 	frozen := make(chan struct{})
+	var resumed time.Time
 	trigger := func() {
 		t.Logf("freezing %s for %s after %d %ss", s.daemon, freeze, b.done.Load(), s.phase)
 		resume := pc.Freeze(t, s.daemon)
+		resumed = time.Now().Add(freeze)
 		close(frozen)
 		time.AfterFunc(freeze, func() { resume(); t.Logf("resumed %s", s.daemon) })
 	}
@@ -129,6 +126,7 @@ func runFreeze(t *testing.T, pc *harness.PrivateCluster, s scenario) {
 	t.Logf("%d deletes in %s; errors seen: %s", b.n, time.Since(start).Round(time.Second), b.errorSummary())
 	select {
 	case <-frozen:
+		t.Logf("the last volume was done %s after %s resumed", b.last.Sub(resumed).Round(time.Second), s.daemon)
 	default:
 		t.Errorf("the burst ended before %s was frozen", s.daemon)
 	}
@@ -138,8 +136,7 @@ func runFreeze(t *testing.T, pc *harness.PrivateCluster, s scenario) {
 	recovered := servesAgain(t, b)
 	crashes := p.crashCount()
 	sameProcess := crashes == 0 && p.pid() == firstPID
-	yes := map[bool]string{true: "yes", false: "no"}
-	fmt.Printf("freeze %s %s: crashes=%d leftovers=%d recovered=%s\n", s.backend, daemonName(s.daemon), crashes, leftovers, yes[recovered && sameProcess])
+	fmt.Printf("freeze %s %s: crashes=%d leftovers=%d recovered=%s\n", s.backend, daemonName(s.daemon), crashes, leftovers, yesNo(recovered && sameProcess))
 	if crashes > 0 {
 		t.Errorf("the plugin died %d times:\n%s", crashes, p.crashReports())
 	}

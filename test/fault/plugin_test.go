@@ -5,8 +5,6 @@
 package fault
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -168,6 +166,7 @@ func (p *plugin) pid() int {
 }
 
 func (p *plugin) stop() {
+	defer p.keepLogs()
 	p.mu.Lock()
 	p.stopped = true
 	cmd, exited := p.cmd, p.exited
@@ -184,20 +183,22 @@ func (p *plugin) stop() {
 	}
 }
 
-func (p *plugin) controller() csi.ControllerClient { return csi.NewControllerClient(p.conn) }
-
-// logContains reports whether any run's log has s (e.g. a message the fix prints).
-func (p *plugin) logContains(s string) bool {
-	p.mu.Lock()
-	n := p.starts
-	p.mu.Unlock()
-	for i := 1; i <= n; i++ {
-		if b, err := os.ReadFile(p.logPath(i)); err == nil && bytes.Contains(b, []byte(s)) {
-			return true
+// keepLogs copies the plugin's logs to $SHIPHOLD_FAULT_LOGDIR, when set, for a post mortem.
+func (p *plugin) keepLogs() {
+	dir := os.Getenv("SHIPHOLD_FAULT_LOGDIR")
+	if dir == "" {
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(p.t.Name())
+	for i := 1; i <= p.starts; i++ {
+		if b, err := os.ReadFile(p.logPath(i)); err == nil {
+			os.MkdirAll(dir, 0o755)
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, i)), b, 0o644)
 		}
 	}
-	return false
 }
+
+func (p *plugin) controller() csi.ControllerClient { return csi.NewControllerClient(p.conn) }
 
 func tailFile(path string, lines int) string {
 	b, err := os.ReadFile(path)
@@ -209,9 +210,4 @@ func tailFile(path string, lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
-}
-
-// withTimeout is a CO's per-call deadline.
-func withTimeout(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
 }
