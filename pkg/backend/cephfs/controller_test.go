@@ -3,6 +3,7 @@ package cephfs
 import (
 	"context"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -324,14 +325,25 @@ func TestCapacityProbeAndList(t *testing.T) {
 	}
 }
 
+// The same errno gets the same code on CephFS as on RBD (rbd TestClassify has the same
+// table; pkg/ceph TestClassify has the rules).
 func TestClassify(t *testing.T) {
 	cases := []struct {
-		errno int
+		errno syscall.Errno
 		want  backend.Code
-	}{{-2, backend.NotFound}, {-17, backend.AlreadyExists}, {-11, backend.Pending}, {-13, backend.FailedPrecondition}, {-110, backend.Unavailable}, {-5, backend.Internal}}
+	}{
+		{syscall.ENOENT, backend.NotFound}, {syscall.EEXIST, backend.AlreadyExists},
+		{syscall.EINVAL, backend.InvalidArgument}, {syscall.EPERM, backend.FailedPrecondition},
+		{syscall.EACCES, backend.FailedPrecondition}, {syscall.EBUSY, backend.FailedPrecondition},
+		{syscall.ENOTEMPTY, backend.FailedPrecondition}, {syscall.EAGAIN, backend.Pending},
+		{syscall.ENOSPC, backend.ResourceExhausted}, {syscall.EDQUOT, backend.ResourceExhausted},
+		{syscall.ETIMEDOUT, backend.Unavailable}, {syscall.ESHUTDOWN, backend.Unavailable},
+		{syscall.ECONNREFUSED, backend.Unavailable}, {syscall.EOPNOTSUPP, backend.Unimplemented},
+		{syscall.EIO, backend.Internal},
+	}
 	for _, tc := range cases {
-		if got := backend.CodeOf(classify(fakeErr{tc.errno}, "x")); got != tc.want {
-			t.Errorf("errno %d: %v, want %v", tc.errno, got, tc.want)
+		if got := backend.CodeOf(classify(fakeErr{-int(tc.errno)}, "x")); got != tc.want {
+			t.Errorf("%v: %v, want %v", tc.errno, got, tc.want)
 		}
 	}
 }
