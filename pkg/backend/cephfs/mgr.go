@@ -1,6 +1,7 @@
 package cephfs
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,9 +14,12 @@ import (
 	"github.com/shiphold/shiphold/pkg/ceph"
 )
 
-// commander is what the controller needs of a rados connection: *rados.Conn in production,
-// a fake mgr in unit tests.
-type commander = admin.RadosCommander
+// commander is what the controller needs of a Ceph connection: *ceph.Conn in production,
+// a fake mgr in unit tests. Every command runs inside Do, which bounds it by the request.
+type commander interface {
+	admin.RadosCommander
+	Do(ctx context.Context, fn func() error) error
+}
 
 // cephCommandError is a failed mon/mgr command: the negative errno and Ceph's status text.
 type cephCommandError struct {

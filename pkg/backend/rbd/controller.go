@@ -62,9 +62,9 @@ func (c *Controller) ParameterKeys() []string {
 
 func (c *Controller) monitors() string { return strings.Join(c.cfg.Monitors, ",") }
 
-// run connects with the request's (or configured) credentials and calls fn in one ceph.Do,
-// so that every librados/librbd resource fn opens is also released on fn's goroutine even
-// when the request's deadline passes first.
+// run connects with the request's (or configured) credentials and calls fn in one Do on
+// the pooled connection, so that every librados/librbd resource fn opens is also released
+// on fn's goroutine even when the request's deadline passes first.
 func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func(conn *rados.Conn) error) error {
 	cred, err := ceph.CredentialsFor(c.cfg.Credentials, secrets)
 	if err != nil {
@@ -72,7 +72,7 @@ func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func
 	}
 	conn, err := c.conns.Conn(ctx, c.cfg.CephCluster, cred)
 	if err == nil {
-		err = ceph.Do(ctx, func() error { return fn(conn) })
+		err = conn.Do(ctx, func() error { return fn(conn.Rados()) })
 	}
 	if err != nil && backend.CodeOf(err) == backend.Unavailable && !strings.Contains(err.Error(), c.monitors()) {
 		return backend.Errorf(backend.Unavailable, "Ceph cluster %s (monitors %s): %w", c.cfg.ClusterID, c.monitors(), err)
