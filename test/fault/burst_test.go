@@ -73,10 +73,10 @@ func (b *burst) retry(method string, call func(ctx context.Context) error) error
 func (b *burst) name(i int) string { return fmt.Sprintf("%s-%03d", b.prefix, i) }
 
 // each runs fn for 0..n-1 on b.concurrency workers and returns the first error.
-func (b *burst) each(fn func(i int) error) error {
+func (b *burst) each(n int, fn func(i int) error) error {
 	b.done.Store(0)
 	work := make(chan int)
-	errs := make(chan error, b.n)
+	errs := make(chan error, n)
 	var wg sync.WaitGroup
 	for w := 0; w < b.concurrency; w++ {
 		wg.Add(1)
@@ -89,7 +89,7 @@ func (b *burst) each(fn func(i int) error) error {
 			}
 		}()
 	}
-	for i := 0; i < b.n; i++ {
+	for i := 0; i < n; i++ {
 		work <- i
 	}
 	close(work)
@@ -100,7 +100,7 @@ func (b *burst) each(fn func(i int) error) error {
 		all = append(all, err.Error())
 	}
 	if len(all) > 0 {
-		return fmt.Errorf("%d of %d failed; first: %s", len(all), b.n, all[0])
+		return fmt.Errorf("%d of %d failed; first: %s", len(all), n, all[0])
 	}
 	return nil
 }
@@ -124,7 +124,7 @@ func (b *burst) createVolume(ctx context.Context, name string) (string, error) {
 // createAll creates n volumes and returns their IDs.
 func (b *burst) createAll() ([]string, error) {
 	ids := make([]string, b.n)
-	err := b.each(func(i int) error {
+	err := b.each(b.n, func(i int) error {
 		return b.retry("CreateVolume", func(ctx context.Context) (err error) {
 			ids[i], err = b.createVolume(ctx, b.name(i))
 			return err
@@ -135,7 +135,7 @@ func (b *burst) createAll() ([]string, error) {
 
 // deleteAll deletes the volumes until each delete succeeds.
 func (b *burst) deleteAll(ids []string) error {
-	return b.each(func(i int) error {
+	return b.each(len(ids), func(i int) error {
 		if ids[i] == "" {
 			return nil
 		}
