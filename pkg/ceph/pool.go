@@ -29,7 +29,7 @@ const (
 type Conn struct {
 	Calls
 	handle *rados.Conn
-	user   string // cluster and user, without the key
+	user   string // backend, cluster and user, without the key
 }
 
 // Rados is the handle for librados/librbd calls; use it only inside Do.
@@ -41,15 +41,17 @@ func (c *Conn) MonCommand(args []byte) ([]byte, string, error) { return c.handle
 // MgrCommand sends a mgr command; use it only inside Do.
 func (c *Conn) MgrCommand(args [][]byte) ([]byte, string, error) { return c.handle.MgrCommand(args) }
 
-// Pool keeps one connected rados handle per (cluster, user, key) and hands it out to all
-// requests; librados is thread-safe and reconnects to monitors by itself. A handle that
+// Pool keeps one connected rados handle per (backend, cluster, user, key) and hands it out
+// to all the backend's requests; librados is thread-safe and reconnects to monitors by
+// itself. Backends do not share handles, so calls stranded on one backend's silent daemon
+// (a CephFS mgr) never use up another's allowance (MaxStranded). A handle that
 // the cluster blocklisted, whose key it refuses, that keeps timing out, or whose user now
 // has another key, is replaced; it is shut down only after its last call returns.
 type Pool struct {
 	mu       sync.Mutex
 	conns    map[string]*Conn
 	dials    map[string]*dial
-	stranded map[string]*atomic.Int64 // abandoned calls per cluster and user, across handles
+	stranded map[string]*atomic.Int64 // abandoned calls per backend, cluster and user, across handles
 	closed   bool
 
 	// connect and shutdown are librados's; unit tests replace them.
@@ -72,20 +74,21 @@ func NewPool() *Pool {
 	}
 }
 
-func userKey(cluster config.CephCluster, cred Credentials) string {
-	return cluster.ClusterID + "|" + strings.Join(cluster.Monitors, ",") + "|" + cred.UserID
+func userKey(backendName string, cluster config.CephCluster, cred Credentials) string {
+	return backendName + "|" + cluster.ClusterID + "|" + strings.Join(cluster.Monitors, ",") + "|" + cred.UserID
 }
 
-func poolKey(cluster config.CephCluster, cred Credentials) string {
+func poolKey(user string, cred Credentials) string {
 	sum := sha256.Sum256([]byte(cred.Key))
-	return userKey(cluster, cred) + "|" + hex.EncodeToString(sum[:8])
+	return user + "|" + hex.EncodeToString(sum[:8])
 }
 
-// Conn returns the pooled connection for cluster and cred, connecting on first use and
-// after the last one was found broken. One connect per key runs at a time; it is not
-// cut short by ctx, so a slow monitor still ends with a usable (or shut) handle.
-func (p *Pool) Conn(ctx context.Context, cluster config.CephCluster, cred Credentials) (*Conn, error) {
-	key := poolKey(cluster, cred)
+// Conn returns backendName's pooled connection for cluster and cred, connecting on first
+// use and after the last one was found broken. One connect per key runs at a time; it is
+// not cut short by ctx, so a slow monitor still ends with a usable (or shut) handle.
+func (p *Pool) Conn(ctx context.Context, backendName string, cluster config.CephCluster, cred Credentials) (*Conn, error) {
+	user := userKey(backendName, cluster, cred)
+	key := poolKey(user, cred)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -105,7 +108,7 @@ func (p *Pool) Conn(ctx context.Context, cluster config.CephCluster, cred Creden
 	if d == nil {
 		d = &dial{done: make(chan struct{})}
 		p.dials[key] = d
-		go p.dial(d, key, cluster, cred)
+		go p.dial(d, key, user, cluster, cred)
 	}
 	p.mu.Unlock()
 	select {
@@ -117,9 +120,8 @@ func (p *Pool) Conn(ctx context.Context, cluster config.CephCluster, cred Creden
 	}
 }
 
-func (p *Pool) dial(d *dial, key string, cluster config.CephCluster, cred Credentials) {
+func (p *Pool) dial(d *dial, key, user string, cluster config.CephCluster, cred Credentials) {
 	handle, err := p.connect(cluster, cred)
-	user := userKey(cluster, cred)
 	p.mu.Lock()
 	defer func() {
 		p.mu.Unlock()

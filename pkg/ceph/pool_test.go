@@ -68,7 +68,7 @@ func TestPoolReusesOneHandle(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i], _ = p.Conn(context.Background(), testCluster, cred)
+			got[i], _ = p.Conn(context.Background(), "b1", testCluster, cred)
 		}()
 	}
 	time.Sleep(10 * time.Millisecond)
@@ -92,11 +92,11 @@ func TestPoolConnectOutlivesTheRequest(t *testing.T) {
 	cred := Credentials{UserID: "u", Key: "k1"}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	if _, err := p.Conn(ctx, testCluster, cred); backend.CodeOf(err) != backend.Unavailable {
+	if _, err := p.Conn(ctx, "b1", testCluster, cred); backend.CodeOf(err) != backend.Unavailable {
 		t.Fatalf("err = %v, want Unavailable", err)
 	}
 	close(f.gate)
-	c, err := p.Conn(context.Background(), testCluster, cred)
+	c, err := p.Conn(context.Background(), "b1", testCluster, cred)
 	if err != nil || c == nil || f.connects != 1 {
 		t.Fatalf("conn %v, err %v, %d connects", c, err, f.connects)
 	}
@@ -109,14 +109,14 @@ func TestPoolReplacesBrokenHandle(t *testing.T) {
 			f := &fakeCluster{}
 			p := newTestPool(f)
 			cred := Credentials{UserID: "u", Key: "k1"}
-			old, _ := p.Conn(context.Background(), testCluster, cred)
+			old, _ := p.Conn(context.Background(), "b1", testCluster, cred)
 			block := make(chan struct{})
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 			defer cancel()
 			old.Do(ctx, func() error { <-block; return nil })
 			old.Do(context.Background(), func() error { return cephErr(-int(errno)) })
 
-			fresh, err := p.Conn(context.Background(), testCluster, cred)
+			fresh, err := p.Conn(context.Background(), "b1", testCluster, cred)
 			if err != nil || fresh == old {
 				t.Fatalf("broken handle handed out again (%v)", err)
 			}
@@ -135,9 +135,9 @@ func TestPoolReplacesBrokenHandle(t *testing.T) {
 func TestPoolRetiresHandleOfChangedKey(t *testing.T) {
 	f := &fakeCluster{}
 	p := newTestPool(f)
-	old, _ := p.Conn(context.Background(), testCluster, Credentials{UserID: "u", Key: "k1"})
-	other, _ := p.Conn(context.Background(), testCluster, Credentials{UserID: "v", Key: "k1"})
-	fresh, _ := p.Conn(context.Background(), testCluster, Credentials{UserID: "u", Key: "k2"})
+	old, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k1"})
+	other, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "v", Key: "k1"})
+	fresh, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k2"})
 	if fresh == old {
 		t.Fatal("a new key got the old handle")
 	}
@@ -150,7 +150,7 @@ func TestPoolRetiresHandleOfChangedKey(t *testing.T) {
 func TestPoolCloseWaitsForCalls(t *testing.T) {
 	f := &fakeCluster{}
 	p := newTestPool(f)
-	c, _ := p.Conn(context.Background(), testCluster, Credentials{UserID: "u", Key: "k"})
+	c, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k"})
 	block := make(chan struct{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 	defer cancel()
@@ -161,7 +161,33 @@ func TestPoolCloseWaitsForCalls(t *testing.T) {
 	}
 	close(block)
 	f.waitShut(t, c)
-	if _, err := p.Conn(context.Background(), testCluster, Credentials{UserID: "u", Key: "k"}); backend.CodeOf(err) != backend.Unavailable {
+	if _, err := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k"}); backend.CodeOf(err) != backend.Unavailable {
 		t.Fatalf("closed pool handed out a connection: %v", err)
+	}
+}
+
+// Calls stranded on one backend's silent daemon (a frozen CephFS mgr) leave another
+// backend of the same cluster and user its own handle and allowance.
+func TestPoolIsolatesBackends(t *testing.T) {
+	f := &fakeCluster{}
+	p := newTestPool(f)
+	cred := Credentials{UserID: "u", Key: "k"}
+	fs, _ := p.Conn(context.Background(), "cephfs", testCluster, cred)
+	rbd, _ := p.Conn(context.Background(), "rbd", testCluster, cred)
+	if fs == rbd {
+		t.Fatal("two backends share a handle")
+	}
+	block := make(chan struct{})
+	defer close(block)
+	for i := 0; i < MaxStranded; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		fs.Do(ctx, func() error { <-block; return nil })
+		cancel()
+	}
+	if err := fs.Do(context.Background(), func() error { return nil }); backend.CodeOf(err) != backend.Unavailable {
+		t.Fatalf("stranded backend still takes calls: %v", err)
+	}
+	if err := rbd.Do(context.Background(), func() error { return nil }); err != nil {
+		t.Fatalf("the other backend is refused: %v", err)
 	}
 }

@@ -32,7 +32,7 @@ func TestCephFSRealBench(t *testing.T) {
 	e := needCeph(t)
 	ctx := context.Background()
 	cred, _ := ceph.CredentialsFor(e.cfg.CephFS.Credentials, nil)
-	conn, err := e.conns.Conn(ctx, e.cfg.CephFS.CephCluster, cred)
+	conn, err := e.conns.Conn(ctx, e.cfg.Name, e.cfg.CephFS.CephCluster, cred)
 	if err != nil {
 		t.Fatal(err)
 	}

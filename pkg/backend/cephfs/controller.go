@@ -56,7 +56,7 @@ func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
 		if err != nil {
 			return nil, err
 		}
-		return conns.Conn(ctx, fs.CephCluster, cred)
+		return conns.Conn(ctx, cfg.Name, fs.CephCluster, cred)
 	}
 	return newController(cfg.Name, fs, connect), nil
 }

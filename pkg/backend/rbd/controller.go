@@ -70,7 +70,7 @@ func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func
 	if err != nil {
 		return err
 	}
-	conn, err := c.conns.Conn(ctx, c.cfg.CephCluster, cred)
+	conn, err := c.conns.Conn(ctx, c.name, c.cfg.CephCluster, cred)
 	if err == nil {
 		err = conn.Do(ctx, func() error { return fn(conn.Rados()) })
 	}
