@@ -164,7 +164,8 @@ func (b *burst) whenDone(at int, fn func()) (stop func()) {
 			}
 		}
 	}()
-	return func() { close(quit) }
+	var once sync.Once
+	return func() { once.Do(func() { close(quit) }) }
 }
 
 func (b *burst) errorSummary() string {
