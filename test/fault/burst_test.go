@@ -178,3 +178,73 @@ func (b *burst) errorSummary() string {
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
 }
+
+// during runs phase with the freeze set off once a quarter of its calls succeeded, if armed.
+func (b *burst) during(armed bool, freeze func(), phase func() ([]string, error)) ([]string, error) {
+	b.done.Store(0)
+	if armed {
+		stop := b.whenDone(max(1, b.n/4), freeze)
+		defer stop()
+	}
+	return phase()
+}
+
+// whileFrozen keeps the CO busy until thawed: waves of a quarter burst, each created and
+// deleted, so that requests keep meeting the frozen daemon for the whole freeze. It
+// returns the number of waves.
+func (b *burst) whileFrozen(thawed <-chan struct{}) int {
+	waves := 0
+	for {
+		select {
+		case <-thawed:
+			return waves
+		default:
+		}
+		waves++
+		w := &burst{ctrl: b.ctrl, backend: b.backend, tenant: b.tenant, prefix: fmt.Sprintf("%s-wave%d", b.prefix, waves),
+			n: max(1, b.n/4), concurrency: b.concurrency, deadline: b.deadline, budget: b.budget, bytes: b.bytes, errors: b.errors}
+		ids, err := w.createAll()
+		if err == nil {
+			err = w.deleteAll(ids)
+		}
+		if err != nil {
+			b.mu.Lock()
+			b.errors["wave failed: "+err.Error()]++
+			b.mu.Unlock()
+		}
+		b.mu.Lock()
+		if !w.last.IsZero() {
+			b.last = w.last
+		}
+		b.mu.Unlock()
+	}
+}
+
+// pollCapacity calls GetCapacity every second, as external-provisioner's capacity tracking
+// does (it asks the monitors for df), until the returned func is called; that func says
+// how the calls went.
+func (b *burst) pollCapacity() func() string {
+	quit := make(chan struct{})
+	var ok, failed atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(time.Second):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), b.deadline)
+			_, err := b.ctrl.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"backend": b.backend}})
+			cancel()
+			if err != nil {
+				failed.Add(1)
+			} else {
+				ok.Add(1)
+			}
+		}
+	}()
+	return func() string {
+		close(quit)
+		return fmt.Sprintf("%d answered, %d failed", ok.Load(), failed.Load())
+	}
+}
