@@ -154,26 +154,12 @@ func (f *freezer) freeze() {
 		time.AfterFunc(f.length, func() {
 			resume()
 			f.t.Logf("resumed %s", f.daemon)
-			if f.daemon == harness.DaemonOSD {
-				unlag(f.t, f.pc)
+			if err := settle(f.t, f.pc); err != nil {
+				f.t.Errorf("after resuming %s: %v", f.daemon, err)
 			}
 			close(f.thawed)
 		})
 	})
-}
-
-// unlag re-peers the PGs of a single-OSD cluster that stay laggy ("waiting for readable")
-// after the OSD resumes: its read leases ran out while it was stopped and no peer renews
-// them. In a real cluster the peers report the stopped OSD and it is marked down; here the
-// test does that.
-func unlag(t *testing.T, pc *harness.PrivateCluster) {
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
-		if out, err := pc.Ceph("pg", "ls", "laggy", "--format", "json"); err == nil && !strings.Contains(string(out), "laggy") {
-			return
-		}
-	}
-	t.Logf("PGs still laggy 10s after the OSD resumed; marking osd.0 down to re-peer them")
-	pc.Ceph("osd", "down", "0")
 }
 
 func daemonName(d string) string { return d[:3] }
@@ -233,36 +219,76 @@ func countVolumes(t *testing.T, pc *harness.PrivateCluster, kind, tenant string)
 	return n
 }
 
-// waitHealthy waits until every PG is active again, so one scenario's freeze does not
+// waitHealthy waits until the cluster has settled, so one scenario's freeze does not
 // become the next one's.
 func waitHealthy(t *testing.T, pc *harness.PrivateCluster) {
 	t.Helper()
+	if err := settle(t, pc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settle waits until every PG has been active+clean, and not laggy, for 5 s in a row.
+// PGs of the single OSD can stay laggy ("waiting for readable") after it resumes: their
+// read leases ran out while it was stopped and no peer renews them. In a real cluster the
+// peers report a stopped OSD and it is marked down; here settle marks osd.0 down once when
+// they stay laggy for 10 s, so that they re-peer.
+func settle(t testing.TB, pc *harness.PrivateCluster) error {
 	end := time.Now().Add(3 * time.Minute)
+	var cleanSince, laggySince time.Time
+	markedDown := false
 	for {
-		out, err := pc.Ceph("pg", "stat", "--format", "json")
-		var st struct {
-			PGSummary struct {
-				NumPGByState []struct {
-					Name string `json:"name"`
-					Num  int    `json:"num"`
-				} `json:"num_pg_by_state"`
-				NumPGs int `json:"num_pgs"`
-			} `json:"pg_summary"`
+		clean, laggy, err := pgStates(pc)
+		now := time.Now()
+		switch {
+		case !clean:
+			cleanSince = time.Time{}
+		case cleanSince.IsZero():
+			cleanSince = now
+		case now.Sub(cleanSince) >= 5*time.Second:
+			return nil
 		}
-		if err == nil && json.Unmarshal(out, &st) == nil {
-			active := 0
-			for _, s := range st.PGSummary.NumPGByState {
-				if s.Name == "active+clean" {
-					active += s.Num
-				}
-			}
-			if st.PGSummary.NumPGs > 0 && active == st.PGSummary.NumPGs {
-				return
-			}
+		switch {
+		case !laggy:
+			laggySince = time.Time{}
+		case laggySince.IsZero():
+			laggySince = now
+		case now.Sub(laggySince) >= 10*time.Second && !markedDown:
+			t.Logf("PGs laggy for 10s after the OSD ran again; marking osd.0 down to re-peer them")
+			pc.Ceph("osd", "down", "0")
+			markedDown = true
 		}
-		if time.Now().After(end) {
-			t.Fatalf("private Ceph not healthy after 3 minutes: %v %s", err, out)
+		if now.After(end) {
+			return fmt.Errorf("private Ceph not settled after 3 minutes (clean=%v laggy=%v): %v", clean, laggy, err)
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// pgStates reports whether every PG is exactly active+clean, and whether any is laggy.
+func pgStates(pc *harness.PrivateCluster) (clean, laggy bool, err error) {
+	out, err := pc.Ceph("pg", "stat", "--format", "json")
+	if err != nil {
+		return false, false, fmt.Errorf("%v: %s", err, out)
+	}
+	var st struct {
+		PGSummary struct {
+			NumPGByState []struct {
+				Name string `json:"name"`
+				Num  int    `json:"num"`
+			} `json:"num_pg_by_state"`
+			NumPGs int `json:"num_pgs"`
+		} `json:"pg_summary"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return false, false, fmt.Errorf("%v: %s", err, out)
+	}
+	active := 0
+	for _, s := range st.PGSummary.NumPGByState {
+		if s.Name == "active+clean" {
+			active += s.Num
+		}
+		laggy = laggy || strings.Contains(s.Name, "laggy")
+	}
+	return st.PGSummary.NumPGs > 0 && active == st.PGSummary.NumPGs, laggy, nil
 }
