@@ -154,6 +154,10 @@ func (f *freezer) freeze() {
 		time.AfterFunc(f.length, func() {
 			resume()
 			f.t.Logf("resumed %s", f.daemon)
+			if f.daemon == harness.DaemonOSD {
+				// Its PGs' read leases ran out while it was stopped (see settle).
+				f.pc.Ceph("osd", "down", "0")
+			}
 			if err := settle(f.t, f.pc); err != nil {
 				f.t.Errorf("after resuming %s: %v", f.daemon, err)
 			}
@@ -228,15 +232,14 @@ func waitHealthy(t *testing.T, pc *harness.PrivateCluster) {
 	}
 }
 
-// settle waits until every PG has been active+clean, and not laggy, for 5 s in a row.
-// PGs of the single OSD can stay laggy ("waiting for readable") after it resumes: their
-// read leases ran out while it was stopped and no peer renews them. In a real cluster the
-// peers report a stopped OSD and it is marked down; here settle marks osd.0 down once when
-// they stay laggy for 10 s, so that they re-peer.
+// settle waits until every PG has been active+clean, and not laggy, for 8 s in a row.
+// PGs of the single OSD can turn laggy ("waiting for readable") after it resumes, at once
+// or some seconds later: their read leases ran out while it was stopped and no peer
+// renews them. In a real cluster the peers report a stopped OSD and it is marked down;
+// here settle marks osd.0 down whenever PGs stay laggy for 5 s, so that they re-peer.
 func settle(t testing.TB, pc *harness.PrivateCluster) error {
 	end := time.Now().Add(3 * time.Minute)
-	var cleanSince, laggySince time.Time
-	markedDown := false
+	var cleanSince, laggySince, markedDown time.Time
 	for {
 		clean, laggy, err := pgStates(pc)
 		now := time.Now()
@@ -245,7 +248,7 @@ func settle(t testing.TB, pc *harness.PrivateCluster) error {
 			cleanSince = time.Time{}
 		case cleanSince.IsZero():
 			cleanSince = now
-		case now.Sub(cleanSince) >= 5*time.Second:
+		case now.Sub(cleanSince) >= 8*time.Second:
 			return nil
 		}
 		switch {
@@ -253,10 +256,10 @@ func settle(t testing.TB, pc *harness.PrivateCluster) error {
 			laggySince = time.Time{}
 		case laggySince.IsZero():
 			laggySince = now
-		case now.Sub(laggySince) >= 10*time.Second && !markedDown:
-			t.Logf("PGs laggy for 10s after the OSD ran again; marking osd.0 down to re-peer them")
+		case now.Sub(laggySince) >= 5*time.Second && now.Sub(markedDown) >= 20*time.Second:
+			t.Logf("PGs laggy for 5s; marking osd.0 down to re-peer them")
 			pc.Ceph("osd", "down", "0")
-			markedDown = true
+			markedDown = now
 		}
 		if now.After(end) {
 			return fmt.Errorf("private Ceph not settled after 3 minutes (clean=%v laggy=%v): %v", clean, laggy, err)
