@@ -14,6 +14,7 @@ Usage:
   shipholdctl backends [--config FILE]            reachability and free capacity of each backend
   shipholdctl volumes  [--config FILE] [--tenant T] volumes on every backend, per tenant
   shipholdctl tenants  [--config FILE]            usage per tenant against its quota
+  shipholdctl check backends|capacity|tenants|exports [-w RANGE] [-c RANGE]   Nagios/Icinga plugin
   shipholdctl csi [--endpoint unix:///path] <command> [flags]
 
 CSI commands (talk to a running shiphold-csi plugin):
@@ -49,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCSI(args[1:], stdout, stderr)
 	case "backends", "volumes", "tenants":
 		return runAdmin(args[0], args[1:], stdout, stderr)
+	case "check":
+		return runCheck(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "shipholdctl: unknown command %q\n\n%s", args[0], usage)
 	return 2

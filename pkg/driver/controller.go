@@ -113,6 +113,9 @@ func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string,
 		if s.Backend != backendName {
 			return status.Errorf(codes.InvalidArgument, "source snapshot is on backend %q, the volume is requested on %q; use shipholdctl migrate to move data between backends", s.Backend, backendName)
 		}
+		if err := sameTenant(s.Volume, vreq.Tenant); err != nil {
+			return err
+		}
 		vreq.SourceSnapshot = &s
 	case src.GetVolume() != nil:
 		id := src.GetVolume().GetVolumeId()
@@ -123,9 +126,21 @@ func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string,
 		if v.Backend != backendName {
 			return status.Errorf(codes.InvalidArgument, "source volume is on backend %q, the clone is requested on %q; use shipholdctl migrate to move data between backends", v.Backend, backendName)
 		}
+		if err := sameTenant(v, vreq.Tenant); err != nil {
+			return err
+		}
 		vreq.SourceVolume = &v
 	default:
 		return status.Error(codes.InvalidArgument, "volume content source must be a snapshot or a volume")
+	}
+	return nil
+}
+
+// sameTenant keeps one tenant's data out of another's volumes, on every backend. It is
+// decided from the IDs alone, so it says nothing about whether the source exists.
+func sameTenant(src volid.Volume, tenant string) error {
+	if src.Tenant != tenant {
+		return status.Errorf(codes.InvalidArgument, "content source %s belongs to tenant %q, the volume to tenant %q; a volume can only be made from its own tenant's volumes and snapshots", src, src.Tenant, tenant)
 	}
 	return nil
 }
@@ -177,7 +192,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	id, err := volid.ParseVolume(req.GetVolumeId())
 	if err != nil {
 		// Not an ID shiphold ever issued, so no volume of ours exists under it.
-		klog.Infof("DeleteVolume %q: not a shiphold volume ID (%v); nothing to delete", req.GetVolumeId(), err)
+		klog.FromContext(ctx).Info("Not a shiphold volume ID; nothing to delete", "reason", err.Error())
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	c, ok := d.opts.Controllers[id.Backend]
@@ -247,7 +262,7 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	}
 	p, ok := c.(backend.Publisher)
 	if !ok {
-		return &csi.ControllerPublishVolumeResponse{}, nil
+		return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(nil, req.GetReadonly())}, nil
 	}
 	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
@@ -258,7 +273,20 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &csi.ControllerPublishVolumeResponse{PublishContext: pc}, nil
+	return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(pc, req.GetReadonly())}, nil
+}
+
+// withReadOnly tells the node, through the publish context, that the volume was published
+// read-only: NodeStageVolume carries no such flag.
+func withReadOnly(pc map[string]string, readOnly bool) map[string]string {
+	if !readOnly {
+		return pc
+	}
+	if pc == nil {
+		pc = map[string]string{}
+	}
+	pc[backend.PublishContextReadOnly] = "true"
+	return pc
 }
 
 func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.ControllerUnpublishVolumeRequest) (*csi.ControllerUnpublishVolumeResponse, error) {
@@ -495,7 +523,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	}
 	id, err := volid.ParseSnapshot(req.GetSnapshotId())
 	if err != nil {
-		klog.Infof("DeleteSnapshot %q: not a shiphold snapshot ID (%v); nothing to delete", req.GetSnapshotId(), err)
+		klog.FromContext(ctx).Info("Not a shiphold snapshot ID; nothing to delete", "reason", err.Error())
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
 	c, ok := d.opts.Controllers[id.Backend]

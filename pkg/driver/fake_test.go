@@ -195,12 +195,14 @@ type fakeStager struct {
 	mu      sync.Mutex
 	staged  map[string]string
 	repairs int
+	last    *backend.StageRequest
 }
 
 func (s *fakeStager) StageVolume(ctx context.Context, r *backend.StageRequest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.staged[r.ID.String()] = r.StagingPath
+	s.last = r
 	return os.MkdirAll(filepath.Join(r.StagingPath, "fs"), 0o755)
 }
 

@@ -55,8 +55,9 @@ func (d *Driver) RepairStaged(ctx context.Context, kubeletDir string) int {
 		if err != nil {
 			continue
 		}
-		if err := s.Repair(ctx, id, staging); err != nil {
-			klog.Warningf("repair of staged volume %s at %s failed: %v; the next publish retries", id, staging, err)
+		logger := klog.FromContext(ctx).WithValues("method", "RepairStaged", "volume_id", id.String(), "tenant", id.Tenant, "backend", id.Backend)
+		if err := s.Repair(klog.NewContext(ctx, logger), id, staging); err != nil {
+			logger.Error(err, "Repair of a staged volume failed; the next publish retries", "staging", staging)
 		}
 		release()
 	}

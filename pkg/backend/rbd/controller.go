@@ -223,11 +223,6 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if err != nil {
 		return nil, err
 	}
-	for _, src := range []*volid.Volume{req.SourceVolume, sourceOfSnap(req.SourceSnapshot)} {
-		if src != nil && src.Tenant != req.Tenant {
-			return nil, backend.Errorf(backend.InvalidArgument, "content source belongs to tenant %q, the volume to tenant %q; tenants cannot clone each other's data", src.Tenant, req.Tenant)
-		}
-	}
 	want := newRecord(c.name, req)
 	name := imageName(volid.Hash(req.Name))
 	var vol *backend.Volume
@@ -246,7 +241,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			return err
 		}
 		for attempt := 0; ; attempt++ {
-			err := c.makeImage(conn, io, name, uint64(size), opts, req)
+			err := c.makeImage(ctx, conn, io, name, uint64(size), opts, req)
 			if err == nil {
 				break
 			}
@@ -277,22 +272,9 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			return classify(err, "open new image "+name)
 		}
 		defer img.Close()
-		cur, err := img.GetSize()
+		cur, err := finishImage(img, name, uint64(size), req, want)
 		if err != nil {
-			return classify(err, "size of image "+name)
-		}
-		if cur < uint64(size) {
-			// A clone starts at its parent's size.
-			if err := img.Resize(uint64(size)); err != nil {
-				return classify(err, "grow clone "+name)
-			}
-			cur = uint64(size)
-		}
-		if req.LimitBytes > 0 && int64(cur) > req.LimitBytes {
-			return backend.Errorf(backend.OutOfRange, "content source is %d bytes, over limit_bytes %d", cur, req.LimitBytes)
-		}
-		if err := img.SetMetadata(recordKey, want.encode()); err != nil {
-			return classify(err, "record request on image "+name)
+			return err
 		}
 		vol = c.volume(id, int64(cur), want, opts.Pool)
 		return nil
@@ -307,11 +289,32 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	return vol, nil
 }
 
-func sourceOfSnap(s *volid.Snapshot) *volid.Volume {
-	if s == nil {
-		return nil
+// finishImage brings a new image (a clone starts as its parent) to the requested size and
+// records the request on it; it returns the image's size.
+func finishImage(img *librbd.Image, name string, size uint64, req *backend.VolumeRequest, want volumeRecord) (uint64, error) {
+	cur, err := img.GetSize()
+	if err != nil {
+		return 0, classify(err, "size of image "+name)
 	}
-	return &s.Volume
+	if cur < size {
+		if err := img.Resize(size); err != nil {
+			return 0, classify(err, "grow clone "+name)
+		}
+		cur = size
+	}
+	if req.LimitBytes > 0 && int64(cur) > req.LimitBytes {
+		return 0, backend.Errorf(backend.OutOfRange, "content source is %d bytes, over limit_bytes %d", cur, req.LimitBytes)
+	}
+	if req.SourceSnapshot != nil || req.SourceVolume != nil {
+		// A clone copies its parent's metadata; the parent's node grants are not its own.
+		if err := dropPublishRecords(img); err != nil {
+			return 0, classify(err, "drop copied publish records of "+name)
+		}
+	}
+	if err := img.SetMetadata(recordKey, want.encode()); err != nil {
+		return 0, classify(err, "record request on image "+name)
+	}
+	return cur, nil
 }
 
 func featureBits(names []string) uint64 {
@@ -319,7 +322,7 @@ func featureBits(names []string) uint64 {
 }
 
 // makeImage creates a fresh image, or a clone for a content source.
-func (c *Controller) makeImage(conn *rados.Conn, io *rados.IOContext, name string, size uint64, opts classOptions, req *backend.VolumeRequest) error {
+func (c *Controller) makeImage(ctx context.Context, conn *rados.Conn, io *rados.IOContext, name string, size uint64, opts classOptions, req *backend.VolumeRequest) error {
 	ro := librbd.NewRbdImageOptions()
 	defer ro.Destroy()
 	if err := ro.SetUint64(librbd.ImageOptionFeatures, featureBits(opts.Features)); err != nil {
@@ -329,7 +332,7 @@ func (c *Controller) makeImage(conn *rados.Conn, io *rados.IOContext, name strin
 	case req.SourceSnapshot != nil:
 		return c.cloneSnapshot(conn, io, *req.SourceSnapshot, name, ro)
 	case req.SourceVolume != nil:
-		return c.cloneVolume(conn, io, *req.SourceVolume, name, ro)
+		return c.cloneVolume(ctx, conn, io, *req.SourceVolume, name, ro)
 	}
 	if err := librbd.CreateImage(io, name, size, ro); err != nil {
 		if isNotFound(err) {
@@ -366,7 +369,7 @@ func (c *Controller) cloneSnapshot(conn *rados.Conn, io *rados.IOContext, src vo
 
 // cloneVolume copies a volume: a temporary snapshot of the source, a clone of it, flattened so
 // that the new volume is independent, then the temporary snapshot goes.
-func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src volid.Volume, name string, ro *librbd.ImageOptions) error {
+func (c *Controller) cloneVolume(ctx context.Context, conn *rados.Conn, io *rados.IOContext, src volid.Volume, name string, ro *librbd.ImageOptions) error {
 	srcIO, _, err := openVolumePool(conn, src)
 	if err != nil {
 		return backend.Errorf(backend.NotFound, "source volume %s: %v", src, err)
@@ -382,14 +385,14 @@ func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src voli
 		return classify(err, "open source image "+parent)
 	}
 	defer img.Close()
-	if err := removeSnap(conn, img, tmp); err != nil {
+	if err := removeSnap(ctx, conn, img, tmp); err != nil {
 		return err
 	}
 	snap, err := img.CreateSnapshot(tmp)
 	if err != nil {
 		return classify(err, "snapshot source image "+parent)
 	}
-	defer removeSnap(conn, img, tmp)
+	defer removeSnap(ctx, conn, img, tmp)
 	if err := snap.Protect(); err != nil {
 		return classify(err, "protect temporary snapshot of "+parent)
 	}
@@ -401,7 +404,10 @@ func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src voli
 		return classify(err, "open clone "+name)
 	}
 	defer clone.Close()
-	if err := clone.Flatten(); err != nil {
+	waited := backend.LongWait(ctx, "flatten", "image", name)
+	err = clone.Flatten()
+	waited(err)
+	if err != nil {
 		return classify(err, "flatten clone "+name)
 	}
 	return nil
@@ -428,7 +434,7 @@ func ensureProtected(io *rados.IOContext, image, snap string) error {
 
 // removeSnap flattens the snapshot's children, unprotects and removes it; a missing snapshot
 // is fine.
-func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
+func removeSnap(ctx context.Context, conn *rados.Conn, img *librbd.Image, snap string) error {
 	names, err := img.GetSnapshotNames()
 	if err != nil {
 		return classify(err, "list snapshots of "+img.GetName())
@@ -440,7 +446,7 @@ func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
 	if !found {
 		return nil
 	}
-	if err := flattenChildren(conn, img, snap); err != nil {
+	if err := flattenChildren(ctx, conn, img, snap); err != nil {
 		return err
 	}
 	s := img.GetSnapshot(snap)
@@ -456,7 +462,7 @@ func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
 }
 
 // flattenChildren makes every clone of a snapshot independent of it.
-func flattenChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
+func flattenChildren(ctx context.Context, conn *rados.Conn, img *librbd.Image, snap string) error {
 	if err := img.SetSnapshot(snap); err != nil {
 		return classify(err, fmt.Sprintf("select snapshot %s@%s", img.GetName(), snap))
 	}
@@ -481,7 +487,9 @@ func flattenChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
 			}
 			return classify(err, "open clone "+ch.ImageName)
 		}
+		waited := backend.LongWait(ctx, "flatten", "image", ch.ImageName, "snapshot", snap)
 		err = child.Flatten()
+		waited(err)
 		child.Close()
 		io.Destroy()
 		if err != nil {
@@ -561,7 +569,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 				return classify(err, "open image "+name)
 			}
 			for _, s := range tmpSnaps {
-				if err := removeSnap(conn, img, s); err != nil {
+				if err := removeSnap(ctx, conn, img, s); err != nil {
 					img.Close()
 					return err
 				}
@@ -834,7 +842,7 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 			return classify(err, "open image "+imageName(id.Hash))
 		}
 		defer img.Close()
-		return removeSnap(conn, img, snapName(id.SnapHash))
+		return removeSnap(ctx, conn, img, snapName(id.SnapHash))
 	})
 }
 

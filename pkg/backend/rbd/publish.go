@@ -30,26 +30,31 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 // UnpublishVolume removes node's record, or every node's when node has no name.
 func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node backend.Node, secrets map[string]string) error {
 	return c.withImage(ctx, id, secrets, func(img *librbd.Image) error {
-		keys := []string{backend.PublishRecordKey(node)}
 		if node.Name == "" {
-			all, err := img.ListMetadata()
-			if err != nil {
-				return classify(err, "list publish records of "+id.String())
-			}
-			keys = keys[:0]
-			for k := range all {
-				if backend.IsPublishRecordKey(k) {
-					keys = append(keys, k)
-				}
-			}
+			return classify(dropPublishRecords(img), "remove publish records of "+id.String())
 		}
-		for _, k := range keys {
-			if err := img.RemoveMetadata(k); err != nil && !isNotFound(err) {
-				return classify(err, "remove publish record of "+id.String())
-			}
+		if err := img.RemoveMetadata(backend.PublishRecordKey(node)); err != nil && !isNotFound(err) {
+			return classify(err, "remove publish record of "+id.String())
 		}
 		return nil
 	})
+}
+
+// dropPublishRecords removes every node's publish record from the image.
+func dropPublishRecords(img *librbd.Image) error {
+	all, err := img.ListMetadata()
+	if err != nil {
+		return err
+	}
+	for k := range all {
+		if !backend.IsPublishRecordKey(k) {
+			continue
+		}
+		if err := img.RemoveMetadata(k); err != nil && !isNotFound(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 // withImage opens a shiphold volume's image for writing; NotFound when it is not one.
