@@ -28,6 +28,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the plugin binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binary != "" {
+		os.RemoveAll(filepath.Dir(binary))
+	}
+	os.Exit(code)
+}
+
 // pluginBinary builds ./cmd/shiphold-csi once per test process, as `make build` would.
 func pluginBinary(t testing.TB) string {
 	t.Helper()
