@@ -23,12 +23,13 @@ HELM_VERSION=v3.22.0
 
 # tool -> version; snapshot-crds is a directory of YAML, the rest are binaries.
 # helm is optional (not in "all"): test/manifests uses helm's Go packages in-process.
-ALL_TOOLS=(snapshot-crds etcd kube-apiserver kube-controller-manager csi-provisioner
+# kubectl is built at the control plane's version: Debian's (1.20) lacks --validate=strict.
+ALL_TOOLS=(snapshot-crds etcd kube-apiserver kube-controller-manager kubectl csi-provisioner
   csi-attacher csi-resizer csi-snapshotter snapshot-controller)
 version_of() {
   case "$1" in
     etcd) echo "$ETCD_VERSION" ;;
-    kube-apiserver | kube-controller-manager) echo "$KUBE_VERSION" ;;
+    kube-apiserver | kube-controller-manager | kubectl) echo "$KUBE_VERSION" ;;
     csi-provisioner) echo "$PROVISIONER_VERSION" ;;
     csi-attacher) echo "$ATTACHER_VERSION" ;;
     csi-resizer) echo "$RESIZER_VERSION" ;;
@@ -135,6 +136,7 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
     go mod tidy
@@ -179,10 +181,9 @@ build_one() {
   case "$1" in
     snapshot-crds) build_snapshot_crds ;;
     etcd) build_etcd ;;
-    kube-apiserver | kube-controller-manager)
-      local want=()
-      have kube-apiserver || want+=(kube-apiserver)
-      have kube-controller-manager || want+=(kube-controller-manager)
+    kube-apiserver | kube-controller-manager | kubectl)
+      local want=() c
+      for c in kube-apiserver kube-controller-manager kubectl; do have "$c" || want+=("$c"); done
       build_kube "${want[@]}" ;;
     csi-provisioner)
       build_sidecar github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" csi-provisioner ;;

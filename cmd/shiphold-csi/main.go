@@ -13,8 +13,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"k8s.io/component-base/logs"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
 	"k8s.io/klog/v2"
 
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/isilon"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
@@ -24,32 +29,53 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// runOptions are the flags beyond the CSI basics.
+type runOptions struct {
+	slowCall       time.Duration
+	surveyInterval time.Duration
+	surveyTimeout  time.Duration
+}
+
 func main() {
-	klog.InitFlags(nil)
+	// Logging flags as Kubernetes components have them: --logging-format=text|json, -v,
+	// --vmodule, and klog's remaining flags.
+	logCfg := logsapi.NewLoggingConfiguration()
+	logsapi.AddGoFlags(logCfg, flag.CommandLine)
+	logs.AddGoFlags(flag.CommandLine, logs.SkipLoggingConfigurationFlags())
 	endpoint := flag.String("endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix:///path or tcp://host:port)")
 	nodeID := flag.String("nodeid", "", "node name (required in node and all modes)")
-	nodeAddr := flag.String("node-address", os.Getenv("NODE_IP"), "address storage sees this node at (NFS export clients); default: $NODE_IP, else the first non-loopback IPv4")
+	nodeAddr := flag.String("node-address", "", "address storage sees this node at (NFS export clients); default: the source address toward the first Isilon backend's nfsServer, else $NODE_IP, else the first non-loopback IPv4")
 	modeFlag := flag.String("mode", "all", "services to serve: controller, node or all")
 	configPath := flag.String("config", "/etc/shiphold/config.yaml", "driver config file")
 	name := flag.String("drivername", "shiphold.csi.io", "CSI driver name")
 	metricsAddr := flag.String("metrics-address", "", "serve Prometheus metrics on this address (e.g. :9090); empty disables")
 	probeInterval := flag.Duration("probe-interval", 30*time.Second, "how often the controller checks backend reachability")
 	kubeletDir := flag.String("kubelet-dir", "/var/lib/kubelet", "kubelet root; at start the node plugin repairs the volumes staged below it")
+	var ro runOptions
+	flag.DurationVar(&ro.slowCall, "slow-call", driver.DefaultSlowCall, "log calls that take longer than this at the default verbosity")
+	flag.DurationVar(&ro.surveyInterval, "survey-interval", 5*time.Minute, "how often the controller reads capacity, tenant usage and export clients for the metrics (a scrape never lists storage)")
+	flag.DurationVar(&ro.surveyTimeout, "survey-timeout", time.Minute, "bound of each backend's part of one survey")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	logs.InitLogs()
+	if err := logsapi.ValidateAndApply(logCfg, nil); err != nil {
+		fmt.Fprintf(os.Stderr, "shiphold-csi: %v\n", err)
+		os.Exit(2)
+	}
+	defer logs.FlushLogs()
 
 	if *showVersion {
 		fmt.Println(version)
 		return
 	}
-	if err := run(*endpoint, *nodeID, *nodeAddr, *modeFlag, *configPath, *name, *metricsAddr, *kubeletDir, *probeInterval); err != nil {
+	if err := run(*endpoint, *nodeID, *nodeAddr, *modeFlag, *configPath, *name, *metricsAddr, *kubeletDir, *probeInterval, ro); err != nil {
 		klog.ErrorS(err, "shiphold-csi stopped")
-		klog.Flush()
+		logs.FlushLogs()
 		os.Exit(1)
 	}
 }
 
-func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, kubeletDir string, probeInterval time.Duration) error {
+func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, kubeletDir string, probeInterval time.Duration, ro runOptions) error {
 	mode, err := driver.ParseMode(modeFlag)
 	if err != nil {
 		return err
@@ -63,8 +89,8 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 		return err
 	}
 	defer backends.Close()
-	if nodeAddr == "" {
-		nodeAddr = firstIPv4()
+	if nodeAddr == "" && mode != driver.ModeController {
+		nodeAddr = nodeAddress(cfg)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -72,13 +98,17 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 
 	opts := driver.Options{
 		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, Config: cfg,
-		Controllers: backends.Controllers, Stagers: backends.Stagers, ProbeInterval: probeInterval,
+		Controllers: backends.Controllers, Stagers: backends.Stagers, ProbeInterval: probeInterval, SlowCall: ro.slowCall,
 	}
 	if metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		m := metrics.New(reg)
 		opts.Interceptors = []grpc.UnaryServerInterceptor{m.UnaryServerInterceptor(driver.BackendOf)}
 		opts.OnProbe = func(backendName, kind string, err error) { m.SetBackendReachable(backendName, kind, err == nil) }
+		if mode != driver.ModeNode {
+			survey := metrics.NewSurvey(reg, backends.Controllers, cfg.Tenants, ro.surveyTimeout)
+			go survey.Run(ctx, ro.surveyInterval)
+		}
 		go func() {
 			if err := metrics.Serve(ctx, metricsAddr, reg); err != nil {
 				klog.ErrorS(err, "metrics server stopped")
@@ -98,6 +128,28 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 		}()
 	}
 	return d.Serve(ctx, endpoint)
+}
+
+// nodeAddress is the address an Isilon export must list for this node: the source address
+// of its route to the NFS server (what the server sees; status.hostIP can be another
+// interface), else $NODE_IP, else the first IPv4. With Isilon backends on several
+// networks, pass --node-address.
+func nodeAddress(cfg *config.Config) string {
+	for _, b := range cfg.Backends {
+		if b.Kind != backend.KindIsilon || b.Isilon == nil || b.Isilon.NFSServer == "" {
+			continue
+		}
+		addr, err := isilon.SourceAddressToward(b.Isilon.NFSServer)
+		if err == nil {
+			klog.Infof("node address %s: the source address toward backend %q's NFS server %s", addr, b.Name, b.Isilon.NFSServer)
+			return addr
+		}
+		klog.Warningf("backend %q: %v; falling back to $NODE_IP", b.Name, err)
+	}
+	if addr := os.Getenv("NODE_IP"); addr != "" {
+		return addr
+	}
+	return firstIPv4()
 }
 
 // firstIPv4 is the node's address for storage-side access lists when none is given.

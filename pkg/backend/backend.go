@@ -39,8 +39,9 @@ type VolumeRequest struct {
 	// MultiNode is true when any requested access mode spans nodes.
 	MultiNode bool
 	// Parameters are the StorageClass parameters the kind declared in ParameterKeys.
-	Parameters     map[string]string
-	Secrets        map[string]string
+	Parameters map[string]string
+	Secrets    map[string]string
+	// A content source is on this backend and in Tenant: the driver refuses any other.
 	SourceSnapshot *volid.Snapshot
 	SourceVolume   *volid.Volume
 }
@@ -144,6 +145,18 @@ type Publisher interface {
 	UnpublishVolume(ctx context.Context, id volid.Volume, node Node, secrets map[string]string) error
 }
 
+// PublishContextReadOnly is set to "true" in the publish context of a volume that
+// ControllerPublishVolume published read-only, so that the node stages it read-only.
+const PublishContextReadOnly = "shiphold.io/readonly"
+
+// AccessMode is what a CSI access mode tells the node about other users of a volume.
+type AccessMode struct {
+	// MultiNode: other nodes may use the volume at the same time.
+	MultiNode bool
+	// ReaderOnly: nobody writes (SINGLE_NODE_READER_ONLY, MULTI_NODE_READER_ONLY).
+	ReaderOnly bool
+}
+
 // StageRequest is a validated NodeStageVolume for one backend.
 type StageRequest struct {
 	ID          volid.Volume
@@ -151,11 +164,21 @@ type StageRequest struct {
 	Block       bool
 	FsType      string
 	MountFlags  []string
+	Access      AccessMode
+	// ReadOnly is true when ControllerPublishVolume published the volume read-only.
+	ReadOnly bool
 	// Context is the volume_context from CreateVolume; PublishContext from ControllerPublish.
 	Context        map[string]string
 	PublishContext map[string]string
 	Secrets        map[string]string
 }
+
+// WritesNothing reports whether the node must attach and mount the volume read-only.
+func (r *StageRequest) WritesNothing() bool { return r.ReadOnly || r.Access.ReaderOnly }
+
+// SingleWriter reports whether this node is the volume's only user and writes: a block
+// backend takes the image's exclusive lock.
+func (r *StageRequest) SingleWriter() bool { return !r.WritesNothing() && !r.Access.MultiNode }
 
 // Stager is the node side of one configured backend. Everything it leaves on the node for
 // a volume lives below the staging path, so a restarted plugin finds it again.

@@ -1,5 +1,6 @@
 // Package ceph holds what the rbd and cephfs backends share: cephx credentials, one pooled
-// rados connection per (cluster, user), and helpers for the ceph CLI clients a node runs.
+// rados connection per (backend, cluster, user) whose every call is bounded by its request
+// (Calls), the errno classifier, and helpers for the ceph CLI clients a node runs.
 package ceph
 
 import (
@@ -88,6 +89,24 @@ func keyFromKeyring(data []byte, entity string) (string, error) {
 	return "", fmt.Errorf("no key for %s", entity)
 }
 
+// keyFilePattern names the files WriteKeyFile makes.
+const keyFilePattern = ".shiphold-key-*"
+
+// RemoveKeyFiles removes the key files WriteKeyFile left in dir: a crash between writing a
+// key and removing it must not leave the key at rest on the node.
+func RemoveKeyFiles(dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, keyFilePattern))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove key file %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
 // WriteKeyFile writes the key to a new 0600 file in dir (a temp dir when empty) for a CLI
 // client, so that the secret never appears on a command line.
 func WriteKeyFile(dir string, cred Credentials) (string, func(), error) {
@@ -96,7 +115,7 @@ func WriteKeyFile(dir string, cred Credentials) (string, func(), error) {
 			return "", nil, err
 		}
 	}
-	f, err := os.CreateTemp(dir, ".shiphold-key-*")
+	f, err := os.CreateTemp(dir, keyFilePattern)
 	if err != nil {
 		return "", nil, fmt.Errorf("create key file: %w", err)
 	}

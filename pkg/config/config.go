@@ -79,6 +79,16 @@ type Isilon struct {
 	AuthType string `json:"authType,omitempty"`
 	// RequestTimeout bounds one Platform API call, e.g. "30s".
 	RequestTimeout string `json:"requestTimeout,omitempty"`
+	// CopyTimeout bounds the data copy of a clone or restore, which runs in the
+	// background of the requests that wait for it (default "12h").
+	CopyTimeout string `json:"copyTimeout,omitempty"`
+	// CopySettle is how long an unfinished clone's directory must stay unchanged before a
+	// new copy into it starts: a copy started by a previous controller may still run on
+	// the array (default "30s").
+	CopySettle string `json:"copySettle,omitempty"`
+	// MaxRequestsInFlight bounds the Platform API requests the backend has open at once;
+	// 0 means the default of pkg/backend/isilon.
+	MaxRequestsInFlight int `json:"maxRequestsInFlight,omitempty"`
 }
 
 // Tenants holds capacity and volume-count quotas per tenant.
@@ -190,6 +200,8 @@ func (b *Backend) validate() error {
 			return fmt.Errorf("isilon.nfsServer is required")
 		case i.AuthType != "" && i.AuthType != "session" && i.AuthType != "basic":
 			return fmt.Errorf("isilon.authType %q must be session or basic", i.AuthType)
+		case i.MaxRequestsInFlight < 0:
+			return fmt.Errorf("isilon.maxRequestsInFlight %d must be positive, or 0 for the default", i.MaxRequestsInFlight)
 		}
 		return nil
 	default:

@@ -49,6 +49,7 @@ func TestParseRejects(t *testing.T) {
 		{"no pool", "backends: [{name: a, kind: rbd, rbd: {clusterID: c, monitors: [m]}}]", "rbd.pool"},
 		{"no monitors", "backends: [{name: a, kind: cephfs, cephfs: {clusterID: c, fsName: f}}]", "monitors"},
 		{"isi path", "backends: [{name: a, kind: isilon, isilon: {endpoint: e, isiPath: /data, nfsServer: n}}]", "isiPath"},
+		{"isi in flight", "backends: [{name: a, kind: isilon, isilon: {endpoint: e, isiPath: /ifs/d, nfsServer: n, maxRequestsInFlight: -1}}]", "maxRequestsInFlight"},
 		{"two sections", "backends: [{name: a, kind: rbd, rbd: {clusterID: c, monitors: [m], pool: p}, cephfs: {clusterID: c, monitors: [m], fsName: f}}]", "exactly one"},
 	}
 	for _, tc := range cases {

@@ -81,7 +81,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, err
 	}
 
-	release, err := d.inflight.acquire("create/" + req.GetName())
+	ctx, release, err := d.inflight.acquire(ctx, "create/"+req.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +147,9 @@ func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string,
 		if s.Backend != backendName {
 			return status.Errorf(codes.InvalidArgument, "source snapshot is on backend %q, the volume is requested on %q; use shipholdctl migrate to move data between backends", s.Backend, backendName)
 		}
+		if err := sameTenant(s.Volume, vreq.Tenant); err != nil {
+			return err
+		}
 		vreq.SourceSnapshot = &s
 	case src.GetVolume() != nil:
 		id := src.GetVolume().GetVolumeId()
@@ -157,9 +160,21 @@ func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string,
 		if v.Backend != backendName {
 			return status.Errorf(codes.InvalidArgument, "source volume is on backend %q, the clone is requested on %q; use shipholdctl migrate to move data between backends", v.Backend, backendName)
 		}
+		if err := sameTenant(v, vreq.Tenant); err != nil {
+			return err
+		}
 		vreq.SourceVolume = &v
 	default:
 		return status.Error(codes.InvalidArgument, "volume content source must be a snapshot or a volume")
+	}
+	return nil
+}
+
+// sameTenant keeps one tenant's data out of another's volumes, on every backend. It is
+// decided from the IDs alone, so it says nothing about whether the source exists.
+func sameTenant(src volid.Volume, tenant string) error {
+	if src.Tenant != tenant {
+		return status.Errorf(codes.InvalidArgument, "content source %s belongs to tenant %q, the volume to tenant %q; a volume can only be made from its own tenant's volumes and snapshots", src, src.Tenant, tenant)
 	}
 	return nil
 }
@@ -211,14 +226,14 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	id, err := volid.ParseVolume(req.GetVolumeId())
 	if err != nil {
 		// Not an ID shiphold ever issued, so no volume of ours exists under it.
-		klog.Infof("DeleteVolume %q: not a shiphold volume ID (%v); nothing to delete", req.GetVolumeId(), err)
+		klog.FromContext(ctx).Info("Not a shiphold volume ID; nothing to delete", "reason", err.Error())
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	c, ok := d.opts.Controllers[id.Backend]
 	if !ok {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is on backend %q, which is not in the driver config; restore the backend to delete it", id, id.Backend)
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -281,9 +296,9 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	}
 	p, ok := c.(backend.Publisher)
 	if !ok {
-		return &csi.ControllerPublishVolumeResponse{}, nil
+		return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(nil, req.GetReadonly())}, nil
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +308,20 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &csi.ControllerPublishVolumeResponse{PublishContext: pc}, nil
+	return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(pc, req.GetReadonly())}, nil
+}
+
+// withReadOnly tells the node, through the publish context, that the volume was published
+// read-only: NodeStageVolume carries no such flag.
+func withReadOnly(pc map[string]string, readOnly bool) map[string]string {
+	if !readOnly {
+		return pc
+	}
+	if pc == nil {
+		pc = map[string]string{}
+	}
+	pc[backend.PublishContextReadOnly] = "true"
+	return pc
 }
 
 func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.ControllerUnpublishVolumeRequest) (*csi.ControllerUnpublishVolumeResponse, error) {
@@ -319,7 +347,7 @@ func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 			return &csi.ControllerUnpublishVolumeResponse{}, nil
 		}
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -475,7 +503,7 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 			return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 		}
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -505,7 +533,7 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "source volume %s is on backend %q, which is not in the driver config", src, src.Backend)
 	}
-	release, err := d.inflight.acquire("snapshot/"+req.GetName(), src.String())
+	ctx, release, err := d.inflight.acquire(ctx, "snapshot/"+req.GetName(), src.String())
 	if err != nil {
 		return nil, err
 	}
@@ -530,14 +558,14 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	}
 	id, err := volid.ParseSnapshot(req.GetSnapshotId())
 	if err != nil {
-		klog.Infof("DeleteSnapshot %q: not a shiphold snapshot ID (%v); nothing to delete", req.GetSnapshotId(), err)
+		klog.FromContext(ctx).Info("Not a shiphold snapshot ID; nothing to delete", "reason", err.Error())
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
 	c, ok := d.opts.Controllers[id.Backend]
 	if !ok {
 		return nil, status.Errorf(codes.FailedPrecondition, "snapshot %s is on backend %q, which is not in the driver config; restore the backend to delete it", id, id.Backend)
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/mounter"
 )
 
 // Mode selects which CSI services the plugin serves.
@@ -57,10 +57,15 @@ type Options struct {
 	Stagers     map[string]backend.Stager
 	// Mounter does the node's bind mounts; nil uses the host's mounter.
 	Mounter mount.Interface
+	// MountCallTimeout bounds one syscall on a published or staged path, whose server may be
+	// dead; 0 means mounter.DefaultMountCallTimeout.
+	MountCallTimeout time.Duration
 	// ProbeInterval is how often backend reachability is checked; 0 disables.
 	ProbeInterval time.Duration
 	// OnProbe, if set, is told each backend's reachability (metrics).
 	OnProbe func(backendName, kind string, err error)
+	// SlowCall is the duration past which a call is logged as slow; 0 means DefaultSlowCall.
+	SlowCall time.Duration
 	// Interceptors run around every call, after logging.
 	Interceptors []grpc.UnaryServerInterceptor
 }
@@ -102,6 +107,9 @@ func New(opts Options) (*Driver, error) {
 	if m == nil {
 		m = mount.New("")
 	}
+	if opts.MountCallTimeout <= 0 {
+		opts.MountCallTimeout = mounter.DefaultMountCallTimeout
+	}
 	return &Driver{opts: opts, mounter: m, inflight: newInflight(), reachable: map[string]error{}}, nil
 }
 
@@ -130,7 +138,8 @@ func (d *Driver) Serve(ctx context.Context, endpoint string) error {
 
 // GRPCServer builds the gRPC server with the CSI services for the driver's mode.
 func (d *Driver) GRPCServer() *grpc.Server {
-	chain := append([]grpc.UnaryServerInterceptor{logCalls}, d.opts.Interceptors...)
+	// Panics are recovered innermost, so that logging and metrics see the INTERNAL answer.
+	chain := append(append([]grpc.UnaryServerInterceptor{d.logCalls}, d.opts.Interceptors...), recoverPanics)
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(chain...))
 	csi.RegisterIdentityServer(srv, d)
 	if d.opts.Mode != ModeNode {
@@ -165,18 +174,6 @@ func Listen(endpoint string) (net.Listener, error) {
 		return net.Listen("tcp", u.Host)
 	}
 	return nil, fmt.Errorf("endpoint %q: scheme must be unix:// or tcp://", endpoint)
-}
-
-func logCalls(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	klog.V(4).Infof("%s request: %s", info.FullMethod, protosanitizer.StripSecrets(req))
-	resp, err := handler(ctx, req)
-	if err != nil {
-		klog.Errorf("%s failed after %s: %v", info.FullMethod, time.Since(start).Round(time.Millisecond), err)
-	} else {
-		klog.V(4).Infof("%s response: %s", info.FullMethod, protosanitizer.StripSecrets(resp))
-	}
-	return resp, err
 }
 
 func (d *Driver) controller(name string) (backend.Controller, error) {

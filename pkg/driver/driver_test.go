@@ -508,3 +508,82 @@ func TestSingleNodeSingleWriterRefusesSecondTarget(t *testing.T) {
 		t.Fatalf("unstage left the targets record: %v", err)
 	}
 }
+
+// The node learns the access mode and a read-only ControllerPublish when it stages.
+func TestStageCarriesAccessModeAndPublishReadOnly(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	staging := filepath.Join(t.TempDir(), "staging")
+	v, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "rox", VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": "ceph-rbd"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.Volume.VolumeId
+	for _, tc := range []struct {
+		mode      csi.VolumeCapability_AccessMode_Mode
+		published bool
+		want      backend.AccessMode
+		readOnly  bool
+	}{
+		{csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY, false, backend.AccessMode{MultiNode: true, ReaderOnly: true}, false},
+		{csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, false, backend.AccessMode{ReaderOnly: true}, false},
+		{rwo, true, backend.AccessMode{}, true},
+		{rwo, false, backend.AccessMode{}, false},
+		{csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER, false, backend.AccessMode{MultiNode: true}, false},
+	} {
+		pub, err := f.d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: "node1@10.0.0.5",
+			VolumeCapability: blockCap(tc.mode), Readonly: tc.published})
+		if err != nil {
+			t.Fatalf("%v publish: %v", tc.mode, err)
+		}
+		if _, err := f.d.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging,
+			VolumeCapability: blockCap(tc.mode), PublishContext: pub.PublishContext}); err != nil {
+			t.Fatalf("%v stage: %v", tc.mode, err)
+		}
+		if got := f.stager.last; got.Access != tc.want || got.ReadOnly != tc.readOnly {
+			t.Fatalf("%v (published read-only %v): stage got access %+v read-only %v", tc.mode, tc.published, got.Access, got.ReadOnly)
+		}
+		f.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: "node1@10.0.0.5"})
+	}
+}
+
+// TestContentSourceStaysInItsTenant: a volume is never seeded from another tenant's volume
+// or snapshot, on any backend (the Isilon backend once copied them), and the backend is
+// not asked at all.
+func TestContentSourceStaysInItsTenant(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	for _, be := range []string{"ceph-rbd", "isilon"} {
+		params := func(ns string) map[string]string {
+			return map[string]string{"backend": be, backend.ParamPVCNamespace: ns}
+		}
+		v, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "shop-data", VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: params("shop")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := f.d.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "shop-snap", SourceVolumeId: v.Volume.VolumeId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources := map[string]*csi.VolumeContentSource{
+			"volume":   {Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: v.Volume.VolumeId}}},
+			"snapshot": {Type: &csi.VolumeContentSource_Snapshot{Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: s.Snapshot.SnapshotId}}},
+		}
+		for what, src := range sources {
+			_, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "blog-from-shop-" + what, VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)},
+				Parameters: params("blog"), VolumeContentSource: src})
+			wantCode(t, err, codes.InvalidArgument, `tenant "shop"`)
+			if _, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "shop-from-shop-" + what, VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)},
+				Parameters: params("shop"), VolumeContentSource: src}); err != nil {
+				t.Fatalf("%s: a clone within the tenant: %v", be, err)
+			}
+		}
+		for _, fake := range []*fakeController{f.rbd, f.nfs} {
+			for _, vol := range fake.vols {
+				if vol.Context["tenant"] == "blog" {
+					t.Fatalf("%s: the backend made %s for tenant blog", be, vol.ID)
+				}
+			}
+		}
+	}
+}

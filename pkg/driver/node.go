@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/mounter"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -76,13 +77,14 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err := supports(b.Kind, access); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
 	defer release()
 	sreq := &backend.StageRequest{
 		ID: id, StagingPath: req.GetStagingTargetPath(), Block: access.block, FsType: access.fsType,
+		Access: accessMode(req.GetVolumeCapability()), ReadOnly: req.GetPublishContext()[backend.PublishContextReadOnly] == "true",
 		Context: req.GetVolumeContext(), PublishContext: req.GetPublishContext(), Secrets: req.GetSecrets(),
 	}
 	if m := req.GetVolumeCapability().GetMount(); m != nil {
@@ -92,6 +94,19 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, toStatus(err)
 	}
 	return &csi.NodeStageVolumeResponse{}, nil
+}
+
+// accessMode is what the node needs to know of a CSI access mode.
+func accessMode(c *csi.VolumeCapability) backend.AccessMode {
+	switch c.GetAccessMode().GetMode() {
+	case csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY:
+		return backend.AccessMode{ReaderOnly: true}
+	case csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY:
+		return backend.AccessMode{MultiNode: true, ReaderOnly: true}
+	case csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER, csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER:
+		return backend.AccessMode{MultiNode: true}
+	}
+	return backend.AccessMode{}
 }
 
 func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
@@ -105,7 +120,7 @@ func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 	if err != nil {
 		return nil, err
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +156,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err != nil {
 		return nil, err
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +188,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if m := req.GetVolumeCapability().GetMount(); m != nil {
 		opts = append(opts, m.GetMountFlags()...)
 	}
-	if err := d.bindMount(source, target, block, opts); err != nil {
+	if err := d.bindMount(ctx, source, target, block, opts); err != nil {
 		return nil, err
 	}
 	if err := d.recordTarget(req.GetStagingTargetPath(), target); err != nil {
@@ -190,12 +205,11 @@ func accessName(block bool) string {
 }
 
 // bindMount binds source (a directory, or a device for block) onto target, idempotently.
-func (d *Driver) bindMount(source, target string, block bool, opts []string) error {
-	var st unix.Stat_t
-	if err := unix.Stat(target, &st); errors.Is(err, unix.ENOTCONN) {
-		// Bound to a FUSE client that died; the staged mount was repaired, so unbind here
-		// and bind again below.
-		if err := d.mounter.Unmount(target); err != nil {
+func (d *Driver) bindMount(ctx context.Context, source, target string, block bool, opts []string) error {
+	if _, err := mounter.Stat(ctx, target, d.opts.MountCallTimeout); errors.Is(err, unix.ENOTCONN) || errors.Is(err, mounter.ErrNotResponding) {
+		// Bound to a client that died or a server that does not answer; the staged mount
+		// answered its repair, so unbind here and bind again below.
+		if err := mounter.UnmountDead(ctx, d.mounter, target, d.opts.MountCallTimeout); err != nil {
 			return status.Errorf(codes.Internal, "unmount dead target %s: %v", target, err)
 		}
 	}
@@ -252,7 +266,7 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	if err != nil {
 		return nil, err
 	}
-	release, err := d.inflight.acquire(id.String())
+	_, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +279,8 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 		if !mounted {
 			break
 		}
-		if err := d.mounter.Unmount(target); err != nil {
+		// A dead NFS server blocks a plain unmount: forced, then lazy, past the bound.
+		if err := mounter.UnmountDead(ctx, d.mounter, target, d.opts.MountCallTimeout); err != nil {
 			return nil, status.Errorf(codes.Internal, "unmount %s: %v", target, err)
 		}
 	}
@@ -286,10 +301,13 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	if _, err := parseVolumeID(req.GetVolumeId()); err != nil {
 		return nil, err
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
+	st, err := mounter.Stat(ctx, path, d.opts.MountCallTimeout)
+	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil, status.Errorf(codes.NotFound, "volume path %s does not exist", path)
+		}
+		if errors.Is(err, mounter.ErrNotResponding) {
+			return nil, notResponding(path, err)
 		}
 		return nil, status.Errorf(codes.FailedPrecondition, "volume path %s is not usable (%v); NodeGetVolumeHealth reports it, the next publish remounts it", path, err)
 	}
@@ -300,8 +318,11 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 		}
 		return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{{Unit: csi.VolumeUsage_BYTES, Total: size}}}, nil
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(path, &fs); err != nil {
+	fs, err := mounter.Statfs(ctx, path, d.opts.MountCallTimeout)
+	if errors.Is(err, mounter.ErrNotResponding) {
+		return nil, notResponding(path, err)
+	}
+	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "statfs %s: %v", path, err)
 	}
 	bsize := int64(fs.Bsize)
@@ -309,6 +330,12 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 		{Unit: csi.VolumeUsage_BYTES, Total: int64(fs.Blocks) * bsize, Available: int64(fs.Bavail) * bsize, Used: int64(fs.Blocks-fs.Bfree) * bsize},
 		{Unit: csi.VolumeUsage_INODES, Total: int64(fs.Files), Available: int64(fs.Ffree), Used: int64(fs.Files - fs.Ffree)},
 	}}, nil
+}
+
+// notResponding is the answer about a path whose server does not answer: the call on it
+// goes on in the background, and no lock is held across it.
+func notResponding(path string, err error) error {
+	return status.Errorf(codes.Unavailable, "volume path %s: %v; its storage server (NFS server, Ceph MDS, FUSE daemon) is unreachable, NodeGetVolumeHealth reports it", path, err)
 }
 
 // NodeGetVolumeHealth reports the volume condition (CSI 1.13 replaced VolumeCondition in
@@ -326,13 +353,16 @@ func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolume
 		if path == "" {
 			continue
 		}
-		var st unix.Stat_t
-		err := unix.Stat(path, &st)
+		_, err := mounter.Stat(ctx, path, d.opts.MountCallTimeout)
 		switch {
 		case err == nil:
 		case errors.Is(err, unix.ENOENT):
 			health.HealthStatuses = append(health.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
 				Status: csi.VolumeHealthErrorType_INACCESSIBLE, Reason: "PathMissing", Message: fmt.Sprintf("%s does not exist", path)})
+		case errors.Is(err, mounter.ErrNotResponding):
+			health.HealthStatuses = append(health.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
+				Status: csi.VolumeHealthErrorType_INACCESSIBLE, Reason: "NotResponding",
+				Message: fmt.Sprintf("%v: its storage server does not answer", err)})
 		case errors.Is(err, unix.ENOTCONN):
 			health.HealthStatuses = append(health.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
 				Status: csi.VolumeHealthErrorType_INACCESSIBLE, Reason: "TransportEndpointNotConnected",
@@ -369,7 +399,11 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(req.GetVolumePath()); err != nil {
+	st, err := mounter.Stat(ctx, req.GetVolumePath(), d.opts.MountCallTimeout)
+	if errors.Is(err, mounter.ErrNotResponding) {
+		return nil, notResponding(req.GetVolumePath(), err)
+	}
+	if err != nil {
 		return nil, status.Errorf(codes.NotFound, "volume path %s: %v", req.GetVolumePath(), err)
 	}
 	required, _, err := capacityRange(req.GetCapacityRange())
@@ -381,8 +415,7 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 		// Optional in the spec; the published path leads back to it.
 		staging = d.stagingPathOf(req.GetVolumePath())
 	}
-	var st unix.Stat_t
-	if staging == "" && unix.Stat(req.GetVolumePath(), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
+	if staging == "" && st.Mode&unix.S_IFMT == unix.S_IFBLK {
 		// A raw block target: no filesystem to grow; krbd and rbd-nbd devices follow the image.
 		size, err := blockDeviceSize(req.GetVolumePath())
 		if err != nil {
@@ -397,15 +430,18 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 		// staging_target_path is optional in the spec. Filesystem backends (cephfs, isilon)
 		// have nothing to grow on the node: the quota is the size.
 		if b, ok := d.opts.Config.Backend(id.Backend); ok && b.Kind != backend.KindRBD {
-			var fs unix.Statfs_t
-			if err := unix.Statfs(req.GetVolumePath(), &fs); err != nil {
+			fs, err := mounter.Statfs(ctx, req.GetVolumePath(), d.opts.MountCallTimeout)
+			if errors.Is(err, mounter.ErrNotResponding) {
+				return nil, notResponding(req.GetVolumePath(), err)
+			}
+			if err != nil {
 				return nil, status.Errorf(codes.FailedPrecondition, "statfs %s: %v", req.GetVolumePath(), err)
 			}
 			return &csi.NodeExpandVolumeResponse{CapacityBytes: max(required, int64(fs.Blocks)*int64(fs.Bsize))}, nil
 		}
 		return nil, status.Error(codes.InvalidArgument, "staging target path is required to expand a staged volume")
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -414,6 +450,6 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	klog.V(2).Infof("NodeExpandVolume %s: now %d bytes", id, size)
+	klog.FromContext(ctx).V(2).Info("Node expanded the volume", "bytes", size)
 	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
 }

@@ -51,12 +51,13 @@ func (d *Driver) RepairStaged(ctx context.Context, kubeletDir string) int {
 			continue
 		}
 		checked++
-		release, err := d.inflight.acquire(id.String())
+		ctx, release, err := d.inflight.acquire(ctx, id.String())
 		if err != nil {
 			continue
 		}
-		if err := s.Repair(ctx, id, staging); err != nil {
-			klog.Warningf("repair of staged volume %s at %s failed: %v; the next publish retries", id, staging, err)
+		logger := klog.FromContext(ctx).WithValues("method", "RepairStaged", "volume_id", id.String(), "tenant", id.Tenant, "backend", id.Backend)
+		if err := s.Repair(klog.NewContext(ctx, logger), id, staging); err != nil {
+			logger.Error(err, "Repair of a staged volume failed; the next publish retries", "staging", staging)
 		}
 		release()
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoopAttachReusesDevice(t *testing.T) {
@@ -18,7 +19,7 @@ func TestLoopAttachReusesDevice(t *testing.T) {
 		return []byte("/dev/loop9\n"), nil
 	}
 	ctx := context.Background()
-	if dev, err := m.LoopAttach(ctx, "/var/lib/kubelet/x/rbd-fuse/img"); err != nil || dev != "/dev/loop3" {
+	if dev, err := m.LoopAttach(ctx, "/var/lib/kubelet/x/rbd-fuse/img", false); err != nil || dev != "/dev/loop3" {
 		t.Fatalf("reuse: %s %v", dev, err)
 	}
 	if dev, err := m.LoopFind(ctx, "/other"); err != nil || dev != "/dev/loop4" {
@@ -27,10 +28,10 @@ func TestLoopAttachReusesDevice(t *testing.T) {
 	if _, err := m.LoopFind(ctx, "/nope"); !errors.Is(err, ErrNoLoopDevice) {
 		t.Fatalf("missing: %v", err)
 	}
-	if dev, err := m.LoopAttach(ctx, "/new"); err != nil || dev != "/dev/loop9" {
+	if dev, err := m.LoopAttach(ctx, "/new", false); err != nil || dev != "/dev/loop9" {
 		t.Fatalf("new: %s %v", dev, err)
 	}
-	if got := fe.Commands()[len(fe.Commands())-1]; got != "losetup --find --show /new" {
+	if got := fe.Commands()[len(fe.Commands())-1]; got != "losetup --find --show --direct-io=on /new" {
 		t.Fatalf("attach command %q", got)
 	}
 }
@@ -49,7 +50,7 @@ func TestLoopDetachGoneIsFine(t *testing.T) {
 	}
 }
 
-func TestFormatAndMountDefaultsAndUnmountAll(t *testing.T) {
+func TestFormatAndMountDefaultsAndUnmountEvery(t *testing.T) {
 	m, fm, fe := NewFake()
 	target := filepath.Join(t.TempDir(), "fs")
 	if err := m.FormatAndMount("/dev/loop1", target, "", []string{"noatime"}); err != nil {
@@ -62,7 +63,7 @@ func TestFormatAndMountDefaultsAndUnmountAll(t *testing.T) {
 		t.Fatal("not mounted")
 	}
 	fm.Mount("/dev/loop1", target, "ext4", nil) // mounted twice by a retried stage
-	if err := m.UnmountAll(target); err != nil {
+	if stuck, err := UnmountEvery(context.Background(), m, target, time.Second); err != nil || stuck {
 		t.Fatal(err)
 	}
 	if mounted, _ := m.IsMounted(target); mounted {

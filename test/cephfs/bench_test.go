@@ -2,108 +2,165 @@ package cephfstest
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
-	"sort"
-	"sync"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/ceph/go-ceph/cephfs"
 	"github.com/ceph/go-ceph/cephfs/admin"
+	"github.com/ceph/go-ceph/rados"
+	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/ceph"
+	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/driver"
+	"github.com/shiphold/shiphold/test/harness"
 )
 
-func pct(d []time.Duration, p float64) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(float64(len(s)-1)*p)]
+// TestBenchCephFS (SHIPHOLD_BENCH=1) times CreateVolume and DeleteVolume through the
+// driver's gRPC endpoint (in-process, unix socket) beside raw go-ceph subvolume create
+// (with the same size as quota) and remove in the same subvolume group, same process,
+// same concurrency. The subvolume trash and the MDS purge queue are drained before every
+// timed phase.
+func TestBenchCephFS(t *testing.T) {
+	if os.Getenv("SHIPHOLD_BENCH") != "1" {
+		t.Skip("set SHIPHOLD_BENCH=1 to run the cephfs benchmark (make bench)")
+	}
+	sizes := harness.BenchSizesFromEnv(t)
+	be := harness.CephFSBackend(t, "bench-cephfs")
+	tenant := fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e9)
+	group := be.CephFS.SubvolumeGroupPrefix + tenant
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeController)
+	capability := &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+	}
+	ours := d.DriverSide(map[string]string{backend.ParamBackend: be.Name, backend.ParamPVCNamespace: tenant}, capability, sizes.Bytes)
+
+	conn := rawConn(t)
+	fsa := admin.NewFromConn(conn)
+	fs := be.CephFS.FSName
+	// The driver makes the tenant's group; one volume through each side warms both up.
+	warm(t, ctx, ours, "warm")
+	t.Cleanup(func() { _ = fsa.RemoveSubVolumeGroup(fs, group) })
+	raw := harness.BenchSide{
+		Create: func(ctx context.Context, name string) (string, error) {
+			return name, fsa.CreateSubVolume(fs, group, name, &admin.SubVolumeOptions{Size: admin.ByteCount(sizes.Bytes)})
+		},
+		Delete: func(ctx context.Context, name string) error { return fsa.RemoveSubVolume(fs, group, name) },
+	}
+	warm(t, ctx, raw, "raw-warm")
+
+	trash := mountTrash(t, conn)
+	b := &harness.Bench{Kind: "cephfs", Sizes: sizes, Driver: ours, Raw: raw, Settle: func(t testing.TB) {
+		harness.WaitFor(t, "cephfs subvolume trash and MDS purge queue", 3*time.Minute, func() (bool, string) {
+			n, err := trash()
+			pq, perr := purgeQueue(fs)
+			return err == nil && perr == nil && n == 0 && pq.idle(),
+				fmt.Sprintf("%d subvolumes in %s (%v); purge queue %+v (%v)", n, trashDir, err, pq, perr)
+		})
+	}}
+	b.Run(t, ctx)
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
-
-// TestCephFSRealBench compares CreateVolume+DeleteVolume through the backend with raw
-// go-ceph subvolume create/remove. Run with SHIPHOLD_BENCH=1.
-func TestCephFSRealBench(t *testing.T) {
-	if os.Getenv("SHIPHOLD_BENCH") != "1" {
-		t.Skip("set SHIPHOLD_BENCH=1")
-	}
-	e := needCeph(t)
-	ctx := context.Background()
-	cred, _ := ceph.CredentialsFor(e.cfg.CephFS.Credentials, nil)
-	conn, err := e.conns.Conn(ctx, e.cfg.CephFS.CephCluster, cred)
+// rawConn is a rados connection of its own (the driver has its own) as admin.
+func rawConn(t *testing.T) *rados.Conn {
+	t.Helper()
+	conn, err := rados.NewConnWithUser("admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsa := admin.NewFromConn(conn)
-	rawGroup := e.cfg.CephFS.SubvolumeGroupPrefix + "raw"
-	if err := fsa.CreateSubVolumeGroup(fsName, rawGroup, nil); err != nil {
+	if err := conn.ReadConfigFile(filepath.Join(harness.CephDir(), "ceph.conf")); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		fsa.RemoveSubVolumeGroup(fsName, rawGroup)
-		fsa.RemoveSubVolumeGroup(fsName, e.cfg.CephFS.SubvolumeGroupPrefix+"bench")
-	})
+	if err := conn.SetConfigOption("keyring", filepath.Join(harness.CephDir(), "ceph.client.admin.keyring")); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Shutdown)
+	return conn
+}
 
-	ours := func(i int, tag string) error {
-		req := &backend.VolumeRequest{Name: fmt.Sprintf("bench-%s-%d", tag, i), Tenant: "bench", RequiredBytes: 1 << 30}
-		v, err := e.ctrl.CreateVolume(ctx, req)
+func warm(t *testing.T, ctx context.Context, side harness.BenchSide, name string) {
+	t.Helper()
+	h, err := side.Create(ctx, name)
+	if err != nil {
+		t.Fatalf("warm-up create: %v", err)
+	}
+	if err := side.Delete(ctx, h); err != nil {
+		t.Fatalf("warm-up delete: %v", err)
+	}
+}
+
+// trashDir is where the mgr volumes module moves a removed subvolume until its purge
+// threads have deleted it.
+const trashDir = "/volumes/_deleting"
+
+// mountTrash mounts the filesystem with libcephfs and returns a counter of the subvolumes
+// waiting in the trash.
+func mountTrash(t *testing.T, conn *rados.Conn) func() (int, error) {
+	t.Helper()
+	m, err := cephfs.CreateFromRados(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Mount(); err != nil {
+		t.Fatalf("libcephfs mount: %v", err)
+	}
+	t.Cleanup(func() { _ = m.Unmount(); _ = m.Release() })
+	return func() (int, error) {
+		dir, err := m.OpenDir(trashDir)
+		if errors.Is(err, cephfs.ErrNotExist) {
+			return 0, nil
+		}
 		if err != nil {
-			return err
+			return 0, err
 		}
-		return e.ctrl.DeleteVolume(ctx, v.ID, nil)
+		defer dir.Close()
+		n := 0
+		for {
+			e, err := dir.ReadDir()
+			if err != nil || e == nil {
+				return n, err
+			}
+			if e.Name() != "." && e.Name() != ".." {
+				n++
+			}
+		}
 	}
-	raw := func(i int, tag string) error {
-		name := fmt.Sprintf("raw-%s-%d", tag, i)
-		if err := fsa.CreateSubVolume(fsName, rawGroup, name, &admin.SubVolumeOptions{Size: 1 << 30}); err != nil {
-			return err
-		}
-		return fsa.RemoveSubVolume(fsName, rawGroup, name)
-	}
-	const serial = 40
-	ours(-1, "warm")
-	var lat, rawLat []time.Duration
-	for i := 0; i < serial; i++ {
-		s := time.Now()
-		if err := ours(i, "s"); err != nil {
-			t.Fatal(err)
-		}
-		lat = append(lat, time.Since(s))
-		s = time.Now()
-		if err := raw(i, "s"); err != nil {
-			t.Fatal(err)
-		}
-		rawLat = append(rawLat, time.Since(s))
-	}
-	fmt.Printf("bench cephfs serial: p50=%s p99=%s raw_p50=%s ratio=%.2f\n", ms(pct(lat, .5)), ms(pct(lat, .99)), ms(pct(rawLat, .5)),
-		float64(pct(lat, .5))/float64(pct(rawLat, .5)))
+}
 
-	burst := func(fn func(int, string) error) (float64, int) {
-		const n, par = 128, 32
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		errs := 0
-		sem := make(chan struct{}, par)
-		start := time.Now()
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func(i int) {
-				defer wg.Done()
-				defer func() { <-sem }()
-				if err := fn(i, "b"); err != nil {
-					mu.Lock()
-					errs++
-					mu.Unlock()
-					t.Logf("burst: %v", err)
-				}
-			}(i)
-		}
-		wg.Wait()
-		return float64(n) / time.Since(start).Seconds(), errs
+// purgeQueueState is the MDS's count of files it is still deleting from RADOS.
+type purgeQueueState struct {
+	Executing     int `json:"pq_executing"`
+	ExecutingOps  int `json:"pq_executing_ops"`
+	ItemInJournal int `json:"pq_item_in_journal"`
+}
+
+func (p purgeQueueState) idle() bool {
+	return p.Executing == 0 && p.ExecutingOps == 0 && p.ItemInJournal == 0
+}
+
+// purgeQueue asks rank 0's MDS for its purge queue counters.
+func purgeQueue(fs string) (purgeQueueState, error) {
+	out, err := exec.Command("ceph", "-c", filepath.Join(harness.CephDir(), "ceph.conf"), "tell", "mds."+fs+":0", "perf", "dump", "purge_queue").Output()
+	if err != nil {
+		return purgeQueueState{}, fmt.Errorf("ceph tell mds.%s:0 perf dump purge_queue: %w", fs, err)
 	}
-	ov, oerr := burst(ours)
-	rv, rerr := burst(raw)
-	fmt.Printf("bench cephfs burst32: volumes/s=%.1f raw_volumes/s=%.1f ratio=%.2f errors=%d\n", ov, rv, ov/rv, oerr+rerr)
+	var dump struct {
+		PQ purgeQueueState `json:"purge_queue"`
+	}
+	if err := json.Unmarshal(out, &dump); err != nil {
+		return purgeQueueState{}, fmt.Errorf("purge_queue counters %q: %w", out, err)
+	}
+	return dump.PQ, nil
 }

@@ -17,15 +17,14 @@ import (
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/pkg/volid"
+	"github.com/shiphold/shiphold/test/harness"
 )
 
+// needRoot requires what the node tests need: root to mount, and ceph-fuse (this kernel has
+// no ceph module).
 func needRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root")
-	}
-	if _, err := exec.LookPath("ceph-fuse"); err != nil {
-		t.Skip("no ceph-fuse")
-	}
+	harness.RequireRoot(t, "mounting CephFS")
+	harness.RequireCommand(t, "ceph-fuse", "apt-get install ceph-fuse, or hack/install-deps.sh")
 }
 
 func (e *env) driver(t *testing.T) *driver.Driver {
@@ -67,7 +66,16 @@ func createAndStage(t *testing.T, e *env, d *driver.Driver, name string, size in
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unstage(t, d, s) })
+	noKeyAtRest(t, s.staging)
 	return s
+}
+
+// noKeyAtRest fails when a cephx key file stays below the staging path once it is mounted.
+func noKeyAtRest(t *testing.T, staging string) {
+	t.Helper()
+	if keys, _ := filepath.Glob(filepath.Join(staging, ".shiphold-key-*")); len(keys) != 0 {
+		t.Errorf("cephx key file kept at rest while mounted: %v", keys)
+	}
 }
 
 func unstage(t *testing.T, d *driver.Driver, s staged) {
@@ -221,6 +229,7 @@ func TestCephFSRealKillFuseAndRepair(t *testing.T) {
 	if n := len(fuseFor(s.staging)); n != 1 {
 		t.Fatalf("%d ceph-fuse processes after repair, want 1", n)
 	}
+	noKeyAtRest(t, s.staging)
 	id, _ := volid.ParseVolume(s.id)
 	if err := e.stg.Repair(ctxT(t), id, s.staging); err != nil {
 		t.Fatalf("Repair on a healthy mount: %v", err)

@@ -1,18 +1,13 @@
 // Package cephfstest runs the cephfs backend against the real single-node Ceph of
 // hack/micro-ceph.sh. Every test here needs Ceph: it skips when the cluster is absent, or
-// fails when SHIPHOLD_REQUIRE_CEPH=1.
+// fails under SHIPHOLD_REQUIRE_STACK=1 (make test).
 package cephfstest
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand"
-	"os"
-	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +15,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend/cephfs"
 	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/test/harness"
 )
 
 const fsName = "cephfs"
@@ -31,66 +27,13 @@ type env struct {
 	stg   *cephfs.Stager
 }
 
-var v1Addr = regexp.MustCompile(`v1:([0-9.]+:[0-9]+)`)
-
-// readConf pulls the fsid and v1 monitor addresses from a ceph.conf.
-func readConf(path string) (fsid string, mons []string, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", nil, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if !ok {
-			continue
-		}
-		switch strings.ReplaceAll(strings.TrimSpace(k), "_", " ") {
-		case "fsid":
-			fsid = strings.TrimSpace(v)
-		case "mon host":
-			for _, m := range v1Addr.FindAllStringSubmatch(v, -1) {
-				mons = append(mons, m[1])
-			}
-			if len(mons) == 0 {
-				for _, m := range strings.Split(v, ",") {
-					mons = append(mons, strings.Trim(strings.TrimSpace(m), "[]"))
-				}
-			}
-		}
-	}
-	if fsid == "" || len(mons) == 0 {
-		return "", nil, fmt.Errorf("%s has no fsid or mon host", path)
-	}
-	return fsid, mons, sc.Err()
-}
-
-// needCeph connects to the test cluster or skips (fails with SHIPHOLD_REQUIRE_CEPH=1).
+// needCeph connects to the local cluster found by the harness: a missing or silent cluster
+// is a missing prerequisite (harness.Require: skip, or fail under SHIPHOLD_REQUIRE_STACK=1).
 func needCeph(t testing.TB) *env {
 	t.Helper()
-	confPath := os.Getenv("CEPH_CONF")
-	if confPath == "" {
-		confPath = "/tmp/shiphold-ceph/ceph.conf"
-	}
-	absent := func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("SHIPHOLD_REQUIRE_CEPH") == "1" {
-			t.Fatalf("Ceph required (SHIPHOLD_REQUIRE_CEPH=1) but not usable: %s; start it with hack/micro-ceph.sh up /tmp/shiphold-ceph", msg)
-		}
-		t.Skipf("no Ceph test cluster: %s", msg)
-	}
-	fsid, mons, err := readConf(confPath)
-	if err != nil {
-		absent("%v", err)
-	}
-	keyring := filepath.Join(filepath.Dir(confPath), "ceph.client.admin.keyring")
-	if _, err := os.Stat(keyring); err != nil {
-		absent("%v", err)
-	}
+	cluster := harness.LocalCeph(t)
 	cfg := &config.Backend{Name: "cephfs-test", Kind: backend.KindCephFS, CephFS: &config.CephFS{
-		CephCluster: config.CephCluster{ClusterID: fsid, Monitors: mons,
-			Credentials: config.CephCredentials{UserID: "admin", KeyringFile: keyring}},
+		CephCluster:          cluster,
 		FSName:               fsName,
 		SubvolumeGroupPrefix: fmt.Sprintf("sht%04d-", rand.Intn(10000)),
 		Mounter:              cephfs.MounterAuto,
@@ -103,9 +46,9 @@ func needCeph(t testing.TB) *env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := ctrl.Probe(ctx); err != nil {
-		absent("probe: %v", err)
-	}
+	err = ctrl.Probe(ctx)
+	harness.Require(t, "CephFS "+fsName+" on the local Ceph", err == nil,
+		fmt.Sprintf("probe: %v; hack/micro-ceph.sh up %s creates it", err, harness.CephDir()))
 	stg, err := cephfs.NewStager(cfg)
 	if err != nil {
 		t.Fatal(err)

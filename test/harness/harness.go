@@ -5,9 +5,12 @@ package harness
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,45 +21,82 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
+	"github.com/shiphold/shiphold/test/prereq"
 )
 
-// CephDir is where hack/micro-ceph.sh keeps the local cluster.
+// CephDir is where hack/micro-ceph.sh keeps the local cluster: $SHIPHOLD_CEPH_DIR, else the
+// directory of $CEPH_CONF, else /tmp/shiphold-ceph (hack/with-ceph.sh sets both).
 func CephDir() string {
 	if d := os.Getenv("SHIPHOLD_CEPH_DIR"); d != "" {
 		return d
 	}
+	if c := os.Getenv("CEPH_CONF"); c != "" {
+		return filepath.Dir(c)
+	}
 	return "/tmp/shiphold-ceph"
 }
 
-// Require skips the test when a service is absent, or fails it when the run demands the
-// full stack (SHIPHOLD_REQUIRE_STACK=1, as make test sets), so CI cannot pass by skipping.
-func Require(t testing.TB, what string, ok bool, hint string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("SHIPHOLD_REQUIRE_STACK") == "1" {
-		t.Fatalf("%s is not available (%s) but SHIPHOLD_REQUIRE_STACK=1", what, hint)
-	}
-	t.Skipf("%s is not available: %s", what, hint)
-}
+// CephConf is the local cluster's ceph.conf, for the ceph and rbd CLIs (-c).
+func CephConf() string { return filepath.Join(CephDir(), "ceph.conf") }
 
-// LocalCeph returns the local cluster's address and admin credentials.
+// The prerequisite gate lives in test/prereq (importable by every test package); these are
+// its names here, where most tests look for them.
+var (
+	StackRequired  = prereq.StackRequired
+	Require        = prereq.Require
+	RequireRoot    = prereq.RequireRoot
+	RequireCommand = prereq.RequireCommand
+)
+
+// LocalCeph returns the local cluster's address and admin credentials after checking that
+// it answers; a cluster that is absent or does not answer is a missing prerequisite.
 func LocalCeph(t testing.TB) config.CephCluster {
 	t.Helper()
-	conf := filepath.Join(CephDir(), "ceph.conf")
+	conf := CephConf()
+	start := "start it with MON_IP=<ip> hack/micro-ceph.sh up " + CephDir() + " (or run under hack/with-ceph.sh)"
+	_, err := os.Stat(conf)
+	Require(t, "local Ceph", err == nil, fmt.Sprintf("%v: %s", err, start))
 	fsid, mons := readCephConf(conf)
-	Require(t, "local Ceph", fsid != "", "start it with hack/micro-ceph.sh up "+CephDir())
+	Require(t, "local Ceph", fsid != "" && len(mons) > 0, conf+" names no fsid and monitor: "+start)
+	keyring := filepath.Join(CephDir(), "ceph.client.admin.keyring")
+	_, err = os.Stat(keyring)
+	Require(t, "local Ceph admin keyring", err == nil, fmt.Sprintf("%v: %s", err, start))
+	err = cephAnswers(conf)
+	Require(t, "local Ceph", err == nil, fmt.Sprintf("%v: %s", err, start))
 	return config.CephCluster{
 		ClusterID: fsid,
 		Monitors:  mons,
 		Credentials: config.CephCredentials{
 			UserID:      "admin",
-			KeyringFile: filepath.Join(CephDir(), "ceph.client.admin.keyring"),
+			KeyringFile: keyring,
 		},
 	}
 }
 
+// cephAnswered remembers the last good answer per ceph.conf, so that a test asking twice
+// in a row does not pay for the CLI twice.
+var cephAnswered sync.Map // conf -> time.Time
+
+// cephAnswers runs `ceph health` with a short timeout.
+func cephAnswers(conf string) error {
+	if at, ok := cephAnswered.Load(conf); ok && time.Since(at.(time.Time)) < 10*time.Second {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ceph", "-c", conf, "--connect-timeout", "10", "health").CombinedOutput()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("ceph -c %s health: %v: %s", conf, err, strings.TrimSpace(string(out)))
+	}
+	cephAnswered.Store(conf, time.Now())
+	return nil
+}
+
+// readCephConf reads the fsid and the v1 monitor addresses of a ceph.conf ("mon host" or
+// "mon_host"); the one reader of ceph.conf in the suite.
 func readCephConf(path string) (fsid string, mons []string) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -69,7 +109,7 @@ func readCephConf(path string) (fsid string, mons []string) {
 		if !ok {
 			continue
 		}
-		switch strings.TrimSpace(k) {
+		switch strings.ReplaceAll(strings.TrimSpace(k), "_", " ") {
 		case "fsid":
 			fsid = strings.TrimSpace(v)
 		case "mon host":
@@ -79,16 +119,21 @@ func readCephConf(path string) (fsid string, mons []string) {
 	return fsid, mons
 }
 
-// v1Addrs picks the v1 addresses out of a mon host line ("[v2:IP:3300,v1:IP:6789]"): the
-// CLI helpers (rbd-fuse, ceph-fuse, mount.ceph) all speak v1.
+// v1Addrs picks the v1 addresses out of a mon host line ("[v2:IP:3300,v1:IP:6789]", or plain
+// "IP:6789,..."): the CLI helpers (rbd-fuse, ceph-fuse, mount.ceph) all speak v1.
 func v1Addrs(monHost string) []string {
-	var out []string
+	var v1, plain []string
 	for _, a := range strings.FieldsFunc(monHost, func(r rune) bool { return r == '[' || r == ']' || r == ',' || r == ' ' }) {
 		if addr, ok := strings.CutPrefix(a, "v1:"); ok {
-			out = append(out, addr)
+			v1 = append(v1, addr)
+		} else if !strings.HasPrefix(a, "v2:") {
+			plain = append(plain, a)
 		}
 	}
-	return out
+	if len(v1) > 0 {
+		return v1
+	}
+	return plain
 }
 
 // RBDBackend is a config entry for the local cluster's rbd pool.
@@ -109,8 +154,14 @@ type Driver struct {
 	Conn     *grpc.ClientConn
 }
 
-// StartDriver serves cfg in the given mode until the test ends.
+// StartDriver serves cfg in the given mode until the test ends, as node-1 at 127.0.0.1.
 func StartDriver(t testing.TB, cfg *config.Config, mode driver.Mode) *Driver {
+	t.Helper()
+	return StartDriverOn(t, cfg, mode, "node-1", "127.0.0.1")
+}
+
+// StartDriverOn is StartDriver for another node name and address (a second node plugin).
+func StartDriverOn(t testing.TB, cfg *config.Config, mode driver.Mode, nodeName, nodeAddress string) *Driver {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -120,7 +171,7 @@ func StartDriver(t testing.TB, cfg *config.Config, mode driver.Mode) *Driver {
 		t.Fatal(err)
 	}
 	d, err := driver.New(driver.Options{
-		Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: "node-1", NodeAddress: "127.0.0.1",
+		Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: nodeName, NodeAddress: nodeAddress,
 		Config: cfg, Controllers: b.Controllers, Stagers: b.Stagers,
 	})
 	if err != nil {

@@ -29,9 +29,10 @@ func StartOneFS(t testing.TB) *OneFS {
 func StartOneFSWith(t testing.TB, adjust func(*onefssim.Options)) *OneFS {
 	t.Helper()
 	root := t.TempDir()
+	// Lists page at 3 entries (OneFS: 1000), so every paging loop of the driver runs.
 	opts := onefssim.Options{
 		Root: root, User: "admin", Password: "onefs-test-password", Listen: "127.0.0.1:0",
-		Logger: log.New(io.Discard, "", 0),
+		Logger: log.New(io.Discard, "", 0), PageSize: 3,
 	}
 	if adjust != nil {
 		adjust(&opts)
@@ -45,7 +46,7 @@ func StartOneFSWith(t testing.TB, adjust func(*onefssim.Options)) *OneFS {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	return &OneFS{Server: srv, URL: url, Root: root}
+	return &OneFS{Server: srv, URL: url, Root: opts.Root}
 }
 
 // IsilonBackend starts a simulator and returns a config entry pointing at it.

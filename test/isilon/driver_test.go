@@ -2,12 +2,8 @@ package isilontest
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,9 +63,7 @@ func TestDriverHungArray(t *testing.T) {
 // TestSimNodeStandIn stages through the test-only loopback stand-in: refused until
 // ControllerPublish lists the node, then the export's real directory is mounted.
 func TestSimNodeStandIn(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("bind mounts need root")
-	}
+	harness.RequireRoot(t, "the NFS stand-in's bind mounts")
 	f := setup(t)
 	t.Setenv(isilon.StandInEnv, f.sim.Root)
 	st, err := isilon.NewStager(&f.be)
@@ -112,67 +106,4 @@ func TestSimNodeStandIn(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(staging, "fs")); !os.IsNotExist(err) {
 		t.Fatalf("staging left: %v", err)
 	}
-}
-
-// TestBenchIsilon measures CreateVolume+ControllerPublish+DeleteVolume through the driver's
-// gRPC against the simulator. Set SHIPHOLD_BENCH=1.
-func TestBenchIsilon(t *testing.T) {
-	if os.Getenv("SHIPHOLD_BENCH") != "1" {
-		t.Skip("set SHIPHOLD_BENCH=1")
-	}
-	_, d := startDriver(t)
-	cc := d.Controller()
-	cycle := func(ctx context.Context, name string) error {
-		v, err := cc.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: name, Parameters: map[string]string{"backend": "isi"},
-			VolumeCapabilities: []*csi.VolumeCapability{mountCap}, CapacityRange: &csi.CapacityRange{RequiredBytes: 64 * mib}})
-		if err != nil {
-			return err
-		}
-		id := v.GetVolume().GetVolumeId()
-		if _, err := cc.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: "node-1@127.0.0.1",
-			VolumeCapability: mountCap, VolumeContext: v.GetVolume().GetVolumeContext()}); err != nil {
-			return err
-		}
-		_, err = cc.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	const serial = 64
-	lat := make([]time.Duration, 0, serial)
-	for i := 0; i < serial; i++ {
-		start := time.Now()
-		if err := cycle(ctx, fmt.Sprintf("serial-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-		lat = append(lat, time.Since(start))
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
-	fmt.Printf("bench isilon serial: p50=%sms p99=%sms\n", ms(lat[serial/2]), ms(lat[serial*99/100]))
-
-	const total, conc = 128, 32
-	var errs atomic.Int64
-	var wg sync.WaitGroup
-	work := make(chan int)
-	start := time.Now()
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				if err := cycle(ctx, fmt.Sprintf("burst-%d", i)); err != nil {
-					errs.Add(1)
-					t.Logf("burst-%d: %v", i, err)
-				}
-			}
-		}()
-	}
-	for i := 0; i < total; i++ {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	rate := float64(total) / time.Since(start).Seconds()
-	fmt.Printf("bench isilon burst32: volumes/s=%.1f errors=%d\n", rate, errs.Load())
 }

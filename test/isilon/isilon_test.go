@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,16 +109,23 @@ type simQuota struct {
 	} `json:"thresholds"`
 }
 
+// quotas lists every quota by path, following the array's resume tokens.
 func (f *fixture) quotas(t *testing.T) map[string]simQuota {
-	var resp struct {
-		Quotas []simQuota `json:"quotas"`
-	}
-	f.papi(t, "/platform/1/quota/quotas", &resp)
 	out := map[string]simQuota{}
-	for _, q := range resp.Quotas {
-		out[q.Path] = q
+	for query := ""; ; {
+		var resp struct {
+			Quotas []simQuota `json:"quotas"`
+			Resume *string    `json:"resume"`
+		}
+		f.papi(t, "/platform/1/quota/quotas"+query, &resp)
+		for _, q := range resp.Quotas {
+			out[q.Path] = q
+		}
+		if resp.Resume == nil || *resp.Resume == "" {
+			return out
+		}
+		query = "?resume=" + url.QueryEscape(*resp.Resume)
 	}
-	return out
 }
 
 func (f *fixture) exportOf(dir string) *onefssim.Export {
@@ -330,8 +338,8 @@ func TestSimSnapshotAndClones(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(f.realDir(fromVol.Context[isilon.CtxExportPath]), "data.txt")); err != nil || string(b) != "after" {
 		t.Fatalf("clone from volume reads %q %v, want %q", b, err, "after")
 	}
-	if f.exportOf(fromSnap.Context[isilon.CtxExportPath]) == nil || f.quotas(t)[fromVol.Context[isilon.CtxExportPath]].Thresholds.Hard == nil {
-		t.Fatal("clones lack their export or quota")
+	if e, q := f.exportOf(fromSnap.Context[isilon.CtxExportPath]), f.quotas(t)[fromVol.Context[isilon.CtxExportPath]]; e == nil || q.Thresholds.Hard == nil {
+		t.Fatalf("clones lack their export (%+v) or quota (%+v)", e, q)
 	}
 	// A retry of a finished clone neither copies again nor fails.
 	if _, err := f.ctrl.CreateVolume(ctx, &backend.VolumeRequest{Name: "pvc-from-snap", Tenant: "shop", RequiredBytes: 16 * mib, SourceSnapshot: &snap.ID}); err != nil {

@@ -126,3 +126,93 @@ func TestIsilonRealNFSv3ThroughShipholdVolume(t *testing.T) {
 		t.Fatalf("an unpublished node still writes through the export: err=%v out=%s", err, out)
 	}
 }
+
+// TestIsilonHardQuotaThroughNFS: OneFS enforces a volume's hard quota on writes, also over
+// NFS. The simulator does it with a btrfs qgroup (onefssim EnforceHardQuotas); a write
+// through the ganesha export past the volume's size fails, one below it lands.
+func TestIsilonHardQuotaThroughNFS(t *testing.T) {
+	_, errG := exec.LookPath("ganesha.nfsd")
+	_, errC := exec.LookPath("nfs-cp")
+	_, errB := exec.LookPath("mkfs.btrfs")
+	harness.Require(t, "root, nfs-ganesha, nfs-cp and btrfs-progs", os.Geteuid() == 0 && errG == nil && errC == nil && errB == nil,
+		"run as root; apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils btrfs-progs")
+	root, cleanup, err := onefssim.NewBtrfsRoot(t.TempDir(), 512<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cleanup(); err != nil {
+			t.Error(err)
+		}
+	})
+	const port, mport = "12269", "12268"
+	nfsDir := t.TempDir()
+	start := exec.Command("../../hack/nfs-server.sh", "start", nfsDir)
+	start.Env = append(os.Environ(), "NFS_PORT="+port, "MNT_PORT="+mport)
+	if out, err := start.CombinedOutput(); err != nil {
+		t.Fatalf("nfs-server.sh start: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		stop := exec.Command("../../hack/nfs-server.sh", "stop", nfsDir)
+		stop.Env = append(os.Environ(), "NFS_PORT="+port, "MNT_PORT="+mport)
+		_ = stop.Run()
+	})
+	sim := harness.StartOneFSWith(t, func(o *onefssim.Options) {
+		o.Root = root
+		o.EnforceHardQuotas = true
+		o.Ganesha = &onefssim.GaneshaOptions{ExportsFile: filepath.Join(nfsDir, "exports.conf"), PidFile: filepath.Join(nfsDir, "ganesha.pid")}
+	})
+	be := sim.Backend(t, "isilon-quota")
+	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeController)
+	ctrl := d.Controller()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	vcap := &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER},
+	}
+	vol, err := ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "pvc-quota", CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 20},
+		VolumeCapabilities: []*csi.VolumeCapability{vcap}, Parameters: map[string]string{"backend": be.Name, "csi.storage.k8s.io/pvc/namespace": "shop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: vol.Volume.VolumeId, NodeId: "node-1@127.0.0.1",
+		VolumeCapability: vcap, VolumeContext: vol.Volume.VolumeContext}); err != nil {
+		t.Fatal(err)
+	}
+	exportPath := vol.Volume.VolumeContext["exportPath"]
+	cp := func(name string, size int) (string, error) {
+		src := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(src, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		url := fmt.Sprintf("nfs://127.0.0.1%s/%s?nfsport=%s&mountport=%s&version=3", exportPath, name, port, mport)
+		out, err := exec.Command("nfs-cp", src, url).CombinedOutput()
+		return string(out), err
+	}
+	var out string
+	deadline := time.Now().Add(15 * time.Second) // ganesha applies the reload asynchronously
+	for {
+		if out, err = cp("small.bin", 300<<10); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("a 300 KiB write into a 1 MiB volume over NFS: %v: %s", err, out)
+	}
+	if out, err = cp("big.bin", 2<<20); err == nil {
+		t.Fatalf("a 2 MiB write into a 1 MiB volume over NFS succeeded: %s", out)
+	}
+	var used int64
+	_ = filepath.Walk(filepath.Join(sim.Root, strings.TrimPrefix(exportPath, "/ifs/")), func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			used += fi.Size()
+		}
+		return nil
+	})
+	if used > 1<<20 {
+		t.Fatalf("the volume holds %d bytes, over its 1 MiB hard quota", used)
+	}
+	t.Logf("over NFS: 300 KiB landed, 2 MiB refused (%s); the volume holds %d bytes", strings.TrimSpace(out), used)
+}

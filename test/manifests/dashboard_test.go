@@ -16,6 +16,18 @@ var shipholdMetrics = map[string]bool{
 	"shiphold_csi_operations_in_flight":             true,
 	"shiphold_backend_up":                           true,
 	"shiphold_backend_last_probe_timestamp_seconds": true,
+	// the controller's background survey
+	"shiphold_backend_available_bytes":               true,
+	"shiphold_tenant_bytes":                          true,
+	"shiphold_tenant_volumes":                        true,
+	"shiphold_tenant_quota_bytes":                    true,
+	"shiphold_tenant_quota_volumes":                  true,
+	"shiphold_exports":                               true,
+	"shiphold_export_clients":                        true,
+	"shiphold_export_stale_clients":                  true,
+	"shiphold_survey_last_success_timestamp_seconds": true,
+	"shiphold_survey_errors_total":                   true,
+	"shiphold_survey_duration_seconds":               true,
 }
 
 func TestGrafanaDashboardUsesDriverMetrics(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -16,13 +17,17 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Scheme knows every built-in API type plus the external-snapshotter v1 types.
+// Scheme knows every built-in API type plus the external-snapshotter v1 and the Prometheus
+// Operator monitoring v1 types.
 var Scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		panic(err)
 	}
 	if err := snapshotv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := monitoringv1.AddToScheme(s); err != nil {
 		panic(err)
 	}
 	return s

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,7 +18,7 @@ var defaultMapping = json.RawMessage(`{"enabled":false,"primary_group":{},"secon
 var defaultMapRoot = json.RawMessage(`{"enabled":true,"primary_group":{},"secondary_groups":[],"user":{"id":"USER:nobody"}}`)
 
 // exportJSON renders an export with the OneFS default NFS tunables.
-func exportJSON(e *Export) map[string]any {
+func (s *Server) exportJSON(e *Export) map[string]any {
 	nz := func(l []string) []string {
 		if l == nil {
 			return []string{}
@@ -43,7 +44,7 @@ func exportJSON(e *Export) map[string]any {
 		"chown_restricted":        false,
 		"clients":                 nz(e.Clients),
 		"commit_asynchronous":     false,
-		"conflicting_paths":       []string{},
+		"conflicting_paths":       s.conflictingPaths(e),
 		"description":             e.Description,
 		"directory_transfer_size": 131072,
 		"encoding":                "DEFAULT",
@@ -187,6 +188,72 @@ func (s *Server) validateExport(e *Export) (field, msg string) {
 	return "", ""
 }
 
+// exportClients is every client an export's rules apply to; empty means all clients.
+func exportClients(e *Export) map[string]bool {
+	out := map[string]bool{}
+	for _, l := range [][]string{e.Clients, e.RootClients, e.ReadOnlyClients, e.ReadWriteClients} {
+		for _, c := range l {
+			out[c] = true
+		}
+	}
+	return out
+}
+
+// conflicts reports whether two exports' rules apply to the same client on path p: both
+// list p and either both are open to all clients or they share a client (compared as
+// written; the simulator resolves no names or subnets).
+func conflicts(a, b *Export, p string) bool {
+	if a.ID == b.ID || a.Zone != b.Zone || !slices.Contains(a.Paths, p) || !slices.Contains(b.Paths, p) {
+		return false
+	}
+	ca, cb := exportClients(a), exportClients(b)
+	if len(ca) == 0 || len(cb) == 0 {
+		return len(ca) == len(cb)
+	}
+	for c := range ca {
+		if cb[c] {
+			return true
+		}
+	}
+	return false
+}
+
+// exportConflict refuses a new or changed export whose rules clash with another export's
+// on a path, as OneFS does unless the request says force or ignore_conflicts. The code
+// is OneFS's AEC_CONFLICT; the wording is modelled (no recorded body).
+func (s *Server) exportConflict(e *Export, r *http.Request) string {
+	q := r.URL.Query()
+	if isTrue(q.Get("force")) || isTrue(q.Get("ignore_conflicts")) {
+		return ""
+	}
+	id := e.ID
+	if id == 0 {
+		id = s.st.NextExportID
+	}
+	for _, p := range e.Paths {
+		for _, o := range s.st.Exports {
+			if conflicts(e, o, p) {
+				return fmt.Sprintf("Export rules %d and %d conflict on '%s'", o.ID, id, p)
+			}
+		}
+	}
+	return ""
+}
+
+// conflictingPaths lists e's paths where its rules clash with another export (only
+// possible when it was made with force or ignore_conflicts).
+func (s *Server) conflictingPaths(e *Export) []string {
+	out := []string{}
+	for _, p := range e.Paths {
+		for _, o := range s.st.Exports {
+			if conflicts(e, o, p) && !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
 func (s *Server) digestLocked() string {
 	h := md5.Sum([]byte(fmt.Sprintf("exports-%d-%d", s.st.Generation, s.st.NextExportID)))
 	return hex.EncodeToString(h[:])
@@ -221,7 +288,7 @@ func (s *Server) handleExports(w http.ResponseWriter, r *http.Request, res []str
 		}
 		switch r.Method {
 		case http.MethodGet:
-			writeJSON(w, 200, map[string]any{"exports": []any{exportJSON(e)}})
+			writeJSON(w, 200, map[string]any{"exports": []any{s.exportJSON(e)}})
 		case http.MethodPut:
 			var raw map[string]json.RawMessage
 			if !decodeBody(w, r, &raw) {
@@ -235,6 +302,10 @@ func (s *Server) handleExports(w http.ResponseWriter, r *http.Request, res []str
 			ne.ID, ne.Zone = e.ID, e.Zone
 			if f, m := s.validateExport(&ne); m != "" {
 				writeError(w, 400, "AEC_BAD_REQUEST", f, m)
+				return
+			}
+			if m := s.exportConflict(&ne, r); m != "" {
+				writeError(w, http.StatusConflict, "AEC_CONFLICT", "", m)
 				return
 			}
 			*e = ne
@@ -265,6 +336,10 @@ func (s *Server) handleExports(w http.ResponseWriter, r *http.Request, res []str
 			}
 			if f, m := s.validateExport(e); m != "" {
 				writeError(w, 400, "AEC_BAD_REQUEST", f, m)
+				return
+			}
+			if m := s.exportConflict(e, r); m != "" {
+				writeError(w, http.StatusConflict, "AEC_CONFLICT", "", m)
 				return
 			}
 			e.ID = s.st.NextExportID
@@ -336,13 +411,16 @@ func (s *Server) listExports(w http.ResponseWriter, r *http.Request, zone string
 	}
 	page := all[start:]
 	var resume any
-	if limit > 0 && len(page) > limit {
+	if limit == 0 {
+		limit = s.pageSize()
+	}
+	if len(page) > limit {
 		page = page[:limit]
 		resume = base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%d|%s|%s|%s|%d", start+limit, digest, zone, pathFilter, limit)))
 	}
 	out := make([]any, 0, len(page))
 	for _, e := range page {
-		out = append(out, exportJSON(e))
+		out = append(out, s.exportJSON(e))
 	}
 	writeJSON(w, 200, map[string]any{"digest": digest, "exports": out, "resume": resume, "total": total})
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shiphold/shiphold/test/prereq"
 )
 
 // Ports for the test's ganesha, distinct from the hack/nfs-server.sh defaults
@@ -70,12 +72,9 @@ func eventually(t *testing.T, what string, f func() error) {
 // client (a veth address in a private network namespace) is refused until it
 // is added to the export's clients, and a deleted export disappears.
 func TestGaneshaExportsNFSv3(t *testing.T) {
-	if _, err := exec.LookPath("ganesha.nfsd"); err != nil {
-		t.Skip("ganesha.nfsd not installed (apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils); skipping the NFS export test")
-	}
-	if _, err := exec.LookPath("nfs-cp"); err != nil {
-		t.Fatal("nfs-cp (libnfs-utils) is required next to ganesha.nfsd")
-	}
+	prereq.RequireRoot(t, "ganesha and network namespaces")
+	prereq.RequireCommand(t, "ganesha.nfsd", "apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind, or hack/install-deps.sh")
+	prereq.RequireCommand(t, "nfs-cp", "apt-get install libnfs-utils, or hack/install-deps.sh")
 	nfsDir := t.TempDir()
 	nfsScript(t, nil, "start", nfsDir)
 	t.Cleanup(func() { nfsScript(t, nil, "stop", nfsDir) })

@@ -69,6 +69,41 @@ func hasParam(r *http.Request, name string) bool {
 	return ok
 }
 
+// metaKey is where an object's user attributes are kept: one key per object, whichever
+// of the two spellings (/ifs/<p>/.snapshot/<s>/... or /ifs/.snapshot/<s>/<p>/...) names it.
+func metaKey(loc ifsLoc) string {
+	if loc.rel == "." {
+		return "/ifs"
+	}
+	return "/ifs/" + loc.rel
+}
+
+// attrNameFromHeader is the attribute name OneFS stores for an x-isi-ifs-attr-<name>
+// header. OneFS's namespace handler reads headers from Apache's CGI environment
+// (http2env): the name is upper-cased and '-' becomes '_'; a header whose name holds any
+// other character is not passed on at all (Apache 2.4 drops it). So
+// "x-isi-ifs-attr-owner-id" is stored as OWNER_ID and "x-isi-ifs-attr-a.b" is lost.
+func attrNameFromHeader(key string) (string, bool) {
+	if len(key) <= len(attrHeaderPrefix) || !strings.EqualFold(key[:len(attrHeaderPrefix)], attrHeaderPrefix) {
+		return "", false
+	}
+	name := key[len(attrHeaderPrefix):]
+	var b strings.Builder
+	for _, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z':
+			b.WriteRune(c - 'a' + 'A')
+		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+			b.WriteRune(c)
+		case c == '-':
+			b.WriteByte('_')
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
 func (s *Server) handleNamespace(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/namespace")
 	comps := splitPath(rest)
@@ -100,6 +135,12 @@ func (s *Server) handleNamespace(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	case http.MethodPut:
 		s.nsPut(w, r, loc)
+	case http.MethodPost:
+		if r.Header.Get("x-isi-ifs-set-location") == "" {
+			writeError(w, http.StatusBadRequest, "AEC_BAD_REQUEST", "", "POST on a namespace object needs x-isi-ifs-set-location (queries are not simulated)")
+			return
+		}
+		s.nsMove(w, r, loc)
 	case http.MethodDelete:
 		s.nsDelete(w, r, loc)
 	default:
@@ -126,7 +167,7 @@ func (s *Server) nsGet(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 	switch {
 	case hasParam(r, "metadata"):
 		s.mu.Lock()
-		ua := append([]userAttr(nil), s.st.Metadata[loc.ifs]...)
+		ua := append([]userAttr(nil), s.st.Metadata[metaKey(loc)]...)
 		s.mu.Unlock()
 		writeJSON(w, 200, map[string]any{"attrs": systemAttrs(loc, fi, ua)})
 		return
@@ -237,17 +278,19 @@ func (s *Server) nsGet(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 		off = len(children)
 	}
 	children = children[off:]
-	resp := map[string]any{}
+	// The token holds only the position: type, detail and sort come from each request, so
+	// a client must send its filters again with every page (as on OneFS).
+	limit := s.pageSize()
 	if ls := q.Get("limit"); ls != "" {
-		limit, err := strconv.Atoi(ls)
-		if err != nil {
+		if limit, err = strconv.Atoi(ls); err != nil || limit < 1 {
 			writeError(w, 400, "AEC_BAD_REQUEST", "limit", "Invalid limit: "+ls)
 			return
 		}
-		if limit > 0 && len(children) > limit {
-			children = children[:limit]
-			resp["resume"] = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(off+limit) + "|" + loc.ifs))
-		}
+	}
+	resp := map[string]any{"resume": ""}
+	if len(children) > limit {
+		children = children[:limit]
+		resp["resume"] = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(off+limit) + "|" + loc.ifs))
 	}
 	if children == nil {
 		children = []map[string]any{}
@@ -430,7 +473,8 @@ func (s *Server) nsPut(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 		}
 		if statErr == nil {
 			if !existing.IsDir() || !overwrite {
-				writeError(w, http.StatusConflict, "AEC_CONFLICT", "", fmt.Sprintf("Object '%s' already exists", loc.ifs))
+				// OneFS maps an existing container to AEC_FORBIDDEN, never AEC_CONFLICT.
+				writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Unable to create directory as requested -- container already exists")
 				return
 			}
 		} else if err := s.root.Mkdir(loc.rel, mode); err != nil {
@@ -446,8 +490,12 @@ func (s *Server) nsPut(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 			writeError(w, 400, "AEC_BAD_REQUEST", "x-isi-ifs-access-control", err.Error())
 			return
 		}
-		if statErr == nil && (existing.IsDir() || !overwrite) {
-			writeError(w, http.StatusConflict, "AEC_CONFLICT", "", fmt.Sprintf("Object '%s' already exists", loc.ifs))
+		if statErr == nil && existing.IsDir() {
+			writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "The target exists as a directory.")
+			return
+		}
+		if statErr == nil && !overwrite {
+			writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Unable to create object as requested -- object already exists")
 			return
 		}
 		f, err := s.root.OpenFile(loc.rel, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
@@ -472,15 +520,15 @@ func (s *Server) nsPut(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 	// User metadata given as x-isi-ifs-attr-<name> headers.
 	var attrs []userAttr
 	for k, v := range r.Header {
-		if strings.HasPrefix(k, attrHeaderPrefix) && len(v) > 0 {
-			attrs = append(attrs, userAttr{Name: strings.ToLower(strings.TrimPrefix(k, attrHeaderPrefix)), Value: v[0]})
+		if name, ok := attrNameFromHeader(k); ok && len(v) > 0 {
+			attrs = append(attrs, userAttr{Name: name, Value: v[0]})
 		}
 	}
 	if statErr != nil {
-		delete(s.st.Metadata, loc.ifs) // fresh object
+		delete(s.st.Metadata, metaKey(loc)) // fresh object
 	}
 	for _, a := range attrs {
-		s.setAttr(loc.ifs, a)
+		s.setAttr(metaKey(loc), a)
 	}
 	_ = s.st.save()
 	w.WriteHeader(http.StatusOK)
@@ -514,9 +562,10 @@ func (s *Server) putMetadata(w http.ResponseWriter, r *http.Request, loc ifsLoc)
 	if !decodeBody(w, r, &req) {
 		return
 	}
+	key := metaKey(loc)
 	switch req.Action {
 	case "replace":
-		delete(s.st.Metadata, loc.ifs)
+		delete(s.st.Metadata, key)
 	case "update", "":
 	default:
 		writeError(w, 400, "AEC_BAD_REQUEST", "action", "Invalid action: "+req.Action)
@@ -529,15 +578,15 @@ func (s *Server) putMetadata(w http.ResponseWriter, r *http.Request, loc ifsLoc)
 		}
 		switch a.Op {
 		case "delete":
-			list := s.st.Metadata[loc.ifs]
+			list := s.st.Metadata[key]
 			for i := range list {
 				if list[i].Name == a.Name {
-					s.st.Metadata[loc.ifs] = append(list[:i], list[i+1:]...)
+					s.st.Metadata[key] = append(list[:i], list[i+1:]...)
 					break
 				}
 			}
 		case "update", "":
-			s.setAttr(loc.ifs, userAttr{Name: a.Name, Value: fmt.Sprint(a.Value)})
+			s.setAttr(key, userAttr{Name: a.Name, Value: fmt.Sprint(a.Value)})
 		default:
 			writeError(w, 400, "AEC_BAD_REQUEST", "op", "Invalid op: "+a.Op)
 			return
@@ -547,9 +596,13 @@ func (s *Server) putMetadata(w http.ResponseWriter, r *http.Request, loc ifsLoc)
 	w.WriteHeader(http.StatusOK)
 }
 
-// copyObject implements PUT with x-isi-ifs-copy-source (a /namespace/ifs/...
-// path): a recursive copy of a directory (or a file). With ?merge=true the
-// copy merges into an existing destination directory.
+// copyObject implements PUT with x-isi-ifs-copy-source (a /namespace/ifs/... path): a
+// recursive copy of a directory (or a file). It is called with s.mu held and releases it
+// while copying, so other requests (and a delete racing with the copy) go on, as on OneFS.
+// Like OneFS the copy belongs to the array: a client that gives up does not stop it. An
+// existing destination directory is merged into only with ?merge=true, and an existing
+// file is replaced only with ?overwrite=true; anything else is reported in copy_errors
+// (stopping at the first unless ?continue=true). A clean copy answers 200 with no body.
 func (s *Server) copyObject(w http.ResponseWriter, r *http.Request, dst ifsLoc, src string) {
 	srcPath := strings.TrimPrefix(path.Clean("/"+src), "/namespace")
 	sloc, err := resolveIfs(srcPath)
@@ -563,88 +616,213 @@ func (s *Server) copyObject(w http.ResponseWriter, r *http.Request, dst ifsLoc, 
 		return
 	}
 	if dst.rel == "." || dst.rel == sloc.rel || (sfi.IsDir() && (sloc.rel == "." || strings.HasPrefix(dst.rel+"/", sloc.rel+"/"))) {
-		writeError(w, 400, "AEC_BAD_REQUEST", "", "Cannot copy "+sloc.ifs+" into itself")
+		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Source directory is same to or parent of the destination")
 		return
 	}
 	q := r.URL.Query()
-	merge := strings.EqualFold(q.Get("merge"), "true")
-	overwrite := strings.EqualFold(q.Get("overwrite"), "true")
+	c := &copier{root: s.root, merge: isTrue(q.Get("merge")), overwrite: isTrue(q.Get("overwrite")),
+		cont: isTrue(q.Get("continue")), delay: s.copyDelay(), stop: s.closed, srcIfs: sloc.ifs, dstIfs: dst.ifs}
 	if _, err := s.root.Stat(path.Dir(dst.rel)); err != nil {
 		writeError(w, http.StatusNotFound, "AEC_NOT_FOUND", "", fmt.Sprintf("Unable to create object '%s' in store 'ifs' -- parent container not found.", strings.TrimPrefix(dst.ifs, "/ifs/")))
 		return
 	}
-	if dfi, err := s.root.Lstat(dst.rel); err == nil {
-		if !(merge && dfi.IsDir() && sfi.IsDir()) && !overwrite {
-			writeError(w, http.StatusConflict, "AEC_CONFLICT", "", fmt.Sprintf("Target '%s' already exists", dst.ifs))
-			return
-		}
+	done := make(chan []copyError, 1)
+	s.copies.Add(1)
+	go func() {
+		defer s.copies.Done()
+		done <- c.run(sloc.rel, dst.rel)
+	}()
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	var errs []copyError
+	select {
+	case errs = <-done:
+	case <-r.Context().Done():
+		return // the client went away; the copy goes on
 	}
-	if err := copyTree(s.root, sloc.rel, dst.rel, nil); err != nil {
-		writeJSON(w, 200, map[string]any{"success": false, "copy_errors": []map[string]string{{
-			"error_src": "source side", "message": err.Error(), "source": sloc.ifs, "target": dst.ifs}}})
+	if len(errs) == 0 {
+		w.WriteHeader(http.StatusOK)
 		return
 	}
-	writeJSON(w, 200, map[string]any{"success": true, "copy_errors": []any{}})
+	writeJSON(w, 200, map[string]any{"copy_errors": errs, "success": false})
 }
 
-// copyTree copies src to dst inside root: directories recursively, regular
-// files by content (never hard links), symlinks as symlinks; modes are
-// preserved. skip, if set, is consulted for every source path.
-func copyTree(root *os.Root, src, dst string, skip func(rel string) bool) error {
-	fi, err := root.Lstat(src)
-	if err != nil {
-		return err
+func isTrue(v string) bool { return strings.EqualFold(v, "true") || v == "1" }
+
+// copyError is one entry of a copy's copy_errors.
+type copyError struct {
+	ErrorSrc string `json:"error_src"`
+	Message  string `json:"message"`
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+}
+
+// copier copies a tree inside root: directories recursively, regular files by content
+// (never hard links), symlinks as symlinks; modes are preserved.
+type copier struct {
+	root             *os.Root
+	merge, overwrite bool
+	cont             bool
+	preserveTimes    bool // snapshots keep mtimes, so later changes can be told apart
+	delay            time.Duration
+	stop             <-chan struct{}
+	skip             func(rel string) bool
+	srcIfs, dstIfs   string // for messages
+	errs             []copyError
+	stopped          bool
+}
+
+func (c *copier) fail(side, src, dst string, err error) {
+	c.errs = append(c.errs, copyError{ErrorSrc: side, Message: err.Error(), Source: src, Target: dst})
+	if !c.cont {
+		c.stopped = true
 	}
-	if skip != nil && skip(src) {
-		return nil
+}
+
+// run copies src to dst and returns the errors; a top-level directory that exists is
+// merged into only with merge (or overwrite).
+func (c *copier) run(src, dst string) []copyError {
+	if dfi, err := c.root.Lstat(dst); err == nil && !(dfi.IsDir() && (c.merge || c.overwrite)) {
+		c.fail("target side", c.srcIfs, c.dstIfs, fmt.Errorf("target '%s' exists", c.dstIfs))
+		return c.errs
+	}
+	c.copy(src, dst, c.srcIfs, c.dstIfs)
+	return c.errs
+}
+
+func (c *copier) copy(src, dst, srcIfs, dstIfs string) {
+	if c.stopped || (c.skip != nil && c.skip(src)) {
+		return
+	}
+	fi, err := c.root.Lstat(src)
+	if err != nil {
+		c.fail("source side", srcIfs, dstIfs, err)
+		return
 	}
 	switch {
 	case fi.IsDir():
-		if err := root.Mkdir(dst, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
+		if err := c.root.Mkdir(dst, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			c.fail("target side", srcIfs, dstIfs, err)
+			return
 		}
-		ents, err := fs.ReadDir(root.FS(), src)
+		ents, err := fs.ReadDir(c.root.FS(), src)
 		if err != nil {
-			return err
+			c.fail("source side", srcIfs, dstIfs, err)
+			return
 		}
 		for _, e := range ents {
-			if err := copyTree(root, path.Join(src, e.Name()), path.Join(dst, e.Name()), skip); err != nil {
-				return err
-			}
+			c.copy(path.Join(src, e.Name()), path.Join(dst, e.Name()), path.Join(srcIfs, e.Name()), path.Join(dstIfs, e.Name()))
 		}
-		return root.Chmod(dst, fi.Mode().Perm())
+		_ = c.root.Chmod(dst, fi.Mode().Perm())
 	case fi.Mode()&fs.ModeSymlink != 0:
-		t, err := root.Readlink(src)
-		if err != nil {
-			return err
+		t, err := c.root.Readlink(src)
+		if err == nil {
+			_ = c.root.Remove(dst)
+			err = c.root.Symlink(t, dst)
 		}
-		_ = root.Remove(dst)
-		return root.Symlink(t, dst)
+		if err != nil {
+			c.fail("target side", srcIfs, dstIfs, err)
+		}
 	case fi.Mode().IsRegular():
-		in, err := root.Open(src)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := root.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fi.Mode().Perm())
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		if err := out.Close(); err != nil {
-			return err
-		}
-		return root.Chmod(dst, fi.Mode().Perm())
-	default:
-		return nil // sockets, devices, fifos are not copied
+		c.copyFile(src, dst, srcIfs, dstIfs, fi)
 	}
+	if c.preserveTimes && fi.Mode()&fs.ModeSymlink == 0 {
+		_ = c.root.Chtimes(dst, fi.ModTime(), fi.ModTime())
+	}
+}
+
+func (c *copier) copyFile(src, dst, srcIfs, dstIfs string, fi fs.FileInfo) {
+	if c.delay > 0 {
+		select {
+		case <-time.After(c.delay):
+		case <-c.stop:
+			c.fail("target side", srcIfs, dstIfs, errors.New("copy interrupted: server shutting down"))
+			c.stopped = true
+			return
+		}
+	}
+	if _, err := c.root.Lstat(dst); err == nil && !c.overwrite {
+		c.fail("target side", srcIfs, dstIfs, fmt.Errorf("target '%s' exists", dstIfs))
+		return
+	}
+	in, err := c.root.Open(src)
+	if err != nil {
+		c.fail("source side", srcIfs, dstIfs, err)
+		return
+	}
+	defer in.Close()
+	out, err := c.root.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fi.Mode().Perm())
+	if err == nil {
+		_, err = io.Copy(out, in)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = c.root.Chmod(dst, fi.Mode().Perm())
+	}
+	if err != nil {
+		c.fail("target side", srcIfs, dstIfs, err)
+	}
+}
+
+// ---- POST (move) ----
+
+// nsMove implements POST with x-isi-ifs-set-location: a rename inside the store. An
+// existing destination is refused with OneFS's 403, never replaced.
+func (s *Server) nsMove(w http.ResponseWriter, r *http.Request, src ifsLoc) {
+	setLoc := r.Header.Get("x-isi-ifs-set-location")
+	if !strings.HasPrefix(setLoc, "/namespace/") {
+		writeError(w, 400, "AEC_BAD_REQUEST", "", fmt.Sprintf("x-isi-ifs-set-location '%s' is invalid.", setLoc))
+		return
+	}
+	dst, err := resolveIfs(strings.TrimPrefix(setLoc, "/namespace"))
+	if err != nil || dst.rel == "." {
+		writeError(w, 400, "AEC_BAD_REQUEST", "", fmt.Sprintf("x-isi-ifs-set-location '%s' is invalid.", setLoc))
+		return
+	}
+	if src.readOnly || dst.readOnly || src.rel == "." {
+		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Unable to move on read-only filesystem or on a WORM file or directory")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.root.Lstat(src.rel); err != nil {
+		writeError(w, http.StatusNotFound, "AEC_NOT_FOUND", "", fmt.Sprintf("The source '/namespace%s' does not exist.", src.ifs))
+		return
+	}
+	if _, err := s.root.Lstat(dst.rel); err == nil {
+		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", fmt.Sprintf("The destination '%s' exists.", setLoc))
+		return
+	}
+	if strings.HasPrefix(dst.rel+"/", src.rel+"/") {
+		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "The source is a parent directory of the destination.")
+		return
+	}
+	if err := s.root.Rename(src.rel, dst.rel); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			writeError(w, http.StatusNotFound, "AEC_NOT_FOUND", "", "A path prefix of the destination doesn't exist or a component of the source path doesn't exist.")
+			return
+		}
+		writeError(w, 500, "AEC_SYSTEM_INTERNAL_ERROR", "", "Unable to move -- system internal error.")
+		return
+	}
+	from, to := metaKey(src), metaKey(dst)
+	for k, v := range s.st.Metadata {
+		if k == from || strings.HasPrefix(k, from+"/") {
+			delete(s.st.Metadata, k)
+			s.st.Metadata[to+strings.TrimPrefix(k, from)] = v
+		}
+	}
+	_ = s.st.save()
+	writeNoContent(w)
 }
 
 // ---- DELETE ----
 
+// nsDelete removes an object. As on OneFS a missing object deletes fine (204), a
+// non-empty directory without ?recursive=true is 403, and a recursive delete that loses
+// a race with a writer (the directory is not empty at the end) is 409 AEC_CONFLICT.
 func (s *Server) nsDelete(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 	if loc.readOnly {
 		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Read-only file system: "+loc.ifs)
@@ -658,24 +836,32 @@ func (s *Server) nsDelete(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 	defer s.mu.Unlock()
 	fi, err := s.root.Lstat(loc.rel)
 	if err != nil {
-		notFoundObject(w, loc)
+		writeNoContent(w)
 		return
 	}
-	if fi.IsDir() && strings.EqualFold(r.URL.Query().Get("recursive"), "true") {
+	target := strings.TrimPrefix(loc.ifs, "/ifs/")
+	recursive := isTrue(r.URL.Query().Get("recursive"))
+	if fi.IsDir() && recursive {
+		s.quota.release(loc.rel)
 		err = s.root.RemoveAll(loc.rel)
 	} else {
 		err = s.root.Remove(loc.rel)
 	}
-	if err != nil {
-		if fi.IsDir() {
-			writeError(w, http.StatusConflict, "AEC_CONFLICT", "", fmt.Sprintf("Directory '%s' is not empty", loc.ifs))
-			return
-		}
-		writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
+	switch {
+	case err == nil:
+	case fi.IsDir() && recursive && errors.Is(err, syscall.ENOTEMPTY):
+		writeError(w, http.StatusConflict, "AEC_CONFLICT", "", fmt.Sprintf("The directory '%s' is not empty.", target))
+		return
+	case fi.IsDir() && (errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST)):
+		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", fmt.Sprintf("The directory '%s' is not empty.", target))
+		return
+	default:
+		writeError(w, 500, "AEC_SYSTEM_INTERNAL_ERROR", "", "Unable to delete -- system internal error.")
 		return
 	}
+	key := metaKey(loc)
 	for k := range s.st.Metadata {
-		if k == loc.ifs || strings.HasPrefix(k, loc.ifs+"/") {
+		if k == key || strings.HasPrefix(k, key+"/") {
 			delete(s.st.Metadata, k)
 		}
 	}

@@ -276,7 +276,7 @@ func TestDirectories(t *testing.T) {
 	}
 	found := false
 	for _, a := range v.AttributeMap {
-		found = found || (a.Name == "pvname" && a.Value == "pv-1")
+		found = found || (a.Name == "PVNAME" && a.Value == "pv-1") // OneFS upper-cases header names
 	}
 	if !found {
 		t.Fatalf("user metadata missing: %+v", v.AttributeMap)
@@ -288,7 +288,7 @@ func TestDirectories(t *testing.T) {
 		t.Fatalf("metadata put %d %s", code, body)
 	}
 	code, _, body = rawDo(t, "GET", url+"/namespace/ifs/data/csi/vol1?metadata", nil, "")
-	if code != 200 || !bytes.Contains(body, []byte(`"owner-id"`)) || !bytes.Contains(body, []byte(`"pvname"`)) {
+	if code != 200 || !bytes.Contains(body, []byte(`"owner-id"`)) || !bytes.Contains(body, []byte(`"PVNAME"`)) {
 		t.Fatalf("metadata get %d %s", code, body)
 	}
 	// Metadata lives outside the exported tree.
@@ -339,7 +339,11 @@ func TestDirectories(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.Root(), "data/csi/vol1")); !os.IsNotExist(err) {
 		t.Fatalf("not deleted: %v", err)
 	}
-	err = c.DeleteVolumeWithIsiPath(ctx, "/ifs/data/csi", "vol1")
+	// OneFS answers a delete of a missing object with success.
+	if err := c.DeleteVolumeWithIsiPath(ctx, "/ifs/data/csi", "vol1"); err != nil {
+		t.Fatalf("second delete: %v", err)
+	}
+	_, err = c.GetVolumeWithIsiPath(ctx, "/ifs/data/csi", "", "vol1")
 	je := jsonErr(t, err, 404, "AEC_NOT_FOUND")
 	if je.Err[0].Message != "Unable to open object 'data/csi/vol1' in store 'ifs' -- not found." {
 		t.Fatalf("message %q", je.Err[0].Message)
@@ -598,8 +602,9 @@ func TestSnapshots(t *testing.T) {
 	if code != 403 {
 		t.Fatalf("snapshot must be read-only, got %d", code)
 	}
+	// size is the snapshot's own delta: its base plus the 8 KiB block data.txt changed.
 	got, err := c.GetIsiSnapshotByIdentity(ctx, "snap1")
-	if err != nil || got.ID != 1 || got.Size != 9 {
+	if err != nil || got.ID != 1 || got.Size != 4096+8192 {
 		t.Fatalf("by name %+v %v", got, err)
 	}
 	got, err = c.GetSnapshot(ctx, 1, "")
@@ -773,8 +778,9 @@ func TestRecordedKeySets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 3; i++ {
-		if _, err := c.ExportWithZoneAndPath(ctx, "/ifs/data/csi/k", "System", ""); err != nil {
+	for _, d := range []string{"k", "k2", "k3"} { // one export per path: OneFS refuses duplicates
+		_ = os.MkdirAll(filepath.Join(s.Root(), "data/csi", d), 0o777)
+		if _, err := c.ExportWithZoneAndPath(ctx, "/ifs/data/csi/"+d, "System", ""); err != nil {
 			t.Fatal(err)
 		}
 	}

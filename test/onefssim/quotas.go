@@ -4,10 +4,12 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -187,6 +189,7 @@ func (s *Server) handleQuotas(w http.ResponseWriter, r *http.Request, res []stri
 					return
 				}
 			}
+			s.enforce(qt)
 			_ = s.st.save()
 			writeNoContent(w)
 		case http.MethodDelete:
@@ -195,6 +198,7 @@ func (s *Server) handleQuotas(w http.ResponseWriter, r *http.Request, res []stri
 				return
 			}
 			delete(s.st.Quotas, qt.ID)
+			s.unenforce(qt)
 			_ = s.st.save()
 			writeNoContent(w)
 		default:
@@ -204,12 +208,7 @@ func (s *Server) handleQuotas(w http.ResponseWriter, r *http.Request, res []stri
 	}
 	switch r.Method {
 	case http.MethodGet:
-		matches := s.filterQuotas(q.Get("path"), q.Get("type"))
-		out := make([]any, 0, len(matches))
-		for _, qt := range matches {
-			out = append(out, s.quotaJSON(qt))
-		}
-		writeJSON(w, 200, map[string]any{"quotas": out, "resume": nil, "total": len(out)})
+		s.listQuotas(w, r)
 	case http.MethodPost:
 		var req struct {
 			Path                      string          `json:"path"`
@@ -262,6 +261,7 @@ func (s *Server) handleQuotas(w http.ResponseWriter, r *http.Request, res []stri
 			qt.Persona = nil
 		}
 		s.st.Quotas[qt.ID] = qt
+		s.enforce(qt)
 		_ = s.st.save()
 		writeJSON(w, http.StatusCreated, map[string]any{"id": qt.ID})
 	case http.MethodDelete:
@@ -272,12 +272,78 @@ func (s *Server) handleQuotas(w http.ResponseWriter, r *http.Request, res []stri
 		}
 		for _, qt := range s.filterQuotas(q.Get("path"), q.Get("type")) {
 			delete(s.st.Quotas, qt.ID)
+			s.unenforce(qt)
 		}
 		_ = s.st.save()
 		writeNoContent(w)
 	default:
 		methodNotAllowed(w, r)
 	}
+}
+
+func (s *Server) unenforce(qt *Quota) {
+	off := *qt
+	off.Enforced = false
+	s.enforce(&off)
+}
+
+// listQuotas pages like OneFS: a page of at most limit (default PageSize) quotas and a
+// resume token that carries the filters, so a resumed request sends only the token.
+func (s *Server) listQuotas(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	p, typ, off, limit, ok := q.Get("path"), q.Get("type"), 0, s.pageSize(), true
+	if tok := q.Get("resume"); tok != "" {
+		p, typ, off, limit, ok = decodeListToken("quotas", tok)
+	} else if ls := q.Get("limit"); ls != "" {
+		limit, ok = positive(ls)
+	}
+	if !ok {
+		writeError(w, 400, "AEC_BAD_REQUEST", "", "Invalid resume token or limit")
+		return
+	}
+	matches := s.filterQuotas(p, typ)
+	page, resume := pageOf(len(matches), off, limit, func(next int) string {
+		return encodeListToken("quotas", p, typ, next, limit)
+	})
+	out := make([]any, 0, page[1]-page[0])
+	for _, qt := range matches[page[0]:page[1]] {
+		out = append(out, s.quotaJSON(qt))
+	}
+	writeJSON(w, 200, map[string]any{"quotas": out, "resume": resume, "total": len(matches)})
+}
+
+// encodeListToken makes an opaque PAPI resume token holding the list's filters.
+func encodeListToken(kind, a, b string, next, limit int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%s|%d|%d|%s|%s", kind, next, limit, a, b)))
+}
+
+func decodeListToken(kind, tok string) (a, b string, next, limit int, ok bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	parts := strings.SplitN(string(raw), "|", 5)
+	if err != nil || len(parts) != 5 || parts[0] != kind {
+		return "", "", 0, 0, false
+	}
+	next, err1 := strconv.Atoi(parts[1])
+	limit, err2 := strconv.Atoi(parts[2])
+	if err1 != nil || err2 != nil || next < 0 || limit < 1 {
+		return "", "", 0, 0, false
+	}
+	return parts[3], parts[4], next, limit, true
+}
+
+func positive(v string) (int, bool) {
+	n, err := strconv.Atoi(v)
+	return n, err == nil && n > 0
+}
+
+// pageOf returns the [from, to) bounds of a page and its resume token (null when last).
+func pageOf(total, off, limit int, token func(next int) string) ([2]int, any) {
+	from := min(off, total)
+	to := min(from+limit, total)
+	if to < total {
+		return [2]int{from, to}, token(to)
+	}
+	return [2]int{from, to}, nil
 }
 
 func (s *Server) filterQuotas(p, typ string) []*Quota {

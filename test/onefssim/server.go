@@ -67,7 +67,23 @@ type Options struct {
 	// Ganesha, if set, makes exports real through nfs-ganesha: the export
 	// blocks are written to Ganesha.ExportsFile and ganesha is told to reload.
 	Ganesha *GaneshaOptions
+	// PageSize is the page size of every list (namespace directory listings,
+	// exports, quotas, snapshots) when the client gives no limit. OneFS pages
+	// by default (1000 entries, the default here); tests set it small so that
+	// clients' resume loops run.
+	PageSize int
+	// CopyDelay is an artificial delay per file of a namespace copy
+	// (x-isi-ifs-copy-source), to make copies slow enough to be cut.
+	CopyDelay time.Duration
+	// EnforceHardQuotas makes enforced hard thresholds fail writes with EDQUOT,
+	// as OneFS does, also for writes through NFS. Root must be on a btrfs
+	// filesystem (see NewBtrfsRoot); the simulator must run as root. See
+	// README "Hard quotas".
+	EnforceHardQuotas bool
 }
+
+// DefaultPageSize is OneFS's page size for lists without a limit.
+const DefaultPageSize = 1000
 
 // Server is a running (or startable) OneFS simulator.
 type Server struct {
@@ -75,15 +91,22 @@ type Server struct {
 	root    *os.Root
 	rootDir string
 
-	mu    sync.Mutex // guards st and all mutating filesystem operations
-	st    *state
-	gmu   sync.Mutex // serialises export hooks
-	smu   sync.Mutex // guards sessions
-	sess  map[string]*session
-	hmu   sync.Mutex
-	hang  bool
-	delay time.Duration
-	hangC chan struct{} // closed when hang is switched off
+	mu     sync.Mutex // guards st and all mutating filesystem operations
+	st     *state
+	gmu    sync.Mutex // serialises export hooks
+	smu    sync.Mutex // guards sessions
+	sess   map[string]*session
+	hmu    sync.Mutex
+	hang   bool
+	delay  time.Duration
+	hangC  chan struct{} // closed when hang is switched off
+	copyD  time.Duration
+	fmu    sync.Mutex
+	faults []*Fault
+	hook   func(*http.Request)
+
+	copies sync.WaitGroup // namespace copies, which outlive their requests
+	quota  *quotaEnforcer
 
 	ln     net.Listener
 	srv    *http.Server
@@ -180,6 +203,14 @@ func New(o Options) (*Server, error) {
 		r.Close()
 		return nil, err
 	}
+	s.copyD = o.CopyDelay
+	if o.EnforceHardQuotas {
+		if s.quota, err = newQuotaEnforcer(abs); err != nil {
+			r.Close()
+			return nil, err
+		}
+		s.reapplyQuotas()
+	}
 	return s, nil
 }
 
@@ -229,6 +260,8 @@ func (s *Server) Close() error {
 			err = s.srv.Close()
 		}
 	}
+	s.copies.Wait() // copies stop at the next file once closed
+	s.quota.close()
 	s.root.Close()
 	return err
 }
@@ -260,6 +293,84 @@ func (s *Server) SetSessionTimeout(d time.Duration) {
 	s.opts.SessionTimeout = d
 	s.smu.Unlock()
 }
+
+// SetCopyDelay sets the artificial per-file delay of namespace copies.
+func (s *Server) SetCopyDelay(d time.Duration) {
+	s.hmu.Lock()
+	s.copyD = d
+	s.hmu.Unlock()
+}
+
+func (s *Server) copyDelay() time.Duration {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	return s.copyD
+}
+
+// WaitCopies blocks until the namespace copies running in the background (whose
+// clients may have given up) have finished.
+func (s *Server) WaitCopies() { s.copies.Wait() }
+
+func (s *Server) pageSize() int {
+	if s.opts.PageSize > 0 {
+		return s.opts.PageSize
+	}
+	return DefaultPageSize
+}
+
+// Fault makes matching requests fail, to reproduce what a real array does now and then.
+type Fault struct {
+	Method string // empty matches any method
+	// Path matches request paths that start with it (e.g. "/platform/1/quota/quotas").
+	Path string
+	// Status, Code and Message make the error body {"errors":[{"code","message"}]}.
+	Status        int
+	Code, Message string
+	// Times is how many requests fail (default 1).
+	Times int
+	// After lets the request take effect first and only then answers with the
+	// error: the array did the work, the client sees a failure (a lost reply).
+	After bool
+}
+
+// InjectFault adds a fault; faults are matched in the order they were added.
+func (s *Server) InjectFault(f Fault) {
+	if f.Times <= 0 {
+		f.Times = 1
+	}
+	s.fmu.Lock()
+	s.faults = append(s.faults, &f)
+	s.fmu.Unlock()
+}
+
+// SetRequestHook runs hook for every request before it is handled (nil removes it).
+// The hook runs on the request's goroutine with no simulator lock held.
+func (s *Server) SetRequestHook(hook func(*http.Request)) {
+	s.fmu.Lock()
+	s.hook = hook
+	s.fmu.Unlock()
+}
+
+func (s *Server) takeFault(r *http.Request) (*Fault, func(*http.Request)) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	for i, f := range s.faults {
+		if (f.Method == "" || f.Method == r.Method) && strings.HasPrefix(r.URL.Path, f.Path) {
+			if f.Times--; f.Times <= 0 {
+				s.faults = append(s.faults[:i], s.faults[i+1:]...)
+			}
+			return f, s.hook
+		}
+	}
+	return nil, s.hook
+}
+
+// discardWriter swallows a response whose request took effect under an After fault.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
 
 // Requests returns a copy of the request log.
 func (s *Server) Requests() []RequestRecord {
@@ -329,7 +440,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.route(sw, r)
+	f, hook := s.takeFault(r)
+	if hook != nil {
+		hook(r)
+	}
+	switch {
+	case f == nil:
+		s.route(sw, r)
+	case f.After:
+		s.route(&discardWriter{h: http.Header{}}, r)
+		writeError(sw, f.Status, f.Code, "", f.Message)
+	default:
+		writeError(sw, f.Status, f.Code, "", f.Message)
+	}
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -23,18 +24,53 @@ func snapshotRel(sn *Snapshot) string {
 	return path.Join(snapDir, sn.Name, loc.rel)
 }
 
+// snapshotBase is what OneFS reports for a snapshot nothing has changed under yet (its
+// own metadata): csi-powerscale's recorded fresh snapshots say 4096.
+const snapshotBase = 4096
+
+// snapshotSize is the snapshot's own size as OneFS reports it: the space it holds
+// because the live tree changed since (files modified or deleted after the snapshot,
+// in 8 KiB blocks), not the size of the data it shows. A fresh snapshot is small.
 func (s *Server) snapshotSize(sn *Snapshot) int64 {
-	var size int64
-	_ = fs.WalkDir(s.root.FS(), snapshotRel(sn), func(p string, d fs.DirEntry, err error) error {
+	base := snapshotRel(sn)
+	live, _ := resolveIfs(sn.Path)
+	size := int64(snapshotBase)
+	_ = fs.WalkDir(s.root.FS(), base, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
 		if err != nil {
 			return nil
 		}
-		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
-			size += fi.Size()
+		cur, err := s.root.Lstat(path.Join(live.rel, strings.TrimPrefix(p, base)))
+		if err != nil || !cur.Mode().IsRegular() || cur.Size() != fi.Size() || !cur.ModTime().Equal(fi.ModTime()) {
+			size += (fi.Size() + 8191) / 8192 * 8192
 		}
 		return nil
 	})
 	return size
+}
+
+// copySnapshotMetadata gives the snapshot's view of the tree the user attributes the
+// live tree had (on OneFS they are extended attributes, which a snapshot keeps).
+func (s *Server) copySnapshotMetadata(sn *Snapshot, live ifsLoc) {
+	from := metaKey(live)
+	to := "/ifs/" + snapshotRel(sn)
+	for k, v := range s.st.Metadata {
+		if k == from || strings.HasPrefix(k, from+"/") {
+			s.st.Metadata[to+strings.TrimPrefix(k, from)] = append([]userAttr(nil), v...)
+		}
+	}
+}
+
+func (s *Server) dropSnapshotMetadata(sn *Snapshot) {
+	prefix := "/ifs/" + path.Join(snapDir, sn.Name)
+	for k := range s.st.Metadata {
+		if k == prefix || strings.HasPrefix(k, prefix+"/") {
+			delete(s.st.Metadata, k)
+		}
+	}
 }
 
 func (s *Server) snapshotJSON(sn *Snapshot) map[string]any {
@@ -59,6 +95,34 @@ func (s *Server) snapshotJSON(sn *Snapshot) map[string]any {
 		"target_id":      nil,
 		"target_name":    nil,
 	}
+}
+
+// listSnapshots pages like the other PAPI lists (see listQuotas).
+func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	off, limit, ok := 0, s.pageSize(), true
+	if tok := q.Get("resume"); tok != "" {
+		_, _, off, limit, ok = decodeListToken("snapshots", tok)
+	} else if ls := q.Get("limit"); ls != "" {
+		limit, ok = positive(ls)
+	}
+	if !ok {
+		writeError(w, 400, "AEC_BAD_REQUEST", "", "Invalid resume token or limit")
+		return
+	}
+	var list []*Snapshot
+	for _, sn := range s.st.Snapshots {
+		list = append(list, sn)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	page, resume := pageOf(len(list), off, limit, func(next int) string {
+		return encodeListToken("snapshots", "", "", next, limit)
+	})
+	out := make([]any, 0, page[1]-page[0])
+	for _, sn := range list[page[0]:page[1]] {
+		out = append(out, s.snapshotJSON(sn))
+	}
+	writeJSON(w, 200, map[string]any{"snapshots": out, "resume": resume, "total": len(list)})
 }
 
 func (s *Server) findSnapshot(ident string) *Snapshot {
@@ -96,6 +160,7 @@ func (s *Server) handleSnapshots(w http.ResponseWriter, r *http.Request, res []s
 				writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
 				return
 			}
+			s.dropSnapshotMetadata(sn)
 			delete(s.st.Snapshots, sn.ID)
 			_ = s.st.save()
 			writeNoContent(w)
@@ -116,6 +181,13 @@ func (s *Server) handleSnapshots(w http.ResponseWriter, r *http.Request, res []s
 					writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
 					return
 				}
+				from, to := "/ifs/"+path.Join(snapDir, sn.Name), "/ifs/"+path.Join(snapDir, *req.Name)
+				for k, v := range s.st.Metadata {
+					if k == from || strings.HasPrefix(k, from+"/") {
+						delete(s.st.Metadata, k)
+						s.st.Metadata[to+strings.TrimPrefix(k, from)] = v
+					}
+				}
 				sn.Name = *req.Name
 			}
 			if req.Expires != nil {
@@ -130,16 +202,7 @@ func (s *Server) handleSnapshots(w http.ResponseWriter, r *http.Request, res []s
 	}
 	switch r.Method {
 	case http.MethodGet:
-		var list []*Snapshot
-		for _, sn := range s.st.Snapshots {
-			list = append(list, sn)
-		}
-		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-		out := make([]any, 0, len(list))
-		for _, sn := range list {
-			out = append(out, s.snapshotJSON(sn))
-		}
-		writeJSON(w, 200, map[string]any{"snapshots": out, "resume": nil, "total": len(out)})
+		s.listSnapshots(w, r)
 	case http.MethodPost:
 		var req struct {
 			Name    string          `json:"name"`
@@ -184,14 +247,16 @@ func (s *Server) handleSnapshots(w http.ResponseWriter, r *http.Request, res []s
 			writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
 			return
 		}
-		skip := func(rel string) bool { return loc.rel == "." && rel == snapDir }
-		if err := copyTree(s.root, loc.rel, dst, skip); err != nil {
+		c := &copier{root: s.root, merge: true, overwrite: true, preserveTimes: true,
+			skip: func(rel string) bool { return loc.rel == "." && rel == snapDir }}
+		if errs := c.run(loc.rel, dst); len(errs) > 0 {
 			_ = s.root.RemoveAll(path.Join(snapDir, name))
-			writeError(w, 500, "AEC_EXCEPTION", "", "Snapshot copy failed: "+err.Error())
+			writeError(w, 500, "AEC_EXCEPTION", "", "Snapshot copy failed: "+errs[0].Message)
 			return
 		}
 		s.st.NextSnapshotID++
 		s.st.Snapshots[id] = sn
+		s.copySnapshotMetadata(sn, loc)
 		_ = s.st.save()
 		writeJSON(w, http.StatusCreated, s.snapshotJSON(sn))
 	default:

@@ -7,6 +7,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +130,91 @@ func TestPublishRecordsOnEveryBackend(t *testing.T) {
 			if _, err := ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: strings.Replace(id, ":pubtest:", ":nobody:", 1),
 				NodeId: node1, VolumeCapability: vcap}); status.Code(err) != codes.NotFound {
 				t.Fatalf("publish of a volume that does not exist: %v, want NOT_FOUND", err)
+			}
+		})
+	}
+}
+
+// TestCopiesStartUnpublished: a volume restored from a snapshot, or cloned, of a volume
+// published to node-1 is attached nowhere. Its storage holds no grant for node-1, and
+// publishing it read-only to node-1 succeeds (a grant copied from the source would make that
+// ALREADY_EXISTS and show an admin an attachment that does not exist).
+func TestCopiesStartUnpublished(t *testing.T) {
+	sim := harness.StartOneFS(t)
+	backends := []config.Backend{harness.RBDBackend(t, "rbd"), harness.CephFSBackend(t, "cephfs"), sim.Backend(t, "isilon")}
+	d := harness.StartDriver(t, &config.Config{Backends: backends}, driver.ModeController)
+	ctrl := d.Controller()
+	// node-1's grant, as each backend's own tools show it
+	granted := map[string]func(t *testing.T, vctx map[string]string) bool{
+		"rbd": func(t *testing.T, vctx map[string]string) bool {
+			return strings.Contains(cephCLI(t, "rbd", "image-meta", "list", vctx["pool"]+"/"+vctx["radosNamespace"]+"/"+vctx["imageName"]), "shiphold.node.node-1")
+		},
+		"cephfs": func(t *testing.T, vctx map[string]string) bool {
+			return strings.Contains(cephCLI(t, "ceph", "fs", "subvolume", "metadata", "ls", vctx["fsName"], vctx["subvolumeName"], "--group_name", vctx["subvolumeGroup"]), "shiphold.node.node-1")
+		},
+		"isilon": func(t *testing.T, vctx map[string]string) bool {
+			for _, e := range sim.Server.Exports() {
+				if slices.Contains(e.Paths, vctx["exportPath"]) && (slices.Contains(e.Clients, "127.0.0.1") || slices.Contains(e.ReadOnlyClients, "127.0.0.1")) {
+					return true
+				}
+			}
+			return false
+		},
+	}
+	for _, be := range backends {
+		t.Run(be.Name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			vcap := &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+				AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}}}
+			params := map[string]string{"backend": be.Name, "csi.storage.k8s.io/pvc/namespace": "pubcopy"}
+			create := func(name string, src *csi.VolumeContentSource) *csi.Volume {
+				t.Helper()
+				req := &csi.CreateVolumeRequest{Name: name, CapacityRange: &csi.CapacityRange{RequiredBytes: 16 << 20},
+					VolumeCapabilities: []*csi.VolumeCapability{vcap}, Parameters: params, VolumeContentSource: src}
+				for {
+					v, err := ctrl.CreateVolume(ctx, req)
+					if err == nil {
+						t.Cleanup(func() { ctrl.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.Volume.VolumeId}) })
+						return v.Volume
+					}
+					if status.Code(err) != codes.Aborted || ctx.Err() != nil { // Aborted: a copy in progress
+						t.Fatalf("CreateVolume %s: %v", name, err)
+					}
+					time.Sleep(time.Second)
+				}
+			}
+			publish := func(v *csi.Volume, ro bool) error {
+				_, err := ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: v.VolumeId, NodeId: node1, Readonly: ro, VolumeCapability: vcap, VolumeContext: v.VolumeContext})
+				return err
+			}
+			src := create("pvc-copysrc-"+be.Name, nil)
+			if err := publish(src, false); err != nil {
+				t.Fatal(err)
+			}
+			if !granted[be.Name](t, src.VolumeContext) {
+				t.Fatal("the storage shows no grant for node-1 after publishing the source")
+			}
+			snap, err := ctrl.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{SourceVolumeId: src.VolumeId, Name: "snap-copysrc-" + be.Name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				ctrl.DeleteSnapshot(context.Background(), &csi.DeleteSnapshotRequest{SnapshotId: snap.Snapshot.SnapshotId})
+			})
+			copies := map[string]*csi.Volume{
+				"restored": create("pvc-restored-"+be.Name, &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
+					Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: snap.Snapshot.SnapshotId}}}),
+				"cloned": create("pvc-cloned-"+be.Name, &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
+					Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: src.VolumeId}}}),
+			}
+			for how, v := range copies {
+				if granted[be.Name](t, v.VolumeContext) {
+					t.Errorf("%s volume: the storage shows a grant for node-1 before any publish", how)
+				}
+				if err := publish(v, true); err != nil {
+					t.Errorf("%s volume: publish read-only to node-1: %v", how, err)
+				}
 			}
 		})
 	}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
-	"sync"
-	"sync/atomic"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,153 +18,92 @@ import (
 	"github.com/shiphold/shiphold/test/harness"
 )
 
-func percentile(d []time.Duration, p float64) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(float64(len(s)-1) * p)
-	return s[i]
+// TestBenchRBD (SHIPHOLD_BENCH=1) times CreateVolume and DeleteVolume through the driver's
+// gRPC endpoint (in-process, unix socket) beside raw go-ceph CreateImage and RemoveImage of
+// the same size and features in the same tenant namespace, same process, same concurrency.
+// The RBD trash is drained before every timed phase.
+func TestBenchRBD(t *testing.T) {
+	if os.Getenv("SHIPHOLD_BENCH") != "1" {
+		t.Skip("set SHIPHOLD_BENCH=1 to run the rbd benchmark (make bench)")
+	}
+	sizes := harness.BenchSizesFromEnv(t)
+	be := harness.RBDBackend(t, "bench-rbd")
+	tenant := fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e9)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeController)
+	capability := &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+	}
+	ours := d.DriverSide(map[string]string{backend.ParamBackend: be.Name, backend.ParamPVCNamespace: tenant}, capability, sizes.Bytes)
+
+	io := rawPool(t, be.RBD.Pool)
+	// The driver makes the tenant's namespace; one volume through each side warms both up.
+	warm(t, ctx, ours, "warm")
+	io.SetNamespace(tenant)
+	t.Cleanup(func() { removeNamespace(io, tenant) })
+	opts := librbd.NewRbdImageOptions()
+	defer opts.Destroy()
+	if err := opts.SetUint64(librbd.ImageOptionFeatures, librbd.FeatureLayering); err != nil {
+		t.Fatal(err)
+	}
+	raw := harness.BenchSide{
+		Create: func(ctx context.Context, name string) (string, error) {
+			return name, librbd.CreateImage(io, name, uint64(sizes.Bytes), opts)
+		},
+		Delete: func(ctx context.Context, name string) error { return librbd.RemoveImage(io, name) },
+	}
+	warm(t, ctx, raw, "raw-warm")
+
+	b := &harness.Bench{Kind: "rbd", Sizes: sizes, Driver: ours, Raw: raw, Settle: func(t testing.TB) {
+		harness.WaitFor(t, "rbd trash of namespace "+tenant, 2*time.Minute, func() (bool, string) {
+			entries, err := librbd.GetTrashList(io)
+			return err == nil && len(entries) == 0, fmt.Sprintf("%d entries, %v", len(entries), err)
+		})
+	}}
+	b.Run(t, ctx)
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
-
-// TestRBDRealBench (SHIPHOLD_BENCH=1) times CreateVolume+DeleteVolume through the driver's
-// gRPC (in-process, on a unix socket) against raw go-ceph CreateImage+RemoveImage in the same process and namespace.
-func TestRBDRealBench(t *testing.T) {
-	if os.Getenv("SHIPHOLD_BENCH") != "1" {
-		t.Skip("set SHIPHOLD_BENCH=1 to run the rbd benchmark")
-	}
-	c := needCeph(t)
-	ctl, _ := c.controller(t)
-	tenant := c.uniqueTenant(t, "bench")
-	ctx := ctxT(t, 10*time.Minute)
-
+// rawPool opens the pool with its own rados connection (the driver has its own), as admin
+// of the local cluster.
+func rawPool(t *testing.T, pool string) *rados.IOContext {
+	t.Helper()
 	conn, err := rados.NewConnWithUser("admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := conn.ReadConfigFile(c.conf); err != nil {
+	if err := conn.ReadConfigFile(filepath.Join(harness.CephDir(), "ceph.conf")); err != nil {
 		t.Fatal(err)
 	}
-	conn.SetConfigOption("keyring", c.keyring)
+	if err := conn.SetConfigOption("keyring", filepath.Join(harness.CephDir(), "ceph.client.admin.keyring")); err != nil {
+		t.Fatal(err)
+	}
 	if err := conn.Connect(); err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Shutdown()
-	io, err := conn.OpenIOContext("rbd")
+	t.Cleanup(conn.Shutdown)
+	io, err := conn.OpenIOContext(pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer io.Destroy()
-	// The controller creates the tenant namespace; warm both paths up first.
-	warm, err := ctl.CreateVolume(ctx, &backend.VolumeRequest{Name: "warm", Tenant: tenant, RequiredBytes: 1 << 30})
+	t.Cleanup(io.Destroy)
+	return io
+}
+
+func warm(t *testing.T, ctx context.Context, side harness.BenchSide, name string) {
+	t.Helper()
+	h, err := side.Create(ctx, name)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("warm-up create: %v", err)
 	}
-	io.SetNamespace(tenant)
-	opts := librbd.NewRbdImageOptions()
-	defer opts.Destroy()
-	opts.SetUint64(librbd.ImageOptionFeatures, librbd.FeatureLayering)
-	rawOp := func(name string) error {
-		if err := librbd.CreateImage(io, name, 1<<30, opts); err != nil {
-			return err
-		}
-		return librbd.RemoveImage(io, name)
+	if err := side.Delete(ctx, h); err != nil {
+		t.Fatalf("warm-up delete: %v", err)
 	}
-	if err := rawOp("raw-warm"); err != nil {
-		t.Fatal(err)
-	}
-	// Through the driver's gRPC (in-process, unix socket), as the external-provisioner calls it.
-	cfg := &config.Config{Backends: []config.Backend{*c.backend}}
-	csiCtl := harness.StartDriver(t, cfg, driver.ModeController).Controller()
-	mountCap := []*csi.VolumeCapability{{
-		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
-		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
-	}}
-	grpcCreate := func(name string) (string, error) {
-		resp, err := csiCtl.CreateVolume(ctx, &csi.CreateVolumeRequest{
-			Name: name, CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 30}, VolumeCapabilities: mountCap,
-			Parameters: map[string]string{backend.ParamBackend: c.backend.Name, backend.ParamPVCNamespace: tenant},
-		})
-		if err != nil {
-			return "", err
-		}
-		return resp.GetVolume().GetVolumeId(), nil
-	}
-	grpcDelete := func(id string) error {
-		_, err := csiCtl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
-		return err
-	}
-	ctlOp := func(name string) error {
-		id, err := grpcCreate(name)
-		if err != nil {
-			return err
-		}
-		return grpcDelete(id)
-	}
+}
 
-	const serial = 50
-	var lat, raw []time.Duration
-	for i := 0; i < serial; i++ {
-		start := time.Now()
-		if err := ctlOp(fmt.Sprintf("serial-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-		lat = append(lat, time.Since(start))
-		start = time.Now()
-		if err := rawOp(fmt.Sprintf("raw-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-		raw = append(raw, time.Since(start))
-	}
-	p50, rawP50 := percentile(lat, 0.5), percentile(raw, 0.5)
-	line := fmt.Sprintf("bench rbd serial: p50=%s p99=%s raw_p50=%s ratio=%.2f", ms(p50), ms(percentile(lat, 0.99)), ms(rawP50), float64(p50)/float64(rawP50))
-	fmt.Println(line)
-	t.Log(line)
-
-	const total, conc = 128, 32
-	burst := func(create func(i int) error, cleanup func(i int)) (float64, int64) {
-		var errs int64
-		var wg sync.WaitGroup
-		next := int64(-1)
-		start := time.Now()
-		for w := 0; w < conc; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(atomic.AddInt64(&next, 1))
-					if i >= total {
-						return
-					}
-					if err := create(i); err != nil {
-						atomic.AddInt64(&errs, 1)
-						t.Logf("burst create %d: %v", i, err)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		rate := float64(total) / time.Since(start).Seconds()
-		for i := 0; i < total; i++ {
-			cleanup(i)
-		}
-		return rate, errs
-	}
-	ids := make([]string, total)
-	rate, errs := burst(func(i int) error {
-		id, err := grpcCreate(fmt.Sprintf("burst-%d", i))
-		ids[i] = id
-		return err
-	}, func(i int) {
-		if ids[i] != "" {
-			grpcDelete(ids[i])
-		}
-	})
-	rawRate, _ := burst(func(i int) error {
-		return librbd.CreateImage(io, fmt.Sprintf("raw-burst-%d", i), 1<<30, opts)
-	}, func(i int) { librbd.RemoveImage(io, fmt.Sprintf("raw-burst-%d", i)) })
-	line = fmt.Sprintf("bench rbd burst32: volumes/s=%.1f raw_volumes/s=%.1f ratio=%.2f errors=%d", rate, rawRate, rate/rawRate, errs)
-	fmt.Println(line)
-	t.Log(line)
-	ctl.DeleteVolume(context.Background(), warm.ID, nil)
+// removeNamespace drops the bench tenant's namespace once the bench emptied it.
+func removeNamespace(io *rados.IOContext, ns string) {
+	io.SetNamespace("")
+	_ = librbd.NamespaceRemove(io, ns)
 }

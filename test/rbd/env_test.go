@@ -1,10 +1,9 @@
 // Package rbdtest runs the rbd backend against the real single-node Ceph started by
-// hack/micro-ceph.sh. Tests skip when it is absent, unless SHIPHOLD_REQUIRE_CEPH=1.
+// hack/micro-ceph.sh. Tests skip when it is absent, or fail under SHIPHOLD_REQUIRE_STACK=1.
 package rbdtest
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/test/harness"
 )
 
 type cluster struct {
@@ -22,41 +22,21 @@ type cluster struct {
 	backend            *config.Backend
 }
 
-// needCeph finds the micro-ceph cluster or skips (fails with SHIPHOLD_REQUIRE_CEPH=1).
+// needCeph finds the local cluster through the harness (a missing prerequisite under
+// harness.Require: skip, or fail under SHIPHOLD_REQUIRE_STACK=1).
 func needCeph(t testing.TB) *cluster {
 	t.Helper()
-	conf := os.Getenv("CEPH_CONF")
-	if conf == "" {
-		conf = "/tmp/shiphold-ceph/ceph.conf"
-	}
-	dir := filepath.Dir(conf)
-	c := &cluster{conf: conf, dir: dir, keyring: filepath.Join(dir, "ceph.client.admin.keyring")}
-	missing := func(why string) {
-		msg := "real Ceph needed: " + why + "; start it with hack/micro-ceph.sh up " + dir
-		if os.Getenv("SHIPHOLD_REQUIRE_CEPH") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if _, err := os.Stat(conf); err != nil {
-		missing(err.Error())
-	}
-	if _, err := os.Stat(c.keyring); err != nil {
-		missing(err.Error())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "ceph", "-c", conf, "health").CombinedOutput(); err != nil {
-		missing("ceph health: " + strings.TrimSpace(string(out)) + " " + err.Error())
-	}
-	c.backend = &config.Backend{Name: "rbd-test", Kind: backend.KindRBD, RBD: &config.RBD{
-		CephCluster: config.CephCluster{
-			ClusterID: "micro", Monitors: []string{"127.0.0.1:6789"},
-			Credentials: config.CephCredentials{UserID: "admin", KeyringFile: c.keyring},
-		},
-		Pool: "rbd", Mounter: rbd.MounterFuse,
-	}}
-	return c
+	cl := harness.LocalCeph(t)
+	return clusterFor(harness.CephConf(), cl)
+}
+
+// clusterFor is the test view of a cluster: its ceph.conf for the CLIs and a backend entry
+// for its rbd pool.
+func clusterFor(conf string, cl config.CephCluster) *cluster {
+	return &cluster{conf: conf, dir: filepath.Dir(conf), keyring: cl.Credentials.KeyringFile,
+		backend: &config.Backend{Name: "rbd-test", Kind: backend.KindRBD, RBD: &config.RBD{
+			CephCluster: cl, Pool: "rbd", Mounter: rbd.MounterFuse,
+		}}}
 }
 
 func (c *cluster) controller(t testing.TB) (*rbd.Controller, *ceph.Pool) {

@@ -17,15 +17,15 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/volid"
+	"github.com/shiphold/shiphold/test/harness"
 )
 
-func needRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("SHIPHOLD_REQUIRE_CEPH") == "1" {
-			t.Fatal("staging RBD volumes needs root (FUSE, loop devices, mount)")
-		}
-		t.Skip("staging RBD volumes needs root")
-	}
+// needNode requires what the rbd-fuse node path needs: root, rbd-fuse, losetup and mkfs.
+func needNode(t *testing.T) {
+	harness.RequireRoot(t, "staging RBD volumes (FUSE, loop devices, mount)")
+	harness.RequireCommand(t, "rbd-fuse", "apt-get install rbd-fuse, or hack/install-deps.sh")
+	harness.RequireCommand(t, "losetup", "apt-get install mount")
+	harness.RequireCommand(t, "mkfs.ext4", "apt-get install e2fsprogs")
 }
 
 type node struct {
@@ -35,7 +35,7 @@ type node struct {
 }
 
 func (c *cluster) node(t *testing.T) *node {
-	needRoot(t)
+	needNode(t)
 	s, err := rbd.NewStager(c.backend)
 	if err != nil {
 		t.Fatal(err)

@@ -2,41 +2,25 @@ package rbdtest
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/test/harness"
 )
-
-func daemonPID(t *testing.T, c *cluster, name string) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(c.dir, "run", name+".pid"))
-	if err != nil {
-		t.Fatalf("pid of %s: %v", name, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
-}
 
 // TestRBDRealOutageMonStopped freezes the monitor (SIGSTOP) under a live controller: every
 // request must end within its deadline, those that need the monitor as UNAVAILABLE (or a
 // deadline error) naming the monitors, and the same controller must serve again once the
-// monitor is back, without a restart. Only the monitor is frozen: a frozen OSD of this
-// single-OSD cluster leaves PGs laggy (read leases) until `ceph osd down 0`, which would
-// disturb other users of the shared cluster.
+// monitor is back, without a restart. It runs on a private cluster of its own
+// (harness.StartPrivateCeph), so the freeze cannot touch the cluster other packages share.
 func TestRBDRealOutageMonStopped(t *testing.T) {
-	c := needCeph(t)
+	pc := harness.StartPrivateCeph(t)
+	c := clusterFor(pc.Conf, pc.Cluster)
 	ctl, _ := c.controller(t)
-	tenant := c.uniqueTenant(t, "out")
+	const tenant = "outage"
 	ctx := ctxT(t, 2*time.Minute)
 	warm, err := ctl.CreateVolume(ctx, &backend.VolumeRequest{Name: "warm", Tenant: tenant, RequiredBytes: 1 << 20})
 	if err != nil {
@@ -51,19 +35,8 @@ func TestRBDRealOutageMonStopped(t *testing.T) {
 		t.Fatalf("create cephx user: %v", err)
 	}
 	newKey := strings.TrimSpace(string(keyOut))
-	defer exec.Command("ceph", "-c", c.conf, "auth", "del", "client.shiphold-outage").Run()
-	pids := []int{daemonPID(t, c, "mon.a")}
-	resume := func() {
-		for _, p := range pids {
-			syscall.Kill(p, syscall.SIGCONT)
-		}
-	}
-	defer resume() // Ceph comes back even when the test fails.
-	for _, p := range pids {
-		if err := syscall.Kill(p, syscall.SIGSTOP); err != nil {
-			t.Fatalf("stop pid %d: %v", p, err)
-		}
-	}
+	monitor := pc.Cluster.Monitors[0]
+	resume := pc.Freeze(t, harness.DaemonMon) // the cluster's cleanup resumes it even when the test fails
 
 	const deadline = 3 * time.Second
 	calls := []struct {
@@ -106,8 +79,8 @@ func TestRBDRealOutageMonStopped(t *testing.T) {
 		if code != backend.Unavailable && !strings.Contains(err.Error(), "deadline") {
 			t.Errorf("%s: %v (%v), want UNAVAILABLE or a deadline", call.name, code, err)
 		}
-		if !strings.Contains(err.Error(), "127.0.0.1:6789") {
-			t.Errorf("%s error does not name the monitors: %v", call.name, err)
+		if !strings.Contains(err.Error(), monitor) {
+			t.Errorf("%s error does not name the monitor %s: %v", call.name, monitor, err)
 		}
 		t.Logf("%s during outage after %v: %v", call.name, took.Round(time.Millisecond), err)
 	}

@@ -3,10 +3,13 @@
 //
 //	SANITY_BACKEND=rbd/mount go test -tags pacific ./test/sanity/
 //
+// access is mount or block, for csi-sanity's SINGLE_NODE_WRITER volumes, or mount-mnmw /
+// block-mnmw to send every one of them as MULTI_NODE_MULTI_WRITER instead (see asMode).
 // The run ends with the line "sanity <backend>/<access>: N passed, N failed, N skipped".
 package sanity
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,13 +17,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/ginkgo/v2/types"
+	"google.golang.org/grpc"
 
 	"github.com/shiphold/shiphold/pkg/backend/isilon"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
+	"github.com/shiphold/shiphold/pkg/volid"
 	"github.com/shiphold/shiphold/test/harness"
 )
 
@@ -29,9 +35,10 @@ var target = os.Getenv("SANITY_BACKEND")
 // TestSanity runs csi-sanity, controller and node tests, on one real backend.
 func TestSanity(t *testing.T) {
 	if target == "" {
-		t.Skip("set SANITY_BACKEND to rbd/mount, rbd/block, cephfs/mount or isilon/mount (make sanity runs all)")
+		t.Skip("set SANITY_BACKEND to <rbd|cephfs|isilon>/<mount|block>[-mnmw] (make sanity runs all)")
 	}
 	kind, access, _ := strings.Cut(target, "/")
+	access, multi := strings.CutSuffix(access, "-mnmw")
 	var be config.Backend
 	params := map[string]string{}
 	switch kind {
@@ -51,10 +58,23 @@ func TestSanity(t *testing.T) {
 		t.Fatalf("unknown SANITY_BACKEND %q", target)
 	}
 	params["backend"] = be.Name
-	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeAll)
+	t.Cleanup(func() { removeSanityTenants(t, kind) })
+	cfg := &config.Config{Backends: []config.Backend{be}}
+	d := harness.StartDriver(t, cfg, driver.ModeAll)
+	if multi {
+		secondNode = harness.StartDriverOn(t, cfg, driver.ModeNode, "node-2", "127.0.0.2")
+	}
 
 	dir := t.TempDir()
 	sc := sanity.NewTestConfig()
+	if multi {
+		mnmw := grpc.WithUnaryInterceptor(asMode(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER))
+		sc.DialOptions = append(sc.DialOptions, mnmw)
+		sc.ControllerDialOptions = append(sc.ControllerDialOptions, mnmw)
+	}
+	sc.IDGen = missingIDs{like: realVolumeID(t, d, params, access)}
+	// The spec asks NodeGetInfo and runs only if the node reports max_volumes_per_node.
+	sc.TestNodeVolumeAttachLimit = true
 	sc.Address = d.Endpoint
 	sc.TargetPath = filepath.Join(dir, "target")
 	sc.StagingPath = filepath.Join(dir, "staging")
@@ -64,6 +84,33 @@ func TestSanity(t *testing.T) {
 	sc.TestVolumeExpandSize = 128 << 20
 	sc.IdempotentCount = 2
 	sanity.Test(t, sc)
+}
+
+// realVolumeID creates and deletes one volume, so IDGen knows the tenant and location a
+// real volume of this backend has.
+func realVolumeID(t *testing.T, d *harness.Driver, params map[string]string, access string) volid.Volume {
+	t.Helper()
+	vc := &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}
+	if access == "block" {
+		vc.AccessType = &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}
+	} else {
+		vc.AccessType = &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}}
+	}
+	ctx := context.Background()
+	rsp, err := d.Controller().CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "sanity-idgen-" + randomHash(), Parameters: params,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 64 << 20}, VolumeCapabilities: []*csi.VolumeCapability{vc}})
+	if err != nil {
+		t.Fatalf("a volume to learn the ID layout from: %v", err)
+	}
+	id := rsp.GetVolume().GetVolumeId()
+	if _, err := d.Controller().DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id}); err != nil {
+		t.Fatalf("delete %s: %v", id, err)
+	}
+	v, err := volid.ParseVolume(id)
+	if err != nil {
+		t.Fatalf("the driver issued %q: %v", id, err)
+	}
+	return v
 }
 
 var _ = ginkgo.ReportAfterSuite("shiphold sanity summary", func(r types.Report) {
@@ -84,6 +131,7 @@ var _ = ginkgo.ReportAfterSuite("shiphold sanity summary", func(r types.Report) 
 		}
 	}
 	sort.Strings(skips)
+	fmt.Println() // Ginkgo's progress dots end without a newline
 	for _, s := range skips {
 		fmt.Println(s)
 	}

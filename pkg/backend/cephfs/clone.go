@@ -38,10 +38,11 @@ func (c *Controller) cloneSource(s *session, req *backend.VolumeRequest, loc str
 		return nil, nil
 	}
 	if src.Location != loc {
+		// A filesystem that is gone holds no source: that is NOT_FOUND, not a wrong request.
+		if _, err := c.fsName(s, src.Location); err != nil {
+			return nil, backend.Errorf(backend.CodeOf(err), "source %s does not exist: %v", what, err)
+		}
 		return nil, backend.Errorf(backend.InvalidArgument, "source %s is on CephFS filesystem id %s, the volume is requested on id %s; clones stay on their filesystem (check StorageClass parameter %q)", what, src.Location, loc, ParamFSName)
-	}
-	if src.Tenant != req.Tenant {
-		return nil, backend.Errorf(backend.InvalidArgument, "source %s belongs to tenant %q; a volume of tenant %q can only be made from its own tenant's volumes and snapshots", what, src.Tenant, req.Tenant)
 	}
 	ref, err := c.ref(s, src)
 	if err != nil {
@@ -90,7 +91,9 @@ func (c *Controller) startClone(s *session, req *backend.VolumeRequest, p volume
 // finishClone waits for a clone until shortly before the request deadline. A finished clone
 // gets its requested size and record and loses its temporary snapshot; one still copying
 // is Pending, so the CO retries and the retry lands here again.
-func (c *Controller) finishClone(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, src *cloneSource) (*backend.Volume, error) {
+func (c *Controller) finishClone(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, src *cloneSource) (vol *backend.Volume, err error) {
+	waited := backend.LongWait(s.ctx, "clone", "subvolume", ref.String(), "source", src.id)
+	defer func() { waited(err) }()
 	deadline := time.Now().Add(defaultCloneWait)
 	if d, ok := s.ctx.Deadline(); ok {
 		margin := time.Until(d) / 5

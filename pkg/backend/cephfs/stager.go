@@ -34,10 +34,13 @@ type Stager struct {
 	mounter *mounter.Mounter
 	// kernelCeph reports whether the node can mount -t ceph.
 	kernelCeph func() bool
+	procs      mounter.Procs
 	// fuseProcs finds the ceph-fuse processes serving a mount point.
-	fuseProcs func(mountPoint string) []int
+	fuseProcs func(mountPoint string) []mounter.Daemon
 	// exitWait bounds the wait for ceph-fuse to exit after unmount.
 	exitWait time.Duration
+	// callTimeout bounds a syscall on a mount whose MDS or OSDs may not answer.
+	callTimeout time.Duration
 }
 
 var _ backend.Stager = (*Stager)(nil)
@@ -55,8 +58,13 @@ func NewStager(cfg *config.Backend) (*Stager, error) {
 	return newStager(cfg.Name, cfg.CephFS, mounter.New()), nil
 }
 
+const fuseCommand = "ceph-fuse"
+
 func newStager(name string, cfg *config.CephFS, m *mounter.Mounter) *Stager {
-	return &Stager{name: name, cfg: cfg, mounter: m, kernelCeph: kernelHasCeph, fuseProcs: fuseProcesses, exitWait: 15 * time.Second}
+	s := &Stager{name: name, cfg: cfg, mounter: m, kernelCeph: kernelHasCeph, procs: mounter.HostProcs(),
+		exitWait: 15 * time.Second, callTimeout: mounter.DefaultMountCallTimeout}
+	s.fuseProcs = func(mp string) []mounter.Daemon { return s.procs.Serving(fuseCommand, mp) }
+	return s
 }
 
 // mountRecord says how a staged volume was mounted, so unstage and repair need nothing else.
@@ -65,10 +73,12 @@ type mountRecord struct {
 	FSName  string `json:"fsName"`
 	Path    string `json:"path"`
 	UserID  string `json:"userID"`
-	// KeyFile is a 0600 file beside the mount; Repair has no secrets to mount again with.
-	KeyFile string `json:"keyFile"`
+	// KeyFile is where earlier plugin versions kept the key for the life of the mount. The
+	// key is now written only while a mount client starts; such a file is read once and removed.
+	KeyFile string `json:"keyFile,omitempty"`
 	Options string `json:"options,omitempty"`
-	// PID is the ceph-fuse daemon serving the mount.
+	// PID is the ceph-fuse daemon serving the mount, for an admin: teardown finds the
+	// daemon by its mount point and never signals a PID read from a record.
 	PID int `json:"pid,omitempty"`
 }
 
@@ -159,7 +169,9 @@ func (s *Stager) StageVolume(ctx context.Context, req *backend.StageRequest) err
 			// Staged before: make sure it still answers.
 			return s.Repair(ctx, req.ID, req.StagingPath)
 		}
-		s.forgetKey(rec)
+		if err := s.forgetKey(req.StagingPath, rec); err != nil {
+			return err
+		}
 	}
 
 	cred, err := ceph.CredentialsFor(s.cfg.Credentials, req.Secrets)
@@ -169,47 +181,55 @@ func (s *Stager) StageVolume(ctx context.Context, req *backend.StageRequest) err
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return backend.Errorf(backend.Internal, "create %s: %v", target, err)
 	}
-	keyFile, _, err := ceph.WriteKeyFile(req.StagingPath, cred)
-	if err != nil {
-		return backend.Errorf(backend.Internal, "write key file: %v", err)
-	}
-	rec = &mountRecord{Mounter: kind, FSName: fs, Path: path, UserID: cred.UserID, KeyFile: keyFile, Options: opts}
+	rec = &mountRecord{Mounter: kind, FSName: fs, Path: path, UserID: cred.UserID, Options: opts}
 	// Recorded before mounting, so an unstage after a crash finds what to clean up.
 	if err := writeRecord(req.StagingPath, rec); err != nil {
-		os.Remove(keyFile)
 		return err
 	}
-	if err := s.mount(ctx, target, rec); err != nil {
+	if err := s.mountWithKey(ctx, req.StagingPath, target, rec, cred); err != nil {
 		return err
 	}
 	return writeRecord(req.StagingPath, rec)
 }
 
+// mountWithKey mounts with the key in a 0600 file that exists only while the mount client
+// starts: ceph-fuse and mount.ceph read it then, and nothing keeps it at rest on the node.
+func (s *Stager) mountWithKey(ctx context.Context, staging, target string, rec *mountRecord, cred ceph.Credentials) error {
+	keyFile, cleanup, err := ceph.WriteKeyFile(staging, cred)
+	if err != nil {
+		return backend.Errorf(backend.Internal, "write key file: %v", err)
+	}
+	defer cleanup()
+	return s.mount(ctx, target, rec, keyFile)
+}
+
 // mount mounts rec's subvolume at target and notes the ceph-fuse pid in rec.
-func (s *Stager) mount(ctx context.Context, target string, rec *mountRecord) error {
+func (s *Stager) mount(ctx context.Context, target string, rec *mountRecord, keyFile string) error {
 	if rec.Mounter == MounterKernel {
-		source, opts := kernelMount(s.cfg.Monitors, rec)
+		source, opts := kernelMount(s.cfg.Monitors, rec, keyFile)
 		if err := s.mounter.Mount(source, target, "ceph", opts); err != nil {
 			return backend.Errorf(backend.Internal, "mount -t ceph %s at %s: %v", source, target, err)
 		}
 		return nil
 	}
-	args := fuseArgs(s.cfg.CephCluster, target, rec)
-	if out, err := s.mounter.Run(ctx, "ceph-fuse", args...); err != nil {
+	args := fuseArgs(s.cfg.CephCluster, target, rec, keyFile)
+	waited := backend.LongWait(ctx, "ceph-fuse start", "target", target)
+	out, err := s.mounter.Run(ctx, "ceph-fuse", args...)
+	if waited(err); err != nil {
 		return backend.Errorf(backend.Internal, "ceph-fuse mount of %s:%s at %s failed (check the monitors %v and the cephx user %s's caps): %v %s",
 			rec.FSName, rec.Path, target, s.cfg.Monitors, rec.UserID, err, strings.TrimSpace(string(out)))
 	}
-	if pids := s.fuseProcs(target); len(pids) > 0 {
-		rec.PID = pids[0]
+	if ds := s.fuseProcs(target); len(ds) > 0 {
+		rec.PID = ds[0].PID
 	}
 	return nil
 }
 
 // fuseArgs is the ceph-fuse command line: no secret on it (a key file), no node ceph.conf
 // unless the backend names one, no admin socket or log file to collide with other mounts.
-func fuseArgs(cluster config.CephCluster, target string, rec *mountRecord) []string {
+func fuseArgs(cluster config.CephCluster, target string, rec *mountRecord, keyFile string) []string {
 	args := []string{target}
-	args = append(args, ceph.ConfArgs(cluster, rec.UserID, rec.KeyFile)...)
+	args = append(args, ceph.ConfArgs(cluster, rec.UserID, keyFile)...)
 	args = append(args,
 		"--client_fs="+rec.FSName,
 		"--client_mountpoint="+rec.Path,
@@ -228,19 +248,25 @@ func fuseArgs(cluster config.CephCluster, target string, rec *mountRecord) []str
 
 // kernelMount is the mount -t ceph source and options; mds_namespace (not fs=) works with
 // the kernels of 16.2's era and later.
-func kernelMount(monitors []string, rec *mountRecord) (string, []string) {
+func kernelMount(monitors []string, rec *mountRecord, keyFile string) (string, []string) {
 	source := strings.Join(monitors, ",") + ":" + rec.Path
-	opts := []string{"name=" + rec.UserID, "secretfile=" + rec.KeyFile, "mds_namespace=" + rec.FSName}
+	opts := []string{"name=" + rec.UserID, "secretfile=" + keyFile, "mds_namespace=" + rec.FSName}
 	if rec.Options != "" {
 		opts = append(opts, strings.Split(rec.Options, ",")...)
 	}
 	return source, opts
 }
 
-func (s *Stager) forgetKey(rec *mountRecord) {
+// forgetKey removes a key an earlier plugin version kept beside the mount, and any key
+// file a crash left in the staging path.
+func (s *Stager) forgetKey(staging string, rec *mountRecord) error {
 	if rec != nil && rec.KeyFile != "" {
 		os.Remove(rec.KeyFile)
 	}
+	if err := ceph.RemoveKeyFiles(staging); err != nil {
+		return backend.Errorf(backend.Internal, "%v", err)
+	}
+	return nil
 }
 
 func (s *Stager) UnstageVolume(ctx context.Context, id volid.Volume, stagingPath string) error {
@@ -249,59 +275,32 @@ func (s *Stager) UnstageVolume(ctx context.Context, id volid.Volume, stagingPath
 		return err
 	}
 	target := filepath.Join(stagingPath, stagedDir)
-	if err := s.unmount(ctx, target, rec); err != nil {
+	if err := s.unmount(ctx, target, false); err != nil {
 		return err
 	}
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return backend.Errorf(backend.Internal, "remove %s: %v", target, err)
 	}
-	s.forgetKey(rec)
+	if err := s.forgetKey(stagingPath, rec); err != nil {
+		return err
+	}
 	if err := os.Remove(filepath.Join(stagingPath, recordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return backend.Errorf(backend.Internal, "remove mount record: %v", err)
 	}
 	return nil
 }
 
-// unmount unmounts target and waits for its ceph-fuse to exit, so none is left behind.
-func (s *Stager) unmount(ctx context.Context, target string, rec *mountRecord) error {
-	pids := s.fuseProcs(target)
-	if rec != nil && rec.PID > 0 && !contains(pids, rec.PID) && processAlive(rec.PID) && s.isFuseOf(rec.PID, target) {
-		pids = append(pids, rec.PID)
-	}
-	if err := s.mounter.UnmountAll(target); err != nil {
-		// A dead FUSE server can leave a mount that only a lazy unmount removes.
-		if lerr := unix.Unmount(target, unix.MNT_DETACH); lerr != nil && !errors.Is(lerr, unix.EINVAL) && !errors.Is(lerr, unix.ENOENT) {
-			return backend.Errorf(backend.Internal, "unmount %s: %v (lazy unmount: %v)", target, err, lerr)
+// unmount takes target down and stops its ceph-fuse, bounded whatever the state of the
+// cluster: a dead MDS blocks a plain unmount, and ceph-fuse then never exits on its own.
+func (s *Stager) unmount(ctx context.Context, target string, dead bool) error {
+	fuse := mounter.FUSETeardown{Procs: s.procs, Command: fuseCommand, CallTimeout: s.callTimeout, ExitWait: s.exitWait}
+	if err := fuse.Unmount(ctx, s.mounter, target, dead); err != nil {
+		if ctx.Err() != nil {
+			return backend.Errorf(backend.Unavailable, "%v", err)
 		}
-	}
-	return s.waitExit(ctx, pids)
-}
-
-// waitExit waits for ceph-fuse processes to leave after their unmount, then kills them.
-func (s *Stager) waitExit(ctx context.Context, pids []int) error {
-	deadline := time.Now().Add(s.exitWait)
-	for _, pid := range pids {
-		for processAlive(pid) {
-			if time.Now().After(deadline) {
-				_ = unix.Kill(pid, unix.SIGKILL)
-				time.Sleep(100 * time.Millisecond)
-				if processAlive(pid) {
-					return backend.Errorf(backend.Internal, "ceph-fuse (pid %d) did not exit after unmount", pid)
-				}
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return backend.Errorf(backend.Unavailable, "waiting for ceph-fuse (pid %d) to exit: %v", pid, ctx.Err())
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+		return backend.Errorf(backend.Internal, "%v; retry the unstage", err)
 	}
 	return nil
-}
-
-func (s *Stager) isFuseOf(pid int, target string) bool {
-	return contains(fuseProcesses(target), pid)
 }
 
 func (s *Stager) PublishSource(ctx context.Context, id volid.Volume, stagingPath string) (string, bool, error) {
@@ -319,14 +318,25 @@ func (s *Stager) PublishSource(ctx context.Context, id volid.Volume, stagingPath
 // It reports the quota the mount sees.
 func (s *Stager) ExpandVolume(ctx context.Context, id volid.Volume, stagingPath string, requiredBytes int64) (int64, error) {
 	target := filepath.Join(stagingPath, stagedDir)
-	if size, err := quotaOf(target); err == nil && size > 0 {
+	size, err := mounter.Bounded(ctx, target, s.callTimeout, func() (int64, error) { return quotaOf(target) })
+	if errors.Is(err, mounter.ErrNotResponding) {
+		return 0, s.notResponding(id, target, err)
+	}
+	if err == nil && size > 0 {
 		return size, nil
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(target, &st); err != nil {
+	st, err := mounter.Statfs(ctx, target, s.callTimeout)
+	if errors.Is(err, mounter.ErrNotResponding) {
+		return 0, s.notResponding(id, target, err)
+	}
+	if err != nil {
 		return 0, backend.Errorf(backend.FailedPrecondition, "statfs %s: %v", target, err)
 	}
 	return int64(st.Blocks) * int64(st.Bsize), nil
+}
+
+func (s *Stager) notResponding(id volid.Volume, target string, err error) error {
+	return backend.Errorf(backend.Unavailable, "staged volume %s: %v; the Ceph MDS or OSDs do not answer its client, retry when the cluster is back", id, err)
 }
 
 // quotaOf reads the CephFS quota on a mounted subvolume root; statfs rounds it down to
@@ -341,15 +351,23 @@ func quotaOf(path string) (int64, error) {
 }
 
 // Repair mounts again a staged volume whose client died (ENOTCONN) or whose mount is gone
-// (node reboot); nil when it is healthy or not staged.
+// (node reboot); nil when it is healthy or not staged. The node keeps no key at rest, so a
+// remount uses the backend's configured credentials; without them the volume must be
+// staged again with its secret.
 func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string) error {
 	rec, err := readRecord(stagingPath)
 	if err != nil || rec == nil {
 		return err
 	}
+	cred, credErr := s.remountCredentials(rec)
+	if err := s.forgetKey(stagingPath, rec); err != nil {
+		return err
+	}
 	target := filepath.Join(stagingPath, stagedDir)
-	var st unix.Stat_t
-	statErr := unix.Stat(target, &st)
+	_, statErr := mounter.Stat(ctx, target, s.callTimeout)
+	if errors.Is(statErr, mounter.ErrNotResponding) {
+		return s.notResponding(id, target, statErr)
+	}
 	mounted, _ := s.mounter.IsMounted(target)
 	if statErr == nil && mounted {
 		return nil
@@ -357,24 +375,41 @@ func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string
 	if statErr != nil && !errors.Is(statErr, unix.ENOTCONN) && !errors.Is(statErr, unix.ENOENT) {
 		return backend.Errorf(backend.Internal, "staged volume %s at %s is unusable: %v", id, target, statErr)
 	}
+	if credErr != nil {
+		return backend.Errorf(backend.FailedPrecondition, "staged volume %s needs a remount, but the node keeps no key at rest and %v; delete the pod so that the volume is unstaged and staged again", id, credErr)
+	}
 	if mounted {
-		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			return backend.Errorf(backend.Internal, "lazy unmount of dead mount %s: %v", target, err)
-		}
-		if err := s.waitExit(ctx, s.fuseProcs(target)); err != nil {
+		// Its client is gone: nothing to flush, take it down without waiting.
+		if err := s.unmount(ctx, target, true); err != nil {
 			return err
 		}
 	}
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return backend.Errorf(backend.Internal, "create %s: %v", target, err)
 	}
-	if _, err := os.Stat(rec.KeyFile); err != nil {
-		return backend.Errorf(backend.FailedPrecondition, "staged volume %s needs a remount but its key file is gone (%v); unstage and stage it again", id, err)
-	}
-	if err := s.mount(ctx, target, rec); err != nil {
+	if err := s.mountWithKey(ctx, stagingPath, target, rec, cred); err != nil {
 		return err
 	}
+	rec.KeyFile = ""
 	return writeRecord(stagingPath, rec)
+}
+
+// remountCredentials are the credentials Repair may mount rec with: a key an earlier plugin
+// version kept beside the mount, else the backend's configured ones for the same user.
+func (s *Stager) remountCredentials(rec *mountRecord) (ceph.Credentials, error) {
+	if rec.KeyFile != "" {
+		if key, err := os.ReadFile(rec.KeyFile); err == nil && len(key) > 0 {
+			return ceph.Credentials{UserID: rec.UserID, Key: strings.TrimSpace(string(key))}, nil
+		}
+	}
+	cred, err := ceph.CredentialsFor(s.cfg.Credentials, nil)
+	if err != nil {
+		return cred, fmt.Errorf("the backend config has no credentials (%v)", err)
+	}
+	if cred.UserID != rec.UserID {
+		return cred, fmt.Errorf("the backend config's user %s is not %s, whose secret mounted it", cred.UserID, rec.UserID)
+	}
+	return cred, nil
 }
 
 // kernelHasCeph reports whether the kernel CephFS client is there or loadable.
@@ -390,56 +425,4 @@ func kernelHasCeph() bool {
 		return false
 	}
 	return runQuiet("modprobe", "ceph") == nil
-}
-
-// fuseProcesses lists the ceph-fuse processes whose mount point argument is mountPoint.
-func fuseProcesses(mountPoint string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		argv := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
-		if filepath.Base(argv[0]) != "ceph-fuse" {
-			continue
-		}
-		for _, a := range argv[1:] {
-			if a == mountPoint {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
-}
-
-// processAlive reports whether pid exists and is not a zombie.
-func processAlive(pid int) bool {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return false
-	}
-	// Field 3, after "(comm)", is the state.
-	if i := strings.LastIndexByte(string(data), ')'); i >= 0 && i+2 < len(data) {
-		return data[i+2] != 'Z'
-	}
-	return true
-}
-
-func contains(xs []int, x int) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }

@@ -2,7 +2,6 @@ package cephfs
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,7 +18,7 @@ func newFakeStager(t *testing.T, kernel bool) (*Stager, *mounter.FakeExec) {
 	cfg := &config.CephFS{CephCluster: config.CephCluster{ClusterID: "c", Monitors: []string{"10.0.0.1:6789"}}, FSName: "cephfs"}
 	s := newStager("fs1", cfg, m)
 	s.kernelCeph = func() bool { return kernel }
-	s.fuseProcs = func(string) []int { return nil }
+	s.fuseProcs = func(string) []mounter.Daemon { return nil }
 	s.exitWait = time.Second
 	return s, fe
 }
@@ -73,8 +72,8 @@ func TestStageFuseCommandAndRecord(t *testing.T) {
 	if err != nil || rec == nil || rec.Mounter != MounterFuse || rec.Path != "/volumes/g/s/uuid" {
 		t.Fatalf("record %+v %v", rec, err)
 	}
-	if fi, err := os.Stat(rec.KeyFile); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("key file: %v %v", fi, err)
+	if rec.KeyFile != "" || len(keyFiles(staging)) != 0 {
+		t.Fatalf("key at rest: record %q, files %v", rec.KeyFile, keyFiles(staging))
 	}
 	src, block, err := s.PublishSource(context.Background(), testVol, staging)
 	if err != nil || block || src != filepath.Join(staging, "fs") {
@@ -90,7 +89,7 @@ func TestStageFuseCommandAndRecord(t *testing.T) {
 			t.Fatalf("unstage #%d: %v", i, err)
 		}
 	}
-	if _, err := os.Stat(rec.KeyFile); !os.IsNotExist(err) {
+	if len(keyFiles(staging)) != 0 {
 		t.Fatal("key file left after unstage")
 	}
 	if r, _ := readRecord(staging); r != nil {
@@ -102,7 +101,7 @@ func TestStageFuseCommandAndRecord(t *testing.T) {
 }
 
 func TestKernelMountOptions(t *testing.T) {
-	src, opts := kernelMount([]string{"a:6789", "b:6789"}, &mountRecord{Path: "/p", UserID: "u", KeyFile: "/k", FSName: "fs", Options: "noatime"})
+	src, opts := kernelMount([]string{"a:6789", "b:6789"}, &mountRecord{Path: "/p", UserID: "u", FSName: "fs", Options: "noatime"}, "/k")
 	if src != "a:6789,b:6789:/p" || strings.Join(opts, ",") != "name=u,secretfile=/k,mds_namespace=fs,noatime" {
 		t.Fatalf("%s %v", src, opts)
 	}

@@ -55,11 +55,18 @@ type array interface {
 	// Attrs returns a directory's user attributes; NotFound when it is absent.
 	Attrs(ctx context.Context, dir string) (map[string]string, error)
 	SetAttrs(ctx context.Context, dir string, attrs map[string]string) error
+	// RemoveAttrs deletes user attributes (absent ones are fine).
+	RemoveAttrs(ctx context.Context, dir string, names []string) error
 	// Children lists the names of the subdirectories; NotFound when dir is absent.
 	Children(ctx context.Context, dir string) ([]string, error)
 	RemoveAll(ctx context.Context, dir string) error
-	// Copy copies a directory tree into dst, merging into an existing dst.
+	// Copy copies a directory tree into dst, merging into an existing dst and replacing
+	// the files there, so a copy can be redone over a partial one.
 	Copy(ctx context.Context, src, dst string) error
+	// Move renames src to dst; dst must not exist (FailedPrecondition if it does).
+	Move(ctx context.Context, src, dst string) error
+	// Tree lists everything below dir: relative path -> file size, -1 for directories.
+	Tree(ctx context.Context, dir string) (map[string]int64, error)
 
 	DirQuota(ctx context.Context, dir string) (*Quota, error)
 	DirQuotas(ctx context.Context) ([]Quota, error)
@@ -87,6 +94,7 @@ type array interface {
 // client.API calls.
 type papi struct {
 	c        *goisilon.Client
+	copyC    *goisilon.Client // without the request timeout, for copies
 	endpoint string
 	zone     string
 	timeout  time.Duration
@@ -130,7 +138,7 @@ func (p *papi) Mkdir(ctx context.Context, dir, mode string, attrs map[string]str
 	ctx = quiet(ctx)
 	headers := map[string]string{"x-isi-ifs-target-type": "container", "x-isi-ifs-access-control": mode}
 	for k, v := range attrs {
-		headers["x-isi-ifs-attr-"+k] = v
+		headers["x-isi-ifs-attr-"+attrHeader(k)] = v
 	}
 	params := api.OrderedValues{{[]byte("recursive"), []byte("true")}}
 	if err := p.c.API.Put(ctx, nsPath(dir), "", params, headers, nil, nil); err != nil {
@@ -157,10 +165,34 @@ func (p *papi) Attrs(ctx context.Context, dir string) (map[string]string, error)
 	out := map[string]string{}
 	for _, a := range resp.Attrs {
 		if a.Namespace != nil && *a.Namespace == "user" {
-			out[a.Name] = fmt.Sprint(a.Value)
+			out[canonicalAttr(a.Name)] = fmt.Sprint(a.Value)
 		}
 	}
 	return out, nil
+}
+
+// OneFS takes x-isi-ifs-attr-<name> headers through Apache's CGI environment: it stores
+// <name> upper-cased with '-' as '_', and drops names holding other characters. Names
+// set through ?metadata JSON are stored as written. So the driver names its attributes
+// in the stored form (SHIPHOLD_SIZE), sends them as headers in the form that maps to it
+// (shiphold-size), and reads every name back in canonical form, whatever case or
+// separator an array (or an older driver: shiphold.size) used.
+
+// attrHeader is the header suffix OneFS stores as the attribute name canonical.
+func attrHeader(canonical string) string {
+	return strings.ReplaceAll(strings.ToLower(canonical), "_", "-")
+}
+
+// canonicalAttr is an attribute name upper-cased with every other character than a
+// letter or digit as '_'.
+func canonicalAttr(name string) string {
+	b := []byte(strings.ToUpper(name))
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 func (p *papi) SetAttrs(ctx context.Context, dir string, attrs map[string]string) error {
@@ -184,6 +216,29 @@ func (p *papi) SetAttrs(ctx context.Context, dir string, attrs map[string]string
 	return nil
 }
 
+func (p *papi) RemoveAttrs(ctx context.Context, dir string, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	ctx = quiet(ctx)
+	type attr struct {
+		Name string `json:"name"`
+		Op   string `json:"op"`
+	}
+	body := struct {
+		Action string `json:"action"`
+		Attrs  []attr `json:"attrs"`
+	}{Action: "update"}
+	for _, n := range names {
+		body.Attrs = append(body.Attrs, attr{Name: n, Op: "delete"})
+	}
+	params := api.OrderedValues{{[]byte("metadata")}}
+	if err := p.c.API.Put(ctx, nsPath(dir), "", params, nil, body, nil); err != nil {
+		return p.err(err, "remove attributes of %s", dir)
+	}
+	return nil
+}
+
 func (p *papi) Children(ctx context.Context, dir string) ([]string, error) {
 	ctx = quiet(ctx)
 	var names []string
@@ -195,9 +250,10 @@ func (p *papi) Children(ctx context.Context, dir string) ([]string, error) {
 			} `json:"children"`
 			Resume *string `json:"resume"`
 		}
+		// A namespace resume token holds only the position: the filter goes with every page.
 		params := api.OrderedValues{{[]byte("type"), []byte("container")}}
 		if resume != "" {
-			params = api.OrderedValues{{[]byte("resume"), []byte(resume)}}
+			params = append(params, [][]byte{[]byte("resume"), []byte(resume)})
 		}
 		if err := p.c.API.Get(ctx, nsPath(dir), "", params, nil, &resp); err != nil {
 			return nil, p.err(err, "list %s", dir)
@@ -224,15 +280,64 @@ func (p *papi) RemoveAll(ctx context.Context, dir string) error {
 func (p *papi) Copy(ctx context.Context, src, dst string) error {
 	ctx = quiet(ctx)
 	headers := map[string]string{"x-isi-ifs-copy-source": nsPath(src), "x-isi-ifs-mode-mask": "preserve"}
-	params := api.OrderedValues{{[]byte("merge"), []byte("true")}}
+	params := api.OrderedValues{{[]byte("merge"), []byte("true")}, {[]byte("overwrite"), []byte("true")}}
+	cl := p.c
+	if p.copyC != nil {
+		cl = p.copyC
+	}
 	var resp apiv1.CopyIsiVolumesResp
-	if err := p.c.API.Put(ctx, nsPath(dst), "", params, headers, nil, &resp); err != nil {
+	if err := cl.API.Put(ctx, nsPath(dst), "", params, headers, nil, &resp); err != nil {
 		return p.err(err, "copy %s to %s", src, dst)
 	}
 	if !resp.Success && len(resp.CopyErrors) > 0 {
-		return backend.Errorf(backend.Internal, "isilon %s: copy %s to %s: %+v", p.endpoint, src, dst, resp.CopyErrors)
+		return backend.Errorf(backend.Unavailable, "isilon %s: copy %s to %s: %+v", p.endpoint, src, dst, resp.CopyErrors)
 	}
 	return nil
+}
+
+func (p *papi) Move(ctx context.Context, src, dst string) error {
+	ctx = quiet(ctx)
+	headers := map[string]string{"x-isi-ifs-set-location": nsPath(dst)}
+	if err := p.c.API.Post(ctx, nsPath(src), "", nil, headers, nil, nil); err != nil {
+		return p.err(err, "move %s to %s", src, dst)
+	}
+	return nil
+}
+
+func (p *papi) Tree(ctx context.Context, dir string) (map[string]int64, error) {
+	ctx = quiet(ctx)
+	out := map[string]int64{}
+	resume := ""
+	for {
+		var resp struct {
+			Children []struct {
+				Name          string `json:"name"`
+				ContainerPath string `json:"container_path"`
+				Type          string `json:"type"`
+				Size          int64  `json:"size"`
+			} `json:"children"`
+			Resume *string `json:"resume"`
+		}
+		params := api.OrderedValues{{[]byte("detail"), []byte("size,type,container_path")}, {[]byte("max-depth"), []byte("-1")}}
+		if resume != "" {
+			params = append(params, [][]byte{[]byte("resume"), []byte(resume)})
+		}
+		if err := p.c.API.Get(ctx, nsPath(dir), "", params, nil, &resp); err != nil {
+			return nil, p.err(err, "list %s", dir)
+		}
+		for _, ch := range resp.Children {
+			rel := strings.TrimPrefix(path.Join(ch.ContainerPath, ch.Name), dir+"/")
+			if ch.Type == "container" {
+				out[rel] = -1
+			} else {
+				out[rel] = ch.Size
+			}
+		}
+		if resp.Resume == nil || *resp.Resume == "" {
+			return out, nil
+		}
+		resume = *resp.Resume
+	}
 }
 
 type quotaJSON struct {

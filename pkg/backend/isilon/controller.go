@@ -1,6 +1,13 @@
 // Package isilon is the PowerScale (OneFS) NFS backend: a volume is a directory
 // <isiPath>/<tenant>/csi-vol-<hash> with a hard directory quota of its size and an NFS
 // export, driven through Dell's goisilon client. The node side mounts the export over NFS.
+//
+// Config keys beside endpoint, accessZone, isiPath, nfsServer and credentials:
+// requestTimeout (one Platform API call, default 30s), copyTimeout (a clone's or
+// restore's data copy, default 12h) and copySettle (how long an unfinished clone must
+// stay unchanged before its copy is redone, default 30s). A clone or restore is copied
+// into <tenant>/csi-tmp-<hash>, checked and renamed into place when complete; CreateVolume
+// answers ABORTED while the copy runs (see clone.go).
 package isilon
 
 import (
@@ -37,13 +44,14 @@ const (
 )
 
 // User attributes recorded on each volume directory, so a retried CreateVolume finds its
-// volume and a same-name request of another size or source gets AlreadyExists.
+// volume and a same-name request of another size or source gets AlreadyExists. They are
+// named as OneFS stores header attributes (upper case, '_'): see canonicalAttr.
 const (
-	attrRequest = "shiphold.request"
-	attrSize    = "shiphold.size"
-	attrSource  = "shiphold.source"
+	attrRequest = "SHIPHOLD_REQUEST"
+	attrSize    = "SHIPHOLD_SIZE"
+	attrSource  = "SHIPHOLD_SOURCE"
 	// attrCopied marks a clone whose data copy finished, so a retry does not copy again.
-	attrCopied = "shiphold.copied"
+	attrCopied = "SHIPHOLD_COPIED"
 )
 
 const (
@@ -70,7 +78,12 @@ type Controller struct {
 	conn *connector
 
 	mu      sync.Mutex
-	tenants map[string]bool // tenant directories known to exist with their quota
+	tenants map[string]bool      // tenant directories known to exist with their quota
+	jobs    map[string]*cloneJob // clone copies running, by temporary directory
+
+	jobCtx      context.Context // ends clone copies at Close
+	stopJobs    context.CancelFunc
+	jobsRunning sync.WaitGroup
 }
 
 var (
@@ -91,7 +104,9 @@ func NewController(cfg *config.Backend) (*Controller, error) {
 		// goisilon v1.20.0 verifies against the system pool only.
 		klog.Warningf("isilon backend %q: caCertFile %s is not used by goisilon v1.20.0; add the CA to the system trust store", cfg.Name, cfg.Isilon.CACertFile)
 	}
-	return &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, tenants: map[string]bool{}}, nil
+	c := &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, tenants: map[string]bool{}, jobs: map[string]*cloneJob{}}
+	c.jobCtx, c.stopJobs = context.WithCancel(context.Background())
+	return c, nil
 }
 
 func (c *Controller) Name() string { return c.name }
@@ -99,7 +114,12 @@ func (c *Controller) Kind() string { return backend.KindIsilon }
 
 func (c *Controller) ParameterKeys() []string { return []string{ParamRootClientEnabled} }
 
-func (c *Controller) Close() {}
+// Close stops the clone copies this process waits for (the array may finish them; a
+// retry in the next process checks and completes them).
+func (c *Controller) Close() {
+	c.stopJobs()
+	c.jobsRunning.Wait()
+}
 
 func (c *Controller) zone() string {
 	if c.cfg.AccessZone == "" {
@@ -160,7 +180,9 @@ func sourceString(req *backend.VolumeRequest) string {
 	return ""
 }
 
-// CreateVolume makes (or finds again) the directory, its quota and its export.
+// CreateVolume makes (or finds again) the directory, its quota and its export. A clone
+// or restore waits for its data copy (clone.go), answering Pending if the copy outlasts
+// the request.
 func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeRequest) (*backend.Volume, error) {
 	root, err := parseRootClient(req.Parameters)
 	if err != nil {
@@ -170,35 +192,43 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if err := id.Validate(); err != nil {
 		return nil, backend.Errorf(backend.InvalidArgument, "isilon: volume ID: %v", err)
 	}
+	for {
+		vol, job, err := c.createOnce(ctx, req, id, root)
+		if job == nil || err != nil {
+			return vol, err
+		}
+		// Outside the connection slot: a copy may take longer than the request.
+		waited := backend.LongWait(ctx, "clone copy", "directory", job.tmp)
+		err = job.wait(ctx)
+		if waited(err); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// createOnce moves the volume as far as it can in one pass; a returned job is a clone
+// copy to wait for before the next pass.
+func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest, id volid.Volume, root bool) (*backend.Volume, *cloneJob, error) {
 	dir := c.VolumeDir(id)
 	size := requestSize(req)
 	source := sourceString(req)
 	var vol *backend.Volume
-	err = c.conn.do(ctx, req.Secrets, func(a array) error {
+	var job *cloneJob
+	err := c.conn.do(ctx, req.Secrets, func(a array) error {
 		if err := c.ensureTenant(ctx, a, req.Tenant); err != nil {
 			return err
 		}
 		attrs, err := a.Attrs(ctx, dir)
+		if backend.IsNotFound(err) && source != "" {
+			if job, err = c.stageClone(ctx, a, req, id, size, source); job != nil || err != nil {
+				return err
+			}
+			attrs, err = a.Attrs(ctx, dir) // renamed into place just now
+		}
 		switch {
 		case backend.IsNotFound(err):
-			copyFrom, srcSize, err := c.cloneSource(ctx, a, req)
-			if err != nil {
+			if err := a.Mkdir(ctx, dir, volumeMode, record(req, size, source)); err != nil {
 				return err
-			}
-			if srcSize > size {
-				if req.LimitBytes > 0 && srcSize > req.LimitBytes {
-					return backend.Errorf(backend.OutOfRange, "isilon: the source holds %d bytes, over limit_bytes %d", srcSize, req.LimitBytes)
-				}
-				size = srcSize
-			}
-			attrs = map[string]string{attrRequest: escapeAttr(req.Name), attrSize: strconv.FormatInt(size, 10), attrSource: source}
-			if err := a.Mkdir(ctx, dir, volumeMode, attrs); err != nil {
-				return err
-			}
-			if copyFrom != "" {
-				if err := c.copyInto(ctx, a, copyFrom, dir); err != nil {
-					return err
-				}
 			}
 		case err != nil:
 			return err
@@ -218,20 +248,34 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			SourceSnapshot: req.SourceSnapshot, SourceVolume: req.SourceVolume, RequestName: req.Name}
 		return nil
 	})
-	return vol, err
+	return vol, job, err
 }
 
-// checkExisting decides whether the directory found is this request's volume, finishing
-// an interrupted clone, and returns its size.
+// checkExisting decides whether the directory found is this request's volume and returns
+// its size. A clone's directory appears only once its copy is complete.
 func (c *Controller) checkExisting(ctx context.Context, a array, req *backend.VolumeRequest, dir string, attrs map[string]string, size int64, source string) (int64, error) {
-	name, ok := attrs[attrRequest]
-	if !ok {
+	if _, ok := attrs[attrRequest]; !ok {
+		if source != "" {
+			return 0, backend.Errorf(backend.FailedPrecondition, "isilon: %s exists without shiphold's record; it cannot be clone %q's volume (move it away)", dir, req.Name)
+		}
 		// Created by a create that crashed before its attributes landed: adopt it.
-		attrs = map[string]string{attrRequest: escapeAttr(req.Name), attrSize: strconv.FormatInt(size, 10), attrSource: source}
-		return size, a.SetAttrs(ctx, dir, attrs)
+		return size, a.SetAttrs(ctx, dir, record(req, size, source))
 	}
-	if unescapeAttr(name) != req.Name {
-		return 0, backend.Errorf(backend.AlreadyExists, "isilon: %s belongs to request %q, not %q", dir, unescapeAttr(name), req.Name)
+	have, err := checkRecord(req, dir, attrs, size, source)
+	if err != nil {
+		return 0, err
+	}
+	if source != "" && attrs[attrCopied] != "true" {
+		return 0, backend.Errorf(backend.FailedPrecondition, "isilon: %s is a clone whose copy never completed (made by an older driver version); delete volume %q and create it again", dir, req.Name)
+	}
+	return have, nil
+}
+
+// checkRecord compares the request record on dir with req: the same name, a size in the
+// requested range and the same source; it returns the recorded size.
+func checkRecord(req *backend.VolumeRequest, dir string, attrs map[string]string, size int64, source string) (int64, error) {
+	if name := unescapeAttr(attrs[attrRequest]); name != req.Name {
+		return 0, backend.Errorf(backend.AlreadyExists, "isilon: %s belongs to request %q, not %q", dir, name, req.Name)
 	}
 	have, _ := strconv.ParseInt(attrs[attrSize], 10, 64)
 	if have < req.RequiredBytes || (req.LimitBytes > 0 && have > req.LimitBytes) {
@@ -240,55 +284,10 @@ func (c *Controller) checkExisting(ctx context.Context, a array, req *backend.Vo
 	if attrs[attrSource] != source {
 		return 0, backend.Errorf(backend.AlreadyExists, "isilon: volume %q exists with content source %q, the request asks for %q", req.Name, attrs[attrSource], source)
 	}
-	if source != "" && attrs[attrCopied] != "true" {
-		copyFrom, _, err := c.cloneSource(ctx, a, req)
-		if err != nil {
-			return 0, err
-		}
-		if err := c.copyInto(ctx, a, copyFrom, dir); err != nil {
-			return 0, err
-		}
-	}
 	if have == 0 {
 		have = size
 	}
 	return have, nil
-}
-
-// cloneSource returns the directory to copy from for a clone, and the source's size.
-func (c *Controller) cloneSource(ctx context.Context, a array, req *backend.VolumeRequest) (string, int64, error) {
-	switch {
-	case req.SourceSnapshot != nil:
-		s, err := c.findSnapshot(ctx, a, *req.SourceSnapshot)
-		if err != nil {
-			return "", 0, err
-		}
-		srcDir := c.VolumeDir(req.SourceSnapshot.Volume)
-		size := s.Size
-		if q, err := a.DirQuota(ctx, srcDir); err == nil && q != nil && q.Hard > 0 {
-			size = q.Hard
-		}
-		return a.SnapshotDir(s.Name, srcDir), size, nil
-	case req.SourceVolume != nil:
-		srcDir := c.VolumeDir(*req.SourceVolume)
-		attrs, err := a.Attrs(ctx, srcDir)
-		if err != nil {
-			if backend.IsNotFound(err) {
-				return "", 0, backend.Errorf(backend.NotFound, "isilon: source volume %s does not exist", req.SourceVolume)
-			}
-			return "", 0, err
-		}
-		size, _ := strconv.ParseInt(attrs[attrSize], 10, 64)
-		return srcDir, size, nil
-	}
-	return "", 0, nil
-}
-
-func (c *Controller) copyInto(ctx context.Context, a array, src, dir string) error {
-	if err := a.Copy(ctx, src, dir); err != nil {
-		return err
-	}
-	return a.SetAttrs(ctx, dir, map[string]string{attrCopied: "true"})
 }
 
 // ensureTenant makes the tenant directory and its accounting quota once per process. The
@@ -310,7 +309,7 @@ func (c *Controller) ensureTenant(ctx context.Context, a array, tenant string) e
 		return err
 	}
 	if q == nil {
-		if err := a.CreateDirQuota(ctx, dir, 0); err != nil && backend.CodeOf(err) != backend.AlreadyExists {
+		if _, err := createDirQuota(ctx, a, dir, 0); err != nil {
 			return err
 		}
 	}
@@ -325,17 +324,32 @@ func (c *Controller) ensureQuota(ctx context.Context, a array, dir string, size 
 	if err != nil {
 		return err
 	}
-	switch {
-	case q == nil:
-		err := a.CreateDirQuota(ctx, dir, size)
-		if backend.CodeOf(err) == backend.AlreadyExists {
-			return nil
+	if q == nil {
+		if q, err = createDirQuota(ctx, a, dir, size); err != nil {
+			return err
 		}
-		return err
-	case q.Hard < size:
+	}
+	if q.Hard < size {
 		return a.SetQuotaHard(ctx, q.ID, size)
 	}
 	return nil
+}
+
+// createDirQuota creates a directory quota, or finds the one a concurrent or lost create
+// made. Whatever the array answered, only the quota being there counts: OneFS's 409 is
+// also a transient conflict, which must not pass for "it exists".
+func createDirQuota(ctx context.Context, a array, dir string, hard int64) (*Quota, error) {
+	err := a.CreateDirQuota(ctx, dir, hard)
+	q, lookErr := a.DirQuota(ctx, dir)
+	switch {
+	case lookErr != nil:
+		return nil, lookErr
+	case q != nil:
+		return q, nil
+	case err == nil:
+		return nil, backend.Errorf(backend.Unavailable, "isilon: the quota on %s was created but is not listed; retry", dir)
+	}
+	return nil, err
 }
 
 // ensureExport finds the volume's export by path in the zone, or creates it with only the
@@ -347,6 +361,11 @@ func (c *Controller) ensureExport(ctx context.Context, a array, dir string) (*Ex
 	}
 	e = &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}}
 	if e.ID, err = a.CreateExport(ctx, *e); err != nil {
+		// OneFS refuses a second export with the same rules (409): another controller
+		// may have made it since the lookup.
+		if found, lookErr := a.ExportOf(ctx, dir); lookErr == nil && found != nil {
+			return found, nil
+		}
 		return nil, err
 	}
 	return e, nil
@@ -380,7 +399,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if err := a.RemoveAll(ctx, dir); err != nil && !backend.IsNotFound(err) {
 			return err
 		}
-		return nil
+		return c.dropClone(ctx, a, id)
 	})
 }
 
@@ -506,11 +525,29 @@ func (c *Controller) findSnapshot(ctx context.Context, a array, id volid.Snapsho
 	return s, nil
 }
 
+// snapshot reports a OneFS snapshot; size is the volume's size when it was taken (OneFS's
+// own snapshot size is the snapshot's delta, a few KiB for a fresh one: never a
+// size_bytes).
 func (c *Controller) snapshot(id volid.Snapshot, s *IsiSnapshot, size int64) *backend.Snapshot {
-	if size == 0 {
-		size = s.Size
-	}
 	return &backend.Snapshot{ID: id, SizeBytes: size, CreatedAt: s.Created, Ready: true}
+}
+
+// snapshotSize is the volume's recorded size as the snapshot shows it (the directory's
+// attributes are kept in the snapshot), else the volume's hard threshold now, else 0
+// (unknown).
+func (c *Controller) snapshotSize(ctx context.Context, a array, s *IsiSnapshot, dir string, hard map[string]int64) int64 {
+	if attrs, err := a.Attrs(ctx, a.SnapshotDir(s.Name, dir)); err == nil {
+		if size, err := strconv.ParseInt(attrs[attrSize], 10, 64); err == nil && size > 0 {
+			return size
+		}
+	}
+	if hard != nil {
+		return hard[dir]
+	}
+	if q, err := a.DirQuota(ctx, dir); err == nil && q != nil {
+		return q.Hard
+	}
+	return 0
 }
 
 // CreateSnapshot takes a OneFS snapshot csi-snap-<hash> of the volume directory. Snapshot
@@ -535,15 +572,15 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 			return err
 		}
 		if s == nil {
-			s, err = a.CreateSnapshot(ctx, snapName, dir)
-			if backend.CodeOf(err) == backend.AlreadyExists {
-				s, err = a.Snapshot(ctx, snapName)
-			}
-			if err != nil {
-				return err
-			}
-			if s == nil {
-				return backend.Errorf(backend.Unavailable, "isilon: snapshot %s vanished while being created; retry", snapName)
+			var createErr error
+			if s, createErr = a.CreateSnapshot(ctx, snapName, dir); createErr != nil {
+				// A name in use answers 409, like a transient conflict: look.
+				if s, err = a.Snapshot(ctx, snapName); err != nil {
+					return err
+				}
+				if s == nil {
+					return createErr
+				}
 			}
 		}
 		if path.Clean(s.Path) != dir {
@@ -578,11 +615,7 @@ func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backe
 		if err != nil {
 			return err
 		}
-		var size int64
-		if q, err := a.DirQuota(ctx, c.VolumeDir(id.Volume)); err == nil && q != nil {
-			size = q.Hard
-		}
-		out = c.snapshot(id, s, size)
+		out = c.snapshot(id, s, c.snapshotSize(ctx, a, s, c.VolumeDir(id.Volume), nil))
 		return nil
 	})
 	return out, err
@@ -621,7 +654,7 @@ func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([
 			if !ok || (source != nil && id.Volume != *source) {
 				continue
 			}
-			out = append(out, c.snapshot(id, &s, hard[path.Clean(s.Path)]))
+			out = append(out, c.snapshot(id, &s, c.snapshotSize(ctx, a, &s, path.Clean(s.Path), hard)))
 		}
 		return nil
 	})

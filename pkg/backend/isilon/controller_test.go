@@ -178,7 +178,8 @@ func TestDeleteVolumeOrderAndIdempotency(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Equal(order, []string{"DeleteExport", "DeleteQuota", "RemoveAll"}) {
+	// The volume's directory, then an unfinished clone's temporary one.
+	if !slices.Equal(order, []string{"DeleteExport", "DeleteQuota", "RemoveAll", "RemoveAll"}) {
 		t.Fatalf("delete order %v", order)
 	}
 	if len(f.exports) != 0 || f.quotas[v.Context[CtxExportPath]] != nil {
@@ -353,7 +354,10 @@ func TestClassify(t *testing.T) {
 		{"404", &api.JSONError{StatusCode: 404, Err: []api.Error{{Code: "AEC_NOT_FOUND", Message: "gone"}}}, backend.NotFound, []string{"gone"}},
 		{"401", &api.JSONError{StatusCode: 401, Err: []api.Error{{Code: "AEC_UNAUTHORIZED", Message: "bad"}}}, backend.InvalidArgument, []string{"check credentials", "bad"}},
 		{"403", &api.JSONError{StatusCode: 403, Err: []api.Error{{Message: "no privilege"}}}, backend.InvalidArgument, []string{"check credentials"}},
-		{"409", &api.JSONError{StatusCode: 409, Err: []api.Error{{Message: "exists"}}}, backend.AlreadyExists, nil},
+		// OneFS's 409 is also a transient conflict: retry, never "already exists".
+		{"409", &api.JSONError{StatusCode: 409, Err: []api.Error{{Code: "AEC_CONFLICT", Message: "The directory 'x' is not empty."}}}, backend.Unavailable, []string{"retry", "not empty"}},
+		// OneFS's 403 for an object in the way is not a credentials problem.
+		{"403 object", &api.JSONError{StatusCode: 403, Err: []api.Error{{Code: "AEC_FORBIDDEN", Message: "The destination '/namespace/ifs/x' exists."}}}, backend.FailedPrecondition, []string{"exists"}},
 		{"503", &api.JSONError{StatusCode: 503, Err: []api.Error{{Message: "busy"}}}, backend.Unavailable, []string{"https://array:8080", "busy"}},
 		{"html 502", &api.HTMLError{StatusCode: 502, Message: "Bad Gateway"}, backend.Unavailable, []string{"Bad Gateway"}},
 		{"session relogin", errors.New("authentication failure due to: authentication failed. unable to login"), backend.InvalidArgument, []string{"check credentials"}},
@@ -393,5 +397,74 @@ func TestListVolumesAndCapacity(t *testing.T) {
 	}
 	if avail, err := c.Capacity(ctx, nil); err != nil || avail != 1<<40 {
 		t.Fatalf("capacity %d %v", avail, err)
+	}
+}
+
+// TestAttrNames: the driver names its attributes as OneFS stores x-isi-ifs-attr-* headers
+// (upper case, '-' to '_'), and reads any case or separator back to that form.
+func TestAttrNames(t *testing.T) {
+	testCases := []struct{ stored, canonical string }{
+		{"SHIPHOLD_SIZE", attrSize},
+		{"shiphold.size", attrSize}, // written by an older driver
+		{"Shiphold-Size", attrSize}, // an array that keeps the header's case
+		{"shiphold_request", attrRequest},
+	}
+	for _, tc := range testCases {
+		if got := canonicalAttr(tc.stored); got != tc.canonical {
+			t.Errorf("canonicalAttr(%q) = %q, want %q", tc.stored, got, tc.canonical)
+		}
+	}
+	for _, a := range []string{attrRequest, attrSize, attrSource, attrCopied} {
+		h := attrHeader(a)
+		if strings.ContainsAny(h, "._ABCDEFGHIJKLMNOPQRSTUVWXYZ") || canonicalAttr(h) != a {
+			t.Errorf("header x-isi-ifs-attr-%s would not be stored as %s", h, a)
+		}
+	}
+}
+
+// TestCloneWaitsForItsCopy: a clone's copy runs in the background; a request that ends
+// first answers Pending and leaves no volume directory, a delete meanwhile is refused,
+// and a retry after the copy renames the checked copy into place.
+func TestCloneWaitsForItsCopy(t *testing.T) {
+	c, f, _ := testController(t)
+	src := mustCreate(t, c, req("src", 100))
+	srcDir := src.Context[CtxExportPath]
+	f.files[srcDir+"/a"] = "data-a"
+	f.dirs[srcDir+"/sub"] = map[string]string{}
+	f.files[srcDir+"/sub/b"] = "data-b"
+	gate := make(chan struct{})
+	f.copyGate = gate
+	clone := req("clone", 100)
+	clone.SourceVolume = &src.ID
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err := c.CreateVolume(ctx, clone)
+	cancel()
+	if backend.CodeOf(err) != backend.Pending {
+		t.Fatalf("clone while copying: %v, want Pending", err)
+	}
+	id := clone.ID("isi", "")
+	dir, tmp := c.VolumeDir(id), c.cloneDir(id)
+	if _, ok := f.dirs[dir]; ok {
+		t.Fatal("the volume directory exists before its copy completed")
+	}
+	if err := c.DeleteVolume(context.Background(), id, goodSecrets); backend.CodeOf(err) != backend.Pending {
+		t.Fatalf("delete during the copy: %v, want Pending", err)
+	}
+	close(gate)
+	v, err := c.CreateVolume(context.Background(), clone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.files[dir+"/a"] != "data-a" || f.files[dir+"/sub/b"] != "data-b" || f.dirs[dir][attrCopied] != "true" {
+		t.Fatalf("clone content %v attrs %v", f.files, f.dirs[dir])
+	}
+	if _, ok := f.dirs[tmp]; ok {
+		t.Fatal("temporary directory left")
+	}
+	if _, ok := f.snaps[cloneSnapshotName(id)]; ok {
+		t.Fatal("temporary snapshot left")
+	}
+	if v.CapacityBytes != 100 || f.quotas[dir] == nil {
+		t.Fatalf("clone %+v quota %v", v, f.quotas[dir])
 	}
 }

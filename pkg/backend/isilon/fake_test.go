@@ -24,6 +24,8 @@ type fakeArray struct {
 	fail      error
 	calls     []string
 	available int64
+	// copyGate, when set, holds every Copy until it is closed (a slow copy).
+	copyGate chan struct{}
 }
 
 func newFakeArray() *fakeArray {
@@ -91,6 +93,21 @@ func (f *fakeArray) SetAttrs(ctx context.Context, dir string, attrs map[string]s
 	return nil
 }
 
+func (f *fakeArray) RemoveAttrs(ctx context.Context, dir string, names []string) error {
+	defer f.mu.Unlock()
+	if err := f.enter("RemoveAttrs " + dir); err != nil {
+		return err
+	}
+	a, ok := f.dirs[dir]
+	if !ok {
+		return notFound(dir)
+	}
+	for _, n := range names {
+		delete(a, n)
+	}
+	return nil
+}
+
 func (f *fakeArray) Children(ctx context.Context, dir string) ([]string, error) {
 	defer f.mu.Unlock()
 	if err := f.enter("Children " + dir); err != nil {
@@ -131,6 +148,16 @@ func (f *fakeArray) RemoveAll(ctx context.Context, dir string) error {
 }
 
 func (f *fakeArray) Copy(ctx context.Context, src, dst string) error {
+	f.mu.Lock()
+	gate := f.copyGate
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return backend.Errorf(backend.Unavailable, "fake: copy cut: %v", ctx.Err())
+		}
+	}
 	defer f.mu.Unlock()
 	if err := f.enter("Copy " + src + " " + dst); err != nil {
 		return err
@@ -142,10 +169,63 @@ func (f *fakeArray) Copy(ctx context.Context, src, dst string) error {
 			found = true
 		}
 	}
+	for p := range f.dirs {
+		if rel, ok := strings.CutPrefix(p, src+"/"); ok {
+			if _, ok := f.dirs[dst+"/"+rel]; !ok {
+				f.dirs[dst+"/"+rel] = map[string]string{}
+			}
+			found = true
+		}
+	}
 	if _, ok := f.dirs[src]; !ok && !found {
 		return notFound(src)
 	}
 	return nil
+}
+
+func (f *fakeArray) Move(ctx context.Context, src, dst string) error {
+	defer f.mu.Unlock()
+	if err := f.enter("Move " + src + " " + dst); err != nil {
+		return err
+	}
+	if _, ok := f.dirs[dst]; ok {
+		return backend.Errorf(backend.FailedPrecondition, "fake: %s exists", dst)
+	}
+	if _, ok := f.dirs[src]; !ok {
+		return notFound(src)
+	}
+	for p, a := range f.dirs {
+		if p == src || strings.HasPrefix(p, src+"/") {
+			delete(f.dirs, p)
+			f.dirs[dst+strings.TrimPrefix(p, src)] = a
+		}
+	}
+	for p, c := range f.files {
+		if strings.HasPrefix(p, src+"/") {
+			delete(f.files, p)
+			f.files[dst+strings.TrimPrefix(p, src)] = c
+		}
+	}
+	return nil
+}
+
+func (f *fakeArray) Tree(ctx context.Context, dir string) (map[string]int64, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("Tree " + dir); err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for p := range f.dirs {
+		if rel, ok := strings.CutPrefix(p, dir+"/"); ok {
+			out[rel] = -1
+		}
+	}
+	for p, c := range f.files {
+		if rel, ok := strings.CutPrefix(p, dir+"/"); ok {
+			out[rel] = int64(len(c))
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeArray) DirQuota(ctx context.Context, dir string) (*Quota, error) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/mounter"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -37,6 +38,16 @@ type Stager struct {
 	// Mounter performs the NFS mounts; NewStager sets the host's mounter, or the test-only
 	// LoopbackNFS stand-in when $SHIPHOLD_NFS_STANDIN is set.
 	Mounter mount.Interface
+	// CallTimeout bounds one syscall on a mount whose NFS server may be dead; 0 means
+	// mounter.DefaultMountCallTimeout.
+	CallTimeout time.Duration
+}
+
+func (s *Stager) callTimeout() time.Duration {
+	if s.CallTimeout > 0 {
+		return s.CallTimeout
+	}
+	return mounter.DefaultMountCallTimeout
 }
 
 var _ backend.Stager = (*Stager)(nil)
@@ -165,7 +176,7 @@ func (s *Stager) StageVolume(ctx context.Context, req *backend.StageRequest) err
 		return mountError(source, target, err)
 	}
 	if err := writeRecord(req.StagingPath, rec); err != nil {
-		_ = s.unmountAll(target)
+		_ = s.unmountAll(ctx, target)
 		return err
 	}
 	return nil
@@ -179,28 +190,19 @@ func mountError(source, target string, err error) error {
 	return backend.Errorf(backend.Internal, "mount -t nfs %s %s: %v", source, target, err)
 }
 
-func (s *Stager) unmountAll(target string) error {
-	for i := 0; i < 8; i++ {
-		mounted, err := s.mounted(target)
-		if err != nil || !mounted {
-			return err
-		}
-		if f, ok := s.Mounter.(mount.MounterForceUnmounter); ok {
-			err = f.UnmountWithForce(target, unmountTimeout)
-		} else {
-			err = s.Mounter.Unmount(target)
-		}
-		if err != nil {
-			return backend.Errorf(backend.Internal, "unmount %s: %v", target, err)
-		}
+// unmountAll unmounts target until nothing is mounted there; an unmount that a dead NFS
+// server blocks is forced, then made lazy.
+func (s *Stager) unmountAll(ctx context.Context, target string) error {
+	if _, err := mounter.UnmountEvery(ctx, s.Mounter, target, unmountTimeout); err != nil {
+		return backend.Errorf(backend.Internal, "unmount %s: %v", target, err)
 	}
-	return backend.Errorf(backend.Internal, "unmount %s: still mounted after 8 unmounts", target)
+	return nil
 }
 
 // UnstageVolume unmounts <staging>/fs and removes what StageVolume left. Idempotent.
 func (s *Stager) UnstageVolume(ctx context.Context, id volid.Volume, stagingPath string) error {
 	target := filepath.Join(stagingPath, stagedDir)
-	if err := s.unmountAll(target); err != nil {
+	if err := s.unmountAll(ctx, target); err != nil {
 		return err
 	}
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -228,9 +230,12 @@ func (s *Stager) PublishSource(ctx context.Context, id volid.Volume, stagingPath
 // ExpandVolume has nothing to grow on the node: the quota is the size. It reports what the
 // mount shows (with a container quota, the quota's hard threshold).
 func (s *Stager) ExpandVolume(ctx context.Context, id volid.Volume, stagingPath string, requiredBytes int64) (int64, error) {
-	var st unix.Statfs_t
 	target := filepath.Join(stagingPath, stagedDir)
-	if err := unix.Statfs(target, &st); err != nil {
+	st, err := mounter.Statfs(ctx, target, s.callTimeout())
+	if errors.Is(err, mounter.ErrNotResponding) {
+		return 0, s.notResponding(id, target, err)
+	}
+	if err != nil {
 		return 0, backend.Errorf(backend.FailedPrecondition, "isilon: statfs %s: %v", target, err)
 	}
 	return int64(st.Blocks) * st.Bsize, nil
@@ -250,17 +255,22 @@ func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string
 		return err
 	}
 	if mounted {
-		var st unix.Stat_t
-		err := unix.Stat(target, &st)
+		// Bounded: the caller holds the volume's lock, and a dead server blocks a stat for
+		// ever. A mount that does not answer is reported, not remounted: a new mount of a
+		// dead server would block too.
+		_, err := mounter.Stat(ctx, target, s.callTimeout())
+		if errors.Is(err, mounter.ErrNotResponding) {
+			return s.notResponding(id, target, err)
+		}
 		if err == nil || !(errors.Is(err, unix.ESTALE) || errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.EIO)) {
 			return nil
 		}
-		klog.Warningf("isilon: %s of volume %s is unusable (%v); remounting %s", target, id, err, rec.Source)
-		if err := s.unmountAll(target); err != nil {
+		klog.FromContext(ctx).Info("NFS mount unusable; remounting", "target", target, "source", rec.Source, "reason", err.Error())
+		if err := s.unmountAll(ctx, target); err != nil {
 			return err
 		}
 	} else {
-		klog.Warningf("isilon: %s of volume %s is not mounted; remounting %s", target, id, rec.Source)
+		klog.FromContext(ctx).Info("NFS mount missing; remounting", "target", target, "source", rec.Source)
 	}
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return backend.Errorf(backend.Internal, "create %s: %v", target, err)
@@ -271,9 +281,13 @@ func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string
 	return nil
 }
 
-// localAddressToward is the source address this node uses to reach server: the address an
-// NFS server sees, so the one an export must list. No packet is sent.
-func localAddressToward(server string) (string, error) {
+func (s *Stager) notResponding(id volid.Volume, target string, err error) error {
+	return backend.Errorf(backend.Unavailable, "isilon: NFS mount of volume %s: %v; the NFS server does not answer, retry when it is back", id, err)
+}
+
+// SourceAddressToward is the source address this node uses to reach server: the address
+// an NFS server sees, so the one an export must list. No packet is sent.
+func SourceAddressToward(server string) (string, error) {
 	host := strings.Trim(server, "[]")
 	conn, err := net.Dial("udp", net.JoinHostPort(host, "2049"))
 	if err != nil {

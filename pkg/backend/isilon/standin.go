@@ -63,7 +63,7 @@ func NewLoopbackNFS(cfg *config.Backend, root string) (*LoopbackNFS, error) {
 			})
 			return e, err
 		},
-		clientAddress: localAddressToward,
+		clientAddress: SourceAddressToward,
 	}, nil
 }
 

@@ -2,13 +2,11 @@ package rbd
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
@@ -28,19 +26,48 @@ func (s imageSpec) String() string { return s.Pool + "/" + s.Namespace + "/" + s
 type attachment struct {
 	Device    string `json:"device,omitempty"`
 	FuseMount string `json:"fuseMount,omitempty"`
+	// FusePID and FuseStart name the rbd-fuse daemon for an admin; teardown finds the daemon
+	// by the mount it serves and never signals a PID read from a record.
 	FusePID   int    `json:"fusePid,omitempty"`
+	FuseStart uint64 `json:"fuseStart,omitempty"`
 }
 
-// attacher makes an image a local block device and takes it away again.
+// attachOptions say how a stage may use the image.
+type attachOptions struct {
+	// ReadOnly maps the image read-only (reader-only modes, read-only publishes).
+	ReadOnly bool
+	// Exclusive holds the image's exclusive lock while mapped, so that a second writer
+	// (another node after a forced detach) cannot map it (single-writer modes).
+	Exclusive bool
+}
+
+// attacher makes an image a local block device and takes it away again. What maps an
+// image is always asked of the kernel: device names (/dev/rbdN, nbdN, loopN) are reused, so
+// a name in a record says nothing about what it maps now.
 type attacher interface {
 	// Attach maps img; dir is the staging directory, for strategies that need a place.
-	Attach(ctx context.Context, img imageSpec, dir string, cred ceph.Credentials) (attachment, error)
-	// Detach undoes Attach; what is already gone is fine.
-	Detach(ctx context.Context, a attachment) error
+	Attach(ctx context.Context, img imageSpec, dir string, cred ceph.Credentials, opts attachOptions) (attachment, error)
+	// Mappings lists what maps img on this node now (a crashed map leaves mappings no record
+	// names), in the order Detach must take them.
+	Mappings(ctx context.Context, img imageSpec, dir string) ([]attachment, error)
+	// Verify reports nil when at's device maps img now.
+	Verify(ctx context.Context, img imageSpec, dir string, at attachment) error
+	// Detach undoes one attachment that Attach or Mappings returned; what is gone is fine.
+	Detach(ctx context.Context, at attachment) error
 	// Refresh makes the device show the image's current size, at least want bytes.
-	Refresh(ctx context.Context, a attachment, want int64) error
-	// Check reports nil when the device still reaches the image.
-	Check(a attachment) error
+	Refresh(ctx context.Context, at attachment, want int64) error
+}
+
+// mapping is one image mapped on the node, as the kernel or rbd-nbd reports it.
+type mapping struct {
+	Device string
+	Image  imageSpec
+	// Snap is "-" (or empty) for the image itself.
+	Snap string
+}
+
+func (m mapping) is(img imageSpec) bool {
+	return m.Image == img && (m.Snap == "" || m.Snap == "-")
 }
 
 // cliAttacher covers krbd (`rbd map`) and rbd-nbd (`rbd-nbd map`): both print the device.
@@ -48,15 +75,36 @@ type cliAttacher struct {
 	cluster config.CephCluster
 	m       *mounter.Mounter
 	tool    string // "rbd" or "rbd-nbd"
+	// mapped lists every image mapped by this tool on the node.
+	mapped func(ctx context.Context) ([]mapping, error)
 }
 
-func (a *cliAttacher) Attach(ctx context.Context, img imageSpec, dir string, cred ceph.Credentials) (attachment, error) {
+func newKRBDAttacher(cl config.CephCluster, m *mounter.Mounter, sysRoot string) *cliAttacher {
+	return &cliAttacher{cluster: cl, m: m, tool: "rbd", mapped: func(context.Context) ([]mapping, error) { return krbdMapped(sysRoot) }}
+}
+
+func newNBDAttacher(cl config.CephCluster, m *mounter.Mounter) *cliAttacher {
+	return &cliAttacher{cluster: cl, m: m, tool: "rbd-nbd", mapped: func(ctx context.Context) ([]mapping, error) { return nbdMapped(ctx, m) }}
+}
+
+func (a *cliAttacher) Attach(ctx context.Context, img imageSpec, dir string, cred ceph.Credentials, opts attachOptions) (attachment, error) {
 	keyFile, cleanup, err := ceph.WriteKeyFile(dir, cred)
 	if err != nil {
 		return attachment{}, err
 	}
 	defer cleanup()
-	args := append([]string{"map", img.String()}, ceph.ConfArgs(a.cluster, cred.UserID, keyFile)...)
+	args := []string{"map", img.String()}
+	if opts.ReadOnly {
+		args = append(args, "--read-only")
+	}
+	if opts.Exclusive {
+		if a.tool == "rbd" {
+			args = append(args, "-o", "exclusive")
+		} else {
+			args = append(args, "--exclusive")
+		}
+	}
+	args = append(args, ceph.ConfArgs(a.cluster, cred.UserID, keyFile)...)
 	out, err := a.m.Run(ctx, a.tool, args...)
 	if err != nil {
 		return attachment{}, fmt.Errorf("map image %s with %s: %w", img, a.tool, err)
@@ -68,11 +116,42 @@ func (a *cliAttacher) Attach(ctx context.Context, img imageSpec, dir string, cre
 	return attachment{Device: dev}, nil
 }
 
-func (a *cliAttacher) Detach(ctx context.Context, at attachment) error {
+func (a *cliAttacher) Mappings(ctx context.Context, img imageSpec, _ string) ([]attachment, error) {
+	all, err := a.mapped(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []attachment
+	for _, m := range all {
+		if m.is(img) {
+			out = append(out, attachment{Device: m.Device})
+		}
+	}
+	return out, nil
+}
+
+func (a *cliAttacher) Verify(ctx context.Context, img imageSpec, dir string, at attachment) error {
 	if at.Device == "" {
+		return fmt.Errorf("no device recorded")
+	}
+	all, err := a.mapped(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range all {
+		if filepath.Base(m.Device) != filepath.Base(at.Device) {
+			continue
+		}
+		if !m.is(img) {
+			return fmt.Errorf("%s maps %s@%s now, not %s", at.Device, m.Image, m.Snap, img)
+		}
 		return nil
 	}
-	if _, err := os.Stat(at.Device); errors.Is(err, os.ErrNotExist) {
+	return fmt.Errorf("%s maps nothing now", at.Device)
+}
+
+func (a *cliAttacher) Detach(ctx context.Context, at attachment) error {
+	if at.Device == "" {
 		return nil
 	}
 	out, err := a.m.Run(ctx, a.tool, "unmap", at.Device)
@@ -85,199 +164,57 @@ func (a *cliAttacher) Detach(ctx context.Context, at attachment) error {
 // Refresh is a no-op: krbd and rbd-nbd follow the image's header and resize the device.
 func (a *cliAttacher) Refresh(ctx context.Context, at attachment, want int64) error { return nil }
 
-func (a *cliAttacher) Check(at attachment) error {
-	if _, err := os.Stat(at.Device); err != nil {
-		return fmt.Errorf("device %s is gone: %w", at.Device, err)
-	}
-	return nil
-}
-
 func lastLine(b []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// fuseAttacher exposes the image as a file with rbd-fuse (librbd in user space) and puts a
-// loop device on it: the strategy for nodes without the rbd and nbd kernel modules.
-type fuseAttacher struct {
-	cluster config.CephCluster
-	m       *mounter.Mounter
-	// procRoot is /proc; tests point it elsewhere.
-	procRoot string
-	// sizeWait bounds the wait for rbd-fuse to show a grown image.
-	sizeWait time.Duration
-}
-
-const fuseDirName = "rbd-fuse"
-
-func (a *fuseAttacher) Attach(ctx context.Context, img imageSpec, dir string, cred ceph.Credentials) (attachment, error) {
-	at := attachment{FuseMount: filepath.Join(dir, fuseDirName)}
-	file := filepath.Join(at.FuseMount, img.Image)
-	mounted, err := a.m.IsMounted(at.FuseMount)
+// krbdMapped reads the krbd devices from sysfs: /sys/bus/rbd/devices/N/{pool,pool_ns,name,
+// current_snap} describe /dev/rbdN.
+func krbdMapped(sysRoot string) ([]mapping, error) {
+	dir := filepath.Join(sysRoot, "bus/rbd/devices")
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
 	if err != nil {
-		return at, err
+		return nil, fmt.Errorf("list krbd devices: %w", err)
 	}
-	if !mounted {
-		if err := os.MkdirAll(at.FuseMount, 0o700); err != nil {
-			return at, fmt.Errorf("create %s: %w", at.FuseMount, err)
-		}
-		keyFile, cleanup, err := ceph.WriteKeyFile(dir, cred)
-		if err != nil {
-			return at, err
-		}
-		// rbd-fuse reads the key at start and keeps it; the file goes right after.
-		args := append([]string{at.FuseMount}, ceph.ConfArgs(a.cluster, cred.UserID, keyFile)...)
-		args = append(args, "-p", img.Pool, "--namespace="+img.Namespace, "-r", img.Image)
-		_, err = a.m.Run(ctx, "rbd-fuse", args...)
-		cleanup()
-		if err != nil {
-			return at, fmt.Errorf("rbd-fuse %s: %w", img, err)
-		}
-	}
-	at.FusePID = a.fusePID(at.FuseMount)
-	if _, err := os.Stat(file); err != nil {
-		return at, fmt.Errorf("rbd-fuse mounted %s but shows no %s: %w; check that the image exists and the cephx user may read it", at.FuseMount, img.Image, err)
-	}
-	dev, err := a.m.LoopAttach(ctx, file)
-	if err != nil {
-		return at, err
-	}
-	at.Device = dev
-	return at, nil
-}
-
-// fusePID finds the daemonised rbd-fuse serving mountpoint.
-func (a *fuseAttacher) fusePID(mountpoint string) int {
-	entries, err := os.ReadDir(a.procRoot)
-	if err != nil {
-		return 0
-	}
+	var out []mapping
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+		read := func(name string) string {
+			b, _ := os.ReadFile(filepath.Join(dir, e.Name(), name))
+			return strings.TrimSpace(string(b))
 		}
-		cmd, err := os.ReadFile(filepath.Join(a.procRoot, e.Name(), "cmdline"))
-		if err != nil {
-			continue
+		m := mapping{Device: "/dev/rbd" + e.Name(), Snap: read("current_snap"),
+			Image: imageSpec{Pool: read("pool"), Namespace: read("pool_ns"), Image: read("name")}}
+		if m.Image.Pool == "" || m.Image.Image == "" {
+			continue // being added or removed
 		}
-		args := strings.Split(strings.TrimRight(string(cmd), "\x00"), "\x00")
-		if len(args) >= 2 && filepath.Base(args[0]) == "rbd-fuse" && args[1] == mountpoint && alive(a.procRoot, pid) {
-			return pid
-		}
+		out = append(out, m)
 	}
-	return 0
+	return out, nil
 }
 
-// alive is false for a process that is gone or a zombie.
-func alive(procRoot string, pid int) bool {
-	st, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+// nbdMapped asks rbd-nbd which images its daemons serve.
+func nbdMapped(ctx context.Context, m *mounter.Mounter) ([]mapping, error) {
+	out, err := m.Run(ctx, "rbd-nbd", "list-mapped", "--format", "json")
 	if err != nil {
-		return false
+		return nil, fmt.Errorf("list rbd-nbd devices: %w", err)
 	}
-	s := string(st)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
-func (a *fuseAttacher) Detach(ctx context.Context, at attachment) error {
-	if at.Device != "" {
-		if err := a.m.LoopDetach(ctx, at.Device); err != nil {
-			return err
-		}
-	} else if at.FuseMount != "" {
-		// A record written before the loop device was made: find it by its file.
-		if entries, _ := os.ReadDir(at.FuseMount); len(entries) == 1 {
-			if dev, err := a.m.LoopFind(ctx, filepath.Join(at.FuseMount, entries[0].Name())); err == nil {
-				if err := a.m.LoopDetach(ctx, dev); err != nil {
-					return err
-				}
-			}
-		}
+	var list []struct {
+		Pool      string `json:"pool"`
+		Namespace string `json:"namespace"`
+		Image     string `json:"image"`
+		Snap      string `json:"snap"`
+		Device    string `json:"device"`
 	}
-	if at.FuseMount == "" {
-		return nil
+	if err := json.Unmarshal(out, &list); err != nil {
+		return nil, fmt.Errorf("rbd-nbd list-mapped printed %q: %w", out, err)
 	}
-	pid := at.FusePID
-	if pid == 0 {
-		pid = a.fusePID(at.FuseMount)
+	maps := make([]mapping, 0, len(list))
+	for _, e := range list {
+		maps = append(maps, mapping{Device: e.Device, Snap: e.Snap, Image: imageSpec{Pool: e.Pool, Namespace: e.Namespace, Image: e.Image}})
 	}
-	if err := a.m.UnmountAll(at.FuseMount); err != nil {
-		// fusermount -u is what FUSE expects; the mount-utils umount can refuse on some hosts.
-		if _, ferr := a.m.Run(ctx, "fusermount", "-u", at.FuseMount); ferr != nil {
-			return fmt.Errorf("unmount rbd-fuse at %s: %v; %v", at.FuseMount, err, ferr)
-		}
-	}
-	if pid > 0 {
-		if err := waitExit(ctx, a.procRoot, pid, 10*time.Second); err != nil {
-			return fmt.Errorf("rbd-fuse (pid %d) for %s: %w", pid, at.FuseMount, err)
-		}
-	}
-	if err := os.Remove(at.FuseMount); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", at.FuseMount, err)
-	}
-	return nil
-}
-
-// waitExit waits for a process to exit, then kills it when it outstays grace.
-func waitExit(ctx context.Context, procRoot string, pid int, grace time.Duration) error {
-	deadline := time.Now().Add(grace)
-	for alive(procRoot, pid) {
-		if time.Now().After(deadline) {
-			if p, err := os.FindProcess(pid); err == nil {
-				p.Kill()
-			}
-			time.Sleep(100 * time.Millisecond)
-			if alive(procRoot, pid) {
-				return fmt.Errorf("did not exit after unmount and SIGKILL")
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// Refresh makes the loop device follow the image. rbd-fuse reports the image's current size on
-// each getattr, but the kernel caches FUSE attributes for a second, so the new size is waited
-// for before the loop device is told.
-func (a *fuseAttacher) Refresh(ctx context.Context, at attachment, want int64) error {
-	entries, err := os.ReadDir(at.FuseMount)
-	if err != nil || len(entries) != 1 {
-		return fmt.Errorf("rbd-fuse at %s shows no single image (%v)", at.FuseMount, err)
-	}
-	file := filepath.Join(at.FuseMount, entries[0].Name())
-	deadline := time.Now().Add(a.sizeWait)
-	for {
-		st, err := os.Stat(file)
-		if err != nil {
-			return fmt.Errorf("rbd-fuse image file: %w", err)
-		}
-		if st.Size() >= want || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return a.m.LoopRefresh(ctx, at.Device)
-}
-
-func (a *fuseAttacher) Check(at attachment) error {
-	if at.FusePID > 0 && !alive(a.procRoot, at.FusePID) {
-		return fmt.Errorf("rbd-fuse (pid %d) serving %s has exited", at.FusePID, at.FuseMount)
-	}
-	if _, err := os.ReadDir(at.FuseMount); err != nil {
-		return fmt.Errorf("rbd-fuse mount %s: %w", at.FuseMount, err)
-	}
-	if _, err := os.Stat(at.Device); err != nil {
-		return fmt.Errorf("loop device %s: %w", at.Device, err)
-	}
-	return nil
+	return maps, nil
 }

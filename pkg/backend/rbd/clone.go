@@ -1,6 +1,7 @@
 package rbd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -152,7 +153,7 @@ func snapState(img *librbd.Image, snap string) (found, protected bool, err error
 
 // finishVolumeClone makes a clone of a volume independent of its source: the mgr flattens
 // it, Pending meanwhile; once it has no parent the temporary snapshot of the source goes.
-func finishVolumeClone(conn *rados.Conn, io *rados.IOContext, pool, ns, name string, src volid.Volume) error {
+func finishVolumeClone(ctx context.Context, conn *rados.Conn, io *rados.IOContext, pool, ns, name string, src volid.Volume) error {
 	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
 	if err != nil {
 		return classify(err, "open clone "+name)
@@ -167,7 +168,10 @@ func finishVolumeClone(conn *rados.Conn, io *rados.IOContext, pool, ns, name str
 			return err
 		}
 		if err == nil {
-			return backend.Errorf(backend.Pending, "volume %s is being copied from volume %s by the Ceph mgr (rbd task flatten, %s); retry", spec, src, t.state())
+			waited := backend.LongWait(ctx, "flatten", "image", spec, "source", src.String())
+			err = backend.Errorf(backend.Pending, "volume %s is being copied from volume %s by the Ceph mgr (rbd task flatten, %s); retry", spec, src, t.state())
+			waited(err)
+			return err
 		}
 	case !isNotFound(perr):
 		return classify(perr, "parent of clone "+name)
@@ -184,7 +188,7 @@ func finishVolumeClone(conn *rados.Conn, io *rados.IOContext, pool, ns, name str
 	defer parent.Close()
 	// Best effort: a snapshot still held (a discarded attempt's clone awaiting its purge) is
 	// collected when the source is deleted.
-	if err := removeSnap(conn, parent, tmpSnapName(name)); err != nil && backend.CodeOf(err) != backend.Pending {
+	if err := removeSnap(ctx, conn, parent, tmpSnapName(name)); err != nil && backend.CodeOf(err) != backend.Pending {
 		return err
 	}
 	return nil
@@ -213,7 +217,7 @@ func ensureProtected(io *rados.IOContext, image, snap string) error {
 // removeSnap unprotects and removes a snapshot whose clones are all independent of it; a
 // missing snapshot is fine. Clones still attached are flattened (or, deleted ones, purged)
 // by the mgr, and the answer is Pending until they are.
-func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
+func removeSnap(ctx context.Context, conn *rados.Conn, img *librbd.Image, snap string) error {
 	names, err := img.GetSnapshotNames()
 	if err != nil {
 		return classify(err, "list snapshots of "+img.GetName())
@@ -225,7 +229,7 @@ func removeSnap(conn *rados.Conn, img *librbd.Image, snap string) error {
 	if !found {
 		return nil
 	}
-	if err := detachChildren(conn, img, snap); err != nil {
+	if err := detachChildren(ctx, conn, img, snap); err != nil {
 		return err
 	}
 	s := img.GetSnapshot(snap)
@@ -253,7 +257,7 @@ func stillThere(err error, what string) error {
 // detachChildren queues in the mgr what makes every clone of a snapshot independent of it:
 // a flatten for a live clone, a purge for one in the trash. It answers Pending while any
 // clone remains.
-func detachChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
+func detachChildren(ctx context.Context, conn *rados.Conn, img *librbd.Image, snap string) (err error) {
 	if err := img.SetSnapshot(snap); err != nil {
 		return classify(err, fmt.Sprintf("select snapshot %s@%s", img.GetName(), snap))
 	}
@@ -261,6 +265,10 @@ func detachChildren(conn *rados.Conn, img *librbd.Image, snap string) error {
 	img.SetSnapshot(librbd.NoSnapshot)
 	if err != nil {
 		return classify(err, fmt.Sprintf("list clones of %s@%s", img.GetName(), snap))
+	}
+	if len(children) > 0 {
+		waited := backend.LongWait(ctx, "flatten", "image", img.GetName(), "snapshot", snap, "clones", len(children))
+		defer func() { waited(err) }()
 	}
 	var states []string
 	for _, ch := range children {

@@ -62,17 +62,18 @@ func (c *Controller) ParameterKeys() []string {
 
 func (c *Controller) monitors() string { return strings.Join(c.cfg.Monitors, ",") }
 
-// run connects with the request's (or configured) credentials and calls fn in one ceph.Do,
-// so that every librados/librbd resource fn opens is also released on fn's goroutine even
-// when the request's deadline passes first.
+// run connects with the request's (or configured) credentials and calls fn in one Do on
+// the pooled connection, so that every librados/librbd resource fn opens is also released
+// on fn's goroutine even when the request's deadline passes first. Every call fn makes,
+// mgr and mon commands included, runs on that pooled handle inside that Do.
 func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func(conn *rados.Conn) error) error {
 	cred, err := ceph.CredentialsFor(c.cfg.Credentials, secrets)
 	if err != nil {
 		return err
 	}
-	conn, err := c.conns.Conn(ctx, c.cfg.CephCluster, cred)
+	conn, err := c.conns.Conn(ctx, c.name, c.cfg.CephCluster, cred)
 	if err == nil {
-		err = ceph.Do(ctx, func() error { return fn(conn) })
+		err = conn.Do(ctx, func() error { return fn(conn.Rados()) })
 	}
 	if err != nil && backend.CodeOf(err) == backend.Unavailable && !strings.Contains(err.Error(), c.monitors()) {
 		return backend.Errorf(backend.Unavailable, "Ceph cluster %s (monitors %s): %w", c.cfg.ClusterID, c.monitors(), err)
@@ -80,39 +81,14 @@ func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func
 	return err
 }
 
-// classify turns a librados/librbd error into a StorageError that says what to do.
-func classify(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var se *backend.StorageError
-	if errors.As(err, &se) {
-		return err
-	}
-	var coded interface{ ErrorCode() int }
-	if errors.As(err, &coded) {
-		switch -coded.ErrorCode() {
-		case 2: // ENOENT
-			return backend.Errorf(backend.NotFound, "%s: not found (%w)", what, err)
-		case 17: // EEXIST
-			return backend.Errorf(backend.AlreadyExists, "%s: already exists (%w)", what, err)
-		case 1, 13: // EPERM, EACCES
-			return backend.Errorf(backend.InvalidArgument, "%s: permission denied; give the cephx user rbd caps on the pool (%w)", what, err)
-		case 16: // EBUSY
-			return backend.Errorf(backend.FailedPrecondition, "%s: busy, the image is still mapped or watched by a client; unstage it on its node first (%w)", what, err)
-		case 22: // EINVAL
-			return backend.Errorf(backend.InvalidArgument, "%s: invalid argument (%w)", what, err)
-		case 28, 122: // ENOSPC, EDQUOT
-			return backend.Errorf(backend.ResourceExhausted, "%s: out of space or over the pool quota (%w)", what, err)
-		case 110, 107, 108: // ETIMEDOUT, ENOTCONN, ESHUTDOWN
-			return backend.Errorf(backend.Unavailable, "%s: Ceph did not answer (%w)", what, err)
-		}
-	}
-	if errors.Is(err, librbd.ErrNotFound) || errors.Is(err, rados.ErrNotFound) {
-		return backend.Errorf(backend.NotFound, "%s: not found (%w)", what, err)
-	}
-	return backend.Errorf(backend.Internal, "%s: %w", what, err)
+// rbdHints complete the shared Ceph errno rules for images.
+var rbdHints = ceph.Hints{
+	Caps: `rbd caps on the pool (mon "profile rbd", osd "profile rbd pool=<pool>", mgr "profile rbd")`,
+	Busy: "the image is still mapped or watched by a client; unstage it on its node first",
 }
+
+// classify turns a librados/librbd error into a StorageError that says what to do.
+func classify(err error, what string) error { return ceph.Classify(err, what, rbdHints) }
 
 func isNotFound(err error) bool {
 	if err == nil {
@@ -248,11 +224,6 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if err != nil {
 		return nil, err
 	}
-	for _, src := range []*volid.Volume{req.SourceVolume, sourceOfSnap(req.SourceSnapshot)} {
-		if src != nil && src.Tenant != req.Tenant {
-			return nil, backend.Errorf(backend.InvalidArgument, "content source belongs to tenant %q, the volume to tenant %q; tenants cannot clone each other's data", src.Tenant, req.Tenant)
-		}
-	}
 	name := imageName(volid.Hash(req.Name))
 	var vol *backend.Volume
 	err = c.run(ctx, req.Secrets, func(conn *rados.Conn) error {
@@ -281,7 +252,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			return err
 		}
 		if req.SourceVolume != nil {
-			if err := finishVolumeClone(conn, io, opts.Pool, req.Tenant, name, *req.SourceVolume); err != nil {
+			if err := finishVolumeClone(ctx, conn, io, opts.Pool, req.Tenant, name, *req.SourceVolume); err != nil {
 				return err
 			}
 		}
@@ -379,13 +350,6 @@ func growClone(io *rados.IOContext, name string, size uint64) (uint64, error) {
 	return size, nil
 }
 
-func sourceOfSnap(s *volid.Snapshot) *volid.Volume {
-	if s == nil {
-		return nil
-	}
-	return &s.Volume
-}
-
 func featureBits(names []string) uint64 {
 	return uint64(librbd.FeatureSetFromNames(names))
 }
@@ -456,7 +420,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if st.hasRecord && st.record.Backend != c.name {
 			return nil
 		}
-		if err := dropTemporarySnaps(conn, io, name, id, st.snaps); err != nil {
+		if err := dropTemporarySnaps(ctx, conn, io, name, id, st.snaps); err != nil {
 			return err
 		}
 		if err := checkUnused(conn, io, name, id); err != nil {
@@ -751,7 +715,7 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 		if err := late(ctx, "remove snapshot "+snapName(id.SnapHash)); err != nil {
 			return err
 		}
-		return removeSnap(conn, img, snapName(id.SnapHash))
+		return removeSnap(ctx, conn, img, snapName(id.SnapHash))
 	})
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/klog/v2"
+
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
@@ -25,13 +27,18 @@ const (
 )
 
 // attachRecord is written before anything is attached, so that an unstage after a crash
-// knows what to undo.
+// knows what to undo. It is a claim, never a fact: before its device is used again the
+// kernel is asked what that device maps now.
 type attachRecord struct {
 	Volume   string    `json:"volume"`
 	Strategy string    `json:"strategy"`
 	Image    imageSpec `json:"image"`
 	Block    bool      `json:"block"`
 	FsType   string    `json:"fsType,omitempty"`
+	ReadOnly bool      `json:"readOnly,omitempty"`
+	// BootID is the kernel's boot id at attach time: nothing a record names survives a
+	// reboot. Records of earlier plugin versions have none and are checked by identity only.
+	BootID string `json:"bootId,omitempty"`
 	attachment
 }
 
@@ -41,6 +48,7 @@ type Stager struct {
 	cfg       config.RBD
 	m         *mounter.Mounter
 	attachers map[string]attacher
+	procRoot  string
 	sysRoot   string
 }
 
@@ -62,11 +70,12 @@ func newStager(cfg *config.Backend, m *mounter.Mounter, procRoot, sysRoot string
 	}
 	cl := cfg.RBD.CephCluster
 	return &Stager{
-		name: cfg.Name, cfg: *cfg.RBD, m: m, sysRoot: sysRoot,
+		name: cfg.Name, cfg: *cfg.RBD, m: m, procRoot: procRoot, sysRoot: sysRoot,
 		attachers: map[string]attacher{
-			MounterKRBD: &cliAttacher{cluster: cl, m: m, tool: "rbd"},
-			MounterNBD:  &cliAttacher{cluster: cl, m: m, tool: "rbd-nbd"},
-			MounterFuse: &fuseAttacher{cluster: cl, m: m, procRoot: procRoot, sizeWait: 10 * time.Second},
+			MounterKRBD: newKRBDAttacher(cl, m, sysRoot),
+			MounterNBD:  newNBDAttacher(cl, m),
+			MounterFuse: &fuseAttacher{cluster: cl, m: m, procs: mounter.Procs{Root: procRoot}, sysRoot: sysRoot,
+				sizeWait: 10 * time.Second, exitWait: 10 * time.Second},
 		},
 	}, nil
 }
@@ -94,6 +103,25 @@ func (s *Stager) strategy(ctx context.Context, want string) string {
 		return MounterNBD
 	}
 	return MounterFuse
+}
+
+// bootID is the kernel's id of the running boot.
+func (s *Stager) bootID() (string, error) {
+	b, err := os.ReadFile(filepath.Join(s.procRoot, "sys/kernel/random/boot_id"))
+	if err != nil {
+		return "", backend.Errorf(backend.Internal, "read the boot id: %v", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// sameBoot reports whether rec was written during this boot (or by a plugin that kept no
+// boot id, whose record is then checked by identity alone).
+func (s *Stager) sameBoot(rec *attachRecord) (bool, error) {
+	if rec.BootID == "" {
+		return true, nil
+	}
+	boot, err := s.bootID()
+	return rec.BootID == boot, err
 }
 
 func recordPath(staging string) string { return filepath.Join(staging, recordFile) }
@@ -130,23 +158,6 @@ func (s *Stager) StageVolume(ctx context.Context, req *backend.StageRequest) err
 	if req.ID.Backend != s.name {
 		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", req.ID, s.name)
 	}
-	spec := imageSpec{Pool: req.Context[CtxPool], Namespace: req.Context[CtxNamespace], Image: req.Context[CtxImage]}
-	if spec.Pool == "" {
-		spec.Pool = s.cfg.Pool
-	}
-	if spec.Namespace == "" {
-		spec.Namespace = req.ID.Tenant
-	}
-	if spec.Image == "" {
-		spec.Image = imageName(req.ID.Hash)
-	}
-	fsType := req.FsType
-	if fsType == "" {
-		fsType = req.Context[CtxFsType]
-	}
-	if fsType == "" {
-		fsType = mounter.DefaultFsType
-	}
 	if err := os.MkdirAll(req.StagingPath, 0o750); err != nil {
 		return backend.Errorf(backend.Internal, "create staging path: %v", err)
 	}
@@ -160,46 +171,158 @@ func (s *Stager) StageVolume(ctx context.Context, req *backend.StageRequest) err
 	if rec != nil && rec.Block != req.Block {
 		return backend.Errorf(backend.FailedPrecondition, "volume %s is staged as %s at %s; unstage it first", req.ID, accessName(rec.Block), req.StagingPath)
 	}
-	if rec != nil && rec.Device != "" {
-		if a, ok := s.attachers[rec.Strategy]; ok && a.Check(rec.attachment) == nil {
-			return s.mountFs(req, rec)
-		}
-	}
 	if rec != nil {
-		// Half-done or broken: undo it and start over.
+		if done, err := s.reuse(ctx, req, rec); done || err != nil {
+			return err
+		}
+		// Half done, from another boot, or no longer provably this image: undo what the
+		// kernel shows is this image's, and start over.
 		if err := s.undo(ctx, req.StagingPath, rec); err != nil {
 			return err
 		}
 	}
+	return s.attachAndMount(ctx, req)
+}
+
+// imageOf is the image a stage request names, from its volume context or its ID.
+func (s *Stager) imageOf(req *backend.StageRequest) imageSpec {
+	spec := imageSpec{Pool: req.Context[CtxPool], Namespace: req.Context[CtxNamespace], Image: req.Context[CtxImage]}
+	if spec.Pool == "" {
+		spec.Pool = s.cfg.Pool
+	}
+	if spec.Namespace == "" {
+		spec.Namespace = req.ID.Tenant
+	}
+	if spec.Image == "" {
+		spec.Image = imageName(req.ID.Hash)
+	}
+	return spec
+}
+
+// reuse serves the request with rec's attachment when the kernel confirms that it is still
+// this image's. It reports false when the stage must be done again.
+func (s *Stager) reuse(ctx context.Context, req *backend.StageRequest, rec *attachRecord) (bool, error) {
+	same, err := s.sameBoot(rec)
+	if err != nil || !same || rec.Device == "" {
+		return false, err
+	}
+	a, ok := s.attachers[rec.Strategy]
+	if !ok {
+		return false, nil
+	}
+	if err := a.Verify(ctx, rec.Image, req.StagingPath, rec.attachment); err != nil {
+		klog.FromContext(ctx).Info("Attach record not trusted; attaching again", "staging", req.StagingPath, "reason", err.Error())
+		return false, nil
+	}
+	if rec.ReadOnly && !s.deviceReadOnly(rec.Device) {
+		klog.FromContext(ctx).Info("Device mapped read-only is writable now; attaching again", "device", rec.Device)
+		return false, nil
+	}
+	if rec.ReadOnly != req.WritesNothing() {
+		return true, backend.Errorf(backend.FailedPrecondition, "volume %s is staged %s at %s; unstage it before staging it %s",
+			req.ID, rwName(rec.ReadOnly), req.StagingPath, rwName(req.WritesNothing()))
+	}
+	if rec.Block {
+		return true, nil
+	}
+	if src := s.mountSource(fsPath(req.StagingPath)); src != "" {
+		if src != rec.Device {
+			return true, backend.Errorf(backend.FailedPrecondition, "%s is mounted from %s, not from %s, the device of volume %s; unmount it by hand",
+				fsPath(req.StagingPath), src, rec.Device, req.ID)
+		}
+		return true, nil
+	}
+	err = s.mountFs(req, rec, false)
+	if errors.Is(err, errNoFilesystem) {
+		return false, nil
+	}
+	return true, err
+}
+
+// deviceReadOnly reports whether the kernel holds a block device read-only.
+func (s *Stager) deviceReadOnly(device string) bool {
+	b, err := os.ReadFile(filepath.Join(s.sysRoot, "block", filepath.Base(device), "ro"))
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+func rwName(readOnly bool) string {
+	if readOnly {
+		return "read-only"
+	}
+	return "read-write"
+}
+
+// mountSource is the device mounted at dir, "" when nothing is.
+func (s *Stager) mountSource(dir string) string {
+	mps, err := s.m.List()
+	if err != nil {
+		return ""
+	}
+	for _, mp := range mps {
+		if filepath.Clean(mp.Path) == filepath.Clean(dir) {
+			return mp.Device
+		}
+	}
+	return ""
+}
+
+// attachAndMount maps the image afresh, checks that the new device is the image, and only
+// then makes (if needed) and mounts its filesystem.
+func (s *Stager) attachAndMount(ctx context.Context, req *backend.StageRequest) error {
 	cred, err := ceph.CredentialsFor(s.cfg.Credentials, req.Secrets)
 	if err != nil {
 		return err
 	}
-	rec = &attachRecord{Volume: req.ID.String(), Strategy: s.strategy(ctx, req.Context[CtxMounter]), Image: spec, Block: req.Block}
+	boot, err := s.bootID()
+	if err != nil {
+		return err
+	}
+	spec := s.imageOf(req)
+	rec := &attachRecord{Volume: req.ID.String(), Strategy: s.strategy(ctx, req.Context[CtxMounter]), Image: spec,
+		Block: req.Block, ReadOnly: req.WritesNothing(), BootID: boot}
 	if !req.Block {
-		rec.FsType = fsType
+		rec.FsType = fsTypeOf(req)
 	}
 	a, ok := s.attachers[rec.Strategy]
 	if !ok {
 		return backend.Errorf(backend.InvalidArgument, "volume context mounter %q is not an attach strategy; use krbd, rbd-nbd, rbd-fuse or auto", rec.Strategy)
 	}
+	// A crash inside an earlier map leaves mappings that no record names.
+	if err := s.release(ctx, a, spec, req.StagingPath); err != nil {
+		return backend.Errorf(backend.Internal, "detach earlier mappings of %s: %v", spec, err)
+	}
 	if err := writeRecord(req.StagingPath, rec); err != nil {
 		return err
 	}
-	at, err := a.Attach(ctx, spec, req.StagingPath, cred)
+	at, err := a.Attach(ctx, spec, req.StagingPath, cred, attachOptions{ReadOnly: rec.ReadOnly, Exclusive: req.SingleWriter()})
 	rec.attachment = at
 	if werr := writeRecord(req.StagingPath, rec); werr != nil && err == nil {
 		err = werr
+	}
+	if err == nil {
+		if verr := a.Verify(ctx, spec, req.StagingPath, at); verr != nil {
+			err = fmt.Errorf("the device just attached is not the image: %w", verr)
+		}
 	}
 	if err != nil {
 		uerr := s.undo(ctx, req.StagingPath, rec)
 		return backend.Errorf(backend.Internal, "attach %s with %s: %v%s", spec, rec.Strategy, err, undoNote(uerr))
 	}
-	if err := s.mountFs(req, rec); err != nil {
+	if err := s.mountFs(req, rec, true); err != nil {
 		uerr := s.undo(ctx, req.StagingPath, rec)
 		return backend.Errorf(backend.CodeOf(err), "%v%s", err, undoNote(uerr))
 	}
 	return nil
+}
+
+func fsTypeOf(req *backend.StageRequest) string {
+	if req.FsType != "" {
+		return req.FsType
+	}
+	if t := req.Context[CtxFsType]; t != "" {
+		return t
+	}
+	return mounter.DefaultFsType
 }
 
 func undoNote(err error) string {
@@ -216,8 +339,12 @@ func accessName(block bool) string {
 	return "a filesystem"
 }
 
-// mountFs makes and mounts the filesystem for a mount-access volume; idempotent.
-func (s *Stager) mountFs(req *backend.StageRequest, rec *attachRecord) error {
+// errNoFilesystem says a device that this call did not map holds no filesystem.
+var errNoFilesystem = errors.New("no filesystem")
+
+// mountFs mounts the filesystem of a mount-access volume. Only a device this call has just
+// mapped and checked (fresh) is ever formatted; a reader-only stage never formats.
+func (s *Stager) mountFs(req *backend.StageRequest, rec *attachRecord, fresh bool) error {
 	if rec.Block {
 		return nil
 	}
@@ -229,35 +356,83 @@ func (s *Stager) mountFs(req *backend.StageRequest, rec *attachRecord) error {
 	if mounted {
 		return nil
 	}
-	opts := append([]string(nil), req.MountFlags...)
-	if rec.FsType == "xfs" {
-		// A clone carries its parent's XFS UUID; both may be mounted on one node.
-		opts = append(opts, "nouuid")
+	existing, err := s.m.GetDiskFormat(rec.Device)
+	if err != nil {
+		return backend.Errorf(backend.Internal, "read the filesystem type on %s: %v", rec.Device, err)
 	}
+	switch {
+	case existing == "" && rec.ReadOnly:
+		return backend.Errorf(backend.FailedPrecondition, "volume %s has no filesystem yet, and a read-only stage cannot make one: populate it first (stage it read-write on one node, or create it from a snapshot or volume)", req.ID)
+	case existing == "" && !fresh:
+		return errNoFilesystem
+	case existing == "":
+		existing = rec.FsType
+	}
+	opts := mountOptions(req.MountFlags, existing, rec.ReadOnly)
 	if err := s.m.FormatAndMount(rec.Device, dir, rec.FsType, opts); err != nil {
 		return backend.Errorf(backend.Internal, "format and mount %s (%s) at %s: %v", rec.Device, rec.FsType, dir, err)
 	}
 	return nil
 }
 
-// undo unmounts, detaches and forgets whatever rec says is there.
+// mountOptions adds what the filesystem needs: a clone carries its parent's XFS UUID (both
+// may be mounted on one node), and a read-only mount must not replay a journal, which
+// writes to the device even with ro.
+func mountOptions(flags []string, fsType string, readOnly bool) []string {
+	opts := append([]string(nil), flags...)
+	if fsType == "xfs" {
+		opts = append(opts, "nouuid")
+	}
+	if readOnly {
+		opts = append(opts, "ro")
+		switch fsType {
+		case "ext3", "ext4":
+			opts = append(opts, "noload")
+		case "xfs":
+			opts = append(opts, "norecovery")
+		}
+	}
+	return opts
+}
+
+// undo unmounts, then detaches whatever the kernel shows maps rec's image at this staging
+// path (never what the record merely names), removes stray keys and forgets the record.
 func (s *Stager) undo(ctx context.Context, staging string, rec *attachRecord) error {
 	dir := fsPath(staging)
-	if err := s.m.UnmountAll(dir); err != nil {
+	// Bounded: a filesystem flushing to a dead cluster never finishes its unmount. The
+	// detach below then finds its device held and takes the storage side down by force.
+	if _, err := mounter.UnmountEvery(ctx, s.m, dir, mounter.DefaultMountCallTimeout); err != nil {
 		return backend.Errorf(backend.Internal, "%v", err)
 	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return backend.Errorf(backend.Internal, "remove %s: %v", dir, err)
 	}
-	if rec != nil {
+	if rec != nil && rec.Image.Image != "" {
 		if a, ok := s.attachers[rec.Strategy]; ok {
-			if err := a.Detach(ctx, rec.attachment); err != nil {
+			if err := s.release(ctx, a, rec.Image, staging); err != nil {
 				return backend.Errorf(backend.Internal, "detach %s (%s): %v", rec.Image, rec.Strategy, err)
 			}
 		}
 	}
+	if err := ceph.RemoveKeyFiles(staging); err != nil {
+		return backend.Errorf(backend.Internal, "%v", err)
+	}
 	if err := os.Remove(recordPath(staging)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return backend.Errorf(backend.Internal, "remove attach record: %v", err)
+	}
+	return nil
+}
+
+// release detaches every mapping of img that a strategy finds at this staging path.
+func (s *Stager) release(ctx context.Context, a attacher, img imageSpec, staging string) error {
+	maps, err := a.Mappings(ctx, img, staging)
+	if err != nil {
+		return err
+	}
+	for _, m := range maps {
+		if err := a.Detach(ctx, m); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -273,16 +448,32 @@ func (s *Stager) UnstageVolume(ctx context.Context, id volid.Volume, stagingPath
 	return s.undo(ctx, stagingPath, rec)
 }
 
-func (s *Stager) PublishSource(ctx context.Context, id volid.Volume, stagingPath string) (string, bool, error) {
+// staged reads the record of a volume staged at stagingPath during this boot.
+func (s *Stager) staged(id volid.Volume, stagingPath string) (*attachRecord, error) {
 	rec, err := readRecord(stagingPath)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	if rec == nil || rec.Device == "" {
-		return "", false, backend.Errorf(backend.FailedPrecondition, "volume %s is not staged at %s; stage it first", id, stagingPath)
+		return nil, backend.Errorf(backend.FailedPrecondition, "volume %s is not staged at %s; stage it first", id, stagingPath)
 	}
 	if rec.Volume != id.String() {
-		return "", false, backend.Errorf(backend.FailedPrecondition, "staging path %s holds volume %s, not %s", stagingPath, rec.Volume, id)
+		return nil, backend.Errorf(backend.FailedPrecondition, "staging path %s holds volume %s, not %s", stagingPath, rec.Volume, id)
+	}
+	same, err := s.sameBoot(rec)
+	if err != nil {
+		return nil, err
+	}
+	if !same {
+		return nil, backend.Errorf(backend.FailedPrecondition, "volume %s was staged at %s before the node restarted; its device is gone or another's: stage it again", id, stagingPath)
+	}
+	return rec, nil
+}
+
+func (s *Stager) PublishSource(ctx context.Context, id volid.Volume, stagingPath string) (string, bool, error) {
+	rec, err := s.staged(id, stagingPath)
+	if err != nil {
+		return "", false, err
 	}
 	if rec.Block {
 		return rec.Device, true, nil
@@ -291,16 +482,16 @@ func (s *Stager) PublishSource(ctx context.Context, id volid.Volume, stagingPath
 }
 
 func (s *Stager) ExpandVolume(ctx context.Context, id volid.Volume, stagingPath string, requiredBytes int64) (int64, error) {
-	rec, err := readRecord(stagingPath)
+	rec, err := s.staged(id, stagingPath)
 	if err != nil {
 		return 0, err
-	}
-	if rec == nil || rec.Device == "" {
-		return 0, backend.Errorf(backend.FailedPrecondition, "volume %s is not staged at %s", id, stagingPath)
 	}
 	a, ok := s.attachers[rec.Strategy]
 	if !ok {
 		return 0, backend.Errorf(backend.Internal, "attach record names unknown strategy %q", rec.Strategy)
+	}
+	if err := a.Verify(ctx, rec.Image, stagingPath, rec.attachment); err != nil {
+		return 0, backend.Errorf(backend.FailedPrecondition, "volume %s: %v; unstage and stage it again", id, err)
 	}
 	if err := a.Refresh(ctx, rec.attachment, requiredBytes); err != nil {
 		return 0, backend.Errorf(backend.Internal, "refresh device size: %v", err)
@@ -323,20 +514,37 @@ func (s *Stager) ExpandVolume(ctx context.Context, id volid.Volume, stagingPath 
 	return size, nil
 }
 
-// Repair reports a staged volume whose device lost its image (a killed rbd-fuse). It does not
-// re-attach under a live filesystem: publish bind mounts still hold the old one, and a second
-// mount of the same filesystem from a new device would corrupt it.
+// Repair reports a staged volume whose device no longer is its image (a killed rbd-fuse, a
+// device renumbered behind the plugin's back). It does not re-attach under a live
+// filesystem: publish bind mounts still hold the old one, and a second mount of the same
+// filesystem from a new device would corrupt it. A stage that a crash cut short is undone,
+// which frees the mappings it may have leaked; stray key files go.
 func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string) error {
 	rec, err := readRecord(stagingPath)
-	if err != nil || rec == nil || rec.Device == "" {
+	if err != nil {
+		return err
+	}
+	if err := ceph.RemoveKeyFiles(stagingPath); err != nil {
+		return backend.Errorf(backend.Internal, "%v", err)
+	}
+	if rec == nil || rec.Volume != id.String() {
+		return nil
+	}
+	if rec.Device == "" {
+		return s.undo(ctx, stagingPath, rec)
+	}
+	if rec, err = s.staged(id, stagingPath); err != nil {
 		return err
 	}
 	a, ok := s.attachers[rec.Strategy]
 	if !ok {
 		return nil
 	}
-	if err := a.Check(rec.attachment); err != nil {
+	if err := a.Verify(ctx, rec.Image, stagingPath, rec.attachment); err != nil {
 		return backend.Errorf(backend.FailedPrecondition, "volume %s: %v; the node cannot reach the image any more — delete the pod so the volume is unstaged and staged again", id, err)
+	}
+	if src := s.mountSource(fsPath(stagingPath)); !rec.Block && src != "" && src != rec.Device {
+		return backend.Errorf(backend.FailedPrecondition, "volume %s: %s is mounted from %s, not from its device %s; unstage it", id, fsPath(stagingPath), src, rec.Device)
 	}
 	return nil
 }

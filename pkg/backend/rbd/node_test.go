@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
@@ -66,64 +65,12 @@ func TestStrategySelection(t *testing.T) {
 	}
 }
 
-// fuseNode fakes a node where rbd-fuse "mounts" by creating the image file and losetup hands
-// out /dev/loop7.
+// fuseNode fakes a node where rbd-fuse "mounts" by creating the image file and starting a
+// daemon, and losetup hands out loop devices.
 func fuseNode(t *testing.T) (*Stager, *mounter.FakeExec, string) {
 	t.Helper()
-	m, fm, fe := mounter.NewFake()
-	// Unmounting the fake rbd-fuse takes its image file away, as the real one does.
-	fm.UnmountFunc = func(path string) error {
-		if filepath.Base(path) == fuseDirName {
-			entries, _ := os.ReadDir(path)
-			for _, e := range entries {
-				os.Remove(filepath.Join(path, e.Name()))
-			}
-		}
-		return nil
-	}
-	loops := map[string]string{}
-	fe.Handler = func(name string, args ...string) ([]byte, error) {
-		switch name {
-		case "rbd-fuse":
-			dir := args[0]
-			var img string
-			for i, a := range args {
-				if a == "-r" {
-					img = args[i+1]
-				}
-			}
-			if err := os.WriteFile(filepath.Join(dir, img), make([]byte, 1<<20), 0o600); err != nil {
-				return nil, err
-			}
-			return nil, fm.Mount("rbd-fuse", dir, "fuse.rbd-fuse", nil)
-		case "losetup":
-			switch args[0] {
-			case "--find":
-				loops["/dev/loop7"] = args[2]
-				return []byte("/dev/loop7\n"), nil
-			case "--list":
-				var out []string
-				for d, f := range loops {
-					out = append(out, d+" "+f)
-				}
-				return []byte(strings.Join(out, "\n")), nil
-			case "--detach":
-				delete(loops, args[1])
-			}
-		case "blockdev":
-			if args[0] == "--getro" {
-				return []byte("0\n"), nil
-			}
-			return []byte("1048576\n"), nil
-		}
-		return nil, nil
-	}
-	s, err := newStager(testBackend("rbd-fuse"), m, t.TempDir(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.attachers[MounterFuse].(*fuseAttacher).sizeWait = 100 * time.Millisecond
-	return s, fe, t.TempDir()
+	k := newFakeKernel(t)
+	return k.stager(MounterFuse), k.fe, t.TempDir()
 }
 
 func TestStageUnstageRecord(t *testing.T) {
@@ -140,7 +87,7 @@ func TestStageUnstageRecord(t *testing.T) {
 	if err != nil || rec == nil {
 		t.Fatalf("record: %+v %v", rec, err)
 	}
-	if rec.Strategy != "rbd-fuse" || rec.Device != "/dev/loop7" || rec.FuseMount != filepath.Join(staging, "rbd-fuse") || rec.Image.Namespace != "team-a" || rec.FsType != "ext4" {
+	if rec.Strategy != "rbd-fuse" || rec.Device != "/dev/loop0" || rec.BootID != testBoot || rec.FuseMount != filepath.Join(staging, "rbd-fuse") || rec.Image.Namespace != "team-a" || rec.FsType != "ext4" {
 		t.Fatalf("record %+v", rec)
 	}
 	if mounted, _ := s.m.IsMounted(fsPath(staging)); !mounted {
@@ -193,7 +140,7 @@ func TestStageUnstageRecord(t *testing.T) {
 	if entries, _ := os.ReadDir(staging); len(entries) != 0 {
 		t.Fatalf("staging not empty after unstage: %v", entries)
 	}
-	if !strings.Contains(strings.Join(fe.Commands(), "\n"), "losetup --detach /dev/loop7") {
+	if !strings.Contains(strings.Join(fe.Commands(), "\n"), "losetup --detach /dev/loop0") {
 		t.Fatalf("loop device not detached: %v", fe.Commands())
 	}
 	if _, _, err := s.PublishSource(ctx, id, staging); backend.CodeOf(err) != backend.FailedPrecondition {
@@ -218,7 +165,7 @@ func TestStageBlockAndMissingSecret(t *testing.T) {
 	if err := s.StageVolume(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if src, block, err := s.PublishSource(ctx, id, staging); err != nil || !block || src != "/dev/loop7" {
+	if src, block, err := s.PublishSource(ctx, id, staging); err != nil || !block || src != "/dev/loop0" {
 		t.Fatalf("block source %s %v %v", src, block, err)
 	}
 	fsReq := *req
@@ -251,8 +198,8 @@ func TestRepairReportsDeadFuse(t *testing.T) {
 func TestKRBDAttachCommand(t *testing.T) {
 	m, _, fe := mounter.NewFake()
 	fe.Handler = func(name string, args ...string) ([]byte, error) { return []byte("/dev/rbd3\n"), nil }
-	a := &cliAttacher{cluster: testBackend("").RBD.CephCluster, m: m, tool: "rbd"}
-	at, err := a.Attach(context.Background(), imageSpec{Pool: "rbd", Namespace: "t", Image: "csi-vol-x"}, t.TempDir(), credsForTest())
+	a := newKRBDAttacher(testBackend("").RBD.CephCluster, m, t.TempDir())
+	at, err := a.Attach(context.Background(), imageSpec{Pool: "rbd", Namespace: "t", Image: "csi-vol-x"}, t.TempDir(), credsForTest(), attachOptions{})
 	if err != nil || at.Device != "/dev/rbd3" {
 		t.Fatalf("attach %+v %v", at, err)
 	}

@@ -58,7 +58,7 @@ func purgeTrashed(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) 
 // dropTemporarySnaps removes the temporary snapshots clones of the volume were made from,
 // and refuses a volume that still has CSI snapshots: they live on the image. Snapshots in
 // librbd's trash namespace (removed while a clone still counted on them) go with the image.
-func dropTemporarySnaps(conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume, snaps []librbd.SnapInfo) error {
+func dropTemporarySnaps(ctx context.Context, conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume, snaps []librbd.SnapInfo) error {
 	if len(snaps) == 0 {
 		return nil
 	}
@@ -89,7 +89,7 @@ func dropTemporarySnaps(conn *rados.Conn, io *rados.IOContext, name string, id v
 	}
 	defer img.Close()
 	for _, s := range tmpSnaps {
-		if err := removeSnap(conn, img, s); err != nil {
+		if err := removeSnap(ctx, conn, img, s); err != nil {
 			return err
 		}
 	}

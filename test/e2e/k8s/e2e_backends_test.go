@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -22,6 +24,10 @@ import (
 
 // The storage side of the end-to-end test: where each backend keeps a tenant's volumes, read
 // with the Ceph CLIs and the OneFS simulator's API, never through the driver.
+
+// publishRecord is the image / subvolume metadata key in which ControllerPublishVolume
+// records node-1's grant on RBD and CephFS ("rw" or "ro"; pkg/backend PublishRecordKey).
+const publishRecord = "shiphold.node." + e2eNodeName
 
 // cephCLI runs ceph or rbd against the local cluster and returns stdout.
 func cephCLI(ctx context.Context, conf, tool string, args ...string) ([]byte, error) {
@@ -84,6 +90,39 @@ func rbdChecks(b *e2eBackend, conf, pool string) {
 			return 0, err
 		}
 		return info.Size, nil
+	}
+	b.attachment = func(ctx context.Context, tenant, hash string) (string, error) {
+		image := pool + "/" + tenant + "/csi-vol-" + hash
+		out, err := cephCLI(ctx, conf, "rbd", "image-meta", "list", "--format", "json", image)
+		if err != nil {
+			return "", err
+		}
+		meta := map[string]string{}
+		if len(bytes.TrimSpace(out)) > 0 { // no metadata at all prints nothing
+			if err := json.Unmarshal(out, &meta); err != nil {
+				return "", fmt.Errorf("rbd image-meta list %s: %w: %s", image, err, out)
+			}
+		}
+		return meta[publishRecord], nil
+	}
+	b.snapshot = func(ctx context.Context, tenant, hash, snapHash string) error {
+		image := pool + "/" + tenant + "/csi-vol-" + hash
+		out, err := cephCLI(ctx, conf, "rbd", "snap", "ls", "--format", "json", image)
+		if err != nil {
+			return err
+		}
+		var snaps []struct{ Name string }
+		if err := json.Unmarshal(out, &snaps); err != nil {
+			return err
+		}
+		var names []string
+		for _, s := range snaps {
+			if s.Name == "csi-snap-"+snapHash {
+				return nil
+			}
+			names = append(names, s.Name)
+		}
+		return fmt.Errorf("no snapshot csi-snap-%s of image %s (rbd snap ls: %v)", snapHash, image, names)
 	}
 	b.leftovers = func(ctx context.Context) ([]string, error) {
 		var left []string
@@ -159,6 +198,37 @@ func cephfsChecks(b *e2eBackend, conf, fs, prefix string) {
 		}
 		return q, nil
 	}
+	b.attachment = func(ctx context.Context, tenant, hash string) (string, error) {
+		group := prefix + tenant
+		out, err := cephCLI(ctx, conf, "ceph", "fs", "subvolume", "metadata", "ls", fs, "csi-vol-"+hash, "--group_name", group, "--format", "json")
+		if err != nil {
+			return "", err
+		}
+		meta := map[string]string{}
+		if err := json.Unmarshal(out, &meta); err != nil {
+			return "", fmt.Errorf("subvolume metadata of %s/csi-vol-%s: %w: %s", group, hash, err, out)
+		}
+		return meta[publishRecord], nil
+	}
+	b.snapshot = func(ctx context.Context, tenant, hash, snapHash string) error {
+		group, sub := prefix+tenant, "csi-vol-"+hash
+		out, err := cephCLI(ctx, conf, "ceph", "fs", "subvolume", "snapshot", "ls", fs, sub, "--group_name", group, "--format", "json")
+		if err != nil {
+			return err
+		}
+		var snaps []struct{ Name string }
+		if err := json.Unmarshal(out, &snaps); err != nil {
+			return err
+		}
+		var names []string
+		for _, s := range snaps {
+			if s.Name == "csi-snap-"+snapHash {
+				return nil
+			}
+			names = append(names, s.Name)
+		}
+		return fmt.Errorf("no snapshot csi-snap-%s of subvolume %s/%s (subvolume snapshot ls: %v)", snapHash, group, sub, names)
+	}
 	b.leftovers = func(ctx context.Context) ([]string, error) {
 		var left []string
 		for _, ns := range e2eTenants {
@@ -192,6 +262,7 @@ func cephfsChecks(b *e2eBackend, conf, fs, prefix string) {
 
 // isilonChecks: a tenant's volumes are directories <isiPath>/<tenant>/csi-vol-<hash> with a
 // hard directory quota and an NFS export; snapshots are OneFS snapshots csi-snap-<hash>.
+// Everything is read through the simulator's Platform API, as from an array.
 func isilonChecks(b *e2eBackend, sim *harness.OneFS, cfg *config.Isilon) error {
 	user, pass, err := credentialsFile(cfg.CredentialsFile)
 	if err != nil {
@@ -214,6 +285,28 @@ func isilonChecks(b *e2eBackend, sim *harness.OneFS, cfg *config.Isilon) error {
 		}
 		return json.Unmarshal(body, into)
 	}
+	// list reads every page of a Platform API collection: OneFS pages long lists and hands
+	// out a resume token, which must then be the only query parameter.
+	list := func(ctx context.Context, p, key string) ([]json.RawMessage, error) {
+		var all []json.RawMessage
+		for next := p; ; {
+			var page map[string]json.RawMessage
+			if err := papi(ctx, next, &page); err != nil {
+				return nil, err
+			}
+			var items []json.RawMessage
+			if err := json.Unmarshal(page[key], &items); err != nil {
+				return nil, fmt.Errorf("GET %s: %q: %w", next, key, err)
+			}
+			all = append(all, items...)
+			var resume string
+			if r := page["resume"]; len(r) == 0 || json.Unmarshal(r, &resume) != nil || resume == "" {
+				return all, nil
+			}
+			base, _, _ := strings.Cut(p, "?")
+			next = base + "?resume=" + url.QueryEscape(resume)
+		}
+	}
 	type quota struct {
 		ID         string `json:"id"`
 		Path       string `json:"path"`
@@ -222,8 +315,29 @@ func isilonChecks(b *e2eBackend, sim *harness.OneFS, cfg *config.Isilon) error {
 		} `json:"thresholds"`
 	}
 	quotas := func(ctx context.Context) ([]quota, error) {
-		var r struct{ Quotas []quota }
-		return r.Quotas, papi(ctx, "/platform/1/quota/quotas", &r)
+		raw, err := list(ctx, "/platform/1/quota/quotas", "quotas")
+		return decodeAll[quota](raw, err)
+	}
+	type export struct {
+		ID              int64    `json:"id"`
+		Paths           []string `json:"paths"`
+		Clients         []string `json:"clients"`
+		ReadOnlyClients []string `json:"read_only_clients"`
+		ReadWrite       []string `json:"read_write_clients"`
+		RootClients     []string `json:"root_clients"`
+	}
+	exports := func(ctx context.Context, ifsPath string) ([]export, error) {
+		q := url.Values{"zone": {cfg.AccessZone}}
+		if ifsPath != "" {
+			q.Set("path", ifsPath)
+		}
+		raw, err := list(ctx, "/platform/2/protocols/nfs/exports?"+q.Encode(), "exports")
+		return decodeAll[export](raw, err)
+	}
+	type snapshot struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+		Path string `json:"path"`
 	}
 	volPath := func(tenant, hash string) string { return path.Join(cfg.IsiPath, tenant, "csi-vol-"+hash) }
 	realDir := func(ifs string) string { return filepath.Join(sim.Root, strings.TrimPrefix(ifs, "/ifs")) }
@@ -259,24 +373,43 @@ func isilonChecks(b *e2eBackend, sim *harness.OneFS, cfg *config.Isilon) error {
 		}
 		return 0, fmt.Errorf("volume directory %s has no quota", p)
 	}
-	b.attached = func(ctx context.Context, tenant, hash string) error {
+	// The grant of an NFS volume is the node's address among its export's clients.
+	b.attachment = func(ctx context.Context, tenant, hash string) (string, error) {
 		p := volPath(tenant, hash)
-		var seen []string
-		for _, e := range sim.Server.Exports() {
+		es, err := exports(ctx, p)
+		if err != nil {
+			return "", err
+		}
+		if len(es) == 0 {
+			return "", fmt.Errorf("no export of %s in zone %s", p, cfg.AccessZone)
+		}
+		mode := ""
+		for _, e := range es {
 			if !slices.Contains(e.Paths, p) {
-				continue
+				return "", fmt.Errorf("GET exports?path=%s returned export %d of %v", p, e.ID, e.Paths)
 			}
-			for _, l := range [][]string{e.Clients, e.RootClients, e.ReadWriteClients} {
-				if slices.Contains(l, e2eNodeAddr) {
-					return nil
-				}
+			switch {
+			case slices.Contains(e.Clients, e2eNodeAddr) || slices.Contains(e.ReadWrite, e2eNodeAddr) || slices.Contains(e.RootClients, e2eNodeAddr):
+				mode = "rw"
+			case slices.Contains(e.ReadOnlyClients, e2eNodeAddr) && mode == "":
+				mode = "ro"
 			}
-			seen = append(seen, fmt.Sprintf("export %d clients %v root_clients %v read_write_clients %v", e.ID, e.Clients, e.RootClients, e.ReadWriteClients))
 		}
-		if len(seen) == 0 {
-			return fmt.Errorf("no export of %s on the simulator", p)
+		return mode, nil
+	}
+	b.snapshot = func(ctx context.Context, tenant, hash, snapHash string) error {
+		name := "csi-snap-" + snapHash
+		var r struct{ Snapshots []snapshot }
+		if err := papi(ctx, "/platform/1/snapshot/snapshots/"+name, &r); err != nil {
+			return err
 		}
-		return fmt.Errorf("the node address %s is not a client of the export of %s: %s", e2eNodeAddr, p, strings.Join(seen, "; "))
+		if len(r.Snapshots) != 1 {
+			return fmt.Errorf("GET snapshot %s: %d snapshots", name, len(r.Snapshots))
+		}
+		if got, want := path.Clean(r.Snapshots[0].Path), volPath(tenant, hash); got != want {
+			return fmt.Errorf("snapshot %s (id %d) is of %s, want the source volume %s", name, r.Snapshots[0].ID, got, want)
+		}
+		return nil
 	}
 	b.leftovers = func(ctx context.Context) ([]string, error) {
 		var left []string
@@ -289,7 +422,11 @@ func isilonChecks(b *e2eBackend, sim *harness.OneFS, cfg *config.Isilon) error {
 				left = append(left, "directory "+path.Join(cfg.IsiPath, ns, e.Name()))
 			}
 		}
-		for _, e := range sim.Server.Exports() {
+		es, err := exports(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es {
 			for _, p := range e.Paths {
 				if inTenants(p) {
 					left = append(left, fmt.Sprintf("export %d of %s", e.ID, p))
@@ -305,17 +442,12 @@ func isilonChecks(b *e2eBackend, sim *harness.OneFS, cfg *config.Isilon) error {
 				left = append(left, fmt.Sprintf("quota %s of %s", q.ID, q.Path))
 			}
 		}
-		var snaps struct {
-			Snapshots []struct {
-				ID   int64  `json:"id"`
-				Name string `json:"name"`
-				Path string `json:"path"`
-			}
-		}
-		if err := papi(ctx, "/platform/1/snapshot/snapshots", &snaps); err != nil {
+		raw, err := list(ctx, "/platform/1/snapshot/snapshots", "snapshots")
+		snaps, err := decodeAll[snapshot](raw, err)
+		if err != nil {
 			return nil, err
 		}
-		for _, s := range snaps.Snapshots {
+		for _, s := range snaps {
 			if inTenants(s.Path) || strings.HasPrefix(s.Name, "csi-snap-") {
 				left = append(left, fmt.Sprintf("snapshot %d %s of %s", s.ID, s.Name, s.Path))
 			}
@@ -324,4 +456,18 @@ func isilonChecks(b *e2eBackend, sim *harness.OneFS, cfg *config.Isilon) error {
 	}
 	b.purge = func(context.Context) {} // the simulator and its directory end with the test
 	return nil
+}
+
+// decodeAll decodes the items of a Platform API list.
+func decodeAll[T any](raw []json.RawMessage, err error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, len(raw))
+	for i, r := range raw {
+		if err := json.Unmarshal(r, &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

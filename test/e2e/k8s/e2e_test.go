@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/yaml"
 
+	"github.com/shiphold/shiphold/pkg/backend/isilon"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/test/harness"
 )
@@ -62,8 +63,11 @@ type e2eBackend struct {
 	// volume reports the size of volume <hash> in tenant's place on the backend, or an error
 	// when it is not there.
 	volume func(ctx context.Context, tenant, hash string) (int64, error)
-	// attached checks the storage side of ControllerPublish (nil: nothing to check).
-	attached func(ctx context.Context, tenant, hash string) error
+	// attachment reads the storage's record of node-1's access to volume <hash>: "rw", "ro",
+	// or "" when the storage holds none (RBD and CephFS publish records, Isilon export clients).
+	attachment func(ctx context.Context, tenant, hash string) (string, error)
+	// snapshot checks that the storage holds snapshot <snapHash> taken of volume <hash>.
+	snapshot func(ctx context.Context, tenant, hash, snapHash string) error
 	// leftovers lists what remains of the test's tenants on the backend.
 	leftovers func(ctx context.Context) ([]string, error)
 	// purge removes what remains, best-effort.
@@ -75,8 +79,11 @@ type e2eVol struct {
 	ns                   string
 	pvc, pv, hash        string
 	va                   string
+	data                 string // written through the node plugin before the snapshot
 	snap, content        string
 	restored, restoredPV string
+	restoredHash         string
+	restoredVA           string
 }
 
 func TestE2EControlPlane(t *testing.T) {
@@ -115,6 +122,10 @@ func TestE2EControlPlane(t *testing.T) {
 	ceph := harness.LocalCeph(t)
 	cephKey, err := keyringKey(ceph.Credentials.KeyringFile)
 	harness.Require(t, "local Ceph admin key", err == nil, fmt.Sprint(err))
+	// The node steps stage volumes as the kubelet would: FUSE clients, loop devices, mounts.
+	harness.RequireRoot(t, "staging volumes through the node plugin")
+	harness.RequireCommand(t, "ceph-fuse", "apt-get install ceph-fuse, or hack/install-deps.sh")
+	harness.RequireCommand(t, "rbd-fuse", "apt-get install rbd-fuse, or hack/install-deps.sh")
 	sim := harness.StartOneFS(t)
 
 	var cfg config.Config
@@ -182,7 +193,9 @@ func TestE2EControlPlane(t *testing.T) {
 	}
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0])
 	driverLog := filepath.Join(outDir, "e2e-driver.log")
-	drv, err := startDriverProcess(bin, driverLog,
+	// No NFS client in this kernel: the node plugin mounts the simulator's exports through
+	// the test-only stand-in, which still refuses a node the export does not list.
+	drv, err := startDriverProcess(bin, driverLog, []string{isilon.StandInEnv + "=" + sim.Root},
 		"--endpoint=unix://"+sock, "--nodeid="+e2eNodeName, "--node-address="+e2eNodeAddr,
 		"--mode=all", "--config="+cfgPath, "--drivername="+e2eDriverName,
 		fmt.Sprintf("--metrics-address=127.0.0.1:%d", ports[0]),
@@ -200,6 +213,11 @@ func TestE2EControlPlane(t *testing.T) {
 		t.Fatalf("driver did not come up: %v\n%s", err, tail(driverLog, 30))
 	}
 	t.Logf("driver %s up, NodeGetInfo node ID %q, log %s", bin, nodeID, driverLog)
+	nodeConn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nodeConn.Close() })
 
 	// --- the control plane, sidecars on the driver's socket
 	start := time.Now()
@@ -215,6 +233,7 @@ func TestE2EControlPlane(t *testing.T) {
 	})
 	t.Logf("control plane up in %s", time.Since(start).Round(time.Millisecond))
 	k := &kube{c: c, t: t}
+	node := &nodePlugin{node: csi.NewNodeClient(nodeConn), kubelet: filepath.Join(work, "kubelet"), k: k}
 
 	// --- what users apply: namespace, CSIDriver, the classes unchanged, and the secrets
 	for _, f := range []string{"namespace.yaml", "csidriver.yaml", "storageclass-rbd.yaml", "storageclass-cephfs.yaml",
@@ -294,7 +313,7 @@ spec:
 		return err == nil
 	}
 	for _, b := range backends {
-		runBackend(ctx, k, b, report)
+		runBackend(ctx, k, node, b, report)
 	}
 
 	// --- metrics
@@ -319,7 +338,7 @@ spec:
 
 // runBackend walks one backend through the steps in both tenant namespaces. A failed step
 // fails the ones that need it; "deleted" always runs and cleans up what exists.
-func runBackend(ctx context.Context, k *kube, b *e2eBackend, report func(*e2eBackend, string, error) bool) {
+func runBackend(ctx context.Context, k *kube, n *nodePlugin, b *e2eBackend, report func(*e2eBackend, string, error) bool) {
 	vols := make([]*e2eVol, len(e2eTenants))
 	for i, ns := range e2eTenants {
 		vols[i] = &e2eVol{ns: ns, pvc: "data-" + b.label, snap: "snap-" + b.label, restored: "restored-" + b.label}
@@ -341,8 +360,9 @@ func runBackend(ctx context.Context, k *kube, b *e2eBackend, report func(*e2eBac
 	step("bound", func() error { return stepBound(ctx, k, b, vols) })
 	step("attached", func() error { return stepAttached(ctx, k, b, vols) })
 	step("expanded", func() error { return stepExpanded(ctx, k, b, vols) })
+	step("written", func() error { return stepWritten(ctx, n, vols) })
 	step("snapshot", func() error { return stepSnapshot(ctx, k, b, vols) })
-	step("restored", func() error { return stepRestored(ctx, k, b, vols) })
+	step("restored", func() error { return stepRestored(ctx, k, n, b, vols) })
 	blocked = ""
 	step("deleted", func() error { return stepDeleted(ctx, k, b, vols) })
 }
@@ -401,48 +421,78 @@ func checkPV(ctx context.Context, k *kube, b *e2eBackend, ns, pv string) (string
 	return f[4], nil
 }
 
+// stepAttached attaches every volume to node-1 through a VolumeAttachment (the csi-attacher
+// calls ControllerPublishVolume) and reads the grant back from the storage.
 func stepAttached(ctx context.Context, k *kube, b *e2eBackend, vols []*e2eVol) error {
 	for _, v := range vols {
 		v.va = vaName(v.pv)
-		if _, err := k.apply(ctx, fmt.Sprintf(`apiVersion: storage.k8s.io/v1
+		if err := createAttachment(ctx, k, v.va, v.pv); err != nil {
+			return err
+		}
+	}
+	for _, v := range vols {
+		if err := waitAttached(ctx, k, b, v.va, v.ns, v.hash); err != nil {
+			return fmt.Errorf("%s/%s: %w", v.ns, v.pvc, err)
+		}
+	}
+	return nil
+}
+
+func createAttachment(ctx context.Context, k *kube, va, pv string) error {
+	_, err := k.apply(ctx, fmt.Sprintf(`apiVersion: storage.k8s.io/v1
 kind: VolumeAttachment
 metadata: {name: %s}
 spec:
   attacher: %s
   nodeName: %s
   source: {persistentVolumeName: %s}
-`, v.va, e2eDriverName, e2eNodeName, v.pv)); err != nil {
-			return err
+`, va, e2eDriverName, e2eNodeName, pv))
+	return err
+}
+
+// waitAttached waits for status.attached of a VolumeAttachment, then requires the storage to
+// show node-1's read-write grant on volume <hash>.
+func waitAttached(ctx context.Context, k *kube, b *e2eBackend, va, tenant, hash string) error {
+	err := poll(ctx, 3*time.Minute, func() (bool, string, error) {
+		var obj struct {
+			Status struct {
+				Attached    bool `json:"attached"`
+				AttachError *struct {
+					Message string `json:"message"`
+				} `json:"attachError"`
+			} `json:"status"`
 		}
+		if err := k.getJSON(ctx, &obj, "get", "volumeattachment", va); err != nil {
+			return false, err.Error(), nil
+		}
+		if obj.Status.Attached {
+			return true, "", nil
+		}
+		if obj.Status.AttachError != nil {
+			return false, "attachError: " + obj.Status.AttachError.Message, nil
+		}
+		return false, "status.attached is false", nil
+	})
+	if err != nil {
+		return fmt.Errorf("VolumeAttachment %s: %w", va, err)
 	}
+	mode, err := b.attachment(ctx, tenant, hash)
+	if err != nil {
+		return fmt.Errorf("VolumeAttachment %s is attached, but the storage: %w", va, err)
+	}
+	if mode != "rw" {
+		return fmt.Errorf("VolumeAttachment %s is attached, but the storage records %q for %s, want \"rw\"", va, mode, e2eNodeName)
+	}
+	return nil
+}
+
+// stepWritten writes a file into every volume through the node plugin (stage, publish,
+// write, unpublish, unstage), for the restored volumes to show.
+func stepWritten(ctx context.Context, n *nodePlugin, vols []*e2eVol) error {
 	for _, v := range vols {
-		err := poll(ctx, 3*time.Minute, func() (bool, string, error) {
-			var va struct {
-				Status struct {
-					Attached    bool `json:"attached"`
-					AttachError *struct {
-						Message string `json:"message"`
-					} `json:"attachError"`
-				} `json:"status"`
-			}
-			if err := k.getJSON(ctx, &va, "get", "volumeattachment", v.va); err != nil {
-				return false, err.Error(), nil
-			}
-			if va.Status.Attached {
-				return true, "", nil
-			}
-			if va.Status.AttachError != nil {
-				return false, "attachError: " + va.Status.AttachError.Message, nil
-			}
-			return false, "status.attached is false", nil
-		})
-		if err != nil {
-			return fmt.Errorf("VolumeAttachment %s (%s/%s): %w", v.va, v.ns, v.pvc, err)
-		}
-		if b.attached != nil {
-			if err := b.attached(ctx, v.ns, v.hash); err != nil {
-				return fmt.Errorf("%s/%s: %w", v.ns, v.pvc, err)
-			}
+		v.data = fmt.Sprintf("written through node-1 into %s/%s (%s) at %s\n", v.ns, v.pvc, v.pv, time.Now().Format(time.RFC3339Nano))
+		if err := n.withVolume(ctx, v.pv, v.va, func(dir string) error { return writeData(dir, v.data) }); err != nil {
+			return fmt.Errorf("%s/%s: %w", v.ns, v.pvc, err)
 		}
 	}
 	return nil
@@ -549,11 +599,31 @@ spec:
 		if err != nil {
 			return fmt.Errorf("VolumeSnapshot %s/%s: %w", v.ns, v.snap, err)
 		}
+		if err := checkSnapshot(ctx, k, b, v); err != nil {
+			return fmt.Errorf("VolumeSnapshot %s/%s: %w", v.ns, v.snap, err)
+		}
 	}
 	return nil
 }
 
-func stepRestored(ctx context.Context, k *kube, b *e2eBackend, vols []*e2eVol) error {
+// checkSnapshot requires the snapshot handle of the bound content to name the source volume
+// and the storage to hold that snapshot, taken of that volume.
+func checkSnapshot(ctx context.Context, k *kube, b *e2eBackend, v *e2eVol) error {
+	handle, err := k.run(ctx, "get", "volumesnapshotcontent", v.content, "-o", "jsonpath={.status.snapshotHandle}")
+	if err != nil {
+		return err
+	}
+	// s1:<backend>:<tenant>:<location>:<volume hash>:<snapshot hash>
+	f := strings.Split(string(handle), ":")
+	if len(f) != 6 || f[0] != "s1" || f[1] != b.name || f[2] != v.ns || f[4] != v.hash || len(f[5]) != 16 {
+		return fmt.Errorf("content %s: snapshot handle %q, want s1:%s:%s:<location>:%s:<hash>", v.content, handle, b.name, v.ns, v.hash)
+	}
+	return b.snapshot(ctx, v.ns, v.hash, f[5])
+}
+
+// stepRestored restores every snapshot into a new PVC, attaches it and reads back through the
+// node plugin the file written before the snapshot.
+func stepRestored(ctx context.Context, k *kube, n *nodePlugin, b *e2eBackend, vols []*e2eVol) error {
 	for _, v := range vols {
 		if _, err := k.apply(ctx, pvcYAML(v.ns, v.restored, b.sc, b.access, e2eBigSize, v.snap)); err != nil {
 			return err
@@ -575,6 +645,23 @@ func stepRestored(ctx context.Context, k *kube, b *e2eBackend, vols []*e2eVol) e
 		if _, err := b.volume(ctx, v.ns, hash); err != nil {
 			return fmt.Errorf("%s/%s (restored): %w", v.ns, v.restored, err)
 		}
+		v.restoredHash = hash
+		// Nothing is attached to the new volume yet, whatever its source had.
+		if mode, err := b.attachment(ctx, v.ns, hash); err != nil || mode != "" {
+			return fmt.Errorf("%s/%s (restored, not attached yet): the storage records %q for %s (%v)", v.ns, v.restored, mode, e2eNodeName, err)
+		}
+		v.restoredVA = vaName(pv)
+		if err := createAttachment(ctx, k, v.restoredVA, pv); err != nil {
+			return err
+		}
+	}
+	for _, v := range vols {
+		if err := waitAttached(ctx, k, b, v.restoredVA, v.ns, v.restoredHash); err != nil {
+			return fmt.Errorf("%s/%s (restored): %w", v.ns, v.restored, err)
+		}
+		if err := n.withVolume(ctx, v.restoredPV, v.restoredVA, func(dir string) error { return checkData(dir, v.data) }); err != nil {
+			return fmt.Errorf("%s/%s (restored from %s): %w", v.ns, v.restored, v.snap, err)
+		}
 	}
 	return nil
 }
@@ -584,8 +671,10 @@ func stepDeleted(ctx context.Context, k *kube, b *e2eBackend, vols []*e2eVol) er
 	// 1. detach: the attacher calls ControllerUnpublishVolume and drops its finalizer
 	var vas []string
 	for _, v := range vols {
-		if v.va != "" {
-			vas = append(vas, v.va)
+		for _, va := range []string{v.va, v.restoredVA} {
+			if va != "" {
+				vas = append(vas, va)
+			}
 		}
 	}
 	if len(vas) > 0 {
@@ -595,6 +684,17 @@ func stepDeleted(ctx context.Context, k *kube, b *e2eBackend, vols []*e2eVol) er
 		for _, va := range vas {
 			if err := waitGone(ctx, k, 3*time.Minute, "", "volumeattachment", va); err != nil {
 				errs = append(errs, err)
+			}
+		}
+		// ControllerUnpublishVolume took the grants back on the storage.
+		for _, v := range vols {
+			for _, hash := range []string{v.hash, v.restoredHash} {
+				if hash == "" {
+					continue
+				}
+				if mode, err := b.attachment(ctx, v.ns, hash); err != nil || mode != "" {
+					errs = append(errs, fmt.Errorf("%s volume %s after detach: the storage records %q for %s (%v)", v.ns, hash, mode, e2eNodeName, err))
+				}
 			}
 		}
 	}
@@ -978,12 +1078,13 @@ func driverBinary(ctx context.Context, t *testing.T, root, dir string) (string, 
 	return bin, nil
 }
 
-func startDriverProcess(bin, logPath string, args ...string) (*process, error) {
+func startDriverProcess(bin, logPath string, env []string, args ...string) (*process, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()

@@ -41,6 +41,7 @@ const (
 	ToolSnapshotter        = "csi-snapshotter"
 	ToolSnapshotController = "snapshot-controller"
 	ToolSnapshotCRDs       = "snapshot-crds"
+	ToolKubectl            = "kubectl"
 )
 
 // AllSidecars are the controller sidecars of deploy/kubernetes/controller.yaml.
@@ -245,12 +246,12 @@ func (c *Cluster) StartSidecars(ctx context.Context, csiAddress string, sidecars
 	return nil
 }
 
-// Kubectl runs Debian's /usr/bin/kubectl (or $KUBECTL) against the cluster and returns its
-// stdout; a failure carries stderr.
+// Kubectl runs the cached kubectl of the control plane's version (or $KUBECTL) against the
+// cluster and returns its stdout; a failure carries stderr.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 	kubectl := os.Getenv("KUBECTL")
 	if kubectl == "" {
-		kubectl = "/usr/bin/kubectl"
+		kubectl = c.tools[ToolKubectl]
 	}
 	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
 	var stdout, stderr bytes.Buffer
@@ -483,6 +484,9 @@ func MissingTools(ctx context.Context, repoRoot string, opts Options) ([]string,
 		return nil, err
 	}
 	need := []string{ToolEtcd, ToolAPIServer, ToolControllerManager}
+	if os.Getenv("KUBECTL") == "" {
+		need = append(need, ToolKubectl)
+	}
 	if !opts.SkipSnapshots {
 		need = append(need, ToolSnapshotCRDs, ToolSnapshotController)
 	}
@@ -550,7 +554,7 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// filterSkewWarning drops kubectl's version-skew warning (Debian's 1.32 against 1.37).
+// filterSkewWarning drops kubectl's version-skew warning (a $KUBECTL of another version).
 func filterSkewWarning(s string) string {
 	var keep []string
 	for _, l := range strings.Split(s, "\n") {

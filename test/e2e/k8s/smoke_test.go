@@ -2,18 +2,21 @@ package k8s
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shiphold/shiphold/test/harness"
 )
 
 // TestControlPlaneSmoke_RealKubernetes starts the real control plane from the cached tools,
-// applies deploy/kubernetes with Debian's kubectl (the API server validates every object
+// applies deploy/kubernetes with kubectl (the API server validates every object
 // strictly) and provisions a PVC through the real csi-provisioner against a fake CSI
-// controller. It skips when the tools are not built, unless SHIPHOLD_E2E_K8S=1 (CI), where
-// missing tools fail it.
+// controller. The tools are a prerequisite (requireTools): hack/e2e.sh builds them first and
+// runs this test after, so its result does not depend on the state of the tools cache.
 func TestControlPlaneSmoke_RealKubernetes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane; not in -short")
@@ -158,22 +161,18 @@ func (l testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// requireTools skips the test when the cached control-plane tools or kubectl are missing,
-// or fails it when SHIPHOLD_E2E_K8S=1 says they must be there.
+// requireTools requires the cached control-plane tools, kubectl among them (harness.Require:
+// a skip, or a failure under SHIPHOLD_REQUIRE_STACK=1 as hack/e2e.sh sets).
 func requireTools(ctx context.Context, t *testing.T, root string, opts Options) {
 	t.Helper()
 	missing, err := MissingTools(ctx, root, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(missing) > 0 {
-		msg := "k8s tools not built (" + strings.Join(missing, ", ") + "): run hack/k8s-tools.sh build"
-		if os.Getenv("SHIPHOLD_E2E_K8S") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if _, err := os.Stat("/usr/bin/kubectl"); err != nil && os.Getenv("KUBECTL") == "" {
-		t.Skip("no /usr/bin/kubectl (apt-get install kubernetes-client)")
+	harness.Require(t, "the control-plane tools ("+strings.Join(missing, ", ")+")", len(missing) == 0,
+		"build them with hack/k8s-tools.sh build (cached in $SHIPHOLD_TOOLS_CACHE or ~/.cache/shiphold/tools; 25-45 min cold)")
+	if k := os.Getenv("KUBECTL"); k != "" {
+		_, err := os.Stat(k)
+		harness.Require(t, "$KUBECTL", err == nil, fmt.Sprintf("%v: unset it to use the cached kubectl", err))
 	}
 }

@@ -32,6 +32,9 @@ func main() {
 		gConf      = flag.String("ganesha-conf", "", "file to write ganesha EXPORT blocks to (included by the ganesha main config)")
 		gPid       = flag.String("ganesha-pidfile", "", "ganesha.nfsd pid file; the process gets SIGHUP after each exports change")
 		quiet      = flag.Bool("quiet", false, "do not log requests")
+		pageSize   = flag.Int("page-size", onefssim.DefaultPageSize, "page size of lists asked without a limit")
+		copyDelay  = flag.Duration("copy-delay", 0, "artificial delay per file of a namespace copy")
+		enforce    = flag.Bool("enforce-hard-quotas", false, "fail writes past hard thresholds (needs --root on btrfs and root)")
 	)
 	flag.Parse()
 	if *root == "" {
@@ -50,6 +53,7 @@ func main() {
 	opts := onefssim.Options{
 		Root: *root, StateDir: *stateDir, Listen: *listen, User: *user, Password: pw,
 		SessionTimeout: *sessionTTL, Delay: *delay, Release: *release, Logger: logger,
+		PageSize: *pageSize, CopyDelay: *copyDelay, EnforceHardQuotas: *enforce,
 	}
 	if *gConf != "" {
 		opts.Ganesha = &onefssim.GaneshaOptions{ExportsFile: *gConf, PidFile: *gPid}

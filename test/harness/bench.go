@@ -1,0 +1,234 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+)
+
+// BenchSizes is what a benchmark does: serial create/delete pairs, then bursts of Burst
+// creates and Burst deletes, Concurrency at a time, of Bytes-sized volumes. Both sides of a
+// comparison use the same sizes.
+type BenchSizes struct {
+	Serial, Burst, Concurrency int
+	Bytes                      int64
+}
+
+// BenchSizesFromEnv reads SHIPHOLD_BENCH_SERIAL (default 50), SHIPHOLD_BENCH_BURST (128),
+// SHIPHOLD_BENCH_CONCURRENCY (32) and SHIPHOLD_BENCH_BYTES (1 GiB).
+func BenchSizesFromEnv(t testing.TB) BenchSizes {
+	t.Helper()
+	n := func(key string, def int64) int64 {
+		v := os.Getenv(key)
+		if v == "" {
+			return def
+		}
+		i, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || i <= 0 {
+			t.Fatalf("%s=%q: want a positive integer", key, v)
+		}
+		return i
+	}
+	return BenchSizes{
+		Serial:      int(n("SHIPHOLD_BENCH_SERIAL", 50)),
+		Burst:       int(n("SHIPHOLD_BENCH_BURST", 128)),
+		Concurrency: int(n("SHIPHOLD_BENCH_CONCURRENCY", 32)),
+		Bytes:       n("SHIPHOLD_BENCH_BYTES", 1<<30),
+	}
+}
+
+// BenchSide makes and removes one volume of the given size: through the driver's gRPC
+// endpoint, or with the raw storage calls. Create returns what Delete needs.
+type BenchSide struct {
+	Create func(ctx context.Context, name string) (string, error)
+	Delete func(ctx context.Context, handle string) error
+}
+
+// DriverSide creates and deletes volumes through the driver's gRPC endpoint, as the
+// external-provisioner does: CreateVolume with the StorageClass parameters, DeleteVolume by ID.
+func (d *Driver) DriverSide(params map[string]string, capability *csi.VolumeCapability, bytes int64) BenchSide {
+	cc := d.Controller()
+	return BenchSide{
+		Create: func(ctx context.Context, name string) (string, error) {
+			rsp, err := cc.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: name, Parameters: params,
+				CapacityRange: &csi.CapacityRange{RequiredBytes: bytes}, VolumeCapabilities: []*csi.VolumeCapability{capability}})
+			return rsp.GetVolume().GetVolumeId(), err
+		},
+		Delete: func(ctx context.Context, id string) error {
+			_, err := cc.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
+			return err
+		},
+	}
+}
+
+// Bench compares the driver with the raw storage calls doing the same work. Settle is
+// called before the serial run and before every burst, and must return only when the
+// storage has finished the background work of the deletes before it (CephFS purge queue,
+// RBD trash), so no phase is timed under another's backlog.
+type Bench struct {
+	Kind        string
+	Sizes       BenchSizes
+	Driver, Raw BenchSide
+	Settle      func(t testing.TB)
+	// Suffix is added to every line (the Isilon target and latency).
+	Suffix string
+}
+
+// serial holds one side's serial latencies.
+type serial struct {
+	create, delete, pair []time.Duration
+	createErrs, delErrs  int
+}
+
+// Run times both sides and prints the five bench lines; any failed operation fails the
+// test after the lines are printed.
+func (b *Bench) Run(t testing.TB, ctx context.Context) []string {
+	t.Helper()
+	b.Settle(t)
+	ours, raw := &serial{}, &serial{}
+	for i := 0; i < b.Sizes.Serial; i++ {
+		// Interleaved, so drift in the cluster weighs on both sides alike.
+		b.pair(t, ctx, b.Driver, fmt.Sprintf("bench-%d", i), ours)
+		b.pair(t, ctx, b.Raw, fmt.Sprintf("raw-%d", i), raw)
+	}
+	lines := []string{
+		b.latencyLine("create", ours.create, raw.create, ours.createErrs+raw.createErrs),
+		b.latencyLine("delete", ours.delete, raw.delete, ours.delErrs+raw.delErrs),
+		b.latencyLine("pair", ours.pair, raw.pair, ours.createErrs+raw.createErrs+ours.delErrs+raw.delErrs),
+	}
+	b.Settle(t)
+	oc, od, oe := b.burst(t, ctx, b.Driver, "burst")
+	b.Settle(t)
+	rc, rd, re := b.burst(t, ctx, b.Raw, "raw-burst")
+	b.Settle(t)
+	lines = append(lines,
+		b.rateLine("create", oc, rc, oe[0]+re[0]),
+		b.rateLine("delete", od, rd, oe[1]+re[1]))
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+	errs := ours.createErrs + raw.createErrs + ours.delErrs + raw.delErrs + oe[0] + oe[1] + re[0] + re[1]
+	if errs > 0 {
+		t.Errorf("bench %s: %d operations failed (logged above); the figures do not measure what they say", b.Kind, errs)
+	}
+	return lines
+}
+
+// pair creates and deletes one volume on one side, timing each.
+func (b *Bench) pair(t testing.TB, ctx context.Context, side BenchSide, name string, s *serial) {
+	start := time.Now()
+	h, err := side.Create(ctx, name)
+	created := time.Since(start)
+	if err != nil {
+		s.createErrs++
+		t.Logf("create %s: %v", name, err)
+		return
+	}
+	start = time.Now()
+	err = side.Delete(ctx, h)
+	deleted := time.Since(start)
+	if err != nil {
+		s.delErrs++
+		t.Logf("delete %s: %v", name, err)
+		return
+	}
+	s.create = append(s.create, created)
+	s.delete = append(s.delete, deleted)
+	s.pair = append(s.pair, created+deleted)
+}
+
+// burst creates Burst volumes Concurrency at a time, then deletes them the same way, and
+// returns both rates and the failures of each.
+func (b *Bench) burst(t testing.TB, ctx context.Context, side BenchSide, prefix string) (createRate, deleteRate float64, errs [2]int) {
+	handles := make([]string, b.Sizes.Burst)
+	createRate, errs[0] = b.parallel(t, func(i int) error {
+		h, err := side.Create(ctx, fmt.Sprintf("%s-%d", prefix, i))
+		handles[i] = h
+		return err
+	})
+	deleteRate, errs[1] = b.parallel(t, func(i int) error {
+		if handles[i] == "" {
+			return nil // its create failed and was counted
+		}
+		return side.Delete(ctx, handles[i])
+	})
+	return createRate, deleteRate, errs
+}
+
+// parallel runs op for 0..Burst-1 on Concurrency workers; the rate counts every operation.
+func (b *Bench) parallel(t testing.TB, op func(i int) error) (float64, int) {
+	var next, failed atomic.Int64
+	next.Store(-1)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < b.Sizes.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)); i < b.Sizes.Burst; i = int(next.Add(1)) {
+				if err := op(i); err != nil {
+					failed.Add(1)
+					t.Logf("burst %d: %v", i, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(b.Sizes.Burst) / time.Since(start).Seconds(), int(failed.Load())
+}
+
+func (b *Bench) latencyLine(op string, ours, raw []time.Duration, errs int) string {
+	p50, rawP50 := percentile(ours, 0.5), percentile(raw, 0.5)
+	return fmt.Sprintf("bench %s %s: p50=%s p99=%s raw_p50=%s ratio=%.2f errors=%d%s",
+		b.Kind, op, ms(p50), ms(percentile(ours, 0.99)), ms(rawP50), ratio(float64(p50), float64(rawP50)), errs, b.Suffix)
+}
+
+func (b *Bench) rateLine(op string, ours, raw float64, errs int) string {
+	return fmt.Sprintf("bench %s burst%d %s: volumes/s=%.1f raw_volumes/s=%.1f ratio=%.2f errors=%d%s",
+		b.Kind, b.Sizes.Concurrency, op, ours, raw, ratio(ours, raw), errs, b.Suffix)
+}
+
+// percentile is the nearest-rank percentile; NaN-free: no samples give 0.
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(math.Ceil(p*float64(len(s))))-1]
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
+
+// WaitFor polls done every 250ms until it reports true, failing the test after bound with
+// what it last said.
+func WaitFor(t testing.TB, what string, bound time.Duration, done func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		ok, state := done()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not done after %s: %s", what, bound, state)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}

@@ -1,0 +1,108 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// failures records Errorf instead of failing, to check what Run reports.
+type failures struct {
+	testing.TB
+	msgs []string
+}
+
+func (f *failures) Errorf(format string, args ...any) {
+	f.msgs = append(f.msgs, fmt.Sprintf(format, args...))
+}
+
+// fakeSide counts operations and the most it had in flight; with failCreates, the creates
+// of names ending in -3 (one serial, one burst) fail.
+type fakeSide struct {
+	creates, deletes, inFlight, maxInFlight atomic.Int64
+	failCreates                             bool
+	mu                                      sync.Mutex
+	names                                   []string
+}
+
+func (f *fakeSide) side() BenchSide {
+	enter := func() func() {
+		n := f.inFlight.Add(1)
+		for m := f.maxInFlight.Load(); n > m && !f.maxInFlight.CompareAndSwap(m, n); m = f.maxInFlight.Load() {
+		}
+		time.Sleep(time.Millisecond)
+		return func() { f.inFlight.Add(-1) }
+	}
+	return BenchSide{
+		Create: func(ctx context.Context, name string) (string, error) {
+			defer enter()()
+			f.creates.Add(1)
+			f.mu.Lock()
+			f.names = append(f.names, name)
+			f.mu.Unlock()
+			if f.failCreates && strings.HasSuffix(name, "-3") {
+				return "", errors.New("injected")
+			}
+			return "h-" + name, nil
+		},
+		Delete: func(ctx context.Context, h string) error {
+			defer enter()()
+			if !strings.HasPrefix(h, "h-") {
+				return fmt.Errorf("delete got handle %q", h)
+			}
+			f.deletes.Add(1)
+			return nil
+		},
+	}
+}
+
+// TestBenchMeasuresBothSidesAlike: both sides do the same number of creates and deletes at
+// the same concurrency, storage settles before every timed phase, the five lines keep
+// their documented format, and a failed operation shows in errors= and fails the run.
+func TestBenchMeasuresBothSidesAlike(t *testing.T) {
+	ours, raw := &fakeSide{failCreates: true}, &fakeSide{}
+	settles := 0
+	b := &Bench{Kind: "fake", Sizes: BenchSizes{Serial: 5, Burst: 16, Concurrency: 4, Bytes: 1 << 30},
+		Driver: ours.side(), Raw: raw.side(), Settle: func(testing.TB) { settles++ }, Suffix: " target=simulator"}
+	f := &failures{TB: t}
+	lines := b.Run(f, context.Background())
+	latency := regexp.MustCompile(`^bench fake (create|delete|pair): p50=[0-9.]+ms p99=[0-9.]+ms raw_p50=[0-9.]+ms ratio=[0-9.]+ errors=(\d+) target=simulator$`)
+	rate := regexp.MustCompile(`^bench fake burst4 (create|delete): volumes/s=[0-9.]+ raw_volumes/s=[0-9.]+ ratio=[0-9.]+ errors=(\d+) target=simulator$`)
+	want := []struct {
+		re   *regexp.Regexp
+		op   string
+		errs string
+	}{{latency, "create", "1"}, {latency, "delete", "0"}, {latency, "pair", "1"}, {rate, "create", "1"}, {rate, "delete", "0"}}
+	if len(lines) != len(want) {
+		t.Fatalf("lines: %q", lines)
+	}
+	for i, w := range want {
+		m := w.re.FindStringSubmatch(lines[i])
+		if m == nil || m[1] != w.op || m[2] != w.errs {
+			t.Errorf("line %d = %q, want %s with errors=%s", i, lines[i], w.op, w.errs)
+		}
+	}
+	if settles != 4 {
+		t.Errorf("settled %d times, want before the serial run and before and after each side's burst (4)", settles)
+	}
+	for _, s := range []*fakeSide{ours, raw} {
+		if c := s.creates.Load(); c != 5+16 {
+			t.Errorf("creates = %d, want 21 on each side", c)
+		}
+		if m := s.maxInFlight.Load(); m != 4 {
+			t.Errorf("at most %d in flight, want the concurrency 4", m)
+		}
+	}
+	if d := ours.deletes.Load(); d != 5+16-2 {
+		t.Errorf("driver deletes = %d: the two volumes whose create failed must not be deleted", d)
+	}
+	if len(f.msgs) != 1 || !strings.Contains(f.msgs[0], "2 operations failed") {
+		t.Errorf("failures reported: %q", f.msgs)
+	}
+}
