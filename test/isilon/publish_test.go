@@ -46,12 +46,12 @@ func TestSimNodeAddressChange(t *testing.T) {
 	atB := backend.Node{Name: "node-1", Address: "10.0.0.2"}
 	other := backend.Node{Name: "node-2", Address: "10.0.0.9"}
 	for _, n := range []backend.Node{atA, other} {
-		if _, err := f.ctrl.PublishVolume(ctx, v.ID, n, false, v.Context, nil); err != nil {
+		if _, err := f.ctrl.PublishVolume(ctx, v.ID, n, backend.PublishAccess{}, v.Context, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The node restarts with a new address and publishes again: B replaces A.
-	if _, err := f.ctrl.PublishVolume(ctx, v.ID, atB, false, v.Context, nil); err != nil {
+	if _, err := f.ctrl.PublishVolume(ctx, v.ID, atB, backend.PublishAccess{}, v.Context, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.clientsOf(t, dir); !slices.Equal(got, []string{"10.0.0.2", "10.0.0.9"}) {
@@ -64,7 +64,7 @@ func TestSimNodeAddressChange(t *testing.T) {
 		t.Fatalf("clients after unpublish of node-1: %v, want only node-2's", got)
 	}
 	// Published at A, detached after the IP changed (the node ID now says B): A goes.
-	if _, err := f.ctrl.PublishVolume(ctx, v.ID, atA, true, v.Context, nil); err != nil {
+	if _, err := f.ctrl.PublishVolume(ctx, v.ID, atA, backend.PublishAccess{ReadOnly: true}, v.Context, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.ctrl.UnpublishVolume(ctx, v.ID, atB, nil); err != nil {
@@ -85,7 +85,7 @@ func TestSimStaleClientsReported(t *testing.T) {
 	f := setup(t)
 	ctx := ctxT(t)
 	v := f.create(t, "pvc-stale", "shop", 8*mib)
-	if _, err := f.ctrl.PublishVolume(ctx, v.ID, backend.Node{Name: "node-1", Address: "10.0.0.1"}, false, v.Context, nil); err != nil {
+	if _, err := f.ctrl.PublishVolume(ctx, v.ID, backend.Node{Name: "node-1", Address: "10.0.0.1"}, backend.PublishAccess{}, v.Context, nil); err != nil {
 		t.Fatal(err)
 	}
 	e := f.exportOf(v.Context[isilon.CtxExportPath])
@@ -139,13 +139,13 @@ func TestSimGrantSurvivesAFailedExportUpdate(t *testing.T) {
 	ctx := ctxT(t)
 	v := f.create(t, "pvc-crash", "shop", 8*mib)
 	dir := v.Context[isilon.CtxExportPath]
-	if _, err := f.ctrl.PublishVolume(ctx, v.ID, backend.Node{Name: "node-1", Address: "10.0.0.1"}, false, v.Context, nil); err != nil {
+	if _, err := f.ctrl.PublishVolume(ctx, v.ID, backend.Node{Name: "node-1", Address: "10.0.0.1"}, backend.PublishAccess{}, v.Context, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The export update takes effect but its reply is lost.
 	f.sim.Server.InjectFault(onefssim.Fault{Method: "PUT", Path: "/platform/2/protocols/nfs/exports/", Status: 500,
 		Code: "AEC_EXCEPTION", Message: "lost reply", After: true})
-	if _, err := f.ctrl.PublishVolume(ctx, v.ID, backend.Node{Name: "node-1", Address: "10.0.0.2"}, false, v.Context, nil); err == nil {
+	if _, err := f.ctrl.PublishVolume(ctx, v.ID, backend.Node{Name: "node-1", Address: "10.0.0.2"}, backend.PublishAccess{}, v.Context, nil); err == nil {
 		t.Fatal("the fault did not fire")
 	}
 	if err := f.ctrl.UnpublishVolume(ctx, v.ID, backend.Node{Name: "node-1", Address: "10.0.0.3"}, nil); err != nil {

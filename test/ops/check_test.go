@@ -58,7 +58,7 @@ func TestCheckRealBackends(t *testing.T) {
 		t.Fatal(err)
 	}
 	isi := b.Controllers["isilon"].(*isilon.Controller)
-	if _, err := isi.PublishVolume(ctx, media.ID, backend.Node{Name: "node-1", Address: "10.0.0.1"}, false, media.Context, nil); err != nil {
+	if _, err := isi.PublishVolume(ctx, media.ID, backend.Node{Name: "node-1", Address: "10.0.0.1"}, backend.PublishAccess{}, media.Context, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -224,7 +224,9 @@ func (env *Env) openIsilon(ctx context.Context, ctrl backend.Controller, vol *ba
 		vctx[k] = v
 	}
 	vctx[isilon.CtxRootClientEnabled] = "true"
-	pc, err := pub.PublishVolume(ctx, vol.ID, node, false, vctx, nil)
+	// The migrator reads beside the site (its bulk pass runs while the site does): a grant
+	// of its own that no single-node rule refuses.
+	pc, err := pub.PublishVolume(ctx, vol.ID, node, backend.PublishAccess{}, vctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("grant %s access to volume %s: %w", node.Address, vol.ID, err)
 	}
