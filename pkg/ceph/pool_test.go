@@ -111,9 +111,7 @@ func TestPoolReplacesBrokenHandle(t *testing.T) {
 			cred := Credentials{UserID: "u", Key: "k1"}
 			old, _ := p.Conn(context.Background(), "b1", testCluster, cred)
 			block := make(chan struct{})
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-			defer cancel()
-			old.Do(ctx, func() error { <-block; return nil })
+			strand(old.Do, block)
 			old.Do(context.Background(), func() error { return cephErr(-int(errno)) })
 
 			fresh, err := p.Conn(context.Background(), "b1", testCluster, cred)
@@ -152,9 +150,7 @@ func TestPoolCloseWaitsForCalls(t *testing.T) {
 	p := newTestPool(f)
 	c, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k"})
 	block := make(chan struct{})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-	defer cancel()
-	c.Do(ctx, func() error { <-block; return nil })
+	strand(c.Do, block)
 	p.Close()
 	if f.isShut(c) {
 		t.Fatal("Close shut a handle down under a call")
@@ -180,9 +176,7 @@ func TestPoolIsolatesBackends(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
 	for i := 0; i < MaxStranded; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-		fs.Do(ctx, func() error { <-block; return nil })
-		cancel()
+		strand(fs.Do, block)
 	}
 	if err := fs.Do(context.Background(), func() error { return nil }); backend.CodeOf(err) != backend.Unavailable {
 		t.Fatalf("stranded backend still takes calls: %v", err)
