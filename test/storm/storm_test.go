@@ -82,7 +82,8 @@ func TestStormKill9(t *testing.T) {
 	}
 	for _, kind := range []string{"rbd", "cephfs", "isilon"} {
 		t.Run(kind, func(t *testing.T) {
-			p := &plugin{bin: bin, config: cfgPath, sock: filepath.Join(dir, kind+".sock"), log: filepath.Join(dir, kind+".log")}
+			p := &plugin{bin: bin, config: cfgPath, sock: filepath.Join(dir, kind+".sock"), log: filepath.Join(dir, kind+".log"),
+				died: make(chan struct{})}
 			if err := p.start(); err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +110,7 @@ func storm(t *testing.T, p *plugin, backendName, tenant string, st storage, kind
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	co := &co{ctrl: csi.NewControllerClient(conn), codes: map[codes.Code]int{}}
+	co := &co{ctrl: csi.NewControllerClient(conn), codes: map[codes.Code]int{}, died: p.died}
 	w := newWorkload(backendName, tenant, kind)
 
 	stop := make(chan struct{})
@@ -119,6 +120,7 @@ func storm(t *testing.T, p *plugin, backendName, tenant string, st storage, kind
 	created := time.Since(start)
 	close(stop)
 	<-killer
+	failOnCrash(t, p, kind)
 	waitSettled(t, st)
 	peak := st.census(t)
 	dups := duplicates(t, kind, peak, w.expected())
@@ -128,6 +130,7 @@ func storm(t *testing.T, p *plugin, backendName, tenant string, st storage, kind
 	w.deleteAll(t, co)
 	close(stop)
 	<-killer
+	failOnCrash(t, p, kind)
 	waitSettled(t, st)
 	left := st.census(t)
 	leftovers := 0
@@ -138,12 +141,16 @@ func storm(t *testing.T, p *plugin, backendName, tenant string, st storage, kind
 		}
 	}
 	t.Logf("%s: creates took %s, answers seen while retrying: %v", kind, created.Round(time.Second), co.seen())
-	p.mu.Lock()
-	if len(p.exits) > 0 {
-		t.Logf("%s: the plugin also exited %d times by itself (restarted each time): %v", kind, len(p.exits), p.exits)
-	}
-	p.mu.Unlock()
 	fmt.Printf("storm %s: kills=%d volumes=%d leftovers=%d duplicates=%d\n", kind, p.kills, w.made(), leftovers, dups)
+}
+
+// failOnCrash ends the storm when the plugin died by itself: only the storm's SIGKILLs
+// may end it.
+func failOnCrash(t *testing.T, p *plugin, kind string) {
+	if death := p.crashed(); death != "" {
+		fmt.Printf("storm %s: kills=%d plugin crashed by itself\n", kind, p.kills)
+		t.Fatalf("%s: %s", kind, death)
+	}
 }
 
 // killInterval draws the time to the next SIGKILL, scaled to how long the backend's calls
@@ -207,6 +214,7 @@ const retryBudget = 5 * time.Minute
 // co retries each call as a CO's sidecar does: same request, until it succeeds.
 type co struct {
 	ctrl  csi.ControllerClient
+	died  <-chan struct{} // the plugin crashed: retrying is pointless, the storm fails
 	mu    sync.Mutex
 	codes map[codes.Code]int
 }
@@ -227,7 +235,11 @@ func (c *co) retry(t *testing.T, what string, call func(ctx context.Context) err
 			t.Errorf("%s: still failing after %s: %v", what, retryBudget, err)
 			return
 		}
-		time.Sleep(backoff + time.Duration(rand.Intn(100))*time.Millisecond)
+		select {
+		case <-c.died:
+			return
+		case <-time.After(backoff + time.Duration(rand.Intn(100))*time.Millisecond):
+		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
 }
