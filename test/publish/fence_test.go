@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -24,9 +25,11 @@ var watcherAddr = regexp.MustCompile(`watcher=(\S+)`)
 // A forced detach is a ControllerUnpublish of a volume's last node while that node still
 // has the image open (it never unstaged): its Ceph client is blocklisted, its writes fail,
 // and only then may another node publish the volume read-write. A normal detach (nothing
-// open any more) blocklists nobody.
+// open any more) blocklists nobody. The controller runs as a user with the caps
+// deploy/README.md documents, which also clones through the mgr and deletes.
 func TestRBDForcedDetachFencesOldClient(t *testing.T) {
 	be := harness.RBDBackend(t, "rbd")
+	be.RBD.Credentials = documentedUser(t)
 	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeController)
 	ctrl := d.Controller()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -38,7 +41,12 @@ func TestRBDForcedDetachFencesOldClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ctrl.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.Volume.VolumeId})
+	deleted := false
+	defer func() {
+		if !deleted {
+			ctrl.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.Volume.VolumeId})
+		}
+	}()
 	vctx := v.Volume.VolumeContext
 	spec := vctx["pool"] + "/" + vctx["radosNamespace"] + "/" + vctx["imageName"]
 	publish := func(node string) error {
@@ -99,6 +107,60 @@ func TestRBDForcedDetachFencesOldClient(t *testing.T) {
 	if after := cephCLI(t, "ceph", "osd", "blocklist", "ls"); strings.Count(after, "\n") != strings.Count(before, "\n") {
 		t.Fatalf("a normal detach blocklisted someone:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
+
+	// A copy of the volume (flattened by the mgr, ABORTED meanwhile), then both deleted
+	// (moved to the trash, purged by the mgr).
+	var clone *csi.CreateVolumeResponse
+	src := &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: v.Volume.VolumeId}}}
+	for clone == nil {
+		clone, err = ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "pvc-fence-copy", CapacityRange: &csi.CapacityRange{RequiredBytes: 64 << 20},
+			VolumeCapabilities: []*csi.VolumeCapability{rwo}, VolumeContentSource: src, Parameters: map[string]string{"backend": "rbd", "csi.storage.k8s.io/pvc/namespace": "fencetest"}})
+		if status.Code(err) != codes.Aborted && err != nil {
+			t.Fatalf("copy the volume: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for _, id := range []string{clone.Volume.VolumeId, v.Volume.VolumeId} {
+		if _, err := ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id}); err != nil {
+			t.Fatalf("delete %s: %v", id, err)
+		}
+	}
+	deleted = true
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		ns := vctx["pool"] + "/" + vctx["radosNamespace"]
+		left := cephCLI(t, "rbd", "ls", "--long", ns) + cephCLI(t, "rbd", "trash", "ls", ns)
+		if strings.TrimSpace(left) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deleted volumes still on the storage after a minute:\n%s", left)
+		}
+	}
+}
+
+// documentedCaps is the documented command that makes the RBD controller's cephx user.
+var documentedCaps = regexp.MustCompile(`ceph auth get-or-create client\.shiphold-rbd mon '([^']*)' osd '([^']*)' mgr '([^']*)'`)
+
+// documentedUser makes a cephx user with the caps deploy/README.md gives the RBD
+// controller's user, and returns credentials for it.
+func documentedUser(t *testing.T) config.CephCredentials {
+	t.Helper()
+	doc, err := os.ReadFile("../../deploy/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := documentedCaps.FindStringSubmatch(string(doc))
+	if m == nil {
+		t.Fatal("deploy/README.md documents no `ceph auth get-or-create client.shiphold-rbd mon ... osd ... mgr ...` line")
+	}
+	user := "shiphold-rbd-test"
+	keyring := filepath.Join(t.TempDir(), "keyring")
+	cephCLI(t, "ceph", "auth", "rm", "client."+user)
+	cephCLI(t, "ceph", "auth", "get-or-create", "client."+user, "mon", m[1], "osd", m[2], "mgr", m[3], "-o", keyring)
+	t.Cleanup(func() {
+		exec.Command("ceph", "-c", filepath.Join(harness.CephDir(), "ceph.conf"), "auth", "rm", "client."+user).Run()
+	})
+	return config.CephCredentials{UserID: user, KeyringFile: keyring}
 }
 
 func lastLine(s string) string {

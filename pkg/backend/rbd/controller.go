@@ -83,7 +83,7 @@ func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func
 
 // rbdHints complete the shared Ceph errno rules for images.
 var rbdHints = ceph.Hints{
-	Caps: `rbd caps on the pool (mon "profile rbd", osd "profile rbd pool=<pool>", mgr "profile rbd")`,
+	Caps: `rbd caps on the pool (mon "profile rbd, allow command \"mgr dump\"", osd "profile rbd pool=<pool>", mgr "profile rbd pool=<pool>")`,
 	Busy: "the image is still mapped or watched by a client; unstage it on its node first",
 }
 

@@ -38,25 +38,32 @@ func fenceStaleClients(conn *rados.Conn, img *librbd.Image, id volid.Volume) err
 	if err != nil && !isNotFound(err) {
 		return classify(err, "list lock owners of "+id.String())
 	}
-	spare, err := trustedClients(conn)
-	if err != nil {
-		return err
-	}
 	self := conn.GetInstanceID()
 	stale := map[string]bool{}
 	for _, w := range watchers {
-		if uint64(w.Id) != self && !spare[w.Addr] {
+		if uint64(w.Id) != self {
 			stale[w.Addr] = true
 		}
 	}
 	for _, l := range lockers {
-		if l.Client != fmt.Sprintf("client.%d", self) && !spare[l.Addr] {
+		if l.Client != fmt.Sprintf("client.%d", self) {
 			stale[l.Addr] = true
 		}
 	}
+	if len(stale) == 0 {
+		return nil // a normal detach: asks the monitors nothing
+	}
+	spare, err := trustedClients(conn)
+	if err != nil {
+		return err
+	}
 	addrs := make([]string, 0, len(stale))
 	for a := range stale {
-		addrs = append(addrs, a)
+		if spare[a] {
+			delete(stale, a)
+		} else {
+			addrs = append(addrs, a)
+		}
 	}
 	sort.Strings(addrs)
 	for _, a := range addrs {
@@ -94,7 +101,7 @@ func blocklist(conn *rados.Conn, addr string) error {
 func trustedClients(conn *rados.Conn) (map[string]bool, error) {
 	out, _, err := conn.MonCommand([]byte(`{"prefix":"mgr dump","format":"json"}`))
 	if err != nil {
-		return nil, classify(err, "mgr dump")
+		return nil, classify(err, "mgr dump (the Ceph mgr's clients are never fenced)")
 	}
 	var dump struct {
 		ActiveClients []struct {
