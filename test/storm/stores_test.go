@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,6 +138,29 @@ func (s *isilonStore) papi(t *testing.T, path string, out any) {
 	}
 }
 
+// papiList GETs every page of a PAPI listing (the harness's simulator pages at 3 entries,
+// as OneFS does at 1000) and returns the items under key.
+func papiList[T any](t *testing.T, s *isilonStore, path, key string) []T {
+	var all []T
+	for next := path; ; {
+		var page map[string]json.RawMessage
+		s.papi(t, next, &page)
+		var items []T
+		if err := json.Unmarshal(page[key], &items); err != nil {
+			t.Fatalf("GET %s: %s: %v", next, key, err)
+		}
+		all = append(all, items...)
+		var resume string
+		if raw := page["resume"]; raw != nil && json.Unmarshal(raw, &resume) != nil {
+			t.Fatalf("GET %s: resume %s", next, raw)
+		}
+		if resume == "" {
+			return all
+		}
+		next = path + "?resume=" + url.QueryEscape(resume)
+	}
+}
+
 func (s *isilonStore) census(t *testing.T) map[string][]string {
 	out := map[string][]string{}
 	under := func(p string) bool { return strings.HasPrefix(p, s.dir+"/") }
@@ -144,9 +168,7 @@ func (s *isilonStore) census(t *testing.T) map[string][]string {
 	for _, e := range entries {
 		out["dir"] = append(out["dir"], e.Name())
 	}
-	var quotas struct{ Quotas []struct{ Path string } }
-	s.papi(t, "/platform/1/quota/quotas", &quotas)
-	for _, q := range quotas.Quotas {
+	for _, q := range papiList[struct{ Path string }](t, s, "/platform/1/quota/quotas", "quotas") {
 		if under(q.Path) {
 			out["quota"] = append(out["quota"], q.Path)
 		}
@@ -166,9 +188,7 @@ func (s *isilonStore) census(t *testing.T) map[string][]string {
 			}
 		}
 	}
-	var snaps struct{ Snapshots []struct{ Name, Path string } }
-	s.papi(t, "/platform/1/snapshot/snapshots", &snaps)
-	for _, sn := range snaps.Snapshots {
+	for _, sn := range papiList[struct{ Name, Path string }](t, s, "/platform/1/snapshot/snapshots", "snapshots") {
 		if under(sn.Path) {
 			out["snapshot"] = append(out["snapshot"], sn.Name)
 		}
