@@ -185,9 +185,13 @@ func servesAgain(t *testing.T, b *burst) bool {
 }
 
 // countVolumes counts what shiphold left in a tenant: subvolumes of its group, or images
-// and trash entries of its RADOS namespace.
+// and trash entries of its RADOS namespace. A deleted RBD image is in the trash until the
+// Ceph mgr has purged it, so the count waits for the purges (at most purgeWait).
 func countVolumes(t *testing.T, pc *harness.PrivateCluster, kind, tenant string) int {
 	t.Helper()
+	if kind == "rbd" {
+		waitPurged(t, pc, tenant)
+	}
 	var cmds [][]string
 	switch kind {
 	case "cephfs":
@@ -221,6 +225,24 @@ func countVolumes(t *testing.T, pc *harness.PrivateCluster, kind, tenant string)
 		n += len(list)
 	}
 	return n
+}
+
+// purgeWait bounds the wait for the mgr's purges of deleted images; the mgr retries a
+// failed task after up to 5 minutes, and the controller's sweep (every 2) unblocks it.
+const purgeWait = 6 * time.Minute
+
+// waitPurged waits until the RBD trash of tenant is empty, and says how long it took.
+func waitPurged(t *testing.T, pc *harness.PrivateCluster, tenant string) {
+	t.Helper()
+	start := time.Now()
+	for ; time.Since(start) < purgeWait; time.Sleep(2 * time.Second) {
+		out, err := exec.Command("rbd", "-c", pc.Conf, "trash", "ls", "--pool", "rbd", "--namespace", tenant, "--format", "json").Output()
+		var list []json.RawMessage
+		if err == nil && json.Unmarshal(out, &list) == nil && len(list) == 0 {
+			t.Logf("the mgr purged the deleted images of %s in %s", tenant, time.Since(start).Round(time.Second))
+			return
+		}
+	}
 }
 
 // waitHealthy waits until the cluster has settled, so one scenario's freeze does not
