@@ -141,6 +141,7 @@ func TestRBDRealDeleteSnapshotFlattensInTheMgr(t *testing.T) {
 	l := newLocal(t)
 	tenant := l.tenant(t, "flat")
 	ctl := l.controller(t)
+	ctl.SetTaskWait(0) // answer Pending at once, however fast the mgr flattens
 	src, err := ctl.CreateVolume(minute(t), &backend.VolumeRequest{Name: "pvc-flat-src", Tenant: tenant, RequiredBytes: 256 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +185,7 @@ func TestRBDRealCloneFromVolumeFlattensInTheMgr(t *testing.T) {
 	l := newLocal(t)
 	tenant := l.tenant(t, "vclone")
 	ctl := l.controller(t)
+	ctl.SetTaskWait(0) // answer Pending at once, however fast the mgr flattens
 	src, err := ctl.CreateVolume(minute(t), &backend.VolumeRequest{Name: "pvc-vc-src", Tenant: tenant, RequiredBytes: 256 << 20})
 	if err != nil {
 		t.Fatal(err)

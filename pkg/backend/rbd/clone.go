@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
@@ -153,7 +154,7 @@ func snapState(img *librbd.Image, snap string) (found, protected bool, err error
 
 // finishVolumeClone makes a clone of a volume independent of its source: the mgr flattens
 // it, Pending meanwhile; once it has no parent the temporary snapshot of the source goes.
-func finishVolumeClone(ctx context.Context, conn *rados.Conn, io *rados.IOContext, pool, ns, name string, src volid.Volume) error {
+func finishVolumeClone(ctx context.Context, wait time.Duration, conn *rados.Conn, io *rados.IOContext, pool, ns, name string, src volid.Volume) error {
 	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
 	if err != nil {
 		return classify(err, "open clone "+name)
@@ -167,7 +168,7 @@ func finishVolumeClone(ctx context.Context, conn *rados.Conn, io *rados.IOContex
 		if err != nil && !backend.IsNotFound(err) {
 			return err
 		}
-		if err == nil {
+		if err == nil && !awaitTask(ctx, wait, func() bool { return !hasParent(io, name) }) {
 			waited := backend.LongWait(ctx, "flatten", "image", spec, "source", src.String())
 			err = backend.Errorf(backend.Pending, "volume %s is being copied from volume %s by the Ceph mgr (rbd task flatten, %s); retry", spec, src, t.state())
 			waited(err)
@@ -188,7 +189,7 @@ func finishVolumeClone(ctx context.Context, conn *rados.Conn, io *rados.IOContex
 	defer parent.Close()
 	// Best effort: a snapshot still held (a discarded attempt's clone awaiting its purge) is
 	// collected when the source is deleted.
-	if err := removeSnap(ctx, conn, parent, tmpSnapName(name)); err != nil && backend.CodeOf(err) != backend.Pending {
+	if err := removeSnap(ctx, 0, conn, parent, tmpSnapName(name)); err != nil && backend.CodeOf(err) != backend.Pending {
 		return err
 	}
 	return nil
@@ -217,7 +218,7 @@ func ensureProtected(io *rados.IOContext, image, snap string) error {
 // removeSnap unprotects and removes a snapshot whose clones are all independent of it; a
 // missing snapshot is fine. Clones still attached are flattened (or, deleted ones, purged)
 // by the mgr, and the answer is Pending until they are.
-func removeSnap(ctx context.Context, conn *rados.Conn, img *librbd.Image, snap string) error {
+func removeSnap(ctx context.Context, wait time.Duration, conn *rados.Conn, img *librbd.Image, snap string) error {
 	names, err := img.GetSnapshotNames()
 	if err != nil {
 		return classify(err, "list snapshots of "+img.GetName())
@@ -229,7 +230,7 @@ func removeSnap(ctx context.Context, conn *rados.Conn, img *librbd.Image, snap s
 	if !found {
 		return nil
 	}
-	if err := detachChildren(ctx, conn, img, snap); err != nil {
+	if err := detachChildren(ctx, wait, conn, img, snap); err != nil {
 		return err
 	}
 	s := img.GetSnapshot(snap)
@@ -257,7 +258,7 @@ func stillThere(err error, what string) error {
 // detachChildren queues in the mgr what makes every clone of a snapshot independent of it:
 // a flatten for a live clone, a purge for one in the trash. It answers Pending while any
 // clone remains.
-func detachChildren(ctx context.Context, conn *rados.Conn, img *librbd.Image, snap string) (err error) {
+func detachChildren(ctx context.Context, wait time.Duration, conn *rados.Conn, img *librbd.Image, snap string) (err error) {
 	if err := img.SetSnapshot(snap); err != nil {
 		return classify(err, fmt.Sprintf("select snapshot %s@%s", img.GetName(), snap))
 	}
@@ -293,11 +294,32 @@ func detachChildren(ctx context.Context, conn *rados.Conn, img *librbd.Image, sn
 		// only move it to librbd's snapshot trash.
 		states = append(states, fmt.Sprintf("%s %s: %s", action, spec, state))
 	}
-	if len(states) > 0 {
+	if len(states) > 0 && !awaitTask(ctx, wait, func() bool { return !hasChildren(img, snap) }) {
 		return backend.Errorf(backend.Pending, "snapshot %s@%s still has %d clone(s) depending on it; the Ceph mgr is making them independent (%s); retry",
 			img.GetName(), snap, len(states), strings.Join(states, "; "))
 	}
 	return nil
+}
+
+// hasParent reports whether an image still depends on a parent (true when unsure).
+func hasParent(io *rados.IOContext, name string) bool {
+	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return !isNotFound(err)
+	}
+	defer img.Close()
+	_, err = img.GetParent()
+	return !isNotFound(err)
+}
+
+// hasChildren reports whether a snapshot still has clones (true when unsure).
+func hasChildren(img *librbd.Image, snap string) bool {
+	if err := img.SetSnapshot(snap); err != nil {
+		return true
+	}
+	children, err := img.ListChildrenAttributes()
+	img.SetSnapshot(librbd.NoSnapshot)
+	return err != nil || len(children) > 0
 }
 
 // checkFlattenable refuses a clone that no flatten can detach: one whose own snapshots

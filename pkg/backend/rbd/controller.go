@@ -31,6 +31,8 @@ type Controller struct {
 	// per CreateVolume; a namespace removed behind our back is re-created on ENOENT.
 	mu         sync.Mutex
 	namespaces map[string]bool
+
+	taskWait time.Duration // see SetTaskWait
 }
 
 var _ backend.Controller = (*Controller)(nil)
@@ -49,7 +51,7 @@ func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
 	if _, err := resolveOptions(nil, cfg.RBD.Pool, cfg.RBD.ImageFeatures, cfg.RBD.Mounter); err != nil {
 		return nil, fmt.Errorf("rbd backend %q config: %v", cfg.Name, err)
 	}
-	return &Controller{name: cfg.Name, cfg: *cfg.RBD, conns: conns, namespaces: map[string]bool{}}, nil
+	return &Controller{name: cfg.Name, cfg: *cfg.RBD, conns: conns, namespaces: map[string]bool{}, taskWait: defaultTaskWait}, nil
 }
 
 func (c *Controller) Name() string { return c.name }
@@ -252,7 +254,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			return err
 		}
 		if req.SourceVolume != nil {
-			if err := finishVolumeClone(ctx, conn, io, opts.Pool, req.Tenant, name, *req.SourceVolume); err != nil {
+			if err := finishVolumeClone(ctx, c.taskWait, conn, io, opts.Pool, req.Tenant, name, *req.SourceVolume); err != nil {
 				return err
 			}
 		}
@@ -715,7 +717,7 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 		if err := late(ctx, "remove snapshot "+snapName(id.SnapHash)); err != nil {
 			return err
 		}
-		return removeSnap(ctx, conn, img, snapName(id.SnapHash))
+		return removeSnap(ctx, c.taskWait, conn, img, snapName(id.SnapHash))
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ceph/go-ceph/rados"
 
@@ -117,6 +118,33 @@ func taskError(err error, status, what string) error {
 		}
 	}
 	return classify(fmt.Errorf("%w: %s", err, why), what)
+}
+
+// defaultTaskWait is how long a request waits for the mgr to finish work it queued before
+// it answers Pending: small clones (an empty or thin volume) are done by then, and the
+// caller, csi-sanity among them, gets its answer in one call.
+const defaultTaskWait = 4 * time.Second
+
+// SetTaskWait sets how long requests wait for the mgr's work before they answer Pending;
+// 0 answers Pending at once (tests that show the Pending path use it).
+func (c *Controller) SetTaskWait(d time.Duration) { c.taskWait = d }
+
+// awaitTask polls done until it reports true, for at most wait and never past the
+// request's deadline (less a second to answer); false when the work is still going on.
+func awaitTask(ctx context.Context, wait time.Duration, done func() bool) bool {
+	until := time.Now().Add(wait)
+	if d, ok := ctx.Deadline(); ok && d.Add(-time.Second).Before(until) {
+		until = d.Add(-time.Second)
+	}
+	for {
+		if done() {
+			return true
+		}
+		if time.Now().Add(250 * time.Millisecond).After(until) {
+			return false
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // late refuses to start a change once the request's deadline has passed: ceph.Do has

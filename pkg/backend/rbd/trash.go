@@ -89,7 +89,7 @@ func dropTemporarySnaps(ctx context.Context, conn *rados.Conn, io *rados.IOConte
 	}
 	defer img.Close()
 	for _, s := range tmpSnaps {
-		if err := removeSnap(ctx, conn, img, s); err != nil {
+		if err := removeSnap(ctx, 0, conn, img, s); err != nil {
 			return err
 		}
 	}
