@@ -115,7 +115,7 @@ func TestQuotaCoversExpansion(t *testing.T) {
 		_, err := f.d.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: a.Volume.VolumeId, CapacityRange: &csi.CapacityRange{RequiredBytes: bytes}})
 		return err
 	}
-	wantCode(t, expand(3*mib+1), codes.ResourceExhausted, "quota of 4194304 bytes")
+	wantCode(t, expand(3*mib+1), codes.ResourceExhausted, "quota of 4194304 bytes (maxBytes) by 1 bytes")
 	if v, _ := f.nfs.GetVolume(ctx, mustParse(t, a.Volume.VolumeId), nil); v.CapacityBytes != mib {
 		t.Fatalf("a refused expansion grew the volume to %d bytes", v.CapacityBytes)
 	}

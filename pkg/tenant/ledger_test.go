@@ -224,7 +224,7 @@ func TestLedgerUnfinishedWork(t *testing.T) {
 		t.Fatalf("an unfinished expansion to 60 bytes counts %d", n)
 	}
 	_, err = l.ReserveGrowth(a, 60, 101)
-	wantCode(t, err, backend.ResourceExhausted, "41 more would pass its quota of 100 bytes")
+	wantCode(t, err, backend.ResourceExhausted, "41 more would pass its quota of 100 bytes (maxBytes) by 1 bytes")
 }
 
 // TestLedgerReservationsAreAtomic: 50 reservations at once against 10 places give 10.

@@ -82,10 +82,11 @@ func (u *Usage) admits(volumes int, bytes int64) string {
 		making = fmt.Sprintf(" (%d of them being created)", u.InFlight)
 	}
 	if volumes > 0 && q.MaxVolumes > 0 && u.Volumes+volumes > q.MaxVolumes {
-		return fmt.Sprintf("tenant %q has %d volumes%s, its quota is %d volumes", u.Tenant, u.Volumes, making, q.MaxVolumes)
+		return fmt.Sprintf("tenant %q has %d volumes%s, its quota is %d volumes (maxVolumes)", u.Tenant, u.Volumes, making, q.MaxVolumes)
 	}
 	if q.MaxBytes > 0 && u.Bytes+bytes > q.MaxBytes {
-		return fmt.Sprintf("tenant %q uses %d bytes%s; %d more would pass its quota of %d bytes", u.Tenant, u.Bytes, making, bytes, q.MaxBytes)
+		return fmt.Sprintf("tenant %q uses %d bytes%s; %d more would pass its quota of %d bytes (maxBytes) by %d bytes",
+			u.Tenant, u.Bytes, making, bytes, q.MaxBytes, u.Bytes+bytes-q.MaxBytes)
 	}
 	return ""
 }
