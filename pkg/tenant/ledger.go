@@ -153,7 +153,7 @@ func (l *Ledger) Read(ctx context.Context, name string) error {
 	l.mu.Unlock()
 
 	rctx, cancel := context.WithTimeout(ctx, l.opts.ReadInterval)
-	vols, err := l.ctrls[name].ListVolumes(rctx, "")
+	vols, err := listAllocations(rctx, l.ctrls[name])
 	cancel()
 
 	l.mu.Lock()
@@ -179,6 +179,20 @@ func (l *Ledger) Read(ctx context.Context, name string) error {
 	b.readAt, b.readErr = l.opts.Now(), nil
 	l.dropFinishedPending(name, b)
 	return nil
+}
+
+// AllocationLister is a backend that can list, besides its volumes, the objects of volumes
+// still being made (a CephFS clone copying, an RBD image whose record is not written yet),
+// which ListVolumes leaves out but which hold a place under the tenant's quota.
+type AllocationLister interface {
+	ListAllocations(ctx context.Context) ([]*backend.Volume, error)
+}
+
+func listAllocations(ctx context.Context, c backend.Controller) ([]*backend.Volume, error) {
+	if al, ok := c.(AllocationLister); ok {
+		return al.ListAllocations(ctx)
+	}
+	return c.ListVolumes(ctx, "")
 }
 
 // dropFinishedPending forgets unfinished creates whose volume the reading found: the book

@@ -268,6 +268,37 @@ func TestLedgerReservationsAreAtomic(t *testing.T) {
 	}
 }
 
+// makingStorage is a storage that also lists the objects of volumes still being made.
+type makingStorage struct {
+	*storage
+	making []*backend.Volume
+}
+
+func (m *makingStorage) ListAllocations(ctx context.Context) ([]*backend.Volume, error) {
+	vols, err := m.ListVolumes(ctx, "")
+	return append(vols, m.making...), err
+}
+
+// TestLedgerCountsVolumesBeingMade: what the storage holds of volumes still being made (a
+// clone copying, an image without its record) counts after a reading, also in a controller
+// that did not start them; their create's retry passes.
+func TestLedgerCountsVolumesBeingMade(t *testing.T) {
+	c := newClock()
+	ceph := &makingStorage{storage: newStorage(vol("ceph", "shop", "done", 10)), making: []*backend.Volume{vol("ceph", "shop", "copying", 20)}}
+	l := newTestLedger(t, c, config.Tenants{Default: config.TenantQuota{MaxVolumes: 2, MaxBytes: 100}}, map[string]backend.Controller{"ceph": ceph})
+	if err := l.ReadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if u := l.Usage("shop"); u.Volumes != 2 || u.Bytes != 30 {
+		t.Fatalf("a volume being made is not counted: %+v", u)
+	}
+	_, err := l.ReserveVolume(id("ceph", "shop", "third"), 1)
+	wantCode(t, err, backend.ResourceExhausted, "has 2 volumes, its quota is 2")
+	if _, err := l.ReserveVolume(id("ceph", "shop", "copying"), 20); err != nil {
+		t.Fatalf("the retry of the create under way: %v", err)
+	}
+}
+
 func TestAllocated(t *testing.T) {
 	for _, tc := range []struct {
 		kind             string

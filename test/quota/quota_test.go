@@ -22,6 +22,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
+	"github.com/shiphold/shiphold/pkg/volid"
 	"github.com/shiphold/shiphold/test/harness"
 )
 
@@ -280,5 +281,32 @@ func TestQuotaClones(t *testing.T) {
 				t.Fatalf("ten concurrent clones at quota-1: answers %v, %d volumes on the storage", got, stored)
 			}
 		})
+	}
+}
+
+// TestQuotaCountsUnrecordedImages: an RBD image a create left without its record (the
+// controller died between making the image and recording it) holds a place under the
+// tenant's quota from the first reading on; the create's retry takes that place.
+func TestQuotaCountsUnrecordedImages(t *testing.T) {
+	tenant := uniqueTenant(t, "qu")
+	conf := harness.CephConf()
+	image := "rbd/" + tenant + "/csi-vol-" + volid.Hash("left-"+tenant)
+	for _, args := range [][]string{{"namespace", "create", "rbd/" + tenant}, {"create", "--size", "4M", image}} {
+		if out, err := exec.Command("rbd", append([]string{"-c", conf}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("rbd %v: %v: %s", args, err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("rbd", "-c", conf, "rm", image).Run() })
+	s := startStack(t, config.Tenants{Overrides: map[string]config.TenantQuota{tenant: {MaxVolumes: 1}}})
+	_, err := s.create(t, request("other-"+tenant, "q-isilon", tenant, mib))
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "has 1 volumes") {
+		t.Fatalf("a create past a record-less image at the quota: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	t.Logf("quota unrecorded-image: %v", err)
+	if _, err := s.create(t, request("left-"+tenant, "q-rbd", tenant, 4*mib)); err != nil {
+		t.Fatalf("the retry of the create that left the image: %v", err)
+	}
+	if n := s.onStorage(t, "q-rbd", tenant); n != 1 {
+		t.Fatalf("%d images after the retry, want 1", n)
 	}
 }
