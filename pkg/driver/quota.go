@@ -16,9 +16,10 @@ import (
 // (UNAVAILABLE) until it is.
 const firstUsageWait = 10 * time.Second
 
-// startLedger keeps tenant usage fresh in the background for the quota checks.
+// startLedger keeps tenant usage fresh in the background for the quota checks, when the
+// config has quotas at all.
 func (d *Driver) startLedger(ctx context.Context) {
-	if d.opts.Mode == ModeNode || len(d.opts.Controllers) == 0 {
+	if d.opts.Mode == ModeNode || len(d.opts.Controllers) == 0 || !d.ledger.Needed() {
 		return
 	}
 	select {

@@ -78,6 +78,19 @@ func (l *Ledger) Limits(tenant string) bool {
 	return q.MaxVolumes > 0 || q.MaxBytes > 0
 }
 
+// Needed reports whether any tenant has a quota; without one, nothing needs the readings.
+func (l *Ledger) Needed() bool {
+	if l.quotas.Default != (config.TenantQuota{}) {
+		return true
+	}
+	for _, q := range l.quotas.Overrides {
+		if q != (config.TenantQuota{}) {
+			return true
+		}
+	}
+	return false
+}
+
 // Start reads every backend at once and then every ReadInterval, each backend on its own
 // so that one that hangs delays no other, until ctx ends. The channel closes when every
 // backend's first reading has ended, successfully or not.

@@ -299,6 +299,22 @@ func TestLedgerCountsVolumesBeingMade(t *testing.T) {
 	}
 }
 
+func TestLedgerNeeded(t *testing.T) {
+	for _, tc := range []struct {
+		quotas config.Tenants
+		want   bool
+	}{
+		{config.Tenants{}, false},
+		{config.Tenants{Overrides: map[string]config.TenantQuota{"shop": {}}}, false},
+		{config.Tenants{Default: config.TenantQuota{MaxBytes: 1}}, true},
+		{config.Tenants{Overrides: map[string]config.TenantQuota{"shop": {MaxVolumes: 1}}}, true},
+	} {
+		if got := NewLedger(nil, tc.quotas, LedgerOptions{}).Needed(); got != tc.want {
+			t.Errorf("Needed() with %+v = %v, want %v", tc.quotas, got, tc.want)
+		}
+	}
+}
+
 func TestAllocated(t *testing.T) {
 	for _, tc := range []struct {
 		kind             string
