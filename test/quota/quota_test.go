@@ -310,3 +310,53 @@ func TestQuotaCountsUnrecordedImages(t *testing.T) {
 		t.Fatalf("%d images after the retry, want 1", n)
 	}
 }
+
+// TestQuotaCountsAllocatedBytes: the capacity quota counts what the storage allocates, not
+// what was asked: RBD rounds up to whole MiB, and a clone on RBD or OneFS is at least its
+// source's size. A create that would pass the quota as allocated is refused before anything
+// is made.
+func TestQuotaCountsAllocatedBytes(t *testing.T) {
+	tenants := map[string]string{}
+	quotas := config.Tenants{Overrides: map[string]config.TenantQuota{}}
+	for _, be := range []string{"q-rbd", "q-isilon"} {
+		tenants[be] = uniqueTenant(t, "qa"+be[2:5])
+		quotas.Overrides[tenants[be]] = config.TenantQuota{MaxBytes: 6 * mib}
+	}
+	rounding := uniqueTenant(t, "qarnd")
+	quotas.Overrides[rounding] = config.TenantQuota{MaxBytes: 3*mib + mib/2}
+	s := startStack(t, quotas)
+
+	t.Run("rbd-rounding", func(t *testing.T) {
+		if _, err := s.create(t, request("a-"+rounding, "q-rbd", rounding, 2*mib)); err != nil {
+			t.Fatal(err)
+		}
+		// 1 MiB + 1 byte fits as asked (3 MiB + 1), not as allocated (2 MiB: 4 MiB in all).
+		_, err := s.create(t, request("b-"+rounding, "q-rbd", rounding, mib+1))
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "2097152 more") {
+			t.Fatalf("a create over the quota as allocated: %v, want RESOURCE_EXHAUSTED counting 2097152 bytes", err)
+		}
+		t.Logf("quota allocated rbd-rounding: %v", err)
+		if n := s.onStorage(t, "q-rbd", rounding); n != 1 {
+			t.Fatalf("%d images after the refusal, want 1", n)
+		}
+	})
+	for _, be := range []string{"q-rbd", "q-isilon"} {
+		t.Run(be+"-clone", func(t *testing.T) {
+			tenant := tenants[be]
+			src, err := s.create(t, request("src-"+tenant, be, tenant, 4*mib))
+			if err != nil {
+				t.Fatal(err)
+			}
+			clone := request("clone-"+tenant, be, tenant, mib)
+			clone.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: src}}}
+			_, err = s.create(t, clone)
+			if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "4194304 more") {
+				t.Fatalf("a 1 MiB clone of a 4 MiB volume at a 6 MiB quota: %v, want RESOURCE_EXHAUSTED counting 4194304 bytes", err)
+			}
+			t.Logf("quota allocated %s clone: %v", be, err)
+			if n := s.onStorage(t, be, tenant); n != 1 {
+				t.Fatalf("%d volumes after the refused clone, want 1", n)
+			}
+		})
+	}
+}
