@@ -84,6 +84,9 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 	if err != nil {
 		return err
 	}
+	if err := ro.quota.Validate(); err != nil {
+		return fmt.Errorf("--quota-stale-after, --quota-read-interval: %w", err)
+	}
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		return err

@@ -34,6 +34,22 @@ type LedgerOptions struct {
 	Now        func() time.Time
 }
 
+// Validate refuses a stale bound that a healthy backend's readings could not keep: it must
+// exceed the read interval (zero values count as their defaults).
+func (o LedgerOptions) Validate() error {
+	read, stale := o.ReadInterval, o.StaleAfter
+	if read <= 0 {
+		read = DefaultReadInterval
+	}
+	if stale <= 0 {
+		stale = DefaultStaleAfter
+	}
+	if stale <= read {
+		return fmt.Errorf("the quota stale bound %s must exceed the quota read interval %s, or every reading is stale before the next", stale, read)
+	}
+	return nil
+}
+
 // Ledger keeps what every tenant holds on every backend, so that a quota check is a lookup:
 // each backend's volumes and their allocated sizes, read from the storage in the background
 // and kept current by this controller's own creates, expansions and deletes, and a table of

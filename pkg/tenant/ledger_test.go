@@ -315,6 +315,18 @@ func TestLedgerNeeded(t *testing.T) {
 	}
 }
 
+func TestLedgerOptionsValidate(t *testing.T) {
+	if err := (LedgerOptions{}).Validate(); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+	if err := (LedgerOptions{ReadInterval: 20 * time.Minute}).Validate(); err == nil || !strings.Contains(err.Error(), "must exceed the quota read interval 20m0s") {
+		t.Fatalf("a read interval past the default stale bound: %v", err)
+	}
+	if err := (LedgerOptions{ReadInterval: time.Minute, StaleAfter: time.Minute}).Validate(); err == nil {
+		t.Fatal("a stale bound equal to the read interval passes")
+	}
+}
+
 func TestAllocated(t *testing.T) {
 	for _, tc := range []struct {
 		kind             string
