@@ -224,12 +224,13 @@ func listAllocations(ctx context.Context, c backend.Controller) ([]*backend.Volu
 	return c.ListVolumes(ctx, "")
 }
 
-// dropFinishedPending forgets unfinished creates whose volume the reading found: the book
-// counts them now.
+// dropFinishedPending forgets unfinished creates whose volume the reading found at its full
+// size: the book counts them now. A CephFS clone still copying is listed at 0 bytes, so its
+// reservation keeps counting the bytes it will have.
 func (l *Ledger) dropFinishedPending(name string, b *book) {
 	for tenant, rs := range l.reserved {
 		for k, r := range rs {
-			if r.backend == name && !r.grow && !r.pendingSince.IsZero() && b.has(r.bookKey()) {
+			if e, ok := b.vols[r.bookKey()]; ok && r.backend == name && !r.grow && !r.pendingSince.IsZero() && e.bytes >= r.bytes {
 				delete(rs, k)
 			}
 		}

@@ -297,6 +297,34 @@ func TestLedgerCountsVolumesBeingMade(t *testing.T) {
 	if _, err := l.ReserveVolume(id("ceph", "shop", "copying"), 20); err != nil {
 		t.Fatalf("the retry of the create under way: %v", err)
 	}
+
+	// A clone this controller started, listed while copying at 0 bytes (CephFS): its
+	// requested bytes still count after the reading, once its volume.
+	cephfs := &makingStorage{storage: newStorage()}
+	m := newTestLedger(t, c, config.Tenants{Default: config.TenantQuota{MaxVolumes: 5, MaxBytes: 100}}, map[string]backend.Controller{"cephfs": cephfs})
+	if err := m.ReadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.ReserveVolume(id("cephfs", "shop", "clone"), 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Unfinished()
+	cephfs.making = []*backend.Volume{vol("cephfs", "shop", "clone", 0)}
+	if err := m.Read(context.Background(), "cephfs"); err != nil {
+		t.Fatal(err)
+	}
+	if u := m.Usage("shop"); u.Volumes != 1 || u.Bytes != 40 {
+		t.Fatalf("a copying clone listed at 0 bytes counts %+v, want 1 volume of 40 bytes", u)
+	}
+	cephfs.making = nil
+	cephfs.set(func(s *storage) { v := vol("cephfs", "shop", "clone", 40); s.vols[v.ID.String()] = v })
+	if err := m.Read(context.Background(), "cephfs"); err != nil {
+		t.Fatal(err)
+	}
+	if u := m.Usage("shop"); u.Volumes != 1 || u.Bytes != 40 || u.InFlight != 0 {
+		t.Fatalf("the finished clone counts %+v, want 1 volume of 40 bytes", u)
+	}
 }
 
 func TestLedgerNeeded(t *testing.T) {
