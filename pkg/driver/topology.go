@@ -4,6 +4,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/shiphold/shiphold/pkg/config"
 )
@@ -38,6 +39,6 @@ func (d *Driver) accessibleTopology(backendName string, req *csi.TopologyRequire
 		}
 	}
 	return nil, status.Errorf(codes.ResourceExhausted,
-		"unable to provision in the accessible topology: backend %q is reached only from nodes with %s=%s (node labels %v), and no requested segment has it; allow such nodes in the StorageClass's allowedTopologies or choose another backend",
-		backendName, key, config.TopologyReachable, b.Topology.NodeSelector)
+		"unable to provision in the accessible topology: backend %q is reached only from nodes with %s=%s (nodes labelled %s), and no requested segment has it; allow such nodes in the StorageClass's allowedTopologies or choose another backend",
+		backendName, key, config.TopologyReachable, labels.Set(b.Topology.NodeSelector))
 }

@@ -122,7 +122,7 @@ func TestCreateVolumeHonoursTopology(t *testing.T) {
 			})
 			if tc.code != codes.OK {
 				wantCode(t, err, tc.code, "unable to provision in the accessible topology")
-				wantCode(t, err, tc.code, "example.com/platform:bare-metal")
+				wantCode(t, err, tc.code, "nodes labelled example.com/platform=bare-metal")
 				if len(f.nfs.vols) != 0 {
 					t.Fatalf("a refused request created %d volumes", len(f.nfs.vols))
 				}
