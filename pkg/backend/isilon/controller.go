@@ -115,7 +115,9 @@ func NewController(cfg *config.Backend) (*Controller, error) {
 func (c *Controller) Name() string { return c.name }
 func (c *Controller) Kind() string { return backend.KindIsilon }
 
-func (c *Controller) ParameterKeys() []string { return []string{ParamRootClientEnabled, ParamNFSServer} }
+func (c *Controller) ParameterKeys() []string {
+	return []string{ParamRootClientEnabled, ParamNFSServer}
+}
 
 // Close stops the clone copies this process waits for (the array may finish them; a
 // retry in the next process checks and completes them).
