@@ -34,6 +34,7 @@ type runOptions struct {
 	slowCall       time.Duration
 	surveyInterval time.Duration
 	surveyTimeout  time.Duration
+	nodeLabels     string
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.DurationVar(&ro.slowCall, "slow-call", driver.DefaultSlowCall, "log calls that take longer than this at the default verbosity")
 	flag.DurationVar(&ro.surveyInterval, "survey-interval", 5*time.Minute, "how often the controller reads capacity, tenant usage and export clients for the metrics (a scrape never lists storage)")
 	flag.DurationVar(&ro.surveyTimeout, "survey-timeout", time.Minute, "bound of each backend's part of one survey")
+	flag.StringVar(&ro.nodeLabels, "node-labels", "", "the node's labels (key=value,...) matched against the backends' topology; default: read from the Node object (only when a backend has a topology)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	logs.InitLogs()
@@ -95,9 +97,15 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var labels map[string]string
+	if mode != driver.ModeController {
+		if labels, err = nodeLabels(ctx, cfg, ro.nodeLabels, nodeID); err != nil {
+			return err
+		}
+	}
 
 	opts := driver.Options{
-		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, Config: cfg,
+		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, NodeLabels: labels, Config: cfg,
 		Controllers: backends.Controllers, Stagers: backends.Stagers, ProbeInterval: probeInterval, SlowCall: ro.slowCall,
 	}
 	if metricsAddr != "" {

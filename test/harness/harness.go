@@ -163,6 +163,12 @@ func StartDriver(t testing.TB, cfg *config.Config, mode driver.Mode) *Driver {
 // StartDriverOn is StartDriver for another node name and address (a second node plugin).
 func StartDriverOn(t testing.TB, cfg *config.Config, mode driver.Mode, nodeName, nodeAddress string) *Driver {
 	t.Helper()
+	return StartDriverLabelled(t, cfg, mode, nodeName, nodeAddress, nil)
+}
+
+// StartDriverLabelled is StartDriverOn on a node with these labels (backend topology).
+func StartDriverLabelled(t testing.TB, cfg *config.Config, mode driver.Mode, nodeName, nodeAddress string, nodeLabels map[string]string) *Driver {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +178,7 @@ func StartDriverOn(t testing.TB, cfg *config.Config, mode driver.Mode, nodeName,
 	}
 	d, err := driver.New(driver.Options{
 		Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: nodeName, NodeAddress: nodeAddress,
-		Config: cfg, Controllers: b.Controllers, Stagers: b.Stagers,
+		NodeLabels: nodeLabels, Config: cfg, Controllers: b.Controllers, Stagers: b.Stagers,
 	})
 	if err != nil {
 		b.Close()
