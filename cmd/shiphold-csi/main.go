@@ -36,6 +36,7 @@ type runOptions struct {
 	surveyInterval time.Duration
 	surveyTimeout  time.Duration
 	quota          tenant.LedgerOptions
+	nodeLabels     string
 }
 
 func main() {
@@ -59,6 +60,7 @@ func main() {
 	flag.DurationVar(&ro.surveyTimeout, "survey-timeout", time.Minute, "bound of each backend's part of one survey")
 	flag.DurationVar(&ro.quota.ReadInterval, "quota-read-interval", tenant.DefaultReadInterval, "how often the controller reads each backend's volumes for the tenant quota checks (its own creates, expansions and deletes count at once)")
 	flag.DurationVar(&ro.quota.StaleAfter, "quota-stale-after", tenant.DefaultStaleAfter, "past this age of a backend's last reading, creates of tenants with a quota and volumes on it are refused (UNAVAILABLE) until it answers")
+	flag.StringVar(&ro.nodeLabels, "node-labels", "", "the node's labels (key=value,...) matched against the backends' topology; default: read from the Node object (only when a backend has a topology)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	logs.InitLogs()
@@ -102,9 +104,15 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var labels map[string]string
+	if mode != driver.ModeController {
+		if labels, err = nodeLabels(ctx, cfg, ro.nodeLabels, nodeID); err != nil {
+			return err
+		}
+	}
 
 	opts := driver.Options{
-		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, Config: cfg,
+		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, NodeLabels: labels, Config: cfg,
 		Controllers: backends.Controllers, Stagers: backends.Stagers, ProbeInterval: probeInterval, SlowCall: ro.slowCall,
 		Quota: ro.quota,
 	}

@@ -67,6 +67,10 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
+	topology, err := d.accessibleTopology(backendName, req.GetAccessibilityRequirements())
+	if err != nil {
+		return nil, err
+	}
 	required, limit, err := capacityRange(req.GetCapacityRange())
 	if err != nil {
 		return nil, err
@@ -98,7 +102,9 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if limit > 0 && vol.CapacityBytes > limit {
 		return nil, status.Errorf(codes.OutOfRange, "backend %q allocates %d bytes, over limit_bytes %d", backendName, vol.CapacityBytes, limit)
 	}
-	return &csi.CreateVolumeResponse{Volume: csiVolume(vol)}, nil
+	out := csiVolume(vol)
+	out.AccessibleTopology = topology
+	return &csi.CreateVolumeResponse{Volume: out}, nil
 }
 
 func (d *Driver) resolveSource(src *csi.VolumeContentSource, backendName string, vreq *backend.VolumeRequest) error {

@@ -52,7 +52,9 @@ type Options struct {
 	// NodeName and NodeAddress form the node ID (name@address) on the node side.
 	NodeName    string
 	NodeAddress string
-	Config      *config.Config
+	// NodeLabels are the node's Kubernetes labels, matched against each backend's topology.
+	NodeLabels map[string]string
+	Config     *config.Config
 	// Controllers and Stagers are keyed by backend name; only the side(s) Mode needs are set.
 	Controllers map[string]backend.Controller
 	Stagers     map[string]backend.Stager

@@ -163,7 +163,15 @@ func StartDriver(t testing.TB, cfg *config.Config, mode driver.Mode) *Driver {
 // StartDriverOn is StartDriver for another node name and address (a second node plugin).
 func StartDriverOn(t testing.TB, cfg *config.Config, mode driver.Mode, nodeName, nodeAddress string) *Driver {
 	t.Helper()
-	return StartDriverWith(t, cfg, mode, func(o *driver.Options) { o.NodeName, o.NodeAddress = nodeName, nodeAddress })
+	return StartDriverLabelled(t, cfg, mode, nodeName, nodeAddress, nil)
+}
+
+// StartDriverLabelled is StartDriverOn on a node with these labels (backend topology).
+func StartDriverLabelled(t testing.TB, cfg *config.Config, mode driver.Mode, nodeName, nodeAddress string, nodeLabels map[string]string) *Driver {
+	t.Helper()
+	return StartDriverWith(t, cfg, mode, func(o *driver.Options) {
+		o.NodeName, o.NodeAddress, o.NodeLabels = nodeName, nodeAddress, nodeLabels
+	})
 }
 
 // StartDriverWith is StartDriver with the driver's options adjusted first.
