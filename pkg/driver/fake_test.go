@@ -29,6 +29,17 @@ type fakeController struct {
 	slowDelete chan struct{}
 	storage    ceph.Calls
 	deletes    atomic.Int32
+	// unit rounds allocations up (RBD allocates whole MiB); a clone keeps its source's
+	// size when that is larger, as on RBD and Isilon.
+	unit int64
+	// createDelay is the storage's time for one create; beforeCreate may fail a request
+	// (a clone still copying answers Pending).
+	createDelay  time.Duration
+	beforeCreate func(*backend.VolumeRequest) error
+	// listBlock, when set, holds ListVolumes until closed or the call's deadline (a
+	// frozen monitor); lists counts ListVolumes calls.
+	listBlock chan struct{}
+	lists     atomic.Int32
 }
 
 func newFake(name, kind string) *fakeController {
@@ -53,11 +64,18 @@ func (f *fakeController) CreateVolume(ctx context.Context, r *backend.VolumeRequ
 	if f.failWith != nil {
 		return nil, f.failWith
 	}
+	time.Sleep(f.createDelay)
+	if f.beforeCreate != nil {
+		if err := f.beforeCreate(r); err != nil {
+			return nil, err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := r.ID(f.name, "1")
+	size := f.allocated(r)
 	if v, ok := f.vols[id.String()]; ok {
-		if v.CapacityBytes != r.RequiredBytes {
+		if v.CapacityBytes != size {
 			return nil, backend.Errorf(backend.AlreadyExists, "volume %s exists with %d bytes", r.Name, v.CapacityBytes)
 		}
 		return v, nil
@@ -67,9 +85,25 @@ func (f *fakeController) CreateVolume(ctx context.Context, r *backend.VolumeRequ
 			return nil, backend.Errorf(backend.NotFound, "snapshot %s not found", r.SourceSnapshot)
 		}
 	}
-	v := &backend.Volume{ID: id, CapacityBytes: r.RequiredBytes, Context: map[string]string{"tenant": r.Tenant}, SourceSnapshot: r.SourceSnapshot}
+	v := &backend.Volume{ID: id, CapacityBytes: size, Context: map[string]string{"tenant": r.Tenant}, SourceSnapshot: r.SourceSnapshot}
 	f.vols[id.String()] = v
 	return v, nil
+}
+
+// allocated is the size the fake gives a request; f.mu is held.
+func (f *fakeController) allocated(r *backend.VolumeRequest) int64 {
+	size := r.RequiredBytes
+	if f.unit > 0 {
+		size = (size + f.unit - 1) / f.unit * f.unit
+	}
+	var src int64
+	if r.SourceVolume != nil && f.vols[r.SourceVolume.String()] != nil {
+		src = f.vols[r.SourceVolume.String()].CapacityBytes
+	}
+	if r.SourceSnapshot != nil && f.snaps[r.SourceSnapshot.String()] != nil {
+		src = f.snaps[r.SourceSnapshot.String()].SizeBytes
+	}
+	return max(size, src)
 }
 
 func (f *fakeController) DeleteVolume(ctx context.Context, id volid.Volume, _ map[string]string) error {
@@ -101,6 +135,17 @@ func (f *fakeController) GetVolume(ctx context.Context, id volid.Volume, _ map[s
 }
 
 func (f *fakeController) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
+	f.lists.Add(1)
+	f.mu.Lock()
+	block := f.listBlock
+	f.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return nil, backend.Errorf(backend.Unavailable, "monitors do not answer: %v", ctx.Err())
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*backend.Volume
@@ -127,12 +172,13 @@ func (f *fakeController) ExpandVolume(ctx context.Context, id volid.Volume, req,
 }
 
 func (f *fakeController) CreateSnapshot(ctx context.Context, src volid.Volume, name string, _, _ map[string]string) (*backend.Snapshot, error) {
-	if _, err := f.GetVolume(ctx, src, nil); err != nil {
+	v, err := f.GetVolume(ctx, src, nil)
+	if err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := &backend.Snapshot{ID: volid.Snapshot{Volume: src, SnapHash: volid.Hash(name)}, CreatedAt: time.Unix(1, 0), Ready: true}
+	s := &backend.Snapshot{ID: volid.Snapshot{Volume: src, SnapHash: volid.Hash(name)}, SizeBytes: v.CapacityBytes, CreatedAt: time.Unix(1, 0), Ready: true}
 	f.snaps[s.ID.String()] = s
 	return s, nil
 }
