@@ -243,10 +243,17 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	case err != nil:
 		return nil, err
 	case found:
-		if why := rec.conflict(req, p, sourceID); why != "" {
-			return nil, backend.Errorf(backend.AlreadyExists, "volume %q already exists as %s but does not match: %s", req.Name, ref, why)
+		info, err := c.info(s, ref)
+		if err == nil {
+			if why := rec.conflict(req, p, sourceID); why != "" {
+				return nil, backend.Errorf(backend.AlreadyExists, "volume %q already exists as %s but does not match: %s", req.Name, ref, why)
+			}
+			return c.volumeOf(id, ref, rec, info), nil
 		}
-		return c.volume(s, id, ref, rec)
+		if !backend.IsNotFound(err) {
+			return nil, err
+		}
+		// Deleted with its snapshots retained (the record stays on its directory): made anew.
 	case src != nil:
 		// A finished clone not yet recorded: finish it.
 		return c.finishClone(s, req, p, id, ref, src)
@@ -261,38 +268,39 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if src != nil {
 		return c.startClone(s, req, p, id, ref, src)
 	}
-	err = s.do("create subvolume "+ref.String(), func() error {
-		return s.fsa.CreateSubVolume(ref.fs, ref.group, ref.sub, &admin.SubVolumeOptions{Size: admin.ByteCount(req.RequiredBytes)})
-	})
+	if err := c.createSubvolume(s, ref, req.RequiredBytes); err != nil {
+		return nil, err
+	}
+	return c.recordNew(s, req, p, id, ref, "")
+}
+
+// createSubvolume makes the subvolume with its quota, in a group ensureGroup made.
+func (c *Controller) createSubvolume(s *session, ref volumeRef, bytes int64) error {
+	create := func() error {
+		return s.do("create subvolume "+ref.String(), func() error {
+			return s.fsa.CreateSubVolume(ref.fs, ref.group, ref.sub, &admin.SubVolumeOptions{Size: admin.ByteCount(bytes)})
+		})
+	}
+	err := create()
 	if backend.IsNotFound(err) {
 		// The group vanished behind our cache (removed by an admin); make it again.
 		c.forgetGroup(ref.fs, ref.group)
 		if err = c.ensureGroup(s, ref.fs, ref.group); err == nil {
-			err = s.do("create subvolume "+ref.String(), func() error {
-				return s.fsa.CreateSubVolume(ref.fs, ref.group, ref.sub, &admin.SubVolumeOptions{Size: admin.ByteCount(req.RequiredBytes)})
-			})
+			err = create()
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return c.recordNew(s, req, p, id, ref, "")
+	return err
 }
 
 // recordNew records the request on a subvolume that holds its final content, sizes it,
 // and reports it.
 func (c *Controller) recordNew(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, source string) (*backend.Volume, error) {
 	rec := volumeRecord{Name: req.Name, Bytes: req.RequiredBytes, Params: p, Source: source}
-	if err := s.do("record request on subvolume "+ref.String(), func() error {
-		return setRecord(s.conn, ref.fs, ref.group, ref.sub, rec)
-	}); err != nil {
+	if err := c.writeRecord(s, ref, rec); err != nil {
 		return nil, err
 	}
-	var path string
-	if err := s.do("get path of subvolume "+ref.String(), func() (err error) {
-		path, err = s.fsa.SubVolumePath(ref.fs, ref.group, ref.sub)
-		return err
-	}); err != nil {
+	path, err := c.subvolumePath(s, ref)
+	if err != nil {
 		return nil, err
 	}
 	v := &backend.Volume{
@@ -303,21 +311,17 @@ func (c *Controller) recordNew(s *session, req *backend.VolumeRequest, p volumeP
 	return v, nil
 }
 
-// record reads a subvolume's request record.
-func (c *Controller) record(s *session, ref volumeRef) (rec volumeRecord, found bool, err error) {
-	err = s.do("read subvolume "+ref.String(), func() (err error) {
-		rec, found, err = getRecord(s.conn, ref.fs, ref.group, ref.sub)
-		return err
-	})
-	return rec, found, err
-}
-
 // volume reports an existing subvolume.
 func (c *Controller) volume(s *session, id volid.Volume, ref volumeRef, rec volumeRecord) (*backend.Volume, error) {
 	info, err := c.info(s, ref)
 	if err != nil {
 		return nil, err
 	}
+	return c.volumeOf(id, ref, rec, info), nil
+}
+
+// volumeOf reports a subvolume from its record and info.
+func (c *Controller) volumeOf(id volid.Volume, ref volumeRef, rec volumeRecord, info *admin.SubVolumeInfo) *backend.Volume {
 	v := &backend.Volume{
 		ID: id, CapacityBytes: quotaBytes(info), RequestName: rec.Name,
 		Context: volumeContext(c.cfg.ClusterID, ref.group, ref.sub, info.Path, rec.Params),
@@ -329,7 +333,7 @@ func (c *Controller) volume(s *session, id volid.Volume, ref volumeRef, rec volu
 			v.SourceVolume = &vid
 		}
 	}
-	return v, nil
+	return v
 }
 
 func (c *Controller) info(s *session, ref volumeRef) (*admin.SubVolumeInfo, error) {
