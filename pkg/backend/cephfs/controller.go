@@ -370,45 +370,37 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	if err != nil {
 		return err
 	}
-	// A clone source that was a volume leaves a temporary snapshot on that volume until the
-	// clone is finished; a clone deleted before then takes its temporary snapshot along.
-	rec, found, err := c.record(s, ref)
-	switch {
-	case backend.IsNotFound(err):
-		return nil
-	case backend.CodeOf(err) == backend.Pending:
-		return c.deleteUnfinishedClone(s, ref, id)
-	case err != nil:
-		return err
-	}
-	if found && rec.Source != "" {
-		c.removeCloneSnapshot(s, rec.Source, id)
-	}
+	// No record is read: a clone loses its temporary source snapshot before it is recorded
+	// (completeClone), so a delete is one mgr command unless Ceph refuses it as busy.
 	// Snapshots outlive their volume: Ceph keeps the subvolume in state snapshot-retained
 	// until the last snapshot is deleted, and clones from them keep working.
 	err = s.do("delete subvolume "+ref.String(), func() error {
 		return s.fsa.RemoveSubVolumeWithFlags(ref.fs, ref.group, ref.sub, admin.SubVolRmFlags{RetainSnapshots: true})
 	})
-	if backend.IsNotFound(err) {
+	switch {
+	case err == nil, backend.IsNotFound(err):
 		return nil
+	case backend.CodeOf(err) != backend.Pending:
+		return err
 	}
-	if backend.CodeOf(err) == backend.Pending {
-		return backend.Errorf(backend.Pending, "volume %s has clones in progress from its snapshots; DeleteVolume is retried once they complete (%v)", id, err)
+	// Busy: a clone of ours still copying (or failed), or a volume with clones in
+	// progress from its snapshots.
+	var st *admin.CloneStatus
+	if cerr := s.do("get clone status of "+ref.String(), func() (err error) {
+		st, err = s.fsa.CloneStatus(ref.fs, ref.group, ref.sub)
+		return err
+	}); cerr == nil && st.State != admin.CloneComplete {
+		return c.deleteUnfinishedClone(s, ref, id, st)
+	} else if cerr != nil && !notCloneErr(cerr) {
+		return cerr
 	}
-	return err
+	return backend.Errorf(backend.Pending, "volume %s has clones in progress from its snapshots; DeleteVolume is retried once they complete (%v)", id, err)
 }
 
 // deleteUnfinishedClone cancels a clone still copying and removes it and its temporary
 // source snapshot.
-func (c *Controller) deleteUnfinishedClone(s *session, ref volumeRef, id volid.Volume) error {
-	var st *admin.CloneStatus
-	if err := s.do("get clone status of "+ref.String(), func() (err error) {
-		st, err = s.fsa.CloneStatus(ref.fs, ref.group, ref.sub)
-		return err
-	}); err != nil && !backend.IsNotFound(err) {
-		return err
-	}
-	if st != nil && (st.State == admin.ClonePending || st.State == admin.CloneInProgress) {
+func (c *Controller) deleteUnfinishedClone(s *session, ref volumeRef, id volid.Volume, st *admin.CloneStatus) error {
+	if st.State == admin.ClonePending || st.State == admin.CloneInProgress {
 		if err := s.do("cancel clone "+ref.String(), func() error {
 			return s.fsa.CancelClone(ref.fs, ref.group, ref.sub)
 		}); err != nil && !backend.IsNotFound(err) && backend.CodeOf(err) != backend.InvalidArgument {
@@ -421,28 +413,12 @@ func (c *Controller) deleteUnfinishedClone(s *session, ref volumeRef, id volid.V
 	if err != nil && !backend.IsNotFound(err) {
 		return err
 	}
-	if st != nil && st.Source.Snapshot == cloneSnapName(id.Hash) {
+	if st.Source.Snapshot == cloneSnapName(id.Hash) {
 		_ = s.do("delete temporary clone snapshot", func() error {
 			return s.fsa.RemoveSubVolumeSnapshot(st.Source.Volume, st.Source.Group, st.Source.SubVolume, st.Source.Snapshot)
 		})
 	}
 	return nil
-}
-
-// removeCloneSnapshot drops the temporary snapshot a clone of a volume was copied from;
-// best effort, it is already gone once the clone was finished.
-func (c *Controller) removeCloneSnapshot(s *session, source string, target volid.Volume) {
-	src, err := volid.ParseVolume(source)
-	if err != nil {
-		return
-	}
-	ref, err := c.ref(s, src)
-	if err != nil {
-		return
-	}
-	_ = s.do("delete temporary clone snapshot", func() error {
-		return s.fsa.ForceRemoveSubVolumeSnapshot(ref.fs, ref.group, ref.sub, cloneSnapName(target.Hash))
-	})
 }
 
 func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (*backend.Volume, error) {

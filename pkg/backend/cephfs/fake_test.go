@@ -32,6 +32,7 @@ type fakeSub struct {
 	cloning  int // remaining in-progress answers
 	source   [4]string
 	retained bool
+	inUse    bool // clones from its snapshots in progress: rm answers EAGAIN
 }
 
 type fakeErr struct{ errno int }
@@ -143,7 +144,7 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 	}
 	switch p := str(m, "prefix"); p {
 	case "fs subvolume rm":
-		if sub.cloning > 0 && m["force"] != true {
+		if sub.cloning > 0 && m["force"] != true || sub.inUse {
 			return busy()
 		}
 		if m["retain_snapshots"] == true && len(sub.snaps) > 0 {
@@ -219,6 +220,9 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 			source: [4]string{"cephfs", g, name, str(m, "snap_name")}}
 		return nil, "", nil
 	case "fs clone status":
+		if sub.source[0] == "" {
+			return nil, "operation 'clone-status' is not allowed on subvolume", fakeErr{-int(syscall.ENOTSUP)}
+		}
 		state := "complete"
 		if sub.cloning > 0 {
 			sub.cloning--

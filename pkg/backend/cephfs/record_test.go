@@ -3,6 +3,7 @@ package cephfs
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -59,6 +60,31 @@ func TestCreateVolumeSendsOneMgrCommand(t *testing.T) {
 		if got := f.mgrCommands(); !slices.Equal(got, st.want) {
 			t.Errorf("%s sent mgr commands %q, want %q", st.what, got, st.want)
 		}
+	}
+	// The delete reads nothing first: the MDS saw the create's and the retry's requests only.
+	if got := f.fsOps[len(f.fsOps)-1]; !strings.HasPrefix(got, "getxattr ") {
+		t.Errorf("last MDS request %q, want the retry's record read", got)
+	}
+}
+
+// A volume whose snapshot is being cloned cannot be deleted until the clone is done; a
+// clone of ours still copying is cancelled and removed with its temporary snapshot.
+func TestDeleteVolumeBusy(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	src, err := c.CreateVolume(ctx, volReq("pvc-src", 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.subs["shiphold-team-a/csi-vol-"+src.ID.Hash].inUse = true
+	f.mu.Unlock()
+	f.mgrCommands()
+	if err := c.DeleteVolume(ctx, src.ID, nil); backend.CodeOf(err) != backend.Pending {
+		t.Fatalf("DeleteVolume of a busy volume that is no clone: %v, want Pending", err)
+	}
+	if got := f.mgrCommands(); !slices.Equal(got, []string{"fs subvolume rm", "fs clone status"}) {
+		t.Fatalf("busy delete sent %q", got)
 	}
 }
 
