@@ -116,7 +116,7 @@ func adminSessions(t *testing.T, pc *harness.PrivateCluster) []int64 {
 		t.Fatalf("session ls: %v %s", err, stderr.String())
 	}
 	var sessions []struct {
-		ID       int64             `json:"id"`
+		ID       int64          `json:"id"`
 		Metadata map[string]any `json:"client_metadata"`
 	}
 	if err := json.Unmarshal(out, &sessions); err != nil {
