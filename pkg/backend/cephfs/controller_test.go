@@ -83,8 +83,11 @@ func TestCreateVolumeAdoptsUnrecordedSubvolume(t *testing.T) {
 	if _, err := c.CreateVolume(context.Background(), volReq("pvc-1", 5)); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.commands("fs subvolume create")) != 0 || len(f.commands("fs subvolume metadata set")) != 1 {
+	if len(f.commands("fs subvolume create")) != 0 {
 		t.Fatal("an unrecorded subvolume from a crashed attempt should be recorded, not recreated")
+	}
+	if rec := recordIn(t, f, "shiphold-team-a/csi-vol-"+volid.Hash("pvc-1")); rec.Name != "pvc-1" || rec.Bytes != 5 {
+		t.Fatalf("adopted subvolume recorded as %+v", rec)
 	}
 }
 
