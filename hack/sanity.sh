@@ -3,12 +3,12 @@
 # one suite per process, so each backend/access pair is its own go test run; each ends with
 # "sanity <backend>/<access>: N passed, N failed, N skipped", repeated here at the end.
 # <access> -mnmw runs send csi-sanity's volumes as MULTI_NODE_MULTI_WRITER, where the
-# backend offers it (test/sanity/SKIPS.md).
+# backend offers it (test/sanity/SKIPS.md); -topo limits the backend to labelled nodes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CGO_ENABLED=1 GOFLAGS=-tags=pacific
 mkdir -p _output
-TARGETS=${SANITY_TARGETS:-"rbd/mount rbd/block rbd/block-mnmw cephfs/mount cephfs/mount-mnmw isilon/mount isilon/mount-mnmw"}
+TARGETS=${SANITY_TARGETS:-"rbd/mount rbd/block rbd/block-mnmw cephfs/mount cephfs/mount-mnmw isilon/mount isilon/mount-mnmw isilon/mount-topo"}
 fail=0
 summary=()
 go test -c -o _output/sanity.test ./test/sanity/ || exit 1

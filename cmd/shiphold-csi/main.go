@@ -24,6 +24,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/pkg/metrics"
+	"github.com/shiphold/shiphold/pkg/tenant"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -34,6 +35,8 @@ type runOptions struct {
 	slowCall       time.Duration
 	surveyInterval time.Duration
 	surveyTimeout  time.Duration
+	quota          tenant.LedgerOptions
+	nodeLabels     string
 }
 
 func main() {
@@ -55,6 +58,9 @@ func main() {
 	flag.DurationVar(&ro.slowCall, "slow-call", driver.DefaultSlowCall, "log calls that take longer than this at the default verbosity")
 	flag.DurationVar(&ro.surveyInterval, "survey-interval", 5*time.Minute, "how often the controller reads capacity, tenant usage and export clients for the metrics (a scrape never lists storage)")
 	flag.DurationVar(&ro.surveyTimeout, "survey-timeout", time.Minute, "bound of each backend's part of one survey")
+	flag.DurationVar(&ro.quota.ReadInterval, "quota-read-interval", tenant.DefaultReadInterval, "how often the controller reads each backend's volumes for the tenant quota checks (its own creates, expansions and deletes count at once)")
+	flag.DurationVar(&ro.quota.StaleAfter, "quota-stale-after", tenant.DefaultStaleAfter, "past this age of a backend's last reading, creates of tenants with a quota and volumes on it are refused (UNAVAILABLE) until it answers")
+	flag.StringVar(&ro.nodeLabels, "node-labels", "", "the node's labels (key=value,...) matched against the backends' topology; default: read from the Node object (only when a backend has a topology)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	logs.InitLogs()
@@ -80,6 +86,9 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 	if err != nil {
 		return err
 	}
+	if err := ro.quota.Validate(); err != nil {
+		return fmt.Errorf("--quota-stale-after, --quota-read-interval: %w", err)
+	}
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		return err
@@ -95,10 +104,17 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var labels map[string]string
+	if mode != driver.ModeController {
+		if labels, err = nodeLabels(ctx, cfg, ro.nodeLabels, nodeID); err != nil {
+			return err
+		}
+	}
 
 	opts := driver.Options{
-		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, Config: cfg,
+		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, NodeLabels: labels, Config: cfg,
 		Controllers: backends.Controllers, Stagers: backends.Stagers, ProbeInterval: probeInterval, SlowCall: ro.slowCall,
+		Quota: ro.quota,
 	}
 	if metricsAddr != "" {
 		reg := prometheus.NewRegistry()

@@ -30,6 +30,7 @@ type Conn struct {
 	Calls
 	handle *rados.Conn
 	user   string // backend, cluster and user, without the key
+	fs     fsMounts
 }
 
 // Rados is the handle for librados/librbd calls; use it only inside Do.
@@ -54,9 +55,10 @@ type Pool struct {
 	stranded map[string]*atomic.Int64 // abandoned calls per backend, cluster and user, across handles
 	closed   bool
 
-	// connect and shutdown are librados's; unit tests replace them.
+	// connect, shutdown and mountFS are librados's and libcephfs's; unit tests replace them.
 	connect  func(config.CephCluster, Credentials) (*rados.Conn, error)
 	shutdown func(*rados.Conn)
+	mountFS  func(*rados.Conn, string) (fsTree, error)
 }
 
 // dial is one connect in progress; the requests that need it wait for done.
@@ -70,7 +72,7 @@ type dial struct {
 func NewPool() *Pool {
 	return &Pool{
 		conns: map[string]*Conn{}, dials: map[string]*dial{}, stranded: map[string]*atomic.Int64{},
-		connect: connect, shutdown: (*rados.Conn).Shutdown,
+		connect: connect, shutdown: (*rados.Conn).Shutdown, mountFS: mountLibcephfs,
 	}
 }
 
@@ -142,7 +144,14 @@ func (p *Pool) dial(d *dial, key, user string, cluster config.CephCluster, cred 
 	}
 	c := &Conn{handle: handle, user: user}
 	c.born, c.stranded = time.Now(), p.stranded[user]
-	c.onIdle = func() { go p.shutdown(handle) }
+	c.fs.mount = func(fsName string) (fsTree, error) { return p.mountFS(handle, fsName) }
+	// The libcephfs mounts share the handle's configuration: they go first.
+	c.onIdle = func() {
+		go func() {
+			c.fs.closeAll()
+			p.shutdown(handle)
+		}()
+	}
 	// A user's new key means the old one was rotated away: its handle is finished.
 	for k, old := range p.conns {
 		if old.user == user {

@@ -25,6 +25,9 @@ type Backend struct {
 	RBD    *RBD    `json:"rbd,omitempty"`
 	CephFS *CephFS `json:"cephfs,omitempty"`
 	Isilon *Isilon `json:"isilon,omitempty"`
+	// Topology, if set, limits the backend to the nodes it selects; unset, every node
+	// reaches it.
+	Topology *Topology `json:"topology,omitempty"`
 }
 
 // CephCluster locates a Ceph cluster and the credentials used when a request brings none.
@@ -148,6 +151,9 @@ func (c *Config) Validate() error {
 		}
 		seen[b.Name] = true
 		if err := b.validate(); err != nil {
+			return fmt.Errorf("config: backend %q: %w", b.Name, err)
+		}
+		if err := b.Topology.validate(); err != nil {
 			return fmt.Errorf("config: backend %q: %w", b.Name, err)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/tenant"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -68,6 +67,10 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
+	topology, err := d.accessibleTopology(backendName, req.GetAccessibilityRequirements())
+	if err != nil {
+		return nil, err
+	}
 	required, limit, err := capacityRange(req.GetCapacityRange())
 	if err != nil {
 		return nil, err
@@ -89,13 +92,16 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err := checkSourceSize(ctx, c, vreq); err != nil {
 		return nil, err
 	}
-	if err := d.checkTenantQuota(ctx, vreq); err != nil {
+	quota, err := d.reserveQuota(ctx, c, vreq)
+	if err != nil {
 		return nil, err
 	}
 	vol, err := c.CreateVolume(ctx, vreq)
 	if err != nil {
+		settle(quota, 0, err)
 		return nil, toStatus(err)
 	}
+	settle(quota, vol.CapacityBytes, nil)
 	if limit > 0 && vol.CapacityBytes > limit {
 		// Refused after the fact, the volume would be one the CO never learns of: take it back.
 		if err := c.DeleteVolume(ctx, vol.ID, req.GetSecrets()); err != nil {
@@ -103,7 +109,9 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		}
 		return nil, status.Errorf(codes.OutOfRange, "backend %q allocates %d bytes, over limit_bytes %d", backendName, vol.CapacityBytes, limit)
 	}
-	return &csi.CreateVolumeResponse{Volume: csiVolume(vol)}, nil
+	out := csiVolume(vol)
+	out.AccessibleTopology = topology
+	return &csi.CreateVolumeResponse{Volume: out}, nil
 }
 
 // checkSourceSize refuses a content source larger than limit_bytes before anything is
@@ -179,33 +187,6 @@ func sameTenant(src volid.Volume, tenant string) error {
 	return nil
 }
 
-// checkTenantQuota enforces the tenant's volume-count and capacity quota across all backends.
-// A retry of a volume that already exists passes, so CreateVolume stays idempotent.
-func (d *Driver) checkTenantQuota(ctx context.Context, vreq *backend.VolumeRequest) error {
-	quotas := d.opts.Config.Tenants
-	if q := quotas.QuotaFor(vreq.Tenant); q.MaxVolumes == 0 && q.MaxBytes == 0 {
-		return nil
-	}
-	vols, err := tenant.Volumes(ctx, d.opts.Controllers, vreq.Tenant)
-	if err != nil {
-		return status.Errorf(codes.Unavailable, "tenant %q quota check: %v", vreq.Tenant, err)
-	}
-	hash := volid.Hash(vreq.Name)
-	for _, v := range vols {
-		if v.ID.Backend == vreq.Parameters[backend.ParamBackend] && v.ID.Hash == hash {
-			return nil
-		}
-	}
-	usage := &tenant.Usage{Tenant: vreq.Tenant, Quota: quotas.QuotaFor(vreq.Tenant)}
-	if u := tenant.Summarize(vols, quotas); len(u) == 1 {
-		usage = u[0]
-	}
-	if why := usage.Admits(vreq.RequiredBytes); why != "" {
-		return status.Error(codes.ResourceExhausted, why)
-	}
-	return nil
-}
-
 func csiVolume(v *backend.Volume) *csi.Volume {
 	out := &csi.Volume{VolumeId: v.ID.String(), CapacityBytes: v.CapacityBytes, VolumeContext: v.Context}
 	switch {
@@ -241,6 +222,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if err := c.DeleteVolume(ctx, id, req.GetSecrets()); err != nil && !backend.IsNotFound(err) {
 		return nil, toStatus(err)
 	}
+	d.ledger.Forget(id)
 	return &csi.DeleteVolumeResponse{}, nil
 }
 
@@ -508,7 +490,12 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 		return nil, err
 	}
 	defer release()
+	quota, err := d.reserveGrowth(ctx, c, id, required, req.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
 	size, nodeExpand, err := c.ExpandVolume(ctx, id, required, limit, req.GetSecrets())
+	settle(quota, size, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}

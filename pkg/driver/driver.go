@@ -23,6 +23,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/mounter"
+	"github.com/shiphold/shiphold/pkg/tenant"
 )
 
 // Mode selects which CSI services the plugin serves.
@@ -51,7 +52,9 @@ type Options struct {
 	// NodeName and NodeAddress form the node ID (name@address) on the node side.
 	NodeName    string
 	NodeAddress string
-	Config      *config.Config
+	// NodeLabels are the node's Kubernetes labels, matched against each backend's topology.
+	NodeLabels map[string]string
+	Config     *config.Config
 	// Controllers and Stagers are keyed by backend name; only the side(s) Mode needs are set.
 	Controllers map[string]backend.Controller
 	Stagers     map[string]backend.Stager
@@ -68,6 +71,8 @@ type Options struct {
 	SlowCall time.Duration
 	// Interceptors run around every call, after logging.
 	Interceptors []grpc.UnaryServerInterceptor
+	// Quota tunes the tenant usage ledger the controller checks quotas against.
+	Quota tenant.LedgerOptions
 }
 
 // Driver implements the CSI services.
@@ -79,6 +84,7 @@ type Driver struct {
 	opts     Options
 	mounter  mount.Interface
 	inflight *inflight
+	ledger   *tenant.Ledger
 
 	mu        sync.Mutex
 	reachable map[string]error
@@ -110,7 +116,8 @@ func New(opts Options) (*Driver, error) {
 	if opts.MountCallTimeout <= 0 {
 		opts.MountCallTimeout = mounter.DefaultMountCallTimeout
 	}
-	return &Driver{opts: opts, mounter: m, inflight: newInflight(), reachable: map[string]error{}}, nil
+	ledger := tenant.NewLedger(opts.Controllers, opts.Config.Tenants, opts.Quota)
+	return &Driver{opts: opts, mounter: m, inflight: newInflight(), ledger: ledger, reachable: map[string]error{}}, nil
 }
 
 // NodeID is what NodeGetInfo reports: name@address, so that a controller can grant the
@@ -128,6 +135,7 @@ func (d *Driver) Serve(ctx context.Context, endpoint string) error {
 	srv := d.GRPCServer()
 	d.startProbing(ctx)
 	d.startCollecting(ctx)
+	d.startLedger(ctx)
 	go func() {
 		<-ctx.Done()
 		srv.GracefulStop()

@@ -43,6 +43,10 @@ func newFixture(t *testing.T, tenants config.Tenants) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What Serve does before it answers: read every backend's tenant usage once.
+	if err := d.ledger.ReadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	f.d = d
 	return f
 }

@@ -29,6 +29,17 @@ type fakeController struct {
 	slowDelete chan struct{}
 	storage    ceph.Calls
 	deletes    atomic.Int32
+	// unit rounds allocations up (RBD allocates whole MiB); a clone keeps its source's
+	// size when that is larger, as on RBD and Isilon.
+	unit int64
+	// createDelay is the storage's time for one create; beforeCreate may fail a request
+	// (a clone still copying answers Pending).
+	createDelay  time.Duration
+	beforeCreate func(*backend.VolumeRequest) error
+	// listBlock, when set, holds ListVolumes until closed or the call's deadline (a
+	// frozen monitor); lists counts ListVolumes calls.
+	listBlock chan struct{}
+	lists     atomic.Int32
 }
 
 func newFake(name, kind string) *fakeController {
@@ -53,34 +64,47 @@ func (f *fakeController) CreateVolume(ctx context.Context, r *backend.VolumeRequ
 	if f.failWith != nil {
 		return nil, f.failWith
 	}
+	time.Sleep(f.createDelay)
+	if f.beforeCreate != nil {
+		if err := f.beforeCreate(r); err != nil {
+			return nil, err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := r.ID(f.name, "1")
+	size := f.allocated(r)
 	if v, ok := f.vols[id.String()]; ok {
-		if v.CapacityBytes != r.RequiredBytes {
+		if v.CapacityBytes != size {
 			return nil, backend.Errorf(backend.AlreadyExists, "volume %s exists with %d bytes", r.Name, v.CapacityBytes)
 		}
 		return v, nil
 	}
-	size := r.RequiredBytes
-	if r.SourceSnapshot != nil {
-		s, ok := f.snaps[r.SourceSnapshot.String()]
-		if !ok {
-			return nil, backend.Errorf(backend.NotFound, "snapshot %s not found", r.SourceSnapshot)
-		}
-		// Like RBD, a clone is at least as large as its source.
-		size = max(size, s.SizeBytes)
+	if r.SourceSnapshot != nil && f.snaps[r.SourceSnapshot.String()] == nil {
+		return nil, backend.Errorf(backend.NotFound, "snapshot %s not found", r.SourceSnapshot)
 	}
-	if r.SourceVolume != nil {
-		src, ok := f.vols[r.SourceVolume.String()]
-		if !ok {
-			return nil, backend.Errorf(backend.NotFound, "volume %s not found", r.SourceVolume)
-		}
-		size = max(size, src.CapacityBytes)
+	if r.SourceVolume != nil && f.vols[r.SourceVolume.String()] == nil {
+		return nil, backend.Errorf(backend.NotFound, "volume %s not found", r.SourceVolume)
 	}
 	v := &backend.Volume{ID: id, CapacityBytes: size, Context: map[string]string{"tenant": r.Tenant}, SourceSnapshot: r.SourceSnapshot, SourceVolume: r.SourceVolume}
 	f.vols[id.String()] = v
 	return v, nil
+}
+
+// allocated is the size the fake gives a request; f.mu is held.
+func (f *fakeController) allocated(r *backend.VolumeRequest) int64 {
+	size := r.RequiredBytes
+	if f.unit > 0 {
+		size = (size + f.unit - 1) / f.unit * f.unit
+	}
+	var src int64
+	if r.SourceVolume != nil && f.vols[r.SourceVolume.String()] != nil {
+		src = f.vols[r.SourceVolume.String()].CapacityBytes
+	}
+	if r.SourceSnapshot != nil && f.snaps[r.SourceSnapshot.String()] != nil {
+		src = f.snaps[r.SourceSnapshot.String()].SizeBytes
+	}
+	return max(size, src)
 }
 
 func (f *fakeController) DeleteVolume(ctx context.Context, id volid.Volume, _ map[string]string) error {
@@ -112,6 +136,17 @@ func (f *fakeController) GetVolume(ctx context.Context, id volid.Volume, _ map[s
 }
 
 func (f *fakeController) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
+	f.lists.Add(1)
+	f.mu.Lock()
+	block := f.listBlock
+	f.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return nil, backend.Errorf(backend.Unavailable, "monitors do not answer: %v", ctx.Err())
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*backend.Volume

@@ -24,6 +24,13 @@ func (d *Driver) GetPluginCapabilities(ctx context.Context, req *csi.GetPluginCa
 			}},
 		})
 	}
+	if d.opts.Config.HasTopology() {
+		caps = append(caps, &csi.PluginCapability{
+			Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{
+				Type: csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS,
+			}},
+		})
+	}
 	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }
 

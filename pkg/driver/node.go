@@ -39,7 +39,7 @@ func (d *Driver) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapabi
 }
 
 func (d *Driver) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
-	return &csi.NodeGetInfoResponse{NodeId: d.NodeID()}, nil
+	return &csi.NodeGetInfoResponse{NodeId: d.NodeID(), AccessibleTopology: d.nodeTopology()}, nil
 }
 
 // stager parses a volume ID for a node call and finds the backend's node side.

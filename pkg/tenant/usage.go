@@ -37,6 +37,8 @@ type Usage struct {
 	Bytes     int64
 	ByBackend map[string]BackendUsage
 	Quota     config.TenantQuota
+	// InFlight of Volumes are being created (the ledger's reservations).
+	InFlight int
 }
 
 // BackendUsage is a tenant's share of one backend.
@@ -70,13 +72,21 @@ func Summarize(vols []*backend.Volume, quotas config.Tenants) []*Usage {
 }
 
 // Admits says why adding a volume of bytes would pass the tenant's quota, "" when it fits.
-func (u *Usage) Admits(bytes int64) string {
+func (u *Usage) Admits(bytes int64) string { return u.admits(1, bytes) }
+
+// admits says why adding volumes and bytes would pass the tenant's quota, "" when they fit.
+func (u *Usage) admits(volumes int, bytes int64) string {
 	q := u.Quota
-	if q.MaxVolumes > 0 && u.Volumes+1 > q.MaxVolumes {
-		return fmt.Sprintf("tenant %q has %d volumes, its quota is %d volumes", u.Tenant, u.Volumes, q.MaxVolumes)
+	making := ""
+	if u.InFlight > 0 {
+		making = fmt.Sprintf(" (%d of them being created)", u.InFlight)
+	}
+	if volumes > 0 && q.MaxVolumes > 0 && u.Volumes+volumes > q.MaxVolumes {
+		return fmt.Sprintf("tenant %q has %d volumes%s, its quota is %d volumes (maxVolumes)", u.Tenant, u.Volumes, making, q.MaxVolumes)
 	}
 	if q.MaxBytes > 0 && u.Bytes+bytes > q.MaxBytes {
-		return fmt.Sprintf("tenant %q uses %d bytes; %d more would pass its quota of %d bytes", u.Tenant, u.Bytes, bytes, q.MaxBytes)
+		return fmt.Sprintf("tenant %q uses %d bytes%s; %d more would pass its quota of %d bytes (maxBytes) by %d bytes",
+			u.Tenant, u.Bytes, making, bytes, q.MaxBytes, u.Bytes+bytes-q.MaxBytes)
 	}
 	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,15 +60,71 @@ func TestBenchCephFS(t *testing.T) {
 	warm(t, ctx, raw, "raw-warm")
 
 	trash := mountTrash(t, conn)
-	b := &harness.Bench{Kind: "cephfs", Sizes: sizes, Driver: ours, Raw: raw, Settle: func(t testing.TB) {
+	perCreate, perDelete := mgrCommandsPerVolume(t, ctx, ours, group)
+	b := &harness.Bench{Kind: "cephfs", Sizes: sizes, Driver: ours, Raw: raw,
+		Suffix: fmt.Sprintf(" mgr_commands_per_create=%.1f mgr_commands_per_delete=%.1f", perCreate, perDelete)}
+	b.Settle = func(t testing.TB) {
 		harness.WaitFor(t, "cephfs subvolume trash and MDS purge queue", 3*time.Minute, func() (bool, string) {
 			n, err := trash()
 			pq, perr := purgeQueue(fs)
 			return err == nil && perr == nil && n == 0 && pq.idle(),
 				fmt.Sprintf("%d subvolumes in %s (%v); purge queue %+v (%v)", n, trashDir, err, pq, perr)
 		})
-	}}
+	}
 	b.Run(t, ctx)
+}
+
+// mgrCommandsPerVolume counts, in the mgr's own log, the volumes-module commands about the
+// bench tenant's subvolume group that a few creates and deletes through the driver send
+// (the group itself already exists, as for every create but a tenant's first). The mgr
+// volumes module serves one command at a time, so each is paid by every create in a burst.
+func mgrCommandsPerVolume(t *testing.T, ctx context.Context, side harness.BenchSide, group string) (perCreate, perDelete float64) {
+	t.Helper()
+	const n = 5
+	log := filepath.Join(harness.CephDir(), "log", "mgr.x.log")
+	count := func(from int64) (int64, int) {
+		// The mgr logs through a thread of its own: wait until the lines stop coming.
+		var size int64
+		var started, prev int
+		for stable := 0; stable < 3; time.Sleep(200 * time.Millisecond) {
+			b, err := os.ReadFile(log)
+			if err != nil {
+				t.Fatalf("mgr log: %v", err)
+			}
+			size, started = int64(len(b)), 0
+			for _, l := range strings.Split(string(b[from:]), "\n") {
+				if strings.Contains(l, "volumes.module] Starting _cmd_") && strings.Contains(l, "group_name:"+group+",") {
+					started++
+				}
+			}
+			if started == prev {
+				stable++
+			} else {
+				stable, prev = 0, started
+			}
+		}
+		return size, started
+	}
+	start, _ := count(0)
+	var ids []string
+	for i := 0; i < n; i++ {
+		id, err := side.Create(ctx, fmt.Sprintf("count-%d", i))
+		if err != nil {
+			t.Fatalf("count mgr commands: %v", err)
+		}
+		ids = append(ids, id)
+	}
+	mid, creates := count(start)
+	for _, id := range ids {
+		if err := side.Delete(ctx, id); err != nil {
+			t.Fatalf("count mgr commands: %v", err)
+		}
+	}
+	_, deletes := count(mid)
+	if creates == 0 || deletes == 0 {
+		t.Fatalf("no volumes-module commands for group %s in %s: is it this cluster's mgr log?", group, log)
+	}
+	return float64(creates) / n, float64(deletes) / n
 }
 
 // rawConn is a rados connection of its own (the driver has its own) as admin.

@@ -157,11 +157,25 @@ type Driver struct {
 // StartDriver serves cfg in the given mode until the test ends, as node-1 at 127.0.0.1.
 func StartDriver(t testing.TB, cfg *config.Config, mode driver.Mode) *Driver {
 	t.Helper()
-	return StartDriverOn(t, cfg, mode, "node-1", "127.0.0.1")
+	return StartDriverWith(t, cfg, mode, nil)
 }
 
 // StartDriverOn is StartDriver for another node name and address (a second node plugin).
 func StartDriverOn(t testing.TB, cfg *config.Config, mode driver.Mode, nodeName, nodeAddress string) *Driver {
+	t.Helper()
+	return StartDriverLabelled(t, cfg, mode, nodeName, nodeAddress, nil)
+}
+
+// StartDriverLabelled is StartDriverOn on a node with these labels (backend topology).
+func StartDriverLabelled(t testing.TB, cfg *config.Config, mode driver.Mode, nodeName, nodeAddress string, nodeLabels map[string]string) *Driver {
+	t.Helper()
+	return StartDriverWith(t, cfg, mode, func(o *driver.Options) {
+		o.NodeName, o.NodeAddress, o.NodeLabels = nodeName, nodeAddress, nodeLabels
+	})
+}
+
+// StartDriverWith is StartDriver with the driver's options adjusted first.
+func StartDriverWith(t testing.TB, cfg *config.Config, mode driver.Mode, adjust func(*driver.Options)) *Driver {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -170,10 +184,14 @@ func StartDriverOn(t testing.TB, cfg *config.Config, mode driver.Mode, nodeName,
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := driver.New(driver.Options{
-		Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: nodeName, NodeAddress: nodeAddress,
+	opts := driver.Options{
+		Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: "node-1", NodeAddress: "127.0.0.1",
 		Config: cfg, Controllers: b.Controllers, Stagers: b.Stagers,
-	})
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	d, err := driver.New(opts)
 	if err != nil {
 		b.Close()
 		t.Fatal(err)

@@ -4,7 +4,8 @@
 //	SANITY_BACKEND=rbd/mount go test -tags pacific ./test/sanity/
 //
 // access is mount or block, for csi-sanity's SINGLE_NODE_WRITER volumes, or mount-mnmw /
-// block-mnmw to send every one of them as MULTI_NODE_MULTI_WRITER instead (see asMode).
+// block-mnmw to send every one of them as MULTI_NODE_MULTI_WRITER instead (see asMode);
+// a -topo suffix limits the backend to labelled nodes (topology_test.go).
 // The run ends with the line "sanity <backend>/<access>: N passed, N failed, N skipped".
 package sanity
 
@@ -38,6 +39,7 @@ func TestSanity(t *testing.T) {
 		t.Skip("set SANITY_BACKEND to <rbd|cephfs|isilon>/<mount|block>[-mnmw] (make sanity runs all)")
 	}
 	kind, access, _ := strings.Cut(target, "/")
+	access, topo := strings.CutSuffix(access, "-topo")
 	access, multi := strings.CutSuffix(access, "-mnmw")
 	var be config.Backend
 	params := map[string]string{}
@@ -59,8 +61,16 @@ func TestSanity(t *testing.T) {
 	}
 	params["backend"] = be.Name
 	t.Cleanup(func() { removeSanityTenants(t, kind) })
+	var labels map[string]string
+	if topo {
+		be.Topology = &config.Topology{NodeSelector: bareMetal}
+		labels = bareMetal
+	}
 	cfg := &config.Config{Backends: []config.Backend{be}}
-	d := harness.StartDriver(t, cfg, driver.ModeAll)
+	d := harness.StartDriverLabelled(t, cfg, driver.ModeAll, "node-1", "127.0.0.1", labels)
+	if topo {
+		checkTopology(t, d, cfg, params)
+	}
 	if multi {
 		secondNode = harness.StartDriverOn(t, cfg, driver.ModeNode, "node-2", "127.0.0.2")
 	}

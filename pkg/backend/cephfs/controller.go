@@ -243,10 +243,17 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	case err != nil:
 		return nil, err
 	case found:
-		if why := rec.conflict(req, p, sourceID); why != "" {
-			return nil, backend.Errorf(backend.AlreadyExists, "volume %q already exists as %s but does not match: %s", req.Name, ref, why)
+		info, err := c.info(s, ref)
+		if err == nil {
+			if why := rec.conflict(req, p, sourceID); why != "" {
+				return nil, backend.Errorf(backend.AlreadyExists, "volume %q already exists as %s but does not match: %s", req.Name, ref, why)
+			}
+			return c.volumeOf(id, ref, rec, info), nil
 		}
-		return c.volume(s, id, ref, rec)
+		if !backend.IsNotFound(err) {
+			return nil, err
+		}
+		// Deleted with its snapshots retained (the record stays on its directory): made anew.
 	case src != nil:
 		// A finished clone not yet recorded: finish it.
 		return c.finishClone(s, req, p, id, ref, src)
@@ -261,38 +268,39 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if src != nil {
 		return c.startClone(s, req, p, id, ref, src)
 	}
-	err = s.do("create subvolume "+ref.String(), func() error {
-		return s.fsa.CreateSubVolume(ref.fs, ref.group, ref.sub, &admin.SubVolumeOptions{Size: admin.ByteCount(req.RequiredBytes)})
-	})
+	if err := c.createSubvolume(s, ref, req.RequiredBytes); err != nil {
+		return nil, err
+	}
+	return c.recordNew(s, req, p, id, ref, "")
+}
+
+// createSubvolume makes the subvolume with its quota, in a group ensureGroup made.
+func (c *Controller) createSubvolume(s *session, ref volumeRef, bytes int64) error {
+	create := func() error {
+		return s.do("create subvolume "+ref.String(), func() error {
+			return s.fsa.CreateSubVolume(ref.fs, ref.group, ref.sub, &admin.SubVolumeOptions{Size: admin.ByteCount(bytes)})
+		})
+	}
+	err := create()
 	if backend.IsNotFound(err) {
 		// The group vanished behind our cache (removed by an admin); make it again.
 		c.forgetGroup(ref.fs, ref.group)
 		if err = c.ensureGroup(s, ref.fs, ref.group); err == nil {
-			err = s.do("create subvolume "+ref.String(), func() error {
-				return s.fsa.CreateSubVolume(ref.fs, ref.group, ref.sub, &admin.SubVolumeOptions{Size: admin.ByteCount(req.RequiredBytes)})
-			})
+			err = create()
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return c.recordNew(s, req, p, id, ref, "")
+	return err
 }
 
 // recordNew records the request on a subvolume that holds its final content, sizes it,
 // and reports it.
 func (c *Controller) recordNew(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, source string) (*backend.Volume, error) {
 	rec := volumeRecord{Name: req.Name, Bytes: req.RequiredBytes, Params: p, Source: source}
-	if err := s.do("record request on subvolume "+ref.String(), func() error {
-		return setRecord(s.conn, ref.fs, ref.group, ref.sub, rec)
-	}); err != nil {
+	if err := c.writeRecord(s, ref, rec); err != nil {
 		return nil, err
 	}
-	var path string
-	if err := s.do("get path of subvolume "+ref.String(), func() (err error) {
-		path, err = s.fsa.SubVolumePath(ref.fs, ref.group, ref.sub)
-		return err
-	}); err != nil {
+	path, err := c.subvolumePath(s, ref)
+	if err != nil {
 		return nil, err
 	}
 	v := &backend.Volume{
@@ -303,21 +311,17 @@ func (c *Controller) recordNew(s *session, req *backend.VolumeRequest, p volumeP
 	return v, nil
 }
 
-// record reads a subvolume's request record.
-func (c *Controller) record(s *session, ref volumeRef) (rec volumeRecord, found bool, err error) {
-	err = s.do("read subvolume "+ref.String(), func() (err error) {
-		rec, found, err = getRecord(s.conn, ref.fs, ref.group, ref.sub)
-		return err
-	})
-	return rec, found, err
-}
-
 // volume reports an existing subvolume.
 func (c *Controller) volume(s *session, id volid.Volume, ref volumeRef, rec volumeRecord) (*backend.Volume, error) {
 	info, err := c.info(s, ref)
 	if err != nil {
 		return nil, err
 	}
+	return c.volumeOf(id, ref, rec, info), nil
+}
+
+// volumeOf reports a subvolume from its record and info.
+func (c *Controller) volumeOf(id volid.Volume, ref volumeRef, rec volumeRecord, info *admin.SubVolumeInfo) *backend.Volume {
 	v := &backend.Volume{
 		ID: id, CapacityBytes: quotaBytes(info), RequestName: rec.Name,
 		Context: volumeContext(c.cfg.ClusterID, ref.group, ref.sub, info.Path, rec.Params),
@@ -329,7 +333,7 @@ func (c *Controller) volume(s *session, id volid.Volume, ref volumeRef, rec volu
 			v.SourceVolume = &vid
 		}
 	}
-	return v, nil
+	return v
 }
 
 func (c *Controller) info(s *session, ref volumeRef) (*admin.SubVolumeInfo, error) {
@@ -366,58 +370,57 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	if err != nil {
 		return err
 	}
-	// A clone source that was a volume leaves a temporary snapshot on that volume until the
-	// clone is finished; a clone deleted before then takes its temporary snapshot along.
-	rec, found, err := c.record(s, ref)
+	// An unrecorded clone (its controller died before recording it) may have left its
+	// temporary snapshot on its source; a recorded one lost it before it was recorded.
+	// The record is an xattr read through the MDS, so this costs the mgr nothing.
+	_, found, err := c.record(s, ref)
 	switch {
-	case backend.IsNotFound(err):
-		// Gone, or deleted with its snapshots retained: a temporary clone snapshot left
-		// there would keep it for ever.
-		if err := c.dropCloneSnapshots(s, ref); err != nil && !backend.IsNotFound(err) {
-			return err
-		}
-		return nil
-	case backend.CodeOf(err) == backend.Pending:
-		return c.deleteUnfinishedClone(s, ref, id)
-	case err != nil:
-		return err
-	}
-	if found && rec.Source != "" {
-		c.removeCloneSnapshot(s, rec.Source, id)
-	}
-	if !found {
+	case err == nil && !found:
 		if err := c.dropOwnCloneSnapshot(s, ref, id); err != nil {
 			return err
 		}
-	}
-	if err := c.dropCloneSnapshots(s, ref); err != nil && !backend.IsNotFound(err) {
+	case err != nil && !backend.IsNotFound(err) && backend.CodeOf(err) != backend.Pending:
 		return err
 	}
-	// Snapshots outlive their volume: Ceph keeps the subvolume in state snapshot-retained
-	// until the last snapshot is deleted, and clones from them keep working.
+	// Without snapshots, one mgr command. With snapshots Ceph answers ENOTEMPTY: temporary
+	// clone snapshots whose clone is finished or gone go first (else Ceph would keep the
+	// volume for ever in state snapshot-retained), then the volume is removed keeping the
+	// others, which outlive their volume and whose clones keep working.
 	err = s.do("delete subvolume "+ref.String(), func() error {
-		return s.fsa.RemoveSubVolumeWithFlags(ref.fs, ref.group, ref.sub, admin.SubVolRmFlags{RetainSnapshots: true})
+		return s.fsa.RemoveSubVolume(ref.fs, ref.group, ref.sub)
 	})
-	if backend.IsNotFound(err) {
+	if isErrno(err, syscall.ENOTEMPTY) {
+		if err := c.dropCloneSnapshots(s, ref); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+		err = s.do("delete subvolume keeping its snapshots "+ref.String(), func() error {
+			return s.fsa.RemoveSubVolumeWithFlags(ref.fs, ref.group, ref.sub, admin.SubVolRmFlags{RetainSnapshots: true})
+		})
+	}
+	switch {
+	case err == nil, backend.IsNotFound(err):
 		return nil
+	case backend.CodeOf(err) != backend.Pending:
+		return err
 	}
-	if backend.CodeOf(err) == backend.Pending {
-		return backend.Errorf(backend.Pending, "volume %s has clones in progress from its snapshots; DeleteVolume is retried once they complete (%v)", id, err)
+	// Busy: a clone of ours still copying (or failed), or a volume with clones in
+	// progress from its snapshots.
+	var st *admin.CloneStatus
+	if cerr := s.do("get clone status of "+ref.String(), func() (err error) {
+		st, err = s.fsa.CloneStatus(ref.fs, ref.group, ref.sub)
+		return err
+	}); cerr == nil && st.State != admin.CloneComplete {
+		return c.deleteUnfinishedClone(s, ref, id, st)
+	} else if cerr != nil && !notCloneErr(cerr) {
+		return cerr
 	}
-	return err
+	return backend.Errorf(backend.Pending, "volume %s has clones in progress from its snapshots; DeleteVolume is retried once they complete (%v)", id, err)
 }
 
 // deleteUnfinishedClone cancels a clone still copying and removes it and its temporary
 // source snapshot.
-func (c *Controller) deleteUnfinishedClone(s *session, ref volumeRef, id volid.Volume) error {
-	var st *admin.CloneStatus
-	if err := s.do("get clone status of "+ref.String(), func() (err error) {
-		st, err = s.fsa.CloneStatus(ref.fs, ref.group, ref.sub)
-		return err
-	}); err != nil && !backend.IsNotFound(err) {
-		return err
-	}
-	if st != nil && (st.State == admin.ClonePending || st.State == admin.CloneInProgress) {
+func (c *Controller) deleteUnfinishedClone(s *session, ref volumeRef, id volid.Volume, st *admin.CloneStatus) error {
+	if st.State == admin.ClonePending || st.State == admin.CloneInProgress {
 		if err := s.do("cancel clone "+ref.String(), func() error {
 			return s.fsa.CancelClone(ref.fs, ref.group, ref.sub)
 		}); err != nil && !backend.IsNotFound(err) && backend.CodeOf(err) != backend.InvalidArgument {
@@ -430,28 +433,12 @@ func (c *Controller) deleteUnfinishedClone(s *session, ref volumeRef, id volid.V
 	if err != nil && !backend.IsNotFound(err) {
 		return err
 	}
-	if st != nil && st.Source.Snapshot == cloneSnapName(id.Hash) {
+	if st.Source.Snapshot == cloneSnapName(id.Hash) {
 		_ = s.do("delete temporary clone snapshot", func() error {
 			return s.fsa.RemoveSubVolumeSnapshot(st.Source.Volume, st.Source.Group, st.Source.SubVolume, st.Source.Snapshot)
 		})
 	}
 	return nil
-}
-
-// removeCloneSnapshot drops the temporary snapshot a clone of a volume was copied from;
-// best effort, it is already gone once the clone was finished.
-func (c *Controller) removeCloneSnapshot(s *session, source string, target volid.Volume) {
-	src, err := volid.ParseVolume(source)
-	if err != nil {
-		return
-	}
-	ref, err := c.ref(s, src)
-	if err != nil {
-		return
-	}
-	_ = s.do("delete temporary clone snapshot", func() error {
-		return s.fsa.ForceRemoveSubVolumeSnapshot(ref.fs, ref.group, ref.sub, cloneSnapName(target.Hash))
-	})
 }
 
 func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (*backend.Volume, error) {

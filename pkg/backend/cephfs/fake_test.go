@@ -17,6 +17,8 @@ type fakeMgr struct {
 	ceph.Calls
 	mu       sync.Mutex
 	cmds     []map[string]any
+	fsOps    []string // libcephfs calls (MDS requests): "getxattr /volumes/g/s"
+	seen     int      // commands already returned by mgrCommands
 	groups   map[string]bool
 	subs     map[string]*fakeSub // key group/sub
 	cloneRun int                 // clone status answers "in-progress" this many times
@@ -27,11 +29,13 @@ type fakeMgr struct {
 type fakeSub struct {
 	quota    int64
 	meta     map[string]string
+	xattrs   map[string]string // on the base directory, which outlives a retained subvolume
 	snaps    map[string]bool
 	cloning  int // remaining in-progress answers
 	source   [4]string
 	retained bool
 	failed   bool
+	inUse    bool // clones from its snapshots in progress: rm answers EAGAIN
 }
 
 type fakeErr struct{ errno int }
@@ -109,7 +113,14 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 			return enoent("group " + g)
 		}
 		size, _ := m["size"].(float64)
-		f.subs[key] = &fakeSub{quota: int64(size), meta: map[string]string{}, snaps: map[string]bool{}}
+		made := &fakeSub{quota: int64(size), meta: map[string]string{}, xattrs: map[string]string{}, snaps: map[string]bool{}}
+		if sub != nil && sub.retained {
+			// A retained subvolume made anew keeps its base directory and snapshots.
+			made.xattrs, made.snaps = sub.xattrs, sub.snaps
+		} else if sub != nil {
+			return nil, "", fakeErr{-int(syscall.EEXIST)} // not reached: shiphold reads first
+		}
+		f.subs[key] = made
 		return nil, "", nil
 	case "fs subvolume ls":
 		if str(m, "vol_name") != "cephfs" {
@@ -136,12 +147,16 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 	}
 	switch p := str(m, "prefix"); p {
 	case "fs subvolume rm":
-		if sub.cloning > 0 && m["force"] != true {
+		if sub.cloning > 0 && m["force"] != true || sub.inUse {
 			return busy()
 		}
-		if m["retain_snapshots"] == true && len(sub.snaps) > 0 {
-			sub.retained = true
-		} else {
+		switch {
+		case len(sub.snaps) > 0 && m["retain_snapshots"] != true:
+			// Ceph 16.2 (subvolume_v2.remove): snapshots are kept only when asked.
+			return nil, fmt.Sprintf("subvolume '%s' has snapshots", key), fakeErr{-int(syscall.ENOTEMPTY)}
+		case len(sub.snaps) > 0:
+			sub.retained, sub.meta = true, map[string]string{}
+		default:
 			delete(f.subs, key)
 		}
 		return nil, "", nil
@@ -208,10 +223,13 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 		if f.subs[tkey] != nil {
 			return nil, "subvolume exists", fakeErr{-int(syscall.EEXIST)}
 		}
-		f.subs[tkey] = &fakeSub{quota: sub.quota, meta: map[string]string{}, snaps: map[string]bool{}, cloning: f.cloneRun,
+		f.subs[tkey] = &fakeSub{quota: sub.quota, meta: map[string]string{}, xattrs: map[string]string{}, snaps: map[string]bool{}, cloning: f.cloneRun,
 			source: [4]string{"cephfs", g, name, str(m, "snap_name")}, failed: f.cloneFail}
 		return nil, "", nil
 	case "fs clone status":
+		if sub.source[0] == "" {
+			return nil, "operation 'clone-status' is not allowed on subvolume", fakeErr{-int(syscall.ENOTSUP)}
+		}
 		state := "complete"
 		if sub.failed {
 			state = "failed"
@@ -227,4 +245,69 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 		return nil, "", nil
 	}
 	return nil, "unknown command", fakeErr{-int(syscall.EINVAL)}
+}
+
+// baseDir finds the subvolume whose base directory is path (/volumes/<group>/<sub>).
+func (f *fakeMgr) baseDir(op, path string) (*fakeSub, error) {
+	f.fsOps = append(f.fsOps, op+" "+path)
+	rest, ok := strings.CutPrefix(path, "/volumes/")
+	if !ok || strings.Count(rest, "/") != 1 {
+		return nil, fakeErr{-int(syscall.ENOTSUP)} // the controller touches base directories only
+	}
+	sub := f.subs[rest]
+	if sub == nil {
+		return nil, fakeErr{-int(syscall.ENOENT)}
+	}
+	if sub.xattrs == nil {
+		sub.xattrs = map[string]string{}
+	}
+	return sub, nil
+}
+
+func (f *fakeMgr) GetXattr(fs, path, name string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sub, err := f.baseDir("getxattr", path)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := sub.xattrs[name]
+	if !ok {
+		return nil, fakeErr{-int(syscall.ENODATA)}
+	}
+	return []byte(v), nil
+}
+
+func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sub, err := f.baseDir("setxattr", path)
+	if err != nil {
+		return err
+	}
+	sub.xattrs[name] = string(value)
+	return nil
+}
+
+// Subdirs lists a base directory: the data directory, gone once the subvolume is retained.
+func (f *fakeMgr) Subdirs(fs, path string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sub, err := f.baseDir("readdir", path)
+	if err != nil || sub.retained {
+		return nil, err
+	}
+	return []string{"uuid"}, nil
+}
+
+// mgrCommands are the prefixes of the mgr commands sent since the call before.
+func (f *fakeMgr) mgrCommands() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.cmds[f.seen:] {
+		out = append(out, str(c, "prefix"))
+	}
+	f.seen = len(f.cmds)
+	return out
 }

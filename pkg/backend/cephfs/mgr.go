@@ -19,6 +19,11 @@ import (
 type commander interface {
 	admin.RadosCommander
 	Do(ctx context.Context, fn func() error) error
+	// The filesystem's tree through the connection's libcephfs mount: MDS requests, which
+	// spare the single-threaded mgr volumes module.
+	GetXattr(fs, path, name string) ([]byte, error)
+	SetXattr(fs, path, name string, value []byte) error
+	Subdirs(fs, path string) ([]string, error)
 }
 
 // cephCommandError is a failed mon/mgr command: the negative errno and Ceph's status text.
@@ -116,12 +121,8 @@ func listMetadata(conn commander, fs, group, sub string) (map[string]string, err
 	return kv, nil
 }
 
-// setRecord stores the request record as subvolume metadata.
-func setRecord(conn commander, fs, group, sub string, r volumeRecord) error {
-	return setMetadata(conn, fs, group, sub, recordKey, r.encode())
-}
-
-// getRecord reads the request record; ok is false when the subvolume has none.
+// getRecord reads the request record of an earlier version, kept as subvolume metadata;
+// ok is false when the subvolume has none.
 func getRecord(conn commander, fs, group, sub string) (volumeRecord, bool, error) {
 	kv, err := listMetadata(conn, fs, group, sub)
 	if err != nil {

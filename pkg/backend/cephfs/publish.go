@@ -65,7 +65,13 @@ func (c *Controller) withSubvolume(ctx context.Context, id volid.Volume, secrets
 		return err
 	}
 	if _, ok := meta[recordKey]; !ok {
-		return backend.Errorf(backend.NotFound, "volume %s does not exist", id)
+		_, found, err := c.recordOnDir(s, ref)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return backend.Errorf(backend.NotFound, "volume %s does not exist", id)
+		}
 	}
 	return fn(s, ref, meta)
 }

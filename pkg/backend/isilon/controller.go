@@ -32,6 +32,9 @@ const (
 	// ParamRootClientEnabled ("true"/"false", default false) lists published nodes in the
 	// export's root_clients too, so root on the node is not squashed.
 	ParamRootClientEnabled = "rootClientEnabled"
+	// ParamNFSServer is the NFS server nodes mount the class's volumes from (a SmartConnect
+	// zone name or an address), instead of the backend's nfsServer.
+	ParamNFSServer = "nfsServer"
 )
 
 // Volume context keys, handed back on ControllerPublish and NodeStage.
@@ -112,7 +115,9 @@ func NewController(cfg *config.Backend) (*Controller, error) {
 func (c *Controller) Name() string { return c.name }
 func (c *Controller) Kind() string { return backend.KindIsilon }
 
-func (c *Controller) ParameterKeys() []string { return []string{ParamRootClientEnabled} }
+func (c *Controller) ParameterKeys() []string {
+	return []string{ParamRootClientEnabled, ParamNFSServer}
+}
 
 // Close stops the clone copies this process waits for (the array may finish them; a
 // retry in the next process checks and completes them).
@@ -188,6 +193,10 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if err != nil {
 		return nil, err
 	}
+	server, err := c.nfsServerOf(req.Parameters, ParamNFSServer)
+	if err != nil {
+		return nil, err
+	}
 	id := req.ID(c.name, "")
 	if err := id.Validate(); err != nil {
 		return nil, backend.Errorf(backend.InvalidArgument, "isilon: volume ID: %v", err)
@@ -195,6 +204,9 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	for {
 		vol, job, err := c.createOnce(ctx, req, id, root)
 		if job == nil || err != nil {
+			if vol != nil {
+				vol.Context[CtxNFSServer] = server
+			}
 			return vol, err
 		}
 		// Outside the connection slot: a copy may take longer than the request.

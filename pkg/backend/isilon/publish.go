@@ -80,6 +80,10 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 	if err != nil {
 		return nil, err
 	}
+	server, err := c.nfsServerOf(volumeContext, CtxNFSServer)
+	if err != nil {
+		return nil, err
+	}
 	dir := c.VolumeDir(id)
 	err = c.conn.do(ctx, secrets, func(a array) error {
 		attrs, err := a.Attrs(ctx, dir)
@@ -98,7 +102,7 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{PubNFSServer: c.cfg.NFSServer, PubExportPath: dir}, nil
+	return map[string]string{PubNFSServer: server, PubExportPath: dir}, nil
 }
 
 func (c *Controller) grant(ctx context.Context, a array, id volid.Volume, dir string, e *Export, all map[string]*grant, node backend.Node, access backend.PublishAccess, root bool) error {

@@ -148,6 +148,7 @@ func TestE2EControlPlane(t *testing.T) {
 			cephfsChecks(b, cephConf, be.CephFS.FSName, be.CephFS.SubvolumeGroupPrefix)
 		case "isilon":
 			be = sim.Backend(t, cl.backend)
+			be.Topology = &config.Topology{NodeSelector: e2eBareMetal}
 			b.access = "ReadWriteMany"
 			if err := isilonChecks(b, sim, be.Isilon); err != nil {
 				t.Fatal(err)
@@ -196,7 +197,7 @@ func TestE2EControlPlane(t *testing.T) {
 	// No NFS client in this kernel: the node plugin mounts the simulator's exports through
 	// the test-only stand-in, which still refuses a node the export does not list.
 	drv, err := startDriverProcess(bin, driverLog, []string{isilon.StandInEnv + "=" + sim.Root},
-		"--endpoint=unix://"+sock, "--nodeid="+e2eNodeName, "--node-address="+e2eNodeAddr,
+		"--endpoint=unix://"+sock, "--nodeid="+e2eNodeName, "--node-address="+e2eNodeAddr, "--node-labels="+e2eNodeLabels,
 		"--mode=all", "--config="+cfgPath, "--drivername="+e2eDriverName,
 		fmt.Sprintf("--metrics-address=127.0.0.1:%d", ports[0]),
 		"--kubelet-dir="+filepath.Join(work, "kubelet"), "--v=4")
@@ -276,11 +277,15 @@ func TestE2EControlPlane(t *testing.T) {
 	if nodeID != e2eNodeName+"@"+e2eNodeAddr {
 		t.Errorf("NodeGetInfo node ID %q, want %s@%s", nodeID, e2eNodeName, e2eNodeAddr)
 	}
+	topoLabels, topoKeys, err := nodeTopology(ctx, nodeConn)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := k.apply(ctx, fmt.Sprintf(`apiVersion: v1
 kind: Node
 metadata:
   name: %[1]s
-  labels: {kubernetes.io/hostname: %[1]s, kubernetes.io/os: linux}
+  labels: {kubernetes.io/hostname: %[1]s, kubernetes.io/os: linux%[4]s}
 ---
 apiVersion: storage.k8s.io/v1
 kind: CSINode
@@ -289,8 +294,8 @@ spec:
   drivers:
   - name: %[2]s
     nodeID: %[3]q
-    topologyKeys: []
-`, e2eNodeName, e2eDriverName, nodeID)); err != nil {
+    topologyKeys: [%[5]s]
+`, e2eNodeName, e2eDriverName, nodeID, topoLabels, topoKeys)); err != nil {
 		t.Fatal(err)
 	}
 	for _, ns := range e2eTenants {
@@ -314,6 +319,9 @@ spec:
 	}
 	for _, b := range backends {
 		runBackend(ctx, k, node, b, report)
+		if b.label == "isilon" {
+			report(b, "topology", stepTopology(ctx, k, b))
+		}
 	}
 
 	// --- metrics

@@ -1,0 +1,40 @@
+package rbd
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/ceph/go-ceph/rados"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// ListAllocations is ListVolumes for the tenant quotas: it also lists csi-vol- images of the
+// configured pool that have no record yet (a create under way, or one that stopped between
+// making the image and recording it), at their allocated size, since they hold the space.
+func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, error) {
+	var out []*backend.Volume
+	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+		return c.eachImage(conn, "", func(io *rados.IOContext, pool, ns, hash string) error {
+			st, err := readImage(io, imageName(hash), false)
+			if backend.IsNotFound(err) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			recorded := st.hasRecord && st.record.Backend == c.name
+			if !recorded && (st.hasRecord || pool != c.cfg.Pool) {
+				return nil // another backend's image
+			}
+			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.GetPoolID(), 10), Hash: hash}
+			if id.Validate() != nil {
+				return nil
+			}
+			out = append(out, &backend.Volume{ID: id, CapacityBytes: int64(st.size)})
+			return nil
+		})
+	})
+	return out, err
+}
