@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"sort"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -188,7 +189,7 @@ func (d *Driver) checkTenantQuota(ctx context.Context, vreq *backend.VolumeReque
 	}
 	vols, err := tenant.Volumes(ctx, d.opts.Controllers, vreq.Tenant)
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "tenant %q quota check: %v", vreq.Tenant, err)
+		return toStatusWhile(err, fmt.Sprintf("tenant %q quota check", vreq.Tenant))
 	}
 	hash := volid.Hash(vreq.Name)
 	for _, v := range vols {
@@ -388,7 +389,7 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 	for _, name := range d.backendNames() {
 		vols, err := d.opts.Controllers[name].ListVolumes(ctx, "")
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "listing volumes on backend %q: %v", name, err)
+			return nil, toStatusWhile(err, fmt.Sprintf("listing volumes on backend %q", name))
 		}
 		all = append(all, vols...)
 	}
@@ -637,7 +638,7 @@ func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 		for _, name := range d.backendNames() {
 			s, err := d.opts.Controllers[name].ListSnapshots(ctx, nil)
 			if err != nil {
-				return nil, status.Errorf(codes.Unavailable, "listing snapshots on backend %q: %v", name, err)
+				return nil, toStatusWhile(err, fmt.Sprintf("listing snapshots on backend %q", name))
 			}
 			snaps = append(snaps, s...)
 		}

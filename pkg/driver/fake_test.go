@@ -22,8 +22,10 @@ type fakeController struct {
 	snaps      map[string]*backend.Snapshot
 	published  map[string]backend.Node
 	failWith   error
-	block      chan struct{}
-	entered    chan struct{}
+	// listFailWith fails ListVolumes and ListSnapshots, the calls that span backends.
+	listFailWith error
+	block        chan struct{}
+	entered      chan struct{}
 	// slowDelete, when set, holds DeleteVolume's storage call past any deadline, as a
 	// librados call does; deletes counts the storage calls started.
 	slowDelete chan struct{}
@@ -112,6 +114,9 @@ func (f *fakeController) GetVolume(ctx context.Context, id volid.Volume, _ map[s
 }
 
 func (f *fakeController) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
+	if f.listFailWith != nil {
+		return nil, f.listFailWith
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*backend.Volume
@@ -167,6 +172,9 @@ func (f *fakeController) GetSnapshot(ctx context.Context, id volid.Snapshot) (*b
 }
 
 func (f *fakeController) ListSnapshots(ctx context.Context, src *volid.Volume) ([]*backend.Snapshot, error) {
+	if f.listFailWith != nil {
+		return nil, f.listFailWith
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*backend.Snapshot
