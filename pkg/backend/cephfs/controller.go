@@ -228,10 +228,6 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if err != nil {
 		return nil, err
 	}
-	sourceID := ""
-	if src != nil {
-		sourceID = src.id
-	}
 
 	// A retry finds the subvolume the first attempt made.
 	rec, found, err := c.record(s, ref)
@@ -243,10 +239,14 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	case err != nil:
 		return nil, err
 	case found:
-		if why := rec.conflict(req, p, sourceID); why != "" {
-			return nil, backend.Errorf(backend.AlreadyExists, "volume %q already exists as %s but does not match: %s", req.Name, ref, why)
+		v, err := c.volume(s, id, ref, rec)
+		if err != nil {
+			return nil, err
 		}
-		return c.volume(s, id, ref, rec)
+		if err := rec.request().Conflict(req, v.CapacityBytes); err != nil {
+			return nil, err
+		}
+		return v, nil
 	case src != nil:
 		// A finished clone not yet recorded: finish it.
 		return c.finishClone(s, req, p, id, ref, src)
@@ -282,7 +282,8 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 // recordNew records the request on a subvolume that holds its final content, sizes it,
 // and reports it.
 func (c *Controller) recordNew(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, source string) (*backend.Volume, error) {
-	rec := volumeRecord{Name: req.Name, Bytes: req.RequiredBytes, Params: p, Source: source}
+	rr := backend.NewRequestRecord(req)
+	rec := volumeRecord{Name: req.Name, Bytes: req.RequiredBytes, Params: p, Source: source, Request: &rr}
 	if err := s.do("record request on subvolume "+ref.String(), func() error {
 		return setRecord(s.conn, ref.fs, ref.group, ref.sub, rec)
 	}); err != nil {
