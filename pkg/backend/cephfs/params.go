@@ -142,12 +142,6 @@ func validOptions(param, list string, re *regexp.Regexp, reserved map[string]boo
 	return nil
 }
 
-// canonical is the comparable form of the parameters recorded on a volume.
-func (p volumeParams) canonical() string {
-	b, _ := json.Marshal(p)
-	return string(b)
-}
-
 // volumeRecord is what a subvolume's metadata says about the request that made it. Name,
 // Bytes and Source stay written beside Request so that an older driver still reads it.
 type volumeRecord struct {
