@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"sort"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -370,7 +371,7 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 	for _, name := range d.backendNames() {
 		vols, err := d.opts.Controllers[name].ListVolumes(ctx, "")
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "listing volumes on backend %q: %v", name, err)
+			return nil, toStatusWhile(err, fmt.Sprintf("listing volumes on backend %q", name))
 		}
 		all = append(all, vols...)
 	}
@@ -624,7 +625,7 @@ func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 		for _, name := range d.backendNames() {
 			s, err := d.opts.Controllers[name].ListSnapshots(ctx, nil)
 			if err != nil {
-				return nil, status.Errorf(codes.Unavailable, "listing snapshots on backend %q: %v", name, err)
+				return nil, toStatusWhile(err, fmt.Sprintf("listing snapshots on backend %q", name))
 			}
 			snaps = append(snaps, s...)
 		}

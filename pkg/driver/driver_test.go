@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -588,6 +589,34 @@ func TestContentSourceStaysInItsTenant(t *testing.T) {
 					t.Fatalf("%s: the backend made %s for tenant blog", be, vol.ID)
 				}
 			}
+		}
+	}
+}
+
+// TestListFailuresKeepTheirCode: the calls that span every backend answer a backend's
+// failure with its own code, as every other call does, not always UNAVAILABLE. (The quota
+// check of CreateVolume lists nothing: it reads the ledger, see quota_test.go.)
+func TestListFailuresKeepTheirCode(t *testing.T) {
+	f := newFixture(t, config.Tenants{Default: config.TenantQuota{MaxVolumes: 5}})
+	cases := []struct {
+		err  error
+		code codes.Code
+	}{
+		{backend.Errorf(backend.NotFound, "pool rbd does not exist"), codes.NotFound},
+		{backend.Errorf(backend.FailedPrecondition, "permission denied"), codes.FailedPrecondition},
+		{backend.Errorf(backend.Unavailable, "monitors unreachable"), codes.Unavailable},
+		{fmt.Errorf("listing: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
+		{errors.New("unclassified"), codes.Internal},
+	}
+	for _, tc := range cases {
+		f.nfs.listFailWith = tc.err
+		_, err := f.d.ListVolumes(context.Background(), &csi.ListVolumesRequest{})
+		if status.Code(err) != tc.code || !strings.Contains(err.Error(), `backend "isilon"`) {
+			t.Errorf("ListVolumes with %v: %v, want %v naming the backend", tc.err, err, tc.code)
+		}
+		_, err = f.d.ListSnapshots(context.Background(), &csi.ListSnapshotsRequest{})
+		if status.Code(err) != tc.code {
+			t.Errorf("ListSnapshots with %v: %v, want %v", tc.err, err, tc.code)
 		}
 	}
 }

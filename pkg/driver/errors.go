@@ -39,3 +39,12 @@ func toStatus(err error) error {
 	}
 	return status.Error(grpcCodes[backend.CodeOf(err)], err.Error())
 }
+
+// toStatusWhile is toStatus for a failure met while doing what: the code stays the one the
+// backend's error carries (a refused key is no reason to retry), the message says where.
+func toStatusWhile(err error, what string) error {
+	if s, ok := status.FromError(err); ok {
+		return status.Errorf(s.Code(), "%s: %s", what, s.Message())
+	}
+	return toStatus(backend.Errorf(backend.CodeOf(err), "%s: %w", what, err))
+}

@@ -22,8 +22,10 @@ type fakeController struct {
 	snaps      map[string]*backend.Snapshot
 	published  map[string]backend.Node
 	failWith   error
-	block      chan struct{}
-	entered    chan struct{}
+	// listFailWith fails ListVolumes and ListSnapshots, the calls that span backends.
+	listFailWith error
+	block        chan struct{}
+	entered      chan struct{}
 	// slowDelete, when set, holds DeleteVolume's storage call past any deadline, as a
 	// librados call does; deletes counts the storage calls started.
 	slowDelete chan struct{}
@@ -147,6 +149,9 @@ func (f *fakeController) ListVolumes(ctx context.Context, tenant string) ([]*bac
 			return nil, backend.Errorf(backend.Unavailable, "monitors do not answer: %v", ctx.Err())
 		}
 	}
+	if f.listFailWith != nil {
+		return nil, f.listFailWith
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*backend.Volume
@@ -202,6 +207,9 @@ func (f *fakeController) GetSnapshot(ctx context.Context, id volid.Snapshot) (*b
 }
 
 func (f *fakeController) ListSnapshots(ctx context.Context, src *volid.Volume) ([]*backend.Snapshot, error) {
+	if f.listFailWith != nil {
+		return nil, f.listFailWith
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*backend.Snapshot

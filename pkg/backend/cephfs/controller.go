@@ -228,10 +228,6 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if err != nil {
 		return nil, err
 	}
-	sourceID := ""
-	if src != nil {
-		sourceID = src.id
-	}
 
 	// A retry finds the subvolume the first attempt made.
 	rec, found, err := c.record(s, ref)
@@ -245,10 +241,11 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	case found:
 		info, err := c.info(s, ref)
 		if err == nil {
-			if why := rec.conflict(req, p, sourceID); why != "" {
-				return nil, backend.Errorf(backend.AlreadyExists, "volume %q already exists as %s but does not match: %s", req.Name, ref, why)
+			v := c.volumeOf(id, ref, rec, info)
+			if err := rec.request().Conflict(req, v.CapacityBytes); err != nil {
+				return nil, err
 			}
-			return c.volumeOf(id, ref, rec, info), nil
+			return v, nil
 		}
 		if !backend.IsNotFound(err) {
 			return nil, err
@@ -295,7 +292,8 @@ func (c *Controller) createSubvolume(s *session, ref volumeRef, bytes int64) err
 // recordNew records the request on a subvolume that holds its final content, sizes it,
 // and reports it.
 func (c *Controller) recordNew(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, source string) (*backend.Volume, error) {
-	rec := volumeRecord{Name: req.Name, Bytes: req.RequiredBytes, Params: p, Source: source}
+	rr := backend.NewRequestRecord(req)
+	rec := volumeRecord{Name: req.Name, Bytes: req.RequiredBytes, Params: p, Source: source, Request: &rr}
 	if err := c.writeRecord(s, ref, rec); err != nil {
 		return nil, err
 	}

@@ -5,9 +5,7 @@ package cephfs
 
 import (
 	"encoding/json"
-	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -144,19 +142,25 @@ func validOptions(param, list string, re *regexp.Regexp, reserved map[string]boo
 	return nil
 }
 
-// canonical is the comparable form of the parameters recorded on a volume.
-func (p volumeParams) canonical() string {
-	b, _ := json.Marshal(p)
-	return string(b)
-}
-
-// volumeRecord is what a subvolume's metadata says about the request that made it.
+// volumeRecord is what a subvolume's metadata says about the request that made it. Name,
+// Bytes and Source stay written beside Request so that an older driver still reads it.
 type volumeRecord struct {
 	Name   string       `json:"name"`
 	Bytes  int64        `json:"bytes"`
 	Params volumeParams `json:"params"`
 	// Source is the snapshot or volume ID the volume was cloned from.
 	Source string `json:"source,omitempty"`
+	// Request is the shared request record; volumes of older versions have none.
+	Request *backend.RequestRecord `json:"request,omitempty"`
+}
+
+// request is the record the shared conflict rule judges; an older volume's lacks the
+// parameters as asked, so they are not compared.
+func (r volumeRecord) request() backend.RequestRecord {
+	if r.Request != nil {
+		return *r.Request
+	}
+	return backend.RequestRecord{Name: r.Name, RequiredBytes: r.Bytes, Source: r.Source}
 }
 
 func (r volumeRecord) encode() string {
@@ -168,25 +172,6 @@ func decodeRecord(s string) (volumeRecord, error) {
 	var r volumeRecord
 	err := json.Unmarshal([]byte(s), &r)
 	return r, err
-}
-
-// conflict says why an existing volume's record does not match a request, "" when it does.
-func (r volumeRecord) conflict(req *backend.VolumeRequest, p volumeParams, source string) string {
-	var diffs []string
-	if r.Name != req.Name {
-		diffs = append(diffs, fmt.Sprintf("it was created for request %q (hash collision)", r.Name))
-	}
-	if r.Bytes != req.RequiredBytes {
-		diffs = append(diffs, fmt.Sprintf("it was requested with %d bytes, this request asks %d", r.Bytes, req.RequiredBytes))
-	}
-	if r.Params.canonical() != p.canonical() {
-		diffs = append(diffs, fmt.Sprintf("its parameters were %s, this request has %s", r.Params.canonical(), p.canonical()))
-	}
-	if r.Source != source {
-		diffs = append(diffs, fmt.Sprintf("its content source was %q, this request has %q", r.Source, source))
-	}
-	sort.Strings(diffs)
-	return strings.Join(diffs, "; ")
 }
 
 // Naming.

@@ -61,19 +61,34 @@ func TestNaming(t *testing.T) {
 	}
 }
 
-func TestRecordRoundTripAndConflict(t *testing.T) {
+// TestRecordKeepsOldVolumes: the record carries the shared request record beside the fields
+// older versions wrote and read; a record without it (an older volume) is still judged by
+// name, size and source.
+func TestRecordKeepsOldVolumes(t *testing.T) {
 	p := volumeParams{FSName: "cephfs", Mounter: "auto"}
-	r := volumeRecord{Name: "pvc", Bytes: 10, Params: p}
+	req := &backend.VolumeRequest{Name: "pvc", Tenant: "t", RequiredBytes: 10, Parameters: map[string]string{ParamMounter: "auto"}}
+	rr := backend.NewRequestRecord(req)
+	r := volumeRecord{Name: "pvc", Bytes: 10, Params: p, Request: &rr}
 	got, err := decodeRecord(r.encode())
-	if err != nil || got != r {
+	if err != nil || got.Request == nil || got.Name != "pvc" || got.Params != p || got.Request.Params[ParamMounter] != "auto" {
 		t.Fatalf("%+v %v", got, err)
 	}
-	req := &backend.VolumeRequest{Name: "pvc", RequiredBytes: 10}
-	if why := r.conflict(req, p, ""); why != "" {
-		t.Fatalf("same request conflicts: %s", why)
+	if err := got.request().Conflict(req, 10); err != nil {
+		t.Fatalf("same request conflicts: %v", err)
 	}
-	req.RequiredBytes = 11
-	if why := r.conflict(req, p, ""); !strings.Contains(why, "11") {
-		t.Fatalf("size change: %q", why)
+	fuse := *req
+	fuse.Parameters = map[string]string{ParamMounter: "fuse"}
+	if err := got.request().Conflict(&fuse, 10); backend.CodeOf(err) != backend.AlreadyExists || !strings.Contains(err.Error(), "parameter mounter") {
+		t.Fatalf("other mounter: %v", err)
+	}
+	old, err := decodeRecord(`{"name":"pvc","bytes":10,"params":{"fsName":"cephfs","mounter":"auto"}}`)
+	if err != nil || old.Request != nil || old.Params != p {
+		t.Fatalf("old record: %+v %v", old, err)
+	}
+	if err := old.request().Conflict(req, 10); err != nil {
+		t.Fatalf("a retry of an old volume's request conflicts: %v", err)
+	}
+	if err := old.request().Conflict(&backend.VolumeRequest{Name: "pvc", RequiredBytes: 11}, 10); backend.CodeOf(err) != backend.AlreadyExists {
+		t.Fatalf("a larger size on an old volume: %v", err)
 	}
 }

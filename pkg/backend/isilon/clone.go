@@ -61,7 +61,8 @@ func (j *cloneJob) wait(ctx context.Context) error {
 }
 
 func record(req *backend.VolumeRequest, size int64, source string) map[string]string {
-	return map[string]string{attrRequest: escapeAttr(req.Name), attrSize: strconv.FormatInt(size, 10), attrSource: source}
+	return map[string]string{attrRequest: escapeAttr(req.Name), attrSize: strconv.FormatInt(size, 10), attrSource: source,
+		attrRecord: escapeAttr(backend.NewRequestRecord(req).Encode())}
 }
 
 // stageClone moves a clone one step on: it creates the temporary directory and starts the
@@ -86,7 +87,7 @@ func (c *Controller) stageClone(ctx context.Context, a array, req *backend.Volum
 	case err != nil:
 		return nil, err
 	}
-	if _, err := checkRecord(req, tmp, attrs, size, source); err != nil {
+	if _, err := checkRecord(req, tmp, attrs, size); err != nil {
 		return nil, err
 	}
 	if attrs[attrCopied] == "true" {

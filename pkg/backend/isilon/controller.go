@@ -53,6 +53,8 @@ const (
 	attrRequest = "SHIPHOLD_REQUEST"
 	attrSize    = "SHIPHOLD_SIZE"
 	attrSource  = "SHIPHOLD_SOURCE"
+	// attrRecord is the shared request record (escaped JSON); older volumes have none.
+	attrRecord = "SHIPHOLD_RECORD"
 	// attrCopied marks a clone whose data copy finished, so a retry does not copy again.
 	attrCopied = "SHIPHOLD_COPIED"
 )
@@ -273,7 +275,7 @@ func (c *Controller) checkExisting(ctx context.Context, a array, req *backend.Vo
 		// Created by a create that crashed before its attributes landed: adopt it.
 		return size, a.SetAttrs(ctx, dir, record(req, size, source))
 	}
-	have, err := checkRecord(req, dir, attrs, size, source)
+	have, err := checkRecord(req, dir, attrs, size)
 	if err != nil {
 		return 0, err
 	}
@@ -283,23 +285,30 @@ func (c *Controller) checkExisting(ctx context.Context, a array, req *backend.Vo
 	return have, nil
 }
 
-// checkRecord compares the request record on dir with req: the same name, a size in the
-// requested range and the same source; it returns the recorded size.
-func checkRecord(req *backend.VolumeRequest, dir string, attrs map[string]string, size int64, source string) (int64, error) {
-	if name := unescapeAttr(attrs[attrRequest]); name != req.Name {
-		return 0, backend.Errorf(backend.AlreadyExists, "isilon: %s belongs to request %q, not %q", dir, name, req.Name)
+// checkRecord judges req against the request recorded on dir by the shared conflict rule,
+// with the recorded size as the volume's capacity; it returns that size.
+func checkRecord(req *backend.VolumeRequest, dir string, attrs map[string]string, size int64) (int64, error) {
+	rec, err := recordOf(attrs)
+	if err != nil {
+		return 0, backend.Errorf(backend.Internal, "isilon: %s: attribute %s is not a shiphold record: %v", dir, attrRecord, err)
 	}
 	have, _ := strconv.ParseInt(attrs[attrSize], 10, 64)
-	if have < req.RequiredBytes || (req.LimitBytes > 0 && have > req.LimitBytes) {
-		return 0, backend.Errorf(backend.AlreadyExists, "isilon: volume %q exists with %d bytes, incompatible with the requested range (%d..%d)", req.Name, have, req.RequiredBytes, req.LimitBytes)
-	}
-	if attrs[attrSource] != source {
-		return 0, backend.Errorf(backend.AlreadyExists, "isilon: volume %q exists with content source %q, the request asks for %q", req.Name, attrs[attrSource], source)
+	if err := rec.Conflict(req, have); err != nil {
+		return 0, err
 	}
 	if have == 0 {
 		have = size
 	}
 	return have, nil
+}
+
+// recordOf reads the request record of a volume directory; an older volume's is made of
+// its name and source attributes, without parameters.
+func recordOf(attrs map[string]string) (backend.RequestRecord, error) {
+	if raw, ok := attrs[attrRecord]; ok {
+		return backend.DecodeRequestRecord(unescapeAttr(raw))
+	}
+	return backend.RequestRecord{Name: unescapeAttr(attrs[attrRequest]), Source: attrs[attrSource]}, nil
 }
 
 // ensureTenant makes the tenant directory and its accounting quota once per process. The

@@ -78,6 +78,16 @@ func TestCreateVolume(t *testing.T) {
 				}
 			}},
 		{name: "same name other size", prepare: func(c *Controller, f *fakeArray) { mustCreate(t, c, req("pvc-1", 100)) }, req: req("pvc-1", 200), want: backend.AlreadyExists},
+		{name: "same name other parameters", prepare: func(c *Controller, f *fakeArray) { mustCreate(t, c, req("pvc-1", 100)) },
+			req: withParams(req("pvc-1", 100), ParamRootClientEnabled, "true"), want: backend.AlreadyExists},
+		{name: "older volume without a record, retried", prepare: func(c *Controller, f *fakeArray) { mustCreate(t, c, req("pvc-1", 100)); dropRecord(f, "pvc-1") },
+			req: withParams(req("pvc-1", 50), ParamRootClientEnabled, "true"), check: func(t *testing.T, f *fakeArray, v *backend.Volume) {
+				if v.CapacityBytes != 100 {
+					t.Fatalf("older volume reported with %d bytes", v.CapacityBytes)
+				}
+			}},
+		{name: "older volume without a record, other size", prepare: func(c *Controller, f *fakeArray) { mustCreate(t, c, req("pvc-1", 100)); dropRecord(f, "pvc-1") },
+			req: req("pvc-1", 200), want: backend.AlreadyExists},
 		{name: "bad rootClientEnabled", req: &backend.VolumeRequest{Name: "x", Tenant: "shop", RequiredBytes: 1, Secrets: goodSecrets,
 			Parameters: map[string]string{ParamRootClientEnabled: "maybe"}}, want: backend.InvalidArgument},
 		{name: "missing source snapshot", req: &backend.VolumeRequest{Name: "x", Tenant: "shop", RequiredBytes: 1, Secrets: goodSecrets,
@@ -114,6 +124,21 @@ func TestCreateVolume(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withParams(r *backend.VolumeRequest, kv ...string) *backend.VolumeRequest {
+	r.Parameters = map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		r.Parameters[kv[i]] = kv[i+1]
+	}
+	return r
+}
+
+// dropRecord makes a volume look as an older driver left it: no request record attribute.
+func dropRecord(f *fakeArray, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.dirs["/ifs/data/sh/shop/csi-vol-"+volid.Hash(name)], attrRecord)
 }
 
 func mustCreate(t *testing.T, c *Controller, r *backend.VolumeRequest) *backend.Volume {
@@ -414,7 +439,7 @@ func TestAttrNames(t *testing.T) {
 			t.Errorf("canonicalAttr(%q) = %q, want %q", tc.stored, got, tc.canonical)
 		}
 	}
-	for _, a := range []string{attrRequest, attrSize, attrSource, attrCopied} {
+	for _, a := range []string{attrRequest, attrSize, attrSource, attrCopied, attrRecord} {
 		h := attrHeader(a)
 		if strings.ContainsAny(h, "._ABCDEFGHIJKLMNOPQRSTUVWXYZ") || canonicalAttr(h) != a {
 			t.Errorf("header x-isi-ifs-attr-%s would not be stored as %s", h, a)

@@ -32,5 +32,16 @@ func TestClassify(t *testing.T) {
 		if got := backend.CodeOf(classify(errnoErr(-int(tc.errno)), "x")); got != tc.want {
 			t.Errorf("%v: %v, want %v", tc.errno, got, tc.want)
 		}
+		// The mgr's task queue answers by the same rules.
+		if got := backend.CodeOf(taskError(errnoErr(-int(tc.errno)), "mgr says why", "x")); got != tc.want {
+			t.Errorf("task queue %v: %v, want %v", tc.errno, got, tc.want)
+		}
+	}
+}
+
+func TestTaskQueueMissing(t *testing.T) {
+	err := taskError(errnoErr(-int(syscall.EINVAL)), `No handler for command "rbd task add remove"`, "queue")
+	if backend.CodeOf(err) != backend.Unimplemented {
+		t.Fatalf("a mgr without rbd_support: %v", err)
 	}
 }

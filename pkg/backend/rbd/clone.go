@@ -2,15 +2,16 @@ package rbd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"syscall"
 
 	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -19,8 +20,7 @@ func rbdSpec(pool, ns, image string) string { return pool + "/" + ns + "/" + ima
 
 // isBusy reports EBUSY, which Protect answers for a snapshot already protected.
 func isBusy(err error) bool {
-	var coded interface{ ErrorCode() int }
-	return errors.As(err, &coded) && coded.ErrorCode() == -16
+	return ceph.Errno(err) == syscall.EBUSY
 }
 
 // tmpSnapName is the temporary snapshot of a source volume that clone name is made from.

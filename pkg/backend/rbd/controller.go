@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ceph/go-ceph/rados"
@@ -96,11 +97,7 @@ func isNotFound(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, librbd.ErrNotFound) || errors.Is(err, rados.ErrNotFound) {
-		return true
-	}
-	var coded interface{ ErrorCode() int }
-	return errors.As(err, &coded) && coded.ErrorCode() == -2
+	return errors.Is(err, librbd.ErrNotFound) || errors.Is(err, rados.ErrNotFound) || ceph.Errno(err) == syscall.ENOENT
 }
 
 // openPool opens an I/O context on a pool by name, in namespace ns.
@@ -295,8 +292,8 @@ func (c *Controller) provision(ctx context.Context, conn *rados.Conn, io *rados.
 			if st.record.Backend != c.name {
 				return want, 0, backend.Errorf(backend.AlreadyExists, "image %s/%s/%s belongs to backend %q", opts.Pool, req.Tenant, name, st.record.Backend)
 			}
-			if why := st.record.conflict(want); why != "" {
-				return want, 0, backend.Errorf(backend.AlreadyExists, "volume %q already exists with different parameters: %s", req.Name, why)
+			if err := st.record.Conflict(req, int64(st.size)); err != nil {
+				return want, 0, err
 			}
 			return st.record, st.size, nil
 		case err != nil && !backend.IsNotFound(err):

@@ -2,8 +2,6 @@ package rbd
 
 import (
 	"encoding/json"
-	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -155,41 +153,15 @@ func roundSize(required, limit int64) (int64, error) {
 }
 
 // volumeRecord is stored in the image's metadata: the CSI request that made the image, so that
-// a retry is recognised and a conflicting request with the same name refused.
+// a retry is recognised and a conflicting request with the same name refused (by
+// backend.RequestRecord.Conflict). Records of older versions decode into it unchanged.
 type volumeRecord struct {
-	Name          string            `json:"name"`
-	Backend       string            `json:"backend"`
-	RequiredBytes int64             `json:"requiredBytes"`
-	LimitBytes    int64             `json:"limitBytes,omitempty"`
-	Block         bool              `json:"block,omitempty"`
-	Params        map[string]string `json:"params,omitempty"`
-	Source        string            `json:"source,omitempty"`
-}
-
-// recordedParams drops the parameters that describe the PVC rather than the volume.
-func recordedParams(p map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range p {
-		if k == backend.ParamPVCName || k == backend.ParamPVCNamespace || k == backend.ParamPVName {
-			continue
-		}
-		out[k] = v
-	}
-	return out
+	backend.RequestRecord
+	Backend string `json:"backend"`
 }
 
 func newRecord(backendName string, req *backend.VolumeRequest) volumeRecord {
-	r := volumeRecord{
-		Name: req.Name, Backend: backendName, RequiredBytes: req.RequiredBytes, LimitBytes: req.LimitBytes,
-		Block: req.Block, Params: recordedParams(req.Parameters),
-	}
-	switch {
-	case req.SourceSnapshot != nil:
-		r.Source = req.SourceSnapshot.String()
-	case req.SourceVolume != nil:
-		r.Source = req.SourceVolume.String()
-	}
-	return r
+	return volumeRecord{RequestRecord: backend.NewRequestRecord(req), Backend: backendName}
 }
 
 func (r volumeRecord) encode() string {
@@ -201,43 +173,6 @@ func decodeRecord(s string) (volumeRecord, error) {
 	var r volumeRecord
 	err := json.Unmarshal([]byte(s), &r)
 	return r, err
-}
-
-// conflict says how an existing image's record differs from a new request with the same
-// name, or "" when the request is a retry.
-func (r volumeRecord) conflict(want volumeRecord) string {
-	var diffs []string
-	if r.Name != want.Name {
-		diffs = append(diffs, fmt.Sprintf("name %q (hash collision)", r.Name))
-	}
-	if r.RequiredBytes != want.RequiredBytes || r.LimitBytes != want.LimitBytes {
-		diffs = append(diffs, fmt.Sprintf("capacity required=%d limit=%d", r.RequiredBytes, r.LimitBytes))
-	}
-	if r.Block != want.Block {
-		diffs = append(diffs, fmt.Sprintf("block=%t", r.Block))
-	}
-	if r.Source != want.Source {
-		diffs = append(diffs, fmt.Sprintf("content source %q", r.Source))
-	}
-	keys := map[string]bool{}
-	for k := range r.Params {
-		keys[k] = true
-	}
-	for k := range want.Params {
-		keys[k] = true
-	}
-	var pd []string
-	for k := range keys {
-		if r.Params[k] != want.Params[k] {
-			pd = append(pd, fmt.Sprintf("%s=%q", k, r.Params[k]))
-		}
-	}
-	sort.Strings(pd)
-	diffs = append(diffs, pd...)
-	if len(diffs) == 0 {
-		return ""
-	}
-	return "it was created with " + strings.Join(diffs, ", ")
 }
 
 // volumeContext is what the node needs to attach the image.

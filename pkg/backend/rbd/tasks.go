@@ -3,7 +3,6 @@ package rbd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -12,6 +11,7 @@ import (
 	"github.com/ceph/go-ceph/rados"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
 )
 
 // Long work (flattening a clone, removing an image's data) runs in the Ceph mgr's
@@ -99,25 +99,15 @@ func listTasks(conn *rados.Conn) ([]mgrTask, error) {
 	return tasks, nil
 }
 
-// taskError classifies a failed rbd_support command; its status text says why.
+// taskError classifies a failed rbd_support command by the shared errno rules; its status
+// text says why. Only the mgr's text tells a missing task queue from a bad argument.
 func taskError(err error, status, what string) error {
 	why := strings.TrimSpace(status)
-	var coded interface{ ErrorCode() int }
-	if errors.As(err, &coded) {
-		switch syscall.Errno(-coded.ErrorCode()) {
-		case syscall.ENOENT:
-			return backend.Errorf(backend.NotFound, "%s: %s", what, why)
-		case syscall.EAGAIN:
-			return backend.Errorf(backend.Unavailable, "%s: the mgr's rbd_support module is not ready yet, retry (%s)", what, why)
-		case syscall.EACCES, syscall.EPERM:
-			return backend.Errorf(backend.FailedPrecondition, "%s: permission denied; give the cephx user mgr caps 'profile rbd' on the pool (%s)", what, why)
-		case syscall.EINVAL:
-			if strings.Contains(why, "not valid") || strings.Contains(why, "unrecognized") || strings.Contains(why, "No handler") {
-				return backend.Errorf(backend.Unimplemented, "%s: the Ceph mgr has no rbd_support task queue (Ceph 14.2 or newer with the rbd_support module): %s", what, why)
-			}
-		}
+	noQueue := strings.Contains(why, "not valid") || strings.Contains(why, "unrecognized") || strings.Contains(why, "No handler")
+	if ceph.Errno(err) == syscall.EINVAL && noQueue {
+		return backend.Errorf(backend.Unimplemented, "%s: the Ceph mgr has no rbd_support task queue (Ceph 14.2 or newer with the rbd_support module): %s", what, why)
 	}
-	return classify(fmt.Errorf("%w: %s", err, why), what)
+	return ceph.Classify(fmt.Errorf("%w: %s", err, why), what, taskHints)
 }
 
 // defaultTaskWait is how long a request waits for the mgr to finish work it queued before
@@ -146,6 +136,9 @@ func awaitTask(ctx context.Context, wait time.Duration, done func() bool) bool {
 		time.Sleep(250 * time.Millisecond)
 	}
 }
+
+// taskHints: the task queue is the mgr's, so it is mgr caps that are missing.
+var taskHints = ceph.Hints{Caps: `mgr caps "profile rbd" on the pool`}
 
 // late refuses to start a change once the request's deadline has passed: ceph.Do has
 // answered the CO already, which retries, and a change made now by the abandoned call
