@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -340,7 +341,7 @@ func (l *Ledger) checkFresh(tenant string) error {
 			if b.readErr != nil {
 				why = b.readErr.Error()
 			}
-			return backend.Errorf(backend.Unavailable, "tenant %q has a quota and the usage on backend %q is not known (%s); retry once the backend answers", tenant, name, why)
+			return backend.Errorf(readCode(b.readErr), "tenant %q has a quota and the usage on backend %q is not known (%s); retry once the backend answers", tenant, name, why)
 		}
 		age := now.Sub(b.readAt)
 		if age <= l.opts.StaleAfter || (b.tally[tenant].Volumes == 0 && !l.hasWorkOn(tenant, name)) {
@@ -350,10 +351,21 @@ func (l *Ledger) checkFresh(tenant string) error {
 		if b.readErr != nil {
 			why = " (" + b.readErr.Error() + ")"
 		}
-		return backend.Errorf(backend.Unavailable, "tenant %q has volumes on backend %q, whose usage was last read %s ago%s, longer than the %s the quota check trusts; retry once the backend answers",
+		return backend.Errorf(readCode(b.readErr), "tenant %q has volumes on backend %q, whose usage was last read %s ago%s, longer than the %s the quota check trusts; retry once the backend answers",
 			tenant, name, age.Round(time.Second), why, l.opts.StaleAfter)
 	}
 	return nil
+}
+
+// readCode is the code a quota check answers while a backend's usage is not known: the
+// failed reading's own (a refused key is FAILED_PRECONDITION, as every other call answers
+// it), UNAVAILABLE when the backend did not answer or was not read yet.
+func readCode(err error) backend.Code {
+	var se *backend.StorageError
+	if errors.As(err, &se) && se.Code != backend.Internal {
+		return se.Code
+	}
+	return backend.Unavailable
 }
 
 func (l *Ledger) hasWorkOn(tenant, name string) bool {
