@@ -110,30 +110,54 @@ func (c *Controller) Collect(ctx context.Context) ([]backend.Leftover, error) {
 }
 
 func (c *Controller) leftovers(ctx context.Context, collect bool) ([]backend.Leftover, error) {
-	var out []backend.Leftover
+	var byID map[string]*mgrTask
+	var spaces [][2]string
 	err := c.run(ctx, nil, func(conn *rados.Conn) error {
 		tasks, err := listTasks(conn)
 		if err != nil {
 			return err
 		}
-		byID := map[string]*mgrTask{}
+		byID = map[string]*mgrTask{}
 		for i := range tasks {
 			byID[tasks[i].Refs.Pool+"/"+tasks[i].Refs.Namespace+"/"+tasks[i].Refs.ImageID] = &tasks[i]
 		}
-		return c.eachNamespace(conn, "", func(io *rados.IOContext, pool, ns string) error {
-			found, err := c.trashLeftovers(conn, io, pool, ns, byID, collect)
-			out = append(out, found...)
+		return c.eachNamespace(conn, "", func(_ *rados.IOContext, pool, ns string) error {
+			spaces = append(spaces, [2]string{pool, ns})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	// A call per namespace: a sweep of many tenants never holds one connection for long, so
+	// a connection retired meanwhile (a rotated key, a blocklisted client) is shut down soon.
+	var out []backend.Leftover
+	for _, sp := range spaces {
+		// got is the call's own: an abandoned call (past ctx's deadline) writes nothing read.
+		var got []backend.Leftover
+		err := c.run(ctx, nil, func(conn *rados.Conn) error {
+			io, err := openPool(conn, sp[0], sp[1])
+			if err != nil {
+				return err
+			}
+			defer io.Destroy()
+			found, err := c.trashLeftovers(conn, io, sp[0], sp[1], byID, collect)
+			got = append(got, found...)
 			if err != nil || collect {
 				// The start-up sweep leaves snapshots alone: reading every image at every
 				// start costs too much, and a source's delete collects them.
 				return err
 			}
-			found, err = c.snapLeftovers(io, pool, ns)
-			out = append(out, found...)
+			found, err = c.snapLeftovers(io, sp[0], sp[1])
+			got = append(got, found...)
 			return err
 		})
-	})
-	return out, err
+		if err != nil {
+			return out, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
 }
 
 // trashLeftovers lists the namespace's trash entries of this backend's images.
