@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -325,11 +326,23 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "statfs %s: %v", path, err)
 	}
+	return &csi.NodeGetVolumeStatsResponse{Usage: volumeUsage(fs)}, nil
+}
+
+// volumeUsage turns a statfs into CSI usage. Figures a filesystem does not keep consistently
+// are left out rather than wrapped around: ceph-fuse reports f_files as the inodes in use and
+// f_ffree as -1 (no limit), which would read as 2 inodes, 3 used, -1 available.
+func volumeUsage(fs unix.Statfs_t) []*csi.VolumeUsage {
 	bsize := int64(fs.Bsize)
-	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{
-		{Unit: csi.VolumeUsage_BYTES, Total: int64(fs.Blocks) * bsize, Available: int64(fs.Bavail) * bsize, Used: int64(fs.Blocks-fs.Bfree) * bsize},
-		{Unit: csi.VolumeUsage_INODES, Total: int64(fs.Files), Available: int64(fs.Ffree), Used: int64(fs.Files - fs.Ffree)},
-	}}, nil
+	usage := []*csi.VolumeUsage{{Unit: csi.VolumeUsage_BYTES, Total: int64(fs.Blocks) * bsize, Available: int64(fs.Bavail) * bsize}}
+	if fs.Bfree <= fs.Blocks {
+		usage[0].Used = int64(fs.Blocks-fs.Bfree) * bsize
+	}
+	if fs.Files > 0 && fs.Ffree <= fs.Files && fs.Files <= math.MaxInt64 {
+		usage = append(usage, &csi.VolumeUsage{Unit: csi.VolumeUsage_INODES,
+			Total: int64(fs.Files), Available: int64(fs.Ffree), Used: int64(fs.Files - fs.Ffree)})
+	}
+	return usage
 }
 
 // notResponding is the answer about a path whose server does not answer: the call on it
