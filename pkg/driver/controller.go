@@ -260,20 +260,31 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if err := supports(c.Kind(), access); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 	}
+	readOnly := publishReadOnly(req)
 	p, ok := c.(backend.Publisher)
 	if !ok {
-		return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(nil, req.GetReadonly())}, nil
+		return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(nil, readOnly)}, nil
 	}
 	release, err := d.inflight.acquire(id.String())
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	pc, err := p.PublishVolume(ctx, id, node, req.GetReadonly(), req.GetVolumeContext(), req.GetSecrets())
+	pc, err := p.PublishVolume(ctx, id, node, readOnly, req.GetVolumeContext(), req.GetSecrets())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(pc, req.GetReadonly())}, nil
+	return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(pc, readOnly)}, nil
+}
+
+// publishReadOnly: a reader-only access mode is a read-only grant whatever the flag says
+// (csi-attacher sets Readonly only from the PV's spec.csi.readOnly, never for a ROX PVC).
+func publishReadOnly(req *csi.ControllerPublishVolumeRequest) bool {
+	switch req.GetVolumeCapability().GetAccessMode().GetMode() {
+	case csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY:
+		return true
+	}
+	return req.GetReadonly()
 }
 
 // withReadOnly tells the node, through the publish context, that the volume was published

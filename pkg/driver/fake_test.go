@@ -19,13 +19,15 @@ type fakeController struct {
 	vols       map[string]*backend.Volume
 	snaps      map[string]*backend.Snapshot
 	published  map[string]backend.Node
-	failWith   error
-	block      chan struct{}
-	entered    chan struct{}
+	// publishedRO records whether PublishVolume was asked for a read-only grant.
+	publishedRO map[string]bool
+	failWith    error
+	block       chan struct{}
+	entered     chan struct{}
 }
 
 func newFake(name, kind string) *fakeController {
-	return &fakeController{name: name, kind: kind, vols: map[string]*backend.Volume{}, snaps: map[string]*backend.Snapshot{}, published: map[string]backend.Node{}}
+	return &fakeController{name: name, kind: kind, vols: map[string]*backend.Volume{}, snaps: map[string]*backend.Snapshot{}, published: map[string]backend.Node{}, publishedRO: map[string]bool{}}
 }
 
 func (f *fakeController) Name() string            { return f.name }
@@ -168,6 +170,7 @@ func (f fakePublisher) PublishVolume(ctx context.Context, id volid.Volume, n bac
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.published[id.String()] = n
+	f.publishedRO[id.String()] = ro
 	return map[string]string{"client": n.Address}, nil
 }
 

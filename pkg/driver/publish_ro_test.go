@@ -1,0 +1,49 @@
+package driver
+
+import (
+	"context"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/config"
+)
+
+// TestPublishReaderOnlyModeIsReadOnly: the attach-detach controller publishes a ReadOnlyMany
+// PVC with Readonly false and a MULTI_NODE_READER_ONLY capability; the grant and the publish
+// context must be read-only all the same.
+func TestPublishReaderOnlyModeIsReadOnly(t *testing.T) {
+	testCases := []struct {
+		name     string
+		mode     csi.VolumeCapability_AccessMode_Mode
+		readonly bool
+		want     bool
+	}{
+		{"ROX from the attacher", csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY, false, true},
+		{"single-node reader", csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, false, true},
+		{"RWX read-only PV", rwx, true, true},
+		{"RWX", rwx, false, false},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, config.Tenants{})
+			ctx := context.Background()
+			vol, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "n", VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwx)}, Parameters: map[string]string{"backend": "isilon"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := f.d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{
+				VolumeId: vol.Volume.VolumeId, NodeId: f.d.NodeID(), VolumeCapability: mountCap(tc.mode), Readonly: tc.readonly})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.PublishContext[backend.PublishContextReadOnly] == "true"; got != tc.want {
+				t.Errorf("publish context read-only %v, want %v (%v)", got, tc.want, resp.PublishContext)
+			}
+			if got := f.nfs.publishedRO[vol.Volume.VolumeId]; got != tc.want {
+				t.Errorf("the backend was asked for a read-only grant: %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
