@@ -24,6 +24,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/pkg/metrics"
+	"github.com/shiphold/shiphold/pkg/mounter"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -34,6 +35,7 @@ type runOptions struct {
 	slowCall       time.Duration
 	surveyInterval time.Duration
 	surveyTimeout  time.Duration
+	daemonCgroup   string
 }
 
 func main() {
@@ -55,6 +57,7 @@ func main() {
 	flag.DurationVar(&ro.slowCall, "slow-call", driver.DefaultSlowCall, "log calls that take longer than this at the default verbosity")
 	flag.DurationVar(&ro.surveyInterval, "survey-interval", 5*time.Minute, "how often the controller reads capacity, tenant usage and export clients for the metrics (a scrape never lists storage)")
 	flag.DurationVar(&ro.surveyTimeout, "survey-timeout", time.Minute, "bound of each backend's part of one survey")
+	flag.StringVar(&ro.daemonCgroup, "daemon-cgroup", mounter.DefaultDaemonCgroup, "host cgroup (below /sys/fs/cgroup, in every hierarchy) the node plugin starts ceph-fuse, rbd-fuse and rbd-nbd in, so that a restart of its container does not kill pods' mounts; empty keeps them in the plugin's own cgroup")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	logs.InitLogs()
@@ -91,6 +94,11 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 	defer backends.Close()
 	if nodeAddr == "" && mode != driver.ModeController {
 		nodeAddr = nodeAddress(cfg)
+	}
+	if mode != driver.ModeController && ro.daemonCgroup != "" {
+		if err := mounter.SetDaemonCgroup(&mounter.DaemonCgroup{Root: "/sys/fs/cgroup", Name: ro.daemonCgroup}); err != nil {
+			return fmt.Errorf("%w; or pass --daemon-cgroup= to keep mount daemons in the plugin's cgroup, where a restart kills them", err)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
