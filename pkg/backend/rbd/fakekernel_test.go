@@ -200,6 +200,8 @@ func (k *fakeKernel) run(name string, args ...string) ([]byte, error) {
 	case "mkfs.ext4", "mkfs.xfs":
 		k.formatted[args[len(args)-1]] = strings.TrimPrefix(name, "mkfs.")
 		return nil, nil
+	case "dumpe2fs": // a filesystem that fills the 1 MiB device
+		return []byte("Block count:              256\nBlock size:               4096\n"), nil
 	case "blockdev":
 		if args[0] == "--getro" {
 			return []byte("0\n"), nil

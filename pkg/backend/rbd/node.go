@@ -368,6 +368,12 @@ func (s *Stager) mountFs(req *backend.StageRequest, rec *attachRecord, fresh boo
 	case existing == "":
 		existing = rec.FsType
 	}
+	if !rec.ReadOnly && existing == rec.FsType {
+		// a volume grown while not staged, or whose online growth failed, is grown now
+		if _, err := s.m.GrowUnmounted(rec.Device, existing); err != nil {
+			return backend.Errorf(backend.Internal, "%v", err)
+		}
+	}
 	opts := mountOptions(req.MountFlags, existing, rec.ReadOnly)
 	if err := s.m.FormatAndMount(rec.Device, dir, rec.FsType, opts); err != nil {
 		return backend.Errorf(backend.Internal, "format and mount %s (%s) at %s: %v", rec.Device, rec.FsType, dir, err)
