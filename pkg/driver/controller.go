@@ -488,9 +488,8 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if vc := req.GetVolumeCapability(); vc != nil && vc.GetBlock() != nil {
-		nodeExpand = false
-	}
+	// A raw block volume needs the node too: a loop device over rbd-fuse keeps its old size
+	// until NodeExpandVolume refreshes it (krbd and rbd-nbd follow by themselves).
 	return &csi.ControllerExpandVolumeResponse{CapacityBytes: size, NodeExpansionRequired: nodeExpand}, nil
 }
 

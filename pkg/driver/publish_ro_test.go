@@ -47,3 +47,22 @@ func TestPublishReaderOnlyModeIsReadOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestExpandBlockNeedsTheNode: a block volume's node must be told of a grown image (a loop
+// device over rbd-fuse does not follow it by itself), so node expansion stays required.
+func TestExpandBlockNeedsTheNode(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	vol, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "b", VolumeCapabilities: []*csi.VolumeCapability{blockCap(rwx)}, Parameters: map[string]string{"backend": "ceph-rbd"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := f.d.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: vol.Volume.VolumeId,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 2 << 30}, VolumeCapability: blockCap(rwx)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.NodeExpansionRequired {
+		t.Error("ControllerExpandVolume of a block volume: node expansion not required, so the node's loop device keeps the old size")
+	}
+}
