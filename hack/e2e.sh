@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# e2e.sh: the control-plane end-to-end test (make e2e). The real shiphold-csi binary behind a
-# real Kubernetes control plane and the CSI sidecars (test/e2e/k8s), with the example
+# e2e.sh: the end-to-end tests (make e2e). The real shiphold-csi binary behind a real
+# Kubernetes control plane and the CSI sidecars (test/e2e/k8s), with the example
 # StorageClasses and VolumeSnapshotClasses of deploy/kubernetes, on the local Ceph (RBD,
-# CephFS) and the OneFS simulator. Run it under hack/with-ceph.sh (make e2e does).
+# CephFS) and the OneFS simulator; then pods on PVCs on a real node (kubelet, containerd,
+# runc: test/e2e/k8s/NODE.md). Run it under hack/with-ceph.sh (make e2e does).
 #
 # Ensures the cached control-plane tools (hack/k8s-tools.sh build: instant when warm, ~25-45
 # min cold), builds the driver, then runs the tests of test/e2e (the control-plane smoke test
@@ -33,7 +34,7 @@ rc=${PIPESTATUS[0]}
 
 echo
 echo "== e2e summary ($(( $(date +%s) - start ))s)"
-lines=$(grep -E '^e2e [a-z]+( [a-z]+)?: ' _output/e2e.log || true)
+lines=$(grep -E '^e2e(-pod)? [a-z-]+( [a-z-]+)?: ' _output/e2e.log || true)
 if [ -n "$lines" ]; then
   echo "$lines"
 else
