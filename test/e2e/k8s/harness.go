@@ -236,8 +236,8 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 // --kubeconfig and --leader-election=false: those of deploy/kubernetes/controller.yaml that
 // matter without a cluster network.
 var SidecarArgs = map[string][]string{
-	ToolProvisioner: {"--extra-create-metadata", "--timeout=60s", "--v=3"},
-	ToolAttacher:    {"--timeout=60s", "--v=3"},
+	ToolProvisioner: {"--extra-create-metadata", "--timeout=60s", "--kube-api-qps=20", "--kube-api-burst=40", "--v=3"},
+	ToolAttacher:    {"--timeout=60s", "--kube-api-qps=20", "--kube-api-burst=40", "--v=3"},
 	ToolResizer:     {"--timeout=60s", "--handle-volume-inuse-error=false", "--v=3"},
 	ToolSnapshotter: {"--extra-create-metadata", "--timeout=60s", "--v=3"},
 }
