@@ -41,12 +41,14 @@ FROM debian:${DEBIAN_RELEASE}-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates \
-      ceph-common ceph-fuse rbd-nbd \
+      ceph-common ceph-fuse rbd-nbd rbd-fuse \
       nfs-common \
       e2fsprogs xfsprogs \
       util-linux mount \
       tini \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /out/shiphold-csi /out/shipholdctl /usr/local/bin/
-# tini as PID 1 reaps the rbd-fuse and ceph-fuse daemons the node plugin starts.
-ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/shiphold-csi"]
+# tini reaps the rbd-fuse and ceph-fuse daemons the node plugin starts while it runs; -s: with
+# hostPID (the node plugin) it is not PID 1, so it registers as a subreaper. The daemons live
+# in their own cgroup (--daemon-cgroup): a restart of this container does not take them down.
+ENTRYPOINT ["/usr/bin/tini", "-s", "--", "/usr/local/bin/shiphold-csi"]
