@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -319,7 +320,8 @@ func CleanStaleNode(kubeletDir string) error {
 		}
 		for i, a := range argv {
 			if a == "-address" && i+1 < len(argv) && strings.Contains(argv[i+1], "/shiphold-k8s-") {
-				if _, err := os.Stat(argv[i+1]); err == nil {
+				if c, err := net.DialTimeout("unix", argv[i+1], time.Second); err == nil {
+					c.Close()
 					break // its containerd is alive: another run's
 				}
 				pid, _ := strconv.Atoi(e.Name())

@@ -88,11 +88,8 @@ func (e *podEnv) stepPluginRestart(ctx context.Context, v *podVol) (string, erro
 		}
 	}
 	during, _, _ := e.acks(ctx, "writer")
-	if err := e.plugin.start(); err != nil {
+	if err := e.plugin.restart(ctx); err != nil {
 		return "", err
-	}
-	if _, err := waitDriver(ctx, e.plugin.proc, e.plugin.Sock, e.plugin.MetricsURL); err != nil {
-		return "", fmt.Errorf("the node plugin did not come back: %w\n%s", err, tail(e.plugin.logPath, 20))
 	}
 	restarted := time.Now()
 	if _, err := e.waitAcks(ctx, "writer", len(during)+10, 90*time.Second); err != nil {

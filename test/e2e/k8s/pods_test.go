@@ -100,33 +100,8 @@ func TestE2EPods(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// --- the node plugin, registered the real way
-	pluginLog := filepath.Join(outDir, "e2e-pods-node-plugin.log")
-	_ = os.Remove(pluginLog)
-	// No NFS client in this kernel: Isilon mounts go through the test-only stand-in.
-	plugin, err := newNodePlugin(root, bin, st.cfgPath, pluginLog, []string{isilon.StandInEnv + "=" + st.sim.Root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := plugin.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
-		defer scancel()
-		if err := plugin.stop(sctx); err != nil {
-			t.Errorf("node plugin: %v", err)
-		}
-	})
-	if err := node.StartRegistrar(ctx, plugin.Sock); err != nil {
-		t.Fatal(err)
-	}
-	k := &kube{c: c, t: t}
-	if err := waitCSINode(ctx, k, pluginLog); err != nil {
-		t.Fatal(err)
-	}
-
 	// --- what users apply
+	k := &kube{c: c, t: t}
 	for _, f := range []string{"namespace.yaml", "csidriver.yaml", "storageclass-rbd.yaml", "storageclass-cephfs.yaml",
 		"storageclass-isilon.yaml", "volumesnapshotclass.yaml"} {
 		if _, err := k.run(ctx, "apply", "--validate=strict", "-f", filepath.Join(root, "deploy", "kubernetes", f)); err != nil {
@@ -149,6 +124,18 @@ func TestE2EPods(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// --- the node plugin, registered the real way: from the image when one is cached
+	pluginLog := filepath.Join(outDir, "e2e-pods-node-plugin.log")
+	_ = os.Remove(pluginLog)
+	plugin := startNodePlugin(ctx, t, k, node, root, bin, st, pluginLog)
+	if err := node.StartRegistrar(ctx, plugin.socket()); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitCSINode(ctx, k, pluginLog); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("e2e-pod node-plugin: " + plugin.describe())
 
 	var results []string
 	env := &podEnv{k: k, node: node, plugin: plugin, t: t, emit: func(line string) {
@@ -180,6 +167,71 @@ func TestE2EPods(t *testing.T) {
 		t.Errorf("pod steps failed (node plugin log %s, component logs %s):\n%s", pluginLog,
 			filepath.Join(outDir, "e2e-pods-k8s-logs"), strings.Join(results, "\n"))
 	}
+}
+
+// startNodePlugin runs the node plugin from the image hack/image.sh built, in the DaemonSet,
+// when that image is cached ($SHIPHOLD_E2E_IMAGE=0 never, =1 requires it), else as a host
+// process with the DaemonSet's arguments.
+func startNodePlugin(ctx context.Context, t *testing.T, k *kube, node *Node, root, bin string, st *e2eStack, pluginLog string) pluginRunner {
+	// No NFS client in this kernel: Isilon mounts go through the test-only stand-in.
+	standIn := map[string]string{isilon.StandInEnv: st.sim.Root}
+	archive := ""
+	if os.Getenv("SHIPHOLD_E2E_IMAGE") != "0" {
+		archive = imageArchive(root)
+	}
+	if os.Getenv("SHIPHOLD_E2E_IMAGE") == "1" && archive == "" {
+		t.Fatal("SHIPHOLD_E2E_IMAGE=1 but no image is cached: run hack/image.sh build")
+	}
+	if archive != "" {
+		dirs := map[string]bool{st.sim.Root: true}
+		for _, b := range st.cfg.Backends {
+			switch {
+			case b.RBD != nil:
+				dirs[filepath.Dir(b.RBD.Credentials.KeyringFile)] = true
+			case b.CephFS != nil:
+				dirs[filepath.Dir(b.CephFS.Credentials.KeyringFile)] = true
+			case b.Isilon != nil:
+				dirs[filepath.Dir(b.Isilon.CredentialsFile)] = true
+			}
+		}
+		p, err := startPodPlugin(ctx, k, node, root, archive, st.cfgPath, keys(dirs), standIn)
+		t.Cleanup(func() {
+			sctx, scancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer scancel()
+			_ = os.WriteFile(pluginLog, podLogs(sctx, k), 0o644)
+			if p != nil {
+				if err := p.stop(sctx); err != nil {
+					t.Errorf("node plugin DaemonSet: %v", err)
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	plugin, err := newNodePlugin(root, bin, st.cfgPath, pluginLog, []string{isilon.StandInEnv + "=" + st.sim.Root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plugin.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
+		defer scancel()
+		if err := plugin.stop(sctx); err != nil {
+			t.Errorf("node plugin: %v", err)
+		}
+	})
+	return plugin
+}
+
+// podLogs is the node plugin container's log, this run's and the one before its restart.
+func podLogs(ctx context.Context, k *kube) []byte {
+	prev, _ := k.run(ctx, "logs", "-n", "shiphold", "-l", "app.kubernetes.io/name=shiphold-node", "--previous", "--tail=-1")
+	cur, _ := k.run(ctx, "logs", "-n", "shiphold", "-l", "app.kubernetes.io/name=shiphold-node", "--tail=-1")
+	return append(prev, cur...)
 }
 
 // requireNodeTools fails (never skips) when the node's commands or tools are missing.

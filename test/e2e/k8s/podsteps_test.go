@@ -64,7 +64,7 @@ func allPodBackends(bs []*e2eBackend) []*podBackend {
 type podEnv struct {
 	k      *kube
 	node   *Node
-	plugin *nodePluginProc
+	plugin pluginRunner
 	t      *testing.T
 	emit   func(line string) // a result line that is not "<step>: ok"
 }
