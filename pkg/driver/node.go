@@ -416,7 +416,10 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	if errors.Is(err, mounter.ErrNotResponding) {
 		return nil, notResponding(req.GetVolumePath(), err)
 	}
-	if err != nil {
+	// The kubelet may name a block volume by the publish path of a pod since deleted (one of
+	// several that shared it): the staged device is what grows, and the staging path says it.
+	stagedBlock := errors.Is(err, unix.ENOENT) && req.GetStagingTargetPath() != "" && req.GetVolumeCapability().GetBlock() != nil
+	if err != nil && !stagedBlock {
 		return nil, status.Errorf(codes.NotFound, "volume path %s: %v", req.GetVolumePath(), err)
 	}
 	required, _, err := capacityRange(req.GetCapacityRange())

@@ -2,9 +2,12 @@ package driver
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
@@ -64,5 +67,29 @@ func TestExpandBlockNeedsTheNode(t *testing.T) {
 	}
 	if !resp.NodeExpansionRequired {
 		t.Error("ControllerExpandVolume of a block volume: node expansion not required, so the node's loop device keeps the old size")
+	}
+}
+
+// TestNodeExpandBlockByAGonePodPath: the kubelet expanded a block volume shared by pods over
+// time with the publish path of the first pod, deleted long before; the staged device must
+// grow all the same, and a missing path without a staging path stays NOT_FOUND.
+func TestNodeExpandBlockByAGonePodPath(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	vol, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "b", VolumeCapabilities: []*csi.VolumeCapability{blockCap(rwx)}, Parameters: map[string]string{"backend": "ceph-rbd"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging := filepath.Join(t.TempDir(), "staging")
+	gone := filepath.Join(t.TempDir(), "publish", "pod-deleted-long-ago")
+	resp, err := f.d.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vol.Volume.VolumeId, VolumePath: gone,
+		StagingTargetPath: staging, VolumeCapability: blockCap(rwx), CapacityRange: &csi.CapacityRange{RequiredBytes: 2 << 30}})
+	if err != nil || resp.CapacityBytes != 2<<30 {
+		t.Fatalf("NodeExpandVolume by a gone pod's path with the staging path: %v %v", resp, err)
+	}
+	_, err = f.d.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vol.Volume.VolumeId, VolumePath: gone,
+		VolumeCapability: blockCap(rwx), CapacityRange: &csi.CapacityRange{RequiredBytes: 2 << 30}})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("NodeExpandVolume by a gone path without a staging path: %v, want NotFound", err)
 	}
 }
