@@ -10,7 +10,7 @@ PACKAGES=(
   librados-dev librbd-dev libcephfs-dev
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils
   e2fsprogs xfsprogs btrfs-progs util-linux fuse iproute2 uuid-runtime bc procps
-  containerd runc busybox-static containernetworking-plugins
+  containerd runc busybox-static containernetworking-plugins buildah debootstrap
 )
 
 missing=()
