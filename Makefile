@@ -5,9 +5,14 @@ export GOFLAGS := -tags=pacific
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build deps unit test sanity bench run e2e clean
+.PHONY: all help build deps verify unit test sanity bench bench-migrate run e2e clean
 
 all: build
+
+## help: list the targets with what they do
+help:
+	@awk '/^## [a-z0-9-]+:/ { sub(/^## /, ""); t = $$0; sub(/:.*/, "", t); sub(/^[^:]*: */, ""); printf "  %-7s %s\n", t, $$0; next } \
+	     /^## / { sub(/^## */, ""); printf "  %-7s %s\n", "", $$0 }' $(MAKEFILE_LIST)
 
 ## build: the plugin and the admin CLI, into bin/
 build:
@@ -17,9 +22,13 @@ build:
 deps:
 	hack/install-deps.sh
 
-## unit: unit tests only (fakes; seconds)
+## verify: static checks, no cluster: gofmt, go vet, staticcheck, go.mod/go.sum tidy (both modules)
+verify:
+	hack/verify.sh
+
+## unit: unit tests only (fakes; seconds), under the race detector
 unit:
-	go test ./pkg/... ./cmd/...
+	go test -race ./pkg/... ./cmd/...
 
 ## test: everything: static checks, unit, real-backend tests, csi-sanity on every backend
 test:
@@ -33,6 +42,10 @@ sanity: deps
 bench: deps
 	hack/with-ceph.sh hack/bench.sh
 
+## bench-migrate: shipholdctl migrate against rsync -aHAX onto ceph-fuse, one tree, same run
+bench-migrate: deps
+	hack/with-ceph.sh hack/bench-migrate.sh
+
 ## e2e: the real driver behind a real Kubernetes control plane and the CSI sidecars, with the
 ## example classes of deploy/kubernetes, on every backend (tools cached: ~2 min; cold: +25-45 min)
 e2e: deps build
@@ -42,5 +55,6 @@ e2e: deps build
 run: deps build
 	hack/run-local.sh
 
+## clean: remove bin/ and _output/
 clean:
 	rm -rf bin _output

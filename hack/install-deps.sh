@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what building and testing shiphold need on Debian 12: Ceph 16.2
 # (daemons for the local cluster, clients, FUSE clients, -dev headers for go-ceph), the
-# userspace NFS server and client used by the Isilon tests, and filesystem tools (btrfs-progs:
+# userspace NFS server and client used by the Isilon tests (libnfs-dev: shipholdctl migrate
+# reads NFSv3 through libnfs), rsync, acl and attr (the migration tests and bench), and
+# filesystem tools (btrfs-progs:
 # the OneFS simulator enforces hard quotas with btrfs qgroups).
 set -euo pipefail
 
 PACKAGES=(
   ceph-mon ceph-mgr ceph-osd ceph-mds ceph-common ceph-fuse rbd-fuse rbd-nbd
   librados-dev librbd-dev libcephfs-dev
-  nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils
+  nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils libnfs-dev
+  rsync acl attr
   e2fsprogs xfsprogs btrfs-progs util-linux fuse iproute2 uuid-runtime bc procps
   containerd runc busybox-static containernetworking-plugins buildah debootstrap
 )

@@ -15,14 +15,11 @@ run() { "$@" || { echo "FAILED: $*"; fail=1; }; }
 
 hack/install-deps.sh || exit 1
 
-step "static checks"
-bad=$(gofmt -l cmd pkg test 2>/dev/null)
-[ -z "$bad" ] || { echo "gofmt would change:"; echo "$bad"; fail=1; }
-run go vet ./...
-run "$(go env GOPATH)/bin/staticcheck" ./...
+step "static checks (make verify: gofmt, vet, staticcheck, go mod tidy)"
+run hack/verify.sh
 
-step "unit tests"
-run hack/gotest.sh unit -count=1 ./pkg/... ./cmd/...
+step "unit tests (race detector)"
+run hack/gotest.sh unit -race -count=1 ./pkg/... ./cmd/...
 
 step "real-backend tests, csi-sanity and end-to-end, with the local Ceph"
 # Every missing prerequisite (Ceph, root, ceph-fuse, ganesha, the control-plane tools...) fails

@@ -2,13 +2,15 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
@@ -25,16 +27,46 @@ var openBackends = func(cfg *config.Config) (map[string]backend.Controller, func
 	return b.Controllers, b.Close, nil
 }
 
-// runAdmin serves the commands that talk to the storage directly, with the driver's config.
-func runAdmin(cmd string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "/etc/shiphold/config.yaml", "the driver's config file")
-	tenantName := fs.String("tenant", "", "only this tenant (volumes)")
-	timeout := fs.Duration("timeout", 30*time.Second, "deadline of the whole command")
-	if err := fs.Parse(args); err != nil {
-		return 2
+// adminFlags are what every command that reads the storage directly takes.
+type adminFlags struct {
+	config  string
+	tenant  string
+	timeout time.Duration
+}
+
+// adminCommands are backends, volumes and tenants: the storage as the driver's config names it.
+func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
+	var out []*cobra.Command
+	for _, c := range []struct{ name, short string }{
+		{"backends", "reachability and free capacity of each backend"},
+		{"volumes", "volumes on every backend, per tenant"},
+		{"tenants", "usage per tenant against its quota"},
+	} {
+		f := &adminFlags{}
+		cmd := &cobra.Command{Use: c.name, Short: c.short, Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				if code := runAdmin(cmd.Name(), f, stdout, stderr); code != 0 {
+					return exitError{code}
+				}
+				return nil
+			}}
+		f.register(cmd.Flags(), 30*time.Second)
+		if c.name == "volumes" {
+			cmd.Flags().StringVar(&f.tenant, "tenant", "", "only this tenant")
+		}
+		out = append(out, cmd)
 	}
+	return out
+}
+
+func (f *adminFlags) register(fs *pflag.FlagSet, timeout time.Duration) {
+	fs.StringVar(&f.config, "config", "/etc/shiphold/config.yaml", "the driver's config file")
+	fs.DurationVar(&f.timeout, "timeout", timeout, "deadline of the whole command")
+}
+
+// runAdmin serves the commands that talk to the storage directly, with the driver's config.
+func runAdmin(cmd string, f *adminFlags, stdout, stderr io.Writer) int {
+	configPath, tenantName, timeout := &f.config, &f.tenant, &f.timeout
 	cfg, err := config.Load(*configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "shipholdctl %s: %v\n", cmd, err)

@@ -72,7 +72,7 @@ func runCSI(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if global.NArg() == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, csiUsage)
 		return 2
 	}
 	cmd, rest := global.Arg(0), global.Args()[1:]
@@ -210,7 +210,7 @@ func runCSI(args []string, stdout, stderr io.Writer) int {
 		}
 		resp, err = ctrl.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: p})
 	default:
-		fmt.Fprintf(stderr, "shipholdctl csi: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "shipholdctl csi: unknown command %q\n\n%s", cmd, csiUsage)
 		return 2
 	}
 	if err != nil {

@@ -1,13 +1,11 @@
 package ceph
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
@@ -75,24 +73,6 @@ func TestWriteKeyFile(t *testing.T) {
 	cleanup()
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("cleanup left %s", path)
-	}
-}
-
-func TestDoReturnsAtDeadline(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	block := make(chan struct{})
-	defer close(block)
-	start := time.Now()
-	err := Do(ctx, func() error { <-block; return nil })
-	if backend.CodeOf(err) != backend.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want Unavailable wrapping deadline", err)
-	}
-	if time.Since(start) > time.Second {
-		t.Fatalf("Do returned after %v", time.Since(start))
-	}
-	if err := Do(context.Background(), func() error { return errors.New("boom") }); err == nil || err.Error() != "boom" {
-		t.Fatalf("Do lost the call's error: %v", err)
 	}
 }
 

@@ -1,5 +1,6 @@
 // Package ceph holds what the rbd and cephfs backends share: cephx credentials, one pooled
-// rados connection per (cluster, user), and helpers for the ceph CLI clients a node runs.
+// rados connection per (backend, cluster, user) whose every call is bounded by its request
+// (Calls), the errno classifier, and helpers for the ceph CLI clients a node runs.
 package ceph
 
 import (

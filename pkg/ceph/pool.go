@@ -7,83 +7,178 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ceph/go-ceph/rados"
+	"k8s.io/klog/v2"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
 )
 
-// Timeouts bound every librados call, so that an unreachable cluster fails a request
-// instead of hanging it; go-ceph calls take no context.
+// connectTimeout bounds a connect (librados client_mount_timeout); osdOpTimeout is how long
+// librados waits for an OSD before it cancels an op, unless the backend's confFile says.
 const (
 	connectTimeout = 10 * time.Second
-	opTimeout      = 30 * time.Second
+	osdOpTimeout   = 30 * time.Second
 )
 
-// Pool keeps one connected rados handle per (cluster, user, key) and hands it out to all
-// requests; librados is thread-safe and reconnects to monitors by itself.
+// Conn is one pooled rados handle. Every call on it must run inside Do: the handle's mon
+// and mgr commands wait for Ceph's answer however long it takes, and Do is what bounds them.
+type Conn struct {
+	Calls
+	handle *rados.Conn
+	user   string // backend, cluster and user, without the key
+}
+
+// Rados is the handle for librados/librbd calls; use it only inside Do.
+func (c *Conn) Rados() *rados.Conn { return c.handle }
+
+// MonCommand sends a monitor command; use it only inside Do.
+func (c *Conn) MonCommand(args []byte) ([]byte, string, error) { return c.handle.MonCommand(args) }
+
+// MgrCommand sends a mgr command; use it only inside Do.
+func (c *Conn) MgrCommand(args [][]byte) ([]byte, string, error) { return c.handle.MgrCommand(args) }
+
+// Pool keeps one connected rados handle per (backend, cluster, user, key) and hands it out
+// to all the backend's requests; librados is thread-safe and reconnects to monitors by
+// itself. Backends do not share handles, so calls stranded on one backend's silent daemon
+// (a CephFS mgr) never use up another's allowance (MaxStranded). A handle that
+// the cluster blocklisted, whose key it refuses, that keeps timing out, or whose user now
+// has another key, is replaced; it is shut down only after its last call returns.
 type Pool struct {
-	mu    sync.Mutex
-	conns map[string]*rados.Conn
-	// dialing serialises connects per key so a burst makes one connection, not many.
-	dialing map[string]*sync.Mutex
+	mu       sync.Mutex
+	conns    map[string]*Conn
+	dials    map[string]*dial
+	stranded map[string]*atomic.Int64 // abandoned calls per backend, cluster and user, across handles
+	closed   bool
+
+	// connect and shutdown are librados's; unit tests replace them.
+	connect  func(config.CephCluster, Credentials) (*rados.Conn, error)
+	shutdown func(*rados.Conn)
+}
+
+// dial is one connect in progress; the requests that need it wait for done.
+type dial struct {
+	done chan struct{}
+	conn *Conn
+	err  error
 }
 
 // NewPool returns an empty pool.
 func NewPool() *Pool {
-	return &Pool{conns: map[string]*rados.Conn{}, dialing: map[string]*sync.Mutex{}}
+	return &Pool{
+		conns: map[string]*Conn{}, dials: map[string]*dial{}, stranded: map[string]*atomic.Int64{},
+		connect: connect, shutdown: (*rados.Conn).Shutdown,
+	}
 }
 
-func poolKey(cluster config.CephCluster, cred Credentials) string {
+func userKey(backendName string, cluster config.CephCluster, cred Credentials) string {
+	return backendName + "|" + cluster.ClusterID + "|" + strings.Join(cluster.Monitors, ",") + "|" + cred.UserID
+}
+
+func poolKey(user string, cred Credentials) string {
 	sum := sha256.Sum256([]byte(cred.Key))
-	return cluster.ClusterID + "|" + strings.Join(cluster.Monitors, ",") + "|" + cred.UserID + "|" + hex.EncodeToString(sum[:8])
+	return user + "|" + hex.EncodeToString(sum[:8])
 }
 
-// Conn returns the pooled connection for cluster and cred, connecting on first use.
-func (p *Pool) Conn(ctx context.Context, cluster config.CephCluster, cred Credentials) (*rados.Conn, error) {
-	key := poolKey(cluster, cred)
+// Conn returns backendName's pooled connection for cluster and cred, connecting on first
+// use and after the last one was found broken. One connect per key runs at a time; it is
+// not cut short by ctx, so a slow monitor still ends with a usable (or shut) handle.
+func (p *Pool) Conn(ctx context.Context, backendName string, cluster config.CephCluster, cred Credentials) (*Conn, error) {
+	user := userKey(backendName, cluster, cred)
+	key := poolKey(user, cred)
 	p.mu.Lock()
-	if c, ok := p.conns[key]; ok {
+	if p.closed {
 		p.mu.Unlock()
-		return c, nil
+		return nil, backend.Errorf(backend.Unavailable, "the Ceph connection pool is closed")
 	}
-	dial, ok := p.dialing[key]
-	if !ok {
-		dial = &sync.Mutex{}
-		p.dialing[key] = dial
+	if c := p.conns[key]; c != nil {
+		why := c.unhealthy()
+		if why == "" {
+			p.mu.Unlock()
+			return c, nil
+		}
+		delete(p.conns, key)
+		klog.Warningf("replacing the connection to Ceph cluster %s as %s: %s", cluster.ClusterID, cred, why)
+		c.retire(why)
+	}
+	d := p.dials[key]
+	if d == nil {
+		d = &dial{done: make(chan struct{})}
+		p.dials[key] = d
+		go p.dial(d, key, user, cluster, cred)
 	}
 	p.mu.Unlock()
-
-	dial.Lock()
-	defer dial.Unlock()
-	p.mu.Lock()
-	if c, ok := p.conns[key]; ok {
-		p.mu.Unlock()
-		return c, nil
+	select {
+	case <-d.done:
+		return d.conn, d.err
+	case <-ctx.Done():
+		return nil, backend.Errorf(backend.Unavailable, "connecting to Ceph cluster %s at monitors %s: no answer before the request deadline (%w)",
+			cluster.ClusterID, strings.Join(cluster.Monitors, ","), ctx.Err())
 	}
-	p.mu.Unlock()
+}
 
-	conn, err := connect(ctx, cluster, cred)
+func (p *Pool) dial(d *dial, key, user string, cluster config.CephCluster, cred Credentials) {
+	handle, err := p.connect(cluster, cred)
+	p.mu.Lock()
+	defer func() {
+		p.mu.Unlock()
+		close(d.done)
+	}()
+	delete(p.dials, key)
 	if err != nil {
-		return nil, err
+		d.err = err
+		return
 	}
-	p.mu.Lock()
-	p.conns[key] = conn
-	p.mu.Unlock()
-	return conn, nil
+	if p.closed {
+		go p.shutdown(handle)
+		d.err = backend.Errorf(backend.Unavailable, "the Ceph connection pool is closed")
+		return
+	}
+	if p.stranded[user] == nil {
+		p.stranded[user] = new(atomic.Int64)
+	}
+	c := &Conn{handle: handle, user: user}
+	c.born, c.stranded = time.Now(), p.stranded[user]
+	c.onIdle = func() { go p.shutdown(handle) }
+	// A user's new key means the old one was rotated away: its handle is finished.
+	for k, old := range p.conns {
+		if old.user == user {
+			delete(p.conns, k)
+			old.retire("the user's key changed")
+		}
+	}
+	p.conns[key] = c
+	d.conn = c
 }
 
-func connect(ctx context.Context, cluster config.CephCluster, cred Credentials) (*rados.Conn, error) {
+func connect(cluster config.CephCluster, cred Credentials) (*rados.Conn, error) {
 	conn, err := rados.NewConnWithUser(cred.UserID)
 	if err != nil {
 		return nil, backend.Errorf(backend.Internal, "create rados handle: %v", err)
 	}
+	if err := configure(conn, cluster, cred); err != nil {
+		conn.Shutdown()
+		return nil, err
+	}
+	if err := conn.Connect(); err != nil {
+		conn.Shutdown()
+		return nil, backend.Errorf(backend.Unavailable, "cannot connect to Ceph cluster %s at monitors %s as %s: %v; check the monitors and the cephx key",
+			cluster.ClusterID, strings.Join(cluster.Monitors, ","), cred, err)
+	}
+	return conn, nil
+}
+
+// configure sets the handle's options. rados_mon_op_timeout stays 0 whatever a confFile
+// says: with a timeout, librados 16.2's rados_mgr_command returns while the mgr may still
+// answer into the caller's freed buffers (ceph tracker 65985), so mon and mgr commands wait
+// for their answer and Do bounds them instead. OSD ops are cancelled cleanly by librados.
+func configure(conn *rados.Conn, cluster config.CephCluster, cred Credentials) error {
 	if cluster.ConfFile != "" {
 		if err := conn.ReadConfigFile(cluster.ConfFile); err != nil {
-			conn.Shutdown()
-			return nil, backend.Errorf(backend.InvalidArgument, "read ceph config %s: %v", cluster.ConfFile, err)
+			return backend.Errorf(backend.InvalidArgument, "read ceph config %s: %v", cluster.ConfFile, err)
 		}
 	}
 	secs := func(d time.Duration) string { return strconv.Itoa(int(d.Seconds())) }
@@ -91,62 +186,26 @@ func connect(ctx context.Context, cluster config.CephCluster, cred Credentials) 
 		{"mon_host", strings.Join(cluster.Monitors, ",")},
 		{"key", cred.Key},
 		{"client_mount_timeout", secs(connectTimeout)},
-		{"rados_mon_op_timeout", secs(opTimeout)},
-		{"rados_osd_op_timeout", secs(opTimeout)},
+		{"rados_mon_op_timeout", "0"},
+	}
+	if v, err := conn.GetConfigOption("rados_osd_op_timeout"); err != nil || v == "0" {
+		opts = append(opts, [2]string{"rados_osd_op_timeout", secs(osdOpTimeout)})
 	}
 	for _, o := range opts {
 		if err := conn.SetConfigOption(o[0], o[1]); err != nil {
-			conn.Shutdown()
-			return nil, backend.Errorf(backend.InvalidArgument, "ceph option %s: %v", o[0], err)
+			return backend.Errorf(backend.InvalidArgument, "ceph option %s: %v", o[0], err)
 		}
 	}
-	err = Do(ctx, conn.Connect)
-	if err != nil {
-		conn.Shutdown()
-		if backend.CodeOf(err) != backend.Internal {
-			return nil, err
-		}
-		return nil, backend.Errorf(backend.Unavailable, "cannot connect to Ceph cluster %s at monitors %s as %s: %v; check the monitors and the cephx key",
-			cluster.ClusterID, strings.Join(cluster.Monitors, ","), cred, err)
-	}
-	return conn, nil
+	return nil
 }
 
-// Forget drops a connection that keeps failing, so the next request reconnects.
-func (p *Pool) Forget(cluster config.CephCluster, cred Credentials) {
-	key := poolKey(cluster, cred)
-	p.mu.Lock()
-	c, ok := p.conns[key]
-	delete(p.conns, key)
-	p.mu.Unlock()
-	if ok {
-		go c.Shutdown()
-	}
-}
-
-// Close shuts all connections down.
+// Close stops handing connections out; each is shut down when its last call returns.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closed = true
 	for k, c := range p.conns {
-		c.Shutdown()
 		delete(p.conns, k)
-	}
-}
-
-// Do runs a blocking librados/librbd call and returns early, classified Unavailable, if ctx
-// ends first. The call itself finishes in the background within the op timeout; callers are
-// idempotent, so a retry finds whatever it did.
-func Do(ctx context.Context, fn func() error) error {
-	if err := ctx.Err(); err != nil {
-		return backend.Errorf(backend.Unavailable, "ceph call not started: %w", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return backend.Errorf(backend.Unavailable, "Ceph did not answer before the request deadline (%w); the cluster may be unreachable", ctx.Err())
+		c.retire("the plugin is stopping")
 	}
 }

@@ -81,7 +81,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, err
 	}
 
-	release, err := d.inflight.acquire("create/" + req.GetName())
+	ctx, release, err := d.inflight.acquire(ctx, "create/"+req.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if !ok {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is on backend %q, which is not in the driver config; restore the backend to delete it", id, id.Backend)
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +265,7 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if !ok {
 		return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(nil, readOnly)}, nil
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +323,7 @@ func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 			return &csi.ControllerUnpublishVolumeResponse{}, nil
 		}
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -479,7 +479,7 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 			return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 		}
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -508,7 +508,7 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "source volume %s is on backend %q, which is not in the driver config", src, src.Backend)
 	}
-	release, err := d.inflight.acquire("snapshot/"+req.GetName(), src.String())
+	ctx, release, err := d.inflight.acquire(ctx, "snapshot/"+req.GetName(), src.String())
 	if err != nil {
 		return nil, err
 	}
@@ -540,7 +540,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	if !ok {
 		return nil, status.Errorf(codes.FailedPrecondition, "snapshot %s is on backend %q, which is not in the driver config; restore the backend to delete it", id, id.Backend)
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}

@@ -6,9 +6,11 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -24,6 +26,11 @@ type fakeController struct {
 	failWith    error
 	block       chan struct{}
 	entered     chan struct{}
+	// slowDelete, when set, holds DeleteVolume's storage call past any deadline, as a
+	// librados call does; deletes counts the storage calls started.
+	slowDelete chan struct{}
+	storage    ceph.Calls
+	deletes    atomic.Int32
 }
 
 func newFake(name, kind string) *fakeController {
@@ -68,6 +75,11 @@ func (f *fakeController) CreateVolume(ctx context.Context, r *backend.VolumeRequ
 }
 
 func (f *fakeController) DeleteVolume(ctx context.Context, id volid.Volume, _ map[string]string) error {
+	if f.slowDelete != nil {
+		if err := f.storage.Do(ctx, func() error { f.deletes.Add(1); <-f.slowDelete; return nil }); err != nil {
+			return err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.vols[id.String()]; !ok {

@@ -78,7 +78,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err := supports(b.Kind, access); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 	if err != nil {
 		return nil, err
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err != nil {
 		return nil, err
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +267,7 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	if err != nil {
 		return nil, err
 	}
-	release, err := d.inflight.acquire(id.String())
+	_, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
@@ -457,7 +457,7 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 		}
 		return nil, status.Error(codes.InvalidArgument, "staging target path is required to expand a staged volume")
 	}
-	release, err := d.inflight.acquire(id.String())
+	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}

@@ -56,7 +56,7 @@ func (d *Driver) RepairStaged(ctx context.Context, kubeletDir string) int {
 			continue
 		}
 		checked++
-		release, err := d.inflight.acquire(id.String())
+		ctx, release, err := d.inflight.acquire(ctx, id.String())
 		if err != nil {
 			continue
 		}

@@ -117,19 +117,74 @@ var (
 
 // UnmountDead unmounts target, whose server may be dead: a normal unmount through m for at
 // most timeout, then a forced one (NFS aborts its requests, FUSE its connection), then a
-// lazy one, which detaches the mount at once and cannot block.
+// lazy one, which detaches the mount at once.
 func UnmountDead(ctx context.Context, m mount.Interface, target string, timeout time.Duration) error {
-	err := OnMount(ctx, "umount "+target, timeout, func() error { return m.Unmount(target) })
+	_, err := unmountDead(ctx, m, target, timeout)
+	return err
+}
+
+// unmountDead is UnmountDead that also reports whether the normal unmount did not answer:
+// the storage behind target is not responding.
+func unmountDead(ctx context.Context, m mount.Interface, target string, timeout time.Duration) (stuck bool, err error) {
+	err = OnMount(ctx, "umount "+target, timeout, func() error { return m.Unmount(target) })
 	if err == nil || !errors.Is(err, ErrNotResponding) {
-		return err
+		return false, err
 	}
-	force := forceUnmount
+	if ferr := ForceUnmount(ctx, target, timeout); ferr != nil {
+		return true, fmt.Errorf("unmount %s: %v; %w", target, err, ferr)
+	}
+	return true, nil
+}
+
+// ForceUnmount takes target away without waiting for its server: a forced unmount for at
+// most timeout, then a lazy one. Both are bounded too: the last reference to a filesystem
+// is dropped in the caller's thread, and a filesystem that flushes on its way out (ext4
+// over a dead device) blocks there.
+func ForceUnmount(ctx context.Context, target string, timeout time.Duration) error {
+	force, lazy := forceUnmount, lazyUnmount
 	ferr := OnMount(ctx, "umount -f "+target, timeout, func() error { return force(target) })
-	if ferr == nil || errors.Is(ferr, unix.EINVAL) {
+	if ferr == nil || errors.Is(ferr, unix.EINVAL) || errors.Is(ferr, unix.ENOENT) {
 		return nil
 	}
-	if lerr := lazyUnmount(target); lerr != nil && !errors.Is(lerr, unix.EINVAL) {
-		return fmt.Errorf("unmount %s: %v; forced: %v; lazy: %w", target, err, ferr, lerr)
+	lerr := OnMount(ctx, "umount -l "+target, timeout, func() error { return lazy(target) })
+	if lerr != nil && !errors.Is(lerr, unix.EINVAL) && !errors.Is(lerr, unix.ENOENT) && !errors.Is(lerr, ErrNotResponding) {
+		return fmt.Errorf("forced: %v; lazy: %w", ferr, lerr)
 	}
+	// A lazy unmount that did not answer has detached the mount already; what blocks is
+	// the filesystem's flush, which no longer holds the mount point.
 	return nil
+}
+
+// MountedAt reports whether something is mounted at path in m's mount table. The table is
+// read from /proc, never by touching path, so a dead mount cannot block it.
+func MountedAt(m mount.Interface, path string) (bool, error) {
+	mps, err := m.List()
+	if err != nil {
+		return false, fmt.Errorf("list mounts: %w", err)
+	}
+	clean := filepath.Clean(path)
+	for _, mp := range mps {
+		if filepath.Clean(mp.Path) == clean {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// UnmountEvery unmounts target until nothing is mounted there (a retried stage can mount
+// over it twice), each time as UnmountDead does. stuck reports that a normal unmount did
+// not answer: the storage behind target is not responding.
+func UnmountEvery(ctx context.Context, m mount.Interface, target string, timeout time.Duration) (stuck bool, err error) {
+	for i := 0; i < 8; i++ {
+		mounted, err := MountedAt(m, target)
+		if err != nil || !mounted {
+			return stuck, err
+		}
+		s, err := unmountDead(ctx, m, target, timeout)
+		stuck = stuck || s
+		if err != nil {
+			return stuck, err
+		}
+	}
+	return stuck, fmt.Errorf("unmount %s: still mounted after 8 unmounts", target)
 }

@@ -81,3 +81,40 @@ func TestUnmountDeadFallsBackToForceThenLazy(t *testing.T) {
 		t.Fatalf("healthy unmount: %v %v", calls, err)
 	}
 }
+
+// A losetup that blocks (on a loop device over a dead FUSE file) answers ErrNotResponding
+// within its bound.
+func TestRunBoundedAnswersWhenTheCommandHangs(t *testing.T) {
+	m, _, fe := NewFake()
+	release := make(chan struct{})
+	defer close(release)
+	fe.Handler = func(name string, args ...string) ([]byte, error) {
+		if args[0] == "--detach" {
+			<-release
+		}
+		return nil, nil
+	}
+	start := time.Now()
+	_, err := m.RunBounded(context.Background(), 50*time.Millisecond, "losetup", "--detach", "/dev/loop7")
+	if !errors.Is(err, ErrNotResponding) || time.Since(start) > time.Second {
+		t.Fatalf("hung command: %v after %v", err, time.Since(start))
+	}
+	if _, err := m.RunBounded(context.Background(), time.Second, "losetup", "--list"); err != nil {
+		t.Fatalf("a command that answers: %v", err)
+	}
+}
+
+// A lazy unmount that blocks (the last reference of a filesystem flushing to a dead
+// device) has detached the mount already: ForceUnmount answers within its bound.
+func TestForceUnmountBoundsTheLazyUnmountToo(t *testing.T) {
+	oldForce, oldLazy := forceUnmount, lazyUnmount
+	t.Cleanup(func() { forceUnmount, lazyUnmount = oldForce, oldLazy })
+	block := make(chan struct{})
+	defer close(block)
+	forceUnmount = func(string) error { return errors.New("device or resource busy") }
+	lazyUnmount = func(string) error { <-block; return nil }
+	start := time.Now()
+	if err := ForceUnmount(context.Background(), filepath.Join(t.TempDir(), "t"), 50*time.Millisecond); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("blocked lazy unmount: %v after %v", err, time.Since(start))
+	}
+}

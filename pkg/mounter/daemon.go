@@ -28,8 +28,10 @@ type Daemon struct {
 type Procs struct {
 	// Root is /proc; tests point it at a fake tree.
 	Root string
-	// kill sends SIGKILL to d only while it is still d; nil kills through a pidfd.
-	kill func(d Daemon, still func() bool) error
+	// signal sends sig to d only while it is still d; nil signals through a pidfd.
+	signal func(d Daemon, sig unix.Signal, still func() bool) error
+	// term is how long a daemon gets between SIGTERM and SIGKILL; 0 means termWait.
+	term time.Duration
 }
 
 // HostProcs reads the host's /proc.
@@ -100,32 +102,46 @@ func (p Procs) lookup(pid int) (Daemon, bool) {
 	return Daemon{PID: pid, Start: start}, true
 }
 
+// termWait is how long a daemon gets between SIGTERM and SIGKILL.
+const termWait = 2 * time.Second
+
 // StopAfterUnmount waits up to grace for daemons, which served mountpoint until its
-// unmount, to exit; one that stays is killed, but only while it is still cmd serving
-// mountpoint with the same start time, so a reused PID is never signalled.
+// unmount, to exit; one that stays gets SIGTERM, then SIGKILL, but only while it is still
+// cmd serving mountpoint with the same start time, so a reused PID is never signalled.
+// A grace of 0 is for a daemon that cannot finish on its own (its storage is gone).
 func (p Procs) StopAfterUnmount(ctx context.Context, daemons []Daemon, cmd, mountpoint string, grace time.Duration) error {
 	deadline := time.Now().Add(grace)
 	for _, d := range daemons {
-		for p.Is(d, cmd, mountpoint) {
-			if time.Now().After(deadline) {
-				if err := p.killIf(d, cmd, mountpoint); err != nil {
-					return fmt.Errorf("%s (pid %d) serving %s: %w", cmd, d.PID, mountpoint, err)
-				}
-				if !p.waitGone(ctx, d, cmd, mountpoint, 2*time.Second) {
-					return fmt.Errorf("%s (pid %d) serving %s did not exit after its unmount and SIGKILL", cmd, d.PID, mountpoint)
-				}
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("waiting for %s (pid %d) serving %s to exit: %w", cmd, d.PID, mountpoint, ctx.Err())
-			case <-time.After(50 * time.Millisecond):
-			}
+		if p.waitGone(ctx, d, cmd, mountpoint, time.Until(deadline)) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("waiting for %s (pid %d) serving %s to exit: %w", cmd, d.PID, mountpoint, err)
+		}
+		if err := p.signalIf(d, unix.SIGTERM, cmd, mountpoint); err != nil {
+			return fmt.Errorf("%s (pid %d) serving %s: %w", cmd, d.PID, mountpoint, err)
+		}
+		if p.waitGone(ctx, d, cmd, mountpoint, p.termWait()) {
+			continue
+		}
+		if err := p.signalIf(d, unix.SIGKILL, cmd, mountpoint); err != nil {
+			return fmt.Errorf("%s (pid %d) serving %s: %w", cmd, d.PID, mountpoint, err)
+		}
+		if !p.waitGone(ctx, d, cmd, mountpoint, 2*time.Second) {
+			return fmt.Errorf("%s (pid %d) serving %s did not exit after its unmount, SIGTERM and SIGKILL", cmd, d.PID, mountpoint)
 		}
 	}
 	return nil
 }
 
+func (p Procs) termWait() time.Duration {
+	if p.term > 0 {
+		return p.term
+	}
+	return termWait
+}
+
+// waitGone waits up to wait for d to be no longer cmd serving mountpoint.
 func (p Procs) waitGone(ctx context.Context, d Daemon, cmd, mountpoint string, wait time.Duration) bool {
 	deadline := time.Now().Add(wait)
 	for p.Is(d, cmd, mountpoint) {
@@ -137,17 +153,17 @@ func (p Procs) waitGone(ctx context.Context, d Daemon, cmd, mountpoint string, w
 	return true
 }
 
-func (p Procs) killIf(d Daemon, cmd, mountpoint string) error {
+func (p Procs) signalIf(d Daemon, sig unix.Signal, cmd, mountpoint string) error {
 	still := func() bool { return p.Is(d, cmd, mountpoint) }
-	if p.kill != nil {
-		return p.kill(d, still)
+	if p.signal != nil {
+		return p.signal(d, sig, still)
 	}
-	return killThroughPidfd(d, still)
+	return signalThroughPidfd(d, sig, still)
 }
 
-// killThroughPidfd holds the process by a pidfd before checking who it is, so the signal
+// signalThroughPidfd holds the process by a pidfd before checking who it is, so the signal
 // reaches the process that was checked even if the PID is reused in between.
-func killThroughPidfd(d Daemon, still func() bool) error {
+func signalThroughPidfd(d Daemon, sig unix.Signal, still func() bool) error {
 	fd, err := unix.PidfdOpen(d.PID, 0)
 	if errors.Is(err, unix.ESRCH) {
 		return nil
@@ -159,8 +175,8 @@ func killThroughPidfd(d Daemon, still func() bool) error {
 	if !still() {
 		return nil
 	}
-	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("SIGKILL: %w", err)
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("%s: %w", unix.SignalName(sig), err)
 	}
 	return nil
 }

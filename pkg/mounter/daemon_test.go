@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func fakeProc(t *testing.T, root string, pid int, state string, start uint64, argv ...string) {
@@ -44,31 +46,65 @@ func TestProcsFindDaemonsByWhatTheyServe(t *testing.T) {
 	}
 }
 
-// A daemon that outstays its unmount is killed only while it is still itself.
-func TestStopAfterUnmountKillsOnlyTheSameProcess(t *testing.T) {
+// A daemon that outstays its unmount gets SIGTERM, then SIGKILL, only while it is still
+// itself.
+func TestStopAfterUnmountSignalsOnlyTheSameProcess(t *testing.T) {
 	root := t.TempDir()
 	fakeProc(t, root, 20, "S", 700, "rbd-fuse", "/m")
-	var killed []Daemon
-	p := Procs{Root: root, kill: func(d Daemon, still func() bool) error {
+	type sent struct {
+		d   Daemon
+		sig unix.Signal
+		at  time.Time
+	}
+	var signals []sent
+	// Like a daemon stuck on a dead cluster: it ignores SIGTERM and dies of SIGKILL.
+	p := Procs{Root: root, term: 100 * time.Millisecond, signal: func(d Daemon, sig unix.Signal, still func() bool) error {
 		if still() {
-			killed = append(killed, d)
-			os.RemoveAll(filepath.Join(root, strconv.Itoa(d.PID)))
+			signals = append(signals, sent{d, sig, time.Now()})
+			if sig == unix.SIGKILL {
+				os.RemoveAll(filepath.Join(root, strconv.Itoa(d.PID)))
+			}
 		}
 		return nil
 	}}
 	d := p.Serving("rbd-fuse", "/m")
-	// Its PID now names a later process (another start time): it is gone, nothing is killed.
+	// Its PID now names a later process (another start time): it is gone, nothing is signalled.
 	fakeProc(t, root, 20, "S", 900, "rbd-fuse", "/m")
-	if err := p.StopAfterUnmount(context.Background(), d, "rbd-fuse", "/m", 50*time.Millisecond); err != nil || len(killed) != 0 {
-		t.Fatalf("reused pid: killed %v, %v", killed, err)
+	if err := p.StopAfterUnmount(context.Background(), d, "rbd-fuse", "/m", 50*time.Millisecond); err != nil || len(signals) != 0 {
+		t.Fatalf("reused pid: signalled %v, %v", signals, err)
 	}
-	// The same process that stays is killed after the grace.
+	// The same process that stays gets SIGTERM after the grace, then SIGKILL.
 	d = p.Serving("rbd-fuse", "/m")
 	start := time.Now()
-	if err := p.StopAfterUnmount(context.Background(), d, "rbd-fuse", "/m", 100*time.Millisecond); err != nil || len(killed) != 1 || killed[0] != d[0] {
-		t.Fatalf("stuck daemon: killed %v, %v", killed, err)
+	if err := p.StopAfterUnmount(context.Background(), d, "rbd-fuse", "/m", 200*time.Millisecond); err != nil {
+		t.Fatal(err)
 	}
-	if time.Since(start) < 100*time.Millisecond {
-		t.Fatal("killed before its grace")
+	if len(signals) != 2 || signals[0].sig != unix.SIGTERM || signals[1].sig != unix.SIGKILL || signals[0].d != d[0] {
+		t.Fatalf("signals %+v, want SIGTERM then SIGKILL to %+v", signals, d[0])
+	}
+	if signals[0].at.Sub(start) < 200*time.Millisecond || signals[1].at.Sub(signals[0].at) < 100*time.Millisecond {
+		t.Fatalf("SIGTERM after %v (grace 200ms), SIGKILL %v later (wait 100ms)", signals[0].at.Sub(start), signals[1].at.Sub(signals[0].at))
+	}
+	// One that obeys SIGTERM is not killed.
+	fakeProc(t, root, 21, "S", 710, "ceph-fuse", "/c")
+	signals = nil
+	p.signal = func(d Daemon, sig unix.Signal, still func() bool) error {
+		signals = append(signals, sent{d, sig, time.Now()})
+		os.RemoveAll(filepath.Join(root, strconv.Itoa(d.PID)))
+		return nil
+	}
+	if err := p.StopAfterUnmount(context.Background(), p.Serving("ceph-fuse", "/c"), "ceph-fuse", "/c", 0); err != nil || len(signals) != 1 || signals[0].sig != unix.SIGTERM {
+		t.Fatalf("obeying daemon: %+v %v", signals, err)
+	}
+}
+
+// A daemon that survives SIGKILL (stuck in the kernel) is reported, never taken for gone.
+func TestStopAfterUnmountReportsADaemonThatStays(t *testing.T) {
+	root := t.TempDir()
+	fakeProc(t, root, 30, "D", 800, "ceph-fuse", "/s")
+	p := Procs{Root: root, term: 10 * time.Millisecond, signal: func(Daemon, unix.Signal, func() bool) error { return nil }}
+	err := p.StopAfterUnmount(context.Background(), p.Serving("ceph-fuse", "/s"), "ceph-fuse", "/s", 0)
+	if err == nil || !strings.Contains(err.Error(), "did not exit") {
+		t.Fatalf("daemon that stays: %v", err)
 	}
 }

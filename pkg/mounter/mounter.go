@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	mount "k8s.io/mount-utils"
 	utilexec "k8s.io/utils/exec"
@@ -47,37 +48,26 @@ func (m *Mounter) Run(ctx context.Context, name string, args ...string) ([]byte,
 	return out, nil
 }
 
+// RunBounded is Run for a command that can block on a mount whose server is dead (losetup
+// on a loop device over a FUSE file whose cluster is gone): past timeout the command is
+// killed and the call answers ErrNotResponding, even while the kill cannot land yet.
+func (m *Mounter) RunBounded(ctx context.Context, timeout time.Duration, name string, args ...string) ([]byte, error) {
+	line := strings.Join(append([]string{name}, args...), " ")
+	return Bounded(ctx, line, timeout, func() ([]byte, error) {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		out, err := m.Run(cctx, name, args...)
+		if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+			return out, fmt.Errorf("%s: no answer within %v: %w", line, timeout, ErrNotResponding)
+		}
+		return out, err
+	})
+}
+
 // IsMounted reports whether path is a mount point; a missing path is not mounted, and a
 // path whose FUSE server died ("transport endpoint is not connected") counts as mounted so
 // that callers unmount it.
-func (m *Mounter) IsMounted(path string) (bool, error) {
-	mps, err := m.List()
-	if err != nil {
-		return false, fmt.Errorf("list mounts: %w", err)
-	}
-	clean := filepath.Clean(path)
-	for _, mp := range mps {
-		if filepath.Clean(mp.Path) == clean {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// UnmountAll unmounts path until nothing is mounted there (a path can be mounted over
-// twice after a retried stage).
-func (m *Mounter) UnmountAll(path string) error {
-	for i := 0; i < 8; i++ {
-		mounted, err := m.IsMounted(path)
-		if err != nil || !mounted {
-			return err
-		}
-		if err := m.Unmount(path); err != nil {
-			return fmt.Errorf("unmount %s: %w", path, err)
-		}
-	}
-	return fmt.Errorf("unmount %s: still mounted after 8 unmounts", path)
-}
+func (m *Mounter) IsMounted(path string) (bool, error) { return MountedAt(m, path) }
 
 // FormatAndMount makes fsType on device if it has no filesystem yet and mounts it at target.
 // An existing filesystem of another type is an error, never overwritten.
@@ -153,21 +143,56 @@ func (m *Mounter) LoopAttach(ctx context.Context, file string, readOnly bool) (s
 	return dev, nil
 }
 
-// LoopFindAll returns every loop device backed by file.
-func (m *Mounter) LoopFindAll(ctx context.Context, file string) ([]string, error) {
-	out, err := m.Run(ctx, "losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE")
+// Loop is a loop device and the file behind it.
+type Loop struct {
+	Device string
+	File   string
+}
+
+// loops lists the node's loop devices.
+func (m *Mounter) loops(ctx context.Context) ([]Loop, error) {
+	out, err := m.RunBounded(ctx, DefaultMountCallTimeout, "losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE")
 	if err != nil {
 		return nil, fmt.Errorf("list loop devices: %w", err)
 	}
-	clean := filepath.Clean(file)
-	var devs []string
+	var all []Loop
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 2 && filepath.Clean(strings.TrimSuffix(strings.Join(f[1:], " "), " (deleted)")) == clean {
-			devs = append(devs, f[0])
+		if len(f) >= 2 {
+			all = append(all, Loop{Device: f[0], File: filepath.Clean(strings.TrimSuffix(strings.Join(f[1:], " "), " (deleted)"))})
+		}
+	}
+	return all, nil
+}
+
+// LoopFindAll returns every loop device backed by file.
+func (m *Mounter) LoopFindAll(ctx context.Context, file string) ([]string, error) {
+	all, err := m.loops(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var devs []string
+	for _, l := range all {
+		if l.File == filepath.Clean(file) {
+			devs = append(devs, l.Device)
 		}
 	}
 	return devs, nil
+}
+
+// LoopsBelow returns the loop devices backed by a file below dir.
+func (m *Mounter) LoopsBelow(ctx context.Context, dir string) ([]Loop, error) {
+	all, err := m.loops(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var below []Loop
+	for _, l := range all {
+		if strings.HasPrefix(l.File, filepath.Clean(dir)+"/") {
+			below = append(below, l)
+		}
+	}
+	return below, nil
 }
 
 // LoopFind returns the loop device backed by file, or ErrNoLoopDevice.
@@ -187,7 +212,9 @@ func (m *Mounter) LoopDetach(ctx context.Context, device string) error {
 	if device == "" {
 		return nil
 	}
-	out, err := m.Run(ctx, "losetup", "--detach", device)
+	// Bounded: the detach waits for the device's I/O in flight, which a dead FUSE server
+	// behind its file never completes.
+	out, err := m.RunBounded(ctx, DefaultMountCallTimeout, "losetup", "--detach", device)
 	if err != nil {
 		s := string(out)
 		if strings.Contains(s, "No such device") || strings.Contains(s, "No such file") {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoopAttachReusesDevice(t *testing.T) {
@@ -49,7 +50,7 @@ func TestLoopDetachGoneIsFine(t *testing.T) {
 	}
 }
 
-func TestFormatAndMountDefaultsAndUnmountAll(t *testing.T) {
+func TestFormatAndMountDefaultsAndUnmountEvery(t *testing.T) {
 	m, fm, fe := NewFake()
 	target := filepath.Join(t.TempDir(), "fs")
 	if err := m.FormatAndMount("/dev/loop1", target, "", []string{"noatime"}); err != nil {
@@ -62,7 +63,7 @@ func TestFormatAndMountDefaultsAndUnmountAll(t *testing.T) {
 		t.Fatal("not mounted")
 	}
 	fm.Mount("/dev/loop1", target, "ext4", nil) // mounted twice by a retried stage
-	if err := m.UnmountAll(target); err != nil {
+	if stuck, err := UnmountEvery(context.Background(), m, target, time.Second); err != nil || stuck {
 		t.Fatal(err)
 	}
 	if mounted, _ := m.IsMounted(target); mounted {

@@ -48,7 +48,7 @@ func TestCephFSRealCreateIdempotentDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := e.conns.Conn(ctx, e.cfg.CephFS.CephCluster, cred)
+	conn, err := e.conns.Conn(ctx, e.cfg.Name, e.cfg.CephFS.CephCluster, cred)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
 		if err != nil {
 			return nil, err
 		}
-		return conns.Conn(ctx, fs.CephCluster, cred)
+		return conns.Conn(ctx, cfg.Name, fs.CephCluster, cred)
 	}
 	return newController(cfg.Name, fs, connect), nil
 }
@@ -92,9 +92,9 @@ func (c *Controller) session(ctx context.Context, secrets map[string]string) (*s
 	return &session{ctx: ctx, conn: conn, fsa: admin.NewFromConn(conn)}, nil
 }
 
-// do runs one blocking Ceph call and classifies its failure.
+// do runs one blocking Ceph call under the request's deadline and classifies its failure.
 func (s *session) do(what string, fn func() error) error {
-	return classify(ceph.Do(s.ctx, fn), what)
+	return classify(s.conn.Do(s.ctx, fn), what)
 }
 
 // fsID returns the fscid of filesystem name, the location token of its volume IDs.

@@ -6,12 +6,15 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/shiphold/shiphold/pkg/ceph"
 )
 
 // fakeMgr answers the mon and mgr JSON commands the controller sends, over an in-memory
 // model of one filesystem, as Ceph 16.2 answers them (including the resize answer that
 // go-ceph v0.37.0 misreads). It records every command for the workaround tests.
 type fakeMgr struct {
+	ceph.Calls
 	mu       sync.Mutex
 	cmds     []map[string]any
 	groups   map[string]bool

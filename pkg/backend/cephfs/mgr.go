@@ -1,6 +1,7 @@
 package cephfs
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,11 +11,15 @@ import (
 	"github.com/ceph/go-ceph/cephfs/admin"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
 )
 
-// commander is what the controller needs of a rados connection: *rados.Conn in production,
-// a fake mgr in unit tests.
-type commander = admin.RadosCommander
+// commander is what the controller needs of a Ceph connection: *ceph.Conn in production,
+// a fake mgr in unit tests. Every command runs inside Do, which bounds it by the request.
+type commander interface {
+	admin.RadosCommander
+	Do(ctx context.Context, fn func() error) error
+}
 
 // cephCommandError is a failed mon/mgr command: the negative errno and Ceph's status text.
 type cephCommandError struct {
@@ -133,54 +138,20 @@ func getRecord(conn commander, fs, group, sub string) (volumeRecord, bool, error
 	return r, true, nil
 }
 
-// errnoOf returns the positive errno of a Ceph command failure, 0 if err is not one.
-func errnoOf(err error) syscall.Errno {
-	var ce interface{ ErrorCode() int }
-	if errors.As(err, &ce) {
-		n := ce.ErrorCode()
-		if n < 0 {
-			n = -n
-		}
-		return syscall.Errno(n)
-	}
-	return 0
+func isErrno(err error, n syscall.Errno) bool { return err != nil && ceph.Errno(err) == n }
+
+// cephfsHints complete the shared Ceph errno rules for subvolumes.
+var cephfsHints = ceph.Hints{
+	Caps: `mgr "allow rw" and mds/osd caps on the filesystem`,
+	Busy: "a client still uses it",
 }
 
-func isErrno(err error, n syscall.Errno) bool { return err != nil && errnoOf(err) == n }
-
-// classify turns a Ceph failure while doing what into a StorageError saying what to fix.
-// Errors already classified (ceph.Do's deadline, credentials) pass through.
+// classify turns a Ceph failure while doing what into a StorageError saying what to fix:
+// a mgr without the command is Unimplemented, the rest follows the shared errno rules.
 func classify(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var se *backend.StorageError
-	if errors.As(err, &se) {
-		return err
-	}
 	var ni admin.NotImplementedError
 	if errors.As(err, &ni) {
 		return backend.Errorf(backend.Unimplemented, "%s: the Ceph mgr does not know this command (%v); shiphold needs Ceph 16.2.7 or newer with the mgr volumes module", what, err)
 	}
-	switch errnoOf(err) {
-	case syscall.ENOENT:
-		return backend.Errorf(backend.NotFound, "%s: %w", what, err)
-	case syscall.EEXIST:
-		return backend.Errorf(backend.AlreadyExists, "%s: %w", what, err)
-	case syscall.EAGAIN:
-		return backend.Errorf(backend.Pending, "%s: Ceph is busy with this object, retry (%w)", what, err)
-	case syscall.EINVAL:
-		return backend.Errorf(backend.InvalidArgument, "%s: %w", what, err)
-	case syscall.EPERM, syscall.EACCES:
-		return backend.Errorf(backend.FailedPrecondition, "%s: permission denied; give the cephx user mgr \"allow rw\" and mds/osd caps on the filesystem (%w)", what, err)
-	case syscall.EDQUOT, syscall.ENOSPC:
-		return backend.Errorf(backend.ResourceExhausted, "%s: %w", what, err)
-	case syscall.ENOTEMPTY:
-		return backend.Errorf(backend.FailedPrecondition, "%s: %w", what, err)
-	case syscall.ETIMEDOUT, syscall.ENOTCONN, syscall.ESHUTDOWN, syscall.ECONNREFUSED:
-		return backend.Errorf(backend.Unavailable, "%s: Ceph is not reachable (%w)", what, err)
-	case syscall.EOPNOTSUPP:
-		return backend.Errorf(backend.Unimplemented, "%s: %w", what, err)
-	}
-	return backend.Errorf(backend.Internal, "%s: %w", what, err)
+	return ceph.Classify(err, what, cephfsHints)
 }

@@ -275,7 +275,7 @@ func (s *Stager) UnstageVolume(ctx context.Context, id volid.Volume, stagingPath
 		return err
 	}
 	target := filepath.Join(stagingPath, stagedDir)
-	if err := s.unmount(ctx, target, rec); err != nil {
+	if err := s.unmount(ctx, target, false); err != nil {
 		return err
 	}
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -290,26 +290,15 @@ func (s *Stager) UnstageVolume(ctx context.Context, id volid.Volume, stagingPath
 	return nil
 }
 
-// unmount unmounts target and waits for its ceph-fuse to exit, so none is left behind.
-func (s *Stager) unmount(ctx context.Context, target string, rec *mountRecord) error {
-	daemons := s.fuseProcs(target)
-	if err := s.mounter.UnmountAll(target); err != nil {
-		// A dead FUSE server can leave a mount that only a lazy unmount removes.
-		if lerr := unix.Unmount(target, unix.MNT_DETACH); lerr != nil && !errors.Is(lerr, unix.EINVAL) && !errors.Is(lerr, unix.ENOENT) {
-			return backend.Errorf(backend.Internal, "unmount %s: %v (lazy unmount: %v)", target, err, lerr)
-		}
-	}
-	return s.waitExit(ctx, daemons, target)
-}
-
-// waitExit waits for ceph-fuse daemons to leave after their unmount, then kills those that
-// stay, but only while each is still the ceph-fuse of target.
-func (s *Stager) waitExit(ctx context.Context, daemons []mounter.Daemon, target string) error {
-	if err := s.procs.StopAfterUnmount(ctx, daemons, fuseCommand, target, s.exitWait); err != nil {
+// unmount takes target down and stops its ceph-fuse, bounded whatever the state of the
+// cluster: a dead MDS blocks a plain unmount, and ceph-fuse then never exits on its own.
+func (s *Stager) unmount(ctx context.Context, target string, dead bool) error {
+	fuse := mounter.FUSETeardown{Procs: s.procs, Command: fuseCommand, CallTimeout: s.callTimeout, ExitWait: s.exitWait}
+	if err := fuse.Unmount(ctx, s.mounter, target, dead); err != nil {
 		if ctx.Err() != nil {
 			return backend.Errorf(backend.Unavailable, "%v", err)
 		}
-		return backend.Errorf(backend.Internal, "%v", err)
+		return backend.Errorf(backend.Internal, "%v; retry the unstage", err)
 	}
 	return nil
 }
@@ -390,11 +379,8 @@ func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string
 		return backend.Errorf(backend.FailedPrecondition, "staged volume %s needs a remount, but the node keeps no key at rest and %v; delete the pod so that the volume is unstaged and staged again", id, credErr)
 	}
 	if mounted {
-		daemons := s.fuseProcs(target)
-		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			return backend.Errorf(backend.Internal, "lazy unmount of dead mount %s: %v", target, err)
-		}
-		if err := s.waitExit(ctx, daemons, target); err != nil {
+		// Its client is gone: nothing to flush, take it down without waiting.
+		if err := s.unmount(ctx, target, true); err != nil {
 			return err
 		}
 	}

@@ -193,16 +193,10 @@ func mountError(source, target string, err error) error {
 // unmountAll unmounts target until nothing is mounted there; an unmount that a dead NFS
 // server blocks is forced, then made lazy.
 func (s *Stager) unmountAll(ctx context.Context, target string) error {
-	for i := 0; i < 8; i++ {
-		mounted, err := s.mounted(target)
-		if err != nil || !mounted {
-			return err
-		}
-		if err := mounter.UnmountDead(ctx, s.Mounter, target, unmountTimeout); err != nil {
-			return backend.Errorf(backend.Internal, "unmount %s: %v", target, err)
-		}
+	if _, err := mounter.UnmountEvery(ctx, s.Mounter, target, unmountTimeout); err != nil {
+		return backend.Errorf(backend.Internal, "unmount %s: %v", target, err)
 	}
-	return backend.Errorf(backend.Internal, "unmount %s: still mounted after 8 unmounts", target)
+	return nil
 }
 
 // UnstageVolume unmounts <staging>/fs and removes what StageVolume left. Idempotent.

@@ -62,17 +62,17 @@ func (c *Controller) ParameterKeys() []string {
 
 func (c *Controller) monitors() string { return strings.Join(c.cfg.Monitors, ",") }
 
-// run connects with the request's (or configured) credentials and calls fn in one ceph.Do,
-// so that every librados/librbd resource fn opens is also released on fn's goroutine even
-// when the request's deadline passes first.
+// run connects with the request's (or configured) credentials and calls fn in one Do on
+// the pooled connection, so that every librados/librbd resource fn opens is also released
+// on fn's goroutine even when the request's deadline passes first.
 func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func(conn *rados.Conn) error) error {
 	cred, err := ceph.CredentialsFor(c.cfg.Credentials, secrets)
 	if err != nil {
 		return err
 	}
-	conn, err := c.conns.Conn(ctx, c.cfg.CephCluster, cred)
+	conn, err := c.conns.Conn(ctx, c.name, c.cfg.CephCluster, cred)
 	if err == nil {
-		err = ceph.Do(ctx, func() error { return fn(conn) })
+		err = conn.Do(ctx, func() error { return fn(conn.Rados()) })
 	}
 	if err != nil && backend.CodeOf(err) == backend.Unavailable && !strings.Contains(err.Error(), c.monitors()) {
 		return backend.Errorf(backend.Unavailable, "Ceph cluster %s (monitors %s): %w", c.cfg.ClusterID, c.monitors(), err)
@@ -80,39 +80,14 @@ func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func
 	return err
 }
 
-// classify turns a librados/librbd error into a StorageError that says what to do.
-func classify(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var se *backend.StorageError
-	if errors.As(err, &se) {
-		return err
-	}
-	var coded interface{ ErrorCode() int }
-	if errors.As(err, &coded) {
-		switch -coded.ErrorCode() {
-		case 2: // ENOENT
-			return backend.Errorf(backend.NotFound, "%s: not found (%w)", what, err)
-		case 17: // EEXIST
-			return backend.Errorf(backend.AlreadyExists, "%s: already exists (%w)", what, err)
-		case 1, 13: // EPERM, EACCES
-			return backend.Errorf(backend.InvalidArgument, "%s: permission denied; give the cephx user rbd caps on the pool (%w)", what, err)
-		case 16: // EBUSY
-			return backend.Errorf(backend.FailedPrecondition, "%s: busy, the image is still mapped or watched by a client; unstage it on its node first (%w)", what, err)
-		case 22: // EINVAL
-			return backend.Errorf(backend.InvalidArgument, "%s: invalid argument (%w)", what, err)
-		case 28, 122: // ENOSPC, EDQUOT
-			return backend.Errorf(backend.ResourceExhausted, "%s: out of space or over the pool quota (%w)", what, err)
-		case 110, 107, 108: // ETIMEDOUT, ENOTCONN, ESHUTDOWN
-			return backend.Errorf(backend.Unavailable, "%s: Ceph did not answer (%w)", what, err)
-		}
-	}
-	if errors.Is(err, librbd.ErrNotFound) || errors.Is(err, rados.ErrNotFound) {
-		return backend.Errorf(backend.NotFound, "%s: not found (%w)", what, err)
-	}
-	return backend.Errorf(backend.Internal, "%s: %w", what, err)
+// rbdHints complete the shared Ceph errno rules for images.
+var rbdHints = ceph.Hints{
+	Caps: `rbd caps on the pool (mon "profile rbd", osd "profile rbd pool=<pool>")`,
+	Busy: "the image is still mapped or watched by a client; unstage it on its node first",
 }
+
+// classify turns a librados/librbd error into a StorageError that says what to do.
+func classify(err error, what string) error { return ceph.Classify(err, what, rbdHints) }
 
 func isNotFound(err error) bool {
 	if err == nil {

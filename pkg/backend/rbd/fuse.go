@@ -100,7 +100,10 @@ func (a *fuseAttacher) Mappings(ctx context.Context, img imageSpec, dir string) 
 	if err != nil {
 		return nil, err
 	}
-	if _, serr := os.Lstat(fuseDir); mounted || serr == nil {
+	// Only an unmounted directory is looked at: a mounted one may not answer.
+	if mounted {
+		out = append(out, attachment{FuseMount: fuseDir})
+	} else if _, err := os.Lstat(fuseDir); err == nil {
 		out = append(out, attachment{FuseMount: fuseDir})
 	}
 	return out, nil
@@ -169,28 +172,62 @@ func argAfter(argv []string, flag string) string {
 
 func (a *fuseAttacher) Detach(ctx context.Context, at attachment) error {
 	if at.Device != "" {
-		if err := a.m.LoopDetach(ctx, at.Device); err != nil {
-			return err
+		err := a.m.LoopDetach(ctx, at.Device)
+		if errors.Is(err, mounter.ErrNotResponding) {
+			// Its I/O in flight waits on an rbd-fuse whose cluster is gone. The rbd-fuse
+			// mount, always detached after its loop devices, fails that I/O and checks
+			// that the device went.
+			return nil
 		}
+		return err
 	}
 	if at.FuseMount == "" {
 		return nil
 	}
-	// The daemons to stop are found by what they serve, before the unmount hides it.
-	daemons := a.procs.Serving(fuseCommand, at.FuseMount)
-	if err := a.m.UnmountAll(at.FuseMount); err != nil {
-		// fusermount -u is what FUSE expects; the mount-utils umount can refuse on some hosts.
-		if _, ferr := a.m.Run(ctx, "fusermount", "-u", at.FuseMount); ferr != nil {
-			return fmt.Errorf("unmount rbd-fuse at %s: %v; %v", at.FuseMount, err, ferr)
-		}
+	// A loop device still on the image file after its detach is held by I/O that rbd-fuse
+	// cannot finish, or by a filesystem flushing through it: the cluster does not answer.
+	held, err := a.m.LoopsBelow(ctx, at.FuseMount)
+	if err != nil {
+		return err
 	}
-	if err := a.procs.StopAfterUnmount(ctx, daemons, fuseCommand, at.FuseMount, a.exitWait); err != nil {
+	fuse := mounter.FUSETeardown{Procs: a.procs, Command: fuseCommand, CallTimeout: mounter.DefaultMountCallTimeout, ExitWait: a.exitWait}
+	if err := fuse.Unmount(ctx, a.m, at.FuseMount, len(held) > 0); err != nil {
+		return err
+	}
+	if err := a.waitReleased(ctx, held); err != nil {
 		return err
 	}
 	if err := os.Remove(at.FuseMount); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", at.FuseMount, err)
 	}
 	return nil
+}
+
+// waitReleased waits until the loop devices that were held on an rbd-fuse file are gone:
+// once rbd-fuse is stopped their I/O fails, their holder lets go, and each device clears
+// itself (losetup --detach marked it so).
+func (a *fuseAttacher) waitReleased(ctx context.Context, held []mounter.Loop) error {
+	deadline := time.Now().Add(mounter.DefaultMountCallTimeout)
+	for _, l := range held {
+		for a.loopStillOn(l) {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("loop device %s on %s is still held after rbd-fuse stopped; something else uses it", l.Device, l.File)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// loopStillOn reports whether l's device is still bound to l's file. Once rbd-fuse's mount
+// is detached the kernel names that file from the detached mount's root ("/<image>").
+func (a *fuseAttacher) loopStillOn(l mounter.Loop) bool {
+	back, err := os.ReadFile(filepath.Join(a.sysRoot, "block", filepath.Base(l.Device), "loop", "backing_file"))
+	if err != nil {
+		return false
+	}
+	got := strings.TrimSuffix(strings.TrimSpace(string(back)), " (deleted)")
+	return got == l.File || got == "/"+filepath.Base(l.File)
 }
 
 // Refresh makes the loop device follow the image. rbd-fuse reports the image's current size on

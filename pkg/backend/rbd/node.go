@@ -406,7 +406,9 @@ func mountOptions(flags []string, fsType string, readOnly bool) []string {
 // path (never what the record merely names), removes stray keys and forgets the record.
 func (s *Stager) undo(ctx context.Context, staging string, rec *attachRecord) error {
 	dir := fsPath(staging)
-	if err := s.m.UnmountAll(dir); err != nil {
+	// Bounded: a filesystem flushing to a dead cluster never finishes its unmount. The
+	// detach below then finds its device held and takes the storage side down by force.
+	if _, err := mounter.UnmountEvery(ctx, s.m, dir, mounter.DefaultMountCallTimeout); err != nil {
 		return backend.Errorf(backend.Internal, "%v", err)
 	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
