@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -268,8 +269,9 @@ func (n *Node) StartRegistrar(ctx context.Context, csiSock string) error {
 }
 
 // Stop removes what the node leaves when pods were not deleted: the kubelet stops first (so
-// nothing restarts), then every container and sandbox, then containerd and its mounts.
-// Volumes the kubelet had mounted for pods stay: the test's "deleted" step is where they go.
+// nothing restarts), then every container and sandbox, then containerd and its mounts. The
+// test's "deleted" step is where volumes go; what is still mounted, looped or running of one
+// after that (a failed test) is removed here too, and reported as an error.
 func (n *Node) Stop(ctx context.Context) error {
 	if n == nil {
 		return nil
@@ -304,60 +306,151 @@ func (n *Node) Stop(ctx context.Context) error {
 	if err := unmountBelow(filepath.Join(n.dir, "containerd")); err != nil {
 		errs = append(errs, err)
 	}
+	// What pods that were never deleted (a failed test) held: an error, and removed.
+	if st, err := FindStaleNode(n.KubeletDir); err != nil {
+		errs = append(errs, err)
+	} else if !st.Empty() {
+		errs = append(errs, fmt.Errorf("left on the node (removed now): %s", st), st.Clean())
+	}
 	return errors.Join(errs...)
 }
 
-// CleanStaleNode removes what an interrupted run left on this machine: containers whose
-// containerd (below a shiphold-k8s- work directory) is gone, mounts of volumes below the
-// kubelet directory (deepest first), the loop devices on files below it and the mount
-// daemons that served them.
-func CleanStaleNode(kubeletDir string) error {
+// StaleNode is what a run left on this machine: shims of containers whose containerd
+// (below a shiphold-k8s- work directory) is gone, mounts of volumes below the kubelet
+// directory and of that containerd's state, loop devices on files below the kubelet
+// directory and the mount daemons that served them.
+type StaleNode struct {
+	Shims   []int    // containerd-shim-runc-v2 PIDs (their containers' processes are children)
+	Mounts  []string // mount points, deepest last
+	Loops   []string // loop devices
+	Daemons []int    // ceph-fuse, rbd-fuse, rbd-nbd PIDs
+}
+
+// FindStaleNode lists what a run left below kubeletDir and of dead containerds.
+func FindStaleNode(kubeletDir string) (StaleNode, error) {
+	var st StaleNode
 	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		argv := procArgs(e.Name())
-		if len(argv) == 0 || filepath.Base(argv[0]) != "containerd-shim-runc-v2" {
-			continue
-		}
-		for i, a := range argv {
-			if a == "-address" && i+1 < len(argv) && strings.Contains(argv[i+1], "/shiphold-k8s-") {
-				if c, err := net.DialTimeout("unix", argv[i+1], time.Second); err == nil {
-					c.Close()
-					break // its containerd is alive: another run's
-				}
-				pid, _ := strconv.Atoi(e.Name())
-				killTree(pid)
-			}
-		}
-	}
-	var errs []error
-	for _, sub := range []string{"pods", "plugins/kubernetes.io/csi"} {
-		if err := unmountBelow(filepath.Join(kubeletDir, sub)); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, f := range files {
-		if data, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(data), kubeletDir+"/") {
-			dev := "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(f)))
-			if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("losetup -d %s: %v: %s", dev, err, out))
-			}
-		}
-	}
 	for _, e := range entries {
 		argv := procArgs(e.Name())
 		if len(argv) == 0 {
 			continue
 		}
+		pid, _ := strconv.Atoi(e.Name())
 		switch filepath.Base(argv[0]) {
+		case "containerd-shim-runc-v2":
+			if sock := argAfterFlag(argv, "-address"); strings.Contains(sock, "/shiphold-k8s-") && !answers(sock) {
+				st.Shims = append(st.Shims, pid)
+			}
 		case "ceph-fuse", "rbd-fuse", "rbd-nbd":
 			if strings.Contains(strings.Join(argv, " "), kubeletDir+"/") {
-				pid, _ := strconv.Atoi(e.Name())
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+				st.Daemons = append(st.Daemons, pid)
 			}
 		}
 	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return st, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && staleMount(f[4], kubeletDir) {
+			st.Mounts = append(st.Mounts, f[4])
+		}
+	}
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		if data, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(data), kubeletDir+"/") {
+			st.Loops = append(st.Loops, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f))))
+		}
+	}
+	return st, nil
+}
+
+// staleMount: a volume's mount below the kubelet directory, or a mount below the state of a
+// test's containerd that no longer answers (container root filesystems, sandboxes' shm).
+func staleMount(m, kubeletDir string) bool {
+	for _, sub := range []string{"pods", "plugins/kubernetes.io/csi"} {
+		if strings.HasPrefix(m, filepath.Join(kubeletDir, sub)+"/") {
+			return true
+		}
+	}
+	i := strings.Index(m, "/node/containerd/")
+	return i > 0 && strings.Contains(m[:i], "/shiphold-k8s-") && !answers(m[:i]+"/node/containerd/containerd.sock")
+}
+
+func argAfterFlag(argv []string, flag string) string {
+	for i, a := range argv {
+		if a == flag && i+1 < len(argv) {
+			return argv[i+1]
+		}
+	}
+	return ""
+}
+
+// answers reports whether something listens on the unix socket sock.
+func answers(sock string) bool {
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// Empty reports whether nothing was left.
+func (st StaleNode) Empty() bool {
+	return len(st.Shims)+len(st.Mounts)+len(st.Loops)+len(st.Daemons) == 0
+}
+
+func (st StaleNode) String() string {
+	var parts []string
+	for _, p := range st.Shims {
+		parts = append(parts, fmt.Sprintf("shim %d: %s", p, strings.Join(procArgs(strconv.Itoa(p)), " ")))
+	}
+	for _, m := range st.Mounts {
+		parts = append(parts, "mount "+m)
+	}
+	for _, l := range st.Loops {
+		parts = append(parts, "loop device "+l)
+	}
+	for _, p := range st.Daemons {
+		parts = append(parts, fmt.Sprintf("mount daemon %d: %s", p, strings.Join(procArgs(strconv.Itoa(p)), " ")))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Clean removes it: shims with their containers, mounts (deepest first, lazily), loop
+// devices, then the mount daemons.
+func (st StaleNode) Clean() error {
+	for _, pid := range st.Shims {
+		killTree(pid)
+	}
+	var errs []error
+	sorted := append([]string(nil), st.Mounts...)
+	sort.Sort(sort.Reverse(sort.StringSlice(sorted)))
+	for _, m := range sorted {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
+		}
+	}
+	for _, dev := range st.Loops {
+		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("losetup -d %s: %v: %s", dev, err, out))
+		}
+	}
+	for _, pid := range st.Daemons {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 	return errors.Join(errs...)
+}
+
+// CleanStaleNode removes what an interrupted run left on this machine (FindStaleNode).
+func CleanStaleNode(kubeletDir string) error {
+	st, err := FindStaleNode(kubeletDir)
+	if err != nil {
+		return err
+	}
+	return st.Clean()
 }
 
 func procArgs(pid string) []string {
