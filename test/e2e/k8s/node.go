@@ -318,12 +318,14 @@ func (n *Node) Stop(ctx context.Context) error {
 // StaleNode is what a run left on this machine: shims of containers whose containerd
 // (below a shiphold-k8s- work directory) is gone, mounts of volumes below the kubelet
 // directory and of that containerd's state, loop devices on files below the kubelet
-// directory and the mount daemons that served them.
+// directory and the mount daemons that served them, and the iptables chains a kubelet makes
+// for other components (it needs none itself; they outlive it, KUBE-FIREWALL with a DROP rule).
 type StaleNode struct {
 	Shims   []int    // containerd-shim-runc-v2 PIDs (their containers' processes are children)
 	Mounts  []string // mount points, deepest last
 	Loops   []string // loop devices
 	Daemons []int    // ceph-fuse, rbd-fuse, rbd-nbd PIDs
+	Chains  []string // iptables chains a kubelet made: "<command> <table> <chain>"
 }
 
 // FindStaleNode lists what a run left below kubeletDir and of dead containerds.
@@ -363,7 +365,51 @@ func FindStaleNode(kubeletDir string) (StaleNode, error) {
 			st.Loops = append(st.Loops, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f))))
 		}
 	}
+	st.Chains = kubeletChains()
 	return st, nil
+}
+
+// kubeletChains lists the iptables chains a kubelet made for other components (the hint and
+// canary chains, KUBE-FIREWALL with its martian-packet DROP rule, jumped to from INPUT and
+// OUTPUT) as "<command> <table> <chain>"; they outlive the kubelet.
+func kubeletChains() []string {
+	var out []string
+	for _, cmd := range []string{"iptables", "ip6tables"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			continue
+		}
+		for _, table := range []string{"filter", "nat", "mangle"} {
+			rules, err := exec.Command(cmd, "-w", "5", "-t", table, "-S").Output()
+			if err != nil {
+				continue
+			}
+			for _, l := range strings.Split(string(rules), "\n") {
+				if chain, ok := strings.CutPrefix(l, "-N "); ok && kubeletChain[chain] {
+					out = append(out, cmd+" "+table+" "+chain)
+				}
+			}
+		}
+	}
+	return out
+}
+
+var kubeletChain = map[string]bool{"KUBE-IPTABLES-HINT": true, "KUBE-KUBELET-CANARY": true, "KUBE-FIREWALL": true}
+
+// removeChain deletes the jumps to a chain from INPUT and OUTPUT, then the chain.
+func removeChain(entry string) error {
+	f := strings.Fields(entry)
+	cmd, table, chain := f[0], f[1], f[2]
+	for _, from := range []string{"INPUT", "OUTPUT"} {
+		for exec.Command(cmd, "-w", "5", "-t", table, "-D", from, "-j", chain).Run() == nil {
+		}
+	}
+	if out, err := exec.Command(cmd, "-w", "5", "-t", table, "-F", chain).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s -t %s -F %s: %v: %s", cmd, table, chain, err, out)
+	}
+	if out, err := exec.Command(cmd, "-w", "5", "-t", table, "-X", chain).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s -t %s -X %s: %v: %s", cmd, table, chain, err, out)
+	}
+	return nil
 }
 
 // staleMount: a volume's mount below the kubelet directory, or a mount below the state of a
@@ -399,7 +445,7 @@ func answers(sock string) bool {
 
 // Empty reports whether nothing was left.
 func (st StaleNode) Empty() bool {
-	return len(st.Shims)+len(st.Mounts)+len(st.Loops)+len(st.Daemons) == 0
+	return len(st.Shims)+len(st.Mounts)+len(st.Loops)+len(st.Daemons)+len(st.Chains) == 0
 }
 
 func (st StaleNode) String() string {
@@ -416,11 +462,14 @@ func (st StaleNode) String() string {
 	for _, p := range st.Daemons {
 		parts = append(parts, fmt.Sprintf("mount daemon %d: %s", p, strings.Join(procArgs(strconv.Itoa(p)), " ")))
 	}
+	for _, c := range st.Chains {
+		parts = append(parts, "iptables chain "+c)
+	}
 	return strings.Join(parts, "; ")
 }
 
 // Clean removes it: shims with their containers, mounts (deepest first, lazily), loop
-// devices, then the mount daemons.
+// devices, the mount daemons, then the kubelet's iptables chains.
 func (st StaleNode) Clean() error {
 	for _, pid := range st.Shims {
 		killTree(pid)
@@ -440,6 +489,9 @@ func (st StaleNode) Clean() error {
 	}
 	for _, pid := range st.Daemons {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, c := range st.Chains {
+		errs = append(errs, removeChain(c))
 	}
 	return errors.Join(errs...)
 }

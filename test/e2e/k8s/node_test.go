@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +18,7 @@ import (
 func TestStaleNode(t *testing.T) {
 	harness.RequireRoot(t, "mounts and loop devices")
 	harness.RequireCommand(t, "losetup", "apt-get install util-linux")
+	harness.RequireCommand(t, "iptables", "apt-get install iptables")
 	kubelet := t.TempDir()
 	vol := filepath.Join(kubelet, "pods", "uid-1", "volumes", "kubernetes.io~csi", "pvc-1", "mount")
 	staged := filepath.Join(kubelet, "plugins", "kubernetes.io", "csi", "shiphold.csi.io", "h", "globalmount")
@@ -49,6 +51,10 @@ func TestStaleNode(t *testing.T) {
 	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// The chain a kubelet makes and leaves behind.
+	if out, err := exec.Command("iptables", "-w", "5", "-t", "mangle", "-N", "KUBE-KUBELET-CANARY").CombinedOutput(); err != nil && !strings.Contains(string(out), "exists") {
+		t.Fatalf("iptables: %v: %s", err, out)
+	}
 	exited := make(chan struct{})
 	go func() { _ = daemon.Wait(); close(exited) }()
 	t.Cleanup(func() { _ = daemon.Process.Kill() })
@@ -58,8 +64,9 @@ func TestStaleNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(st.Mounts) != 1 || st.Mounts[0] != vol || len(st.Loops) != 1 || st.Loops[0] != dev ||
-		len(st.Daemons) != 1 || st.Daemons[0] != daemon.Process.Pid || len(st.Shims) != 0 {
-		t.Fatalf("found %+v, want mount %s, loop device %s, daemon %d", st, vol, dev, daemon.Process.Pid)
+		len(st.Daemons) != 1 || st.Daemons[0] != daemon.Process.Pid || len(st.Shims) != 0 ||
+		!slices.Contains(st.Chains, "iptables mangle KUBE-KUBELET-CANARY") {
+		t.Fatalf("found %+v, want mount %s, loop device %s, daemon %d, chain KUBE-KUBELET-CANARY", st, vol, dev, daemon.Process.Pid)
 	}
 	if err := st.Clean(); err != nil {
 		t.Fatal(err)
