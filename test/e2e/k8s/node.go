@@ -306,6 +306,12 @@ func (n *Node) Stop(ctx context.Context) error {
 	if err := unmountBelow(filepath.Join(n.dir, "containerd")); err != nil {
 		errs = append(errs, err)
 	}
+	// The kubelet's iptables chains are its own leftovers, not a test's: removed quietly.
+	for _, c := range kubeletChains() {
+		if err := removeChain(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	// What pods that were never deleted (a failed test) held: an error, and removed.
 	if st, err := FindStaleNode(n.KubeletDir); err != nil {
 		errs = append(errs, err)
