@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # shiphold-csi and shipholdctl: cgo against Debian bookworm's Ceph (Pacific, 16.2) libraries,
 # hence -tags pacific for go-ceph; the runtime image carries the userspace tools the node
-# plugin runs (rbd/rbd-nbd/ceph-fuse for Ceph, mount.nfs for Isilon, mkfs for block volumes).
+# plugin runs (rbd/rbd-nbd/ceph-fuse for Ceph, mount.nfs for Isilon, mkfs for block volumes)
+# and libnfs, through which shipholdctl migrate reads NFSv3.
 #
 # The node plugin must run as root (it maps devices and mounts); there is no USER here.
 # The controller Deployment runs the same image as non-root through its securityContext
@@ -18,7 +19,7 @@ FROM debian:${DEBIAN_RELEASE} AS builder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates gcc libc6-dev pkg-config git \
-      librados-dev librbd-dev libcephfs-dev \
+      librados-dev librbd-dev libcephfs-dev libnfs-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=go /usr/local/go /usr/local/go
 ENV PATH=/usr/local/go/bin:/root/go/bin:$PATH \
@@ -41,12 +42,14 @@ FROM debian:${DEBIAN_RELEASE}-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates \
-      ceph-common ceph-fuse rbd-nbd \
-      nfs-common \
+      ceph-common ceph-fuse rbd-nbd rbd-fuse \
+      nfs-common libnfs13 \
       e2fsprogs xfsprogs \
       util-linux mount \
       tini \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /out/shiphold-csi /out/shipholdctl /usr/local/bin/
-# tini as PID 1 reaps the rbd-fuse and ceph-fuse daemons the node plugin starts.
-ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/shiphold-csi"]
+# tini reaps the rbd-fuse and ceph-fuse daemons the node plugin starts while it runs; -s: with
+# hostPID (the node plugin) it is not PID 1, so it registers as a subreaper. The daemons live
+# in their own cgroup (--daemon-cgroup): a restart of this container does not take them down.
+ENTRYPOINT ["/usr/bin/tini", "-s", "--", "/usr/local/bin/shiphold-csi"]

@@ -47,7 +47,9 @@ bench-migrate: deps
 	hack/with-ceph.sh hack/bench-migrate.sh
 
 ## e2e: the real driver behind a real Kubernetes control plane and the CSI sidecars, with the
-## example classes of deploy/kubernetes, on every backend (tools cached: ~2 min; cold: +25-45 min)
+## example classes of deploy/kubernetes, on every backend; then pods on PVCs on a real node
+## (kubelet, containerd, the node plugin from its image: test/e2e/k8s/NODE.md). make test runs
+## the control-plane part only. Warm ~14 min; cold: +25-45 min tools, +~6.5 min image
 e2e: deps build
 	hack/with-ceph.sh hack/e2e.sh
 

@@ -4,7 +4,10 @@
 # userspace NFS server and client used by the Isilon tests (libnfs-dev: shipholdctl migrate
 # reads NFSv3 through libnfs), rsync, acl and attr (the migration tests and bench), and
 # filesystem tools (btrfs-progs:
-# the OneFS simulator enforces hard quotas with btrfs qgroups).
+# the OneFS simulator enforces hard quotas with btrfs qgroups); the e2e node (containerd, runc,
+# busybox-static for the pods' image, the CNI loopback plugin, iptables whose chains the
+# kubelet makes and the e2e removes) and the image build of hack/image.sh (buildah,
+# debootstrap with the archive's keyring).
 set -euo pipefail
 
 PACKAGES=(
@@ -13,6 +16,8 @@ PACKAGES=(
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils libnfs-dev
   rsync acl attr
   e2fsprogs xfsprogs btrfs-progs util-linux fuse iproute2 uuid-runtime bc procps
+  containerd runc busybox-static containernetworking-plugins iptables
+  buildah debootstrap debian-archive-keyring ca-certificates
 )
 
 missing=()

@@ -12,6 +12,7 @@
 set -euo pipefail
 
 CACHE="${SHIPHOLD_TOOLS_CACHE:-$HOME/.cache/shiphold/tools}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ETCD_VERSION=v3.7.3
 KUBE_VERSION=v1.37.2
 KUBE_STAGING_VERSION=v0.37.2
@@ -20,21 +21,28 @@ ATTACHER_VERSION=v4.13.0
 RESIZER_VERSION=v2.3.0
 SNAPSHOTTER_VERSION=v8.7.0
 HELM_VERSION=v3.22.0
+# kubernetes-csi/node-driver-registrar is not served by the module proxy (403 for every
+# version): hack/tools/node-driver-registrar is a stand-in speaking the same kubelet plugin
+# registration API (k8s.io/kubelet at the kubelet's version) with the same flags.
+REGISTRAR_VERSION=shiphold-$KUBE_STAGING_VERSION
 
 # tool -> version; snapshot-crds is a directory of YAML, the rest are binaries.
 # helm is optional (not in "all"): test/manifests uses helm's Go packages in-process.
 # kubectl is built at the control plane's version: Debian's (1.20) lacks --validate=strict.
-ALL_TOOLS=(snapshot-crds etcd kube-apiserver kube-controller-manager kubectl csi-provisioner
-  csi-attacher csi-resizer csi-snapshotter snapshot-controller)
+# kubelet and kube-scheduler make the e2e's node (test/e2e/k8s/node.go); they are built in the
+# same module as kube-apiserver, so they share its download and most of its build cache.
+ALL_TOOLS=(snapshot-crds etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet
+  csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller node-driver-registrar)
 version_of() {
   case "$1" in
     etcd) echo "$ETCD_VERSION" ;;
-    kube-apiserver | kube-controller-manager | kubectl) echo "$KUBE_VERSION" ;;
+    kube-apiserver | kube-controller-manager | kubectl | kube-scheduler | kubelet) echo "$KUBE_VERSION" ;;
     csi-provisioner) echo "$PROVISIONER_VERSION" ;;
     csi-attacher) echo "$ATTACHER_VERSION" ;;
     csi-resizer) echo "$RESIZER_VERSION" ;;
     csi-snapshotter | snapshot-controller | snapshot-crds) echo "$SNAPSHOTTER_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    node-driver-registrar) echo "$REGISTRAR_VERSION" ;;
     *) echo "unknown tool: $1" >&2; return 1 ;;
   esac
 }
@@ -136,7 +144,9 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
     go mod tidy
@@ -177,13 +187,29 @@ build_sidecar() {
   )
 }
 
+# build_registrar: hack/tools/node-driver-registrar in a module of its own, against
+# k8s.io/kubelet (the registration API) at the kubelet's version.
+build_registrar() {
+  local m; m=$(workdir registrar)
+  cp "$ROOT"/hack/tools/node-driver-registrar/*.go "$m/"
+  (
+    cd "$m"
+    go mod init shiphold.local/tools/node-driver-registrar >/dev/null 2>&1
+    go get "k8s.io/kubelet@$KUBE_STAGING_VERSION" "k8s.io/klog/v2" \
+      "github.com/container-storage-interface/spec" "google.golang.org/grpc"
+    go mod tidy
+    go build -trimpath -ldflags "-X main.version=$REGISTRAR_VERSION" -o bin/node-driver-registrar .
+    install_into node-driver-registrar bin/node-driver-registrar
+  )
+}
+
 build_one() {
   case "$1" in
     snapshot-crds) build_snapshot_crds ;;
     etcd) build_etcd ;;
-    kube-apiserver | kube-controller-manager | kubectl)
+    kube-apiserver | kube-controller-manager | kubectl | kube-scheduler | kubelet)
       local want=() c
-      for c in kube-apiserver kube-controller-manager kubectl; do have "$c" || want+=("$c"); done
+      for c in kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet; do have "$c" || want+=("$c"); done
       build_kube "${want[@]}" ;;
     csi-provisioner)
       build_sidecar github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" csi-provisioner ;;
@@ -198,6 +224,7 @@ build_one() {
       # its replace of client/v8 => ./client points at a nested module missing from the zip
       build_sidecar github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" "${want[@]}" -- \
         -replace "github.com/kubernetes-csi/external-snapshotter/client/v8=github.com/kubernetes-csi/external-snapshotter/client/v8@$SNAPSHOTTER_VERSION" ;;
+    node-driver-registrar) build_registrar ;;
     helm)
       local m; m=$(workdir helm)
       (cd "$m" && GOBIN="$m/bin" go install -trimpath \

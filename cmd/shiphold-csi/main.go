@@ -24,6 +24,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/pkg/metrics"
+	"github.com/shiphold/shiphold/pkg/mounter"
 	"github.com/shiphold/shiphold/pkg/tenant"
 )
 
@@ -37,6 +38,7 @@ type runOptions struct {
 	surveyTimeout  time.Duration
 	quota          tenant.LedgerOptions
 	nodeLabels     string
+	daemonCgroup   string
 }
 
 func main() {
@@ -61,6 +63,7 @@ func main() {
 	flag.DurationVar(&ro.quota.ReadInterval, "quota-read-interval", tenant.DefaultReadInterval, "how often the controller reads each backend's volumes for the tenant quota checks (its own creates, expansions and deletes count at once)")
 	flag.DurationVar(&ro.quota.StaleAfter, "quota-stale-after", tenant.DefaultStaleAfter, "past this age of a backend's last reading, creates of tenants with a quota and volumes on it are refused (UNAVAILABLE) until it answers")
 	flag.StringVar(&ro.nodeLabels, "node-labels", "", "the node's labels (key=value,...) matched against the backends' topology; default: read from the Node object (only when a backend has a topology)")
+	flag.StringVar(&ro.daemonCgroup, "daemon-cgroup", mounter.DefaultDaemonCgroup, "host cgroup (below /sys/fs/cgroup, in every hierarchy) the node plugin starts ceph-fuse, rbd-fuse and rbd-nbd in, so that a restart of its container does not kill pods' mounts; empty keeps them in the plugin's own cgroup")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	logs.InitLogs()
@@ -100,6 +103,11 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 	defer backends.Close()
 	if nodeAddr == "" && mode != driver.ModeController {
 		nodeAddr = nodeAddress(cfg)
+	}
+	if mode != driver.ModeController && ro.daemonCgroup != "" {
+		if err := mounter.SetDaemonCgroup(&mounter.DaemonCgroup{Root: "/sys/fs/cgroup", Name: ro.daemonCgroup}); err != nil {
+			return fmt.Errorf("%w; or pass --daemon-cgroup= to keep mount daemons in the plugin's cgroup, where a restart kills them", err)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

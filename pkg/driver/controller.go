@@ -277,21 +277,32 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if err := supports(c.Kind(), access); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 	}
+	readOnly := publishReadOnly(req)
 	p, ok := c.(backend.Publisher)
 	if !ok {
-		return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(nil, req.GetReadonly())}, nil
+		return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(nil, readOnly)}, nil
 	}
 	ctx, release, err := d.inflight.acquire(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	grant := backend.PublishAccess{ReadOnly: req.GetReadonly(), SingleNode: !access.multiNode}
+	grant := backend.PublishAccess{ReadOnly: readOnly, SingleNode: !access.multiNode}
 	pc, err := p.PublishVolume(ctx, id, node, grant, req.GetVolumeContext(), req.GetSecrets())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(pc, req.GetReadonly())}, nil
+	return &csi.ControllerPublishVolumeResponse{PublishContext: withReadOnly(pc, readOnly)}, nil
+}
+
+// publishReadOnly: a reader-only access mode is a read-only grant whatever the flag says
+// (csi-attacher sets Readonly only from the PV's spec.csi.readOnly, never for a ROX PVC).
+func publishReadOnly(req *csi.ControllerPublishVolumeRequest) bool {
+	switch req.GetVolumeCapability().GetAccessMode().GetMode() {
+	case csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY:
+		return true
+	}
+	return req.GetReadonly()
 }
 
 // withReadOnly tells the node, through the publish context, that the volume was published
@@ -500,9 +511,8 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if vc := req.GetVolumeCapability(); vc != nil && vc.GetBlock() != nil {
-		nodeExpand = false
-	}
+	// A raw block volume needs the node too: a loop device over rbd-fuse keeps its old size
+	// until NodeExpandVolume refreshes it (krbd and rbd-nbd follow by themselves).
 	return &csi.ControllerExpandVolumeResponse{CapacityBytes: size, NodeExpansionRequired: nodeExpand}, nil
 }
 

@@ -530,8 +530,9 @@ func TestStageCarriesAccessModeAndPublishReadOnly(t *testing.T) {
 		want      backend.AccessMode
 		readOnly  bool
 	}{
-		{csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY, false, backend.AccessMode{MultiNode: true, ReaderOnly: true}, false},
-		{csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, false, backend.AccessMode{ReaderOnly: true}, false},
+		// a reader-only mode is a read-only publish even without the flag (csi-attacher never sets it for ROX)
+		{csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY, false, backend.AccessMode{MultiNode: true, ReaderOnly: true}, true},
+		{csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, false, backend.AccessMode{ReaderOnly: true}, true},
 		{rwo, true, backend.AccessMode{}, true},
 		{rwo, false, backend.AccessMode{}, false},
 		{csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER, false, backend.AccessMode{MultiNode: true}, false},

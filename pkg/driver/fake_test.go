@@ -21,7 +21,9 @@ type fakeController struct {
 	vols       map[string]*backend.Volume
 	snaps      map[string]*backend.Snapshot
 	published  map[string]backend.Node
-	failWith   error
+	// publishedRO records whether PublishVolume was asked for a read-only grant.
+	publishedRO map[string]bool
+	failWith    error
 	// listFailWith fails ListVolumes and ListSnapshots, the calls that span backends.
 	listFailWith error
 	block        chan struct{}
@@ -45,7 +47,7 @@ type fakeController struct {
 }
 
 func newFake(name, kind string) *fakeController {
-	return &fakeController{name: name, kind: kind, vols: map[string]*backend.Volume{}, snaps: map[string]*backend.Snapshot{}, published: map[string]backend.Node{}}
+	return &fakeController{name: name, kind: kind, vols: map[string]*backend.Volume{}, snaps: map[string]*backend.Snapshot{}, published: map[string]backend.Node{}, publishedRO: map[string]bool{}}
 }
 
 func (f *fakeController) Name() string            { return f.name }
@@ -240,6 +242,7 @@ func (f fakePublisher) PublishVolume(ctx context.Context, id volid.Volume, n bac
 		}
 	}
 	f.published[id.String()] = n
+	f.publishedRO[id.String()] = access.ReadOnly
 	return map[string]string{"client": n.Address}, nil
 }
 

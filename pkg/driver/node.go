@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -325,11 +326,23 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "statfs %s: %v", path, err)
 	}
+	return &csi.NodeGetVolumeStatsResponse{Usage: volumeUsage(fs)}, nil
+}
+
+// volumeUsage turns a statfs into CSI usage. Figures a filesystem does not keep consistently
+// are left out rather than wrapped around: ceph-fuse reports f_files as the inodes in use and
+// f_ffree as -1 (no limit), which would read as 2 inodes, 3 used, -1 available.
+func volumeUsage(fs unix.Statfs_t) []*csi.VolumeUsage {
 	bsize := int64(fs.Bsize)
-	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{
-		{Unit: csi.VolumeUsage_BYTES, Total: int64(fs.Blocks) * bsize, Available: int64(fs.Bavail) * bsize, Used: int64(fs.Blocks-fs.Bfree) * bsize},
-		{Unit: csi.VolumeUsage_INODES, Total: int64(fs.Files), Available: int64(fs.Ffree), Used: int64(fs.Files - fs.Ffree)},
-	}}, nil
+	usage := []*csi.VolumeUsage{{Unit: csi.VolumeUsage_BYTES, Total: int64(fs.Blocks) * bsize, Available: int64(fs.Bavail) * bsize}}
+	if fs.Bfree <= fs.Blocks {
+		usage[0].Used = int64(fs.Blocks-fs.Bfree) * bsize
+	}
+	if fs.Files > 0 && fs.Ffree <= fs.Files && fs.Files <= math.MaxInt64 {
+		usage = append(usage, &csi.VolumeUsage{Unit: csi.VolumeUsage_INODES,
+			Total: int64(fs.Files), Available: int64(fs.Ffree), Used: int64(fs.Files - fs.Ffree)})
+	}
+	return usage
 }
 
 // notResponding is the answer about a path whose server does not answer: the call on it
@@ -403,7 +416,10 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	if errors.Is(err, mounter.ErrNotResponding) {
 		return nil, notResponding(req.GetVolumePath(), err)
 	}
-	if err != nil {
+	// The kubelet may name a block volume by the publish path of a pod since deleted (one of
+	// several that shared it): the staged device is what grows, and the staging path says it.
+	stagedBlock := errors.Is(err, unix.ENOENT) && req.GetStagingTargetPath() != "" && req.GetVolumeCapability().GetBlock() != nil
+	if err != nil && !stagedBlock {
 		return nil, status.Errorf(codes.NotFound, "volume path %s: %v", req.GetVolumePath(), err)
 	}
 	required, _, err := capacityRange(req.GetCapacityRange())

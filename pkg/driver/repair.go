@@ -3,11 +3,16 @@ package driver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/mounter"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -58,8 +63,47 @@ func (d *Driver) RepairStaged(ctx context.Context, kubeletDir string) int {
 		logger := klog.FromContext(ctx).WithValues("method", "RepairStaged", "volume_id", id.String(), "tenant", id.Tenant, "backend", id.Backend)
 		if err := s.Repair(klog.NewContext(ctx, logger), id, staging); err != nil {
 			logger.Error(err, "Repair of a staged volume failed; the next publish retries", "staging", staging)
+		} else if n, err := d.rebindDeadTargets(ctx, id, s, staging); err != nil {
+			logger.Error(err, "Re-binding the pods' targets of a repaired volume failed; the next publish retries", "staging", staging)
+		} else if n > 0 {
+			logger.Info("Re-bound pods' targets to the repaired mount", "targets", n, "staging", staging)
 		}
 		release()
 	}
 	return checked
+}
+
+// rebindDeadTargets binds again, to the repaired staged mount, every published target still
+// bound to the dead one (a killed FUSE client): containers started from then on (a restarted
+// container of a running pod) see the volume again without waiting for a new publish.
+func (d *Driver) rebindDeadTargets(ctx context.Context, id volid.Volume, s backend.Stager, staging string) (int, error) {
+	var dead []string
+	for _, t := range d.publishedTargets(staging) {
+		if _, err := mounter.Stat(ctx, t, d.opts.MountCallTimeout); errors.Is(err, unix.ENOTCONN) || errors.Is(err, mounter.ErrNotResponding) {
+			dead = append(dead, t)
+		}
+	}
+	if len(dead) == 0 {
+		return 0, nil
+	}
+	source, block, err := s.PublishSource(ctx, id, staging)
+	if err != nil {
+		return 0, err
+	}
+	mps, err := d.mounter.List()
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range dead {
+		opts := []string{"bind"}
+		for _, mp := range mps {
+			if mp.Path == t && slices.Contains(mp.Opts, "ro") {
+				opts = append(opts, "ro")
+			}
+		}
+		if err := d.bindMount(ctx, source, t, block, opts); err != nil {
+			return 0, err
+		}
+	}
+	return len(dead), nil
 }

@@ -214,7 +214,7 @@ func (s *Stager) mount(ctx context.Context, target string, rec *mountRecord, key
 	}
 	args := fuseArgs(s.cfg.CephCluster, target, rec, keyFile)
 	waited := backend.LongWait(ctx, "ceph-fuse start", "target", target)
-	out, err := s.mounter.Run(ctx, "ceph-fuse", args...)
+	out, err := s.mounter.RunDaemon(ctx, "ceph-fuse", args...)
 	if waited(err); err != nil {
 		return backend.Errorf(backend.Internal, "ceph-fuse mount of %s:%s at %s failed (check the monitors %v and the cephx user %s's caps): %v %s",
 			rec.FSName, rec.Path, target, s.cfg.Monitors, rec.UserID, err, strings.TrimSpace(string(out)))

@@ -105,7 +105,7 @@ func (a *cliAttacher) Attach(ctx context.Context, img imageSpec, dir string, cre
 		}
 	}
 	args = append(args, ceph.ConfArgs(a.cluster, cred.UserID, keyFile)...)
-	out, err := a.m.Run(ctx, a.tool, args...)
+	out, err := a.m.RunDaemon(ctx, a.tool, args...) // rbd-nbd map leaves its daemon; krbd none
 	if err != nil {
 		return attachment{}, fmt.Errorf("map image %s with %s: %w", img, a.tool, err)
 	}

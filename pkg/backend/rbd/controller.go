@@ -563,7 +563,6 @@ func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, required
 		return 0, false, err
 	}
 	var cur uint64
-	var block bool
 	err = c.run(ctx, secrets, func(conn *rados.Conn) error {
 		io, _, err := openVolumePool(conn, id)
 		if err != nil {
@@ -576,11 +575,6 @@ func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, required
 			return asNotFound(classify(err, "open image "+name), id)
 		}
 		defer img.Close()
-		if raw, err := img.GetMetadata(recordKey); err == nil {
-			if r, err := decodeRecord(raw); err == nil {
-				block = r.Block
-			}
-		}
 		if cur, err = img.GetSize(); err != nil {
 			return classify(err, "size of image "+name)
 		}
@@ -596,7 +590,9 @@ func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, required
 	if err != nil {
 		return 0, false, err
 	}
-	return int64(cur), !block, nil
+	// A block volume needs the node as well: a loop device over rbd-fuse keeps its old size
+	// until NodeExpandVolume refreshes it (krbd and rbd-nbd devices follow by themselves).
+	return int64(cur), true, nil
 }
 
 func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, name string, params, secrets map[string]string) (*backend.Snapshot, error) {

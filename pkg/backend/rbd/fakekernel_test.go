@@ -2,6 +2,7 @@ package rbd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -200,6 +201,11 @@ func (k *fakeKernel) run(name string, args ...string) ([]byte, error) {
 	case "mkfs.ext4", "mkfs.xfs":
 		k.formatted[args[len(args)-1]] = strings.TrimPrefix(name, "mkfs.")
 		return nil, nil
+	case "dumpe2fs": // a filesystem that fills the 1 MiB device, if there is one
+		if k.formatted[args[len(args)-1]] == "" {
+			return []byte("dumpe2fs: Bad magic number in super-block"), errors.New("exit status 19")
+		}
+		return []byte("Block count:              256\nBlock size:               4096\n"), nil
 	case "blockdev":
 		if args[0] == "--getro" {
 			return []byte("0\n"), nil

@@ -77,7 +77,7 @@ func (a *fuseAttacher) startFuse(ctx context.Context, img imageSpec, dir, mountp
 	args := append([]string{mountpoint}, ceph.ConfArgs(a.cluster, cred.UserID, keyFile)...)
 	args = append(args, "-p", img.Pool, "--namespace="+img.Namespace, "-r", img.Image)
 	waited := backend.LongWait(ctx, "rbd-fuse start", "image", img.String(), "mountpoint", mountpoint)
-	_, err = a.m.Run(ctx, fuseCommand, args...)
+	_, err = a.m.RunDaemon(ctx, fuseCommand, args...)
 	if waited(err); err != nil {
 		return fmt.Errorf("rbd-fuse %s: %w", img, err)
 	}

@@ -360,6 +360,7 @@ func (s *Stager) mountFs(req *backend.StageRequest, rec *attachRecord, fresh boo
 	if err != nil {
 		return backend.Errorf(backend.Internal, "read the filesystem type on %s: %v", rec.Device, err)
 	}
+	formatted := existing != ""
 	switch {
 	case existing == "" && rec.ReadOnly:
 		return backend.Errorf(backend.FailedPrecondition, "volume %s has no filesystem yet, and a read-only stage cannot make one: populate it first (stage it read-write on one node, or create it from a snapshot or volume)", req.ID)
@@ -367,6 +368,12 @@ func (s *Stager) mountFs(req *backend.StageRequest, rec *attachRecord, fresh boo
 		return errNoFilesystem
 	case existing == "":
 		existing = rec.FsType
+	}
+	if formatted && !rec.ReadOnly {
+		// a volume grown while not staged, or whose online growth failed, is grown now
+		if _, err := s.m.GrowUnmounted(rec.Device, existing); err != nil {
+			return backend.Errorf(backend.Internal, "%v", err)
+		}
 	}
 	opts := mountOptions(req.MountFlags, existing, rec.ReadOnly)
 	if err := s.m.FormatAndMount(rec.Device, dir, rec.FsType, opts); err != nil {

@@ -26,8 +26,14 @@ import (
 // with the Ceph CLIs and the OneFS simulator's API, never through the driver.
 
 // publishRecord is the image / subvolume metadata key in which ControllerPublishVolume
-// records node-1's grant on RBD and CephFS ("rw" or "ro"; pkg/backend PublishRecordKey).
-const publishRecord = "shiphold.node." + e2eNodeName
+// records a node's grant on RBD and CephFS ("rw" or "ro"; pkg/backend PublishRecordKey):
+// node-1 for the control-plane test, the kubelet's node for the pod test.
+func (b *e2eBackend) publishRecord() string {
+	if b.node != "" {
+		return "shiphold.node." + b.node
+	}
+	return "shiphold.node." + e2eNodeName
+}
 
 // cephCLI runs ceph or rbd against the local cluster and returns stdout.
 func cephCLI(ctx context.Context, conf, tool string, args ...string) ([]byte, error) {
@@ -103,7 +109,7 @@ func rbdChecks(b *e2eBackend, conf, pool string) {
 				return "", fmt.Errorf("rbd image-meta list %s: %w: %s", image, err, out)
 			}
 		}
-		return meta[publishRecord], nil
+		return meta[b.publishRecord()], nil
 	}
 	b.snapshot = func(ctx context.Context, tenant, hash, snapHash string) error {
 		image := pool + "/" + tenant + "/csi-vol-" + hash
@@ -208,7 +214,7 @@ func cephfsChecks(b *e2eBackend, conf, fs, prefix string) {
 		if err := json.Unmarshal(out, &meta); err != nil {
 			return "", fmt.Errorf("subvolume metadata of %s/csi-vol-%s: %w: %s", group, hash, err, out)
 		}
-		return meta[publishRecord], nil
+		return meta[b.publishRecord()], nil
 	}
 	b.snapshot = func(ctx context.Context, tenant, hash, snapHash string) error {
 		group, sub := prefix+tenant, "csi-vol-"+hash

@@ -60,6 +60,7 @@ type e2eBackend struct {
 	kind    string // config kind
 	sc, vsc string // class names from deploy/kubernetes
 	access  string // PVC access mode
+	node    string // the node whose grant attachment reads; "" is node-1
 	// volume reports the size of volume <hash> in tenant's place on the backend, or an error
 	// when it is not there.
 	volume func(ctx context.Context, tenant, hash string) (int64, error)
@@ -113,75 +114,8 @@ func TestE2EControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// --- the backends, named as the example classes name them
-	classes, err := readExampleClasses(filepath.Join(root, "deploy", "kubernetes"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cephConf := filepath.Join(harness.CephDir(), "ceph.conf")
-	ceph := harness.LocalCeph(t)
-	cephKey, err := keyringKey(ceph.Credentials.KeyringFile)
-	harness.Require(t, "local Ceph admin key", err == nil, fmt.Sprint(err))
-	// The node steps stage volumes as the kubelet would: FUSE clients, loop devices, mounts.
-	harness.RequireRoot(t, "staging volumes through the node plugin")
-	harness.RequireCommand(t, "ceph-fuse", "apt-get install ceph-fuse, or hack/install-deps.sh")
-	harness.RequireCommand(t, "rbd-fuse", "apt-get install rbd-fuse, or hack/install-deps.sh")
-	sim := harness.StartOneFS(t)
-
-	var cfg config.Config
-	var backends []*e2eBackend
-	for _, label := range []string{"rbd", "cephfs", "isilon"} {
-		cl, ok := classes[label]
-		if !ok {
-			t.Fatalf("deploy/kubernetes has no storageclass-%s.yaml", label)
-		}
-		var be config.Backend
-		b := &e2eBackend{label: label, name: cl.backend, sc: cl.sc, vsc: cl.vsc}
-		switch label {
-		case "rbd":
-			be = harness.RBDBackend(t, cl.backend)
-			b.access = "ReadWriteOnce"
-			rbdChecks(b, cephConf, be.RBD.Pool)
-		case "cephfs":
-			be = harness.CephFSBackend(t, cl.backend)
-			b.access = "ReadWriteMany"
-			cephfsChecks(b, cephConf, be.CephFS.FSName, be.CephFS.SubvolumeGroupPrefix)
-		case "isilon":
-			be = sim.Backend(t, cl.backend)
-			be.Topology = &config.Topology{NodeSelector: e2eBareMetal}
-			b.access = "ReadWriteMany"
-			if err := isilonChecks(b, sim, be.Isilon); err != nil {
-				t.Fatal(err)
-			}
-		}
-		b.kind = be.Kind
-		cfg.Backends = append(cfg.Backends, be)
-		backends = append(backends, b)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	cfgYAML, err := yaml.Marshal(&cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(work, "config.yaml")
-	if err := os.WriteFile(cfgPath, cfgYAML, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	// Leftovers of an earlier, interrupted run would fail "deleted"; remove them first, and
-	// again at the end (after the driver is gone: cleanups run last-in first-out).
-	for _, b := range backends {
-		b.purge(ctx)
-	}
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer ccancel()
-		for _, b := range backends {
-			b.purge(cctx)
-		}
-	})
+	st := setupBackends(ctx, t, root, work, true)
+	classes, cfg, backends, cfgPath, ceph, cephKey, sim := st.classes, st.cfg, st.backends, st.cfgPath, st.ceph, st.cephKey, st.sim
 
 	// --- the real driver binary
 	bin, err := driverBinary(ctx, t, root, work)
@@ -342,6 +276,99 @@ spec:
 		t.Errorf("end-to-end steps failed (driver log %s, component logs %s):\n%s", driverLog,
 			filepath.Join(outDir, "e2e-k8s-logs"), strings.Join(results, "\n"))
 	}
+}
+
+// e2eStack is what both end-to-end tests run against: the backends as the example classes
+// name them, the driver's config file, and the credentials their secrets carry.
+type e2eStack struct {
+	classes  map[string]*exampleClass
+	cfg      config.Config
+	backends []*e2eBackend
+	cfgPath  string
+	ceph     config.CephCluster
+	cephKey  string
+	sim      *harness.OneFS
+}
+
+// setupBackends finds the local Ceph and starts the OneFS simulator, writes the driver's
+// config to work/config.yaml, and removes the test's leftovers on the backends now and at
+// the end of the test.
+// setupBackends configures the backends of the example classes; with topology, Isilon is
+// reached only from the nodes labelled e2eBareMetal (the pods' node carries no such label).
+func setupBackends(ctx context.Context, t *testing.T, root, work string, topology bool) *e2eStack {
+	// --- the backends, named as the example classes name them
+	classes, err := readExampleClasses(filepath.Join(root, "deploy", "kubernetes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cephConf := filepath.Join(harness.CephDir(), "ceph.conf")
+	ceph := harness.LocalCeph(t)
+	cephKey, err := keyringKey(ceph.Credentials.KeyringFile)
+	harness.Require(t, "local Ceph admin key", err == nil, fmt.Sprint(err))
+	// The node steps stage volumes as the kubelet would: FUSE clients, loop devices, mounts.
+	harness.RequireRoot(t, "staging volumes through the node plugin")
+	harness.RequireCommand(t, "ceph-fuse", "apt-get install ceph-fuse, or hack/install-deps.sh")
+	harness.RequireCommand(t, "rbd-fuse", "apt-get install rbd-fuse, or hack/install-deps.sh")
+	sim := harness.StartOneFS(t)
+
+	var cfg config.Config
+	var backends []*e2eBackend
+	for _, label := range []string{"rbd", "cephfs", "isilon"} {
+		cl, ok := classes[label]
+		if !ok {
+			t.Fatalf("deploy/kubernetes has no storageclass-%s.yaml", label)
+		}
+		var be config.Backend
+		b := &e2eBackend{label: label, name: cl.backend, sc: cl.sc, vsc: cl.vsc}
+		switch label {
+		case "rbd":
+			be = harness.RBDBackend(t, cl.backend)
+			b.access = "ReadWriteOnce"
+			rbdChecks(b, cephConf, be.RBD.Pool)
+		case "cephfs":
+			be = harness.CephFSBackend(t, cl.backend)
+			b.access = "ReadWriteMany"
+			cephfsChecks(b, cephConf, be.CephFS.FSName, be.CephFS.SubvolumeGroupPrefix)
+		case "isilon":
+			be = sim.Backend(t, cl.backend)
+			if topology {
+				be.Topology = &config.Topology{NodeSelector: e2eBareMetal}
+			}
+			b.access = "ReadWriteMany"
+			if err := isilonChecks(b, sim, be.Isilon); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.kind = be.Kind
+		cfg.Backends = append(cfg.Backends, be)
+		backends = append(backends, b)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfgYAML, err := yaml.Marshal(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(work, "config.yaml")
+	if err := os.WriteFile(cfgPath, cfgYAML, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Leftovers of an earlier, interrupted run would fail "deleted"; remove them first, and
+	// again at the end (after the driver is gone: cleanups run last-in first-out).
+	for _, b := range backends {
+		b.purge(ctx)
+	}
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer ccancel()
+		for _, b := range backends {
+			b.purge(cctx)
+		}
+	})
+
+	return &e2eStack{classes: classes, cfg: cfg, backends: backends, cfgPath: cfgPath, ceph: ceph, cephKey: cephKey, sim: sim}
 }
 
 // runBackend walks one backend through the steps in both tenant namespaces. A failed step

@@ -42,6 +42,9 @@ const (
 	ToolSnapshotController = "snapshot-controller"
 	ToolSnapshotCRDs       = "snapshot-crds"
 	ToolKubectl            = "kubectl"
+	ToolScheduler          = "kube-scheduler"
+	ToolKubelet            = "kubelet"
+	ToolRegistrar          = "node-driver-registrar"
 )
 
 // AllSidecars are the controller sidecars of deploy/kubernetes/controller.yaml.
@@ -66,6 +69,8 @@ type Options struct {
 	Log io.Writer
 	// StartTimeout bounds each component's readiness wait; default 60 s.
 	StartTimeout time.Duration
+	// Scheduler starts kube-scheduler (pods and DaemonSets need it; StartNode adds a node).
+	Scheduler bool
 }
 
 // Cluster is a running control plane. Stop it (t.Cleanup(c.Stop)) even when Start fails
@@ -192,6 +197,13 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return c, err
 	}
 
+	if opts.Scheduler {
+		if err := c.spawn(ctx, ToolScheduler, "--kubeconfig="+c.Kubeconfig, "--leader-elect=false",
+			"--bind-address=127.0.0.1", "--secure-port=0", "--v=1"); err != nil {
+			return c, err
+		}
+	}
+
 	if !opts.SkipSnapshots {
 		if _, err := c.Kubectl(ctx, "apply", "--server-side", "-f", tools[ToolSnapshotCRDs]); err != nil {
 			return c, fmt.Errorf("snapshot CRDs: %w", err)
@@ -224,8 +236,8 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 // --kubeconfig and --leader-election=false: those of deploy/kubernetes/controller.yaml that
 // matter without a cluster network.
 var SidecarArgs = map[string][]string{
-	ToolProvisioner: {"--extra-create-metadata", "--timeout=60s", "--v=3"},
-	ToolAttacher:    {"--timeout=60s", "--v=3"},
+	ToolProvisioner: {"--extra-create-metadata", "--timeout=60s", "--kube-api-qps=20", "--kube-api-burst=40", "--v=3"},
+	ToolAttacher:    {"--timeout=60s", "--kube-api-qps=20", "--kube-api-burst=40", "--v=3"},
 	ToolResizer:     {"--timeout=60s", "--handle-volume-inuse-error=false", "--v=3"},
 	ToolSnapshotter: {"--extra-create-metadata", "--timeout=60s", "--v=3"},
 }
@@ -320,6 +332,11 @@ func (c *Cluster) spawn(ctx context.Context, name string, args ...string) error 
 	if !ok {
 		return fmt.Errorf("%s: not built; run hack/k8s-tools.sh build", name)
 	}
+	return c.spawnBin(ctx, name, bin, nil, args...)
+}
+
+// spawnBin starts bin as component name, logging to LogPath(name), with env added.
+func (c *Cluster) spawnBin(ctx context.Context, name, bin string, env []string, args ...string) error {
 	if err := os.MkdirAll(filepath.Join(c.Dir, "logs"), 0o755); err != nil {
 		return err
 	}
@@ -332,6 +349,9 @@ func (c *Cluster) spawn(ctx context.Context, name string, args ...string) error 
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = c.Dir
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	// Own process group, so Stop reaches grandchildren; Pdeathsig is the backstop when the
 	// test binary itself dies without running Stop.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -489,6 +509,9 @@ func MissingTools(ctx context.Context, repoRoot string, opts Options) ([]string,
 	}
 	if !opts.SkipSnapshots {
 		need = append(need, ToolSnapshotCRDs, ToolSnapshotController)
+	}
+	if opts.Scheduler {
+		need = append(need, ToolScheduler)
 	}
 	if opts.CSIAddress != "" {
 		if len(opts.Sidecars) == 0 {
