@@ -55,8 +55,31 @@ func startStack(t *testing.T, tenants config.Tenants) *stack {
 	cfg := &config.Config{Backends: []config.Backend{
 		harness.RBDBackend(t, "q-rbd"), harness.CephFSBackend(t, "q-cephfs"), sim.Backend(t, "q-isilon"),
 	}, Tenants: tenants}
+	ready := uniqueTenant(t, "qready")
+	if cfg.Tenants.Overrides == nil {
+		cfg.Tenants.Overrides = map[string]config.TenantQuota{}
+	}
+	cfg.Tenants.Overrides[ready] = config.TenantQuota{MaxVolumes: 1}
 	drv := harness.StartDriver(t, cfg, driver.ModeController)
-	return &stack{drv: drv, cc: drv.Controller(), sim: sim, conf: harness.CephConf()}
+	s := &stack{drv: drv, cc: drv.Controller(), sim: sim, conf: harness.CephConf()}
+	s.awaitUsage(t, ready)
+	return s
+}
+
+// awaitUsage waits, as a CO retrying UNAVAILABLE would, until the plugin has read tenant
+// usage from every backend: the plugin serves after at most 10 s, and on a loaded machine a
+// backend's first reading can take longer; a burst sent before would be refused as a whole.
+func (s *stack) awaitUsage(t *testing.T, tenant string) {
+	t.Helper()
+	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		_, err := s.create(t, request("ready-"+tenant, "q-isilon", tenant, mib))
+		if err == nil {
+			return
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(end) {
+			t.Fatalf("waiting for the plugin's first reading of tenant usage: %v", err)
+		}
+	}
 }
 
 // uniqueTenant is a tenant no earlier run used; its RBD namespace goes at the end.
