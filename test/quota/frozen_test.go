@@ -43,9 +43,7 @@ func TestQuotaWithAFrozenBackend(t *testing.T) {
 		o.Quota.ReadInterval, o.Quota.StaleAfter = readInterval, staleAfter
 	})
 	s := &stack{drv: drv, cc: drv.Controller(), sim: sim}
-	if _, err := s.create(t, request("shop-on-ceph", "p-rbd", "shop", mib)); err != nil {
-		t.Fatal(err)
-	}
+	s.createOnceRead(t, request("shop-on-ceph", "p-rbd", "shop", mib))
 	healthy := s.serialCreates(t, "healthy", "shop")
 
 	// The monitor and the OSD: with the monitor alone, a client that has its maps still

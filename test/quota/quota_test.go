@@ -62,22 +62,22 @@ func startStack(t *testing.T, tenants config.Tenants) *stack {
 	cfg.Tenants.Overrides[ready] = config.TenantQuota{MaxVolumes: 1}
 	drv := harness.StartDriver(t, cfg, driver.ModeController)
 	s := &stack{drv: drv, cc: drv.Controller(), sim: sim, conf: harness.CephConf()}
-	s.awaitUsage(t, ready)
+	s.createOnceRead(t, request("ready-"+ready, "q-isilon", ready, mib))
 	return s
 }
 
-// awaitUsage waits, as a CO retrying UNAVAILABLE would, until the plugin has read tenant
-// usage from every backend: the plugin serves after at most 10 s, and on a loaded machine a
-// backend's first reading can take longer; a burst sent before would be refused as a whole.
-func (s *stack) awaitUsage(t *testing.T, tenant string) {
+// createOnceRead creates r, retrying UNAVAILABLE as a CO would until the plugin has read
+// tenant usage from every backend: the plugin serves after at most 10 s, and on a loaded
+// machine a backend's first reading can take longer (a burst sent before is refused whole).
+func (s *stack) createOnceRead(t *testing.T, r *csi.CreateVolumeRequest) string {
 	t.Helper()
 	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
-		_, err := s.create(t, request("ready-"+tenant, "q-isilon", tenant, mib))
+		id, err := s.create(t, r)
 		if err == nil {
-			return
+			return id
 		}
 		if status.Code(err) != codes.Unavailable || time.Now().After(end) {
-			t.Fatalf("waiting for the plugin's first reading of tenant usage: %v", err)
+			t.Fatalf("create %s once the plugin has read tenant usage: %v", r.Name, err)
 		}
 	}
 }
