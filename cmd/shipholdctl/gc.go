@@ -113,6 +113,11 @@ func removeCandidates(ctx context.Context, ctrls map[string]backend.Controller, 
 			code = 1
 			continue
 		}
+		if r.State != "" {
+			// Collected: the storage finishes it in the background, or a clone still needs it.
+			fmt.Fprintf(stdout, "collected %s %s: %s\n", r.Kind, r.Name, r.State)
+			continue
+		}
 		fmt.Fprintf(stdout, "removed %s %s\n", r.Kind, r.Name)
 	}
 	return code

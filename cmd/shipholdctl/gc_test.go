@@ -70,7 +70,7 @@ func TestGCCommand(t *testing.T) {
 		t.Fatalf("gc --confirm: exit %d: %s", code, errb.String())
 	}
 	if len(deleted) != 1 || deleted[0] != old.ID.String() || !strings.Contains(out.String(), "removed unreferenced volume "+old.ID.String()) ||
-		!strings.Contains(out.String(), "removed trash entry rbd/shop/abc") || collected != 1 {
+		!strings.Contains(out.String(), "collected trash entry rbd/shop/abc: purge queued") || collected != 1 {
 		t.Fatalf("gc --confirm: deleted %v:\n%s", deleted, out.String())
 	}
 	store.refuse = backend.Errorf(backend.FailedPrecondition, "image in use")

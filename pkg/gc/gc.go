@@ -17,6 +17,8 @@ const (
 	KindUnreferenced = "unreferenced volume"
 	KindRecordless   = "record-less volume"
 	KindStaleClient  = "stale export client"
+	// KindTemporarySnapshot is the RBD backend's leftover kind for clone snapshots.
+	KindTemporarySnapshot = "temporary snapshot"
 )
 
 // Candidate is one thing gc would remove, and why.
@@ -148,29 +150,37 @@ func (f *Finder) staleClients(ctx context.Context, c backend.Controller) ([]Cand
 // Result is the outcome of removing one candidate.
 type Result struct {
 	Candidate
-	Err error
+	// State is what a leftover still is after its collection ("purge queued"); "" when it
+	// is gone.
+	State string
+	Err   error
+}
+
+// SnapshotCollector removes the temporary snapshots no clone needs any more.
+type SnapshotCollector interface {
+	CollectSnapshots(ctx context.Context) ([]backend.Leftover, error)
 }
 
 // Remove removes the candidates through the backends: DeleteVolume for volumes (which keeps
-// its rules, e.g. refusing an image in use), Collect for leftovers, the backend's own
-// client removal for export clients.
+// its rules, e.g. refusing an image in use), Collect and CollectSnapshots for leftovers, the
+// backend's own client removal for export clients.
 func Remove(ctx context.Context, ctrls map[string]backend.Controller, cands []Candidate) []Result {
 	out := make([]Result, 0, len(cands))
-	collected := map[string]error{}
+	collected := map[string]*collection{}
 	for _, cand := range cands {
 		c := ctrls[cand.Backend]
-		var err error
+		r := Result{Candidate: cand}
 		switch {
 		case c == nil:
-			err = fmt.Errorf("backend %q is not configured", cand.Backend)
+			r.Err = fmt.Errorf("backend %q is not configured", cand.Backend)
 		case cand.Kind == KindUnreferenced || cand.Kind == KindRecordless:
-			err = c.DeleteVolume(ctx, *cand.volume, nil)
+			r.Err = c.DeleteVolume(ctx, *cand.volume, nil)
 		case cand.Kind == KindStaleClient:
-			err = removeClient(ctx, c, cand)
+			r.Err = removeClient(ctx, c, cand)
 		default:
-			err = collect(ctx, cand.Backend, c, collected)
+			r.State, r.Err = collect(ctx, cand, c, collected)
 		}
-		out = append(out, Result{Candidate: cand, Err: err})
+		out = append(out, r)
 	}
 	return out
 }
@@ -183,18 +193,41 @@ func removeClient(ctx context.Context, c backend.Controller, cand Candidate) err
 	return r.RemoveExportClient(ctx, *cand.volume, cand.client)
 }
 
-// collect runs a backend's Collect once for all its leftovers.
-func collect(ctx context.Context, name string, c backend.Controller, done map[string]error) error {
-	if err, ok := done[name]; ok {
-		return err
-	}
-	col, ok := c.(backend.Collector)
+// collection is what one sweep of a backend left.
+type collection struct {
+	left []backend.Leftover
+	err  error
+}
+
+// collect runs a backend's sweep once for all its leftovers of a kind (the snapshot sweep
+// for temporary snapshots, Collect for the rest) and says what the candidate still is.
+func collect(ctx context.Context, cand Candidate, c backend.Controller, done map[string]*collection) (string, error) {
+	snaps := cand.Kind == KindTemporarySnapshot
+	key := fmt.Sprintf("%s/%t", cand.Backend, snaps)
+	got, ok := done[key]
 	if !ok {
-		return fmt.Errorf("backend %s collects no leftovers", name)
+		got = &collection{}
+		col, isCol := c.(backend.Collector)
+		sc, isSC := c.(SnapshotCollector)
+		switch {
+		case snaps && isSC:
+			got.left, got.err = sc.CollectSnapshots(ctx)
+		case !snaps && isCol:
+			got.left, got.err = col.Collect(ctx)
+		default:
+			got.err = fmt.Errorf("backend %s cannot collect a %s", cand.Backend, cand.Kind)
+		}
+		done[key] = got
 	}
-	_, err := col.Collect(ctx)
-	done[name] = err
-	return err
+	if got.err != nil {
+		return "", got.err
+	}
+	for _, l := range got.left {
+		if l.Kind == cand.Kind && l.Name == cand.Name {
+			return l.State, nil
+		}
+	}
+	return "", nil
 }
 
 func sortedNames(m map[string]backend.Controller) []string {

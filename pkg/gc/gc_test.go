@@ -28,10 +28,11 @@ type store struct {
 	exports   []backend.ExportClients
 	deleteErr error
 
-	mu       sync.Mutex
-	deleted  []string
-	collects int
-	dropped  []string
+	mu         sync.Mutex
+	deleted    []string
+	collects   int
+	snapSweeps int
+	dropped    []string
 }
 
 func (s *store) Name() string { return s.name }
@@ -55,6 +56,16 @@ func (s *store) Collect(context.Context) ([]backend.Leftover, error) {
 	s.collects++
 	return s.left, nil
 }
+func (s *store) CollectSnapshots(context.Context) ([]backend.Leftover, error) {
+	s.snapSweeps++
+	var still []backend.Leftover
+	for _, l := range s.left {
+		if l.Kind == KindTemporarySnapshot && strings.Contains(l.State, "in progress") {
+			still = append(still, l)
+		}
+	}
+	return still, nil
+}
 func (s *store) ExportClients(context.Context) ([]backend.ExportClients, error) {
 	return s.exports, nil
 }
@@ -74,7 +85,9 @@ func world(t *testing.T) (*store, *Cluster) {
 	half := v("ceph-rbd", "shop", "pvc-half")
 	half.RequestName = ""
 	s := &store{name: "ceph-rbd", vols: []*backend.Volume{db, web, old}, unrecord: []*backend.Volume{half},
-		left:    []backend.Leftover{{Backend: "ceph-rbd", Tenant: "shop", Kind: "trash entry", Name: "rbd/shop/abc", State: "purge not queued"}},
+		left: []backend.Leftover{{Backend: "ceph-rbd", Tenant: "shop", Kind: "trash entry", Name: "rbd/shop/abc", State: "purge not queued"},
+			{Backend: "ceph-rbd", Tenant: "shop", Kind: KindTemporarySnapshot, Name: "rbd/shop/csi-vol-1@csi-tmp-2", State: "clone csi-vol-2 gone"},
+			{Backend: "ceph-rbd", Tenant: "shop", Kind: KindTemporarySnapshot, Name: "rbd/shop/csi-vol-1@csi-tmp-3", State: "clone csi-vol-3 in progress"}},
 		exports: []backend.ExportClients{{Volume: db.ID, ExportID: 7, Clients: []string{"10.0.0.1", "10.0.0.2", "10.9.9.9"}, Stale: []string{"10.9.9.9"}}}}
 	pvName := "pvc-web"
 	client := fake.NewSimpleClientset(
@@ -111,6 +124,8 @@ func TestFindWithoutClusterListsNoVolumeAsUnreferenced(t *testing.T) {
 	want := []string{
 		KindRecordless + " " + v("ceph-rbd", "shop", "pvc-half").ID.String(),
 		KindStaleClient + " 10.9.9.9 on export 7 (" + s.vols[0].ID.String() + ")",
+		KindTemporarySnapshot + " rbd/shop/csi-vol-1@csi-tmp-2",
+		KindTemporarySnapshot + " rbd/shop/csi-vol-1@csi-tmp-3",
 		"trash entry rbd/shop/abc",
 	}
 	if got := kinds(cands); !slices.Equal(got, want) {
@@ -129,6 +144,8 @@ func TestFindWithClusterSparesEveryReferencedVolume(t *testing.T) {
 		KindRecordless + " " + v("ceph-rbd", "shop", "pvc-half").ID.String(),
 		KindStaleClient + " 10.0.0.2 on export 7 (" + db + ")",
 		KindStaleClient + " 10.9.9.9 on export 7 (" + db + ")",
+		KindTemporarySnapshot + " rbd/shop/csi-vol-1@csi-tmp-2",
+		KindTemporarySnapshot + " rbd/shop/csi-vol-1@csi-tmp-3",
 		"trash entry rbd/shop/abc",
 		KindUnreferenced + " " + s.vols[2].ID.String(),
 	}
@@ -147,10 +164,17 @@ func TestRemoveGoesThroughTheBackend(t *testing.T) {
 	// A second trash entry: Collect still runs once.
 	cands = append(cands, Candidate{Backend: "ceph-rbd", Kind: "trash entry", Name: "rbd/shop/def"})
 	res := Remove(context.Background(), ctrls, cands)
+	states := map[string]string{}
 	for _, r := range res {
 		if r.Err != nil {
 			t.Fatalf("%s %s: %v", r.Kind, r.Name, r.Err)
 		}
+		states[r.Name] = r.State
+	}
+	// What the sweeps leave is reported as it stands; what they removed has no state.
+	if states["rbd/shop/abc"] != "purge not queued" || states["rbd/shop/csi-vol-1@csi-tmp-2"] != "" ||
+		states["rbd/shop/csi-vol-1@csi-tmp-3"] != "clone csi-vol-3 in progress" || s.snapSweeps != 1 {
+		t.Fatalf("states after removal %v, %d snapshot sweeps", states, s.snapSweeps)
 	}
 	slices.Sort(s.deleted)
 	wantDeleted := []string{s.vols[2].ID.String(), v("ceph-rbd", "shop", "pvc-half").ID.String()}
