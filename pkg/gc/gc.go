@@ -29,9 +29,10 @@ type Candidate struct {
 	client string
 }
 
-// AllocationLister lists a backend's volumes with those that have no record yet.
-type AllocationLister interface {
-	ListAllocations(ctx context.Context) ([]*backend.Volume, error)
+// RecordlessLister lists the objects named like a backend's volumes that have no request
+// record, and so are no volume (RBD images; the other kinds list such objects as volumes).
+type RecordlessLister interface {
+	ListRecordless(ctx context.Context) ([]*backend.Volume, error)
 }
 
 // ClientRemover takes one client address off a volume's export, by the backend's rules.
@@ -83,15 +84,15 @@ func (f *Finder) volumes(ctx context.Context, c backend.Controller) ([]Candidate
 			out = append(out, volumeCandidate(v.ID, KindUnreferenced, "no PersistentVolume or VolumeAttachment names it"))
 		}
 	}
-	al, ok := c.(AllocationLister)
+	rl, ok := c.(RecordlessLister)
 	if !ok {
 		return out, nil
 	}
-	all, err := al.ListAllocations(ctx)
+	bare, err := rl.ListRecordless(ctx)
 	if err != nil {
-		return out, fmt.Errorf("list allocations: %w", err)
+		return out, fmt.Errorf("list record-less volumes: %w", err)
 	}
-	for _, v := range all {
+	for _, v := range bare {
 		if recorded[v.ID.String()] || (f.Cluster != nil && f.Cluster.References(v) != "") {
 			continue
 		}

@@ -39,8 +39,8 @@ func (s *store) Name() string { return s.name }
 func (s *store) ListVolumes(context.Context, string) ([]*backend.Volume, error) {
 	return s.vols, nil
 }
-func (s *store) ListAllocations(context.Context) ([]*backend.Volume, error) {
-	return append(slices.Clone(s.vols), s.unrecord...), nil
+func (s *store) ListRecordless(context.Context) ([]*backend.Volume, error) {
+	return s.unrecord, nil
 }
 func (s *store) DeleteVolume(_ context.Context, id volid.Volume, _ map[string]string) error {
 	s.mu.Lock()
