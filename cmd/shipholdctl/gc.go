@@ -23,7 +23,7 @@ type gcFlags struct {
 func gcCommand(stdout, stderr io.Writer) *cobra.Command {
 	f := &gcFlags{}
 	cmd := &cobra.Command{
-		Use:   "gc [--kubeconfig FILE] [--confirm]",
+		Use:   "gc [--kubeconfig FILE] [--tenant T] [--confirm]",
 		Short: "list (and with --confirm remove) what shiphold left that nothing uses",
 		Long: `gc lists volumes no PersistentVolume references (only with --kubeconfig), record-less
 volumes, trash entries and temporary snapshots of deletes, and export clients no node has
@@ -40,6 +40,7 @@ for). Nothing changes without --confirm; with it each is removed through the bac
 	}
 	f.register(cmd.Flags(), 5*time.Minute)
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster whose PVs, VolumeAttachments and Nodes count as users")
+	cmd.Flags().StringVar(&f.tenant, "tenant", "", "only this tenant's (the backends' leftover sweeps still run whole)")
 	cmd.Flags().BoolVar(&f.confirm, "confirm", false, "remove what is listed")
 	return cmd
 }
@@ -65,7 +66,7 @@ func runGC(ctx context.Context, f *gcFlags, stdout, stderr io.Writer) int {
 	defer cancel()
 	// Without a cluster no volume is listed as unreferenced (every one would look so), so
 	// --confirm can only remove a volume no PV references when --kubeconfig was given.
-	finder := &gc.Finder{Backends: ctrls}
+	finder := &gc.Finder{Backends: ctrls, Tenant: f.tenant}
 	if f.kubeconfig != "" {
 		client, err := newKubeClient(f.kubeconfig)
 		if err == nil {

@@ -45,6 +45,8 @@ type ClientRemover interface {
 type Finder struct {
 	Backends map[string]backend.Controller
 	Cluster  *Cluster
+	// Tenant limits the candidates to one tenant's, when set.
+	Tenant string
 }
 
 // Find lists every candidate, backend by backend; a backend that cannot be read is an error
@@ -61,7 +63,11 @@ func (f *Finder) Find(ctx context.Context) ([]Candidate, []error) {
 			if err != nil {
 				errs = append(errs, fmt.Errorf("backend %s: %w", name, err))
 			}
-			out = append(out, found...)
+			for _, c := range found {
+				if f.Tenant == "" || c.Tenant == f.Tenant {
+					out = append(out, c)
+				}
+			}
 		}
 	}
 	return out, errs

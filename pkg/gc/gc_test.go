@@ -152,6 +152,10 @@ func TestFindWithClusterSparesEveryReferencedVolume(t *testing.T) {
 	if got := kinds(cands); !slices.Equal(got, want) {
 		t.Fatalf("candidates:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	blog, _ := (&Finder{Backends: map[string]backend.Controller{"ceph-rbd": s}, Cluster: cl, Tenant: "blog"}).Find(context.Background())
+	if got := kinds(blog); !slices.Equal(got, want[len(want)-1:]) {
+		t.Fatalf("blog's candidates: %v", got)
+	}
 	if by := cl.References(s.vols[1]); by != "VolumeAttachment csi-123" {
 		t.Fatalf("pvc-web referenced by %q, want its VolumeAttachment", by)
 	}
