@@ -8,6 +8,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
 )
 
 // Cluster is what the Kubernetes API says uses the storage: the volume handles of every PV
@@ -15,21 +16,21 @@ import (
 type Cluster struct {
 	// Handles maps a CSI volume handle to the PV that names it.
 	Handles map[string]string
-	// PVNames are the PVs that exist or that a VolumeAttachment names; a volume made for
-	// one of them (its request name is the PV's name) is referenced.
-	PVNames   map[string]string
+	// PVHashes are the hashes of the PV names that exist or that a VolumeAttachment names:
+	// the CO asks for a volume under its PV's name, and the volume ID carries its hash.
+	PVHashes  map[string]string
 	NodeAddrs map[string]bool
 }
 
 // ReadCluster lists PVs, VolumeAttachments and Nodes.
 func ReadCluster(ctx context.Context, client kubernetes.Interface) (*Cluster, error) {
-	cl := &Cluster{Handles: map[string]string{}, PVNames: map[string]string{}, NodeAddrs: map[string]bool{}}
+	cl := &Cluster{Handles: map[string]string{}, PVHashes: map[string]string{}, NodeAddrs: map[string]bool{}}
 	pvs, err := client.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list persistent volumes: %w", err)
 	}
 	for _, pv := range pvs.Items {
-		cl.PVNames[pv.Name] = "PersistentVolume " + pv.Name
+		cl.PVHashes[volid.Hash(pv.Name)] = "PersistentVolume " + pv.Name
 		if pv.Spec.CSI != nil {
 			cl.Handles[pv.Spec.CSI.VolumeHandle] = "PersistentVolume " + pv.Name
 		}
@@ -41,7 +42,7 @@ func ReadCluster(ctx context.Context, client kubernetes.Interface) (*Cluster, er
 	for _, va := range vas.Items {
 		src := va.Spec.Source
 		if src.PersistentVolumeName != nil {
-			cl.PVNames[*src.PersistentVolumeName] = "VolumeAttachment " + va.Name
+			cl.PVHashes[volid.Hash(*src.PersistentVolumeName)] = "VolumeAttachment " + va.Name
 		}
 		if src.InlineVolumeSpec != nil && src.InlineVolumeSpec.CSI != nil {
 			cl.Handles[src.InlineVolumeSpec.CSI.VolumeHandle] = "VolumeAttachment " + va.Name
@@ -61,15 +62,12 @@ func ReadCluster(ctx context.Context, client kubernetes.Interface) (*Cluster, er
 }
 
 // References says what references v ("" for nothing): a PV or inline attachment with its
-// handle, or a PV / VolumeAttachment of the name it was created for.
+// handle, or a PV / VolumeAttachment of the name it was created for (whose PV may be gone).
 func (cl *Cluster) References(v *backend.Volume) string {
 	if by, ok := cl.Handles[v.ID.String()]; ok {
 		return by
 	}
-	if v.RequestName != "" {
-		return cl.PVNames[v.RequestName]
-	}
-	return ""
+	return cl.PVHashes[v.ID.Hash]
 }
 
 // unknownAddrs are the clients no Node has.

@@ -82,6 +82,7 @@ func v(b, tenant, name string) *backend.Volume {
 // PV object is gone), old by nothing; node-1 has 10.0.0.1.
 func world(t *testing.T) (*store, *Cluster) {
 	db, web, old := v("ceph-rbd", "shop", "pvc-db"), v("ceph-rbd", "shop", "pvc-web"), v("ceph-rbd", "blog", "pvc-old")
+	web.RequestName = "" // an Isilon or CephFS volume: known by the hash of its name only
 	half := v("ceph-rbd", "shop", "pvc-half")
 	half.RequestName = ""
 	s := &store{name: "ceph-rbd", vols: []*backend.Volume{db, web, old}, unrecord: []*backend.Volume{half},
