@@ -163,9 +163,9 @@ type Result struct {
 	Err   error
 }
 
-// SnapshotCollector removes the temporary snapshots no clone needs any more.
+// SnapshotCollector removes one tenant's temporary snapshots no clone needs any more.
 type SnapshotCollector interface {
-	CollectSnapshots(ctx context.Context) ([]backend.Leftover, error)
+	CollectSnapshots(ctx context.Context, tenant string) ([]backend.Leftover, error)
 }
 
 // Remove removes the candidates through the backends: DeleteVolume for volumes (which keeps
@@ -207,10 +207,14 @@ type collection struct {
 }
 
 // collect runs a backend's sweep once for all its leftovers of a kind (the snapshot sweep
-// for temporary snapshots, Collect for the rest) and says what the candidate still is.
+// of the candidate's tenant for temporary snapshots, Collect for the rest) and says what
+// the candidate still is.
 func collect(ctx context.Context, cand Candidate, c backend.Controller, done map[string]*collection) (string, error) {
 	snaps := cand.Kind == KindTemporarySnapshot
-	key := fmt.Sprintf("%s/%t", cand.Backend, snaps)
+	key := cand.Backend + "/trash"
+	if snaps {
+		key = cand.Backend + "/snapshots/" + cand.Tenant
+	}
 	got, ok := done[key]
 	if !ok {
 		got = &collection{}
@@ -218,7 +222,7 @@ func collect(ctx context.Context, cand Candidate, c backend.Controller, done map
 		sc, isSC := c.(SnapshotCollector)
 		switch {
 		case snaps && isSC:
-			got.left, got.err = sc.CollectSnapshots(ctx)
+			got.left, got.err = sc.CollectSnapshots(ctx, cand.Tenant)
 		case !snaps && isCol:
 			got.left, got.err = col.Collect(ctx)
 		default:

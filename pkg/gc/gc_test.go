@@ -56,11 +56,11 @@ func (s *store) Collect(context.Context) ([]backend.Leftover, error) {
 	s.collects++
 	return s.left, nil
 }
-func (s *store) CollectSnapshots(context.Context) ([]backend.Leftover, error) {
+func (s *store) CollectSnapshots(_ context.Context, tenant string) ([]backend.Leftover, error) {
 	s.snapSweeps++
 	var still []backend.Leftover
 	for _, l := range s.left {
-		if l.Kind == KindTemporarySnapshot && strings.Contains(l.State, "in progress") {
+		if l.Kind == KindTemporarySnapshot && l.Tenant == tenant && strings.Contains(l.State, "in progress") {
 			still = append(still, l)
 		}
 	}

@@ -99,26 +99,26 @@ func dropTemporarySnaps(ctx context.Context, conn *rados.Conn, io *rados.IOConte
 // Leftovers lists what this backend's deletes left on the way out: images in the trash
 // (with the state of their purge) and temporary clone snapshots.
 func (c *Controller) Leftovers(ctx context.Context) ([]backend.Leftover, error) {
-	return c.leftovers(ctx, false, false)
+	return c.leftovers(ctx, false, false, "")
 }
 
-// CollectSnapshots removes the temporary clone snapshots whose clone is gone, and lists
-// those a clone in progress still needs: shipholdctl gc --confirm runs it (the periodic
-// Collect leaves snapshots, since finding them reads every image).
-func (c *Controller) CollectSnapshots(ctx context.Context) ([]backend.Leftover, error) {
-	return c.leftovers(ctx, false, true)
+// CollectSnapshots removes the temporary clone snapshots of one tenant's images ("" for
+// all) whose clone is gone, and lists those a clone in progress still needs: shipholdctl gc
+// --confirm runs it (the periodic Collect leaves snapshots: finding them reads every image).
+func (c *Controller) CollectSnapshots(ctx context.Context, tenant string) ([]backend.Leftover, error) {
+	return c.leftovers(ctx, false, true, tenant)
 }
 
 // Collect queues the purge of this backend's trash entries that have none (a controller
 // died between the move and the queueing) and unblocks purges that stale watch records
 // hold up. The controller runs it at start-up and then now and then.
 func (c *Controller) Collect(ctx context.Context) ([]backend.Leftover, error) {
-	return c.leftovers(ctx, true, false)
+	return c.leftovers(ctx, true, false, "")
 }
 
 // leftovers lists (collect: and collects) the trash entries, or with snaps only the
-// temporary snapshots, which it removes where their clone is gone.
-func (c *Controller) leftovers(ctx context.Context, collect, snaps bool) ([]backend.Leftover, error) {
+// temporary snapshots of tenant ("" for all), which it removes where their clone is gone.
+func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant string) ([]backend.Leftover, error) {
 	var byID map[string]*mgrTask
 	var spaces [][2]string
 	err := c.run(ctx, nil, func(conn *rados.Conn) error {
@@ -130,7 +130,7 @@ func (c *Controller) leftovers(ctx context.Context, collect, snaps bool) ([]back
 		for i := range tasks {
 			byID[tasks[i].Refs.Pool+"/"+tasks[i].Refs.Namespace+"/"+tasks[i].Refs.ImageID] = &tasks[i]
 		}
-		return c.eachNamespace(conn, "", func(_ *rados.IOContext, pool, ns string) error {
+		return c.eachNamespace(conn, tenant, func(_ *rados.IOContext, pool, ns string) error {
 			spaces = append(spaces, [2]string{pool, ns})
 			return nil
 		})
