@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	"sigs.k8s.io/yaml"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/cephfs"
@@ -56,6 +57,7 @@ type plant struct {
 	recordless map[string]volid.Volume
 	onefs      *harness.OneFS
 	objects    []runtime.Object
+	cfg        *config.Config
 }
 
 func (p *plant) create(t *testing.T, be, role string) *backend.Volume {
@@ -93,7 +95,7 @@ func setup(t *testing.T) *plant {
 	harness.Require(t, "backends of the local Ceph and the OneFS simulator", err == nil, fmt.Sprint(err))
 	t.Cleanup(b.Close)
 	tenant := "gc-" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
-	p := &plant{ctrls: b.Controllers, tenant: tenant, vols: map[string]*backend.Volume{}, recordless: map[string]volid.Volume{}, onefs: sim}
+	p := &plant{ctrls: b.Controllers, tenant: tenant, vols: map[string]*backend.Volume{}, recordless: map[string]volid.Volume{}, onefs: sim, cfg: cfg}
 	p.objects = append(p.objects, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"},
 		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}}}})
 	t.Cleanup(func() { p.cleanup() })
@@ -259,6 +261,17 @@ func TestGCFindsEveryOrphanAndRemovesOnlyWithConfirm(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("candidates:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// The command without --kubeconfig lists no volume as unreferenced, and the clients no
+	// publish record accounts for; without --confirm it removes nothing.
+	out := shipholdctl(t, p, "gc", "--tenant", p.tenant)
+	for _, want := range []string{"record-less volume", "trash entry", "temporary snapshot", "10.9.9.9 on export", "candidates; nothing removed"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("gc output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, gc.KindUnreferenced) || strings.Contains(out, "10.0.0.7") {
+		t.Fatalf("gc without --kubeconfig lists volumes as unreferenced or a recorded client:\n%s", out)
+	}
 	if after := p.inventory(t); !slices.Equal(after, before) {
 		t.Fatalf("listing changed the storage:\nbefore %v\nafter  %v", before, after)
 	}
@@ -334,4 +347,28 @@ func shortName(c gc.Candidate) string {
 		return f[0] + " of " + id.Hash
 	}
 	return "trash"
+}
+
+// shipholdctl runs the CLI, built from this tree, with the test's config.
+func shipholdctl(t *testing.T, p *plant, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "shipholdctl")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/shiphold/shiphold/cmd/shipholdctl").CombinedOutput(); err != nil {
+		t.Fatalf("go build shipholdctl: %v\n%s", err, out)
+	}
+	b, err := yaml.Marshal(p.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, append(args, "--config", cfgPath)...).CombinedOutput()
+	t.Logf("shipholdctl %s:\n%s", strings.Join(args, " "), out)
+	if err != nil {
+		t.Fatalf("shipholdctl %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out)
 }
