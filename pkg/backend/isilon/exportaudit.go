@@ -2,8 +2,10 @@ package isilon
 
 import (
 	"context"
+	"slices"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
 )
 
 var _ backend.ExportAuditor = (*Controller)(nil)
@@ -47,4 +49,58 @@ func (c *Controller) exportClients(ctx context.Context, secrets map[string]strin
 		}
 	}
 	return out, nil
+}
+
+// RemoveExportClient takes addr off the volume's export (the placeholder stays, so the
+// export never opens to all) and off the grant records that name it: shipholdctl gc's
+// removal of a client no node has. Absent volume, export or address is success.
+func (c *Controller) RemoveExportClient(ctx context.Context, id volid.Volume, addr string) error {
+	dir := c.VolumeDir(id)
+	return c.conn.do(ctx, nil, func(a array) error {
+		attrs, err := a.Attrs(ctx, dir)
+		if backend.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		e, err := a.ExportOf(ctx, dir)
+		if err != nil {
+			return err
+		}
+		if e != nil {
+			if next := withoutClients(*e, []string{addr}); !sameClients(*e, next) {
+				if err := a.UpdateExportClients(ctx, next); err != nil && !backend.IsNotFound(err) {
+					return err
+				}
+			}
+		}
+		return dropGrantAddr(ctx, a, dir, grants(attrs), addr)
+	})
+}
+
+// dropGrantAddr rewrites the grants that name addr without it, removing those left empty.
+func dropGrantAddr(ctx context.Context, a array, dir string, all map[string]*grant, addr string) error {
+	var gone []string
+	kept := map[string]string{}
+	for name, g := range all {
+		if !slices.Contains(g.Addrs, addr) {
+			continue
+		}
+		g.Addrs = slices.DeleteFunc(slices.Clone(g.Addrs), func(s string) bool { return s == addr })
+		if len(g.Addrs) == 0 {
+			gone = append(gone, grantKey(name))
+		} else {
+			kept[grantKey(name)] = g.value()
+		}
+	}
+	if len(kept) > 0 {
+		if err := a.SetAttrs(ctx, dir, kept); err != nil {
+			return err
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	return a.RemoveAttrs(ctx, dir, gone)
 }

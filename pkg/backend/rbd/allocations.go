@@ -14,6 +14,16 @@ import (
 // configured pool that have no record yet (a create under way, or one that stopped between
 // making the image and recording it), at their allocated size, since they hold the space.
 func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, error) {
+	return c.allocations(ctx, false)
+}
+
+// ListRecordless lists the csi-vol- images of the configured pool that have no record
+// (shipholdctl gc: a create that stopped between making the image and recording it).
+func (c *Controller) ListRecordless(ctx context.Context) ([]*backend.Volume, error) {
+	return c.allocations(ctx, true)
+}
+
+func (c *Controller) allocations(ctx context.Context, recordless bool) ([]*backend.Volume, error) {
 	var out []*backend.Volume
 	err := c.run(ctx, nil, func(conn *rados.Conn) error {
 		return c.eachImage(conn, "", func(io *rados.IOContext, pool, ns, hash string) error {
@@ -27,6 +37,9 @@ func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, er
 			recorded := st.hasRecord && st.record.Backend == c.name
 			if !recorded && (st.hasRecord || pool != c.cfg.Pool) {
 				return nil // another backend's image
+			}
+			if recordless && recorded {
+				return nil
 			}
 			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.GetPoolID(), 10), Hash: hash}
 			if id.Validate() != nil {

@@ -99,17 +99,26 @@ func dropTemporarySnaps(ctx context.Context, conn *rados.Conn, io *rados.IOConte
 // Leftovers lists what this backend's deletes left on the way out: images in the trash
 // (with the state of their purge) and temporary clone snapshots.
 func (c *Controller) Leftovers(ctx context.Context) ([]backend.Leftover, error) {
-	return c.leftovers(ctx, false)
+	return c.leftovers(ctx, false, false, "")
+}
+
+// CollectSnapshots removes the temporary clone snapshots of one tenant's images ("" for
+// all) whose clone is gone, and lists those a clone in progress still needs: shipholdctl gc
+// --confirm runs it (the periodic Collect leaves snapshots: finding them reads every image).
+func (c *Controller) CollectSnapshots(ctx context.Context, tenant string) ([]backend.Leftover, error) {
+	return c.leftovers(ctx, false, true, tenant)
 }
 
 // Collect queues the purge of this backend's trash entries that have none (a controller
 // died between the move and the queueing) and unblocks purges that stale watch records
 // hold up. The controller runs it at start-up and then now and then.
 func (c *Controller) Collect(ctx context.Context) ([]backend.Leftover, error) {
-	return c.leftovers(ctx, true)
+	return c.leftovers(ctx, true, false, "")
 }
 
-func (c *Controller) leftovers(ctx context.Context, collect bool) ([]backend.Leftover, error) {
+// leftovers lists (collect: and collects) the trash entries, or with snaps only the
+// temporary snapshots of tenant ("" for all), which it removes where their clone is gone.
+func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant string) ([]backend.Leftover, error) {
 	var byID map[string]*mgrTask
 	var spaces [][2]string
 	err := c.run(ctx, nil, func(conn *rados.Conn) error {
@@ -121,7 +130,7 @@ func (c *Controller) leftovers(ctx context.Context, collect bool) ([]backend.Lef
 		for i := range tasks {
 			byID[tasks[i].Refs.Pool+"/"+tasks[i].Refs.Namespace+"/"+tasks[i].Refs.ImageID] = &tasks[i]
 		}
-		return c.eachNamespace(conn, "", func(_ *rados.IOContext, pool, ns string) error {
+		return c.eachNamespace(conn, tenant, func(_ *rados.IOContext, pool, ns string) error {
 			spaces = append(spaces, [2]string{pool, ns})
 			return nil
 		})
@@ -141,6 +150,11 @@ func (c *Controller) leftovers(ctx context.Context, collect bool) ([]backend.Lef
 				return err
 			}
 			defer io.Destroy()
+			if snaps {
+				found, err := c.snapLeftovers(ctx, conn, io, sp[0], sp[1], true)
+				got = append(got, found...)
+				return err
+			}
 			found, err := c.trashLeftovers(conn, io, sp[0], sp[1], byID, collect)
 			got = append(got, found...)
 			if err != nil || collect {
@@ -148,7 +162,7 @@ func (c *Controller) leftovers(ctx context.Context, collect bool) ([]backend.Lef
 				// start costs too much, and a source's delete collects them.
 				return err
 			}
-			found, err = c.snapLeftovers(io, sp[0], sp[1])
+			found, err = c.snapLeftovers(ctx, conn, io, sp[0], sp[1], false)
 			got = append(got, found...)
 			return err
 		})
@@ -245,8 +259,9 @@ func (c *Controller) ownsTrashed(io *rados.IOContext, id string) bool {
 	return err != nil || r.Backend == c.name
 }
 
-// snapLeftovers lists temporary clone snapshots on this backend's images.
-func (c *Controller) snapLeftovers(io *rados.IOContext, pool, ns string) ([]backend.Leftover, error) {
+// snapLeftovers lists temporary clone snapshots on this backend's images; with drop it
+// removes those whose clone is gone instead of listing them.
+func (c *Controller) snapLeftovers(ctx context.Context, conn *rados.Conn, io *rados.IOContext, pool, ns string, drop bool) ([]backend.Leftover, error) {
 	names, err := librbd.GetImageNames(io)
 	if err != nil {
 		return nil, nil
@@ -266,9 +281,25 @@ func (c *Controller) snapLeftovers(io *rados.IOContext, pool, ns string) ([]back
 				State: "clone " + clone + " in progress; removed when it is done or the volume is deleted"}
 			if _, err := readImage(io, clone, false); backend.IsNotFound(err) {
 				l.State = "clone " + clone + " gone; removed when the volume is deleted"
+				if drop {
+					if err := dropSnap(ctx, conn, io, n, s.Name); err != nil {
+						return out, err
+					}
+					continue
+				}
 			}
 			out = append(out, l)
 		}
 	}
 	return out, nil
+}
+
+// dropSnap removes one snapshot of image name, as a clone's own cleanup would.
+func dropSnap(ctx context.Context, conn *rados.Conn, io *rados.IOContext, name, snap string) error {
+	img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open image "+name)
+	}
+	defer img.Close()
+	return removeSnap(ctx, 0, conn, img, snap)
 }
