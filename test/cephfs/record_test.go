@@ -82,8 +82,13 @@ func TestCephFSRealRecordOnTheStorage(t *testing.T) {
 		if err != nil || v.RequestName != name || v.CapacityBytes != 32<<20 {
 			t.Fatalf("retry of an earlier version's volume: %+v %v", v, err)
 		}
-		if _, err := e.ctrl.CreateVolume(ctx, req(name, 16<<20)); !isCode(err, backend.AlreadyExists) {
-			t.Fatalf("other size: %v, want AlreadyExists", err)
+		// One conflict rule (backend.RequestRecord.Conflict): a smaller request the volume
+		// satisfies is a retry; a larger one is a conflict, also for an earlier record.
+		if _, err := e.ctrl.CreateVolume(ctx, req(name, 16<<20)); err != nil {
+			t.Fatalf("smaller size the volume satisfies: %v, want the volume", err)
+		}
+		if _, err := e.ctrl.CreateVolume(ctx, req(name, 64<<20)); !isCode(err, backend.AlreadyExists) {
+			t.Fatalf("larger size: %v, want AlreadyExists", err)
 		}
 		if got, err := e.ctrl.GetVolume(ctx, v.ID, nil); err != nil || got.RequestName != name {
 			t.Fatalf("GetVolume: %+v %v", got, err)
