@@ -34,8 +34,10 @@ type Side struct {
 	// What describes the side for reports.
 	What string
 	// Bytes is the volume's capacity, 0 for a plain location.
-	Bytes   int64
-	closers []func() error
+	Bytes int64
+	// Snapshot names the snapshot a source is read from; "" when it is read live.
+	Snapshot string
+	closers  []func() error
 }
 
 // Close releases what opening took (mounts, stagings, export grants), last first.
@@ -64,6 +66,9 @@ type Env struct {
 	Connections        int
 	// Session names this migration's CephFS clients, so a rerun ends a killed run's sessions.
 	Session string
+	// Snapshot reads a source volume from a snapshot taken for the run, where its backend
+	// has snapshots a reader can open (CephFS); live otherwise.
+	Snapshot bool
 }
 
 // Role says which end a volume is.
@@ -90,7 +95,7 @@ func (env *Env) OpenVolume(ctx context.Context, id volid.Volume, role Role) (*Si
 	var s *Side
 	switch bc.Kind {
 	case backend.KindCephFS:
-		s, err = env.openCephFS(bc, vol, role)
+		s, err = env.openCephFSSource(ctx, ctrl, bc, vol, role)
 	case backend.KindRBD:
 		s, err = env.openRBD(ctx, vol, role)
 	case backend.KindIsilon:
@@ -114,7 +119,28 @@ func (env *Env) backend(name string) *config.Backend {
 	return nil
 }
 
-func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role) (*Side, error) {
+// openCephFSSource reads a source from a snapshot when asked (the subvolume's .snap through
+// libcephfs), live otherwise; a live read still removes a snapshot a killed run left.
+func (env *Env) openCephFSSource(ctx context.Context, ctrl backend.Controller, bc *config.Backend, vol *backend.Volume, role Role) (*Side, error) {
+	root := vol.Context[cephfs.CtxRootPath]
+	if role != Source {
+		return env.openCephFS(bc, vol, role, root)
+	}
+	if !env.Snapshot {
+		if err := env.dropLeftoverSnapshot(ctx, ctrl, vol.ID); err != nil {
+			return nil, err
+		}
+		return env.openCephFS(bc, vol, role, root)
+	}
+	if root == "" {
+		return nil, fmt.Errorf("volume %s: the backend reports no subvolume path", vol.ID)
+	}
+	return env.fromSnapshot(ctx, ctrl, vol, func(snap *backend.Snapshot) (*Side, error) {
+		return env.openCephFS(bc, vol, role, cephfs.SnapshotRoot(root, snap.ID))
+	})
+}
+
+func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role, root string) (*Side, error) {
 	cred, err := ceph.CredentialsFor(bc.CephFS.Credentials, nil)
 	if err != nil {
 		return nil, err
@@ -123,8 +149,7 @@ func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role) (
 	if fsName == "" {
 		fsName = bc.CephFS.FSName
 	}
-	cfg := libcephfs.Config{Monitors: bc.CephFS.Monitors, User: cred.UserID, Key: cred.Key, FSName: fsName,
-		Root: vol.Context[cephfs.CtxRootPath]}
+	cfg := libcephfs.Config{Monitors: bc.CephFS.Monitors, User: cred.UserID, Key: cred.Key, FSName: fsName, Root: root}
 	if cfg.Root == "" {
 		return nil, fmt.Errorf("volume %s: the backend reports no subvolume path", vol.ID)
 	}
