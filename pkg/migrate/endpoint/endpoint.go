@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -124,23 +125,25 @@ func (env *Env) backend(name string) *config.Backend {
 func (env *Env) openCephFSSource(ctx context.Context, ctrl backend.Controller, bc *config.Backend, vol *backend.Volume, role Role) (*Side, error) {
 	root := vol.Context[cephfs.CtxRootPath]
 	if role != Source {
-		return env.openCephFS(bc, vol, role, root)
+		return env.openCephFS(bc, vol, role, root, "")
 	}
 	if !env.Snapshot {
 		if err := env.dropLeftoverSnapshot(ctx, ctrl, vol.ID); err != nil {
 			return nil, err
 		}
-		return env.openCephFS(bc, vol, role, root)
+		return env.openCephFS(bc, vol, role, root, "")
 	}
 	if root == "" {
 		return nil, fmt.Errorf("volume %s: the backend reports no subvolume path", vol.ID)
 	}
 	return env.fromSnapshot(ctx, ctrl, vol, func(snap *backend.Snapshot) (*Side, error) {
-		return env.openCephFS(bc, vol, role, cephfs.SnapshotRoot(root, snap.ID))
+		// A mount cannot start inside .snap: mount the subvolume and read below it.
+		base := path.Dir(root)
+		return env.openCephFS(bc, vol, role, base, strings.TrimPrefix(cephfs.SnapshotRoot(root, snap.ID), base))
 	})
 }
 
-func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role, root string) (*Side, error) {
+func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role, root, dir string) (*Side, error) {
 	cred, err := ceph.CredentialsFor(bc.CephFS.Credentials, nil)
 	if err != nil {
 		return nil, err
@@ -149,11 +152,11 @@ func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role, r
 	if fsName == "" {
 		fsName = bc.CephFS.FSName
 	}
-	cfg := libcephfs.Config{Monitors: bc.CephFS.Monitors, User: cred.UserID, Key: cred.Key, FSName: fsName, Root: root}
+	cfg := libcephfs.Config{Monitors: bc.CephFS.Monitors, User: cred.UserID, Key: cred.Key, FSName: fsName, Root: root, Dir: dir}
 	if cfg.Root == "" {
 		return nil, fmt.Errorf("volume %s: the backend reports no subvolume path", vol.ID)
 	}
-	s := &Side{What: fmt.Sprintf("CephFS volume %s (%s:%s, libcephfs)", vol.ID, fsName, cfg.Root)}
+	s := &Side{What: fmt.Sprintf("CephFS volume %s (%s:%s, libcephfs)", vol.ID, fsName, path.Join(root, dir))}
 	open := func(which string) (*libcephfs.FS, error) {
 		if env.Session != "" {
 			cfg.Session = env.Session + "-" + which
