@@ -68,7 +68,7 @@ type Env struct {
 	// Session names this migration's CephFS clients, so a rerun ends a killed run's sessions.
 	Session string
 	// Snapshot reads a source volume from a snapshot taken for the run, where its backend
-	// has snapshots a reader can open (CephFS); live otherwise.
+	// has snapshots (CephFS directly, RBD through a clone of it); live otherwise.
 	Snapshot bool
 }
 
@@ -98,7 +98,7 @@ func (env *Env) OpenVolume(ctx context.Context, id volid.Volume, role Role) (*Si
 	case backend.KindCephFS:
 		s, err = env.openCephFSSource(ctx, ctrl, bc, vol, role)
 	case backend.KindRBD:
-		s, err = env.openRBD(ctx, vol, role)
+		s, err = env.openRBDSource(ctx, ctrl, vol, role)
 	case backend.KindIsilon:
 		s, err = env.openIsilon(ctx, ctrl, vol, role)
 	default:
@@ -182,13 +182,18 @@ func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role, r
 // openRBD stages the volume with the node plugin's code below the work directory: a source
 // read-only, a target read-write (made a filesystem if it has none).
 func (env *Env) openRBD(ctx context.Context, vol *backend.Volume, role Role) (*Side, error) {
+	return env.stageRBD(ctx, vol, string(role), role == Source, role == Target)
+}
+
+// stageRBD stages vol at staged-<name> below the work directory and opens its filesystem.
+func (env *Env) stageRBD(ctx context.Context, vol *backend.Volume, name string, readOnly, verify bool) (*Side, error) {
 	st := env.Stagers[vol.ID.Backend]
 	if st == nil {
 		return nil, fmt.Errorf("volume %s: no node side for backend %q", vol.ID, vol.ID.Backend)
 	}
-	staging := filepath.Join(env.WorkDir, "staged-"+string(role))
+	staging := filepath.Join(env.WorkDir, "staged-"+name)
 	req := &backend.StageRequest{ID: vol.ID, StagingPath: staging, Context: vol.Context}
-	if role == Source {
+	if readOnly {
 		req.MountFlags = []string{"ro"}
 	}
 	if err := st.StageVolume(ctx, req); err != nil {
@@ -204,7 +209,7 @@ func (env *Env) openRBD(ctx context.Context, vol *backend.Volume, role Role) (*S
 		s.Close()
 		return nil, err
 	}
-	if err := s.openPath(dir, role == Target); err != nil {
+	if err := s.openPath(dir, verify); err != nil {
 		s.Close()
 		return nil, err
 	}
