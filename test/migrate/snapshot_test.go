@@ -77,7 +77,10 @@ func TestMigrateBulkPassReadsASnapshot(t *testing.T) {
 
 // TestMigrateRBDBulkPassReadsASnapshot is the same for an RBD source, its filesystem mounted
 // (the site running) while the snapshot is taken and changed after it: the bulk pass reads
-// a clone of the snapshot, the final pass the image after the site stopped.
+// a clone of the snapshot, the final pass the image after the site stopped. Unlike CephFS's,
+// this test cannot tell the snapshot from a live read: a second, read-only (noload) mount of
+// an image another node has mounted does not show that node's later changes either (seen
+// with --snapshot=never, even after fsfreeze); it shows the clone's lifecycle end to end.
 func TestMigrateRBDBulkPassReadsASnapshot(t *testing.T) {
 	s := newCephStack(t)
 	src := s.volume(rbdBackend, "site-snap-block", 1<<30)
