@@ -333,6 +333,8 @@ func (m *migration) copy(ctx context.Context, src, dst *endpoint.Side) (*migrate
 	fmt.Fprintf(m.stderr, "migrate: %s -> %s\n", src.What, dst.What)
 	if src.Snapshot != "" {
 		fmt.Fprintf(m.stderr, "source: snapshot %s\n", src.Snapshot)
+	} else if m.env.Snapshot {
+		fmt.Fprintln(m.stderr, "source: live (this source has no snapshot a reader can open: Isilon, a PVC's NFS PV, a location)")
 	} else {
 		fmt.Fprintln(m.stderr, "source: live")
 	}
