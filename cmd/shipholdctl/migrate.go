@@ -253,7 +253,8 @@ func (m *migration) prepareState() error {
 	m.env.Node = backend.Node{Name: "shipholdctl-migrate-" + host, Address: m.f.nodeAddress}
 	// The bulk pass runs beside the site: a snapshot gives it one point in time. The final
 	// pass runs after the site stopped and must see its last writes.
-	m.env.Snapshot = m.f.snapshot == "auto" && !m.f.final
+	m.env.Snapshot = m.f.snapshot == "auto" && !m.f.final && !m.f.dryRun
+	m.env.DryRun = m.f.dryRun
 	return nil
 }
 

@@ -70,6 +70,8 @@ type Env struct {
 	// Snapshot reads a source volume from a snapshot taken for the run, where its backend
 	// has snapshots (CephFS directly, RBD through a clone of it); live otherwise.
 	Snapshot bool
+	// DryRun changes nothing: no snapshot is taken, a killed run's is left in place.
+	DryRun bool
 }
 
 // Role says which end a volume is.

@@ -122,3 +122,21 @@ func TestRBDLeftoverCloneAndSnapshotRemoved(t *testing.T) {
 		}
 	}
 }
+
+// A dry run neither takes a snapshot nor removes a killed run's.
+func TestDryRunLeavesSnapshotsAlone(t *testing.T) {
+	e, c, _ := rbdEnv(t)
+	if _, err := e.openRBDSource(context.Background(), c, blockVol, Source); err != nil {
+		t.Fatal(err)
+	}
+	c.log = nil
+	e.Snapshot, e.DryRun = false, true
+	s, err := e.openRBDSource(context.Background(), c, blockVol, Source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if len(c.vols) != 1 || len(c.snaps) != 1 {
+		t.Fatalf("a dry run removed the killed run's clone or snapshot: %v (%v %v)", c.log, c.vols, c.snaps)
+	}
+}

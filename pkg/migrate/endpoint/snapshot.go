@@ -24,6 +24,9 @@ func (env *Env) snapshotID(vol volid.Volume) volid.Snapshot {
 
 // dropLeftoverSnapshot removes the snapshot a killed run of this migration left behind.
 func (env *Env) dropLeftoverSnapshot(ctx context.Context, ctrl backend.Controller, vol volid.Volume) error {
+	if env.DryRun {
+		return nil
+	}
 	if err := ctrl.DeleteSnapshot(ctx, env.snapshotID(vol), nil); err != nil {
 		return fmt.Errorf("remove snapshot %s of volume %s left by an earlier run: %w", env.SnapshotName(vol), vol, err)
 	}
@@ -101,6 +104,9 @@ func (env *Env) openRBDSource(ctx context.Context, ctrl backend.Controller, vol 
 // dropLeftoverClone removes the clone of a snapshot a killed run left (its request name is
 // the snapshot's), before the snapshot it was made from.
 func (env *Env) dropLeftoverClone(ctx context.Context, ctrl backend.Controller, tenant, name string) error {
+	if env.DryRun {
+		return nil
+	}
 	vols, err := ctrl.ListVolumes(ctx, tenant)
 	if err != nil {
 		return fmt.Errorf("look for a clone an earlier run left: %w", err)
