@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -35,6 +36,7 @@ type migrateFlags struct {
 	adminFlags
 	pvc, from, to, tenant, size, stateDir string
 	verify, unrepresentable, progress     string
+	snapshot                              string
 	nodeAddress, kubeconfig, bwlimit      string
 	final, cutover, dryRun, multiNode     bool
 	parallel, nfsPort, mountPort          int
@@ -86,6 +88,7 @@ Exit codes: 0 identical, 1 error, 2 usage, 3 unrepresentable entries (nothing co
 	fl.StringVar(&f.nodeAddress, "node-address", "", "this host's address as the NFS server sees it (Isilon export grant)")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --pvc and --cutover")
 	fl.StringVar(&f.bwlimit, "bwlimit", "", "cap reading the source, e.g. 100M (bytes per second)")
+	fl.StringVar(&f.snapshot, "snapshot", "auto", "auto: the bulk pass reads a snapshot of a source volume taken for the run (CephFS; RBD through a clone of it), removed after; never: read live")
 	fl.BoolVar(&f.final, "final", false, "the incremental pass after the application stopped")
 	fl.BoolVar(&f.cutover, "cutover", false, "after a clean final pass, re-bind the PVC to the new volume (needs --pvc)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan and what cannot be represented; change nothing")
@@ -153,6 +156,9 @@ func runMigrate(ctx context.Context, f *migrateFlags, args []string, stdout, std
 	}
 	if (f.pvc != "" || f.cutover) && f.kubeconfig == "" {
 		return usageError{errors.New("--pvc and --cutover need --kubeconfig")}
+	}
+	if f.snapshot != "auto" && f.snapshot != "never" {
+		return usageError{fmt.Errorf("--snapshot %q: want auto or never", f.snapshot)}
 	}
 	if f.cutover && (!f.final || f.pvc == "") {
 		return usageError{errors.New("--cutover goes with --final and --pvc: it re-binds the PVC after the last pass")}
@@ -245,6 +251,10 @@ func (m *migration) prepareState() error {
 	m.env.Session = "shiphold-migrate-" + volid.Hash(m.f.stateDir)
 	host, _ := os.Hostname()
 	m.env.Node = backend.Node{Name: "shipholdctl-migrate-" + host, Address: m.f.nodeAddress}
+	// The bulk pass runs beside the site: a snapshot gives it one point in time. The final
+	// pass runs after the site stopped and must see its last writes.
+	m.env.Snapshot = m.f.snapshot == "auto" && !m.f.final && !m.f.dryRun
+	m.env.DryRun = m.f.dryRun
 	return nil
 }
 
@@ -322,6 +332,16 @@ func (m *migration) copy(ctx context.Context, src, dst *endpoint.Side) (*migrate
 	p.Start(time.Second)
 	defer p.Stop()
 	fmt.Fprintf(m.stderr, "migrate: %s -> %s\n", src.What, dst.What)
+	if src.Snapshot != "" {
+		fmt.Fprintf(m.stderr, "source: snapshot %s\n", src.Snapshot)
+	} else if m.env.Snapshot {
+		fmt.Fprintln(m.stderr, "source: live (this source has no snapshot a reader can open: Isilon, a PVC's NFS PV, a location)")
+	} else {
+		fmt.Fprintln(m.stderr, "source: live")
+	}
+	if err := afterSnapshotHook(ctx); err != nil {
+		return nil, err
+	}
 	return migrate.Run(ctx, migrate.Options{Source: src.FS, Target: dst.FS, Verify: dst.Verify,
 		StateDir: filepath.Join(m.f.stateDir, "journal"), Pair: m.src.key + " -> " + targetName,
 		Final: m.f.final, Parallel: m.f.parallel, BytesPerSecond: bw, VerifyMode: verify,
@@ -404,4 +424,19 @@ func (m *migration) summary(res *migrate.Result) {
 	if m.target != nil {
 		fmt.Fprintf(w, "verified %d files (%s); target volume %s\n", res.Verified.Files, migrate.HumanBytes(res.Verified.Bytes), m.target.ID)
 	}
+}
+
+// afterSnapshotHookEnv names a shell command run once the source is open (its snapshot
+// taken) and before anything is read: tests change the source at that point, free of timing.
+const afterSnapshotHookEnv = "SHIPHOLDCTL_TEST_AFTER_SOURCE_OPEN"
+
+func afterSnapshotHook(ctx context.Context) error {
+	hook := os.Getenv(afterSnapshotHookEnv)
+	if hook == "" {
+		return nil
+	}
+	if out, err := exec.CommandContext(ctx, "/bin/sh", "-c", hook).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", afterSnapshotHookEnv, err, out)
+	}
+	return nil
 }

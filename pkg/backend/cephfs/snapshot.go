@@ -2,6 +2,7 @@ package cephfs
 
 import (
 	"context"
+	"path"
 
 	"github.com/ceph/go-ceph/cephfs/admin"
 
@@ -181,4 +182,10 @@ func (c *Controller) snapshotsOf(s *session, vol volid.Volume, ref volumeRef) ([
 		out = append(out, snap)
 	}
 	return out, nil
+}
+
+// SnapshotRoot is where a snapshot's copy of a volume's tree is read: a subvolume (v2) is
+// snapshotted at its base directory, above the data directory rootPath names.
+func SnapshotRoot(rootPath string, id volid.Snapshot) string {
+	return path.Join(path.Dir(rootPath), ".snap", snapshotName(id.SnapHash), path.Base(rootPath))
 }

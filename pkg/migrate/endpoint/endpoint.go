@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -34,8 +35,10 @@ type Side struct {
 	// What describes the side for reports.
 	What string
 	// Bytes is the volume's capacity, 0 for a plain location.
-	Bytes   int64
-	closers []func() error
+	Bytes int64
+	// Snapshot names the snapshot a source is read from; "" when it is read live.
+	Snapshot string
+	closers  []func() error
 }
 
 // Close releases what opening took (mounts, stagings, export grants), last first.
@@ -64,6 +67,11 @@ type Env struct {
 	Connections        int
 	// Session names this migration's CephFS clients, so a rerun ends a killed run's sessions.
 	Session string
+	// Snapshot reads a source volume from a snapshot taken for the run, where its backend
+	// has snapshots (CephFS directly, RBD through a clone of it); live otherwise.
+	Snapshot bool
+	// DryRun changes nothing: no snapshot is taken, a killed run's is left in place.
+	DryRun bool
 }
 
 // Role says which end a volume is.
@@ -90,9 +98,9 @@ func (env *Env) OpenVolume(ctx context.Context, id volid.Volume, role Role) (*Si
 	var s *Side
 	switch bc.Kind {
 	case backend.KindCephFS:
-		s, err = env.openCephFS(bc, vol, role)
+		s, err = env.openCephFSSource(ctx, ctrl, bc, vol, role)
 	case backend.KindRBD:
-		s, err = env.openRBD(ctx, vol, role)
+		s, err = env.openRBDSource(ctx, ctrl, vol, role)
 	case backend.KindIsilon:
 		s, err = env.openIsilon(ctx, ctrl, vol, role)
 	default:
@@ -114,7 +122,30 @@ func (env *Env) backend(name string) *config.Backend {
 	return nil
 }
 
-func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role) (*Side, error) {
+// openCephFSSource reads a source from a snapshot when asked (the subvolume's .snap through
+// libcephfs), live otherwise; a live read still removes a snapshot a killed run left.
+func (env *Env) openCephFSSource(ctx context.Context, ctrl backend.Controller, bc *config.Backend, vol *backend.Volume, role Role) (*Side, error) {
+	root := vol.Context[cephfs.CtxRootPath]
+	if role != Source {
+		return env.openCephFS(bc, vol, role, root, "")
+	}
+	if !env.Snapshot {
+		if err := env.dropLeftoverSnapshot(ctx, ctrl, vol.ID); err != nil {
+			return nil, err
+		}
+		return env.openCephFS(bc, vol, role, root, "")
+	}
+	if root == "" {
+		return nil, fmt.Errorf("volume %s: the backend reports no subvolume path", vol.ID)
+	}
+	return env.fromSnapshot(ctx, ctrl, vol, func(snap *backend.Snapshot) (*Side, error) {
+		// A mount cannot start inside .snap: mount the subvolume and read below it.
+		base := path.Dir(root)
+		return env.openCephFS(bc, vol, role, base, strings.TrimPrefix(cephfs.SnapshotRoot(root, snap.ID), base))
+	})
+}
+
+func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role, root, dir string) (*Side, error) {
 	cred, err := ceph.CredentialsFor(bc.CephFS.Credentials, nil)
 	if err != nil {
 		return nil, err
@@ -123,12 +154,11 @@ func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role) (
 	if fsName == "" {
 		fsName = bc.CephFS.FSName
 	}
-	cfg := libcephfs.Config{Monitors: bc.CephFS.Monitors, User: cred.UserID, Key: cred.Key, FSName: fsName,
-		Root: vol.Context[cephfs.CtxRootPath]}
+	cfg := libcephfs.Config{Monitors: bc.CephFS.Monitors, User: cred.UserID, Key: cred.Key, FSName: fsName, Root: root, Dir: dir}
 	if cfg.Root == "" {
 		return nil, fmt.Errorf("volume %s: the backend reports no subvolume path", vol.ID)
 	}
-	s := &Side{What: fmt.Sprintf("CephFS volume %s (%s:%s, libcephfs)", vol.ID, fsName, cfg.Root)}
+	s := &Side{What: fmt.Sprintf("CephFS volume %s (%s:%s, libcephfs)", vol.ID, fsName, path.Join(root, dir))}
 	open := func(which string) (*libcephfs.FS, error) {
 		if env.Session != "" {
 			cfg.Session = env.Session + "-" + which
@@ -154,13 +184,18 @@ func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role) (
 // openRBD stages the volume with the node plugin's code below the work directory: a source
 // read-only, a target read-write (made a filesystem if it has none).
 func (env *Env) openRBD(ctx context.Context, vol *backend.Volume, role Role) (*Side, error) {
+	return env.stageRBD(ctx, vol, string(role), role == Source, role == Target)
+}
+
+// stageRBD stages vol at staged-<name> below the work directory and opens its filesystem.
+func (env *Env) stageRBD(ctx context.Context, vol *backend.Volume, name string, readOnly, verify bool) (*Side, error) {
 	st := env.Stagers[vol.ID.Backend]
 	if st == nil {
 		return nil, fmt.Errorf("volume %s: no node side for backend %q", vol.ID, vol.ID.Backend)
 	}
-	staging := filepath.Join(env.WorkDir, "staged-"+string(role))
+	staging := filepath.Join(env.WorkDir, "staged-"+name)
 	req := &backend.StageRequest{ID: vol.ID, StagingPath: staging, Context: vol.Context}
-	if role == Source {
+	if readOnly {
 		req.MountFlags = []string{"ro"}
 	}
 	if err := st.StageVolume(ctx, req); err != nil {
@@ -176,7 +211,7 @@ func (env *Env) openRBD(ctx context.Context, vol *backend.Volume, role Role) (*S
 		s.Close()
 		return nil, err
 	}
-	if err := s.openPath(dir, role == Target); err != nil {
+	if err := s.openPath(dir, verify); err != nil {
 		s.Close()
 		return nil, err
 	}

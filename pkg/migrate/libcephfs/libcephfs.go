@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path"
 	"strings"
 	"syscall"
 
@@ -23,6 +24,9 @@ type Config struct {
 	FSName   string
 	// Root is the directory that becomes the FS root (a subvolume's path).
 	Root string
+	// Dir is a directory below Root read as the FS root, where a mount cannot start: a
+	// snapshot's .snap path (libcephfs mounts resolve no snapshot directory).
+	Dir string
 	// Session, when set, names this client's MDS session: a run killed with its session
 	// still open has that session ended by the next Open with the same name.
 	Session string
@@ -110,12 +114,9 @@ func cerr(op, p string, err error) error {
 	return &migrate.PathError{Op: op, Path: p, Err: err}
 }
 
-// rel makes a path libcephfs resolves against the mount root.
-func rel(p string) string {
-	if p == "" {
-		return "/"
-	}
-	return "/" + p
+// rel makes a path libcephfs resolves against the mount root, or below it against Dir.
+func (f *FS) rel(p string) string {
+	return path.Join("/", f.cfg.Dir, p)
 }
 
 // CephFS stores a device number as the kernel holds it (major<<20 | minor), which is what
@@ -152,7 +153,7 @@ func attrOf(s *cephfs.CephStatx) migrate.Attr {
 }
 
 func (f *FS) Lstat(p string) (migrate.Attr, error) {
-	s, err := f.m.Statx(rel(p), cephfs.StatxBasicStats, cephfs.AtSymlinkNofollow)
+	s, err := f.m.Statx(f.rel(p), cephfs.StatxBasicStats, cephfs.AtSymlinkNofollow)
 	if err != nil {
 		return migrate.Attr{}, cerr("lstat", p, err)
 	}
@@ -160,7 +161,7 @@ func (f *FS) Lstat(p string) (migrate.Attr, error) {
 }
 
 func (f *FS) ReadDir(p string) ([]migrate.Entry, error) {
-	d, err := f.m.OpenDir(rel(p))
+	d, err := f.m.OpenDir(f.rel(p))
 	if err != nil {
 		return nil, cerr("readdir", p, err)
 	}
@@ -181,12 +182,12 @@ func (f *FS) ReadDir(p string) ([]migrate.Entry, error) {
 }
 
 func (f *FS) Readlink(p string) (string, error) {
-	l, err := f.m.Readlink(rel(p))
+	l, err := f.m.Readlink(f.rel(p))
 	return l, cerr("readlink", p, err)
 }
 
 func (f *FS) Xattrs(p string) (map[string][]byte, error) {
-	names, err := f.m.LlistXattr(rel(p))
+	names, err := f.m.LlistXattr(f.rel(p))
 	if err != nil {
 		return nil, cerr("listxattr", p, err)
 	}
@@ -195,7 +196,7 @@ func (f *FS) Xattrs(p string) (map[string][]byte, error) {
 		if !migrate.Carried(n) {
 			continue
 		}
-		v, err := f.m.LgetXattr(rel(p), n)
+		v, err := f.m.LgetXattr(f.rel(p), n)
 		if errors.Is(cerr("", "", err), syscall.ENODATA) {
 			continue
 		}
@@ -208,23 +209,23 @@ func (f *FS) Xattrs(p string) (map[string][]byte, error) {
 }
 
 func (f *FS) SetXattr(p, name string, value []byte) error {
-	return cerr("setxattr "+name, p, f.m.LsetXattr(rel(p), name, value, cephfs.XattrDefault))
+	return cerr("setxattr "+name, p, f.m.LsetXattr(f.rel(p), name, value, cephfs.XattrDefault))
 }
 
 func (f *FS) RemoveXattr(p, name string) error {
-	return cerr("removexattr "+name, p, f.m.LremoveXattr(rel(p), name))
+	return cerr("removexattr "+name, p, f.m.LremoveXattr(f.rel(p), name))
 }
 
 func (f *FS) Mkdir(p string, perm uint32) error {
-	return cerr("mkdir", p, f.m.MakeDir(rel(p), perm))
+	return cerr("mkdir", p, f.m.MakeDir(f.rel(p), perm))
 }
 
 func (f *FS) Symlink(target, p string) error {
-	return cerr("symlink", p, f.m.Symlink(target, rel(p)))
+	return cerr("symlink", p, f.m.Symlink(target, f.rel(p)))
 }
 
 func (f *FS) Link(existing, p string) error {
-	return cerr("link", p, f.m.Link(rel(existing), rel(p)))
+	return cerr("link", p, f.m.Link(f.rel(existing), f.rel(p)))
 }
 
 func (f *FS) Mknod(p string, typ migrate.FileType, perm uint32, rdev uint64) error {
@@ -241,25 +242,25 @@ func (f *FS) Mknod(p string, typ migrate.FileType, perm uint32, rdev uint64) err
 	default:
 		return cerr("mknod", p, syscall.EINVAL)
 	}
-	return cerr("mknod", p, mknod(f.m, rel(p), mode|perm&0o7777, cephDev(rdev)))
+	return cerr("mknod", p, mknod(f.m, f.rel(p), mode|perm&0o7777, cephDev(rdev)))
 }
 
 // SetAttr sets owner, mode and times in one MDS request, without following a symlink.
 func (f *FS) SetAttr(p string, typ migrate.FileType, o migrate.Owner) error {
-	return cerr("setattr", p, setattrx(f.m, rel(p), o.UID, o.GID, o.Perm&0o7777, typ != migrate.TypeSymlink,
+	return cerr("setattr", p, setattrx(f.m, f.rel(p), o.UID, o.GID, o.Perm&0o7777, typ != migrate.TypeSymlink,
 		o.Atime.Sec, o.Atime.Nsec, o.Mtime.Sec, o.Mtime.Nsec))
 }
 
 func (f *FS) Remove(p string) error {
-	err := cerr("remove", p, f.m.Unlink(rel(p)))
+	err := cerr("remove", p, f.m.Unlink(f.rel(p)))
 	if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.EPERM) {
-		err = cerr("remove", p, f.m.RemoveDir(rel(p)))
+		err = cerr("remove", p, f.m.RemoveDir(f.rel(p)))
 	}
 	return err
 }
 
 func (f *FS) Rename(from, to string) error {
-	return cerr("rename", to, f.m.Rename(rel(from), rel(to)))
+	return cerr("rename", to, f.m.Rename(f.rel(from), f.rel(to)))
 }
 
 // Sync flushes every file's data and metadata this client holds dirty.
@@ -290,7 +291,7 @@ type file struct {
 }
 
 func (f *FS) Open(p string) (migrate.Reader, error) {
-	h, err := f.m.Open(rel(p), syscall.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	h, err := f.m.Open(f.rel(p), syscall.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, cerr("open", p, err)
 	}
@@ -320,7 +321,7 @@ func (h *file) Stat() (migrate.Attr, error) {
 func (h *file) Close() error { return cerr("close", h.path, h.f.Close()) }
 
 func (f *FS) Create(p string, perm uint32) (migrate.Writer, error) {
-	h, err := f.m.Open(rel(p), syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_NOFOLLOW, perm)
+	h, err := f.m.Open(f.rel(p), syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_NOFOLLOW, perm)
 	if err != nil {
 		return nil, cerr("create", p, err)
 	}
