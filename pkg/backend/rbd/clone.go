@@ -239,8 +239,23 @@ func removeSnap(ctx context.Context, wait time.Duration, conn *rados.Conn, img *
 			return stillThere(err, fmt.Sprintf("unprotect snapshot %s@%s", img.GetName(), snap))
 		}
 	}
-	if err := s.Remove(); err != nil && !isNotFound(err) {
+	err = s.Remove()
+	switch {
+	case err == nil:
+		return nil
+	case !isNotFound(err):
 		return classify(err, fmt.Sprintf("remove snapshot %s@%s", img.GetName(), snap))
+	}
+	// ENOENT may come from a clone of it vanishing under librbd's feet (the mgr purging
+	// it) while the snapshot stays: done only once the image no longer lists it.
+	names, lerr := img.GetSnapshotNames()
+	if lerr != nil {
+		return classify(lerr, "list snapshots of "+img.GetName())
+	}
+	for _, n := range names {
+		if n.Name == snap {
+			return stillThere(err, fmt.Sprintf("remove snapshot %s@%s", img.GetName(), snap))
+		}
 	}
 	return nil
 }
