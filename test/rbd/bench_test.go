@@ -2,6 +2,7 @@ package rbdtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,8 +20,9 @@ import (
 )
 
 // TestBenchRBD (SHIPHOLD_BENCH=1) times CreateVolume and DeleteVolume through the driver's
-// gRPC endpoint (in-process, unix socket) beside raw go-ceph CreateImage and RemoveImage of
-// the same size and features in the same tenant namespace, same process, same concurrency.
+// gRPC endpoint (in-process, unix socket) beside raw go-ceph CreateImage, and a raw trash move
+// plus queued purge (what DeleteVolume does), of the same size and features in the same
+// tenant namespace, same process, same concurrency.
 // The RBD trash is drained before every timed phase.
 func TestBenchRBD(t *testing.T) {
 	if os.Getenv("SHIPHOLD_BENCH") != "1" {
@@ -38,7 +40,7 @@ func TestBenchRBD(t *testing.T) {
 	}
 	ours := d.DriverSide(map[string]string{backend.ParamBackend: be.Name, backend.ParamPVCNamespace: tenant}, capability, sizes.Bytes)
 
-	io := rawPool(t, be.RBD.Pool)
+	conn, io := rawPool(t, be.RBD.Pool)
 	// The driver makes the tenant's namespace; one volume through each side warms both up.
 	warm(t, ctx, ours, "warm")
 	io.SetNamespace(tenant)
@@ -52,7 +54,9 @@ func TestBenchRBD(t *testing.T) {
 		Create: func(ctx context.Context, name string) (string, error) {
 			return name, librbd.CreateImage(io, name, uint64(sizes.Bytes), opts)
 		},
-		Delete: func(ctx context.Context, name string) error { return librbd.RemoveImage(io, name) },
+		Delete: func(ctx context.Context, name string) error {
+			return rawTrashDelete(conn, io, be.RBD.Pool, tenant, name)
+		},
 	}
 	warm(t, ctx, raw, "raw-warm")
 
@@ -67,7 +71,7 @@ func TestBenchRBD(t *testing.T) {
 
 // rawPool opens the pool with its own rados connection (the driver has its own), as admin
 // of the local cluster.
-func rawPool(t *testing.T, pool string) *rados.IOContext {
+func rawPool(t *testing.T, pool string) (*rados.Conn, *rados.IOContext) {
 	t.Helper()
 	conn, err := rados.NewConnWithUser("admin")
 	if err != nil {
@@ -88,7 +92,34 @@ func rawPool(t *testing.T, pool string) *rados.IOContext {
 		t.Fatal(err)
 	}
 	t.Cleanup(io.Destroy)
-	return io
+	return conn, io
+}
+
+// rawTrashDelete is what DeleteVolume does to an image, in raw calls: move it to the RBD
+// trash and queue its purge in the mgr's task queue (rbd_support), whose work neither side
+// waits for (the trash is drained before every timed phase).
+func rawTrashDelete(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) error {
+	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
+	if err != nil {
+		return err
+	}
+	id, err := img.GetId()
+	img.Close()
+	if err != nil {
+		return err
+	}
+	if err := librbd.GetImage(io, name).Trash(0); err != nil {
+		return err
+	}
+	cmd, err := json.Marshal(map[string]string{"prefix": "rbd task add trash remove", "image_id_spec": pool + "/" + ns + "/" + id, "format": "json"})
+	if err != nil {
+		return err
+	}
+	_, status, err := conn.MgrCommand([][]byte{cmd})
+	if err != nil {
+		return fmt.Errorf("queue the purge of %s: %v (%s)", name, err, status)
+	}
+	return nil
 }
 
 func warm(t *testing.T, ctx context.Context, side harness.BenchSide, name string) {
