@@ -27,6 +27,33 @@ const (
 	TypeSocket
 )
 
+// modeBits are the S_IF* bits of each file type in a POSIX st_mode, as every storage here
+// (the Linux kernel, libcephfs, NFSv3 through libnfs) encodes them.
+var modeBits = map[FileType]uint32{
+	TypeRegular: syscall.S_IFREG, TypeDir: syscall.S_IFDIR, TypeSymlink: syscall.S_IFLNK,
+	TypeFifo: syscall.S_IFIFO, TypeChar: syscall.S_IFCHR, TypeBlock: syscall.S_IFBLK, TypeSocket: syscall.S_IFSOCK,
+}
+
+// TypeOfMode is the file type a POSIX st_mode names, 0 for none of these.
+func TypeOfMode(mode uint32) FileType {
+	for t, bits := range modeBits {
+		if mode&syscall.S_IFMT == bits {
+			return t
+		}
+	}
+	return 0
+}
+
+// NodeMode is the S_IF* bits mknod takes to make a file of type t: only fifos, devices and
+// sockets are made by mknod (false for the others).
+func (t FileType) NodeMode() (uint32, bool) {
+	switch t {
+	case TypeFifo, TypeChar, TypeBlock, TypeSocket:
+		return modeBits[t], true
+	}
+	return 0, false
+}
+
 var typeNames = map[FileType]string{
 	TypeRegular: "file", TypeDir: "directory", TypeSymlink: "symlink", TypeFifo: "fifo",
 	TypeChar: "char device", TypeBlock: "block device", TypeSocket: "socket",

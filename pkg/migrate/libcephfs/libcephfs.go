@@ -133,22 +133,7 @@ func attrOf(s *cephfs.CephStatx) migrate.Attr {
 		Atime: migrate.Timespec{Sec: s.Atime.Sec, Nsec: s.Atime.Nsec},
 		Mtime: migrate.Timespec{Sec: s.Mtime.Sec, Nsec: s.Mtime.Nsec},
 		Ctime: migrate.Timespec{Sec: s.Ctime.Sec, Nsec: s.Ctime.Nsec}}
-	switch uint32(s.Mode) & syscall.S_IFMT {
-	case syscall.S_IFREG:
-		a.Type = migrate.TypeRegular
-	case syscall.S_IFDIR:
-		a.Type = migrate.TypeDir
-	case syscall.S_IFLNK:
-		a.Type = migrate.TypeSymlink
-	case syscall.S_IFIFO:
-		a.Type = migrate.TypeFifo
-	case syscall.S_IFCHR:
-		a.Type = migrate.TypeChar
-	case syscall.S_IFBLK:
-		a.Type = migrate.TypeBlock
-	case syscall.S_IFSOCK:
-		a.Type = migrate.TypeSocket
-	}
+	a.Type = migrate.TypeOfMode(uint32(s.Mode))
 	return a
 }
 
@@ -229,17 +214,8 @@ func (f *FS) Link(existing, p string) error {
 }
 
 func (f *FS) Mknod(p string, typ migrate.FileType, perm uint32, rdev uint64) error {
-	var mode uint32
-	switch typ {
-	case migrate.TypeFifo:
-		mode = syscall.S_IFIFO
-	case migrate.TypeChar:
-		mode = syscall.S_IFCHR
-	case migrate.TypeBlock:
-		mode = syscall.S_IFBLK
-	case migrate.TypeSocket:
-		mode = syscall.S_IFSOCK
-	default:
+	mode, ok := typ.NodeMode()
+	if !ok {
 		return cerr("mknod", p, syscall.EINVAL)
 	}
 	return cerr("mknod", p, mknod(f.m, f.rel(p), mode|perm&0o7777, cephDev(rdev)))

@@ -193,26 +193,6 @@ func ts(sec, nsec C.uint64_t) migrate.Timespec {
 	return migrate.Timespec{Sec: int64(sec), Nsec: int64(nsec)}
 }
 
-func typeOf(mode uint32) migrate.FileType {
-	switch mode & syscall.S_IFMT {
-	case syscall.S_IFREG:
-		return migrate.TypeRegular
-	case syscall.S_IFDIR:
-		return migrate.TypeDir
-	case syscall.S_IFLNK:
-		return migrate.TypeSymlink
-	case syscall.S_IFIFO:
-		return migrate.TypeFifo
-	case syscall.S_IFCHR:
-		return migrate.TypeChar
-	case syscall.S_IFBLK:
-		return migrate.TypeBlock
-	case syscall.S_IFSOCK:
-		return migrate.TypeSocket
-	}
-	return 0
-}
-
 func (f *FS) Lstat(p string) (migrate.Attr, error) {
 	cp := f.path(p)
 	defer C.free(unsafe.Pointer(cp))
@@ -225,7 +205,7 @@ func (f *FS) Lstat(p string) (migrate.Attr, error) {
 }
 
 func attrOfStat(st *C.struct_nfs_stat_64) migrate.Attr {
-	return migrate.Attr{Type: typeOf(uint32(st.nfs_mode)), Perm: uint32(st.nfs_mode) & 0o7777,
+	return migrate.Attr{Type: migrate.TypeOfMode(uint32(st.nfs_mode)), Perm: uint32(st.nfs_mode) & 0o7777,
 		UID: uint32(st.nfs_uid), GID: uint32(st.nfs_gid), Size: int64(st.nfs_size), Nlink: uint32(st.nfs_nlink),
 		Ino: uint64(st.nfs_ino), Rdev: uint64(st.nfs_rdev), Blocks: int64(st.nfs_used) / 512,
 		Atime: ts(st.nfs_atime, st.nfs_atime_nsec), Mtime: ts(st.nfs_mtime, st.nfs_mtime_nsec),
@@ -311,9 +291,7 @@ func (f *FS) Link(existing, p string) error {
 }
 
 func (f *FS) Mknod(p string, typ migrate.FileType, perm uint32, rdev uint64) error {
-	modes := map[migrate.FileType]uint32{migrate.TypeFifo: syscall.S_IFIFO, migrate.TypeChar: syscall.S_IFCHR,
-		migrate.TypeBlock: syscall.S_IFBLK, migrate.TypeSocket: syscall.S_IFSOCK}
-	mode, ok := modes[typ]
+	mode, ok := typ.NodeMode()
 	if !ok {
 		return perr("mknod", p, syscall.EINVAL)
 	}

@@ -112,22 +112,7 @@ func AttrOf(st *unix.Stat_t) migrate.Attr {
 		Atime: migrate.Timespec{Sec: st.Atim.Sec, Nsec: st.Atim.Nsec},
 		Mtime: migrate.Timespec{Sec: st.Mtim.Sec, Nsec: st.Mtim.Nsec},
 		Ctime: migrate.Timespec{Sec: st.Ctim.Sec, Nsec: st.Ctim.Nsec}}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		a.Type = migrate.TypeRegular
-	case unix.S_IFDIR:
-		a.Type = migrate.TypeDir
-	case unix.S_IFLNK:
-		a.Type = migrate.TypeSymlink
-	case unix.S_IFIFO:
-		a.Type = migrate.TypeFifo
-	case unix.S_IFCHR:
-		a.Type = migrate.TypeChar
-	case unix.S_IFBLK:
-		a.Type = migrate.TypeBlock
-	case unix.S_IFSOCK:
-		a.Type = migrate.TypeSocket
-	}
+	a.Type = migrate.TypeOfMode(st.Mode)
 	return a
 }
 
@@ -258,17 +243,8 @@ func (f *FS) Link(existing, p string) error {
 }
 
 func (f *FS) Mknod(p string, typ migrate.FileType, perm uint32, rdev uint64) error {
-	var mode uint32
-	switch typ {
-	case migrate.TypeFifo:
-		mode = unix.S_IFIFO
-	case migrate.TypeChar:
-		mode = unix.S_IFCHR
-	case migrate.TypeBlock:
-		mode = unix.S_IFBLK
-	case migrate.TypeSocket:
-		mode = unix.S_IFSOCK
-	default:
+	mode, ok := typ.NodeMode()
+	if !ok {
 		return perr("mknod", p, unix.EINVAL)
 	}
 	return perr("mknod", p, unix.Mknod(f.abs(p), mode|perm&0o7777, int(rdev)))
