@@ -28,9 +28,11 @@ const (
 // and mgr commands wait for Ceph's answer however long it takes, and Do is what bounds them.
 type Conn struct {
 	Calls
-	handle *rados.Conn
-	user   string // backend, cluster and user, without the key
-	fs     fsMounts
+	handle  *rados.Conn
+	user    string // backend, cluster and user, without the key
+	account string // cluster and user: Ceph keeps one key per user and cluster
+	digest  string // a digest of the key
+	fs      fsMounts
 }
 
 // Rados is the handle for librados/librbd calls; use it only inside Do.
@@ -77,12 +79,20 @@ func NewPool() *Pool {
 }
 
 func userKey(backendName string, cluster config.CephCluster, cred Credentials) string {
-	return backendName + "|" + cluster.ClusterID + "|" + strings.Join(cluster.Monitors, ",") + "|" + cred.UserID
+	return backendName + "|" + accountKey(cluster, cred)
+}
+
+func accountKey(cluster config.CephCluster, cred Credentials) string {
+	return cluster.ClusterID + "|" + strings.Join(cluster.Monitors, ",") + "|" + cred.UserID
 }
 
 func poolKey(user string, cred Credentials) string {
+	return user + "|" + keyDigest(cred)
+}
+
+func keyDigest(cred Credentials) string {
 	sum := sha256.Sum256([]byte(cred.Key))
-	return user + "|" + hex.EncodeToString(sum[:8])
+	return hex.EncodeToString(sum[:8])
 }
 
 // Conn returns backendName's pooled connection for cluster and cred, connecting on first
@@ -110,7 +120,7 @@ func (p *Pool) Conn(ctx context.Context, backendName string, cluster config.Ceph
 	if d == nil {
 		d = &dial{done: make(chan struct{})}
 		p.dials[key] = d
-		go p.dial(d, key, user, cluster, cred)
+		go p.dial(d, key, user, accountKey(cluster, cred), cluster, cred)
 	}
 	p.mu.Unlock()
 	select {
@@ -122,7 +132,7 @@ func (p *Pool) Conn(ctx context.Context, backendName string, cluster config.Ceph
 	}
 }
 
-func (p *Pool) dial(d *dial, key, user string, cluster config.CephCluster, cred Credentials) {
+func (p *Pool) dial(d *dial, key, user, account string, cluster config.CephCluster, cred Credentials) {
 	handle, err := p.connect(cluster, cred)
 	p.mu.Lock()
 	defer func() {
@@ -142,7 +152,7 @@ func (p *Pool) dial(d *dial, key, user string, cluster config.CephCluster, cred 
 	if p.stranded[user] == nil {
 		p.stranded[user] = new(atomic.Int64)
 	}
-	c := &Conn{handle: handle, user: user}
+	c := &Conn{handle: handle, user: user, account: account, digest: keyDigest(cred)}
 	c.born, c.stranded = time.Now(), p.stranded[user]
 	c.fs.mount = func(fsName string) (fsTree, error) { return p.mountFS(handle, fsName) }
 	// The libcephfs mounts share the handle's configuration: they go first.
@@ -152,9 +162,11 @@ func (p *Pool) dial(d *dial, key, user string, cluster config.CephCluster, cred 
 			p.shutdown(handle)
 		}()
 	}
-	// A user's new key means the old one was rotated away: its handle is finished.
+	// A user's new key means the old one was rotated away: the handles made with it, by
+	// this backend or any other of the same cluster, are finished (Ceph keeps one key per
+	// user, and an idle handle would otherwise stay connected with the rotated key).
 	for k, old := range p.conns {
-		if old.user == user {
+		if old.account == account && old.digest != c.digest {
 			delete(p.conns, k)
 			old.retire("the user's key changed")
 		}

@@ -145,6 +145,33 @@ func TestPoolRetiresHandleOfChangedKey(t *testing.T) {
 	}
 }
 
+// A user has one key per cluster: once one backend learns the new key, the handles every
+// other backend of that cluster made with the old key are finished too (an idle backend
+// would otherwise stay connected with a key the operator rotated away).
+func TestPoolRetiresOldKeyHandlesOfEveryBackend(t *testing.T) {
+	f := &fakeCluster{}
+	p := newTestPool(f)
+	fsOld, _ := p.Conn(context.Background(), "cephfs", testCluster, Credentials{UserID: "u", Key: "k1"})
+	rbdOld, _ := p.Conn(context.Background(), "rbd", testCluster, Credentials{UserID: "u", Key: "k1"})
+	if f.isShut(fsOld) {
+		t.Fatal("a second backend with the same key shut the first one's handle down")
+	}
+	otherCluster := config.CephCluster{ClusterID: "c2", Monitors: []string{"10.0.0.2:6789"}}
+	elsewhere, _ := p.Conn(context.Background(), "cephfs", otherCluster, Credentials{UserID: "u", Key: "k1"})
+	if _, err := p.Conn(context.Background(), "rbd", testCluster, Credentials{UserID: "u", Key: "k2"}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitShut(t, fsOld)
+	f.waitShut(t, rbdOld)
+	if f.isShut(elsewhere) {
+		t.Fatal("the same user's handle on another cluster was shut down")
+	}
+	fsNew, _ := p.Conn(context.Background(), "cephfs", testCluster, Credentials{UserID: "u", Key: "k2"})
+	if fsNew == fsOld {
+		t.Fatal("the cephfs backend kept its old-key handle")
+	}
+}
+
 func TestPoolCloseWaitsForCalls(t *testing.T) {
 	f := &fakeCluster{}
 	p := newTestPool(f)

@@ -1,6 +1,7 @@
 package fault
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/test/harness"
@@ -121,7 +124,19 @@ func runRotateKey(t *testing.T, pc *harness.PrivateCluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The CephFS backend of the same user connects too (as the quota ledger's background
+	// usage reading does at its own time) and is not used again after the rotation: its
+	// old-key handle must go all the same.
+	ctx, cancel := context.WithTimeout(context.Background(), b.deadline)
+	_, err = b.ctrl.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"backend": "fault-fs"}})
+	cancel()
+	if err != nil {
+		t.Fatalf("GetCapacity on the CephFS backend: %v", err)
+	}
 	old := sessions(t, pc, "client.fault-rotate")
+	if len(old) < 2 {
+		t.Fatalf("want the RBD and the CephFS backend's handles connected before the rotation, the monitor has %v", old)
+	}
 
 	key, err := exec.Command("ceph-authtool", "--gen-print-key").Output()
 	if err != nil {
