@@ -88,31 +88,10 @@ type e2eVol struct {
 }
 
 func TestE2EControlPlane(t *testing.T) {
-	if os.Getenv("SHIPHOLD_E2E") != "1" {
-		t.Skip("the control-plane end-to-end test runs with SHIPHOLD_E2E=1 (make e2e)")
-	}
-	if testing.Short() {
-		t.Skip("not in -short")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
-	defer cancel()
-
-	root, err := filepath.Abs("../../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	work, err := os.MkdirTemp("", "shiphold-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(work) })
+	ctx, root, work, outDir := e2eWorkspace(t, "control-plane", 50*time.Minute)
 	sock := filepath.Join(work, "csi.sock")
 	opts := Options{RepoRoot: root, CSIAddress: sock, Log: testLog{t}, StartTimeout: 120 * time.Second}
 	requireTools(ctx, t, root, opts)
-	outDir := filepath.Join(root, "_output")
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 
 	st := setupBackends(ctx, t, root, work, true)
 	classes, cfg, backends, cfgPath, ceph, cephKey, sim := st.classes, st.cfg, st.backends, st.cfgPath, st.ceph, st.cephKey, st.sim
@@ -295,6 +274,35 @@ type e2eStack struct {
 // the end of the test.
 // setupBackends configures the backends of the example classes; with topology, Isilon is
 // reached only from the nodes labelled e2eBareMetal (the pods' node carries no such label).
+// e2eWorkspace is what both end-to-end tests start from: the SHIPHOLD_E2E gate, a context
+// bounding the whole run, the repository root, a work directory removed at the end, and
+// _output for the logs and summaries.
+func e2eWorkspace(t *testing.T, what string, timeout time.Duration) (ctx context.Context, root, work, outDir string) {
+	t.Helper()
+	if os.Getenv("SHIPHOLD_E2E") != "1" {
+		t.Skipf("the %s end-to-end test runs with SHIPHOLD_E2E=1 (make e2e)", what)
+	}
+	if testing.Short() {
+		t.Skip("not in -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	root, err := filepath.Abs("../../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, err = os.MkdirTemp("", "shiphold-e2e-"+what+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(work) })
+	outDir = filepath.Join(root, "_output")
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, root, work, outDir
+}
+
 func setupBackends(ctx context.Context, t *testing.T, root, work string, topology bool) *e2eStack {
 	// --- the backends, named as the example classes name them
 	classes, err := readExampleClasses(filepath.Join(root, "deploy", "kubernetes"))

@@ -23,27 +23,7 @@ import (
 //
 // for rbd (filesystem), rbd-block, cephfs and isilon (through the NFS stand-in).
 func TestE2EPods(t *testing.T) {
-	if os.Getenv("SHIPHOLD_E2E") != "1" {
-		t.Skip("the pod end-to-end test runs with SHIPHOLD_E2E=1 (make e2e)")
-	}
-	if testing.Short() {
-		t.Skip("not in -short")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
-	defer cancel()
-	root, err := filepath.Abs("../../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	work, err := os.MkdirTemp("", "shiphold-e2e-pods-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(work) })
-	outDir := filepath.Join(root, "_output")
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	ctx, root, work, outDir := e2eWorkspace(t, "pod", 55*time.Minute)
 	sock := filepath.Join(work, "controller.sock")
 	opts := Options{RepoRoot: root, CSIAddress: sock, Log: testLog{t}, StartTimeout: 120 * time.Second, Scheduler: true}
 	requireTools(ctx, t, root, opts)
