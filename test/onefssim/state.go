@@ -71,7 +71,7 @@ type state struct {
 	// ExportDefaults is each zone's default export settings (PUT settings/export): the
 	// user mappings an export made without its own take.
 	ExportDefaults map[string]map[string]json.RawMessage `json:"export_defaults,omitempty"`
-	Generation     uint64                `json:"generation"`
+	Generation     uint64                                `json:"generation"`
 
 	dir string
 }

@@ -65,8 +65,12 @@ const (
 	// DefaultVolumeSize is used when a request gives neither required nor limit bytes.
 	DefaultVolumeSize = 1 << 30
 	volumeMode        = "0777"
-	tenantMode        = "0755"
-	probeTimeout      = 5 * time.Second
+	// tenantMode keeps everyone but the array's own user out of a tenant's subtree: a
+	// client of any export above it (a site's legacy export of the tree) can neither list
+	// the tenant's volumes nor enter them. Volume exports do not need it: the NFS server
+	// opens an export's own directory, never walking its parents as the client.
+	tenantMode   = "0700"
+	probeTimeout = 5 * time.Second
 )
 
 // NoAccessClient is the placeholder that keeps every export's client lists non-empty.
@@ -325,6 +329,10 @@ func (c *Controller) ensureTenant(ctx context.Context, a array, tenant string) e
 	if err := a.Mkdir(ctx, dir, tenantMode, nil); err != nil {
 		return err
 	}
+	// Mkdir leaves an existing directory as it is: older versions made it 0755.
+	if err := a.Chmod(ctx, dir, tenantMode); err != nil {
+		return err
+	}
 	q, err := a.DirQuota(ctx, dir)
 	if err != nil {
 		return err
@@ -374,13 +382,23 @@ func createDirQuota(ctx context.Context, a array, dir string, hard int64) (*Quot
 }
 
 // ensureExport finds the volume's export by path in the zone, or creates it with only the
-// no-access placeholder client.
+// no-access placeholder client. Root is squashed on it (root_clients keep root): an export
+// an older version made inherited its zone's default, which an admin may have opened.
 func (c *Controller) ensureExport(ctx context.Context, a array, dir string) (*Export, error) {
 	e, err := a.ExportOf(ctx, dir)
-	if err != nil || e != nil {
-		return e, err
+	if err != nil {
+		return nil, err
 	}
-	e = &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}}
+	if e != nil {
+		if !e.SquashesRoot {
+			if err := a.SquashRoot(ctx, e.ID); err != nil {
+				return nil, err
+			}
+			e.SquashesRoot = true
+		}
+		return e, nil
+	}
+	e = &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}, SquashesRoot: true}
 	if e.ID, err = a.CreateExport(ctx, *e); err != nil {
 		// OneFS refuses a second export with the same rules (409): another controller
 		// may have made it since the lookup.
