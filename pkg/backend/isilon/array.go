@@ -2,6 +2,7 @@ package isilon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path"
@@ -56,6 +57,9 @@ type array interface {
 	// Mkdir creates a directory (and its parents) with mode and user attributes; an
 	// existing directory is left as is.
 	Mkdir(ctx context.Context, dir, mode string, attrs map[string]string) error
+	// CreateDir creates a directory (and its parents) with mode and user attributes in one
+	// request, and reports false, changing nothing, when it exists already.
+	CreateDir(ctx context.Context, dir, mode string, attrs map[string]string) (bool, error)
 	// Attrs returns a directory's user attributes; NotFound when it is absent.
 	Attrs(ctx context.Context, dir string) (map[string]string, error)
 	SetAttrs(ctx context.Context, dir string, attrs map[string]string) error
@@ -143,16 +147,37 @@ func (p *papi) Version(ctx context.Context) error {
 }
 
 func (p *papi) Mkdir(ctx context.Context, dir, mode string, attrs map[string]string) error {
+	if err := p.mkdir(ctx, dir, mode, attrs, true); err != nil {
+		return p.err(err, "create directory %s", dir)
+	}
+	return nil
+}
+
+func (p *papi) CreateDir(ctx context.Context, dir, mode string, attrs map[string]string) (bool, error) {
+	err := p.mkdir(ctx, dir, mode, attrs, false)
+	if err == nil {
+		return true, nil
+	}
+	// OneFS answers an existing container with 403 AEC_FORBIDDEN "... already exists".
+	var je *api.JSONError
+	if errors.As(err, &je) && je.StatusCode == 403 && strings.Contains(err.Error(), "already exists") {
+		return false, nil
+	}
+	return false, p.err(err, "create directory %s", dir)
+}
+
+// mkdir is one PUT of a container; overwrite false makes an existing one an error.
+func (p *papi) mkdir(ctx context.Context, dir, mode string, attrs map[string]string, overwrite bool) error {
 	ctx = quiet(ctx)
 	headers := map[string]string{"x-isi-ifs-target-type": "container", "x-isi-ifs-access-control": mode}
 	for k, v := range attrs {
 		headers["x-isi-ifs-attr-"+attrHeader(k)] = v
 	}
 	params := api.OrderedValues{{[]byte("recursive"), []byte("true")}}
-	if err := p.c.API.Put(ctx, nsPath(dir), "", params, headers, nil, nil); err != nil {
-		return p.err(err, "create directory %s", dir)
+	if !overwrite {
+		params = append(params, [][]byte{[]byte("overwrite"), []byte("false")})
 	}
-	return nil
+	return p.c.API.Put(ctx, nsPath(dir), "", params, headers, nil, nil)
 }
 
 type attrsResp struct {

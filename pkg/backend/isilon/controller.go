@@ -236,29 +236,17 @@ func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest,
 		if err := c.ensureTenant(ctx, a, req.Tenant); err != nil {
 			return err
 		}
-		attrs, err := a.Attrs(ctx, dir)
-		if backend.IsNotFound(err) && source != "" {
-			if job, err = c.stageClone(ctx, a, req, id, size, source); job != nil || err != nil {
+		var e *Export
+		var err error
+		if source == "" {
+			e, err = c.createNew(ctx, a, req, dir, size)
+		}
+		if e == nil && err == nil {
+			if job, size, err = c.completeExisting(ctx, a, req, id, size, source); job != nil || err != nil {
 				return err
 			}
-			attrs, err = a.Attrs(ctx, dir) // renamed into place just now
+			e, err = c.ensureExport(ctx, a, dir)
 		}
-		switch {
-		case backend.IsNotFound(err):
-			if err := a.Mkdir(ctx, dir, volumeMode, record(req, size, source)); err != nil {
-				return err
-			}
-		case err != nil:
-			return err
-		default:
-			if size, err = c.checkExisting(ctx, a, req, dir, attrs, size, source); err != nil {
-				return err
-			}
-		}
-		if err := c.ensureQuota(ctx, a, dir, size); err != nil {
-			return err
-		}
-		e, err := c.ensureExport(ctx, a, dir)
 		if err != nil {
 			return err
 		}
@@ -267,6 +255,53 @@ func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest,
 		return nil
 	})
 	return vol, job, err
+}
+
+// createNew makes a new volume in three requests: the directory with its request record,
+// its quota and its export, none of which can exist before the directory. It returns nil
+// without error when the directory exists already (a retry, or a concurrent create).
+func (c *Controller) createNew(ctx context.Context, a array, req *backend.VolumeRequest, dir string, size int64) (*Export, error) {
+	made, err := a.CreateDir(ctx, dir, volumeMode, record(req, size, ""))
+	if err != nil || !made {
+		return nil, err
+	}
+	if err := a.CreateDirQuota(ctx, dir, size); err != nil {
+		// A 409 may be a transient conflict as well as a duplicate: look, as a retry would.
+		if err := c.ensureQuota(ctx, a, dir, size); err != nil {
+			return nil, err
+		}
+	}
+	e := &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}, SquashesRoot: true}
+	if e.ID, err = a.CreateExport(ctx, *e); err != nil {
+		return c.ensureExport(ctx, a, dir)
+	}
+	return e, nil
+}
+
+// completeExisting finishes a volume whose directory may exist: a clone's copy, a record
+// left out by a crash, a missing quota. It returns the volume's size, or a copy to wait for.
+func (c *Controller) completeExisting(ctx context.Context, a array, req *backend.VolumeRequest, id volid.Volume, size int64, source string) (*cloneJob, int64, error) {
+	dir := c.VolumeDir(id)
+	attrs, err := a.Attrs(ctx, dir)
+	if backend.IsNotFound(err) && source != "" {
+		if job, err := c.stageClone(ctx, a, req, id, size, source); job != nil || err != nil {
+			return job, 0, err
+		}
+		attrs, err = a.Attrs(ctx, dir) // renamed into place just now
+	}
+	switch {
+	case backend.IsNotFound(err):
+		if err := a.Mkdir(ctx, dir, volumeMode, record(req, size, source)); err != nil {
+			return nil, 0, err
+		}
+	case err != nil:
+		return nil, 0, err
+	default:
+		if size, err = c.checkExisting(ctx, a, req, dir, attrs, size, source); err != nil {
+			return nil, 0, err
+		}
+	}
+	return nil, size, c.ensureQuota(ctx, a, dir, size)
 }
 
 // checkExisting decides whether the directory found is this request's volume and returns
@@ -417,29 +452,47 @@ func (c *Controller) ensureExport(ctx context.Context, a array, dir string) (*Ex
 func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) error {
 	dir := c.VolumeDir(id)
 	return c.conn.do(ctx, secrets, func(a array) error {
-		e, err := a.ExportOf(ctx, dir)
-		if err != nil {
+		// Only a clone, or a volume whose directory is gone (a clone cut short, or a
+		// retried delete), can have left a temporary copy or snapshot behind.
+		attrs, err := a.Attrs(ctx, dir)
+		if err != nil && !backend.IsNotFound(err) {
 			return err
 		}
-		if e != nil {
-			if err := a.DeleteExport(ctx, e.ID); err != nil && !backend.IsNotFound(err) {
-				return err
-			}
-		}
-		q, err := a.DirQuota(ctx, dir)
-		if err != nil {
+		mayHaveClone := err != nil || attrs[attrSource] != ""
+		if err := c.removeVolume(ctx, a, dir); err != nil {
 			return err
 		}
-		if q != nil {
-			if err := a.DeleteQuota(ctx, q.ID); err != nil && !backend.IsNotFound(err) {
-				return err
-			}
-		}
-		if err := a.RemoveAll(ctx, dir); err != nil && !backend.IsNotFound(err) {
-			return err
+		if !mayHaveClone {
+			return nil
 		}
 		return c.dropClone(ctx, a, id)
 	})
+}
+
+// removeVolume removes a volume directory's export, quota and the directory.
+func (c *Controller) removeVolume(ctx context.Context, a array, dir string) error {
+	e, err := a.ExportOf(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		if err := a.DeleteExport(ctx, e.ID); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+	}
+	q, err := a.DirQuota(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if q != nil {
+		if err := a.DeleteQuota(ctx, q.ID); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+	}
+	if err := a.RemoveAll(ctx, dir); err != nil && !backend.IsNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 func parseSource(s string) (*volid.Snapshot, *volid.Volume) {

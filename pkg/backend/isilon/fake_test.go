@@ -52,6 +52,11 @@ func (f *fakeArray) Mkdir(ctx context.Context, dir, mode string, attrs map[strin
 	if err := f.enter("Mkdir " + dir); err != nil {
 		return err
 	}
+	f.mkdirLocked(dir, mode, attrs)
+	return nil
+}
+
+func (f *fakeArray) mkdirLocked(dir, mode string, attrs map[string]string) {
 	for p := dir; p != "/ifs" && p != "/"; p = path.Dir(p) {
 		if _, ok := f.dirs[p]; !ok {
 			f.dirs[p] = map[string]string{}
@@ -61,7 +66,18 @@ func (f *fakeArray) Mkdir(ctx context.Context, dir, mode string, attrs map[strin
 	for k, v := range attrs {
 		f.dirs[dir][k] = v
 	}
-	return nil
+}
+
+func (f *fakeArray) CreateDir(ctx context.Context, dir, mode string, attrs map[string]string) (bool, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("CreateDir " + dir); err != nil {
+		return false, err
+	}
+	if _, ok := f.dirs[dir]; ok {
+		return false, nil
+	}
+	f.mkdirLocked(dir, mode, attrs)
+	return true, nil
 }
 
 func (f *fakeArray) Attrs(ctx context.Context, dir string) (map[string]string, error) {
