@@ -59,9 +59,9 @@ func ownerOverNFS(t *testing.T, realRoot, exportPath, name string) uint32 {
 // default export settings map root to root (an admin's choice the driver must not
 // inherit); a class with rootClientEnabled keeps root. And the tenant directory keeps
 // other exports' clients out: through an export above it (a site's legacy export of the
-// whole tree), a non-root client cannot list the tenant's volumes, and the directory's mode
-// gives it no search bit to enter them. (A probe of a volume's own path would mount that
-// volume's export, which this host is a client of: it shows nothing about the tenant.)
+// whole tree), a non-root client cannot list the tenant's volumes, so it cannot find their
+// directories. (A probe of a volume's own path would mount that volume's export, which this
+// host is a client of: it shows nothing about the tenant.)
 func TestIsilonTenantIsolationOverNFS(t *testing.T) {
 	_, errG := exec.LookPath("ganesha.nfsd")
 	_, errC := exec.LookPath("nfs-cp")
@@ -129,8 +129,8 @@ func TestIsilonTenantIsolationOverNFS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		t.Errorf("tenant directory %s has mode %04o: other users reach into it (want no group or other bits)", tenantDir, perm)
+	if perm := fi.Mode().Perm(); perm&0o066 != 0 {
+		t.Errorf("tenant directory %s has mode %04o: other users list or change it (want 0711)", tenantDir, perm)
 	}
 	// An export of the whole tree, open to this host, as an admin may have made long ago.
 	if st, body := rawPOST(t, f, "/platform/2/protocols/nfs/exports?zone=System",

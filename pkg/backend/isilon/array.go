@@ -63,7 +63,7 @@ type array interface {
 	// Attrs returns a directory's user attributes; NotFound when it is absent.
 	Attrs(ctx context.Context, dir string) (map[string]string, error)
 	SetAttrs(ctx context.Context, dir string, attrs map[string]string) error
-	// Chmod sets a directory's POSIX mode (octal, "0700").
+	// Chmod sets a directory's POSIX mode (octal, "0711").
 	Chmod(ctx context.Context, dir, mode string) error
 	// RemoveAttrs deletes user attributes (absent ones are fine).
 	RemoveAttrs(ctx context.Context, dir string, names []string) error

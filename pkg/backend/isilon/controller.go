@@ -65,11 +65,12 @@ const (
 	// DefaultVolumeSize is used when a request gives neither required nor limit bytes.
 	DefaultVolumeSize = 1 << 30
 	volumeMode        = "0777"
-	// tenantMode keeps everyone but the array's own user out of a tenant's subtree: a
-	// client of any export above it (a site's legacy export of the tree) can neither list
-	// the tenant's volumes nor enter them. Volume exports do not need it: the NFS server
-	// opens an export's own directory, never walking its parents as the client.
-	tenantMode   = "0700"
+	// tenantMode keeps other users from listing a tenant's volumes through any export
+	// above it (a site's legacy export of the tree): without the name of a volume
+	// directory (a hash of an unguessable PV name) nobody but the array's own user gets in.
+	// Search stays open to all: OneFS may walk an NFSv4 export's parents as the (squashed)
+	// client, and 0700 would then refuse the tenant's own mounts.
+	tenantMode   = "0711"
 	probeTimeout = 5 * time.Second
 )
 

@@ -9,7 +9,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
-// A tenant directory is private to the array (issue 13): made 0700, and one an older
+// A tenant directory cannot be listed by others (issue 13): made 0711, and one an older
 // version made 0755 is closed on the first create of this process.
 func TestTenantDirectoryIsPrivate(t *testing.T) {
 	for _, existing := range []bool{false, true} {
@@ -20,8 +20,8 @@ func TestTenantDirectoryIsPrivate(t *testing.T) {
 		if _, err := c.CreateVolume(context.Background(), req("pvc-1", 100)); err != nil {
 			t.Fatal(err)
 		}
-		if got := f.modes["/ifs/data/sh/shop"]; got != "0700" {
-			t.Errorf("existing=%v: tenant directory mode %q, want 0700", existing, got)
+		if got := f.modes["/ifs/data/sh/shop"]; got != "0711" {
+			t.Errorf("existing=%v: tenant directory mode %q, want 0711", existing, got)
 		}
 		if got := f.modes["/ifs/data/sh/shop/csi-vol-"+volid.Hash("pvc-1")]; got != volumeMode {
 			t.Errorf("existing=%v: volume directory mode %q, want %s", existing, got, volumeMode)
