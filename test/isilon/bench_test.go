@@ -65,18 +65,26 @@ func benchIsilon(t *testing.T, latency time.Duration) {
 	warm(t, ctx, raw.side(), "raw-warm")
 
 	sim.Server.SetDelay(latency)
-	perCreate := requestsPerCreate(t, ctx, sim, ours)
+	counts := countRequests(t, ctx, sim, ours, d.Controller(), capability)
 	b := &harness.Bench{Kind: "isilon", Sizes: sizes, Driver: ours, Raw: raw.side(),
 		Settle: func(testing.TB) {}, // the simulator has no background work
-		Suffix: fmt.Sprintf(" target=simulator latency=%dms requests_per_create=%d", latency.Milliseconds(), perCreate)}
+		Suffix: fmt.Sprintf(" target=simulator latency=%dms %s", latency.Milliseconds(), counts)}
 	b.Run(t, ctx)
 }
 
-// requestsPerCreate counts the Platform API requests of one CreateVolume through the
-// driver, over a few volumes (a session login or refresh would show as a fraction).
-func requestsPerCreate(t *testing.T, ctx context.Context, sim *harness.OneFS, side harness.BenchSide) int {
+// requestCounts are the Platform API requests of one CreateVolume, ControllerPublishVolume
+// and DeleteVolume through the driver, over a few volumes (a session login or refresh
+// would show as a fraction).
+type requestCounts struct{ create, publish, delete int }
+
+func (r requestCounts) String() string {
+	return fmt.Sprintf("requests_per_create=%d requests_per_publish=%d requests_per_delete=%d", r.create, r.publish, r.delete)
+}
+
+func countRequests(t *testing.T, ctx context.Context, sim *harness.OneFS, side harness.BenchSide, ctrl csi.ControllerClient, capability *csi.VolumeCapability) requestCounts {
 	t.Helper()
 	const n = 5
+	per := func(from, to int) int { return (to - from + n/2) / n }
 	before := len(sim.Server.Requests())
 	var ids []string
 	for i := 0; i < n; i++ {
@@ -88,13 +96,22 @@ func requestsPerCreate(t *testing.T, ctx context.Context, sim *harness.OneFS, si
 	}
 	created := len(sim.Server.Requests())
 	for _, id := range ids {
+		if _, err := ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: "bench-node@192.0.2.10",
+			VolumeCapability: capability}); err != nil {
+			t.Fatalf("count requests: publish: %v", err)
+		}
+	}
+	published := len(sim.Server.Requests())
+	for _, id := range ids {
 		if err := side.Delete(ctx, id); err != nil {
 			t.Fatalf("count requests: %v", err)
 		}
 	}
-	t.Logf("Platform API requests per volume through the driver: %.1f per create, %.1f per delete",
-		float64(created-before)/n, float64(len(sim.Server.Requests())-created)/n)
-	return (created - before + n/2) / n
+	deleted := len(sim.Server.Requests())
+	c := requestCounts{create: per(before, created), publish: per(created, published), delete: per(published, deleted)}
+	t.Logf("Platform API requests per volume through the driver: %.1f per create, %.1f per publish, %.1f per delete",
+		float64(created-before)/n, float64(published-created)/n, float64(deleted-published)/n)
+	return c
 }
 
 func warm(t *testing.T, ctx context.Context, side harness.BenchSide, name string) {

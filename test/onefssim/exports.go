@@ -17,6 +17,74 @@ import (
 var defaultMapping = json.RawMessage(`{"enabled":false,"primary_group":{},"secondary_groups":[],"user":{"id":"USER:nobody"}}`)
 var defaultMapRoot = json.RawMessage(`{"enabled":true,"primary_group":{},"secondary_groups":[],"user":{"id":"USER:nobody"}}`)
 
+// exportMappings are the user mappings an export inherits from its zone's default export
+// settings when it sets none itself.
+var exportMappings = []string{"map_root", "map_non_root", "map_failure", "map_all"}
+
+// mapping is the user mapping field of e in effect: its own, else its zone's default
+// setting, else OneFS's factory default def. Callers hold s.mu.
+func (s *Server) mapping(e *Export, field string, own, def json.RawMessage) json.RawMessage {
+	if len(own) > 0 && string(own) != "null" {
+		return own
+	}
+	if z := s.st.ExportDefaults[e.Zone][field]; len(z) > 0 && string(z) != "null" {
+		return z
+	}
+	return def
+}
+
+// handleExportSettings serves a zone's default export settings: GET shows the user
+// mappings, PUT changes them for every export that has none of its own (as OneFS's
+// `isi nfs settings export modify` does).
+func (s *Server) handleExportSettings(w http.ResponseWriter, r *http.Request) {
+	if s.exportSettingsLocked(w, r) {
+		s.exportsChanged() // the NFS server squashes anew
+	}
+}
+
+// exportSettingsLocked answers a settings request under s.mu; it reports a change.
+func (s *Server) exportSettingsLocked(w http.ResponseWriter, r *http.Request) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	zone, _, ok := s.zoneOf(r)
+	if !ok {
+		writeError(w, 404, "AEC_NOT_FOUND", "zone", "Access zone '"+zone+"' not found")
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet:
+		probe := &Export{Zone: zone}
+		out := map[string]any{"zone": zone}
+		for _, f := range exportMappings {
+			def := defaultMapping
+			if f == "map_root" {
+				def = defaultMapRoot
+			}
+			out[f] = s.mapping(probe, f, nil, def)
+		}
+		writeJSON(w, 200, map[string]any{"settings": out})
+	case http.MethodPut:
+		var raw map[string]json.RawMessage
+		if !decodeBody(w, r, &raw) {
+			return false
+		}
+		if s.st.ExportDefaults[zone] == nil {
+			s.st.ExportDefaults[zone] = map[string]json.RawMessage{}
+		}
+		for _, f := range exportMappings {
+			if v, ok := raw[f]; ok {
+				s.st.ExportDefaults[zone][f] = append(json.RawMessage(nil), v...)
+			}
+		}
+		_ = s.st.save()
+		writeNoContent(w)
+		return true
+	default:
+		methodNotAllowed(w, r)
+	}
+	return false
+}
+
 // exportJSON renders an export with the OneFS default NFS tunables.
 func (s *Server) exportJSON(e *Export) map[string]any {
 	nz := func(l []string) []string {
@@ -24,12 +92,6 @@ func (s *Server) exportJSON(e *Export) map[string]any {
 			return []string{}
 		}
 		return l
-	}
-	orDef := func(m, d json.RawMessage) json.RawMessage {
-		if len(m) == 0 || string(m) == "null" {
-			return d
-		}
-		return m
 	}
 	flav := e.SecurityFlavors
 	if len(flav) == 0 {
@@ -50,12 +112,12 @@ func (s *Server) exportJSON(e *Export) map[string]any {
 		"encoding":                "DEFAULT",
 		"id":                      e.ID,
 		"link_max":                32767,
-		"map_failure":             orDef(e.MapFailure, defaultMapping),
+		"map_failure":             s.mapping(e, "map_failure", e.MapFailure, defaultMapping),
 		"map_full":                true,
 		"map_lookup_uid":          false,
-		"map_non_root":            orDef(e.MapNonRoot, defaultMapping),
+		"map_non_root":            s.mapping(e, "map_non_root", e.MapNonRoot, defaultMapping),
 		"map_retry":               true,
-		"map_root":                orDef(e.MapRoot, defaultMapRoot),
+		"map_root":                s.mapping(e, "map_root", e.MapRoot, defaultMapRoot),
 		"max_file_size":           int64(9223372036854775807),
 		"name_max_size":           255,
 		"no_truncate":             false,
@@ -87,8 +149,8 @@ func (s *Server) exportJSON(e *Export) map[string]any {
 		"write_unstable_reply":    "UNSTABLE",
 		"zone":                    e.Zone,
 	}
-	if len(e.MapAll) > 0 && string(e.MapAll) != "null" {
-		out["map_all"] = e.MapAll
+	if m := s.mapping(e, "map_all", e.MapAll, nil); m != nil {
+		out["map_all"] = m
 	}
 	return out
 }

@@ -822,3 +822,55 @@ func TestRecordedKeySets(t *testing.T) {
 
 var _ = apiv1.GetRealNamespacePathWithIsiPath
 var _ = apiv2.ContainerCreateDir
+
+// TestExportZoneDefaults: a zone's default export settings reach every export that sets
+// no user mapping of its own, in the PAPI answer and in what the NFS server is told
+// (an admin's `isi nfs settings export modify --map-root-enabled=false` unsquashes root
+// on those exports); an export's own map_root wins.
+func TestExportZoneDefaults(t *testing.T) {
+	var mu sync.Mutex
+	var last []Export
+	s, url := newSim(t, func(o *Options) {
+		o.OnExportsChanged = func(e []Export) error {
+			mu.Lock()
+			last = e
+			mu.Unlock()
+			return nil
+		}
+	})
+	for _, d := range []string{"inherit", "own"} {
+		if err := os.MkdirAll(filepath.Join(s.Root(), "data", "csi", d), 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exports := url + "/platform/2/protocols/nfs/exports"
+	if st, _, b := rawDo(t, "POST", exports, nil, `{"paths":["/ifs/data/csi/inherit"],"clients":["10.0.0.1"]}`); st != 201 {
+		t.Fatalf("create: %d %s", st, b)
+	}
+	own := `{"enabled":true,"user":{"id":"USER:nobody"}}`
+	if st, _, b := rawDo(t, "POST", exports, nil, `{"paths":["/ifs/data/csi/own"],"clients":["10.0.0.1"],"map_root":`+own+`}`); st != 201 {
+		t.Fatalf("create: %d %s", st, b)
+	}
+	settings := url + "/platform/2/protocols/nfs/settings/export?zone=System"
+	if st, _, b := rawDo(t, "PUT", settings, nil, `{"map_root":{"enabled":false}}`); st != 204 {
+		t.Fatalf("settings PUT: %d %s", st, b)
+	}
+	if _, _, b := rawDo(t, "GET", settings, nil, ""); !strings.Contains(string(b), `"map_root":{"enabled":false}`) {
+		t.Fatalf("settings GET: %s", b)
+	}
+	_, _, b := rawDo(t, "GET", exports+"?path=/ifs/data/csi/inherit", nil, "")
+	if !strings.Contains(string(b), `"map_root":{"enabled":false}`) {
+		t.Fatalf("export without its own map_root does not show the zone default: %s", b)
+	}
+	mu.Lock()
+	conf := RenderGaneshaExports(s.Root(), last)
+	mu.Unlock()
+	for _, want := range []string{"Clients = 10.0.0.1;\n        Access_Type = RW;\n        Squash = No_Root_Squash;", "Clients = 10.0.0.1;\n        Access_Type = RW;\n        Squash = Root_Squash;"} {
+		if !strings.Contains(conf, want) {
+			t.Fatalf("rendered exports lack %q:\n%s", want, conf)
+		}
+	}
+	if strings.Index(conf, "No_Root_Squash") > strings.Index(conf, "/ifs/data/csi/own") {
+		t.Fatalf("the export with its own map_root lost it to the zone default:\n%s", conf)
+	}
+}

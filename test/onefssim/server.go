@@ -504,6 +504,8 @@ func (s *Server) handlePlatform(w http.ResponseWriter, r *http.Request) {
 		s.handleQuotas(w, r, res[2:])
 	case len(res) == 2 && res[0] == "quota" && res[1] == "license":
 		s.handleQuotaLicense(w, r)
+	case len(res) == 4 && res[0] == "protocols" && res[1] == "nfs" && res[2] == "settings" && res[3] == "export":
+		s.handleExportSettings(w, r)
 	case len(res) >= 3 && res[0] == "protocols" && res[1] == "nfs" && res[2] == "exports":
 		s.handleExports(w, r, res[3:])
 	case len(res) >= 2 && res[0] == "snapshot" && res[1] == "snapshots":

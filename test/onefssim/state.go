@@ -68,7 +68,10 @@ type state struct {
 	Quotas         map[string]*Quota     `json:"quotas"`
 	Snapshots      map[int64]*Snapshot   `json:"snapshots"`
 	Metadata       map[string][]userAttr `json:"metadata"` // key: /ifs/... path
-	Generation     uint64                `json:"generation"`
+	// ExportDefaults is each zone's default export settings (PUT settings/export): the
+	// user mappings an export made without its own take.
+	ExportDefaults map[string]map[string]json.RawMessage `json:"export_defaults,omitempty"`
+	Generation     uint64                                `json:"generation"`
 
 	dir string
 }
@@ -82,6 +85,7 @@ func newState() *state {
 		Quotas:         map[string]*Quota{},
 		Snapshots:      map[int64]*Snapshot{},
 		Metadata:       map[string][]userAttr{},
+		ExportDefaults: map[string]map[string]json.RawMessage{},
 	}
 }
 
@@ -112,6 +116,9 @@ func loadState(dir string) (*state, error) {
 	}
 	if st.Metadata == nil {
 		st.Metadata = map[string][]userAttr{}
+	}
+	if st.ExportDefaults == nil {
+		st.ExportDefaults = map[string]map[string]json.RawMessage{}
 	}
 	return st, nil
 }
@@ -148,6 +155,9 @@ func (s *Server) exportListLocked() []Export {
 		e.RootClients = append([]string(nil), e.RootClients...)
 		e.ReadOnlyClients = append([]string(nil), e.ReadOnlyClients...)
 		e.ReadWriteClients = append([]string(nil), e.ReadWriteClients...)
+		// The list shows the mappings in effect, so the NFS server squashes as OneFS would.
+		e.MapRoot = s.mapping(&e, "map_root", e.MapRoot, defaultMapRoot)
+		e.MapAll = s.mapping(&e, "map_all", e.MapAll, nil)
 		out = append(out, e)
 	}
 	return out

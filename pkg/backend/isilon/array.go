@@ -2,9 +2,11 @@ package isilon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +28,9 @@ type Export struct {
 	RootClients      []string
 	ReadWriteClients []string
 	ReadOnlyClients  []string
+	// SquashesRoot is whether the export's map_root in effect (its own, else its zone's
+	// default) maps root on clients outside root_clients to nobody.
+	SquashesRoot bool
 }
 
 // Quota is a OneFS directory quota; Hard is 0 for an accounting quota.
@@ -52,9 +57,14 @@ type array interface {
 	// Mkdir creates a directory (and its parents) with mode and user attributes; an
 	// existing directory is left as is.
 	Mkdir(ctx context.Context, dir, mode string, attrs map[string]string) error
+	// CreateDir creates a directory (and its parents) with mode and user attributes in one
+	// request, and reports false, changing nothing, when it exists already.
+	CreateDir(ctx context.Context, dir, mode string, attrs map[string]string) (bool, error)
 	// Attrs returns a directory's user attributes; NotFound when it is absent.
 	Attrs(ctx context.Context, dir string) (map[string]string, error)
 	SetAttrs(ctx context.Context, dir string, attrs map[string]string) error
+	// Chmod sets a directory's POSIX mode (octal, "0711").
+	Chmod(ctx context.Context, dir, mode string) error
 	// RemoveAttrs deletes user attributes (absent ones are fine).
 	RemoveAttrs(ctx context.Context, dir string, names []string) error
 	// Children lists the names of the subdirectories; NotFound when dir is absent.
@@ -77,6 +87,8 @@ type array interface {
 	ExportOf(ctx context.Context, dir string) (*Export, error)
 	CreateExport(ctx context.Context, e Export) (int, error)
 	UpdateExportClients(ctx context.Context, e Export) error
+	// SquashRoot makes the export map root to nobody whatever its zone's default says.
+	SquashRoot(ctx context.Context, id int) error
 	DeleteExport(ctx context.Context, id int) error
 
 	CreateSnapshot(ctx context.Context, name, dir string) (*IsiSnapshot, error)
@@ -135,16 +147,37 @@ func (p *papi) Version(ctx context.Context) error {
 }
 
 func (p *papi) Mkdir(ctx context.Context, dir, mode string, attrs map[string]string) error {
+	if err := p.mkdir(ctx, dir, mode, attrs, true); err != nil {
+		return p.err(err, "create directory %s", dir)
+	}
+	return nil
+}
+
+func (p *papi) CreateDir(ctx context.Context, dir, mode string, attrs map[string]string) (bool, error) {
+	err := p.mkdir(ctx, dir, mode, attrs, false)
+	if err == nil {
+		return true, nil
+	}
+	// OneFS answers an existing container with 403 AEC_FORBIDDEN "... already exists".
+	var je *api.JSONError
+	if errors.As(err, &je) && je.StatusCode == 403 && strings.Contains(err.Error(), "already exists") {
+		return false, nil
+	}
+	return false, p.err(err, "create directory %s", dir)
+}
+
+// mkdir is one PUT of a container; overwrite false makes an existing one an error.
+func (p *papi) mkdir(ctx context.Context, dir, mode string, attrs map[string]string, overwrite bool) error {
 	ctx = quiet(ctx)
 	headers := map[string]string{"x-isi-ifs-target-type": "container", "x-isi-ifs-access-control": mode}
 	for k, v := range attrs {
 		headers["x-isi-ifs-attr-"+attrHeader(k)] = v
 	}
 	params := api.OrderedValues{{[]byte("recursive"), []byte("true")}}
-	if err := p.c.API.Put(ctx, nsPath(dir), "", params, headers, nil, nil); err != nil {
-		return p.err(err, "create directory %s", dir)
+	if !overwrite {
+		params = append(params, [][]byte{[]byte("overwrite"), []byte("false")})
 	}
-	return nil
+	return p.c.API.Put(ctx, nsPath(dir), "", params, headers, nil, nil)
 }
 
 type attrsResp struct {
@@ -212,6 +245,16 @@ func (p *papi) SetAttrs(ctx context.Context, dir string, attrs map[string]string
 	params := api.OrderedValues{{[]byte("metadata")}}
 	if err := p.c.API.Put(ctx, nsPath(dir), "", params, nil, body, nil); err != nil {
 		return p.err(err, "set attributes of %s", dir)
+	}
+	return nil
+}
+
+func (p *papi) Chmod(ctx context.Context, dir, mode string) error {
+	ctx = quiet(ctx)
+	body := map[string]string{"authoritative": "mode", "mode": mode}
+	params := api.OrderedValues{{[]byte("acl")}}
+	if err := p.c.API.Put(ctx, nsPath(dir), "", params, nil, body, nil); err != nil {
+		return p.err(err, "set mode %s on %s", mode, dir)
 	}
 	return nil
 }
@@ -433,55 +476,115 @@ func (p *papi) DeleteQuota(ctx context.Context, id string) error {
 	return nil
 }
 
-func list(l *[]string) []string {
-	if l == nil {
-		return nil
+// squashRoot is the map_root shiphold gives every export: root on a client that is not in
+// root_clients becomes nobody, as OneFS's factory default does. Sent explicitly, so an access
+// zone whose default export settings map root to root does not open the volume to root.
+var squashRoot = map[string]any{"enabled": true, "user": map[string]string{"id": "USER:nobody"}}
+
+// exportJSON is the part of a PAPI export that ExportOf reads.
+type exportJSON struct {
+	ID               int      `json:"id"`
+	Paths            []string `json:"paths"`
+	Clients          []string `json:"clients"`
+	RootClients      []string `json:"root_clients"`
+	ReadWriteClients []string `json:"read_write_clients"`
+	ReadOnlyClients  []string `json:"read_only_clients"`
+	MapRoot          *struct {
+		Enabled *bool `json:"enabled"`
+		User    *struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		} `json:"user"`
+	} `json:"map_root"`
+	MapAll *struct {
+		Enabled *bool `json:"enabled"`
+	} `json:"map_all"`
+}
+
+// squashes reports whether the export's mapping turns root into someone else: map_root
+// enabled to a user other than root, or map_all enabled (every user mapped).
+func (e exportJSON) squashes() bool {
+	if e.MapAll != nil && e.MapAll.Enabled != nil && *e.MapAll.Enabled {
+		return true
 	}
-	return append([]string(nil), *l...)
+	m := e.MapRoot
+	if m == nil || m.Enabled == nil || !*m.Enabled || m.User == nil {
+		return false
+	}
+	id, name := strings.ToUpper(m.User.ID), m.User.Name
+	return id != "USER:ROOT" && id != "UID:0" && (id != "" || (name != "" && name != "root"))
+}
+
+func (p *papi) exportsPath(id string) string {
+	if id == "" {
+		return exportsPath
+	}
+	return exportsPath + "/" + id
+}
+
+func (p *papi) zoneParam() api.OrderedValues {
+	return api.OrderedValues{{[]byte("zone"), []byte(p.zone)}}
 }
 
 func (p *papi) ExportOf(ctx context.Context, dir string) (*Export, error) {
 	ctx = quiet(ctx)
-	e, err := p.c.GetExportWithPathAndZone(ctx, dir, p.zone)
-	if err != nil {
+	var resp struct {
+		Exports []exportJSON `json:"exports"`
+	}
+	params := append(api.OrderedValues{{[]byte("path"), []byte(dir)}}, p.zoneParam()...)
+	if err := p.c.API.Get(ctx, exportsPath, "", params, nil, &resp); err != nil {
 		return nil, p.err(err, "find export of %s in zone %s", dir, p.zone)
 	}
-	if e == nil {
-		return nil, nil
+	for _, e := range resp.Exports {
+		if slices.ContainsFunc(e.Paths, func(p string) bool { return path.Clean(p) == dir }) {
+			return &Export{ID: e.ID, Path: dir, Clients: e.Clients, RootClients: e.RootClients,
+				ReadWriteClients: e.ReadWriteClients, ReadOnlyClients: e.ReadOnlyClients, SquashesRoot: e.squashes()}, nil
+		}
 	}
-	return &Export{ID: e.ID, Path: dir, Clients: list(e.Clients), RootClients: list(e.RootClients),
-		ReadWriteClients: list(e.ReadWriteClients), ReadOnlyClients: list(e.ReadOnlyClients)}, nil
+	return nil, nil
 }
 
-func ptr(l []string) *[]string {
+func orEmpty(l []string) []string {
 	if l == nil {
-		l = []string{}
+		return []string{}
 	}
-	return &l
+	return l
 }
 
+// CreateExport makes the export with root squashed (squashRoot) and answers its ID.
 func (p *papi) CreateExport(ctx context.Context, e Export) (int, error) {
 	ctx = quiet(ctx)
-	paths := []string{e.Path}
-	id, err := apiv2.ExportCreateWithZone(ctx, p.c.API, &apiv2.Export{
-		Paths: &paths, Clients: ptr(e.Clients), RootClients: ptr(e.RootClients),
-		ReadWriteClients: ptr(e.ReadWriteClients), ReadOnlyClients: ptr(e.ReadOnlyClients),
-		Description: "shiphold CSI volume",
-	}, p.zone)
-	if err != nil {
+	body := map[string]any{
+		"paths": []string{e.Path}, "clients": orEmpty(e.Clients), "root_clients": orEmpty(e.RootClients),
+		"read_write_clients": orEmpty(e.ReadWriteClients), "read_only_clients": orEmpty(e.ReadOnlyClients),
+		"map_root": squashRoot, "description": "shiphold CSI volume",
+	}
+	var resp struct {
+		ID int `json:"id"`
+	}
+	if err := p.c.API.Post(ctx, exportsPath, "", p.zoneParam(), nil, body, &resp); err != nil {
 		return 0, p.err(err, "create export of %s in zone %s", e.Path, p.zone)
 	}
-	return id, nil
+	return resp.ID, nil
 }
 
 func (p *papi) UpdateExportClients(ctx context.Context, e Export) error {
 	ctx = quiet(ctx)
-	err := apiv2.ExportUpdateWithZone(ctx, p.c.API, &apiv2.Export{
-		ID: e.ID, Clients: ptr(e.Clients), RootClients: ptr(e.RootClients),
-		ReadWriteClients: ptr(e.ReadWriteClients), ReadOnlyClients: ptr(e.ReadOnlyClients),
-	}, p.zone, false)
-	if err != nil {
+	body := map[string]any{
+		"clients": orEmpty(e.Clients), "root_clients": orEmpty(e.RootClients),
+		"read_write_clients": orEmpty(e.ReadWriteClients), "read_only_clients": orEmpty(e.ReadOnlyClients),
+	}
+	if err := p.c.API.Put(ctx, p.exportsPath(strconv.Itoa(e.ID)), "", p.zoneParam(), nil, body, nil); err != nil {
 		return p.err(err, "update clients of export %d in zone %s", e.ID, p.zone)
+	}
+	return nil
+}
+
+func (p *papi) SquashRoot(ctx context.Context, id int) error {
+	ctx = quiet(ctx)
+	body := map[string]any{"map_root": squashRoot}
+	if err := p.c.API.Put(ctx, p.exportsPath(strconv.Itoa(id)), "", p.zoneParam(), nil, body, nil); err != nil {
+		return p.err(err, "squash root on export %d in zone %s", id, p.zone)
 	}
 	return nil
 }

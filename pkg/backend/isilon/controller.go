@@ -65,8 +65,13 @@ const (
 	// DefaultVolumeSize is used when a request gives neither required nor limit bytes.
 	DefaultVolumeSize = 1 << 30
 	volumeMode        = "0777"
-	tenantMode        = "0755"
-	probeTimeout      = 5 * time.Second
+	// tenantMode keeps other users from listing a tenant's volumes through any export
+	// above it (a site's legacy export of the tree): without the name of a volume
+	// directory (a hash of an unguessable PV name) nobody but the array's own user gets in.
+	// Search stays open to all: OneFS may walk an NFSv4 export's parents as the (squashed)
+	// client, and 0700 would then refuse the tenant's own mounts.
+	tenantMode   = "0711"
+	probeTimeout = 5 * time.Second
 )
 
 // NoAccessClient is the placeholder that keeps every export's client lists non-empty.
@@ -232,29 +237,17 @@ func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest,
 		if err := c.ensureTenant(ctx, a, req.Tenant); err != nil {
 			return err
 		}
-		attrs, err := a.Attrs(ctx, dir)
-		if backend.IsNotFound(err) && source != "" {
-			if job, err = c.stageClone(ctx, a, req, id, size, source); job != nil || err != nil {
+		var e *Export
+		var err error
+		if source == "" {
+			e, err = c.createNew(ctx, a, req, dir, size)
+		}
+		if e == nil && err == nil {
+			if job, size, err = c.completeExisting(ctx, a, req, id, size, source); job != nil || err != nil {
 				return err
 			}
-			attrs, err = a.Attrs(ctx, dir) // renamed into place just now
+			e, err = c.ensureExport(ctx, a, dir)
 		}
-		switch {
-		case backend.IsNotFound(err):
-			if err := a.Mkdir(ctx, dir, volumeMode, record(req, size, source)); err != nil {
-				return err
-			}
-		case err != nil:
-			return err
-		default:
-			if size, err = c.checkExisting(ctx, a, req, dir, attrs, size, source); err != nil {
-				return err
-			}
-		}
-		if err := c.ensureQuota(ctx, a, dir, size); err != nil {
-			return err
-		}
-		e, err := c.ensureExport(ctx, a, dir)
 		if err != nil {
 			return err
 		}
@@ -263,6 +256,53 @@ func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest,
 		return nil
 	})
 	return vol, job, err
+}
+
+// createNew makes a new volume in three requests: the directory with its request record,
+// its quota and its export, none of which can exist before the directory. It returns nil
+// without error when the directory exists already (a retry, or a concurrent create).
+func (c *Controller) createNew(ctx context.Context, a array, req *backend.VolumeRequest, dir string, size int64) (*Export, error) {
+	made, err := a.CreateDir(ctx, dir, volumeMode, record(req, size, ""))
+	if err != nil || !made {
+		return nil, err
+	}
+	if err := a.CreateDirQuota(ctx, dir, size); err != nil {
+		// A 409 may be a transient conflict as well as a duplicate: look, as a retry would.
+		if err := c.ensureQuota(ctx, a, dir, size); err != nil {
+			return nil, err
+		}
+	}
+	e := &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}, SquashesRoot: true}
+	if e.ID, err = a.CreateExport(ctx, *e); err != nil {
+		return c.ensureExport(ctx, a, dir)
+	}
+	return e, nil
+}
+
+// completeExisting finishes a volume whose directory may exist: a clone's copy, a record
+// left out by a crash, a missing quota. It returns the volume's size, or a copy to wait for.
+func (c *Controller) completeExisting(ctx context.Context, a array, req *backend.VolumeRequest, id volid.Volume, size int64, source string) (*cloneJob, int64, error) {
+	dir := c.VolumeDir(id)
+	attrs, err := a.Attrs(ctx, dir)
+	if backend.IsNotFound(err) && source != "" {
+		if job, err := c.stageClone(ctx, a, req, id, size, source); job != nil || err != nil {
+			return job, 0, err
+		}
+		attrs, err = a.Attrs(ctx, dir) // renamed into place just now
+	}
+	switch {
+	case backend.IsNotFound(err):
+		if err := a.Mkdir(ctx, dir, volumeMode, record(req, size, source)); err != nil {
+			return nil, 0, err
+		}
+	case err != nil:
+		return nil, 0, err
+	default:
+		if size, err = c.checkExisting(ctx, a, req, dir, attrs, size, source); err != nil {
+			return nil, 0, err
+		}
+	}
+	return nil, size, c.ensureQuota(ctx, a, dir, size)
 }
 
 // checkExisting decides whether the directory found is this request's volume and returns
@@ -325,6 +365,10 @@ func (c *Controller) ensureTenant(ctx context.Context, a array, tenant string) e
 	if err := a.Mkdir(ctx, dir, tenantMode, nil); err != nil {
 		return err
 	}
+	// Mkdir leaves an existing directory as it is: older versions made it 0755.
+	if err := a.Chmod(ctx, dir, tenantMode); err != nil {
+		return err
+	}
 	q, err := a.DirQuota(ctx, dir)
 	if err != nil {
 		return err
@@ -374,13 +418,23 @@ func createDirQuota(ctx context.Context, a array, dir string, hard int64) (*Quot
 }
 
 // ensureExport finds the volume's export by path in the zone, or creates it with only the
-// no-access placeholder client.
+// no-access placeholder client. Root is squashed on it (root_clients keep root): an export
+// an older version made inherited its zone's default, which an admin may have opened.
 func (c *Controller) ensureExport(ctx context.Context, a array, dir string) (*Export, error) {
 	e, err := a.ExportOf(ctx, dir)
-	if err != nil || e != nil {
-		return e, err
+	if err != nil {
+		return nil, err
 	}
-	e = &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}}
+	if e != nil {
+		if !e.SquashesRoot {
+			if err := a.SquashRoot(ctx, e.ID); err != nil {
+				return nil, err
+			}
+			e.SquashesRoot = true
+		}
+		return e, nil
+	}
+	e = &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}, SquashesRoot: true}
 	if e.ID, err = a.CreateExport(ctx, *e); err != nil {
 		// OneFS refuses a second export with the same rules (409): another controller
 		// may have made it since the lookup.
@@ -399,29 +453,47 @@ func (c *Controller) ensureExport(ctx context.Context, a array, dir string) (*Ex
 func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) error {
 	dir := c.VolumeDir(id)
 	return c.conn.do(ctx, secrets, func(a array) error {
-		e, err := a.ExportOf(ctx, dir)
-		if err != nil {
+		// Only a clone, or a volume whose directory is gone (a clone cut short, or a
+		// retried delete), can have left a temporary copy or snapshot behind.
+		attrs, err := a.Attrs(ctx, dir)
+		if err != nil && !backend.IsNotFound(err) {
 			return err
 		}
-		if e != nil {
-			if err := a.DeleteExport(ctx, e.ID); err != nil && !backend.IsNotFound(err) {
-				return err
-			}
-		}
-		q, err := a.DirQuota(ctx, dir)
-		if err != nil {
+		mayHaveClone := err != nil || attrs[attrSource] != ""
+		if err := c.removeVolume(ctx, a, dir); err != nil {
 			return err
 		}
-		if q != nil {
-			if err := a.DeleteQuota(ctx, q.ID); err != nil && !backend.IsNotFound(err) {
-				return err
-			}
-		}
-		if err := a.RemoveAll(ctx, dir); err != nil && !backend.IsNotFound(err) {
-			return err
+		if !mayHaveClone {
+			return nil
 		}
 		return c.dropClone(ctx, a, id)
 	})
+}
+
+// removeVolume removes a volume directory's export, quota and the directory.
+func (c *Controller) removeVolume(ctx context.Context, a array, dir string) error {
+	e, err := a.ExportOf(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		if err := a.DeleteExport(ctx, e.ID); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+	}
+	q, err := a.DirQuota(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if q != nil {
+		if err := a.DeleteQuota(ctx, q.ID); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+	}
+	if err := a.RemoveAll(ctx, dir); err != nil && !backend.IsNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 func parseSource(s string) (*volid.Snapshot, *volid.Volume) {

@@ -16,6 +16,7 @@ import (
 type fakeArray struct {
 	mu        sync.Mutex
 	dirs      map[string]map[string]string
+	modes     map[string]string // directory -> mode it was created or chmodded with
 	files     map[string]string // path -> content, to check copies
 	quotas    map[string]*Quota
 	exports   map[int]*Export
@@ -29,7 +30,7 @@ type fakeArray struct {
 }
 
 func newFakeArray() *fakeArray {
-	return &fakeArray{dirs: map[string]map[string]string{}, files: map[string]string{}, quotas: map[string]*Quota{},
+	return &fakeArray{dirs: map[string]map[string]string{}, modes: map[string]string{}, files: map[string]string{}, quotas: map[string]*Quota{},
 		exports: map[int]*Export{}, snaps: map[string]*IsiSnapshot{}, available: 1 << 40}
 }
 
@@ -51,15 +52,32 @@ func (f *fakeArray) Mkdir(ctx context.Context, dir, mode string, attrs map[strin
 	if err := f.enter("Mkdir " + dir); err != nil {
 		return err
 	}
+	f.mkdirLocked(dir, mode, attrs)
+	return nil
+}
+
+func (f *fakeArray) mkdirLocked(dir, mode string, attrs map[string]string) {
 	for p := dir; p != "/ifs" && p != "/"; p = path.Dir(p) {
 		if _, ok := f.dirs[p]; !ok {
 			f.dirs[p] = map[string]string{}
+			f.modes[p] = mode // as OneFS: parents made by recursive=true get the mode too
 		}
 	}
 	for k, v := range attrs {
 		f.dirs[dir][k] = v
 	}
-	return nil
+}
+
+func (f *fakeArray) CreateDir(ctx context.Context, dir, mode string, attrs map[string]string) (bool, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("CreateDir " + dir); err != nil {
+		return false, err
+	}
+	if _, ok := f.dirs[dir]; ok {
+		return false, nil
+	}
+	f.mkdirLocked(dir, mode, attrs)
+	return true, nil
 }
 
 func (f *fakeArray) Attrs(ctx context.Context, dir string) (map[string]string, error) {
@@ -90,6 +108,18 @@ func (f *fakeArray) SetAttrs(ctx context.Context, dir string, attrs map[string]s
 	for k, v := range attrs {
 		a[k] = v
 	}
+	return nil
+}
+
+func (f *fakeArray) Chmod(ctx context.Context, dir, mode string) error {
+	defer f.mu.Unlock()
+	if err := f.enter("Chmod " + dir); err != nil {
+		return err
+	}
+	if _, ok := f.dirs[dir]; !ok {
+		return notFound(dir)
+	}
+	f.modes[dir] = mode
 	return nil
 }
 
@@ -314,6 +344,7 @@ func (f *fakeArray) CreateExport(ctx context.Context, e Export) (int, error) {
 	}
 	f.nextID++
 	e.ID = f.nextID
+	e.SquashesRoot = true // papi sends map_root nobody with every create
 	f.exports[e.ID] = &e
 	return e.ID, nil
 }
@@ -327,8 +358,21 @@ func (f *fakeArray) UpdateExportClients(ctx context.Context, e Export) error {
 	if !ok {
 		return notFound("export")
 	}
-	e.Path = old.Path
+	e.Path, e.SquashesRoot = old.Path, old.SquashesRoot
 	f.exports[e.ID] = &e
+	return nil
+}
+
+func (f *fakeArray) SquashRoot(ctx context.Context, id int) error {
+	defer f.mu.Unlock()
+	if err := f.enter("SquashRoot"); err != nil {
+		return err
+	}
+	e, ok := f.exports[id]
+	if !ok {
+		return notFound("export")
+	}
+	e.SquashesRoot = true
 	return nil
 }
 
