@@ -16,7 +16,7 @@ import (
 // the node (see README, "Tenant identities"): the node mounts with it and holds no other key.
 const (
 	PublishContextUser = "shiphold.io/ceph-user"
-	PublishContextKey  = "shiphold.io/ceph-key"
+	PublishContextKey  = "shiphold.io/ceph-key" // in backend.SecretPublishContextKeys
 )
 
 // Identity is the cephx user a tenant's node mounts on one backend use, with the caps that
