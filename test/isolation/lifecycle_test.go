@@ -33,7 +33,9 @@ func TestVolumeBeforeIdentitiesGetsOneAtPublish(t *testing.T) {
 				t.Fatal(err)
 			}
 			v := &tenantVolume{tenant: tenant, vol: resp.Volume}
-			t.Cleanup(func() { p.ctrl.Controller().DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.vol.VolumeId}) })
+			t.Cleanup(func() {
+				p.ctrl.Controller().DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.vol.VolumeId})
+			})
 			user := "shiphold." + be.Name + "." + tenant
 			if out, err := exec.Command("ceph", "-c", harness.CephConf(), "auth", "rm", "client."+user).CombinedOutput(); err != nil {
 				t.Fatalf("remove the identity, as before tenant identities: %v %s", err, out)
