@@ -120,7 +120,12 @@ func (c *Controller) dropIdentityIfLast(s *session, ref volumeRef) error {
 	if err != nil {
 		return err
 	}
-	return s.conn.Do(s.ctx, func() error { return ceph.RemoveIdentity(s.conn, user) })
+	if err := s.conn.Do(s.ctx, func() error { return ceph.RemoveIdentity(s.conn, user) }); err != nil {
+		return err
+	}
+	// The tenant's next first volume goes through isolateGroup again, identity included.
+	c.forgetGroup(ref.fs, ref.group)
+	return nil
 }
 
 // RotateTenantKey gives the tenant's identity on this backend a new key and revokes the

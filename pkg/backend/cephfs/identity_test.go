@@ -57,6 +57,13 @@ func TestTenantIdentityLifecycle(t *testing.T) {
 	if _, ok := f.auth[teamAUser]; ok {
 		t.Fatal("identity still there after the tenant's last volume was deleted")
 	}
+	// The tenant's next volume is a first volume again.
+	if _, err := c.CreateVolume(ctx, volReq("pvc-3", 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.auth[teamAUser]; !ok {
+		t.Fatal("no identity made with the tenant's first volume after the last one went")
+	}
 }
 
 // A subvolume made before tenant identities keeps its files in the pool's default
