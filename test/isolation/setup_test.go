@@ -225,6 +225,7 @@ func probe(t *testing.T, kind, name string, asTenant, asClusterKey func() error)
 		t.Errorf("isolation %s %s: the cluster-wide key failed too (%v): the probe proves nothing", kind, name, err)
 		return
 	}
+	t.Logf("isolation %s %s: allowed with the cluster-wide key the node plugin used to hold", kind, name)
 	err := asTenant()
 	switch {
 	case err == nil:
@@ -232,6 +233,7 @@ func probe(t *testing.T, kind, name string, asTenant, asClusterKey func() error)
 	case !permissionDenied(err):
 		t.Errorf("isolation %s %s: failed, but not with EACCES/EPERM: %v", kind, name, err)
 	default:
+		t.Logf("isolation %s %s: the tenant key got errno %d (%v)", kind, name, ceph.Errno(err), err)
 		fmt.Printf("isolation %s %s: denied\n", kind, name)
 	}
 }
