@@ -123,3 +123,64 @@ func connectErr(cred ceph.Credentials) error {
 	conn.SetConfigOption("client_mount_timeout", "10")
 	return conn.Connect()
 }
+
+// A CephFS subvolume made before tenant identities keeps its files in the pool's default
+// namespace (its directory's own layout says so), which the tenant's identity cannot read:
+// its publish hands out no identity, and the node stages it with the node-stage secret its
+// PV names, as before.
+func TestCephFSVolumeBeforeIdentitiesKeepsItsSecret(t *testing.T) {
+	harness.RequireCommand(t, "ceph-fuse", "apt-get install ceph-fuse, or hack/install-deps.sh")
+	p := startPlugins(t, harness.CephFSBackend(t, "fs"))
+	tenant := newTenant("legacy")
+	resp, err := p.ctrl.Controller().CreateVolume(ctxT(t), &csi.CreateVolumeRequest{Name: "pvc-legacy-" + tenant,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 64 << 20}, VolumeCapabilities: []*csi.VolumeCapability{mountRWO},
+		Parameters: map[string]string{"backend": "fs", "csi.storage.k8s.io/pvc/namespace": tenant}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &tenantVolume{tenant: tenant, vol: resp.Volume}
+	t.Cleanup(func() { p.ctrl.Controller().DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.vol.VolumeId}) })
+	// As an older shiphold made it: the subvolume's directory lays files out in the
+	// default namespace.
+	setLayoutNamespace(t, v.vol.VolumeContext["rootPath"], "")
+
+	v.pc = p.publish(t, v)
+	if _, ok := v.pc[ceph.PublishContextKey]; ok {
+		t.Fatalf("a subvolume whose files are outside the tenant namespace was published with the tenant identity %s", v.cred())
+	}
+	admin := adminCred(t)
+	dir := t.TempDir()
+	v.staging, v.target = dir+"/staging", dir+"/target"
+	ctx := ctxT(t)
+	if _, err := p.node.Node().NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: v.vol.VolumeId, StagingTargetPath: v.staging,
+		VolumeCapability: mountRWO, VolumeContext: v.vol.VolumeContext, PublishContext: v.pc,
+		Secrets: map[string]string{ceph.SecretUserID: admin.UserID, ceph.SecretUserKey: admin.Key}}); err != nil {
+		t.Fatalf("stage with the PV's node-stage secret: %v", err)
+	}
+	t.Cleanup(func() {
+		p.node.Node().NodeUnstageVolume(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: v.vol.VolumeId, StagingTargetPath: v.staging})
+	})
+	if _, err := p.node.Node().NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: v.vol.VolumeId, StagingTargetPath: v.staging,
+		TargetPath: v.target, VolumeCapability: mountRWO, VolumeContext: v.vol.VolumeContext, PublishContext: v.pc}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.node.Node().NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: v.vol.VolumeId, TargetPath: v.target})
+	})
+	writeAndRead(t, v, "legacy-data")
+}
+
+// setLayoutNamespace sets a directory's ceph.dir.layout.pool_namespace through an admin
+// ceph-fuse mount of the filesystem's root.
+func setLayoutNamespace(t *testing.T, path, ns string) {
+	t.Helper()
+	mnt := t.TempDir()
+	if out, err := exec.Command("ceph-fuse", mnt, "-c", harness.CephConf(), "--id", "admin", "--client_fs=cephfs",
+		"--admin_socket=", "--log_file=/dev/null").CombinedOutput(); err != nil {
+		t.Fatalf("ceph-fuse as admin: %v %s", err, out)
+	}
+	defer exec.Command("umount", mnt).Run()
+	if out, err := exec.Command("setfattr", "-n", "ceph.dir.layout.pool_namespace", "-v", ns, mnt+path).CombinedOutput(); err != nil {
+		t.Fatalf("setfattr on %s: %v %s", path, err, out)
+	}
+}
