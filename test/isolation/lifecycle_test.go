@@ -139,7 +139,9 @@ func TestCephFSVolumeBeforeIdentitiesKeepsItsSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &tenantVolume{tenant: tenant, vol: resp.Volume}
-	t.Cleanup(func() { p.ctrl.Controller().DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.vol.VolumeId}) })
+	t.Cleanup(func() {
+		p.ctrl.Controller().DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.vol.VolumeId})
+	})
 	// As an older shiphold made it: the subvolume's directory lays files out in the
 	// default namespace.
 	setLayoutNamespace(t, v.vol.VolumeContext["rootPath"], "")

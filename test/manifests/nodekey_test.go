@@ -131,7 +131,7 @@ func TestNodeKeyPathsAreFound(t *testing.T) {
 	}
 	testCases := []struct {
 		name, kind, obj, want string
-		change             func(any)
+		change                func(any)
 	}{
 		{"secret volume", "DaemonSet", "shiphold-node", "volume ceph-key is Secret shiphold-backend-rbd", func(o any) {
 			ps := &o.(*appsv1.DaemonSet).Spec.Template.Spec
