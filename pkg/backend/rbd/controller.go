@@ -246,6 +246,9 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
 			return err
 		}
+		if _, err := c.ensureIdentity(conn, opts.Pool, req.Tenant); err != nil {
+			return err
+		}
 		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req)
 		if err != nil {
 			return err
@@ -393,10 +396,15 @@ func (c *Controller) volume(id volid.Volume, size int64, r volumeRecord, pool st
 // DeleteVolume moves the image to the trash and has the Ceph mgr purge it (see discard).
 // An image that still has CSI snapshots is refused with FAILED_PRECONDITION: snapshots live
 // on the image, so they are not independent of it; so is one a node still has open.
-func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) error {
+func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (err error) {
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
 	}
+	defer func() {
+		if err == nil {
+			err = c.dropIdentityIfLast(ctx, id.Tenant, secrets)
+		}
+	}()
 	name := imageName(id.Hash)
 	return c.run(ctx, secrets, func(conn *rados.Conn) error {
 		io, pool, err := openVolumePool(conn, id)

@@ -29,7 +29,10 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 		}
 		return classify(img.SetMetadata(key, backend.PublishMode(access.ReadOnly)), "record publish of "+id.String())
 	})
-	return nil, err
+	if err != nil {
+		return nil, err
+	}
+	return c.publishIdentity(ctx, id, secrets)
 }
 
 // UnpublishVolume removes node's record, or every node's when node has no name. When no
