@@ -16,7 +16,12 @@ import (
 )
 
 // rbdSpec is pool/namespace/image (or image ID), as the rbd CLI and the mgr write it.
-func rbdSpec(pool, ns, image string) string { return pool + "/" + ns + "/" + image }
+func rbdSpec(pool, ns, image string) string {
+	if ns == "" { // the mgr refuses pool//image (an adopted image of the default namespace)
+		return pool + "/" + image
+	}
+	return pool + "/" + ns + "/" + image
+}
 
 // isBusy reports EBUSY, which Protect answers for a snapshot already protected.
 func isBusy(err error) bool {
