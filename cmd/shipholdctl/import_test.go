@@ -47,7 +47,7 @@ func TestImportOnePrintsBoundManifests(t *testing.T) {
 	if len(asked) != 1 || asked[0].Object != "/ifs/legacy/site42" || asked[0].Tenant != "shop" || asked[0].SizeBytes != 2<<30 {
 		t.Fatalf("adoption asked %+v", asked)
 	}
-	for _, want := range []string{"volumeHandle: " + id.String(), "kind: PersistentVolumeClaim", "namespace: shop", "name: site42", "volumeName: shiphold-" + id.Hash, "persistentVolumeReclaimPolicy: Retain", "- ReadWriteMany"} {
+	for _, want := range []string{"volumeHandle: " + id.String(), "kind: PersistentVolumeClaim", "namespace: shop", "name: site42", "volumeName: shiphold-" + volid.Hash(id.String()), "persistentVolumeReclaimPolicy: Retain", "- ReadWriteMany"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("manifests lack %q:\n%s", want, out.String())
 		}

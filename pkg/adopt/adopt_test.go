@@ -158,6 +158,24 @@ func TestFromPVsApplyRebindsTheClaimKeepingThePolicy(t *testing.T) {
 	}
 }
 
+func TestFromPVsRefusesAPVNameHoldingAnotherVolume(t *testing.T) {
+	c := legacyCluster()
+	isi := &fakeIsilon{}
+	id, _ := volid.Adopted("isilon", "shop", "", "/ifs/legacy/shop")
+	squatter := nfsPV(PVName(&backend.Volume{ID: id}), "elsewhere", "/x", nil, corev1.PersistentVolumeReclaimRetain)
+	if _, err := c.CoreV1().PersistentVolumes().Create(context.Background(), squatter, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f := &FromPVs{Client: c, Controllers: map[string]backend.Controller{"isilon": isi}, Backend: "isilon", Servers: []string{"isilon-nfs"}}
+	found, _ := f.Find(context.Background())
+	if _, err := f.Apply(context.Background(), found[1]); err == nil || !strings.Contains(err.Error(), "exists and is not volume") {
+		t.Fatalf("Apply over a PV of the same name: %v", err)
+	}
+	if pvc, _ := c.CoreV1().PersistentVolumeClaims("shop").Get(context.Background(), "data", metav1.GetOptions{}); pvc.Spec.VolumeName != "pv-shop" {
+		t.Fatalf("claim moved to %s", pvc.Spec.VolumeName)
+	}
+}
+
 func TestManifestsBindThePVCToTheAdoptedVolume(t *testing.T) {
 	id, _ := volid.Adopted("ceph-rbd", "shop", "2", "/csi-vol-legacy")
 	v := &backend.Volume{ID: id, CapacityBytes: 1 << 30, Context: map[string]string{"pool": "rbd"}}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -109,9 +110,27 @@ func (f *FromPVs) Apply(ctx context.Context, l Legacy) (*backend.Volume, error) 
 	if err := rebind.ClassFor(ctx, f.Client, Driver, f.Backend, l.Claim, &nv); err != nil {
 		return nil, fmt.Errorf("PV %s: %w", l.PV, err)
 	}
+	if err := f.refuseCollision(ctx, nv); err != nil {
+		return nil, fmt.Errorf("PV %s: %w", l.PV, err)
+	}
 	mv := &rebind.Mover{Client: f.Client, Log: f.Log}
 	if err := mv.Move(ctx, l.Claim, nv); err != nil {
 		return nil, fmt.Errorf("PV %s: re-bind claim %s: %w (run again to continue, or shipholdctl migrate rollback --pvc %s)", l.PV, l.Claim, err, l.Claim)
 	}
 	return v, nil
+}
+
+// refuseCollision refuses a PV of the new one's name that holds another volume: the move
+// would take it for its own.
+func (f *FromPVs) refuseCollision(ctx context.Context, nv rebind.NewVolume) error {
+	pv, err := f.Client.CoreV1().PersistentVolumes().Get(ctx, nv.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("get PersistentVolume %s: %w", nv.Name, err)
+	case pv.Spec.CSI == nil || pv.Spec.CSI.VolumeHandle != nv.Handle:
+		return fmt.Errorf("PersistentVolume %s exists and is not volume %s: rename or delete it first", nv.Name, nv.Handle)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
 )
 
 // Driver is the CSI driver name the PVs name.
@@ -24,8 +25,9 @@ type Claim struct {
 	FsType          string
 }
 
-// PVName is the PV of an adopted volume, like a migrated one's.
-func PVName(v *backend.Volume) string { return "shiphold-" + v.ID.Hash }
+// PVName is the PV of an adopted volume: its whole ID's hash, so that the same path on
+// two backends gets two names.
+func PVName(v *backend.Volume) string { return "shiphold-" + volid.Hash(v.ID.String()) }
 
 // Manifests are the PV of v, pre-bound to the claim, and the claim bound to it, as YAML.
 func Manifests(v *backend.Volume, c Claim) ([]byte, error) {
