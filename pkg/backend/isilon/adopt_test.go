@@ -95,3 +95,21 @@ func TestAdoptRefuses(t *testing.T) {
 		})
 	}
 }
+
+// A bare directory (no export, no quota) gets both, closed to everyone until a publish.
+func TestAdoptBareDirectory(t *testing.T) {
+	c, f, _ := testController(t)
+	ctx := context.Background()
+	f.dirs[legacyDir] = map[string]string{}
+	v, err := c.Adopt(ctx, adoptReq(3<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := f.ExportOf(ctx, legacyDir)
+	if e == nil || len(e.ReadOnlyClients) != 1 || e.ReadOnlyClients[0] != NoAccessClient || len(e.ReadWriteClients)+len(e.Clients)+len(e.RootClients) != 0 {
+		t.Fatalf("export of an adopted bare directory: %+v, want only the never-open placeholder", e)
+	}
+	if q := f.quotas[legacyDir]; q == nil || q.Hard != 3<<20 || v.CapacityBytes != 3<<20 {
+		t.Fatalf("quota %+v, capacity %d, want a 3 MiB hard quota", q, v.CapacityBytes)
+	}
+}
