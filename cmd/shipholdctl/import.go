@@ -209,25 +209,31 @@ func (f *importFlags) runFromPVs(ctx context.Context, cfg *config.Config, ctrls 
 }
 
 func applyLegacy(ctx context.Context, fp *adopt.FromPVs, found []adopt.Legacy, stdout, stderr io.Writer) int {
-	code := 0
+	failed, refused := false, false
 	for _, l := range found {
 		switch {
 		case l.Done != "":
 			continue
 		case l.Refusal != "":
 			fmt.Fprintf(stderr, "shipholdctl import: PV %s left alone: %s\n", l.PV, l.Refusal)
-			code = max(code, 3)
+			refused = true
 			continue
 		}
 		v, err := fp.Apply(ctx, l)
 		if err != nil {
 			fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)
-			code = 1
+			failed = true
 			continue
 		}
 		fmt.Fprintf(stdout, "adopted PV %s: claim %s is on PV %s (volume %s); %s is retained\n", l.PV, l.Claim, adopt.PVName(v), v.ID, l.PV)
 	}
-	return code
+	switch {
+	case failed:
+		return 1
+	case refused:
+		return 3
+	}
+	return 0
 }
 
 func printLegacy(stdout io.Writer, found []adopt.Legacy, apply bool) {
