@@ -201,6 +201,9 @@ func (c *Controller) ref(s *session, id volid.Volume) (volumeRef, error) {
 	if err != nil {
 		return volumeRef{}, err
 	}
+	if id.Object != "" {
+		return adoptedRef(fs, id), nil
+	}
 	return volumeRef{fs: fs, group: groupName(c.prefix, id.Tenant), sub: subvolumeName(id.Hash)}, nil
 }
 

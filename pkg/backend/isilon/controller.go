@@ -144,6 +144,9 @@ func (c *Controller) tenantDir(tenant string) string { return path.Join(c.cfg.Is
 
 // VolumeDir is the OneFS directory of a volume.
 func (c *Controller) VolumeDir(id volid.Volume) string {
+	if id.Object != "" {
+		return id.Object // adopted where it was
+	}
 	return path.Join(c.cfg.IsiPath, id.Tenant, volumePrefix+id.Hash)
 }
 

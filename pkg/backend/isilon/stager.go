@@ -97,7 +97,9 @@ func (s *Stager) source(req *backend.StageRequest) (string, error) {
 		server = s.cfg.NFSServer
 	}
 	exportPath := pick(CtxExportPath)
-	if exportPath == "" {
+	if exportPath == "" && req.ID.Object != "" {
+		exportPath = req.ID.Object
+	} else if exportPath == "" {
 		exportPath = path.Join(s.cfg.IsiPath, req.ID.Tenant, volumePrefix+req.ID.Hash)
 	}
 	if !strings.HasPrefix(exportPath, "/ifs/") {

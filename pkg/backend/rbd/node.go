@@ -190,11 +190,11 @@ func (s *Stager) imageOf(req *backend.StageRequest) imageSpec {
 	if spec.Pool == "" {
 		spec.Pool = s.cfg.Pool
 	}
-	if spec.Namespace == "" {
+	if spec.Namespace == "" && req.ID.Object == "" {
 		spec.Namespace = req.ID.Tenant
 	}
 	if spec.Image == "" {
-		spec.Image = imageName(req.ID.Hash)
+		spec.Image = volumeImage(req.ID)
 	}
 	return spec
 }

@@ -75,7 +75,7 @@ func (c *Controller) withImage(ctx context.Context, id volid.Volume, secrets map
 			return asNotFound(err, id)
 		}
 		defer io.Destroy()
-		img, err := librbd.OpenImage(io, imageName(id.Hash), librbd.NoSnapshot)
+		img, err := librbd.OpenImage(io, volumeImage(id), librbd.NoSnapshot)
 		if err != nil {
 			return asNotFound(classify(err, "open image of "+id.String()), id)
 		}
