@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -165,52 +164,43 @@ func mutate(t *testing.T, dir string, spec treecheck.Spec) {
 	}
 }
 
-// testResumesAfterKill kills shipholdctl with SIGKILL at random points of five runs;
-// each rerun finishes with an identical tree and reports what it copied again.
+// testResumesAfterKill kills shipholdctl with SIGKILL at random points of five runs, each
+// with a source (and so a target) of its own, in parallel; each rerun finishes with an
+// identical tree and reports what it copied again.
 func testResumesAfterKill(t *testing.T, s *stack) {
 	spec := treecheck.Spec{SmallFiles: 500, Dirs: 20, LargeFiles: []int64{24 << 20, 9<<20 + 4321}, SparseSize: 64 << 20, Seed: 2}
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	interrupted := 0
-	// Each run has a source (and so a target) of its own: a target is deleted while the next
-	// run goes on (the mgr takes seconds to remove a subvolume).
-	var deletes sync.WaitGroup
-	defer deletes.Wait()
 	for i := 1; i <= 5; i++ {
-		src := s.volume(isilonBackend, fmt.Sprintf("site-killed-%d", i), 1<<30)
-		dir := s.isilonDir(src)
-		if err := treecheck.Build(dir, spec); err != nil {
-			t.Fatal(err)
-		}
-		want, err := treecheck.Walk(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		args := s.args(src.ID.String(), t.TempDir(), "--to", cephfsBackend)
-		// The killed run reads at 8 MB/s (its 35 MB of data alone take over 3 s), so a kill
-		// within 3 s of the copy's start lands part-way whatever the machine's load; the
-		// rerun reads at full speed.
-		after := time.Duration(rng.Int63n(int64(3 * time.Second)))
-		killed := s.migrateKilled(after, append(args, "--bwlimit", "8M")...)
-		res := s.migrate(args...).must(t, fmt.Sprintf("rerun %d", i))
-		t.Logf("run %d: SIGKILL %v into copying (killed: %v); rerun %s", i, after.Round(time.Millisecond), killed, summary(res))
-		if killed && res.Result.Copied.Files > 0 {
-			interrupted++
-		}
-		target := s.targetOf(res)
-		// The killed run read files over NFS (the server moved their atimes), which the
-		// rerun carries: atimes are left out.
-		s.same(target, want, treecheck.Compare{NoXattrs: true, NoAtimes: true})
-		deletes.Add(1)
-		go func() {
-			defer deletes.Done()
-			if err := s.b.Controllers[cephfsBackend].DeleteVolume(context.Background(), target.ID, nil); err != nil {
-				t.Errorf("delete the target of run %d: %v", i, err)
-			}
-		}()
+		t.Run(fmt.Sprintf("run%d", i), func(t *testing.T) {
+			t.Parallel()
+			killAndResume(t, &stack{shared: s.shared, t: t, tenant: s.tenant}, i, spec)
+		})
 	}
-	if interrupted < 5 {
-		t.Fatalf("only %d of 5 runs were killed part-way; the kill points are too late", interrupted)
+}
+
+func killAndResume(t *testing.T, s *stack, i int, spec treecheck.Spec) {
+	src := s.volume(isilonBackend, fmt.Sprintf("site-killed-%d", i), 1<<30)
+	dir := s.isilonDir(src)
+	if err := treecheck.Build(dir, spec); err != nil {
+		t.Fatal(err)
 	}
+	want, err := treecheck.Walk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := s.args(src.ID.String(), t.TempDir(), "--to", cephfsBackend)
+	// The killed run reads at 8 MB/s (its 35 MB of data alone take over 3 s), so a kill
+	// within 3 s of the copy's start lands part-way whatever the machine's load; the rerun
+	// reads at full speed.
+	after := time.Duration(rand.New(rand.NewSource(time.Now().UnixNano())).Int63n(int64(3 * time.Second)))
+	killed := s.migrateKilled(after, append(args, "--bwlimit", "8M")...)
+	res := s.migrate(args...).must(t, fmt.Sprintf("rerun %d", i))
+	t.Logf("run %d: SIGKILL %v into copying (killed: %v); rerun %s", i, after.Round(time.Millisecond), killed, summary(res))
+	if !killed || res.Result.Copied.Files == 0 {
+		t.Fatalf("run %d was not killed part-way (killed: %v, rerun copied %d files): the kill point is too late", i, killed, res.Result.Copied.Files)
+	}
+	// The killed run read files over NFS (the server moved their atimes), which the rerun
+	// carries: atimes are left out.
+	s.same(s.targetOf(res), want, treecheck.Compare{NoXattrs: true, NoAtimes: true})
 }
 
 // testRBDToCephFSAndBack copies an RBD volume (staged read-only with the node

@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 	// unless -parallel says otherwise (its default is GOMAXPROCS, 2 on the CI machine).
 	flag.Parse()
 	if !flagSet("test.parallel") {
-		flag.Set("test.parallel", "8")
+		flag.Set("test.parallel", "12")
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
