@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -424,19 +423,4 @@ func (m *migration) summary(res *migrate.Result) {
 	if m.target != nil {
 		fmt.Fprintf(w, "verified %d files (%s); target volume %s\n", res.Verified.Files, migrate.HumanBytes(res.Verified.Bytes), m.target.ID)
 	}
-}
-
-// afterSnapshotHookEnv names a shell command run once the source is open (its snapshot
-// taken) and before anything is read: tests change the source at that point, free of timing.
-const afterSnapshotHookEnv = "SHIPHOLDCTL_TEST_AFTER_SOURCE_OPEN"
-
-func afterSnapshotHook(ctx context.Context) error {
-	hook := os.Getenv(afterSnapshotHookEnv)
-	if hook == "" {
-		return nil
-	}
-	if out, err := exec.CommandContext(ctx, "/bin/sh", "-c", hook).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v: %s", afterSnapshotHookEnv, err, out)
-	}
-	return nil
 }

@@ -78,11 +78,32 @@ func objectsOf(t *testing.T, path string) int {
 	return n
 }
 
-// TestMigrateIsilonToCephFS copies an Isilon site (the simulator's directory, read over
+// TestMigrate runs every migration on one shared stack, in parallel, each with a tenant of
+// its own: they wait on Ceph and the NFS server far more than they compute.
+func TestMigrate(t *testing.T) {
+	sh := newShared(t)
+	for _, tc := range []struct {
+		name string
+		run  func(*testing.T, *stack)
+	}{
+		{"IsilonToCephFS", testIsilonToCephFS},
+		{"ResumesAfterKill", testResumesAfterKill},
+		{"RBDToCephFSAndBack", testRBDToCephFSAndBack},
+		{"DirectoryToIsilon", testDirectoryToIsilon},
+		{"BulkPassReadsASnapshot", testBulkPassReadsASnapshot},
+		{"RBDBulkPassReadsASnapshot", testRBDBulkPassReadsASnapshot},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t, sh.stack(t))
+		})
+	}
+}
+
+// testIsilonToCephFS copies an Isilon site (the simulator's directory, read over
 // NFSv3 through ganesha without a mount) to a CephFS volume, then mutates the source and
 // runs the final pass.
-func TestMigrateIsilonToCephFS(t *testing.T) {
-	s := newStack(t)
+func testIsilonToCephFS(t *testing.T, s *stack) {
 	src := s.volume(isilonBackend, "site-legacy", 4<<30)
 	dir := s.isilonDir(src)
 	if err := treecheck.Build(dir, treecheck.Full); err != nil {
@@ -143,13 +164,22 @@ func mutate(t *testing.T, dir string, spec treecheck.Spec) {
 	}
 }
 
-// TestMigrateResumesAfterKill kills shipholdctl with SIGKILL at random points of five runs;
-// each rerun finishes with an identical tree and reports what it copied again.
-func TestMigrateResumesAfterKill(t *testing.T) {
-	s := newStack(t)
-	src := s.volume(isilonBackend, "site-killed", 2<<30)
+// testResumesAfterKill kills shipholdctl with SIGKILL at random points of five runs, each
+// with a source (and so a target) of its own, in parallel; each rerun finishes with an
+// identical tree and reports what it copied again.
+func testResumesAfterKill(t *testing.T, s *stack) {
+	spec := treecheck.Spec{SmallFiles: 500, Dirs: 20, LargeFiles: []int64{24 << 20, 9<<20 + 4321}, SparseSize: 64 << 20, Seed: 2}
+	for i := 1; i <= 5; i++ {
+		t.Run(fmt.Sprintf("run%d", i), func(t *testing.T) {
+			t.Parallel()
+			killAndResume(t, &stack{shared: s.shared, t: t, tenant: s.tenant}, i, spec)
+		})
+	}
+}
+
+func killAndResume(t *testing.T, s *stack, i int, spec treecheck.Spec) {
+	src := s.volume(isilonBackend, fmt.Sprintf("site-killed-%d", i), 1<<30)
 	dir := s.isilonDir(src)
-	spec := treecheck.Spec{SmallFiles: 2000, Dirs: 20, LargeFiles: []int64{96 << 20, 40 << 20}, SparseSize: 256 << 20, Seed: 2}
 	if err := treecheck.Build(dir, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -157,35 +187,26 @@ func TestMigrateResumesAfterKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	interrupted := 0
-	for i := 1; i <= 5; i++ {
-		args := s.args(src.ID.String(), t.TempDir(), "--to", cephfsBackend)
-		after := time.Duration(rng.Int63n(int64(3 * time.Second)))
-		killed := s.migrateKilled(after, args...)
-		res := s.migrate(args...).must(t, fmt.Sprintf("rerun %d", i))
-		t.Logf("run %d: SIGKILL %v into copying (killed: %v); rerun %s", i, after.Round(time.Millisecond), killed, summary(res))
-		if killed && res.Result.Copied.Files > 0 {
-			interrupted++
-		}
-		target := s.targetOf(res)
-		// The killed run read files over NFS (the server moved their atimes), which the
-		// rerun carries: atimes are left out.
-		s.same(target, want, treecheck.Compare{NoXattrs: true, NoAtimes: true})
-		if err := s.b.Controllers[cephfsBackend].DeleteVolume(context.Background(), target.ID, nil); err != nil {
-			t.Fatalf("delete the target for the next run: %v", err)
-		}
+	args := s.args(src.ID.String(), t.TempDir(), "--to", cephfsBackend)
+	// The killed run reads at 8 MB/s (its 35 MB of data alone take over 3 s), so a kill
+	// within 3 s of the copy's start lands part-way whatever the machine's load; the rerun
+	// reads at full speed.
+	after := time.Duration(rand.New(rand.NewSource(time.Now().UnixNano())).Int63n(int64(3 * time.Second)))
+	killed := s.migrateKilled(after, append(args, "--bwlimit", "8M")...)
+	res := s.migrate(args...).must(t, fmt.Sprintf("rerun %d", i))
+	t.Logf("run %d: SIGKILL %v into copying (killed: %v); rerun %s", i, after.Round(time.Millisecond), killed, summary(res))
+	if !killed || res.Result.Copied.Files == 0 {
+		t.Fatalf("run %d was not killed part-way (killed: %v, rerun copied %d files): the kill point is too late", i, killed, res.Result.Copied.Files)
 	}
-	if interrupted < 4 {
-		t.Fatalf("only %d of 5 runs were killed part-way; the kill points are too late", interrupted)
-	}
+	// The killed run read files over NFS (the server moved their atimes), which the rerun
+	// carries: atimes are left out.
+	s.same(s.targetOf(res), want, treecheck.Compare{NoXattrs: true, NoAtimes: true})
 }
 
-// TestMigrateRBDToCephFSAndBack copies an RBD volume (staged read-only with the node
+// testRBDToCephFSAndBack copies an RBD volume (staged read-only with the node
 // plugin's code) to CephFS, and that CephFS volume to a new RBD volume, each with every
 // xattr and ACL.
-func TestMigrateRBDToCephFSAndBack(t *testing.T) {
-	s := newStack(t)
+func testRBDToCephFSAndBack(t *testing.T, s *stack) {
 	src := s.volume(rbdBackend, "site-block", 4<<30)
 	dir, unstage := s.stage(src, false)
 	if err := treecheck.Build(dir, treecheck.Full); err != nil {
@@ -210,12 +231,11 @@ func TestMigrateRBDToCephFSAndBack(t *testing.T) {
 	}
 }
 
-// TestMigrateDirectoryToIsilon copies a plain directory onto a new Isilon volume over NFSv3
+// testDirectoryToIsilon copies a plain directory onto a new Isilon volume over NFSv3
 // (libnfs writes: files, links, devices, times). NFS holds neither xattrs nor times finer
 // than libnfs sets (microseconds): the run first stops listing them, then --unrepresentable
 // clamp copies the rest.
-func TestMigrateDirectoryToIsilon(t *testing.T) {
-	s := newStack(t)
+func testDirectoryToIsilon(t *testing.T, s *stack) {
 	src := filepath.Join(t.TempDir(), "site")
 	if err := os.Mkdir(src, 0o755); err != nil {
 		t.Fatal(err)

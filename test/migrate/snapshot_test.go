@@ -3,8 +3,6 @@ package migratetest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,40 +10,12 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-	"sigs.k8s.io/yaml"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/backend/registry"
-	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/migrate/endpoint"
 	"github.com/shiphold/shiphold/pkg/volid"
-	"github.com/shiphold/shiphold/test/harness"
 	"github.com/shiphold/shiphold/test/migrate/treecheck"
 )
-
-// newCephStack is the Ceph backends of one test without the OneFS simulator and ganesha.
-func newCephStack(t *testing.T) *stack {
-	harness.Require(t, "root", os.Geteuid() == 0, "run as root (ceph-fuse stages the volumes)")
-	cephfs := harness.CephFSBackend(t, cephfsBackend)
-	cephfs.CephFS.Mounter = "fuse"
-	s := &stack{t: t, cfg: &config.Config{Backends: []config.Backend{cephfs, harness.RBDBackend(t, rbdBackend)}}}
-	data, err := yaml.Marshal(s.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(s.cfgFile, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if s.b, err = registry.Open(s.cfg, true, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.b.Close)
-	b := make([]byte, 3)
-	rand.Read(b)
-	s.tenant = "mig-" + hex.EncodeToString(b)
-	return s
-}
 
 // migrateWith runs shipholdctl to completion with extra environment.
 func (s *stack) migrateWith(env []string, args ...string) *run {
@@ -64,25 +34,23 @@ func (s *stack) migrateWith(env []string, args ...string) *run {
 	return r
 }
 
-// TestMigrateBulkPassReadsASnapshot copies a CephFS site whose files change once the bulk
+// testBulkPassReadsASnapshot copies a CephFS site whose files change once the bulk
 // pass's snapshot is taken (a hook in shipholdctl runs the changes between the snapshot and
 // the first read): the target holds the snapshot's tree, the snapshot is gone afterwards,
 // and --final, reading live, brings the changes. A snapshot a killed run left (taken before
 // the tree existed) is removed first, never read.
-func TestMigrateBulkPassReadsASnapshot(t *testing.T) {
-	s := newCephStack(t)
+func testBulkPassReadsASnapshot(t *testing.T, s *stack) {
 	src := s.volume(cephfsBackend, "site-snap", 2<<30)
 	s.bulkPassReadsSnapshot(src)
 }
 
-// TestMigrateRBDBulkPassReadsASnapshot is the same for an RBD source, its filesystem mounted
+// testRBDBulkPassReadsASnapshot is the same for an RBD source, its filesystem mounted
 // (the site running) while the snapshot is taken and changed after it: the bulk pass reads
 // a clone of the snapshot, the final pass the image after the site stopped. Unlike CephFS's,
 // this test cannot tell the snapshot from a live read: a second, read-only (noload) mount of
 // an image another node has mounted does not show that node's later changes either (seen
 // with --snapshot=never, even after fsfreeze); it shows the clone's lifecycle end to end.
-func TestMigrateRBDBulkPassReadsASnapshot(t *testing.T) {
-	s := newCephStack(t)
+func testRBDBulkPassReadsASnapshot(t *testing.T, s *stack) {
 	src := s.volume(rbdBackend, "site-snap-block", 1<<30)
 	s.bulkPassReadsSnapshot(src)
 	vols, err := s.b.Controllers[rbdBackend].ListVolumes(ctxT(t), s.tenant)

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -44,23 +45,44 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	shipholdctl = filepath.Join(dir, "shipholdctl")
-	if out, err := exec.Command("go", "build", "-o", shipholdctl, "../../cmd/shipholdctl").CombinedOutput(); err != nil {
+	// testhooks: the snapshot test changes the source between its snapshot and the first read.
+	build := exec.Command("go", "build", "-tags", "pacific,testhooks", "-o", shipholdctl, "../../cmd/shipholdctl")
+	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build shipholdctl: %v\n%s", err, out)
 		os.Exit(1)
+	}
+	// The subtests of TestMigrate wait on Ceph and the NFS server, not the CPU: all at once
+	// unless -parallel says otherwise (its default is GOMAXPROCS, 2 on the CI machine).
+	flag.Parse()
+	if !flagSet("test.parallel") {
+		flag.Set("test.parallel", "12")
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// stack is the three backends of one test, its config file and a tenant of its own.
-type stack struct {
-	t       *testing.T
+// shared is the package's one stack, built once for all its tests: ganesha, the OneFS
+// simulator, the CephFS and RBD backends and their config file.
+type shared struct {
 	cfg     *config.Config
 	cfgFile string
 	b       *registry.Backends
 	sim     *harness.OneFS
-	tenant  string
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// stack is one test's view of the shared stack, with a tenant of its own (so tests can run
+// in parallel without seeing each other's volumes).
+type stack struct {
+	*shared
+	t      *testing.T
+	tenant string
 }
 
 const (
@@ -69,10 +91,11 @@ const (
 	rbdBackend    = "mig-rbd"
 )
 
-func newStack(t *testing.T) *stack {
+// newShared starts the stack; t's cleanups stop it, after every subtest of t has ended.
+func newShared(t *testing.T) *shared {
 	_, errG := exec.LookPath("ganesha.nfsd")
 	harness.Require(t, "root and nfs-ganesha", os.Geteuid() == 0 && errG == nil, "run as root; apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind")
-	ceph := harness.LocalCeph(t)
+	harness.LocalCeph(t)
 	nfsDir := t.TempDir()
 	nfsServer(t, "start", nfsDir)
 	t.Cleanup(func() { nfsServer(t, "stop", nfsDir) })
@@ -85,25 +108,31 @@ func newStack(t *testing.T) *stack {
 	cephfs := harness.CephFSBackend(t, cephfsBackend)
 	cephfs.CephFS.Mounter = "fuse"
 	rbd := harness.RBDBackend(t, rbdBackend)
-	_ = ceph
-	s := &stack{t: t, sim: sim, cfg: &config.Config{Backends: []config.Backend{sim.Backend(t, isilonBackend), cephfs, rbd}}}
-	data, err := yaml.Marshal(s.cfg)
+	sh := &shared{sim: sim, cfg: &config.Config{Backends: []config.Backend{sim.Backend(t, isilonBackend), cephfs, rbd}}}
+	data, err := yaml.Marshal(sh.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(s.cfgFile, data, 0o600); err != nil {
+	sh.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(sh.cfgFile, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if s.b, err = registry.Open(s.cfg, true, true); err != nil {
+	if sh.b, err = registry.Open(sh.cfg, true, true); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.b.Close)
+	t.Cleanup(sh.b.Close)
+	return sh
+}
+
+// stack gives test t a new tenant on the shared stack.
+func (sh *shared) stack(t *testing.T) *stack {
 	b := make([]byte, 3)
 	rand.Read(b)
-	s.tenant = "mig-" + hex.EncodeToString(b)
-	return s
+	return &stack{shared: sh, t: t, tenant: "mig-" + hex.EncodeToString(b)}
 }
+
+// newStack is a stack of t's own (the bench's, which runs alone).
+func newStack(t *testing.T) *stack { return newShared(t).stack(t) }
 
 func nfsServer(t *testing.T, args ...string) {
 	t.Helper()

@@ -25,8 +25,10 @@ type Spec struct {
 	Seed       int64
 }
 
-// Full is the tree the migration tests use: 10k small files, a few large, a sparse one.
-var Full = Spec{SmallFiles: 10_000, Dirs: 100, LargeFiles: []int64{48 << 20, 16<<20 + 12345}, SparseSize: 1 << 30, Seed: 1}
+// Full is the tree the migration tests use: every kind of entry, 1,000 small files in 100
+// directories (make bench-migrate copies 10k), large files across the engine's 1 and 4 MiB
+// chunks and CephFS's 4 MiB objects, and a sparse file of 256 MiB holding three pieces.
+var Full = Spec{SmallFiles: 1000, Dirs: 100, LargeFiles: []int64{24 << 20, 9<<20 + 12345}, SparseSize: 256 << 20, Seed: 1}
 
 // Odd names: unicode, a newline, the longest a name can be, leading dash and space.
 var OddNames = []string{"ünïcødé-файл-文件 ✓", "new\nline", strings.Repeat("L", 255), "-dash", " lead space", "tab\tname", "back\\slash", "quote\"'"}

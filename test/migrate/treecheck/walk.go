@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,11 +70,43 @@ func Walk(root string) (Manifest, error) {
 				groups[e.ino] = rel
 			}
 		}
-		if err := readEntry(filepath.Join(root, rel), e); err != nil {
-			return nil, err
-		}
 	}
-	return m, nil
+	return m, readAll(root, order, m)
+}
+
+// readers is how many entries Walk reads at once: on a FUSE or NFS mount each read waits on
+// the storage far longer than it computes.
+const readers = 8
+
+// readAll reads the symlink targets, xattrs and content of every entry, in parallel.
+func readAll(root string, order []string, m Manifest) error {
+	paths := make(chan string)
+	errs := make(chan error, readers)
+	var wg sync.WaitGroup
+	for i := 0; i < readers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rel := range paths {
+				if err := readEntry(filepath.Join(root, rel), m[rel]); err != nil {
+					errs <- err
+					for range paths { // drain: the feeder stops at the first error
+					}
+					return
+				}
+			}
+		}()
+	}
+	for _, rel := range order {
+		if len(errs) > 0 {
+			break
+		}
+		paths <- rel
+	}
+	close(paths)
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 func statEntry(p string) (*Entry, error) {
@@ -138,9 +171,10 @@ func xattrs(p string) (map[string]string, error) {
 	return out, nil
 }
 
-// digest reads without moving the atime (O_NOATIME: we are root).
+// digest reads without moving the atime (O_NOATIME: we are root). O_CLOEXEC: a process
+// started meanwhile (a FUSE daemon staging another volume) must not keep the mount busy.
 func digest(p string) (string, error) {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW, 0)
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOATIME|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", fmt.Errorf("open %s: %w", p, err)
 	}
