@@ -98,7 +98,11 @@ func (s *Stager) source(req *backend.StageRequest) (string, error) {
 	}
 	exportPath := pick(CtxExportPath)
 	if exportPath == "" {
-		exportPath = path.Join(s.cfg.IsiPath, req.ID.Tenant, volumePrefix+req.ID.Hash)
+		z, err := zoneOfID(s.cfg, req.ID)
+		if err != nil {
+			return "", err
+		}
+		exportPath = z.volumeDir(req.ID)
 	}
 	if !strings.HasPrefix(exportPath, "/ifs/") {
 		return "", backend.Errorf(backend.InvalidArgument, "isilon: export path %q must be below /ifs/", exportPath)
