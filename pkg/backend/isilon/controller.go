@@ -2,7 +2,7 @@
 // <isiPath>/<tenant>/csi-vol-<hash> with a hard directory quota of its size and an NFS
 // export, driven through Dell's goisilon client. The node side mounts the export over NFS.
 //
-// Config keys beside endpoint, accessZone, isiPath, nfsServer and credentials:
+// Config keys beside endpoint, accessZone, isiPath, zones (zones.go), nfsServer and credentials:
 // requestTimeout (one Platform API call, default 30s), copyTimeout (a clone's or
 // restore's data copy, default 12h) and copySettle (how long an unfinished clone must
 // stay unchanged before its copy is redone, default 30s). A clone or restore is copied
