@@ -233,8 +233,8 @@ func TestSimNodeStandInAccessZone(t *testing.T) {
 }
 
 // TestSimAccessZoneOutsideBaseRefused: a zone whose isiPath lies outside the zone's base
-// path is refused by the array (OneFS checks export paths against the zone), and the error
-// names the zone and its base, so the admin can fix isilon.zones.
+// path (as the array reports it) is refused before anything is made there, and the error
+// names the zone's base, so the admin can fix isilon.zones.
 func TestSimAccessZoneOutsideBaseRefused(t *testing.T) {
 	f := startZoneSim(t, nil)
 	f.be.Isilon.Zones = []config.IsilonZone{{Name: "zoneA", Key: "za", IsiPath: "/ifs/data/elsewhere"}}
@@ -245,10 +245,13 @@ func TestSimAccessZoneOutsideBaseRefused(t *testing.T) {
 	t.Cleanup(ctrl.Close)
 	_, err = ctrl.CreateVolume(ctxT(t), &backend.VolumeRequest{Name: "pvc-out", Tenant: "shop", RequiredBytes: mib,
 		Parameters: map[string]string{isilon.ParamAccessZone: "zoneA"}})
-	if err == nil || !strings.Contains(err.Error(), "not within access zone 'zoneA' base path '/ifs/zoneA'") {
-		t.Fatalf("create in a zone outside its base: %v, want OneFS's refusal naming the zone's base", err)
+	if backend.CodeOf(err) != backend.FailedPrecondition || !strings.Contains(err.Error(), "base path /ifs/zoneA") {
+		t.Fatalf("create in a zone outside its base: %v, want FAILED_PRECONDITION naming the zone's base", err)
 	}
 	if exps := f.sim.Server.Exports(); len(exps) != 0 {
 		t.Fatalf("an export was made outside its zone: %+v", exps)
+	}
+	if _, err := os.Stat(filepath.Join(f.sim.Root, "data", "elsewhere")); !os.IsNotExist(err) {
+		t.Fatalf("a refused zone left its directory: %v", err)
 	}
 }

@@ -104,6 +104,8 @@ type array interface {
 	SnapshotDir(snapName, dir string) string
 
 	AvailableBytes(ctx context.Context) (int64, error)
+	// ZoneBase is an access zone's base path; NotFound when the array has no such zone.
+	ZoneBase(ctx context.Context, zone string) (string, error)
 }
 
 // papi implements array with goisilon; what goisilon lacks goes through its generic
@@ -672,6 +674,18 @@ func (p *papi) AvailableBytes(ctx context.Context) (int64, error) {
 		}
 	}
 	return 0, backend.Errorf(backend.Unavailable, "isilon %s: statistics did not report ifs.bytes.avail", p.endpoint)
+}
+
+func (p *papi) ZoneBase(ctx context.Context, zone string) (string, error) {
+	ctx = quiet(ctx)
+	z, err := p.c.GetZoneByName(ctx, zone)
+	if err != nil {
+		return "", p.err(err, "access zone %s", zone)
+	}
+	if z == nil {
+		return "", backend.Errorf(backend.NotFound, "isilon %s: access zone %s: not found", p.endpoint, zone)
+	}
+	return path.Clean(z.Path), nil
 }
 
 // escapeAttr keeps attribute values header-safe (request names may hold any UTF-8).

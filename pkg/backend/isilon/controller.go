@@ -88,8 +88,10 @@ type Controller struct {
 	conn *connector
 
 	mu      sync.Mutex
-	tenants map[string]bool      // tenant directories known to exist with their quota
-	jobs    map[string]*cloneJob // clone copies running, by temporary directory
+	tenants map[string]bool // tenant directories known to exist with their quota
+	// zonesChecked are the isilon.zones found on the array with isiPath in their base.
+	zonesChecked map[string]bool
+	jobs         map[string]*cloneJob // clone copies running, by temporary directory
 
 	jobCtx      context.Context // ends clone copies at Close
 	stopJobs    context.CancelFunc
@@ -114,7 +116,8 @@ func NewController(cfg *config.Backend) (*Controller, error) {
 		// goisilon v1.20.0 verifies against the system pool only.
 		klog.Warningf("isilon backend %q: caCertFile %s is not used by goisilon v1.20.0; add the CA to the system trust store", cfg.Name, cfg.Isilon.CACertFile)
 	}
-	c := &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, tenants: map[string]bool{}, jobs: map[string]*cloneJob{}}
+	c := &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, tenants: map[string]bool{}, jobs: map[string]*cloneJob{},
+		zonesChecked: map[string]bool{}}
 	c.jobCtx, c.stopJobs = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -242,6 +245,9 @@ func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest,
 	var vol *backend.Volume
 	var job *cloneJob
 	err := c.conn.do(ctx, req.Secrets, func(a array) error {
+		if err := c.checkZone(ctx, a, z); err != nil {
+			return err
+		}
 		if err := c.ensureTenant(ctx, a, z.tenantDir(req.Tenant)); err != nil {
 			return err
 		}

@@ -469,3 +469,15 @@ func (f *fakeArray) AvailableBytes(ctx context.Context) (int64, error) {
 	}
 	return f.available, nil
 }
+
+func (f *fakeArray) ZoneBase(ctx context.Context, zone string) (string, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("ZoneBase " + zone); err != nil {
+		return "", err
+	}
+	base, ok := f.zoneBase[zone]
+	if !ok {
+		return "", notFound("zone " + zone)
+	}
+	return base, nil
+}

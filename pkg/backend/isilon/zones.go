@@ -1,6 +1,7 @@
 package isilon
 
 import (
+	"context"
 	"path"
 	"strings"
 
@@ -99,4 +100,33 @@ func checkSameZone(z accessZone, req *backend.VolumeRequest) error {
 		return nil
 	}
 	return backend.Errorf(backend.InvalidArgument, "isilon: source %s is in another access zone than %s (the class's %s); clones and restores stay within one zone", sourceString(req), z.name, ParamAccessZone)
+}
+
+// checkZone makes sure, once per process, that a zone of isilon.zones exists on the array
+// and that its isiPath lies within the zone's base path, before anything is made there:
+// OneFS would refuse the export only after the directory and quota exist.
+func (c *Controller) checkZone(ctx context.Context, a array, z accessZone) error {
+	if z.key == "" {
+		return nil // the default zone, as before zones were configurable
+	}
+	c.mu.Lock()
+	known := c.zonesChecked[z.name]
+	c.mu.Unlock()
+	if known {
+		return nil
+	}
+	base, err := a.ZoneBase(ctx, z.name)
+	if backend.IsNotFound(err) {
+		return backend.Errorf(backend.FailedPrecondition, "isilon: access zone %q of isilon.zones does not exist on the array; fix the backend config", z.name)
+	}
+	if err != nil {
+		return err
+	}
+	if base != "/ifs" && !strings.HasPrefix(z.isiPath, base+"/") {
+		return backend.Errorf(backend.FailedPrecondition, "isilon: isilon.zones %q: isiPath %s is not within the access zone's base path %s on the array; fix the backend config", z.name, z.isiPath, base)
+	}
+	c.mu.Lock()
+	c.zonesChecked[z.name] = true
+	c.mu.Unlock()
+	return nil
 }

@@ -232,3 +232,50 @@ func TestAccessZoneStagerExportPath(t *testing.T) {
 		t.Fatalf("unlisted zone key: %v", err)
 	}
 }
+
+// A zone the array lacks, or whose isiPath lies outside the zone's base path, is refused
+// before anything is made in it; the check is made once per process.
+func TestAccessZoneCheckedOnTheArray(t *testing.T) {
+	testCases := []struct {
+		name string
+		zone config.IsilonZone
+		want string // "" for success
+	}{
+		{name: "within base", zone: zoneA},
+		{name: "outside base", zone: config.IsilonZone{Name: "zoneA", Key: "za", IsiPath: "/ifs/data/other"}, want: "not within the access zone's base path /ifs/zoneA"},
+		{name: "no such zone", zone: config.IsilonZone{Name: "zoneB", Key: "zb", IsiPath: "/ifs/zoneB/sh"}, want: "does not exist on the array"},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, f, _ := testController(t)
+			c.cfg.Zones = []config.IsilonZone{tc.zone}
+			r := req("pvc-1", 100)
+			r.Parameters = map[string]string{ParamAccessZone: tc.zone.Name}
+			_, err := c.CreateVolume(context.Background(), r)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				r2 := req("pvc-2", 100)
+				r2.Parameters = r.Parameters
+				mustCreate(t, c, r2)
+				checks := 0
+				for _, call := range f.takeCalls() {
+					if call == "ZoneBase "+tc.zone.Name {
+						checks++
+					}
+				}
+				if checks != 1 {
+					t.Fatalf("the zone was checked %d times in two creates, want once", checks)
+				}
+				return
+			}
+			if backend.CodeOf(err) != backend.FailedPrecondition || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("create: %v, want FailedPrecondition saying %q", err, tc.want)
+			}
+			if len(f.dirs) != 0 || len(f.quotas) != 0 || len(f.exports) != 0 {
+				t.Fatalf("a refused zone left dirs %v quotas %v exports %v", f.dirs, f.quotas, f.exports)
+			}
+		})
+	}
+}
