@@ -105,6 +105,9 @@ type IsilonZone struct {
 	Name    string `json:"name"`
 	Key     string `json:"key"`
 	IsiPath string `json:"isiPath"`
+	// NFSServer is the zone's SmartConnect name (its exports are served there only), used
+	// when a class names no nfsServer; the backend's nfsServer when empty.
+	NFSServer string `json:"nfsServer,omitempty"`
 }
 
 // Tenants holds capacity and volume-count quotas per tenant.

@@ -167,7 +167,7 @@ func parseRootClient(params map[string]string) (bool, error) {
 
 func (c *Controller) volumeContext(z accessZone, dir string, exportID int, root bool) map[string]string {
 	ctx := map[string]string{
-		CtxNFSServer: c.cfg.NFSServer, CtxExportPath: dir, CtxZone: z.name,
+		CtxNFSServer: z.nfsServer, CtxExportPath: dir, CtxZone: z.name,
 		CtxRootClientEnabled: strconv.FormatBool(root),
 	}
 	if exportID > 0 {
@@ -204,11 +204,11 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if err != nil {
 		return nil, err
 	}
-	server, err := c.nfsServerOf(req.Parameters, ParamNFSServer)
+	z, err := zoneOfParams(c.cfg, req.Parameters)
 	if err != nil {
 		return nil, err
 	}
-	z, err := zoneOfParams(c.cfg, req.Parameters)
+	server, err := nfsServerOf(z, req.Parameters, ParamNFSServer)
 	if err != nil {
 		return nil, err
 	}

@@ -80,11 +80,11 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 	if err != nil {
 		return nil, err
 	}
-	server, err := c.nfsServerOf(volumeContext, CtxNFSServer)
+	z, dir, err := c.place(id)
 	if err != nil {
 		return nil, err
 	}
-	z, dir, err := c.place(id)
+	server, err := nfsServerOf(z, volumeContext, CtxNFSServer)
 	if err != nil {
 		return nil, err
 	}

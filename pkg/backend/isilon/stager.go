@@ -92,17 +92,18 @@ func (s *Stager) source(req *backend.StageRequest) (string, error) {
 		}
 		return req.Context[key]
 	}
-	server := pick(CtxNFSServer)
-	if server == "" {
-		server = s.cfg.NFSServer
-	}
-	exportPath := pick(CtxExportPath)
-	if exportPath == "" {
+	server, exportPath := pick(CtxNFSServer), pick(CtxExportPath)
+	if server == "" || exportPath == "" {
 		z, err := zoneOfID(s.cfg, req.ID)
 		if err != nil {
 			return "", err
 		}
-		exportPath = z.volumeDir(req.ID)
+		if server == "" {
+			server = z.nfsServer
+		}
+		if exportPath == "" {
+			exportPath = z.volumeDir(req.ID)
+		}
 	}
 	if !strings.HasPrefix(exportPath, "/ifs/") {
 		return "", backend.Errorf(backend.InvalidArgument, "isilon: export path %q must be below /ifs/", exportPath)

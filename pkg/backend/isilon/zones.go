@@ -20,6 +20,7 @@ const ParamAccessZone = "accessZone"
 // full /ifs paths; export calls name the zone (exports are per zone on OneFS).
 type accessZone struct {
 	name, key, isiPath string
+	nfsServer          string // the zone's SmartConnect name, else the backend's nfsServer
 }
 
 func defaultZone(cfg *config.Isilon) accessZone {
@@ -27,14 +28,18 @@ func defaultZone(cfg *config.Isilon) accessZone {
 	if name == "" {
 		name = "System"
 	}
-	return accessZone{name: name, isiPath: path.Clean(cfg.IsiPath)}
+	return accessZone{name: name, isiPath: path.Clean(cfg.IsiPath), nfsServer: cfg.NFSServer}
 }
 
 // zones lists the default zone first, then isilon.zones.
 func zones(cfg *config.Isilon) []accessZone {
 	out := []accessZone{defaultZone(cfg)}
 	for _, z := range cfg.Zones {
-		out = append(out, accessZone{name: z.Name, key: z.Key, isiPath: path.Clean(z.IsiPath)})
+		server := z.NFSServer
+		if server == "" {
+			server = cfg.NFSServer
+		}
+		out = append(out, accessZone{name: z.Name, key: z.Key, isiPath: path.Clean(z.IsiPath), nfsServer: server})
 	}
 	return out
 }

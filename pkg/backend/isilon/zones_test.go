@@ -221,10 +221,12 @@ func TestAccessZoneListVolumes(t *testing.T) {
 // hand-written PV).
 func TestAccessZoneStagerExportPath(t *testing.T) {
 	s, _ := testStager(t)
-	s.cfg.Zones = []config.IsilonZone{zoneA}
+	z := zoneA
+	z.NFSServer = "zonea.sc.example"
+	s.cfg.Zones = []config.IsilonZone{z}
 	id := volid.Volume{Backend: "isi", Tenant: "shop", Location: "za", Hash: volid.Hash("v")}
 	src, err := s.source(&backend.StageRequest{ID: id})
-	if err != nil || src != "nfs.example:/ifs/zoneA/sh/shop/csi-vol-"+id.Hash {
+	if err != nil || src != "zonea.sc.example:/ifs/zoneA/sh/shop/csi-vol-"+id.Hash {
 		t.Fatalf("source %q %v", src, err)
 	}
 	id.Location = "zq"
@@ -277,5 +279,31 @@ func TestAccessZoneCheckedOnTheArray(t *testing.T) {
 				t.Fatalf("a refused zone left dirs %v quotas %v exports %v", f.dirs, f.quotas, f.exports)
 			}
 		})
+	}
+}
+
+// A zone's volumes are mounted from the zone's nfsServer (its SmartConnect name) unless the
+// class names one; the default zone keeps the backend's.
+func TestAccessZoneNFSServer(t *testing.T) {
+	c, _, _ := testController(t)
+	z := zoneA
+	z.NFSServer = "zonea.sc.example"
+	c.cfg.Zones = []config.IsilonZone{z}
+	ctx := context.Background()
+	v := mustCreate(t, c, zoneReq("pvc-z"))
+	if v.Context[CtxNFSServer] != "zonea.sc.example" {
+		t.Fatalf("zone volume's nfsServer %q, want the zone's", v.Context[CtxNFSServer])
+	}
+	pub, err := c.PublishVolume(ctx, v.ID, backend.Node{Name: "n1", Address: "10.0.0.1"}, backend.PublishAccess{}, nil, nil)
+	if err != nil || pub[PubNFSServer] != "zonea.sc.example" {
+		t.Fatalf("publish without context: %v %v, want the zone's server", pub, err)
+	}
+	own := zoneReq("pvc-own")
+	own.Parameters[ParamNFSServer] = "other.example"
+	if v := mustCreate(t, c, own); v.Context[CtxNFSServer] != "other.example" {
+		t.Fatalf("class nfsServer not honoured: %q", v.Context[CtxNFSServer])
+	}
+	if v := mustCreate(t, c, req("pvc-sys", 100)); v.Context[CtxNFSServer] != "nfs.example" {
+		t.Fatalf("default zone's server %q, want the backend's", v.Context[CtxNFSServer])
 	}
 }
