@@ -190,6 +190,16 @@ func TestAccessZoneCloneAcrossZonesRefused(t *testing.T) {
 	if v.ID.Location != "za" || f.files[v.Context[CtxExportPath]+"/a"] != "data" || !strings.HasPrefix(v.Context[CtxExportPath], "/ifs/zoneA/sh/") {
 		t.Fatalf("clone within zoneA: %+v files %v", v, f.files)
 	}
+	zsnap, err := c.CreateSnapshot(ctx, z.ID, "snap-z", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restoreZ := zoneReq("pvc-z-restore")
+	restoreZ.SourceSnapshot = &zsnap.ID
+	r := mustCreate(t, c, restoreZ)
+	if r.ID.Location != "za" || !strings.HasPrefix(r.Context[CtxExportPath], "/ifs/zoneA/sh/") {
+		t.Fatalf("restore within zoneA: %+v", r)
+	}
 }
 
 // ListVolumes covers every zone, each volume with its zone's key.
