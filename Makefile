@@ -53,7 +53,8 @@ bench-migrate: deps
 e2e: deps build
 	hack/with-ceph.sh hack/e2e.sh
 
-## run: start the local stack and the driver, and walk a volume through its life
+## run: start the local stack (Ceph, OneFS simulator) and the driver, walk a volume per backend
+## through its life, and adopt a legacy Isilon site (shipholdctl import)
 run: deps build
 	hack/run-local.sh
 

@@ -56,6 +56,9 @@ func adminCommands(stdout, stderr io.Writer) []*cobra.Command {
 		if c.name == "volumes" {
 			cmd.Flags().StringVar(&f.tenant, "tenant", "", "only this tenant")
 		}
+		if c.name == "tenants" {
+			cmd.AddCommand(rotateKeyCommand(stdout, stderr))
+		}
 		out = append(out, cmd)
 	}
 	return out

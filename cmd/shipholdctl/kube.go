@@ -9,12 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/rebind"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
@@ -96,44 +94,17 @@ func (m *migration) cutover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	class, secrets, err := m.targetClass(ctx)
-	if err != nil {
-		return err
-	}
 	v := m.target
 	nv := rebind.NewVolume{Name: "shiphold-" + v.ID.Hash, Driver: driverName, Handle: v.ID.String(), Attributes: v.Context,
-		FsType: v.Context["fsType"], CapacityBytes: v.CapacityBytes, StorageClass: class}
-	nv.NodeStageSecret, nv.NodePublishSecret, nv.ControllerExpandSecret = secrets[0], secrets[1], secrets[2]
+		FsType: v.Context["fsType"], CapacityBytes: v.CapacityBytes}
+	if err := rebind.ClassFor(ctx, m.kube.client, driverName, m.f.to, *m.src.pvc, &nv); err != nil {
+		return err
+	}
 	if err := mv.Move(ctx, *m.src.pvc, nv); err != nil {
 		return fmt.Errorf("cutover of %s: %w (run again to continue, or migrate rollback --pvc %s)", m.src.pvc, err, m.src.pvc)
 	}
 	fmt.Fprintf(m.stdout, "cutover: claim %s is on volume %s (%s); the old volume is retained\n", m.src.pvc, nv.Name, nv.Handle)
 	return nil
-}
-
-// targetClass finds the StorageClass of shiphold that names the target backend (the first
-// by name), and the secret references its parameters give the PV.
-func (m *migration) targetClass(ctx context.Context) (string, [3]*corev1.SecretReference, error) {
-	var refs [3]*corev1.SecretReference
-	classes, err := m.kube.client.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return "", refs, fmt.Errorf("list storage classes: %w", err)
-	}
-	for _, sc := range classes.Items {
-		if sc.Provisioner != driverName || sc.Parameters[backend.ParamBackend] != m.f.to {
-			continue
-		}
-		for i, kind := range []string{"node-stage", "node-publish", "controller-expand"} {
-			name := sc.Parameters["csi.storage.k8s.io/"+kind+"-secret-name"]
-			ns := sc.Parameters["csi.storage.k8s.io/"+kind+"-secret-namespace"]
-			if name != "" {
-				r := strings.NewReplacer("${pvc.namespace}", m.src.pvc.Namespace, "${pvc.name}", m.src.pvc.Name)
-				refs[i] = &corev1.SecretReference{Name: r.Replace(name), Namespace: r.Replace(ns)}
-			}
-		}
-		return sc.Name, refs, nil
-	}
-	return "", refs, fmt.Errorf("no StorageClass of %s has parameter backend=%s: create one for the target backend first", driverName, m.f.to)
 }
 
 func rollbackCommand(stdout, stderr io.Writer) *cobra.Command {

@@ -79,7 +79,8 @@ func newRoot(name string, stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(adminCommands(stdout, stderr)...)
-	root.AddCommand(csiCommand(stdout, stderr), checkCommand(stdout, stderr), migrateCommand(stdout, stderr), gcCommand(stdout, stderr))
+	root.AddCommand(csiCommand(stdout, stderr), checkCommand(stdout, stderr), migrateCommand(stdout, stderr), gcCommand(stdout, stderr),
+		importCommand(stdout, stderr))
 	return root
 }
 

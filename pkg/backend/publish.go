@@ -67,3 +67,7 @@ func PublishedNodes(meta map[string]string, except Node) []string {
 	sort.Strings(out)
 	return out
 }
+
+// SecretPublishContextKeys are publish context keys whose values are secrets (a tenant's
+// cephx key): logs show them stripped.
+var SecretPublishContextKeys = []string{"shiphold.io/ceph-key"}

@@ -36,7 +36,7 @@ func (d *Driver) logCalls(ctx context.Context, req any, info *grpc.UnaryServerIn
 	}
 	logger = logger.WithValues(requestValues(info.FullMethod, req)...)
 	ctx = klog.NewContext(ctx, logger)
-	logger.V(4).Info("Request", "request", protosanitizer.StripSecrets(req))
+	logger.V(4).Info("Request", "request", protosanitizer.StripSecrets(withoutPublishedKeys(req)))
 	resp, err := handler(ctx, req)
 	if id := createdVolumeID(resp); id != "" {
 		logger = logger.WithValues("created_volume_id", id)
@@ -51,7 +51,7 @@ func (d *Driver) logCalls(ctx context.Context, req any, info *grpc.UnaryServerIn
 		logger.V(2).Info("Call done")
 	}
 	if err == nil {
-		logger.V(4).Info("Response", "response", protosanitizer.StripSecrets(resp))
+		logger.V(4).Info("Response", "response", protosanitizer.StripSecrets(withoutPublishedKeys(resp)))
 	}
 	return resp, err
 }

@@ -111,7 +111,7 @@ func (m *Mover) createVolume(ctx context.Context, claim types.NamespacedName, ol
 			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: quantity(nv.CapacityBytes)},
 			AccessModes:                   old.Spec.AccessModes,
 			VolumeMode:                    old.Spec.VolumeMode,
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
+			PersistentVolumeReclaimPolicy: reclaimPolicy(nv),
 			StorageClassName:              nv.StorageClass,
 			MountOptions:                  nil,
 			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: claim.Namespace, Name: claim.Name},
@@ -270,4 +270,11 @@ func (m *Mover) restore(ctx context.Context, name string) error {
 	}
 	m.logf("volume %s: reclaim policy %s again; claim back on it", name, pv.Spec.PersistentVolumeReclaimPolicy)
 	return nil
+}
+
+func reclaimPolicy(nv NewVolume) corev1.PersistentVolumeReclaimPolicy {
+	if nv.ReclaimPolicy == "" {
+		return corev1.PersistentVolumeReclaimDelete
+	}
+	return nv.ReclaimPolicy
 }

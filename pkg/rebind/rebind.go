@@ -45,6 +45,8 @@ type NewVolume struct {
 	FsType        string
 	CapacityBytes int64
 	StorageClass  string
+	// ReclaimPolicy of the new PV; Delete when empty (an adopted volume keeps its old PV's).
+	ReclaimPolicy corev1.PersistentVolumeReclaimPolicy
 	// Secret references for the node and controller, as the StorageClass names them.
 	NodeStageSecret, NodePublishSecret, ControllerExpandSecret *corev1.SecretReference
 }

@@ -9,6 +9,12 @@
 // token (an RBD pool ID, a CephFS filesystem ID, the access zone key for Isilon: empty for
 // the backend's default zone), volume and snapshot are the 16-hex-digit hashes of the CSI
 // request names. The version prefix lets the format change while old volumes keep working.
+//
+// A volume adopted in place (shipholdctl import) keeps its storage object's own name, which
+// its ID carries instead of a hash (adopted.go):
+//
+//	a1:<backend>:<tenant>:<location>:<object>
+//	b1:<backend>:<tenant>:<location>:<object>:<snapshot>
 package volid
 
 import (
@@ -45,6 +51,9 @@ type Volume struct {
 	Tenant   string
 	Location string
 	Hash     string
+	// Object is an adopted volume's own storage name ("" for volumes shiphold created);
+	// Hash is then the hash of Object, for keys that need a fixed length.
+	Object string
 }
 
 // Snapshot identifies one snapshot of a volume.
@@ -61,11 +70,17 @@ func Hash(requestName string) string {
 
 // String encodes the volume ID. Call Validate first; String does not check.
 func (v Volume) String() string {
+	if v.Object != "" {
+		return strings.Join([]string{adoptedPrefix, v.Backend, v.Tenant, v.Location, v.Object}, sep)
+	}
 	return strings.Join([]string{volumePrefix, v.Backend, v.Tenant, v.Location, v.Hash}, sep)
 }
 
 // String encodes the snapshot ID.
 func (s Snapshot) String() string {
+	if s.Object != "" {
+		return strings.Join([]string{adoptedSnapPrefix, s.Backend, s.Tenant, s.Location, s.Object, s.SnapHash}, sep)
+	}
 	return strings.Join([]string{snapshotPrefix, s.Backend, s.Tenant, s.Location, s.Hash, s.SnapHash}, sep)
 }
 
@@ -80,6 +95,9 @@ func (v Volume) Validate() error {
 	if len(v.Location) > MaxLocationLen || !isToken(v.Location, true) {
 		return fmt.Errorf("%w: location %q must be at most %d characters of [a-z0-9-]", ErrMalformed, v.Location, MaxLocationLen)
 	}
+	if v.Object != "" {
+		return v.validAdopted()
+	}
 	return validHash("volume hash", v.Hash)
 }
 
@@ -93,6 +111,9 @@ func (s Snapshot) Validate() error {
 
 // ParseVolume decodes a volume ID.
 func ParseVolume(id string) (Volume, error) {
+	if strings.HasPrefix(id, adoptedPrefix+sep) {
+		return parseAdopted(id)
+	}
 	parts, err := split(id, volumePrefix, 5)
 	if err != nil {
 		return Volume{}, err
@@ -103,6 +124,9 @@ func ParseVolume(id string) (Volume, error) {
 
 // ParseSnapshot decodes a snapshot ID.
 func ParseSnapshot(id string) (Snapshot, error) {
+	if strings.HasPrefix(id, adoptedSnapPrefix+sep) {
+		return parseAdoptedSnapshot(id)
+	}
 	parts, err := split(id, snapshotPrefix, 6)
 	if err != nil {
 		return Snapshot{}, err

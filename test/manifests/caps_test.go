@@ -24,7 +24,12 @@ func documentedRBDCaps(t *testing.T) string {
 		t.Fatal("deploy/README.md has no `ceph auth get-or-create client.shiphold-rbd mon '...' osd '...' mgr '...'` line")
 	}
 	caps := string(m[1])
-	for _, want := range []string{"profile rbd", `allow command "mgr dump"`, "mgr 'profile rbd"} {
+	// The auth commands make, check, rotate and remove tenant identities (client.shiphold.*).
+	want := []string{"profile rbd", `allow command "mgr dump"`, "mgr 'profile rbd"}
+	for _, cmd := range []string{"auth get", "auth get-or-create", "auth caps", "auth rm"} {
+		want = append(want, `allow command "`+cmd+`" with entity prefix client.shiphold.`)
+	}
+	for _, want := range want {
 		if !strings.Contains(caps, want) {
 			t.Errorf("documented RBD controller caps %q lack %q", caps, want)
 		}

@@ -53,4 +53,15 @@ func removeSanityTenants(t *testing.T, kind string) {
 			}
 		}
 	}
+	// Their cephx identities (client.shiphold.<backend>.<tenant>), made with their places.
+	var auth struct {
+		AuthDump []struct{ Entity string } `json:"auth_dump"`
+	}
+	json.Unmarshal([]byte(run("ceph", "auth", "ls", "--format", "json")), &auth)
+	for _, e := range auth.AuthDump {
+		tenant := e.Entity[strings.LastIndex(e.Entity, ".")+1:]
+		if strings.HasPrefix(e.Entity, "client.shiphold.") && isSanityTenant(tenant) {
+			run("ceph", "auth", "rm", e.Entity)
+		}
+	}
 }

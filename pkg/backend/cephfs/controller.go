@@ -176,6 +176,9 @@ func (c *Controller) ensureGroup(s *session, fs, group string) error {
 	}); err != nil {
 		return err
 	}
+	if err := c.isolateGroup(s, fs, group); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	c.groups[key] = true
 	c.mu.Unlock()
@@ -197,6 +200,9 @@ func (c *Controller) ref(s *session, id volid.Volume) (volumeRef, error) {
 	fs, err := c.fsName(s, id.Location)
 	if err != nil {
 		return volumeRef{}, err
+	}
+	if id.Object != "" {
+		return adoptedRef(fs, id), nil
 	}
 	return volumeRef{fs: fs, group: groupName(c.prefix, id.Tenant), sub: subvolumeName(id.Hash)}, nil
 }
@@ -397,7 +403,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	}
 	switch {
 	case err == nil, backend.IsNotFound(err):
-		return nil
+		return c.dropIdentityIfLast(s, ref)
 	case backend.CodeOf(err) != backend.Pending:
 		return err
 	}

@@ -24,9 +24,19 @@ type fakeMgr struct {
 	cloneRun int                 // clone status answers "in-progress" this many times
 	// cloneFail makes clones end "failed" instead of "complete".
 	cloneFail bool
+	// groupNS is each group directory's layout pool_namespace; auth the cephx users.
+	groupNS map[string]string
+	auth    map[string]fakeUser
+	keys    int
+}
+
+type fakeUser struct {
+	key  string
+	caps map[string]string
 }
 
 type fakeSub struct {
+	poolNS   string // the layout namespace its group had when it was made
 	quota    int64
 	meta     map[string]string
 	xattrs   map[string]string // on the base directory, which outlives a retained subvolume
@@ -44,7 +54,7 @@ func (e fakeErr) Error() string  { return syscall.Errno(-e.errno).Error() }
 func (e fakeErr) ErrorCode() int { return e.errno }
 
 func newFakeMgr() *fakeMgr {
-	return &fakeMgr{groups: map[string]bool{}, subs: map[string]*fakeSub{}}
+	return &fakeMgr{groups: map[string]bool{}, subs: map[string]*fakeSub{}, groupNS: map[string]string{}, auth: map[string]fakeUser{}}
 }
 
 func (f *fakeMgr) MonCommand(buf []byte) ([]byte, string, error) {
@@ -58,7 +68,44 @@ func (f *fakeMgr) MonCommand(buf []byte) ([]byte, string, error) {
 	case "df":
 		return []byte(`{"pools":[{"name":"cephfs.data","stats":{"max_avail":1000}}]}`), "", nil
 	}
+	if p, _ := m["prefix"].(string); strings.HasPrefix(p, "auth ") {
+		return f.authCommand(p, m)
+	}
 	return nil, "unknown", fakeErr{-int(syscall.EINVAL)}
+}
+
+// authCommand answers the auth commands as the monitor does.
+func (f *fakeMgr) authCommand(prefix string, m map[string]any) ([]byte, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	entity := str(m, "entity")
+	caps := map[string]string{}
+	list, _ := m["caps"].([]any)
+	for i := 0; i+1 < len(list); i += 2 {
+		caps[list[i].(string)] = list[i+1].(string)
+	}
+	u, ok := f.auth[entity]
+	switch prefix {
+	case "auth get":
+		if !ok {
+			return nil, "", fakeErr{-int(syscall.ENOENT)}
+		}
+	case "auth get-or-create":
+		if !ok {
+			f.keys++
+			u = fakeUser{key: fmt.Sprintf("KEY-%s-%d", entity, f.keys), caps: caps}
+			f.auth[entity] = u
+		}
+	case "auth caps":
+		u.caps = caps
+		f.auth[entity] = u
+		return nil, "", nil
+	case "auth rm":
+		delete(f.auth, entity)
+		return nil, "", nil
+	}
+	b, _ := json.Marshal([]map[string]any{{"entity": entity, "key": u.key, "caps": u.caps}})
+	return b, "", nil
 }
 
 func (f *fakeMgr) commands(prefix string) []map[string]any {
@@ -113,7 +160,7 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 			return enoent("group " + g)
 		}
 		size, _ := m["size"].(float64)
-		made := &fakeSub{quota: int64(size), meta: map[string]string{}, xattrs: map[string]string{}, snaps: map[string]bool{}}
+		made := &fakeSub{poolNS: f.groupNS[g], quota: int64(size), meta: map[string]string{}, xattrs: map[string]string{}, snaps: map[string]bool{}}
 		if sub != nil && sub.retained {
 			// A retained subvolume made anew keeps its base directory and snapshots.
 			made.xattrs, made.snaps = sub.xattrs, sub.snaps
@@ -174,7 +221,7 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 		if sub.cloning > 0 {
 			return busy()
 		}
-		return []byte(fmt.Sprintf(`{"path":"/volumes/%s/uuid","state":"complete","bytes_quota":%d,"created_at":"2026-01-02 03:04:05"}`, key, sub.quota)), "", nil
+		return []byte(fmt.Sprintf(`{"path":"/volumes/%s/uuid","state":"complete","bytes_quota":%d,"created_at":"2026-01-02 03:04:05","data_pool":"cephfs.data","pool_namespace":%q}`, key, sub.quota, sub.poolNS)), "", nil
 	case "fs subvolume metadata set":
 		if sub.cloning > 0 {
 			return busy()
@@ -248,6 +295,16 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 }
 
 // baseDir finds the subvolume whose base directory is path (/volumes/<group>/<sub>).
+// groupDir reports whether path is an existing group's directory.
+func (f *fakeMgr) groupDir(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, "/volumes/")
+	if !ok || strings.Contains(rest, "/") || !f.groups[rest] {
+		return "", false
+	}
+	f.fsOps = append(f.fsOps, "group "+path)
+	return rest, true
+}
+
 func (f *fakeMgr) baseDir(op, path string) (*fakeSub, error) {
 	f.fsOps = append(f.fsOps, op+" "+path)
 	rest, ok := strings.CutPrefix(path, "/volumes/")
@@ -267,6 +324,12 @@ func (f *fakeMgr) baseDir(op, path string) (*fakeSub, error) {
 func (f *fakeMgr) GetXattr(fs, path, name string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if g, ok := f.groupDir(path); ok {
+		if name == "ceph.dir.layout.pool" && f.groupNS[g] != "" {
+			return []byte("cephfs.data"), nil
+		}
+		return nil, fakeErr{-int(syscall.ENODATA)}
+	}
 	sub, err := f.baseDir("getxattr", path)
 	if err != nil {
 		return nil, err
@@ -281,6 +344,13 @@ func (f *fakeMgr) GetXattr(fs, path, name string) ([]byte, error) {
 func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if g, ok := f.groupDir(path); ok {
+		if name != "ceph.dir.layout.pool_namespace" {
+			return fakeErr{-int(syscall.ENOTSUP)}
+		}
+		f.groupNS[g] = string(value)
+		return nil
+	}
 	sub, err := f.baseDir("setxattr", path)
 	if err != nil {
 		return err
@@ -293,6 +363,15 @@ func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
 func (f *fakeMgr) Subdirs(fs, path string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if g, ok := f.groupDir(path); ok {
+		var out []string
+		for k := range f.subs {
+			if sg, sub, _ := strings.Cut(k, "/"); sg == g {
+				out = append(out, sub)
+			}
+		}
+		return out, nil
+	}
 	sub, err := f.baseDir("readdir", path)
 	if err != nil || sub.retained {
 		return nil, err

@@ -11,7 +11,9 @@ import (
 // no storage-side access list; the records make a conflicting republish ALREADY_EXISTS and
 // a single-node volume FAILED_PRECONDITION on a second node.
 func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, access backend.PublishAccess, _, secrets map[string]string) (map[string]string, error) {
+	var published func() (map[string]string, error)
 	err := c.withSubvolume(ctx, id, secrets, func(s *session, ref volumeRef, meta map[string]string) error {
+		published = func() (map[string]string, error) { return c.publishIdentity(s, id, ref) }
 		key := backend.PublishRecordKey(node)
 		recorded := meta[key]
 		if err := backend.CheckRepublish(id.String(), node, recorded, access.ReadOnly); err != nil || recorded != "" {
@@ -24,7 +26,10 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 			return setMetadata(s.conn, ref.fs, ref.group, ref.sub, key, backend.PublishMode(access.ReadOnly))
 		})
 	})
-	return nil, err
+	if err != nil {
+		return nil, err
+	}
+	return published()
 }
 
 // UnpublishVolume removes node's record, or every node's when node has no name.

@@ -174,7 +174,7 @@ func (s *Stager) StageVolume(ctx context.Context, req *backend.StageRequest) err
 		}
 	}
 
-	cred, err := ceph.CredentialsFor(s.cfg.Credentials, req.Secrets)
+	cred, err := ceph.StageCredentials(s.cfg.Credentials, req.PublishContext, req.Secrets)
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,11 @@ func zoneOfParams(cfg *config.Isilon, params map[string]string) (accessZone, err
 
 func (z accessZone) tenantDir(tenant string) string { return path.Join(z.isiPath, tenant) }
 
+// volumeDir is where a volume of the zone lives; an adopted one stays where it was.
 func (z accessZone) volumeDir(id volid.Volume) string {
+	if id.Object != "" {
+		return id.Object
+	}
 	return path.Join(z.isiPath, id.Tenant, volumePrefix+id.Hash)
 }
 

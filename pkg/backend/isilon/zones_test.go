@@ -317,3 +317,46 @@ func TestAccessZoneNFSServer(t *testing.T) {
 		t.Fatalf("default zone's server %q, want the backend's", v.Context[CtxNFSServer])
 	}
 }
+
+// A legacy directory of an access zone is adopted with its export in that zone: the export
+// found there is kept, the adopted ID carries the zone's key, and publish grants in the zone.
+func TestAccessZoneAdopt(t *testing.T) {
+	c, f := zoneController(t)
+	ctx := context.Background()
+	legacy := "/ifs/zoneA/legacy/site7"
+	f.dirs[legacy] = map[string]string{}
+	if err := f.CreateDirQuota(ctx, legacy, 5<<20); err != nil {
+		t.Fatal(err)
+	}
+	eid, err := f.CreateExport(ctx, Export{Zone: "zoneA", Path: legacy, ReadWriteClients: []string{"10.0.0.7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.takeCalls()
+	v, err := c.Adopt(ctx, &backend.AdoptRequest{Object: legacy, Tenant: "shop", Name: "legacy-site7",
+		Parameters: map[string]string{ParamAccessZone: "zoneA"}, Secrets: goodSecrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.ID.Location != "za" || v.ID.Object != legacy || v.Context[CtxZone] != "zoneA" {
+		t.Fatalf("adopted %+v", v)
+	}
+	if len(f.exports) != 1 || f.exports[eid] == nil || !slices.Contains(f.exports[eid].ReadOnlyClients, NoAccessClient) {
+		t.Fatalf("exports after adoption: %+v (want zoneA's export kept, with the placeholder)", f.exports)
+	}
+	if _, err := c.PublishVolume(ctx, v.ID, backend.Node{Name: "n1", Address: "10.0.0.1"}, backend.PublishAccess{}, v.Context, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(f.exports[eid].Clients, "10.0.0.1") {
+		t.Fatalf("publish did not grant on zoneA's export: %+v", f.exports[eid])
+	}
+	for _, call := range exportCalls(f.takeCalls()) {
+		if !strings.HasSuffix(call, " in zoneA") {
+			t.Errorf("export call %q does not name zone zoneA", call)
+		}
+	}
+	// A zone's own tree is refused like the default one.
+	if _, err := c.Adopt(ctx, &backend.AdoptRequest{Object: "/ifs/zoneA/sh", Tenant: "shop", Name: "x", SizeBytes: 1}); backend.CodeOf(err) != backend.InvalidArgument {
+		t.Fatalf("adopting zoneA's own tree: %v", err)
+	}
+}

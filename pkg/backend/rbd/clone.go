@@ -16,7 +16,12 @@ import (
 )
 
 // rbdSpec is pool/namespace/image (or image ID), as the rbd CLI and the mgr write it.
-func rbdSpec(pool, ns, image string) string { return pool + "/" + ns + "/" + image }
+func rbdSpec(pool, ns, image string) string {
+	if ns == "" { // the mgr refuses pool//image (an adopted image of the default namespace)
+		return pool + "/" + image
+	}
+	return pool + "/" + ns + "/" + image
+}
 
 // isBusy reports EBUSY, which Protect answers for a snapshot already protected.
 func isBusy(err error) bool {
@@ -37,7 +42,7 @@ func sourceSize(conn *rados.Conn, req *backend.VolumeRequest) (uint64, error) {
 			return 0, backend.Errorf(backend.NotFound, "source snapshot %s: %v", src, err)
 		}
 		defer io.Destroy()
-		st, err := readImage(io, imageName(src.Hash), true)
+		st, err := readImage(io, volumeImage(src.Volume), true)
 		if err != nil {
 			return 0, asNotFound(err, src)
 		}
@@ -53,7 +58,7 @@ func sourceSize(conn *rados.Conn, req *backend.VolumeRequest) (uint64, error) {
 			return 0, backend.Errorf(backend.NotFound, "source volume %s: %v", req.SourceVolume, err)
 		}
 		defer io.Destroy()
-		st, err := readImage(io, imageName(req.SourceVolume.Hash), false)
+		st, err := readImage(io, volumeImage(*req.SourceVolume), false)
 		if err != nil {
 			return 0, asNotFound(err, req.SourceVolume)
 		}
@@ -73,7 +78,7 @@ func (c *Controller) cloneSnapshot(conn *rados.Conn, io *rados.IOContext, src vo
 		return backend.Errorf(backend.NotFound, "source snapshot %s: %v", src, err)
 	}
 	defer srcIO.Destroy()
-	parent, sn := imageName(src.Hash), snapName(src.SnapHash)
+	parent, sn := volumeImage(src.Volume), snapName(src.SnapHash)
 	if err := ensureProtected(srcIO, parent, sn); err != nil {
 		if backend.IsNotFound(err) {
 			return backend.Errorf(backend.NotFound, "source snapshot %s does not exist", src)
@@ -95,7 +100,7 @@ func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src voli
 		return backend.Errorf(backend.NotFound, "source volume %s: %v", src, err)
 	}
 	defer srcIO.Destroy()
-	parent, tmp := imageName(src.Hash), tmpSnapName(name)
+	parent, tmp := volumeImage(src), tmpSnapName(name)
 	if err := ensureSnap(srcIO, parent, tmp); err != nil {
 		if backend.IsNotFound(err) {
 			return backend.Errorf(backend.NotFound, "source volume %s does not exist", src)
@@ -182,7 +187,7 @@ func finishVolumeClone(ctx context.Context, wait time.Duration, conn *rados.Conn
 		return nil // the source is gone, and its snapshots with it
 	}
 	defer srcIO.Destroy()
-	parent, err := librbd.OpenImage(srcIO, imageName(src.Hash), librbd.NoSnapshot)
+	parent, err := librbd.OpenImage(srcIO, volumeImage(src), librbd.NoSnapshot)
 	if err != nil {
 		return nil
 	}

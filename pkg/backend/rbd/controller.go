@@ -135,7 +135,7 @@ func openVolumePool(conn *rados.Conn, id volid.Volume) (*rados.IOContext, string
 	if err != nil {
 		return nil, "", err
 	}
-	io, err := openPool(conn, pool, id.Tenant)
+	io, err := openPool(conn, pool, volumeNamespace(id))
 	if err != nil {
 		return nil, "", err
 	}
@@ -244,6 +244,9 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			return backend.Errorf(backend.OutOfRange, "content source is %d bytes, over limit_bytes %d", srcSize, req.LimitBytes)
 		}
 		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
+			return err
+		}
+		if _, err := c.ensureIdentity(conn, opts.Pool, req.Tenant); err != nil {
 			return err
 		}
 		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req)
@@ -385,7 +388,7 @@ func (c *Controller) volume(id volid.Volume, size int64, r volumeRecord, pool st
 		}
 	}
 	if opts, err := resolveOptions(r.Params, pool, c.cfg.ImageFeatures, c.cfg.Mounter); err == nil {
-		v.Context = volumeContext(c.cfg.ClusterID, pool, id.Tenant, imageName(id.Hash), opts)
+		v.Context = volumeContext(c.cfg.ClusterID, pool, volumeNamespace(id), volumeImage(id), opts)
 	}
 	return v
 }
@@ -393,11 +396,16 @@ func (c *Controller) volume(id volid.Volume, size int64, r volumeRecord, pool st
 // DeleteVolume moves the image to the trash and has the Ceph mgr purge it (see discard).
 // An image that still has CSI snapshots is refused with FAILED_PRECONDITION: snapshots live
 // on the image, so they are not independent of it; so is one a node still has open.
-func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) error {
+func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (err error) {
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
 	}
-	name := imageName(id.Hash)
+	defer func() {
+		if err == nil {
+			err = c.dropIdentityIfLast(ctx, id.Tenant, secrets)
+		}
+	}()
+	name := volumeImage(id)
 	return c.run(ctx, secrets, func(conn *rados.Conn) error {
 		io, pool, err := openVolumePool(conn, id)
 		if err != nil {
@@ -411,7 +419,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if backend.IsNotFound(err) {
 			// Gone, or half gone: a name whose image cannot be opened, or a trash entry
 			// whose purge was never queued.
-			return discard(conn, io, pool, id.Tenant, name)
+			return discard(conn, io, pool, volumeNamespace(id), name)
 		}
 		if err != nil {
 			return err
@@ -428,7 +436,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if err := late(ctx, "remove image "+name); err != nil {
 			return err
 		}
-		return discard(conn, io, pool, id.Tenant, name)
+		return discard(conn, io, pool, volumeNamespace(id), name)
 	})
 }
 
@@ -443,7 +451,7 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 			return asNotFound(err, id)
 		}
 		defer io.Destroy()
-		st, err := readImage(io, imageName(id.Hash), false)
+		st, err := readImage(io, volumeImage(id), false)
 		if err != nil {
 			return asNotFound(err, id)
 		}
@@ -569,7 +577,7 @@ func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, required
 			return asNotFound(err, id)
 		}
 		defer io.Destroy()
-		name := imageName(id.Hash)
+		name := volumeImage(id)
 		img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
 		if err != nil {
 			return asNotFound(classify(err, "open image "+name), id)
@@ -609,7 +617,7 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 		}
 		defer io.Destroy()
 		// Read-only first: a retry finds its snapshot without a watch on the image.
-		ro, err := librbd.OpenImageReadOnly(io, imageName(source.Hash), librbd.NoSnapshot)
+		ro, err := librbd.OpenImageReadOnly(io, volumeImage(source), librbd.NoSnapshot)
 		if err != nil {
 			return asNotFound(classify(err, "open source image"), source)
 		}
@@ -650,10 +658,10 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 			return err
 		}
 		// Protected now so that clones work with clone format 1 too.
-		if err := ensureSnap(io, imageName(source.Hash), sn); err != nil {
+		if err := ensureSnap(io, volumeImage(source), sn); err != nil {
 			return asNotFound(err, source)
 		}
-		img, err := librbd.OpenImageReadOnly(io, imageName(source.Hash), librbd.NoSnapshot)
+		img, err := librbd.OpenImageReadOnly(io, volumeImage(source), librbd.NoSnapshot)
 		if err != nil {
 			return asNotFound(classify(err, "open source image"), source)
 		}
@@ -699,12 +707,12 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 			return err
 		}
 		defer io.Destroy()
-		img, err := librbd.OpenImage(io, imageName(id.Hash), librbd.NoSnapshot)
+		img, err := librbd.OpenImage(io, volumeImage(id.Volume), librbd.NoSnapshot)
 		if err != nil {
 			if isNotFound(err) {
 				return nil
 			}
-			return classify(err, "open image "+imageName(id.Hash))
+			return classify(err, "open image "+volumeImage(id.Volume))
 		}
 		defer img.Close()
 		if err := late(ctx, "remove snapshot "+snapName(id.SnapHash)); err != nil {
@@ -725,7 +733,7 @@ func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backe
 			return asNotFound(err, id)
 		}
 		defer io.Destroy()
-		img, err := librbd.OpenImageReadOnly(io, imageName(id.Hash), librbd.NoSnapshot)
+		img, err := librbd.OpenImageReadOnly(io, volumeImage(id.Volume), librbd.NoSnapshot)
 		if err != nil {
 			return asNotFound(classify(err, "open image"), id)
 		}
@@ -739,12 +747,12 @@ func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backe
 func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([]*backend.Snapshot, error) {
 	var out []*backend.Snapshot
 	list := func(io *rados.IOContext, vol volid.Volume) error {
-		img, err := librbd.OpenImageReadOnly(io, imageName(vol.Hash), librbd.NoSnapshot)
+		img, err := librbd.OpenImageReadOnly(io, volumeImage(vol), librbd.NoSnapshot)
 		if err != nil {
 			if isNotFound(err) {
 				return nil
 			}
-			return classify(err, "open image "+imageName(vol.Hash))
+			return classify(err, "open image "+volumeImage(vol))
 		}
 		defer img.Close()
 		snaps, err := img.GetSnapshotNames()

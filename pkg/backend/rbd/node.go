@@ -190,11 +190,11 @@ func (s *Stager) imageOf(req *backend.StageRequest) imageSpec {
 	if spec.Pool == "" {
 		spec.Pool = s.cfg.Pool
 	}
-	if spec.Namespace == "" {
+	if spec.Namespace == "" && req.ID.Object == "" {
 		spec.Namespace = req.ID.Tenant
 	}
 	if spec.Image == "" {
-		spec.Image = imageName(req.ID.Hash)
+		spec.Image = volumeImage(req.ID)
 	}
 	return spec
 }
@@ -269,7 +269,7 @@ func (s *Stager) mountSource(dir string) string {
 // attachAndMount maps the image afresh, checks that the new device is the image, and only
 // then makes (if needed) and mounts its filesystem.
 func (s *Stager) attachAndMount(ctx context.Context, req *backend.StageRequest) error {
-	cred, err := ceph.CredentialsFor(s.cfg.Credentials, req.Secrets)
+	cred, err := ceph.StageCredentials(s.cfg.Credentials, req.PublishContext, req.Secrets)
 	if err != nil {
 		return err
 	}

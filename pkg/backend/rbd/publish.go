@@ -29,7 +29,10 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 		}
 		return classify(img.SetMetadata(key, backend.PublishMode(access.ReadOnly)), "record publish of "+id.String())
 	})
-	return nil, err
+	if err != nil {
+		return nil, err
+	}
+	return c.publishIdentity(ctx, id, secrets)
 }
 
 // UnpublishVolume removes node's record, or every node's when node has no name. When no
@@ -72,7 +75,7 @@ func (c *Controller) withImage(ctx context.Context, id volid.Volume, secrets map
 			return asNotFound(err, id)
 		}
 		defer io.Destroy()
-		img, err := librbd.OpenImage(io, imageName(id.Hash), librbd.NoSnapshot)
+		img, err := librbd.OpenImage(io, volumeImage(id), librbd.NoSnapshot)
 		if err != nil {
 			return asNotFound(classify(err, "open image of "+id.String()), id)
 		}

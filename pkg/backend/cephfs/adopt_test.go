@@ -1,0 +1,70 @@
+package cephfs
+
+import (
+	"context"
+	"testing"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+func adoptSub(size int64) *backend.AdoptRequest {
+	return &backend.AdoptRequest{Object: "cephfs/csi/csi-vol-legacy", Tenant: "team-a", Name: "legacy-1", SizeBytes: size}
+}
+
+func TestAdoptSubvolumeInPlace(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	f.groups["csi"] = true
+	f.subs["csi/csi-vol-legacy"] = &fakeSub{quota: 1 << 20, meta: map[string]string{}, xattrs: map[string]string{}, snaps: map[string]bool{}}
+
+	v, err := c.Adopt(ctx, adoptSub(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := volid.Adopted("fs1", "team-a", "1", "csi/csi-vol-legacy")
+	if v.ID != want || v.CapacityBytes != 1<<20 || v.Context[CtxSubvolumeGroup] != "csi" || v.Context[CtxSubvolumeName] != "csi-vol-legacy" {
+		t.Fatalf("adopted %+v, want %s of 1 MiB in csi/csi-vol-legacy", v, want)
+	}
+	got, err := c.GetVolume(ctx, v.ID, nil)
+	if err != nil || got.RequestName != "legacy-1" {
+		t.Fatalf("GetVolume: %+v %v", got, err)
+	}
+	if size, _, err := c.ExpandVolume(ctx, v.ID, 2<<20, 0, nil); err != nil || size != 2<<20 || f.subs["csi/csi-vol-legacy"].quota != 2<<20 {
+		t.Fatalf("ExpandVolume: %d %v", size, err)
+	}
+	if again, err := c.Adopt(ctx, adoptSub(0)); err != nil || again.ID != v.ID {
+		t.Fatalf("second adoption: %+v %v", again, err)
+	}
+	other := adoptSub(0)
+	other.Tenant = "team-b"
+	if _, err := c.Adopt(ctx, other); backend.CodeOf(err) != backend.AlreadyExists {
+		t.Fatalf("adoption by another tenant: %v, want AlreadyExists", err)
+	}
+	if err := c.DeleteVolume(ctx, v.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.subs["csi/csi-vol-legacy"]; s != nil && !s.retained {
+		t.Fatalf("DeleteVolume left the adopted subvolume: %+v", s)
+	}
+}
+
+func TestAdoptSubvolumeRefuses(t *testing.T) {
+	testCases := []struct {
+		name string
+		req  *backend.AdoptRequest
+		want backend.Code
+	}{
+		{name: "absent", req: adoptSub(1 << 20), want: backend.NotFound},
+		{name: "plain directory path", req: &backend.AdoptRequest{Object: "/volumes/x", Tenant: "team-a", Name: "x"}, want: backend.InvalidArgument},
+		{name: "shiphold's own", req: &backend.AdoptRequest{Object: "cephfs/shiphold-team-a/csi-vol-0123456789abcdef", Tenant: "team-a", Name: "x", SizeBytes: 1}, want: backend.AlreadyExists},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := newFakeController(t)
+			if _, err := c.Adopt(context.Background(), tc.req); backend.CodeOf(err) != tc.want {
+				t.Fatalf("Adopt: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,143 @@
+package rbd
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ceph/go-ceph/rados"
+	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+var _ backend.Adopter = (*Controller)(nil)
+
+// volumeImage is the image of a volume: csi-vol-<hash>, or an adopted image's own name.
+func volumeImage(id volid.Volume) string {
+	if id.Object != "" {
+		_, img, _ := strings.Cut(id.Object, "/")
+		return img
+	}
+	return imageName(id.Hash)
+}
+
+// volumeNamespace is the RADOS namespace of a volume: its tenant's, or where an adopted
+// image was ("" is the pool's default namespace).
+func volumeNamespace(id volid.Volume) string {
+	if id.Object != "" {
+		ns, _, _ := strings.Cut(id.Object, "/")
+		return ns
+	}
+	return id.Tenant
+}
+
+// Adopt takes an existing image ("<pool>/<namespace>/<image>", the namespace may be empty)
+// under management where it is: shiphold's request record goes into its metadata, and
+// every call by its adopted ID reaches it. Images the class's mounter cannot map are
+// refused, and so are images another backend or tenant recorded, or shiphold's own.
+func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*backend.Volume, error) {
+	parts := strings.Split(req.Object, "/")
+	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
+		return nil, backend.Errorf(backend.InvalidArgument, "rbd: %q is not <pool>/<namespace>/<image> (the namespace may be empty: pool//image)", req.Object)
+	}
+	pool, ns, image := parts[0], parts[1], parts[2]
+	params := map[string]string{}
+	for k, v := range req.Parameters {
+		params[k] = v
+	}
+	params[ParamPool] = pool
+	opts, err := resolveOptions(params, c.cfg.Pool, c.cfg.ImageFeatures, c.cfg.Mounter)
+	if err != nil {
+		return nil, err
+	}
+	var vol *backend.Volume
+	err = c.run(ctx, req.Secrets, func(conn *rados.Conn) error {
+		io, err := openPool(conn, pool, ns)
+		if err != nil {
+			return err
+		}
+		defer io.Destroy()
+		id, err := volid.Adopted(c.name, req.Tenant, strconv.FormatInt(io.GetPoolID(), 10), ns+"/"+image)
+		if err != nil {
+			return backend.Errorf(backend.InvalidArgument, "rbd: cannot adopt %s: %v", req.Object, err)
+		}
+		size, err := c.adoptImage(io, req, opts, image)
+		if err != nil {
+			return err
+		}
+		rec := newRecord(c.name, &backend.VolumeRequest{Name: req.Name, Tenant: req.Tenant, RequiredBytes: size, Parameters: params})
+		if err := setImageMetadata(io, image, recordKey, rec.encode()); err != nil {
+			return err
+		}
+		vol = c.volume(id, size, rec, pool)
+		return nil
+	})
+	return vol, err
+}
+
+// adoptImage checks that the image can be adopted and grows it to the size asked.
+func (c *Controller) adoptImage(io *rados.IOContext, req *backend.AdoptRequest, opts classOptions, image string) (int64, error) {
+	if ns, _ := io.GetNamespace(); ns == req.Tenant && strings.HasPrefix(image, imagePrefix) {
+		return 0, backend.Errorf(backend.AlreadyExists, "rbd: %s is in shiphold's own place for tenant %q; use its volume ID, do not adopt it", req.Object, req.Tenant)
+	}
+	st, err := readImage(io, image, false)
+	if backend.IsNotFound(err) {
+		return 0, backend.Errorf(backend.NotFound, "rbd: no image %s to adopt", req.Object)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if st.hasRecord && (st.record.Backend != c.name || st.record.Name != req.Name || st.record.Tenant != req.Tenant) {
+		return 0, backend.Errorf(backend.AlreadyExists, "rbd: %s is already managed by shiphold (backend %q) as %q of tenant %q; it cannot be adopted as %q of tenant %q",
+			req.Object, st.record.Backend, st.record.Name, st.record.Tenant, req.Name, req.Tenant)
+	}
+	if err := mappable(io, image, opts.Mounter); err != nil {
+		return 0, err
+	}
+	size := int64(st.size)
+	if req.SizeBytes > size {
+		want, err := roundSize(req.SizeBytes, 0)
+		if err != nil {
+			return 0, err
+		}
+		if err := resizeImage(io, image, want); err != nil {
+			return 0, err
+		}
+		size = want
+	}
+	return size, nil
+}
+
+// mappable refuses an image with features the nodes' mounter cannot map.
+func mappable(io *rados.IOContext, image, mounter string) error {
+	img, err := librbd.OpenImageReadOnly(io, image, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open image "+image)
+	}
+	defer img.Close()
+	bits, err := img.GetFeatures()
+	if err != nil {
+		return classify(err, "features of image "+image)
+	}
+	fs := librbd.FeatureSet(bits)
+	for _, f := range fs.Names() {
+		known := slices.Contains(knownFeatures, f)
+		if !known || (!krbdFeatures[f] && (mounter == MounterKRBD || mounter == MounterAuto)) {
+			return backend.Errorf(backend.FailedPrecondition, "rbd: image %s has feature %q, which mounter %s cannot map; disable it (rbd feature disable %s %s) or adopt with mounter rbd-nbd or rbd-fuse",
+				image, f, mounter, image, f)
+		}
+	}
+	return nil
+}
+
+func resizeImage(io *rados.IOContext, image string, size int64) error {
+	img, err := librbd.OpenImage(io, image, librbd.NoSnapshot)
+	if err != nil {
+		return classify(err, "open image "+image)
+	}
+	defer img.Close()
+	return classify(img.Resize(uint64(size)), "resize image "+image)
+}

@@ -1,0 +1,99 @@
+package rbd
+
+import (
+	"context"
+	"regexp"
+
+	"github.com/ceph/go-ceph/rados"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// rbdGrant is the one OSD grant form a tenant identity holds: profile rbd on one pool and
+// the tenant's namespace.
+var rbdGrant = regexp.MustCompile(`^profile rbd pool=([^ ,]+) namespace=([^ ,]+)$`)
+
+// tenantIdentity is the cephx user the tenant's node mounts on this backend use: librbd on
+// the tenant's RADOS namespace of pool, nothing else. Grants the user already has on the
+// same namespace of other pools stay (a tenant with volumes in two pools).
+func (c *Controller) tenantIdentity(pool, tenant string) (ceph.Identity, error) {
+	user, err := ceph.IdentityUser(c.name, tenant)
+	if err != nil {
+		return ceph.Identity{}, err
+	}
+	return ceph.Identity{
+		User: user,
+		Caps: map[string]string{"mon": "profile rbd", "osd": "profile rbd pool=" + pool + " namespace=" + tenant},
+		KeepOSD: func(g string) bool {
+			m := rbdGrant.FindStringSubmatch(g)
+			return m != nil && m[2] == tenant
+		},
+	}, nil
+}
+
+// ensureIdentity gets or creates the tenant's identity with a grant on pool.
+func (c *Controller) ensureIdentity(conn *rados.Conn, pool, tenant string) (ceph.Credentials, error) {
+	id, err := c.tenantIdentity(pool, tenant)
+	if err != nil {
+		return ceph.Credentials{}, err
+	}
+	return ceph.EnsureIdentity(conn, id)
+}
+
+// publishIdentity hands the node the tenant's identity in the publish context; a volume
+// made before tenant identities gets its tenant's at its first publish.
+func (c *Controller) publishIdentity(ctx context.Context, id volid.Volume, secrets map[string]string) (map[string]string, error) {
+	var pc map[string]string
+	err := c.run(ctx, secrets, func(conn *rados.Conn) error {
+		pool, err := poolOf(conn, id.Location)
+		if err != nil {
+			return err
+		}
+		cred, err := c.ensureIdentity(conn, pool, id.Tenant)
+		pc = ceph.PublishContext(cred)
+		return err
+	})
+	return pc, err
+}
+
+// dropIdentityIfLast removes the tenant's identity once its last image on this backend is
+// gone. A publish racing with it makes the identity again (publishIdentity).
+func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secrets map[string]string) error {
+	user, err := ceph.IdentityUser(c.name, tenant)
+	if err != nil {
+		return err
+	}
+	return c.run(ctx, secrets, func(conn *rados.Conn) error {
+		left := false
+		err := c.eachImage(conn, tenant, func(*rados.IOContext, string, string, string) error {
+			left = true
+			return errStopWalk
+		})
+		if err != nil && err != errStopWalk {
+			return err
+		}
+		if left {
+			return nil
+		}
+		return ceph.RemoveIdentity(conn, user)
+	})
+}
+
+var errStopWalk = backend.Errorf(backend.Internal, "stop")
+
+// RotateTenantKey gives the tenant's identity on this backend a new key and revokes the
+// old one; false when the tenant has none here.
+func (c *Controller) RotateTenantKey(ctx context.Context, tenant string) (bool, error) {
+	user, err := ceph.IdentityUser(c.name, tenant)
+	if err != nil {
+		return false, err
+	}
+	rotated := false
+	err = c.run(ctx, nil, func(conn *rados.Conn) (err error) {
+		rotated, err = ceph.RotateIdentity(conn, user)
+		return err
+	})
+	return rotated, err
+}

@@ -1,0 +1,96 @@
+package adopttest
+
+import (
+	"bytes"
+	"crypto/tls"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/shiphold/shiphold/pkg/adopt"
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/isilon"
+	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/driver"
+	"github.com/shiphold/shiphold/test/harness"
+)
+
+func papiPOST(t *testing.T, sim *harness.OneFS, path, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, sim.URL+path, strings.NewReader(body))
+	req.SetBasicAuth("admin", "onefs-test-password")
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s %s", path, resp.Status, b.String())
+	}
+}
+
+// TestAdoptIsilonDirectoryWithExportAndQuota: a site's directory made by hand (or by
+// csi-powerscale), with a hard quota and an export a legacy node mounts, is adopted: the
+// data stays, the export keeps its client, and the plugin publishes, stages, expands,
+// snapshots and finally deletes it (a PV with the Delete policy).
+func TestAdoptIsilonDirectoryWithExportAndQuota(t *testing.T) {
+	harness.RequireRoot(t, "the NFS stand-in's bind mounts")
+	sim := harness.StartOneFS(t)
+	t.Setenv(isilon.StandInEnv, sim.Root)
+	be := sim.Backend(t, "isi")
+	cfg := &config.Config{Backends: []config.Backend{be}}
+
+	const dir = "/ifs/legacy/site42"
+	real := filepath.Join(sim.Root, strings.TrimPrefix(dir, "/ifs/"))
+	if err := os.MkdirAll(real, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(real, "index.html"), []byte("site 42"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	papiPOST(t, sim, "/platform/1/quota/quotas", `{"path":"`+dir+`","type":"directory","enforced":true,"thresholds":{"hard":33554432}}`)
+	papiPOST(t, sim, "/platform/2/protocols/nfs/exports?zone=System", `{"paths":["`+dir+`"],"read_write_clients":["10.9.9.9"]}`)
+
+	v, err := adoptOn(t, cfg, adopt.Request{Backend: "isi", AdoptRequest: backend.AdoptRequest{Object: dir, Tenant: "shop", Name: "pv-site42"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(v.ID.String(), "a1:isi:shop::") || v.CapacityBytes != 32<<20 || v.Context[isilon.CtxExportPath] != dir {
+		t.Fatalf("adopted %s (%d bytes, %v), want the directory's 32 MiB quota kept", v.ID, v.CapacityBytes, v.Context)
+	}
+	exports := sim.Server.Exports()
+	if len(exports) != 1 || !slices.Contains(exports[0].ReadWriteClients, "10.9.9.9") || !slices.Contains(exports[0].ReadOnlyClients, isilon.NoAccessClient) {
+		t.Fatalf("exports after adoption: %+v, want the legacy one with its client and the never-open placeholder", exports)
+	}
+	if _, err := adoptOn(t, cfg, adopt.Request{Backend: "isi", AdoptRequest: backend.AdoptRequest{Object: dir, Tenant: "rival", Name: "pv-x"}}); backend.CodeOf(err) != backend.AlreadyExists {
+		t.Fatalf("adoption by a second tenant: %v, want AlreadyExists", err)
+	}
+
+	d := harness.StartDriver(t, cfg, driver.ModeAll)
+	a := attach(t, d, v, mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER, ""))
+	a.readBack(t, "index.html", "site 42")
+	if got := a.expand(t, 64<<20); got != 64<<20 {
+		t.Fatalf("expanded to %d bytes, want 64 MiB", got)
+	}
+	a.snapshot(t)
+	a.detach(t)
+
+	if _, err := d.Controller().DeleteVolume(ctxT(t), &csi.DeleteVolumeRequest{VolumeId: v.ID.String()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(real); !os.IsNotExist(err) {
+		t.Fatalf("the adopted directory after DeleteVolume: %v, want gone", err)
+	}
+	if n := len(sim.Server.Exports()); n != 0 {
+		t.Fatalf("%d exports left after DeleteVolume", n)
+	}
+}
