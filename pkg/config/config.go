@@ -5,6 +5,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -92,6 +93,21 @@ type Isilon struct {
 	// MaxRequestsInFlight bounds the Platform API requests the backend has open at once;
 	// 0 means the default of pkg/backend/isilon.
 	MaxRequestsInFlight int `json:"maxRequestsInFlight,omitempty"`
+	// Zones are further access zones a StorageClass may pick (parameter accessZone); the
+	// zone accessZone with isiPath stays the default.
+	Zones []IsilonZone `json:"zones,omitempty"`
+}
+
+// IsilonZone is an access zone volumes may be made in: tenant directories go below IsiPath,
+// which must lie within the zone's base path on the array. Key is the zone's token in
+// volume IDs (1-8 of [a-z0-9-]); it must never change while volumes of the zone exist.
+type IsilonZone struct {
+	Name    string `json:"name"`
+	Key     string `json:"key"`
+	IsiPath string `json:"isiPath"`
+	// NFSServer is the zone's SmartConnect name (its exports are served there only), used
+	// when a class names no nfsServer; the backend's nfsServer when empty.
+	NFSServer string `json:"nfsServer,omitempty"`
 }
 
 // Tenants holds capacity and volume-count quotas per tenant.
@@ -209,7 +225,7 @@ func (b *Backend) validate() error {
 		case i.MaxRequestsInFlight < 0:
 			return fmt.Errorf("isilon.maxRequestsInFlight %d must be positive, or 0 for the default", i.MaxRequestsInFlight)
 		}
-		return nil
+		return i.validateZones()
 	default:
 		return fmt.Errorf("unknown kind %q (want rbd, cephfs or isilon)", b.Kind)
 	}
@@ -236,4 +252,36 @@ func (c *Config) Backend(name string) (*Backend, bool) {
 		}
 	}
 	return nil, false
+}
+
+// validateZones checks that zone names and keys are unique and that no two zones' (nor the
+// default's) isiPaths nest, so every volume directory belongs to exactly one zone.
+func (i *Isilon) validateZones() error {
+	def := i.AccessZone
+	if def == "" {
+		def = "System"
+	}
+	names, keys, paths := map[string]bool{def: true}, map[string]bool{}, []string{path.Clean(i.IsiPath)}
+	for n, z := range i.Zones {
+		p := path.Clean(z.IsiPath)
+		switch {
+		case z.Name == "":
+			return fmt.Errorf("isilon.zones[%d].name is required", n)
+		case names[z.Name]:
+			return fmt.Errorf("isilon.zones[%d].name %q is listed twice (or is the default accessZone)", n, z.Name)
+		case len(z.Key) < 1 || len(z.Key) > 8 || strings.Trim(z.Key, "abcdefghijklmnopqrstuvwxyz0123456789-") != "":
+			return fmt.Errorf("isilon.zones[%d].key %q must be 1-8 characters of [a-z0-9-]", n, z.Key)
+		case keys[z.Key]:
+			return fmt.Errorf("isilon.zones[%d].key %q is used twice", n, z.Key)
+		case !strings.HasPrefix(z.IsiPath, "/ifs/"):
+			return fmt.Errorf("isilon.zones[%d].isiPath %q must be an absolute path below /ifs/", n, z.IsiPath)
+		}
+		for _, o := range paths {
+			if p == o || strings.HasPrefix(p, o+"/") || strings.HasPrefix(o, p+"/") {
+				return fmt.Errorf("isilon.zones[%d].isiPath %q overlaps %q: each zone needs its own tree", n, z.IsiPath, o)
+			}
+		}
+		names[z.Name], keys[z.Key], paths = true, true, append(paths, p)
+	}
+	return nil
 }

@@ -61,3 +61,45 @@ func TestParseRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestIsilonZones(t *testing.T) {
+	const base = `
+backends:
+  - name: isilon
+    kind: isilon
+    isilon:
+      endpoint: "https://127.0.0.1:8080"
+      isiPath: /ifs/data/shiphold
+      nfsServer: 127.0.0.1
+      zones:
+`
+	testCases := []struct {
+		name, zones, wantErr string
+	}{
+		{name: "two zones", zones: "        - {name: zoneA, key: za, isiPath: /ifs/zoneA/shiphold}\n        - {name: zoneB, key: zb, isiPath: /ifs/zoneB/sh}\n"},
+		{name: "key missing", zones: "        - {name: zoneA, isiPath: /ifs/zoneA/sh}\n", wantErr: "key"},
+		{name: "key too long", zones: "        - {name: zoneA, key: zoneabcdefg, isiPath: /ifs/zoneA/sh}\n", wantErr: "1-8 characters"},
+		{name: "key twice", zones: "        - {name: zoneA, key: z, isiPath: /ifs/zoneA/sh}\n        - {name: zoneB, key: z, isiPath: /ifs/zoneB/sh}\n", wantErr: "used twice"},
+		{name: "default name", zones: "        - {name: System, key: s, isiPath: /ifs/sys2}\n", wantErr: "default accessZone"},
+		{name: "nested in default", zones: "        - {name: zoneA, key: za, isiPath: /ifs/data/shiphold/za}\n", wantErr: "overlaps"},
+		{name: "outside ifs", zones: "        - {name: zoneA, key: za, isiPath: /data}\n", wantErr: "below /ifs/"},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(base + tc.zones))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := c.Backend("isilon")
+				if len(b.Isilon.Zones) != 2 || b.Isilon.Zones[1].Key != "zb" || b.Isilon.Zones[0].IsiPath != "/ifs/zoneA/shiphold" {
+					t.Fatalf("zones decoded wrong: %+v", b.Isilon.Zones)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one saying %q", err, tc.wantErr)
+			}
+		})
+	}
+}

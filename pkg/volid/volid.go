@@ -6,9 +6,9 @@
 //	s1:<backend>:<tenant>:<location>:<volume>:<snapshot>
 //
 // backend and tenant are DNS-label-like names, location is a short backend-specific
-// token (an RBD pool ID, a CephFS filesystem ID, empty for Isilon), volume and snapshot
-// are the 16-hex-digit hashes of the CSI request names. The version prefix lets the
-// format change while old volumes keep working.
+// token (an RBD pool ID, a CephFS filesystem ID, the access zone key for Isilon: empty for
+// the backend's default zone), volume and snapshot are the 16-hex-digit hashes of the CSI
+// request names. The version prefix lets the format change while old volumes keep working.
 //
 // A volume adopted in place (shipholdctl import) keeps its storage object's own name, which
 // its ID carries instead of a hash (adopted.go):

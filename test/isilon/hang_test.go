@@ -89,7 +89,7 @@ func TestNodeCallsOnADeadNFSServerAreBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := volid.Volume{Backend: "isi", Tenant: "shop", Location: "1", Hash: volid.Hash("pvc-dead")}.String()
+	id := volid.Volume{Backend: "isi", Tenant: "shop", Hash: volid.Hash("pvc-dead")}.String()
 	dir := t.TempDir()
 	staging, target, target2 := filepath.Join(dir, "globalmount"), filepath.Join(dir, "pods", "p1", "mount"), filepath.Join(dir, "pods", "p2", "mount")
 	t.Cleanup(func() {

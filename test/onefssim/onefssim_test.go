@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -872,5 +873,41 @@ func TestExportZoneDefaults(t *testing.T) {
 	}
 	if strings.Index(conf, "No_Root_Squash") > strings.Index(conf, "/ifs/data/csi/own") {
 		t.Fatalf("the export with its own map_root lost it to the zone default:\n%s", conf)
+	}
+}
+
+// TestExportsPerAccessZone: an export lives in the zone it was made in (listed there only,
+// not reachable by ID from another zone), and a path outside the zone's base path is
+// refused with OneFS's 400 body naming the zone and its base.
+func TestExportsPerAccessZone(t *testing.T) {
+	s, url := newSim(t, func(o *Options) { o.Zones = map[string]string{"zoneA": "/ifs/zoneA"} })
+	for _, d := range []string{"zoneA/v1", "data/csi/v2"} {
+		if err := os.MkdirAll(filepath.Join(s.Root(), d), 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exports := url + "/platform/2/protocols/nfs/exports"
+	code, _, body := rawDo(t, "POST", exports+"?zone=zoneA", nil, `{"paths":["/ifs/data/csi/v2"]}`)
+	var e struct {
+		Errors []struct{ Code, Field, Message string } `json:"errors"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || code != 400 || len(e.Errors) != 1 || e.Errors[0].Code != "AEC_BAD_REQUEST" ||
+		e.Errors[0].Message != "Path '/ifs/data/csi/v2' is not within access zone 'zoneA' base path '/ifs/zoneA'" {
+		t.Fatalf("export outside the zone's base: %d %s", code, body)
+	}
+	code, _, body = rawDo(t, "POST", exports+"?zone=zoneA", nil, `{"paths":["/ifs/zoneA/v1"]}`)
+	var created struct{ ID int }
+	if err := json.Unmarshal(body, &created); err != nil || code != 201 || created.ID == 0 {
+		t.Fatalf("export in zoneA: %d %s", code, body)
+	}
+	list := func(zone string) string {
+		_, _, b := rawDo(t, "GET", exports+"?zone="+zone, nil, "")
+		return string(b)
+	}
+	if !strings.Contains(list("zoneA"), "/ifs/zoneA/v1") || strings.Contains(list("System"), "/ifs/zoneA/v1") {
+		t.Fatalf("zoneA lists %s; System lists %s", list("zoneA"), list("System"))
+	}
+	if code, _, _ := rawDo(t, "GET", exports+"/"+strconv.Itoa(created.ID)+"?zone=System", nil, ""); code != 404 {
+		t.Fatalf("zoneA's export by ID from System: %d, want 404", code)
 	}
 }

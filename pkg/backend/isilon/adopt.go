@@ -15,7 +15,8 @@ var _ backend.Adopter = (*Controller)(nil)
 // Adopt takes an existing directory under management where it is: its export (found by
 // path, or created) gets the never-open placeholder beside the clients it has, its quota
 // (kept, raised to the size asked, or created hard) bounds it, and shiphold's request
-// record goes on it, so every call by its adopted ID works as on a created volume.
+// record goes on it, so every call by its adopted ID works as on a created volume. The
+// class's accessZone names the zone whose exports it is looked up (or made) in.
 func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*backend.Volume, error) {
 	dir := path.Clean(req.Object)
 	if !strings.HasPrefix(dir, "/ifs/") || dir != req.Object {
@@ -28,25 +29,32 @@ func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*bac
 	if err != nil {
 		return nil, err
 	}
-	server, err := c.nfsServerOf(req.Parameters, ParamNFSServer)
+	z, err := zoneOfParams(c.cfg, req.Parameters)
 	if err != nil {
 		return nil, err
 	}
-	id, err := volid.Adopted(c.name, req.Tenant, "", dir)
+	server, err := nfsServerOf(z, req.Parameters, ParamNFSServer)
+	if err != nil {
+		return nil, err
+	}
+	id, err := volid.Adopted(c.name, req.Tenant, z.key, dir)
 	if err != nil {
 		return nil, backend.Errorf(backend.InvalidArgument, "isilon: cannot adopt %s: %v", dir, err)
 	}
 	var vol *backend.Volume
 	err = c.conn.do(ctx, req.Secrets, func(a array) error {
+		if err := c.checkZone(ctx, a, z); err != nil {
+			return err
+		}
 		size, err := c.adoptRecord(ctx, a, req, dir)
 		if err != nil {
 			return err
 		}
-		e, err := c.adoptExport(ctx, a, dir)
+		e, err := c.adoptExport(ctx, a, z, dir)
 		if err != nil {
 			return err
 		}
-		ctxMap := c.volumeContext(dir, e.ID, root)
+		ctxMap := c.volumeContext(z, dir, e.ID, root)
 		ctxMap[CtxNFSServer] = server
 		vol = &backend.Volume{ID: id, CapacityBytes: size, Context: ctxMap, RequestName: req.Name}
 		return nil
@@ -54,10 +62,18 @@ func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*bac
 	return vol, err
 }
 
-// refuseOwnPlace keeps adoption away from shiphold's own tree: its volumes have IDs already,
-// and a directory holding them would be deleted with them.
+// refuseOwnPlace keeps adoption away from shiphold's own trees (one per access zone): its
+// volumes have IDs already, and a directory holding them would be deleted with them.
 func (c *Controller) refuseOwnPlace(dir string) error {
-	own := path.Clean(c.cfg.IsiPath)
+	for _, z := range zones(c.cfg) {
+		if err := refuseTree(dir, z.isiPath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func refuseTree(dir, own string) error {
 	if rel, ok := strings.CutPrefix(dir, own+"/"); ok {
 		if _, vol, ok := strings.Cut(rel, "/"); ok && !strings.Contains(vol, "/") && strings.HasPrefix(vol, volumePrefix) {
 			return backend.Errorf(backend.AlreadyExists, "isilon: %s is a volume shiphold created; use its volume ID, do not adopt it", dir)
@@ -105,13 +121,13 @@ func (c *Controller) adoptRecord(ctx context.Context, a array, req *backend.Adop
 
 // adoptExport keeps the directory's export and its clients (legacy mounts go on working
 // until their PVs move) and adds the placeholder that keeps it closed once they are gone.
-func (c *Controller) adoptExport(ctx context.Context, a array, dir string) (*Export, error) {
-	e, err := a.ExportOf(ctx, dir)
+func (c *Controller) adoptExport(ctx context.Context, a array, z accessZone, dir string) (*Export, error) {
+	e, err := a.ExportOf(ctx, z.name, dir)
 	if err != nil {
 		return nil, err
 	}
 	if e == nil {
-		return c.ensureExport(ctx, a, dir)
+		return c.ensureExport(ctx, a, z, dir)
 	}
 	if slices.Contains(e.ReadOnlyClients, NoAccessClient) {
 		return e, nil

@@ -23,7 +23,7 @@ func TestAdoptKeepsExportAndQuotaAndRecordsTheVolume(t *testing.T) {
 	if err := f.CreateDirQuota(ctx, legacyDir, 5<<20); err != nil {
 		t.Fatal(err)
 	}
-	eid, _ := f.CreateExport(ctx, Export{Path: legacyDir, ReadWriteClients: []string{"10.0.0.7"}})
+	eid, _ := f.CreateExport(ctx, Export{Zone: "System", Path: legacyDir, ReadWriteClients: []string{"10.0.0.7"}})
 
 	v, err := c.Adopt(ctx, adoptReq(0))
 	if err != nil {
@@ -33,7 +33,7 @@ func TestAdoptKeepsExportAndQuotaAndRecordsTheVolume(t *testing.T) {
 	if v.ID != want || v.CapacityBytes != 5<<20 || v.Context[CtxExportPath] != legacyDir {
 		t.Fatalf("adopted %+v, want ID %s of 5 MiB at %s", v, want, legacyDir)
 	}
-	e, _ := f.ExportOf(ctx, legacyDir)
+	e, _ := f.ExportOf(ctx, "System", legacyDir)
 	if e.ID != eid || !slices.Contains(e.ReadOnlyClients, NoAccessClient) || !slices.Contains(e.ReadWriteClients, "10.0.0.7") {
 		t.Fatalf("export after adoption: %+v (want the same export, its client kept, the never-open placeholder added)", e)
 	}
@@ -105,7 +105,7 @@ func TestAdoptBareDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, _ := f.ExportOf(ctx, legacyDir)
+	e, _ := f.ExportOf(ctx, "System", legacyDir)
 	if e == nil || len(e.ReadOnlyClients) != 1 || e.ReadOnlyClients[0] != NoAccessClient || len(e.ReadWriteClients)+len(e.Clients)+len(e.RootClients) != 0 {
 		t.Fatalf("export of an adopted bare directory: %+v, want only the never-open placeholder", e)
 	}

@@ -22,7 +22,9 @@ import (
 
 // Export is the part of a OneFS NFS export that shiphold manages.
 type Export struct {
-	ID               int
+	ID int
+	// Zone is the access zone the export belongs to; every export call names it.
+	Zone             string
 	Path             string
 	Clients          []string
 	RootClients      []string
@@ -84,12 +86,14 @@ type array interface {
 	SetQuotaHard(ctx context.Context, id string, hard int64) error
 	DeleteQuota(ctx context.Context, id string) error
 
-	ExportOf(ctx context.Context, dir string) (*Export, error)
+	// ExportOf finds the export of dir among zone's exports.
+	ExportOf(ctx context.Context, zone, dir string) (*Export, error)
+	// CreateExport and UpdateExportClients act in e.Zone.
 	CreateExport(ctx context.Context, e Export) (int, error)
 	UpdateExportClients(ctx context.Context, e Export) error
 	// SquashRoot makes the export map root to nobody whatever its zone's default says.
-	SquashRoot(ctx context.Context, id int) error
-	DeleteExport(ctx context.Context, id int) error
+	SquashRoot(ctx context.Context, zone string, id int) error
+	DeleteExport(ctx context.Context, zone string, id int) error
 
 	CreateSnapshot(ctx context.Context, name, dir string) (*IsiSnapshot, error)
 	// Snapshot returns nil when the snapshot is absent.
@@ -100,6 +104,8 @@ type array interface {
 	SnapshotDir(snapName, dir string) string
 
 	AvailableBytes(ctx context.Context) (int64, error)
+	// ZoneBase is an access zone's base path; NotFound when the array has no such zone.
+	ZoneBase(ctx context.Context, zone string) (string, error)
 }
 
 // papi implements array with goisilon; what goisilon lacks goes through its generic
@@ -108,7 +114,6 @@ type papi struct {
 	c        *goisilon.Client
 	copyC    *goisilon.Client // without the request timeout, for copies
 	endpoint string
-	zone     string
 	timeout  time.Duration
 }
 
@@ -522,22 +527,22 @@ func (p *papi) exportsPath(id string) string {
 	return exportsPath + "/" + id
 }
 
-func (p *papi) zoneParam() api.OrderedValues {
-	return api.OrderedValues{{[]byte("zone"), []byte(p.zone)}}
+func zoneParam(zone string) api.OrderedValues {
+	return api.OrderedValues{{[]byte("zone"), []byte(zone)}}
 }
 
-func (p *papi) ExportOf(ctx context.Context, dir string) (*Export, error) {
+func (p *papi) ExportOf(ctx context.Context, zone, dir string) (*Export, error) {
 	ctx = quiet(ctx)
 	var resp struct {
 		Exports []exportJSON `json:"exports"`
 	}
-	params := append(api.OrderedValues{{[]byte("path"), []byte(dir)}}, p.zoneParam()...)
+	params := append(api.OrderedValues{{[]byte("path"), []byte(dir)}}, zoneParam(zone)...)
 	if err := p.c.API.Get(ctx, exportsPath, "", params, nil, &resp); err != nil {
-		return nil, p.err(err, "find export of %s in zone %s", dir, p.zone)
+		return nil, p.err(err, "find export of %s in zone %s", dir, zone)
 	}
 	for _, e := range resp.Exports {
 		if slices.ContainsFunc(e.Paths, func(p string) bool { return path.Clean(p) == dir }) {
-			return &Export{ID: e.ID, Path: dir, Clients: e.Clients, RootClients: e.RootClients,
+			return &Export{ID: e.ID, Zone: zone, Path: dir, Clients: e.Clients, RootClients: e.RootClients,
 				ReadWriteClients: e.ReadWriteClients, ReadOnlyClients: e.ReadOnlyClients, SquashesRoot: e.squashes()}, nil
 		}
 	}
@@ -562,8 +567,8 @@ func (p *papi) CreateExport(ctx context.Context, e Export) (int, error) {
 	var resp struct {
 		ID int `json:"id"`
 	}
-	if err := p.c.API.Post(ctx, exportsPath, "", p.zoneParam(), nil, body, &resp); err != nil {
-		return 0, p.err(err, "create export of %s in zone %s", e.Path, p.zone)
+	if err := p.c.API.Post(ctx, exportsPath, "", zoneParam(e.Zone), nil, body, &resp); err != nil {
+		return 0, p.err(err, "create export of %s in zone %s", e.Path, e.Zone)
 	}
 	return resp.ID, nil
 }
@@ -574,25 +579,25 @@ func (p *papi) UpdateExportClients(ctx context.Context, e Export) error {
 		"clients": orEmpty(e.Clients), "root_clients": orEmpty(e.RootClients),
 		"read_write_clients": orEmpty(e.ReadWriteClients), "read_only_clients": orEmpty(e.ReadOnlyClients),
 	}
-	if err := p.c.API.Put(ctx, p.exportsPath(strconv.Itoa(e.ID)), "", p.zoneParam(), nil, body, nil); err != nil {
-		return p.err(err, "update clients of export %d in zone %s", e.ID, p.zone)
+	if err := p.c.API.Put(ctx, p.exportsPath(strconv.Itoa(e.ID)), "", zoneParam(e.Zone), nil, body, nil); err != nil {
+		return p.err(err, "update clients of export %d in zone %s", e.ID, e.Zone)
 	}
 	return nil
 }
 
-func (p *papi) SquashRoot(ctx context.Context, id int) error {
+func (p *papi) SquashRoot(ctx context.Context, zone string, id int) error {
 	ctx = quiet(ctx)
 	body := map[string]any{"map_root": squashRoot}
-	if err := p.c.API.Put(ctx, p.exportsPath(strconv.Itoa(id)), "", p.zoneParam(), nil, body, nil); err != nil {
-		return p.err(err, "squash root on export %d in zone %s", id, p.zone)
+	if err := p.c.API.Put(ctx, p.exportsPath(strconv.Itoa(id)), "", zoneParam(zone), nil, body, nil); err != nil {
+		return p.err(err, "squash root on export %d in zone %s", id, zone)
 	}
 	return nil
 }
 
-func (p *papi) DeleteExport(ctx context.Context, id int) error {
+func (p *papi) DeleteExport(ctx context.Context, zone string, id int) error {
 	ctx = quiet(ctx)
-	if err := apiv2.ExportDeleteWithZone(ctx, p.c.API, id, p.zone); err != nil {
-		return p.err(err, "delete export %d in zone %s", id, p.zone)
+	if err := apiv2.ExportDeleteWithZone(ctx, p.c.API, id, zone); err != nil {
+		return p.err(err, "delete export %d in zone %s", id, zone)
 	}
 	return nil
 }
@@ -669,6 +674,18 @@ func (p *papi) AvailableBytes(ctx context.Context) (int64, error) {
 		}
 	}
 	return 0, backend.Errorf(backend.Unavailable, "isilon %s: statistics did not report ifs.bytes.avail", p.endpoint)
+}
+
+func (p *papi) ZoneBase(ctx context.Context, zone string) (string, error) {
+	ctx = quiet(ctx)
+	z, err := p.c.GetZoneByName(ctx, zone)
+	if err != nil {
+		return "", p.err(err, "access zone %s", zone)
+	}
+	if z == nil {
+		return "", backend.Errorf(backend.NotFound, "isilon %s: access zone %s: not found", p.endpoint, zone)
+	}
+	return path.Clean(z.Path), nil
 }
 
 // escapeAttr keeps attribute values header-safe (request names may hold any UTF-8).

@@ -35,8 +35,8 @@ const (
 )
 
 // cloneDir is where a clone is copied before it is complete.
-func (c *Controller) cloneDir(id volid.Volume) string {
-	return path.Join(c.cfg.IsiPath, id.Tenant, cloneTmpPrefix+id.Hash)
+func cloneDir(z accessZone, id volid.Volume) string {
+	return path.Join(z.isiPath, id.Tenant, cloneTmpPrefix+id.Hash)
 }
 
 // cloneSnapshotName is the temporary snapshot a volume clone copies from; snapshot names
@@ -68,12 +68,12 @@ func record(req *backend.VolumeRequest, size int64, source string) map[string]st
 // stageClone moves a clone one step on: it creates the temporary directory and starts the
 // copy, joins or restarts a copy, or renames a complete copy into place. A returned job is
 // to be waited for; without a job the volume directory exists.
-func (c *Controller) stageClone(ctx context.Context, a array, req *backend.VolumeRequest, id volid.Volume, size int64, source string) (*cloneJob, error) {
-	tmp := c.cloneDir(id)
+func (c *Controller) stageClone(ctx context.Context, a array, req *backend.VolumeRequest, z accessZone, id volid.Volume, size int64, source string) (*cloneJob, error) {
+	tmp := cloneDir(z, id)
 	attrs, err := a.Attrs(ctx, tmp)
 	switch {
 	case backend.IsNotFound(err):
-		from, srcSize, err := c.cloneSource(ctx, a, req, id)
+		from, srcSize, err := c.cloneSource(ctx, a, req, z, id)
 		if err != nil {
 			return nil, err
 		}
@@ -91,9 +91,9 @@ func (c *Controller) stageClone(ctx context.Context, a array, req *backend.Volum
 		return nil, err
 	}
 	if attrs[attrCopied] == "true" {
-		return nil, c.finishClone(ctx, a, id, tmp)
+		return nil, c.finishClone(ctx, a, z, id, tmp)
 	}
-	from, _, err := c.cloneSource(ctx, a, req, id)
+	from, _, err := c.cloneSource(ctx, a, req, z, id)
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +112,8 @@ func fitSource(req *backend.VolumeRequest, size, srcSize int64) (int64, error) {
 }
 
 // finishClone renames a complete copy into place and drops the temporary snapshot.
-func (c *Controller) finishClone(ctx context.Context, a array, id volid.Volume, tmp string) error {
-	dir := c.VolumeDir(id)
+func (c *Controller) finishClone(ctx context.Context, a array, z accessZone, id volid.Volume, tmp string) error {
+	dir := z.volumeDir(id)
 	if err := a.Move(ctx, tmp, dir); err != nil {
 		if _, lookErr := a.Attrs(ctx, dir); lookErr != nil { // not moved by a concurrent retry
 			return err
@@ -235,17 +235,17 @@ func treeDiff(want, got map[string]int64) string {
 
 // cloneSource returns the directory to copy from and the source's size. A volume source
 // is copied from a temporary snapshot of it, made on the first call.
-func (c *Controller) cloneSource(ctx context.Context, a array, req *backend.VolumeRequest, id volid.Volume) (string, int64, error) {
+func (c *Controller) cloneSource(ctx context.Context, a array, req *backend.VolumeRequest, z accessZone, id volid.Volume) (string, int64, error) {
 	switch {
 	case req.SourceSnapshot != nil:
 		s, err := c.findSnapshot(ctx, a, *req.SourceSnapshot)
 		if err != nil {
 			return "", 0, err
 		}
-		srcDir := c.VolumeDir(req.SourceSnapshot.Volume)
+		srcDir := z.volumeDir(req.SourceSnapshot.Volume) // same zone: checkSameZone
 		return a.SnapshotDir(s.Name, srcDir), c.snapshotSize(ctx, a, s, srcDir, nil), nil
 	case req.SourceVolume != nil:
-		srcDir := c.VolumeDir(*req.SourceVolume)
+		srcDir := z.volumeDir(*req.SourceVolume)
 		attrs, err := a.Attrs(ctx, srcDir)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -273,8 +273,8 @@ func (c *Controller) cloneSource(ctx context.Context, a array, req *backend.Volu
 }
 
 // dropClone removes what an unfinished clone left: its temporary directory and snapshot.
-func (c *Controller) dropClone(ctx context.Context, a array, id volid.Volume) error {
-	tmp := c.cloneDir(id)
+func (c *Controller) dropClone(ctx context.Context, a array, z accessZone, id volid.Volume) error {
+	tmp := cloneDir(z, id)
 	c.mu.Lock()
 	running := c.jobs[tmp] != nil
 	c.mu.Unlock()

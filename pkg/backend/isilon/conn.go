@@ -259,11 +259,7 @@ func (c *connector) openPAPI(ctx context.Context, cr credentials) (array, error)
 	if err != nil {
 		return nil, err
 	}
-	zone := c.cfg.AccessZone
-	if zone == "" {
-		zone = "System"
-	}
-	return &papi{c: short, copyC: long, endpoint: c.cfg.Endpoint, zone: zone, timeout: c.timeout}, nil
+	return &papi{c: short, copyC: long, endpoint: c.cfg.Endpoint, timeout: c.timeout}, nil
 }
 
 // errCredentials marks authentication failures, so the connector drops the client and the

@@ -2,7 +2,7 @@
 // <isiPath>/<tenant>/csi-vol-<hash> with a hard directory quota of its size and an NFS
 // export, driven through Dell's goisilon client. The node side mounts the export over NFS.
 //
-// Config keys beside endpoint, accessZone, isiPath, nfsServer and credentials:
+// Config keys beside endpoint, accessZone, isiPath, zones (zones.go), nfsServer and credentials:
 // requestTimeout (one Platform API call, default 30s), copyTimeout (a clone's or
 // restore's data copy, default 12h) and copySettle (how long an unfinished clone must
 // stay unchanged before its copy is redone, default 30s). A clone or restore is copied
@@ -88,8 +88,10 @@ type Controller struct {
 	conn *connector
 
 	mu      sync.Mutex
-	tenants map[string]bool      // tenant directories known to exist with their quota
-	jobs    map[string]*cloneJob // clone copies running, by temporary directory
+	tenants map[string]bool // tenant directories known to exist with their quota
+	// zonesChecked are the isilon.zones found on the array with isiPath in their base.
+	zonesChecked map[string]bool
+	jobs         map[string]*cloneJob // clone copies running, by temporary directory
 
 	jobCtx      context.Context // ends clone copies at Close
 	stopJobs    context.CancelFunc
@@ -114,7 +116,8 @@ func NewController(cfg *config.Backend) (*Controller, error) {
 		// goisilon v1.20.0 verifies against the system pool only.
 		klog.Warningf("isilon backend %q: caCertFile %s is not used by goisilon v1.20.0; add the CA to the system trust store", cfg.Name, cfg.Isilon.CACertFile)
 	}
-	c := &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, tenants: map[string]bool{}, jobs: map[string]*cloneJob{}}
+	c := &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, tenants: map[string]bool{}, jobs: map[string]*cloneJob{},
+		zonesChecked: map[string]bool{}}
 	c.jobCtx, c.stopJobs = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -123,7 +126,7 @@ func (c *Controller) Name() string { return c.name }
 func (c *Controller) Kind() string { return backend.KindIsilon }
 
 func (c *Controller) ParameterKeys() []string {
-	return []string{ParamRootClientEnabled, ParamNFSServer}
+	return []string{ParamRootClientEnabled, ParamNFSServer, ParamAccessZone}
 }
 
 // Close stops the clone copies this process waits for (the array may finish them; a
@@ -133,21 +136,19 @@ func (c *Controller) Close() {
 	c.jobsRunning.Wait()
 }
 
-func (c *Controller) zone() string {
-	if c.cfg.AccessZone == "" {
-		return "System"
+// VolumeDir is the OneFS directory of a volume, in the access zone its ID names.
+func (c *Controller) VolumeDir(id volid.Volume) (string, error) {
+	z, err := zoneOfID(c.cfg, id)
+	if err != nil {
+		return "", err
 	}
-	return c.cfg.AccessZone
+	return z.volumeDir(id), nil
 }
 
-func (c *Controller) tenantDir(tenant string) string { return path.Join(c.cfg.IsiPath, tenant) }
-
-// VolumeDir is the OneFS directory of a volume.
-func (c *Controller) VolumeDir(id volid.Volume) string {
-	if id.Object != "" {
-		return id.Object // adopted where it was
-	}
-	return path.Join(c.cfg.IsiPath, id.Tenant, volumePrefix+id.Hash)
+// place resolves a volume's zone and directory.
+func (c *Controller) place(id volid.Volume) (accessZone, string, error) {
+	z, err := zoneOfID(c.cfg, id)
+	return z, z.volumeDir(id), err
 }
 
 func snapshotName(snapHash string) string { return snapshotPrefix + snapHash }
@@ -164,9 +165,9 @@ func parseRootClient(params map[string]string) (bool, error) {
 	return b, nil
 }
 
-func (c *Controller) volumeContext(dir string, exportID int, root bool) map[string]string {
+func (c *Controller) volumeContext(z accessZone, dir string, exportID int, root bool) map[string]string {
 	ctx := map[string]string{
-		CtxNFSServer: c.cfg.NFSServer, CtxExportPath: dir, CtxZone: c.zone(),
+		CtxNFSServer: z.nfsServer, CtxExportPath: dir, CtxZone: z.name,
 		CtxRootClientEnabled: strconv.FormatBool(root),
 	}
 	if exportID > 0 {
@@ -203,16 +204,23 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	if err != nil {
 		return nil, err
 	}
-	server, err := c.nfsServerOf(req.Parameters, ParamNFSServer)
+	z, err := zoneOfParams(c.cfg, req.Parameters)
 	if err != nil {
 		return nil, err
 	}
-	id := req.ID(c.name, "")
+	server, err := nfsServerOf(z, req.Parameters, ParamNFSServer)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSameZone(z, req); err != nil {
+		return nil, err
+	}
+	id := req.ID(c.name, z.key)
 	if err := id.Validate(); err != nil {
 		return nil, backend.Errorf(backend.InvalidArgument, "isilon: volume ID: %v", err)
 	}
 	for {
-		vol, job, err := c.createOnce(ctx, req, id, root)
+		vol, job, err := c.createOnce(ctx, req, z, id, root)
 		if job == nil || err != nil {
 			if vol != nil {
 				vol.Context[CtxNFSServer] = server
@@ -230,31 +238,34 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 
 // createOnce moves the volume as far as it can in one pass; a returned job is a clone
 // copy to wait for before the next pass.
-func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest, id volid.Volume, root bool) (*backend.Volume, *cloneJob, error) {
-	dir := c.VolumeDir(id)
+func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest, z accessZone, id volid.Volume, root bool) (*backend.Volume, *cloneJob, error) {
+	dir := z.volumeDir(id)
 	size := requestSize(req)
 	source := sourceString(req)
 	var vol *backend.Volume
 	var job *cloneJob
 	err := c.conn.do(ctx, req.Secrets, func(a array) error {
-		if err := c.ensureTenant(ctx, a, req.Tenant); err != nil {
+		if err := c.checkZone(ctx, a, z); err != nil {
+			return err
+		}
+		if err := c.ensureTenant(ctx, a, z.tenantDir(req.Tenant)); err != nil {
 			return err
 		}
 		var e *Export
 		var err error
 		if source == "" {
-			e, err = c.createNew(ctx, a, req, dir, size)
+			e, err = c.createNew(ctx, a, req, z, dir, size)
 		}
 		if e == nil && err == nil {
-			if job, size, err = c.completeExisting(ctx, a, req, id, size, source); job != nil || err != nil {
+			if job, size, err = c.completeExisting(ctx, a, req, z, id, size, source); job != nil || err != nil {
 				return err
 			}
-			e, err = c.ensureExport(ctx, a, dir)
+			e, err = c.ensureExport(ctx, a, z, dir)
 		}
 		if err != nil {
 			return err
 		}
-		vol = &backend.Volume{ID: id, CapacityBytes: size, Context: c.volumeContext(dir, e.ID, root),
+		vol = &backend.Volume{ID: id, CapacityBytes: size, Context: c.volumeContext(z, dir, e.ID, root),
 			SourceSnapshot: req.SourceSnapshot, SourceVolume: req.SourceVolume, RequestName: req.Name}
 		return nil
 	})
@@ -264,7 +275,7 @@ func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest,
 // createNew makes a new volume in three requests: the directory with its request record,
 // its quota and its export, none of which can exist before the directory. It returns nil
 // without error when the directory exists already (a retry, or a concurrent create).
-func (c *Controller) createNew(ctx context.Context, a array, req *backend.VolumeRequest, dir string, size int64) (*Export, error) {
+func (c *Controller) createNew(ctx context.Context, a array, req *backend.VolumeRequest, z accessZone, dir string, size int64) (*Export, error) {
 	made, err := a.CreateDir(ctx, dir, volumeMode, record(req, size, ""))
 	if err != nil || !made {
 		return nil, err
@@ -275,20 +286,20 @@ func (c *Controller) createNew(ctx context.Context, a array, req *backend.Volume
 			return nil, err
 		}
 	}
-	e := &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}, SquashesRoot: true}
+	e := &Export{Zone: z.name, Path: dir, ReadOnlyClients: []string{NoAccessClient}, SquashesRoot: true}
 	if e.ID, err = a.CreateExport(ctx, *e); err != nil {
-		return c.ensureExport(ctx, a, dir)
+		return c.ensureExport(ctx, a, z, dir)
 	}
 	return e, nil
 }
 
 // completeExisting finishes a volume whose directory may exist: a clone's copy, a record
 // left out by a crash, a missing quota. It returns the volume's size, or a copy to wait for.
-func (c *Controller) completeExisting(ctx context.Context, a array, req *backend.VolumeRequest, id volid.Volume, size int64, source string) (*cloneJob, int64, error) {
-	dir := c.VolumeDir(id)
+func (c *Controller) completeExisting(ctx context.Context, a array, req *backend.VolumeRequest, z accessZone, id volid.Volume, size int64, source string) (*cloneJob, int64, error) {
+	dir := z.volumeDir(id)
 	attrs, err := a.Attrs(ctx, dir)
 	if backend.IsNotFound(err) && source != "" {
-		if job, err := c.stageClone(ctx, a, req, id, size, source); job != nil || err != nil {
+		if job, err := c.stageClone(ctx, a, req, z, id, size, source); job != nil || err != nil {
 			return job, 0, err
 		}
 		attrs, err = a.Attrs(ctx, dir) // renamed into place just now
@@ -354,17 +365,16 @@ func recordOf(attrs map[string]string) (backend.RequestRecord, error) {
 	return backend.RequestRecord{Name: unescapeAttr(attrs[attrRequest]), Source: attrs[attrSource]}, nil
 }
 
-// ensureTenant makes the tenant directory and its accounting quota once per process. The
+// ensureTenant makes a tenant directory and its accounting quota once per process. The
 // tenant quota has no hard threshold: the tenant limits live in the driver config and are
 // enforced by the driver at CreateVolume; the quota gives the array's view of the usage.
-func (c *Controller) ensureTenant(ctx context.Context, a array, tenant string) error {
+func (c *Controller) ensureTenant(ctx context.Context, a array, dir string) error {
 	c.mu.Lock()
-	known := c.tenants[tenant]
+	known := c.tenants[dir]
 	c.mu.Unlock()
 	if known {
 		return nil
 	}
-	dir := c.tenantDir(tenant)
 	if err := a.Mkdir(ctx, dir, tenantMode, nil); err != nil {
 		return err
 	}
@@ -382,7 +392,7 @@ func (c *Controller) ensureTenant(ctx context.Context, a array, tenant string) e
 		}
 	}
 	c.mu.Lock()
-	c.tenants[tenant] = true
+	c.tenants[dir] = true
 	c.mu.Unlock()
 	return nil
 }
@@ -423,25 +433,25 @@ func createDirQuota(ctx context.Context, a array, dir string, hard int64) (*Quot
 // ensureExport finds the volume's export by path in the zone, or creates it with only the
 // no-access placeholder client. Root is squashed on it (root_clients keep root): an export
 // an older version made inherited its zone's default, which an admin may have opened.
-func (c *Controller) ensureExport(ctx context.Context, a array, dir string) (*Export, error) {
-	e, err := a.ExportOf(ctx, dir)
+func (c *Controller) ensureExport(ctx context.Context, a array, z accessZone, dir string) (*Export, error) {
+	e, err := a.ExportOf(ctx, z.name, dir)
 	if err != nil {
 		return nil, err
 	}
 	if e != nil {
 		if !e.SquashesRoot {
-			if err := a.SquashRoot(ctx, e.ID); err != nil {
+			if err := a.SquashRoot(ctx, z.name, e.ID); err != nil {
 				return nil, err
 			}
 			e.SquashesRoot = true
 		}
 		return e, nil
 	}
-	e = &Export{Path: dir, ReadOnlyClients: []string{NoAccessClient}, SquashesRoot: true}
+	e = &Export{Zone: z.name, Path: dir, ReadOnlyClients: []string{NoAccessClient}, SquashesRoot: true}
 	if e.ID, err = a.CreateExport(ctx, *e); err != nil {
 		// OneFS refuses a second export with the same rules (409): another controller
 		// may have made it since the lookup.
-		if found, lookErr := a.ExportOf(ctx, dir); lookErr == nil && found != nil {
+		if found, lookErr := a.ExportOf(ctx, z.name, dir); lookErr == nil && found != nil {
 			return found, nil
 		}
 		return nil, err
@@ -454,7 +464,10 @@ func (c *Controller) ensureExport(ctx context.Context, a array, dir string) (*Ex
 // done, so a retry after a partial delete finishes it. Snapshots of the volume are
 // independent of the directory on OneFS and stay until DeleteSnapshot.
 func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) error {
-	dir := c.VolumeDir(id)
+	z, dir, err := c.place(id)
+	if err != nil {
+		return err
+	}
 	return c.conn.do(ctx, secrets, func(a array) error {
 		// Only a clone, or a volume whose directory is gone (a clone cut short, or a
 		// retried delete), can have left a temporary copy or snapshot behind.
@@ -463,24 +476,24 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 			return err
 		}
 		mayHaveClone := err != nil || attrs[attrSource] != ""
-		if err := c.removeVolume(ctx, a, dir); err != nil {
+		if err := c.removeVolume(ctx, a, z, dir); err != nil {
 			return err
 		}
 		if !mayHaveClone {
 			return nil
 		}
-		return c.dropClone(ctx, a, id)
+		return c.dropClone(ctx, a, z, id)
 	})
 }
 
 // removeVolume removes a volume directory's export, quota and the directory.
-func (c *Controller) removeVolume(ctx context.Context, a array, dir string) error {
-	e, err := a.ExportOf(ctx, dir)
+func (c *Controller) removeVolume(ctx context.Context, a array, z accessZone, dir string) error {
+	e, err := a.ExportOf(ctx, z.name, dir)
 	if err != nil {
 		return err
 	}
 	if e != nil {
-		if err := a.DeleteExport(ctx, e.ID); err != nil && !backend.IsNotFound(err) {
+		if err := a.DeleteExport(ctx, z.name, e.ID); err != nil && !backend.IsNotFound(err) {
 			return err
 		}
 	}
@@ -514,9 +527,12 @@ func parseSource(s string) (*volid.Snapshot, *volid.Volume) {
 
 // GetVolume reads the directory's recorded attributes; NotFound when it is absent.
 func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (*backend.Volume, error) {
-	dir := c.VolumeDir(id)
+	z, dir, err := c.place(id)
+	if err != nil {
+		return nil, err
+	}
 	var vol *backend.Volume
-	err := c.conn.do(ctx, secrets, func(a array) error {
+	err = c.conn.do(ctx, secrets, func(a array) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -526,63 +542,79 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 		}
 		size, _ := strconv.ParseInt(attrs[attrSize], 10, 64)
 		snap, src := parseSource(attrs[attrSource])
-		vol = &backend.Volume{ID: id, CapacityBytes: size, Context: c.volumeContext(dir, 0, false),
+		vol = &backend.Volume{ID: id, CapacityBytes: size, Context: c.volumeContext(z, dir, 0, false),
 			SourceSnapshot: snap, SourceVolume: src, RequestName: unescapeAttr(attrs[attrRequest])}
 		return nil
 	})
 	return vol, err
 }
 
-// ListVolumes lists csi-vol-* directories of one tenant or all; capacities come from the
-// directory quotas, read in one call.
+// ListVolumes lists csi-vol-* directories of one tenant or all, in every access zone of
+// the backend; capacities come from the directory quotas, read in one call.
 func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
 	var vols []*backend.Volume
 	err := c.conn.do(ctx, nil, func(a array) error {
-		tenants := []string{tenant}
-		if tenant == "" {
-			names, err := a.Children(ctx, c.cfg.IsiPath)
-			if backend.IsNotFound(err) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			tenants = names
-		}
 		hard, err := hardThresholds(ctx, a)
 		if err != nil {
 			return err
 		}
-		for _, t := range tenants {
-			if volid.ValidTenant(t) != nil {
-				continue
-			}
-			names, err := a.Children(ctx, c.tenantDir(t))
-			if backend.IsNotFound(err) {
-				continue
-			}
+		for _, z := range zones(c.cfg) {
+			found, err := c.zoneVolumes(ctx, a, z, tenant, hard)
 			if err != nil {
 				return err
 			}
-			for _, n := range names {
-				id := volid.Volume{Backend: c.name, Tenant: t, Hash: strings.TrimPrefix(n, volumePrefix)}
-				if !strings.HasPrefix(n, volumePrefix) || id.Validate() != nil {
-					continue
-				}
-				dir := c.VolumeDir(id)
-				vols = append(vols, &backend.Volume{ID: id, CapacityBytes: hard[dir], Context: c.volumeContext(dir, 0, false)})
-			}
+			vols = append(vols, found...)
 		}
 		return nil
 	})
 	return vols, err
 }
 
+// zoneVolumes lists the volumes of one zone, of tenant or all tenants.
+func (c *Controller) zoneVolumes(ctx context.Context, a array, z accessZone, tenant string, hard map[string]int64) ([]*backend.Volume, error) {
+	tenants := []string{tenant}
+	if tenant == "" {
+		names, err := a.Children(ctx, z.isiPath)
+		if backend.IsNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		tenants = names
+	}
+	var vols []*backend.Volume
+	for _, t := range tenants {
+		if volid.ValidTenant(t) != nil {
+			continue
+		}
+		names, err := a.Children(ctx, z.tenantDir(t))
+		if backend.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			id := volid.Volume{Backend: c.name, Tenant: t, Location: z.key, Hash: strings.TrimPrefix(n, volumePrefix)}
+			if !strings.HasPrefix(n, volumePrefix) || id.Validate() != nil {
+				continue
+			}
+			dir := z.volumeDir(id)
+			vols = append(vols, &backend.Volume{ID: id, CapacityBytes: hard[dir], Context: c.volumeContext(z, dir, 0, false)})
+		}
+	}
+	return vols, nil
+}
+
 // ExpandVolume raises the hard threshold; NFS needs no node-side growth.
 func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, requiredBytes, limitBytes int64, secrets map[string]string) (int64, bool, error) {
-	dir := c.VolumeDir(id)
+	dir, err := c.VolumeDir(id)
+	if err != nil {
+		return 0, false, err
+	}
 	var size int64
-	err := c.conn.do(ctx, secrets, func(a array) error {
+	err = c.conn.do(ctx, secrets, func(a array) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -615,7 +647,9 @@ func (c *Controller) findSnapshot(ctx context.Context, a array, id volid.Snapsho
 	if err != nil {
 		return nil, err
 	}
-	if s == nil || path.Clean(s.Path) != c.VolumeDir(id.Volume) {
+	if dir, err := c.VolumeDir(id.Volume); err != nil {
+		return nil, err
+	} else if s == nil || path.Clean(s.Path) != dir {
 		return nil, backend.Errorf(backend.NotFound, "isilon: snapshot %s does not exist", id)
 	}
 	return s, nil
@@ -650,11 +684,14 @@ func (c *Controller) snapshotSize(ctx context.Context, a array, s *IsiSnapshot, 
 // names are global on the cluster, so a same-name request for another volume is
 // AlreadyExists.
 func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, name string, params, secrets map[string]string) (*backend.Snapshot, error) {
-	dir := c.VolumeDir(source)
+	dir, err := c.VolumeDir(source)
+	if err != nil {
+		return nil, err
+	}
 	id := volid.Snapshot{Volume: source, SnapHash: volid.Hash(name)}
 	snapName := snapshotName(id.SnapHash)
 	var out *backend.Snapshot
-	err := c.conn.do(ctx, secrets, func(a array) error {
+	err = c.conn.do(ctx, secrets, func(a array) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -711,15 +748,17 @@ func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backe
 		if err != nil {
 			return err
 		}
-		out = c.snapshot(id, s, c.snapshotSize(ctx, a, s, c.VolumeDir(id.Volume), nil))
+		out = c.snapshot(id, s, c.snapshotSize(ctx, a, s, path.Clean(s.Path), nil))
 		return nil
 	})
 	return out, err
 }
 
-// parseSnapshotPath maps a snapshot of <isiPath>/<tenant>/csi-vol-<hash> back to its ID.
+// parseSnapshotPath maps a snapshot of <isiPath>/<tenant>/csi-vol-<hash> of any of the
+// backend's zones back to its ID.
 func (c *Controller) parseSnapshotPath(s IsiSnapshot) (volid.Snapshot, bool) {
-	rel, ok := strings.CutPrefix(path.Clean(s.Path), c.cfg.IsiPath+"/")
+	z, ok := zoneOfPath(c.cfg, s.Path)
+	rel := strings.TrimPrefix(path.Clean(s.Path), z.isiPath+"/")
 	if !ok || !strings.HasPrefix(s.Name, snapshotPrefix) {
 		return volid.Snapshot{}, false
 	}
@@ -728,7 +767,7 @@ func (c *Controller) parseSnapshotPath(s IsiSnapshot) (volid.Snapshot, bool) {
 		return volid.Snapshot{}, false
 	}
 	id := volid.Snapshot{
-		Volume:   volid.Volume{Backend: c.name, Tenant: tenant, Hash: strings.TrimPrefix(vol, volumePrefix)},
+		Volume:   volid.Volume{Backend: c.name, Tenant: tenant, Location: z.key, Hash: strings.TrimPrefix(vol, volumePrefix)},
 		SnapHash: strings.TrimPrefix(s.Name, snapshotPrefix),
 	}
 	return id, id.Validate() == nil

@@ -469,7 +469,8 @@ func TestCloneWaitsForItsCopy(t *testing.T) {
 		t.Fatalf("clone while copying: %v, want Pending", err)
 	}
 	id := clone.ID("isi", "")
-	dir, tmp := c.VolumeDir(id), c.cloneDir(id)
+	z, dir, _ := c.place(id)
+	tmp := cloneDir(z, id)
 	if _, ok := f.dirs[dir]; ok {
 		t.Fatal("the volume directory exists before its copy completed")
 	}

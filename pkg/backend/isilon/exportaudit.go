@@ -23,9 +23,12 @@ func (c *Controller) exportClients(ctx context.Context, secrets map[string]strin
 	}
 	var out []backend.ExportClients
 	for _, v := range vols {
-		dir := c.VolumeDir(v.ID)
-		err := c.conn.do(ctx, secrets, func(a array) error {
-			e, err := a.ExportOf(ctx, dir)
+		z, dir, err := c.place(v.ID)
+		if err != nil {
+			return nil, err
+		}
+		err = c.conn.do(ctx, secrets, func(a array) error {
+			e, err := a.ExportOf(ctx, z.name, dir)
 			if err != nil || e == nil {
 				return err
 			}
@@ -55,7 +58,10 @@ func (c *Controller) exportClients(ctx context.Context, secrets map[string]strin
 // export never opens to all) and off the grant records that name it: shipholdctl gc's
 // removal of a client no node has. Absent volume, export or address is success.
 func (c *Controller) RemoveExportClient(ctx context.Context, id volid.Volume, addr string) error {
-	dir := c.VolumeDir(id)
+	z, dir, err := c.place(id)
+	if err != nil {
+		return err
+	}
 	return c.conn.do(ctx, nil, func(a array) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if backend.IsNotFound(err) {
@@ -64,7 +70,7 @@ func (c *Controller) RemoveExportClient(ctx context.Context, id volid.Volume, ad
 		if err != nil {
 			return err
 		}
-		e, err := a.ExportOf(ctx, dir)
+		e, err := a.ExportOf(ctx, z.name, dir)
 		if err != nil {
 			return err
 		}

@@ -27,8 +27,8 @@ func TestRemoveExportClient(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dir := c.VolumeDir(v.ID)
-	e, _ := f.ExportOf(ctx, dir)
+	dir, _ := c.VolumeDir(v.ID)
+	e, _ := f.ExportOf(ctx, "System", dir)
 	if got := allClients(*e); !slices.Equal(got, []string{"10.0.0.2"}) || !slices.Contains(e.ReadOnlyClients, NoAccessClient) {
 		t.Fatalf("export after removal: %+v", e)
 	}

@@ -27,11 +27,15 @@ type fakeArray struct {
 	available int64
 	// copyGate, when set, holds every Copy until it is closed (a slow copy).
 	copyGate chan struct{}
+	// zoneBase maps access zones to their base paths; exports outside are refused, as
+	// OneFS does.
+	zoneBase map[string]string
 }
 
 func newFakeArray() *fakeArray {
 	return &fakeArray{dirs: map[string]map[string]string{}, modes: map[string]string{}, files: map[string]string{}, quotas: map[string]*Quota{},
-		exports: map[int]*Export{}, snaps: map[string]*IsiSnapshot{}, available: 1 << 40}
+		exports: map[int]*Export{}, snaps: map[string]*IsiSnapshot{}, available: 1 << 40,
+		zoneBase: map[string]string{"System": "/ifs", "zoneA": "/ifs/zoneA"}}
 }
 
 func (f *fakeArray) enter(call string) error {
@@ -323,13 +327,16 @@ func (f *fakeArray) DeleteQuota(ctx context.Context, id string) error {
 	return notFound(id)
 }
 
-func (f *fakeArray) ExportOf(ctx context.Context, dir string) (*Export, error) {
+func (f *fakeArray) ExportOf(ctx context.Context, zone, dir string) (*Export, error) {
 	defer f.mu.Unlock()
-	if err := f.enter("ExportOf " + dir); err != nil {
+	if err := f.enter("ExportOf " + dir + " in " + zone); err != nil {
 		return nil, err
 	}
+	if _, ok := f.zoneBase[zone]; !ok {
+		return nil, notFound("zone " + zone)
+	}
 	for _, e := range f.exports {
-		if e.Path == dir {
+		if e.Path == dir && e.Zone == zone {
 			c := *e
 			return &c, nil
 		}
@@ -339,8 +346,15 @@ func (f *fakeArray) ExportOf(ctx context.Context, dir string) (*Export, error) {
 
 func (f *fakeArray) CreateExport(ctx context.Context, e Export) (int, error) {
 	defer f.mu.Unlock()
-	if err := f.enter("CreateExport " + e.Path); err != nil {
+	if err := f.enter("CreateExport " + e.Path + " in " + e.Zone); err != nil {
 		return 0, err
+	}
+	base, ok := f.zoneBase[e.Zone]
+	if !ok {
+		return 0, notFound("zone " + e.Zone)
+	}
+	if !strings.HasPrefix(e.Path, base+"/") {
+		return 0, backend.Errorf(backend.InvalidArgument, "fake: Path '%s' is not within access zone '%s' base path '%s'", e.Path, e.Zone, base)
 	}
 	f.nextID++
 	e.ID = f.nextID
@@ -351,11 +365,11 @@ func (f *fakeArray) CreateExport(ctx context.Context, e Export) (int, error) {
 
 func (f *fakeArray) UpdateExportClients(ctx context.Context, e Export) error {
 	defer f.mu.Unlock()
-	if err := f.enter("UpdateExportClients"); err != nil {
+	if err := f.enter("UpdateExportClients in " + e.Zone); err != nil {
 		return err
 	}
 	old, ok := f.exports[e.ID]
-	if !ok {
+	if !ok || old.Zone != e.Zone {
 		return notFound("export")
 	}
 	e.Path, e.SquashesRoot = old.Path, old.SquashesRoot
@@ -363,25 +377,25 @@ func (f *fakeArray) UpdateExportClients(ctx context.Context, e Export) error {
 	return nil
 }
 
-func (f *fakeArray) SquashRoot(ctx context.Context, id int) error {
+func (f *fakeArray) SquashRoot(ctx context.Context, zone string, id int) error {
 	defer f.mu.Unlock()
-	if err := f.enter("SquashRoot"); err != nil {
+	if err := f.enter("SquashRoot in " + zone); err != nil {
 		return err
 	}
 	e, ok := f.exports[id]
-	if !ok {
+	if !ok || e.Zone != zone {
 		return notFound("export")
 	}
 	e.SquashesRoot = true
 	return nil
 }
 
-func (f *fakeArray) DeleteExport(ctx context.Context, id int) error {
+func (f *fakeArray) DeleteExport(ctx context.Context, zone string, id int) error {
 	defer f.mu.Unlock()
-	if err := f.enter("DeleteExport"); err != nil {
+	if err := f.enter("DeleteExport in " + zone); err != nil {
 		return err
 	}
-	if _, ok := f.exports[id]; !ok {
+	if e, ok := f.exports[id]; !ok || e.Zone != zone {
 		return notFound("export")
 	}
 	delete(f.exports, id)
@@ -454,4 +468,16 @@ func (f *fakeArray) AvailableBytes(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return f.available, nil
+}
+
+func (f *fakeArray) ZoneBase(ctx context.Context, zone string) (string, error) {
+	defer f.mu.Unlock()
+	if err := f.enter("ZoneBase " + zone); err != nil {
+		return "", err
+	}
+	base, ok := f.zoneBase[zone]
+	if !ok {
+		return "", notFound("zone " + zone)
+	}
+	return base, nil
 }

@@ -9,13 +9,13 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend"
 )
 
-// nfsServerOf is the server a volume is mounted from: where is a StorageClass's parameters
-// or a volume's context (a PV's, possibly hand-written), key its nfsServer entry; without
-// one, the backend's nfsServer.
-func (c *Controller) nfsServerOf(where map[string]string, key string) (string, error) {
+// nfsServerOf is the server a volume of zone z is mounted from: where is a StorageClass's
+// parameters or a volume's context (a PV's, possibly hand-written), key its nfsServer entry;
+// without one, the zone's (for the default zone the backend's) nfsServer.
+func nfsServerOf(z accessZone, where map[string]string, key string) (string, error) {
 	s := where[key]
 	if s == "" {
-		return c.cfg.NFSServer, nil
+		return z.nfsServer, nil
 	}
 	if net.ParseIP(s) != nil {
 		return s, nil

@@ -80,11 +80,14 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 	if err != nil {
 		return nil, err
 	}
-	server, err := c.nfsServerOf(volumeContext, CtxNFSServer)
+	z, dir, err := c.place(id)
 	if err != nil {
 		return nil, err
 	}
-	dir := c.VolumeDir(id)
+	server, err := nfsServerOf(z, volumeContext, CtxNFSServer)
+	if err != nil {
+		return nil, err
+	}
 	err = c.conn.do(ctx, secrets, func(a array) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if err != nil {
@@ -93,7 +96,7 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 			}
 			return err
 		}
-		e, err := c.ensureExport(ctx, a, dir)
+		e, err := c.ensureExport(ctx, a, z, dir)
 		if err != nil {
 			return err
 		}
@@ -175,7 +178,10 @@ func checkUnrecorded(id volid.Volume, e Export, node backend.Node, readOnly bool
 // address its ID carries now), unless another node's record holds them; every grant when
 // the node is unnamed. The placeholder stays, so the export never becomes open to all.
 func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node backend.Node, secrets map[string]string) error {
-	dir := c.VolumeDir(id)
+	z, dir, err := c.place(id)
+	if err != nil {
+		return err
+	}
 	return c.conn.do(ctx, secrets, func(a array) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if backend.IsNotFound(err) {
@@ -185,7 +191,7 @@ func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node 
 			return err
 		}
 		all := grants(attrs)
-		e, err := a.ExportOf(ctx, dir)
+		e, err := a.ExportOf(ctx, z.name, dir)
 		if err != nil {
 			return err
 		}
@@ -250,7 +256,7 @@ func withoutClients(e Export, addrs []string) Export {
 			return s != NoAccessClient && slices.Contains(addrs, s)
 		})
 	}
-	next := Export{ID: e.ID, Path: e.Path, Clients: drop(e.Clients), RootClients: drop(e.RootClients),
+	next := Export{ID: e.ID, Zone: e.Zone, Path: e.Path, Clients: drop(e.Clients), RootClients: drop(e.RootClients),
 		ReadWriteClients: drop(e.ReadWriteClients), ReadOnlyClients: drop(e.ReadOnlyClients)}
 	next.ReadOnlyClients = addOnce(next.ReadOnlyClients, NoAccessClient)
 	return next

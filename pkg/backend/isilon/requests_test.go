@@ -31,7 +31,7 @@ func TestCreateVolumeRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := "/ifs/data/sh/shop/csi-vol-" + volid.Hash("pvc-1")
-	if got, want := f.takeCalls(), []string{"CreateDir " + dir, "CreateDirQuota " + dir, "CreateExport " + dir}; !slices.Equal(got, want) {
+	if got, want := f.takeCalls(), []string{"CreateDir " + dir, "CreateDirQuota " + dir, "CreateExport " + dir + " in System"}; !slices.Equal(got, want) {
 		t.Fatalf("create made requests %q, want %q", got, want)
 	}
 	if f.dirs[dir][attrRecord] == "" || f.quotas[dir] == nil || f.quotas[dir].Hard != 100 {
@@ -44,7 +44,7 @@ func TestCreateVolumeRequests(t *testing.T) {
 	if again.Context[CtxExportID] != v.Context[CtxExportID] || len(f.exports) != 2 {
 		t.Fatalf("retry: export %s (first %s), %d exports for 2 volumes", again.Context[CtxExportID], v.Context[CtxExportID], len(f.exports))
 	}
-	if calls := f.takeCalls(); slices.ContainsFunc(calls, func(s string) bool { return s == "CreateDirQuota "+dir || s == "CreateExport "+dir }) {
+	if calls := f.takeCalls(); slices.ContainsFunc(calls, func(s string) bool { return s == "CreateDirQuota "+dir || s == "CreateExport "+dir+" in System" }) {
 		t.Fatalf("retry created again: %q", calls)
 	}
 	if err := c.DeleteVolume(ctx, v.ID, goodSecrets); err != nil {
@@ -64,11 +64,11 @@ func TestDeleteVolumeRemovesAnAbandonedCloneCopy(t *testing.T) {
 	c, f, _ := testController(t)
 	r := req("clone", 100)
 	id := r.ID("isi", "")
-	f.mkdirLocked(c.cloneDir(id), volumeMode, record(r, 100, "v1:isi:shop:x"))
+	f.mkdirLocked(cloneDir(defaultZone(c.cfg), id), volumeMode, record(r, 100, "v1:isi:shop:x"))
 	if err := c.DeleteVolume(context.Background(), id, goodSecrets); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.dirs[c.cloneDir(id)]; ok {
-		t.Fatalf("the abandoned copy %s is left", c.cloneDir(id))
+	if _, ok := f.dirs[cloneDir(defaultZone(c.cfg), id)]; ok {
+		t.Fatalf("the abandoned copy %s is left", cloneDir(defaultZone(c.cfg), id))
 	}
 }

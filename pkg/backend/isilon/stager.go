@@ -92,15 +92,18 @@ func (s *Stager) source(req *backend.StageRequest) (string, error) {
 		}
 		return req.Context[key]
 	}
-	server := pick(CtxNFSServer)
-	if server == "" {
-		server = s.cfg.NFSServer
-	}
-	exportPath := pick(CtxExportPath)
-	if exportPath == "" && req.ID.Object != "" {
-		exportPath = req.ID.Object
-	} else if exportPath == "" {
-		exportPath = path.Join(s.cfg.IsiPath, req.ID.Tenant, volumePrefix+req.ID.Hash)
+	server, exportPath := pick(CtxNFSServer), pick(CtxExportPath)
+	if server == "" || exportPath == "" {
+		z, err := zoneOfID(s.cfg, req.ID)
+		if err != nil {
+			return "", err
+		}
+		if server == "" {
+			server = z.nfsServer
+		}
+		if exportPath == "" {
+			exportPath = z.volumeDir(req.ID)
+		}
 	}
 	if !strings.HasPrefix(exportPath, "/ifs/") {
 		return "", backend.Errorf(backend.InvalidArgument, "isilon: export path %q must be below /ifs/", exportPath)

@@ -31,7 +31,7 @@ type LoopbackNFS struct {
 	mount.Interface
 	// Root is the real directory the simulator serves as /ifs.
 	Root string
-	// exportOf finds the export of an /ifs path in the backend's zone.
+	// exportOf finds the export of an /ifs path in the zone whose tree holds it.
 	exportOf func(ctx context.Context, dir string) (*Export, error)
 	// clientAddress is the address the NFS server would see for this node.
 	clientAddress func(server string) (string, error)
@@ -58,7 +58,12 @@ func NewLoopbackNFS(cfg *config.Backend, root string) (*LoopbackNFS, error) {
 			var e *Export
 			err := conn.do(ctx, nil, func(a array) error {
 				var err error
-				e, err = a.ExportOf(ctx, dir)
+				// The mount is served by the zone whose tree holds dir (its SmartConnect name).
+				z, ok := zoneOfPath(cfg.Isilon, dir)
+				if !ok {
+					z = defaultZone(cfg.Isilon)
+				}
+				e, err = a.ExportOf(ctx, z.name, dir)
 				return err
 			})
 			return e, err
