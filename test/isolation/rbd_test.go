@@ -4,13 +4,17 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/test/harness"
@@ -164,4 +168,37 @@ func unstageAndDelete(t *testing.T, p *plugins, v *tenantVolume) {
 	if _, err := p.ctrl.Controller().DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: v.vol.VolumeId}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRBDStageWithAnotherTenantsKeyFailsPromptly: a node handed a key that may not read the
+// image (another tenant's identity, or a published identity the image lies outside of)
+// must fail the stage within its bounds, with a message naming the user, and leave nothing
+// mounted. rbd-fuse with such a key never answers the image's lookup: the stage hung for
+// good (seen with an adopted image outside the tenant's namespace).
+func TestRBDStageWithAnotherTenantsKeyFailsPromptly(t *testing.T) {
+	harness.RequireCommand(t, "rbd-fuse", "apt-get install rbd-fuse, or hack/install-deps.sh")
+	p := startPlugins(t, harness.RBDBackend(t, "rbd"))
+	a := p.createPublishStage(t, newTenant("isoa"))
+	b := p.createPublishStage(t, newTenant("isob"))
+	staging := filepath.Join(t.TempDir(), "staging")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := p.node.Node().NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: b.vol.VolumeId, StagingTargetPath: staging,
+		VolumeCapability: mountRWO, VolumeContext: b.vol.VolumeContext, PublishContext: a.pc})
+	took := time.Since(start).Round(time.Second)
+	if err == nil {
+		t.Fatalf("tenant %s's volume staged with tenant %s's identity", b.tenant, a.tenant)
+	}
+	if status.Code(err) == codes.DeadlineExceeded || ctx.Err() != nil {
+		t.Fatalf("the stage with another tenant's key hung (%s): %v", took, err)
+	}
+	if !strings.Contains(err.Error(), a.cred().UserID) {
+		t.Errorf("the error does not name the user whose key was refused: %v", err)
+	}
+	out, _ := exec.Command("findmnt", "-rn", "-R", staging).CombinedOutput()
+	if strings.TrimSpace(string(out)) != "" {
+		t.Errorf("left mounted after the failed stage:\n%s", out)
+	}
+	fmt.Printf("isolation rbd stage-with-other-key: refused in %s\n", took)
 }

@@ -53,8 +53,15 @@ func (a *fuseAttacher) Attach(ctx context.Context, img imageSpec, dir string, cr
 	if ds := a.procs.Serving(fuseCommand, at.FuseMount); len(ds) > 0 {
 		at.FusePID, at.FuseStart = ds[0].PID, ds[0].Start
 	}
-	if _, err := os.Stat(file); err != nil {
-		return at, fmt.Errorf("rbd-fuse mounted %s but shows no %s: %w; check that the image exists and the cephx user may read it", at.FuseMount, img.Image, err)
+	if _, err := mounter.Stat(ctx, file, mounter.DefaultMountCallTimeout); err != nil {
+		why := fmt.Errorf("rbd-fuse mounted %s but shows no %s: %w; check that the image exists and that cephx user %s may read it", at.FuseMount, img.Image, err, cred.UserID)
+		// An rbd-fuse that cannot open its image (a key without caps on the image's
+		// namespace) never answers the lookup: it goes now, or the staging path stays hung.
+		fuse := mounter.FUSETeardown{Procs: a.procs, Command: fuseCommand, CallTimeout: mounter.DefaultMountCallTimeout, ExitWait: a.exitWait}
+		if uerr := fuse.Unmount(ctx, a.m, at.FuseMount, errors.Is(err, mounter.ErrNotResponding)); uerr != nil {
+			why = errors.Join(why, uerr)
+		}
+		return attachment{}, why
 	}
 	dev, err := a.m.LoopAttach(ctx, file, opts.ReadOnly)
 	if err != nil {
