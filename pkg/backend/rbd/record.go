@@ -2,11 +2,37 @@ package rbd
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 
 	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/shiphold/shiphold/pkg/backend"
 )
+
+// volumeRecord is stored in the image's metadata: the CSI request that made the image, so that
+// a retry is recognised and a conflicting request with the same name refused (by
+// backend.RequestRecord.Conflict). Records of older versions decode into it unchanged.
+type volumeRecord struct {
+	backend.RequestRecord
+	Backend string `json:"backend"`
+}
+
+func newRecord(backendName string, req *backend.VolumeRequest) volumeRecord {
+	return volumeRecord{RequestRecord: backend.NewRequestRecord(req), Backend: backendName}
+}
+
+func (r volumeRecord) encode() string {
+	b, _ := json.Marshal(r)
+	return string(b)
+}
+
+func decodeRecord(s string) (volumeRecord, error) {
+	var r volumeRecord
+	err := json.Unmarshal([]byte(s), &r)
+	return r, err
+}
 
 // Image metadata is written with the rbd object class, as librbd does, without opening the
 // image for writing: a writable open registers a watch on the header, which outlives a
