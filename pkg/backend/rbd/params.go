@@ -47,7 +47,7 @@ const (
 func imageName(hash string) string { return imagePrefix + hash }
 func snapName(hash string) string  { return snapPrefix + hash }
 
-// featureBits are the features a StorageClass may ask for, by their rbd names; the rest
+// knownFeatures are the features a StorageClass may ask for, by their rbd names; the rest
 // (striping, data-pool, operations, migrating) are set by librbd itself or need options this
 // driver does not expose.
 var knownFeatures = []string{"layering", "exclusive-lock", "object-map", "fast-diff", "deep-flatten", "journaling"}
