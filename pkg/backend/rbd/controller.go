@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ceph/go-ceph/rados"
-
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
@@ -19,9 +17,11 @@ import (
 
 // Controller provisions RBD images for one configured backend.
 type Controller struct {
-	name  string
-	cfg   config.RBD
-	conns *ceph.Pool
+	name string
+	cfg  config.RBD
+	// connect returns the pooled connection for a request's secrets (the configured
+	// credentials when there are none).
+	connect func(ctx context.Context, secrets map[string]string) (connection, error)
 
 	// namespaces remembers RADOS namespaces known to exist ("pool/ns"), saving a round trip
 	// per CreateVolume; a namespace removed behind our back is re-created on ENOENT.
@@ -47,7 +47,23 @@ func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
 	if _, err := resolveOptions(nil, cfg.RBD.Pool, cfg.RBD.ImageFeatures, cfg.RBD.Mounter); err != nil {
 		return nil, fmt.Errorf("rbd backend %q config: %v", cfg.Name, err)
 	}
-	return &Controller{name: cfg.Name, cfg: *cfg.RBD, conns: conns, namespaces: map[string]bool{}, taskWait: defaultTaskWait}, nil
+	rbd := *cfg.RBD
+	connect := func(ctx context.Context, secrets map[string]string) (connection, error) {
+		cred, err := ceph.CredentialsFor(rbd.Credentials, secrets)
+		if err != nil {
+			return nil, err
+		}
+		conn, err := conns.Conn(ctx, cfg.Name, rbd.CephCluster, cred)
+		if err != nil {
+			return nil, err
+		}
+		return cephConn{conn}, nil
+	}
+	return newController(cfg.Name, rbd, connect), nil
+}
+
+func newController(name string, cfg config.RBD, connect func(context.Context, map[string]string) (connection, error)) *Controller {
+	return &Controller{name: name, cfg: cfg, connect: connect, namespaces: map[string]bool{}, taskWait: defaultTaskWait}
 }
 
 func (c *Controller) Name() string { return c.name }
@@ -64,14 +80,10 @@ func (c *Controller) monitors() string { return strings.Join(c.cfg.Monitors, ","
 // the pooled connection, so that every librados/librbd resource fn opens is also released
 // on fn's goroutine even when the request's deadline passes first. Every call fn makes,
 // mgr and mon commands included, runs on that pooled handle inside that Do.
-func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func(conn *rados.Conn) error) error {
-	cred, err := ceph.CredentialsFor(c.cfg.Credentials, secrets)
-	if err != nil {
-		return err
-	}
-	conn, err := c.conns.Conn(ctx, c.name, c.cfg.CephCluster, cred)
+func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func(conn cluster) error) error {
+	conn, err := c.connect(ctx, secrets)
 	if err == nil {
-		err = conn.Do(ctx, func() error { return fn(conn.Rados()) })
+		err = conn.Do(ctx, func() error { return fn(conn) })
 	}
 	if err != nil && backend.CodeOf(err) == backend.Unavailable && !strings.Contains(err.Error(), c.monitors()) {
 		return backend.Errorf(backend.Unavailable, "Ceph cluster %s (monitors %s): %w", c.cfg.ClusterID, c.monitors(), err)
@@ -86,7 +98,7 @@ func (c *Controller) Capacity(ctx context.Context, params map[string]string) (in
 		pool = c.cfg.Pool
 	}
 	var avail int64
-	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+	err := c.run(ctx, nil, func(conn cluster) error {
 		all, err := ceph.PoolsAvailable(conn)
 		if err != nil {
 			return classify(err, "ceph df")
@@ -107,7 +119,7 @@ func (c *Controller) Probe(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return c.run(ctx, nil, func(conn *rados.Conn) error {
+	return c.run(ctx, nil, func(conn cluster) error {
 		_, _, err := conn.MonCommand([]byte(`{"prefix":"mon stat","format":"json"}`))
 		return classify(err, "mon stat")
 	})

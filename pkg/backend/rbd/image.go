@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -13,8 +12,8 @@ import (
 )
 
 // openPool opens an I/O context on a pool by name, in namespace ns.
-func openPool(conn *rados.Conn, pool, ns string) (*rados.IOContext, error) {
-	io, err := conn.OpenIOContext(pool)
+func openPool(conn cluster, pool, ns string) (ioctx, error) {
+	io, err := conn.OpenPool(pool)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, backend.Errorf(backend.InvalidArgument, "pool %q does not exist; create it (ceph osd pool create %s; rbd pool init %s) or fix the backend's pool / the StorageClass parameter %q", pool, pool, pool, ParamPool)
@@ -26,12 +25,12 @@ func openPool(conn *rados.Conn, pool, ns string) (*rados.IOContext, error) {
 }
 
 // poolOf resolves a volume ID's location (the pool ID) to the pool name.
-func poolOf(conn *rados.Conn, loc string) (string, error) {
+func poolOf(conn cluster, loc string) (string, error) {
 	id, err := strconv.ParseInt(loc, 10, 64)
 	if err != nil || id < 0 {
 		return "", backend.Errorf(backend.NotFound, "location %q is not an RBD pool ID", loc)
 	}
-	name, err := conn.GetPoolByID(id)
+	name, err := conn.PoolName(id)
 	if err != nil {
 		if isNotFound(err) {
 			return "", backend.Errorf(backend.NotFound, "pool ID %d no longer exists", id)
@@ -42,7 +41,7 @@ func poolOf(conn *rados.Conn, loc string) (string, error) {
 }
 
 // openVolumePool opens the pool and tenant namespace a volume ID points at.
-func openVolumePool(conn *rados.Conn, id volid.Volume) (*rados.IOContext, string, error) {
+func openVolumePool(conn cluster, id volid.Volume) (ioctx, string, error) {
 	pool, err := poolOf(conn, id.Location)
 	if err != nil {
 		return nil, "", err
@@ -54,7 +53,7 @@ func openVolumePool(conn *rados.Conn, id volid.Volume) (*rados.IOContext, string
 	return io, pool, nil
 }
 
-func (c *Controller) ensureNamespace(io *rados.IOContext, pool, ns string) error {
+func (c *Controller) ensureNamespace(io ioctx, pool, ns string) error {
 	key := pool + "/" + ns
 	c.mu.Lock()
 	known := c.namespaces[key]
@@ -62,12 +61,12 @@ func (c *Controller) ensureNamespace(io *rados.IOContext, pool, ns string) error
 	if known {
 		return nil
 	}
-	ok, err := librbd.NamespaceExists(io, ns)
+	ok, err := io.NamespaceExists(ns)
 	if err != nil && !isNotFound(err) {
 		return classify(err, fmt.Sprintf("check RADOS namespace %s/%s", pool, ns))
 	}
 	if !ok {
-		if err := librbd.NamespaceCreate(io, ns); err != nil && !errors.Is(err, librbd.ErrExist) {
+		if err := io.CreateNamespace(ns); err != nil && !errors.Is(err, librbd.ErrExist) {
 			return classify(err, fmt.Sprintf("create RADOS namespace %s/%s for the tenant (is the pool initialised with rbd pool init?)", pool, ns))
 		}
 	}
@@ -93,17 +92,23 @@ type imageState struct {
 }
 
 // readImage reads size, record, parent and snapshots of an image; NotFound when absent.
-func readImage(io *rados.IOContext, name string, withSnaps bool) (*imageState, error) {
-	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return nil, classify(err, "open image "+name)
-	}
-	defer img.Close()
+func readImage(io ioctx, name string, withSnaps bool) (st *imageState, err error) {
+	err = inImage(io, name, func(img image) error {
+		st, err = readImageOf(img, withSnaps)
+		return err
+	})
+	return st, err
+}
+
+// readImageOf is readImage on an open image.
+func readImageOf(img image, withSnaps bool) (*imageState, error) {
+	name := img.Name()
 	st := &imageState{}
-	if st.size, err = img.GetSize(); err != nil {
+	var err error
+	if st.size, err = img.Size(); err != nil {
 		return nil, classify(err, "size of image "+name)
 	}
-	raw, err := img.GetMetadata(recordKey)
+	raw, err := img.Metadata(recordKey)
 	switch {
 	case err == nil:
 		if st.record, err = decodeRecord(raw); err != nil {
@@ -113,13 +118,13 @@ func readImage(io *rados.IOContext, name string, withSnaps bool) (*imageState, e
 	case !isNotFound(err):
 		return nil, classify(err, "metadata of image "+name)
 	}
-	if p, err := img.GetParent(); err == nil {
+	if p, err := img.Parent(); err == nil {
 		st.parent = p
 	} else if !isNotFound(err) {
 		return nil, classify(err, "parent of image "+name)
 	}
 	if withSnaps {
-		if st.snaps, err = img.GetSnapshotNames(); err != nil {
+		if st.snaps, err = img.Snapshots(); err != nil {
 			return nil, classify(err, "snapshots of image "+name)
 		}
 	}
@@ -128,25 +133,17 @@ func readImage(io *rados.IOContext, name string, withSnaps bool) (*imageState, e
 
 // growClone gives a clone, which starts at its parent's size, the size asked for, and
 // returns the image's size. Only a resize opens the image for writing.
-func growClone(io *rados.IOContext, name string, size uint64) (uint64, error) {
-	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return 0, classify(err, "open new image "+name)
-	}
-	cur, err := img.GetSize()
-	img.Close()
+func growClone(io ioctx, name string, size uint64) (cur uint64, err error) {
+	err = inImage(io, name, func(img image) error {
+		cur, err = img.Size()
+		return classify(err, "size of image "+name)
+	})
 	if err != nil || cur >= size {
-		return cur, classify(err, "size of image "+name)
+		return cur, err
 	}
-	img, err = librbd.OpenImage(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return 0, classify(err, "open new image "+name)
-	}
-	defer img.Close()
-	if err := img.Resize(size); err != nil {
-		return 0, classify(err, "grow clone "+name)
-	}
-	return size, nil
+	return size, inImageRW(io, name, func(img image) error {
+		return classify(img.Resize(size), "grow clone "+name)
+	})
 }
 
 func featureBits(names []string) uint64 {
@@ -154,19 +151,15 @@ func featureBits(names []string) uint64 {
 }
 
 // makeImage creates a fresh image, or a clone for a content source.
-func (c *Controller) makeImage(conn *rados.Conn, io *rados.IOContext, name string, size uint64, opts classOptions, req *backend.VolumeRequest) error {
-	ro := librbd.NewRbdImageOptions()
-	defer ro.Destroy()
-	if err := ro.SetUint64(librbd.ImageOptionFeatures, featureBits(opts.Features)); err != nil {
-		return classify(err, "image options")
-	}
+func (c *Controller) makeImage(conn cluster, io ioctx, name string, size uint64, opts classOptions, req *backend.VolumeRequest) error {
+	features := featureBits(opts.Features)
 	switch {
 	case req.SourceSnapshot != nil:
-		return c.cloneSnapshot(conn, io, *req.SourceSnapshot, name, ro)
+		return c.cloneSnapshot(conn, io, *req.SourceSnapshot, name, features)
 	case req.SourceVolume != nil:
-		return c.cloneVolume(conn, io, *req.SourceVolume, name, ro)
+		return c.cloneVolume(conn, io, *req.SourceVolume, name, features)
 	}
-	if err := librbd.CreateImage(io, name, size, ro); err != nil {
+	if err := io.CreateImage(name, size, features); err != nil {
 		if isNotFound(err) {
 			return backend.Errorf(backend.NotFound, "create image %s: RADOS namespace %q vanished; retry", name, req.Tenant)
 		}

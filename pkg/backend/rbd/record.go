@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/ceph/go-ceph/rados"
-	librbd "github.com/ceph/go-ceph/rbd"
-
 	"github.com/shiphold/shiphold/pkg/backend"
 )
 
@@ -40,51 +37,42 @@ func decodeRecord(s string) (volumeRecord, error) {
 // while registering can stay until the OSD reloads the object, blocking the removal.
 
 // setImageMetadata sets one image metadata key.
-func setImageMetadata(io *rados.IOContext, name, key, value string) error {
-	return headerOp(io, name, "set metadata "+key, func(op *rados.WriteOp) {
-		op.Exec("rbd", "metadata_set", encodeMetadata(key, value))
-	})
+func setImageMetadata(io ioctx, name, key, value string) error {
+	return headerOp(io, name, "set metadata "+key, "metadata_set", encodeMetadata(key, value))
 }
 
 // dropImageMetadata removes the image metadata keys drop selects.
-func dropImageMetadata(io *rados.IOContext, name string, drop func(key string) bool) error {
-	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+name)
-	}
-	meta, err := img.ListMetadata()
-	img.Close()
-	if err != nil {
+func dropImageMetadata(io ioctx, name string, drop func(key string) bool) error {
+	var meta map[string]string
+	err := inImage(io, name, func(img image) (err error) {
+		meta, err = img.ListMetadata()
 		return classify(err, "list metadata of image "+name)
+	})
+	if err != nil {
+		return err
 	}
 	for k := range meta {
 		if !drop(k) {
 			continue
 		}
-		if err := headerOp(io, name, "remove metadata "+k, func(op *rados.WriteOp) {
-			op.Exec("rbd", "metadata_remove", encodeString(k))
-		}); err != nil && !isNotFound(err) {
+		if err := headerOp(io, name, "remove metadata "+k, "metadata_remove", encodeString(k)); err != nil && !isNotFound(err) {
 			return err
 		}
 	}
 	return nil
 }
 
-// headerOp runs one write operation on an image's header object.
-func headerOp(io *rados.IOContext, name, what string, fill func(op *rados.WriteOp)) error {
-	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+name)
-	}
-	id, err := img.GetId()
-	img.Close()
-	if err != nil {
+// headerOp runs one rbd object class method on an image's header object.
+func headerOp(io ioctx, name, what, method string, in []byte) error {
+	var id string
+	err := inImage(io, name, func(img image) (err error) {
+		id, err = img.ID()
 		return classify(err, "id of image "+name)
+	})
+	if err != nil {
+		return err
 	}
-	op := rados.CreateWriteOp()
-	defer op.Release()
-	fill(op)
-	if err := op.Operate(io, "rbd_header."+id, rados.OperationNoFlag); err != nil {
+	if err := io.Exec("rbd_header."+id, method, in); err != nil {
 		return classify(err, fmt.Sprintf("%s on image %s", what, name))
 	}
 	return nil

@@ -3,10 +3,6 @@ package rbd
 import (
 	"context"
 	"strconv"
-	"time"
-
-	"github.com/ceph/go-ceph/rados"
-	librbd "github.com/ceph/go-ceph/rbd"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
@@ -19,37 +15,34 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 	hash := volid.Hash(name)
 	sn := snapName(hash)
 	var snap *backend.Snapshot
-	err := c.run(ctx, secrets, func(conn *rados.Conn) error {
+	err := c.run(ctx, secrets, func(conn cluster) error {
 		io, pool, err := openVolumePool(conn, source)
 		if err != nil {
 			return asNotFound(err, source)
 		}
 		defer io.Destroy()
 		// Read-only first: a retry finds its snapshot without a watch on the image.
-		ro, err := librbd.OpenImageReadOnly(io, imageName(source.Hash), librbd.NoSnapshot)
-		if err != nil {
-			return asNotFound(classify(err, "open source image"), source)
-		}
 		id := volid.Snapshot{Volume: source, SnapHash: hash}
-		s, err := snapshotOf(ro, id)
-		ro.Close()
-		if err == nil {
-			snap = s
-			return nil
-		} else if !backend.IsNotFound(err) {
+		err = inImage(io, imageName(source.Hash), func(img image) (err error) {
+			if snap, err = snapshotOf(img, id); backend.IsNotFound(err) {
+				return nil
+			}
 			return err
+		})
+		if err != nil || snap != nil {
+			return asNotFound(err, source)
 		}
 		// The same name on another volume of the tenant is a different snapshot.
-		err = c.eachImage(conn, source.Tenant, func(io *rados.IOContext, p, ns, h string) error {
+		err = c.eachImage(conn, source.Tenant, func(io ioctx, p, ns, h string) error {
 			if p != pool || h == source.Hash {
 				return nil
 			}
-			other, err := librbd.OpenImageReadOnly(io, imageName(h), librbd.NoSnapshot)
+			other, err := io.OpenImage(imageName(h), false)
 			if err != nil {
 				return nil
 			}
 			defer other.Close()
-			snaps, err := other.GetSnapshotNames()
+			snaps, err := other.Snapshots()
 			if err != nil {
 				return classify(err, "list snapshots of "+imageName(h))
 			}
@@ -70,33 +63,30 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 		if err := ensureSnap(io, imageName(source.Hash), sn); err != nil {
 			return asNotFound(err, source)
 		}
-		img, err := librbd.OpenImageReadOnly(io, imageName(source.Hash), librbd.NoSnapshot)
-		if err != nil {
-			return asNotFound(classify(err, "open source image"), source)
-		}
-		defer img.Close()
-		snap, err = snapshotOf(img, id)
-		return err
+		return asNotFound(inImage(io, imageName(source.Hash), func(img image) (err error) {
+			snap, err = snapshotOf(img, id)
+			return err
+		}), source)
 	})
 	return snap, err
 }
 
 // snapshotOf describes snapshot id on its open image; NotFound when absent.
-func snapshotOf(img *librbd.Image, id volid.Snapshot) (*backend.Snapshot, error) {
-	snaps, err := img.GetSnapshotNames()
+func snapshotOf(img image, id volid.Snapshot) (*backend.Snapshot, error) {
+	snaps, err := img.Snapshots()
 	if err != nil {
-		return nil, classify(err, "list snapshots of "+img.GetName())
+		return nil, classify(err, "list snapshots of "+img.Name())
 	}
 	want := snapName(id.SnapHash)
 	for _, s := range snaps {
 		if s.Name != want {
 			continue
 		}
-		ts, err := img.GetSnapTimestamp(s.Id)
+		ts, err := img.SnapTime(s.Id)
 		if err != nil {
 			return nil, classify(err, "timestamp of snapshot "+want)
 		}
-		return &backend.Snapshot{ID: id, SizeBytes: int64(s.Size), CreatedAt: time.Unix(ts.Sec, ts.Nsec).UTC(), Ready: true}, nil
+		return &backend.Snapshot{ID: id, SizeBytes: int64(s.Size), CreatedAt: ts, Ready: true}, nil
 	}
 	return nil, backend.Errorf(backend.NotFound, "snapshot %s does not exist", id)
 }
@@ -107,7 +97,7 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "snapshot %s is not on backend %q", id, c.name)
 	}
-	return c.run(ctx, secrets, func(conn *rados.Conn) error {
+	return c.run(ctx, secrets, func(conn cluster) error {
 		io, _, err := openVolumePool(conn, id.Volume)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -116,7 +106,7 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 			return err
 		}
 		defer io.Destroy()
-		img, err := librbd.OpenImage(io, imageName(id.Hash), librbd.NoSnapshot)
+		img, err := io.OpenImage(imageName(id.Hash), true)
 		if err != nil {
 			if isNotFound(err) {
 				return nil
@@ -136,27 +126,24 @@ func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backe
 		return nil, backend.Errorf(backend.NotFound, "snapshot %s is not on backend %q", id, c.name)
 	}
 	var snap *backend.Snapshot
-	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+	err := c.run(ctx, nil, func(conn cluster) error {
 		io, _, err := openVolumePool(conn, id.Volume)
 		if err != nil {
 			return asNotFound(err, id)
 		}
 		defer io.Destroy()
-		img, err := librbd.OpenImageReadOnly(io, imageName(id.Hash), librbd.NoSnapshot)
-		if err != nil {
-			return asNotFound(classify(err, "open image"), id)
-		}
-		defer img.Close()
-		snap, err = snapshotOf(img, id)
-		return err
+		return asNotFound(inImage(io, imageName(id.Hash), func(img image) (err error) {
+			snap, err = snapshotOf(img, id)
+			return err
+		}), id)
 	})
 	return snap, err
 }
 
 func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([]*backend.Snapshot, error) {
 	var out []*backend.Snapshot
-	list := func(io *rados.IOContext, vol volid.Volume) error {
-		img, err := librbd.OpenImageReadOnly(io, imageName(vol.Hash), librbd.NoSnapshot)
+	list := func(io ioctx, vol volid.Volume) error {
+		img, err := io.OpenImage(imageName(vol.Hash), false)
 		if err != nil {
 			if isNotFound(err) {
 				return nil
@@ -164,9 +151,9 @@ func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([
 			return classify(err, "open image "+imageName(vol.Hash))
 		}
 		defer img.Close()
-		snaps, err := img.GetSnapshotNames()
+		snaps, err := img.Snapshots()
 		if err != nil {
-			return classify(err, "list snapshots of "+img.GetName())
+			return classify(err, "list snapshots of "+img.Name())
 		}
 		for _, s := range snaps {
 			h := snapHashOf(s.Name)
@@ -181,7 +168,7 @@ func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([
 		}
 		return nil
 	}
-	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+	err := c.run(ctx, nil, func(conn cluster) error {
 		if source != nil {
 			if source.Backend != c.name {
 				return nil
@@ -196,8 +183,8 @@ func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([
 			defer io.Destroy()
 			return list(io, *source)
 		}
-		return c.eachImage(conn, "", func(io *rados.IOContext, pool, ns, hash string) error {
-			vol := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.GetPoolID(), 10), Hash: hash}
+		return c.eachImage(conn, "", func(io ioctx, pool, ns, hash string) error {
+			vol := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
 			st, err := readImage(io, imageName(hash), false)
 			if err != nil || !st.hasRecord || st.record.Backend != c.name {
 				return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -19,18 +18,18 @@ import (
 
 // discard moves an image, or what is left of one under that name, to the trash and queues
 // the purge of every trash entry of that name.
-func discard(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) error {
+func discard(conn cluster, io ioctx, pool, ns, name string) error {
 	// Stale watch records would block the purge; live ones are waited out by the mgr.
 	if st, err := readWatches(conn, io, name); err == nil {
 		if err := dropStaleRecords(io, name, st); err != nil {
 			return err
 		}
 	}
-	err := librbd.GetImage(io, name).Trash(0)
+	err := io.TrashImage(name)
 	if isNotFound(err) {
 		// No image, or one librbd's own remove left half removed (its id object gone),
 		// which cannot move to the trash: librbd's remove finishes what it began.
-		err = librbd.RemoveImage(io, name)
+		err = io.RemoveImage(name)
 	}
 	if err != nil && !isNotFound(err) {
 		return classify(err, fmt.Sprintf("move image %s to the trash", rbdSpec(pool, ns, name)))
@@ -39,8 +38,8 @@ func discard(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) error
 }
 
 // purgeTrashed queues the purge of the trash entries named name.
-func purgeTrashed(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) error {
-	entries, err := librbd.GetTrashList(io)
+func purgeTrashed(conn cluster, io ioctx, pool, ns, name string) error {
+	entries, err := io.TrashEntries()
 	if err != nil && !isNotFound(err) {
 		return classify(err, "list the RBD trash of "+pool+"/"+ns)
 	}
@@ -58,25 +57,26 @@ func purgeTrashed(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) 
 // dropTemporarySnaps removes the temporary snapshots clones of the volume were made from,
 // and refuses a volume that still has CSI snapshots: they live on the image. Snapshots in
 // librbd's trash namespace (removed while a clone still counted on them) go with the image.
-func dropTemporarySnaps(ctx context.Context, conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume, snaps []librbd.SnapInfo) error {
+func dropTemporarySnaps(ctx context.Context, conn cluster, io ioctx, name string, id volid.Volume, snaps []librbd.SnapInfo) error {
 	if len(snaps) == 0 {
 		return nil
 	}
-	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+name)
-	}
 	var csiSnaps, tmpSnaps []string
-	for _, s := range snaps {
-		switch ns, err := img.GetSnapNamespaceType(s.Id); {
-		case err == nil && ns == librbd.SnapNamespaceTypeTrash:
-		case strings.HasPrefix(s.Name, tmpSnapPrefix):
-			tmpSnaps = append(tmpSnaps, s.Name)
-		default:
-			csiSnaps = append(csiSnaps, s.Name)
+	err := inImage(io, name, func(img image) error {
+		for _, s := range snaps {
+			switch trashed, err := img.InSnapTrash(s.Id); {
+			case err == nil && trashed:
+			case strings.HasPrefix(s.Name, tmpSnapPrefix):
+				tmpSnaps = append(tmpSnaps, s.Name)
+			default:
+				csiSnaps = append(csiSnaps, s.Name)
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	img.Close()
 	if len(csiSnaps) > 0 {
 		return backend.Errorf(backend.FailedPrecondition, "volume %s (image %s) still has %d snapshot(s) (%s); delete its VolumeSnapshots first — rbd snapshots live on the volume",
 			id, name, len(csiSnaps), strings.Join(csiSnaps, ", "))
@@ -84,16 +84,14 @@ func dropTemporarySnaps(ctx context.Context, conn *rados.Conn, io *rados.IOConte
 	if len(tmpSnaps) == 0 {
 		return nil
 	}
-	if img, err = librbd.OpenImage(io, name, librbd.NoSnapshot); err != nil {
-		return classify(err, "open image "+name)
-	}
-	defer img.Close()
-	for _, s := range tmpSnaps {
-		if err := removeSnap(ctx, 0, conn, img, s); err != nil {
-			return err
+	return inImageRW(io, name, func(img image) error {
+		for _, s := range tmpSnaps {
+			if err := removeSnap(ctx, 0, conn, img, s); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Leftovers lists what this backend's deletes left on the way out: images in the trash
@@ -121,7 +119,7 @@ func (c *Controller) Collect(ctx context.Context) ([]backend.Leftover, error) {
 func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant string) ([]backend.Leftover, error) {
 	var byID map[string]*mgrTask
 	var spaces [][2]string
-	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+	err := c.run(ctx, nil, func(conn cluster) error {
 		tasks, err := listTasks(conn)
 		if err != nil {
 			return err
@@ -130,7 +128,7 @@ func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant 
 		for i := range tasks {
 			byID[tasks[i].Refs.Pool+"/"+tasks[i].Refs.Namespace+"/"+tasks[i].Refs.ImageID] = &tasks[i]
 		}
-		return c.eachNamespace(conn, tenant, func(_ *rados.IOContext, pool, ns string) error {
+		return c.eachNamespace(conn, tenant, func(_ ioctx, pool, ns string) error {
 			spaces = append(spaces, [2]string{pool, ns})
 			return nil
 		})
@@ -144,7 +142,7 @@ func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant 
 	for _, sp := range spaces {
 		// got is the call's own: an abandoned call (past ctx's deadline) writes nothing read.
 		var got []backend.Leftover
-		err := c.run(ctx, nil, func(conn *rados.Conn) error {
+		err := c.run(ctx, nil, func(conn cluster) error {
 			io, err := openPool(conn, sp[0], sp[1])
 			if err != nil {
 				return err
@@ -175,8 +173,8 @@ func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant 
 }
 
 // trashLeftovers lists the namespace's trash entries of this backend's images.
-func (c *Controller) trashLeftovers(conn *rados.Conn, io *rados.IOContext, pool, ns string, tasks map[string]*mgrTask, collect bool) ([]backend.Leftover, error) {
-	entries, err := librbd.GetTrashList(io)
+func (c *Controller) trashLeftovers(conn cluster, io ioctx, pool, ns string, tasks map[string]*mgrTask, collect bool) ([]backend.Leftover, error) {
+	entries, err := io.TrashEntries()
 	if err != nil {
 		if isNotFound(err) {
 			return nil, nil
@@ -217,24 +215,21 @@ func (c *Controller) trashLeftovers(conn *rados.Conn, io *rados.IOContext, pool,
 // killed controller, left in state "moving" (EUCLEAN): librbd only completes such a move
 // by image name, which a new volume of the same name may hold by now, so the entry's
 // state is set as the move would have set it.
-func unblockPurge(conn *rados.Conn, io *rados.IOContext, id, spec string, t *mgrTask) bool {
+func unblockPurge(conn cluster, io ioctx, id, spec string, t *mgrTask) bool {
 	switch {
 	case strings.Contains(t.RetryMessage, "busy"):
 		return dropTrashedStaleRecords(conn, io, id, spec)
 	case strings.Contains(t.RetryMessage, "errno 117"):
-		op := rados.CreateWriteOp()
-		defer op.Release()
 		// cls_rbd trash_state_set(id, NORMAL, expecting MOVING)
-		op.Exec("rbd", "trash_state_set", append(encodeString(id), 0, 1))
-		return op.Operate(io, "rbd_trash", rados.OperationNoFlag) == nil
+		return io.Exec("rbd_trash", "trash_state_set", append(encodeString(id), 0, 1)) == nil
 	}
 	return false
 }
 
 // dropTrashedStaleRecords drops the stale watch records that block a trashed image's
 // purge (see watch.go) and reports whether it did; best effort, the next sweep tries again.
-func dropTrashedStaleRecords(conn *rados.Conn, io *rados.IOContext, id, spec string) bool {
-	img, err := librbd.OpenImageByIdReadOnly(io, id, librbd.NoSnapshot)
+func dropTrashedStaleRecords(conn cluster, io ioctx, id, spec string) bool {
+	img, err := io.OpenTrashed(id)
 	if err != nil {
 		return false
 	}
@@ -245,13 +240,13 @@ func dropTrashedStaleRecords(conn *rados.Conn, io *rados.IOContext, id, spec str
 
 // ownsTrashed reads a trashed image's record: this backend's, or no record (a create cut
 // short, named like ours).
-func (c *Controller) ownsTrashed(io *rados.IOContext, id string) bool {
-	img, err := librbd.OpenImageByIdReadOnly(io, id, librbd.NoSnapshot)
+func (c *Controller) ownsTrashed(io ioctx, id string) bool {
+	img, err := io.OpenTrashed(id)
 	if err != nil {
 		return true
 	}
 	defer img.Close()
-	raw, err := img.GetMetadata(recordKey)
+	raw, err := img.Metadata(recordKey)
 	if err != nil {
 		return true
 	}
@@ -261,8 +256,8 @@ func (c *Controller) ownsTrashed(io *rados.IOContext, id string) bool {
 
 // snapLeftovers lists temporary clone snapshots on this backend's images; with drop it
 // removes those whose clone is gone instead of listing them.
-func (c *Controller) snapLeftovers(ctx context.Context, conn *rados.Conn, io *rados.IOContext, pool, ns string, drop bool) ([]backend.Leftover, error) {
-	names, err := librbd.GetImageNames(io)
+func (c *Controller) snapLeftovers(ctx context.Context, conn cluster, io ioctx, pool, ns string, drop bool) ([]backend.Leftover, error) {
+	names, err := io.ImageNames()
 	if err != nil {
 		return nil, nil
 	}
@@ -295,11 +290,8 @@ func (c *Controller) snapLeftovers(ctx context.Context, conn *rados.Conn, io *ra
 }
 
 // dropSnap removes one snapshot of image name, as a clone's own cleanup would.
-func dropSnap(ctx context.Context, conn *rados.Conn, io *rados.IOContext, name, snap string) error {
-	img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+name)
-	}
-	defer img.Close()
-	return removeSnap(ctx, 0, conn, img, snap)
+func dropSnap(ctx context.Context, conn cluster, io ioctx, name, snap string) error {
+	return inImageRW(io, name, func(img image) error {
+		return removeSnap(ctx, 0, conn, img, snap)
+	})
 }

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/ceph/go-ceph/rados"
-	librbd "github.com/ceph/go-ceph/rbd"
-
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
@@ -23,13 +20,13 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	}
 	name := imageName(volid.Hash(req.Name))
 	var vol *backend.Volume
-	err = c.run(ctx, req.Secrets, func(conn *rados.Conn) error {
+	err = c.run(ctx, req.Secrets, func(conn cluster) error {
 		io, err := openPool(conn, opts.Pool, req.Tenant)
 		if err != nil {
 			return err
 		}
 		defer io.Destroy()
-		id := req.ID(c.name, strconv.FormatInt(io.GetPoolID(), 10))
+		id := req.ID(c.name, strconv.FormatInt(io.ID(), 10))
 		if len(id.Location) > volid.MaxLocationLen {
 			return backend.Errorf(backend.Internal, "pool ID %s does not fit a volume ID", id.Location)
 		}
@@ -68,7 +65,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 
 // provision creates the image and records the request on it, or finds the image an earlier
 // attempt made and recorded; it returns the record and the image's size.
-func (c *Controller) provision(ctx context.Context, conn *rados.Conn, io *rados.IOContext, name string, size uint64, opts classOptions, req *backend.VolumeRequest) (volumeRecord, uint64, error) {
+func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name string, size uint64, opts classOptions, req *backend.VolumeRequest) (volumeRecord, uint64, error) {
 	want := newRecord(c.name, req)
 	for attempt := 0; ; attempt++ {
 		if err := late(ctx, "create image "+name); err != nil {
@@ -147,7 +144,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
 	}
 	name := imageName(id.Hash)
-	return c.run(ctx, secrets, func(conn *rados.Conn) error {
+	return c.run(ctx, secrets, func(conn cluster) error {
 		io, pool, err := openVolumePool(conn, id)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -186,7 +183,7 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 		return nil, backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
 	}
 	var vol *backend.Volume
-	err := c.run(ctx, secrets, func(conn *rados.Conn) error {
+	err := c.run(ctx, secrets, func(conn cluster) error {
 		io, pool, err := openVolumePool(conn, id)
 		if err != nil {
 			return asNotFound(err, id)
@@ -209,8 +206,8 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 // override the pool), in the tenant's namespace, or in all namespaces when tenant is "".
 func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
 	var out []*backend.Volume
-	err := c.run(ctx, nil, func(conn *rados.Conn) error {
-		return c.eachImage(conn, tenant, func(io *rados.IOContext, pool, ns, hash string) error {
+	err := c.run(ctx, nil, func(conn cluster) error {
+		return c.eachImage(conn, tenant, func(io ioctx, pool, ns, hash string) error {
 			st, err := readImage(io, imageName(hash), false)
 			if err != nil {
 				if backend.IsNotFound(err) {
@@ -221,7 +218,7 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 			if !st.hasRecord || st.record.Backend != c.name {
 				return nil
 			}
-			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.GetPoolID(), 10), Hash: hash}
+			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
 			if id.Validate() != nil {
 				return nil
 			}
@@ -234,9 +231,9 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 
 // eachImage calls fn for every csi-vol- image in the tenant's namespace (all namespaces for
 // "") of every pool that holds RBD namespaces.
-func (c *Controller) eachImage(conn *rados.Conn, tenant string, fn func(io *rados.IOContext, pool, ns, hash string) error) error {
-	return c.eachNamespace(conn, tenant, func(io *rados.IOContext, pool, ns string) error {
-		names, err := librbd.GetImageNames(io)
+func (c *Controller) eachImage(conn cluster, tenant string, fn func(io ioctx, pool, ns, hash string) error) error {
+	return c.eachNamespace(conn, tenant, func(io ioctx, pool, ns string) error {
+		names, err := io.ImageNames()
 		if err != nil {
 			if isNotFound(err) || pool != c.cfg.Pool {
 				return nil
@@ -257,7 +254,7 @@ func (c *Controller) eachImage(conn *rados.Conn, tenant string, fn func(io *rado
 // eachNamespace calls fn for the tenant's namespace (every tenant's for "") of every pool
 // that holds RBD namespaces; the configured pool's errors count, other pools (CephFS,
 // device health) are skipped when they hold no RBD directory.
-func (c *Controller) eachNamespace(conn *rados.Conn, tenant string, fn func(io *rados.IOContext, pool, ns string) error) error {
+func (c *Controller) eachNamespace(conn cluster, tenant string, fn func(io ioctx, pool, ns string) error) error {
 	pools, err := conn.ListPools()
 	if err != nil {
 		return classify(err, "list pools")
@@ -272,7 +269,7 @@ func (c *Controller) eachNamespace(conn *rados.Conn, tenant string, fn func(io *
 		}
 		nss := []string{tenant}
 		if tenant == "" {
-			if nss, err = librbd.NamespaceList(io); err != nil {
+			if nss, err = io.Namespaces(); err != nil {
 				io.Destroy()
 				if pool == c.cfg.Pool && !isNotFound(err) {
 					return classify(err, "list RADOS namespaces of pool "+pool)
@@ -305,29 +302,26 @@ func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, required
 		return 0, false, err
 	}
 	var cur uint64
-	err = c.run(ctx, secrets, func(conn *rados.Conn) error {
+	err = c.run(ctx, secrets, func(conn cluster) error {
 		io, _, err := openVolumePool(conn, id)
 		if err != nil {
 			return asNotFound(err, id)
 		}
 		defer io.Destroy()
 		name := imageName(id.Hash)
-		img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
-		if err != nil {
-			return asNotFound(classify(err, "open image "+name), id)
-		}
-		defer img.Close()
-		if cur, err = img.GetSize(); err != nil {
-			return classify(err, "size of image "+name)
-		}
-		if cur >= uint64(size) {
+		return asNotFound(inImageRW(io, name, func(img image) error {
+			if cur, err = img.Size(); err != nil {
+				return classify(err, "size of image "+name)
+			}
+			if cur >= uint64(size) {
+				return nil
+			}
+			if err := img.Resize(uint64(size)); err != nil {
+				return classify(err, "resize image "+name)
+			}
+			cur = uint64(size)
 			return nil
-		}
-		if err := img.Resize(uint64(size)); err != nil {
-			return classify(err, "resize image "+name)
-		}
-		cur = uint64(size)
-		return nil
+		}), id)
 	})
 	if err != nil {
 		return 0, false, err
