@@ -2,6 +2,7 @@ package rbd
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/ceph/go-ceph/rados"
@@ -47,6 +48,9 @@ type ioctx interface {
 	CloneImage(parent, snap string, dst ioctx, name string, features uint64) error
 	// OpenImage opens an image at its head; writable registers a watch on its header.
 	OpenImage(name string, writable bool) (image, error)
+	// ImageID reads an image's ID from its rbd_id object: one read, where an open takes
+	// several round trips.
+	ImageID(name string) (string, error)
 	// OpenTrashed opens an image in the trash read-only, by ID.
 	OpenTrashed(id string) (image, error)
 	TrashImage(name string) error
@@ -184,6 +188,24 @@ func (p cephPool) OpenImage(name string, writable bool) (image, error) {
 		return nil, err
 	}
 	return cephImage{img}, nil
+}
+
+func (p cephPool) ImageID(name string) (string, error) {
+	op := rados.CreateReadOp()
+	defer op.Release()
+	step := op.Exec("rbd", "get_id", nil)
+	if err := op.Operate(p.io, "rbd_id."+name, rados.OperationNoFlag); err != nil {
+		return "", err
+	}
+	out, err := step.Bytes()
+	if err != nil {
+		return "", err
+	}
+	id, _, ok := decodeString(out)
+	if !ok {
+		return "", fmt.Errorf("rbd_id.%s: undecodable ID %q", name, out)
+	}
+	return id, nil
 }
 
 func (p cephPool) OpenTrashed(id string) (image, error) {

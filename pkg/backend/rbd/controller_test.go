@@ -578,3 +578,24 @@ func codeOf(err error) backend.Code {
 	}
 	return backend.CodeOf(err)
 }
+
+// Each image open is several round trips (librbd reads the ID, the header, the snapshot
+// context, the metadata overrides): a plain create opens none (the record goes to the
+// header by the ID read from rbd_id), a delete one, read-only (no watch registered).
+func TestRoundTripsPerCreateAndDelete(t *testing.T) {
+	c, f := newFakeController(t)
+	mustCreate(t, c, volReq("warm", gib)) // the namespace is checked once per controller
+	f.resetCalls()
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	opens := func() int { return f.count("OpenImage") + f.count("OpenImageReadOnly") }
+	if n := opens(); n != 0 {
+		t.Errorf("create opened the image %d times: %v", n, f.calls)
+	}
+	f.resetCalls()
+	if err := c.DeleteVolume(context.Background(), v.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, rw := opens(), f.count("OpenImage"); n != 1 || rw != 0 {
+		t.Errorf("delete opened the image %d times (%d for writing), want once read-only: %v", n, rw, f.calls)
+	}
+}

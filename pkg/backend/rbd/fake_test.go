@@ -514,6 +514,19 @@ func (io *fakeIO) OpenImage(name string, writable bool) (image, error) {
 	return h, nil
 }
 
+func (io *fakeIO) ImageID(name string) (string, error) {
+	unlock, err := io.lock("ImageID", io.ns+"/"+name)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	img := io.p.images[io.ns+"/"+name]
+	if img == nil {
+		return "", errNoEnt
+	}
+	return img.id, nil
+}
+
 func (io *fakeIO) OpenTrashed(id string) (image, error) {
 	unlock, err := io.lock("OpenTrashed", io.ns+"/"+id)
 	if err != nil {
@@ -591,11 +604,11 @@ func (io *fakeIO) Exec(oid, method string, in []byte) error {
 		if binary.LittleEndian.Uint32(in) != 1 {
 			return fakeErrno(syscall.EINVAL)
 		}
-		k, rest := decodeString(in[4:])
-		v, _ := decodeString(rest)
+		k, rest, _ := decodeString(in[4:])
+		v, _, _ := decodeString(rest)
 		img.meta[k] = v
 	case "metadata_remove":
-		k, _ := decodeString(in)
+		k, _, _ := decodeString(in)
 		if _, ok := img.meta[k]; !ok {
 			return errNoEnt
 		}
@@ -604,11 +617,6 @@ func (io *fakeIO) Exec(oid, method string, in []byte) error {
 		return fakeErrno(syscall.EOPNOTSUPP)
 	}
 	return nil
-}
-
-func decodeString(b []byte) (string, []byte) {
-	n := binary.LittleEndian.Uint32(b)
-	return string(b[4 : 4+n]), b[4+n:]
 }
 
 // byID finds an image of the namespace, live or trashed, by ID; callers hold f.mu.

@@ -62,15 +62,12 @@ func dropImageMetadata(io ioctx, name string, drop func(key string) bool) error 
 	return nil
 }
 
-// headerOp runs one rbd object class method on an image's header object.
+// headerOp runs one rbd object class method on an image's header object, found by the
+// image's rbd_id object rather than by opening the image.
 func headerOp(io ioctx, name, what, method string, in []byte) error {
-	var id string
-	err := inImage(io, name, func(img image) (err error) {
-		id, err = img.ID()
-		return classify(err, "id of image "+name)
-	})
+	id, err := io.ImageID(name)
 	if err != nil {
-		return err
+		return classify(err, "id of image "+name)
 	}
 	if err := io.Exec("rbd_header."+id, method, in); err != nil {
 		return classify(err, fmt.Sprintf("%s on image %s", what, name))
@@ -81,6 +78,18 @@ func headerOp(io ioctx, name, what, method string, in []byte) error {
 // encodeString is Ceph's encoding of a string.
 func encodeString(s string) []byte {
 	return append(binary.LittleEndian.AppendUint32(nil, uint32(len(s))), s...)
+}
+
+// decodeString reads a Ceph-encoded string off the front of b.
+func decodeString(b []byte) (s string, rest []byte, ok bool) {
+	if len(b) < 4 {
+		return "", b, false
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if uint64(len(b)-4) < uint64(n) {
+		return "", b, false
+	}
+	return string(b[4 : 4+n]), b[4+n:], true
 }
 
 // encodeMetadata is Ceph's encoding of a map<string, bufferlist> of one entry.

@@ -25,6 +25,11 @@ func discard(conn cluster, io ioctx, pool, ns, name string) error {
 			return err
 		}
 	}
+	return moveToTrash(conn, io, pool, ns, name)
+}
+
+// moveToTrash is discard for an image whose stale watch records are already dropped.
+func moveToTrash(conn cluster, io ioctx, pool, ns, name string) error {
 	err := io.TrashImage(name)
 	if isNotFound(err) {
 		// No image, or one librbd's own remove left half removed (its id object gone),
@@ -54,29 +59,25 @@ func purgeTrashed(conn cluster, io ioctx, pool, ns, name string) error {
 	return nil
 }
 
-// dropTemporarySnaps removes the temporary snapshots clones of the volume were made from,
-// and refuses a volume that still has CSI snapshots: they live on the image. Snapshots in
-// librbd's trash namespace (removed while a clone still counted on them) go with the image.
-func dropTemporarySnaps(ctx context.Context, conn cluster, io ioctx, name string, id volid.Volume, snaps []librbd.SnapInfo) error {
-	if len(snaps) == 0 {
-		return nil
-	}
-	var csiSnaps, tmpSnaps []string
-	err := inImage(io, name, func(img image) error {
-		for _, s := range snaps {
-			switch trashed, err := img.InSnapTrash(s.Id); {
-			case err == nil && trashed:
-			case strings.HasPrefix(s.Name, tmpSnapPrefix):
-				tmpSnaps = append(tmpSnaps, s.Name)
-			default:
-				csiSnaps = append(csiSnaps, s.Name)
-			}
+// sortSnaps tells an image's CSI snapshots from the temporary ones clones of it were made
+// from. Snapshots in librbd's trash namespace (removed while a clone still counted on them)
+// go with the image and are in neither.
+func sortSnaps(img image, snaps []librbd.SnapInfo) (csiSnaps, tmpSnaps []string) {
+	for _, s := range snaps {
+		switch trashed, err := img.InSnapTrash(s.Id); {
+		case err == nil && trashed:
+		case strings.HasPrefix(s.Name, tmpSnapPrefix):
+			tmpSnaps = append(tmpSnaps, s.Name)
+		default:
+			csiSnaps = append(csiSnaps, s.Name)
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
+	return csiSnaps, tmpSnaps
+}
+
+// dropTemporarySnaps removes the temporary snapshots clones of the volume were made from,
+// and refuses a volume that still has CSI snapshots: they live on the image.
+func dropTemporarySnaps(ctx context.Context, conn cluster, io ioctx, name string, id volid.Volume, csiSnaps, tmpSnaps []string) error {
 	if len(csiSnaps) > 0 {
 		return backend.Errorf(backend.FailedPrecondition, "volume %s (image %s) still has %d snapshot(s) (%s); delete its VolumeSnapshots first — rbd snapshots live on the volume",
 			id, name, len(csiSnaps), strings.Join(csiSnaps, ", "))

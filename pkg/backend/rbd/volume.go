@@ -105,11 +105,12 @@ func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name
 	if err := purgeTrashed(conn, io, opts.Pool, req.Tenant, name); err != nil {
 		return want, 0, err
 	}
-	cur, err := growClone(io, name, size)
-	if err != nil {
-		return want, 0, err
-	}
+	cur := size // a fresh image has the size it was made with: no open to read it
 	if req.SourceSnapshot != nil || req.SourceVolume != nil {
+		var err error
+		if cur, err = growClone(io, name, size); err != nil {
+			return want, 0, err
+		}
 		// librbd copies the parent's metadata to a clone, its publish records too.
 		if err := dropImageMetadata(io, name, backend.IsPublishRecordKey); err != nil {
 			return want, 0, err
@@ -153,7 +154,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 			return err
 		}
 		defer io.Destroy()
-		st, err := readImage(io, name, true)
+		st, err := c.readForDelete(conn, io, name)
 		if backend.IsNotFound(err) {
 			// Gone, or half gone: a name whose image cannot be opened, or a trash entry
 			// whose purge was never queued.
@@ -165,17 +166,46 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if st.hasRecord && st.record.Backend != c.name {
 			return nil
 		}
-		if err := dropTemporarySnaps(ctx, conn, io, name, id, st.snaps); err != nil {
+		if err := dropTemporarySnaps(ctx, conn, io, name, id, st.csiSnaps, st.tmpSnaps); err != nil {
 			return err
 		}
-		if err := checkUnused(conn, io, name, id); err != nil {
+		if st.watches == nil || len(st.tmpSnaps) > 0 {
+			// Read now, once the temporary snapshots are gone.
+			st.watches, st.watchErr = readWatches(conn, io, name)
+		}
+		if st.watchErr != nil {
+			return st.watchErr
+		}
+		if err := checkUnused(io, name, id, st.watches); err != nil {
 			return err
 		}
 		if err := late(ctx, "remove image "+name); err != nil {
 			return err
 		}
-		return discard(conn, io, pool, id.Tenant, name)
+		return moveToTrash(conn, io, pool, id.Tenant, name)
 	})
+}
+
+// deleteState is what DeleteVolume needs to know of an image, read in one read-only open
+// (each open is several round trips).
+type deleteState struct {
+	*imageState
+	csiSnaps, tmpSnaps []string
+	watches            *watchState // nil when not read (another backend's image)
+	watchErr           error
+}
+
+func (c *Controller) readForDelete(conn cluster, io ioctx, name string) (*deleteState, error) {
+	st := &deleteState{}
+	err := inImage(io, name, func(img image) (err error) {
+		if st.imageState, err = readImageOf(img, true); err != nil || st.hasRecord && st.record.Backend != c.name {
+			return err
+		}
+		st.csiSnaps, st.tmpSnaps = sortSnaps(img, st.snaps)
+		st.watches, st.watchErr = readWatchesOf(conn, io, img, name)
+		return nil
+	})
+	return st, err
 }
 
 func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (*backend.Volume, error) {

@@ -96,11 +96,7 @@ func dropStaleRecords(io ioctx, name string, st *watchState) error {
 // checkUnused refuses to remove an image a live client has open (a node that has not
 // unstaged it; a killed client lets go after 30 s) and drops stale watch records, which
 // would block the removal for ever.
-func checkUnused(conn cluster, io ioctx, name string, id volid.Volume) error {
-	st, err := readWatches(conn, io, name)
-	if err != nil {
-		return err
-	}
+func checkUnused(io ioctx, name string, id volid.Volume, st *watchState) error {
 	if len(st.live) > 0 {
 		return backend.Errorf(backend.FailedPrecondition, "volume %s is still open by %s; unstage it on its node first (a crashed client lets go after 30 s)", id, describe(st.live))
 	}
