@@ -599,3 +599,23 @@ func TestRoundTripsPerCreateAndDelete(t *testing.T) {
 		t.Errorf("delete opened the image %d times (%d for writing), want once read-only: %v", n, rw, f.calls)
 	}
 }
+
+// An earlier attempt that moved its image to the trash and died before queueing the purge
+// leaves an entry of the name; the next create of that name queues it (the trash is listed
+// while the image is made).
+func TestCreateVolumeQueuesThePurgeOfAnEarlierAttempt(t *testing.T) {
+	c, f := newFakeController(t)
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	io, _ := f.OpenPool("rbd")
+	io.SetNamespace("t1")
+	if err := io.TrashImage(imageName(v.ID.Hash)); err != nil {
+		t.Fatal(err)
+	}
+	again := mustCreate(t, c, volReq("pvc-1", gib))
+	if left := f.trashed("rbd", "t1"); len(left) != 0 {
+		t.Errorf("the earlier attempt's trash entry was not purged: %d left", len(left))
+	}
+	if f.image("rbd", "t1", imageName(again.ID.Hash)) == nil {
+		t.Error("no image after the create")
+	}
+}

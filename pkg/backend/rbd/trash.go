@@ -42,21 +42,70 @@ func moveToTrash(conn cluster, io ioctx, pool, ns, name string) error {
 	return purgeTrashed(conn, io, pool, ns, name)
 }
 
+// trashImage is moveToTrash for an image whose ID is known: the trash is listed (for
+// earlier entries of the name) during the move instead of after it.
+func trashImage(conn cluster, io ioctx, pool, ns, name, id string) error {
+	listing := listTrash(io)
+	err := io.TrashImage(name)
+	entries, lerr := listing.wait()
+	switch {
+	case isNotFound(err):
+		return moveToTrash(conn, io, pool, ns, name)
+	case err != nil:
+		return classify(err, fmt.Sprintf("move image %s to the trash", rbdSpec(pool, ns, name)))
+	}
+	return purgeListed(conn, pool, ns, name, entries, lerr, id)
+}
+
 // purgeTrashed queues the purge of the trash entries named name.
 func purgeTrashed(conn cluster, io ioctx, pool, ns, name string) error {
 	entries, err := io.TrashEntries()
+	return purgeListed(conn, pool, ns, name, entries, err, "")
+}
+
+// purgeListed queues the purge of the listed trash entries named name, and of entry id
+// (one this call moved there, listed or not) unless id is "".
+func purgeListed(conn cluster, pool, ns, name string, entries []librbd.TrashInfo, err error, id string) error {
 	if err != nil && !isNotFound(err) {
 		return classify(err, "list the RBD trash of "+pool+"/"+ns)
 	}
+	var ids []string
+	if id != "" {
+		ids = append(ids, id)
+	}
 	for _, e := range entries {
-		if e.Name != name {
-			continue
+		if e.Name == name && e.Id != id {
+			ids = append(ids, e.Id)
 		}
-		if _, err := queueTask(conn, taskTrashRemove, rbdSpec(pool, ns, e.Id)); err != nil && !backend.IsNotFound(err) {
+	}
+	for _, i := range ids {
+		if _, err := queueTask(conn, taskTrashRemove, rbdSpec(pool, ns, i)); err != nil && !backend.IsNotFound(err) {
 			return err
 		}
 	}
 	return nil
+}
+
+// trashListing is a listing of a namespace's trash running beside another call.
+type trashListing struct {
+	done    chan struct{}
+	entries []librbd.TrashInfo
+	err     error
+}
+
+// listTrash starts listing the trash; wait must be called before io goes.
+func listTrash(io ioctx) *trashListing {
+	l := &trashListing{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.entries, l.err = io.TrashEntries()
+	}()
+	return l
+}
+
+func (l *trashListing) wait() ([]librbd.TrashInfo, error) {
+	<-l.done
+	return l.entries, l.err
 }
 
 // sortSnaps tells an image's CSI snapshots from the temporary ones clones of it were made

@@ -67,6 +67,11 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 // attempt made and recorded; it returns the record and the image's size.
 func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name string, size uint64, opts classOptions, req *backend.VolumeRequest) (volumeRecord, uint64, error) {
 	want := newRecord(c.name, req)
+	// Earlier attempts' images discarded under this name have their purge queued, in case
+	// the attempt that moved them to the trash died before queueing it; the trash is
+	// listed while the image is made.
+	listing := listTrash(io)
+	defer listing.wait()
 	for attempt := 0; ; attempt++ {
 		if err := late(ctx, "create image "+name); err != nil {
 			return want, 0, err
@@ -100,9 +105,8 @@ func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name
 			return want, 0, err
 		}
 	}
-	// Earlier attempts' images discarded under this name have their purge queued, in case
-	// the attempt that moved them to the trash died before queueing it.
-	if err := purgeTrashed(conn, io, opts.Pool, req.Tenant, name); err != nil {
+	entries, err := listing.wait()
+	if err := purgeListed(conn, opts.Pool, req.Tenant, name, entries, err, ""); err != nil {
 		return want, 0, err
 	}
 	cur := size // a fresh image has the size it was made with: no open to read it
@@ -182,7 +186,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if err := late(ctx, "remove image "+name); err != nil {
 			return err
 		}
-		return moveToTrash(conn, io, pool, id.Tenant, name)
+		return trashImage(conn, io, pool, id.Tenant, name, st.watches.id)
 	})
 }
 
