@@ -110,6 +110,15 @@ func (c *Controller) Capacity(ctx context.Context, params map[string]string) (in
 	return avail, err
 }
 
+// maxAvail picks the pool's entry from ceph.PoolsAvailable.
+func maxAvail(avail map[string]int64, pool string) (int64, error) {
+	a, ok := avail[pool]
+	if !ok {
+		return 0, backend.Errorf(backend.InvalidArgument, "pool %q does not exist; fix the StorageClass parameter %q or the backend's pool", pool, ParamPool)
+	}
+	return a, nil
+}
+
 // Probe asks the monitors for the cluster's fsid-bearing status, the cheapest round trip that
 // proves the monitors answer.
 func (c *Controller) Probe(ctx context.Context) error {
