@@ -1,83 +1,14 @@
 package ceph
 
 import (
-	"encoding/json"
-	"fmt"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph/cephtest"
 	"github.com/shiphold/shiphold/pkg/config"
 )
-
-// fakeAuth is the monitor's auth database as the auth commands see it.
-type fakeAuth struct {
-	mu       sync.Mutex
-	entities map[string]authEntry
-	next     int
-	calls    []string
-	deny     string // a command prefix answered EACCES
-}
-
-type errnoErr int
-
-func (e errnoErr) Error() string  { return fmt.Sprintf("errno %d", int(e)) }
-func (e errnoErr) ErrorCode() int { return -int(e) }
-
-func newFakeAuth() *fakeAuth { return &fakeAuth{entities: map[string]authEntry{}} }
-
-func (f *fakeAuth) MonCommand(args []byte) ([]byte, string, error) {
-	var cmd struct {
-		Prefix string   `json:"prefix"`
-		Entity string   `json:"entity"`
-		Caps   []string `json:"caps"`
-	}
-	if err := json.Unmarshal(args, &cmd); err != nil {
-		return nil, "bad json", errnoErr(syscall.EINVAL)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, cmd.Prefix)
-	if f.deny != "" && cmd.Prefix == f.deny {
-		return nil, "access denied", errnoErr(syscall.EACCES)
-	}
-	caps := map[string]string{}
-	for i := 0; i+1 < len(cmd.Caps); i += 2 {
-		caps[cmd.Caps[i]] = cmd.Caps[i+1]
-	}
-	e, ok := f.entities[cmd.Entity]
-	switch cmd.Prefix {
-	case "auth get":
-		if !ok {
-			return nil, "failed to find " + cmd.Entity, errnoErr(syscall.ENOENT)
-		}
-	case "auth get-or-create":
-		if ok && !sameCaps(e.Caps, caps) {
-			return nil, "key for " + cmd.Entity + " exists but cap does not match", errnoErr(syscall.EINVAL)
-		}
-		if !ok {
-			f.next++
-			e = authEntry{Entity: cmd.Entity, Key: fmt.Sprintf("KEY%d", f.next), Caps: caps}
-			f.entities[cmd.Entity] = e
-		}
-	case "auth caps":
-		if !ok {
-			return nil, "", errnoErr(syscall.ENOENT)
-		}
-		e.Caps = caps
-		f.entities[cmd.Entity] = e
-		return nil, "updated caps", nil
-	case "auth rm":
-		delete(f.entities, cmd.Entity)
-		return nil, "", nil
-	default:
-		return nil, "unknown", errnoErr(syscall.EINVAL)
-	}
-	out, _ := json.Marshal([]authEntry{e})
-	return out, "", nil
-}
 
 func rbdIdentity(pool string) Identity {
 	return Identity{
@@ -111,23 +42,23 @@ func TestEnsureIdentity(t *testing.T) {
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeAuth()
+			f := cephtest.NewAuth()
 			if tc.existing != nil {
-				f.entities["client.shiphold.rbd.a"] = authEntry{Entity: "client.shiphold.rbd.a", Key: "OLD", Caps: tc.existing}
+				f.Put(cephtest.Entry{Entity: "client.shiphold.rbd.a", Key: "OLD", Caps: tc.existing})
 			}
 			cred, err := EnsureIdentity(f, rbdIdentity(tc.pool))
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := f.entities["client.shiphold.rbd.a"]
+			e, _ := f.Get("client.shiphold.rbd.a")
 			if cred.UserID != "shiphold.rbd.a" || cred.Key != e.Key || cred.Key == "" {
 				t.Errorf("credentials %s key %q, entity key %q", cred, cred.Key, e.Key)
 			}
 			if e.Caps["osd"] != tc.wantOSD || e.Caps["mon"] != "profile rbd" || len(e.Caps) != 2 {
 				t.Errorf("caps = %v, want osd %q", e.Caps, tc.wantOSD)
 			}
-			if strings.Join(f.calls, ",") != strings.Join(tc.wantCmds, ",") {
-				t.Errorf("commands %v, want %v", f.calls, tc.wantCmds)
+			if strings.Join(f.Calls(), ",") != strings.Join(tc.wantCmds, ",") {
+				t.Errorf("commands %v, want %v", f.Calls(), tc.wantCmds)
 			}
 		})
 	}
@@ -135,7 +66,7 @@ func TestEnsureIdentity(t *testing.T) {
 
 // Requests that race to make the same tenant's identity all get the one key.
 func TestEnsureIdentityConcurrent(t *testing.T) {
-	f := newFakeAuth()
+	f := cephtest.NewAuth()
 	keys := make([]string, 16)
 	var wg sync.WaitGroup
 	for i := range keys {
@@ -158,8 +89,8 @@ func TestEnsureIdentityConcurrent(t *testing.T) {
 }
 
 func TestEnsureIdentityDeniedSaysWhichCaps(t *testing.T) {
-	f := newFakeAuth()
-	f.deny = "auth get"
+	f := cephtest.NewAuth()
+	f.Deny = "auth get"
 	_, err := EnsureIdentity(f, rbdIdentity("rbd"))
 	if backend.CodeOf(err) != backend.FailedPrecondition || !strings.Contains(err.Error(), `allow command "auth get"`) {
 		t.Fatalf("error = %v, want FailedPrecondition naming the auth caps", err)
@@ -167,17 +98,18 @@ func TestEnsureIdentityDeniedSaysWhichCaps(t *testing.T) {
 }
 
 func TestRotateAndRemoveIdentity(t *testing.T) {
-	f := newFakeAuth()
+	f := cephtest.NewAuth()
 	old, err := EnsureIdentity(f, rbdIdentity("rbd"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	caps := f.entities["client.shiphold.rbd.a"].Caps
+	e0, _ := f.Get("client.shiphold.rbd.a")
+	caps := e0.Caps
 	ok, err := RotateIdentity(f, "shiphold.rbd.a")
 	if err != nil || !ok {
 		t.Fatalf("rotate = %v, %v", ok, err)
 	}
-	e := f.entities["client.shiphold.rbd.a"]
+	e, _ := f.Get("client.shiphold.rbd.a")
 	if e.Key == old.Key || !sameCaps(e.Caps, caps) {
 		t.Errorf("after rotation key %q (old %q), caps %v (were %v)", e.Key, old.Key, e.Caps, caps)
 	}
@@ -189,7 +121,7 @@ func TestRotateAndRemoveIdentity(t *testing.T) {
 			t.Fatalf("remove #%d: %v", i+1, err)
 		}
 	}
-	if _, ok := f.entities["client.shiphold.rbd.a"]; ok {
+	if _, ok := f.Get("client.shiphold.rbd.a"); ok {
 		t.Error("identity still there after RemoveIdentity")
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -54,17 +53,17 @@ func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*bac
 		return nil, err
 	}
 	var vol *backend.Volume
-	err = c.run(ctx, req.Secrets, func(conn *rados.Conn) error {
+	err = c.run(ctx, req.Secrets, func(conn cluster) error {
 		io, err := openPool(conn, pool, ns)
 		if err != nil {
 			return err
 		}
 		defer io.Destroy()
-		id, err := volid.Adopted(c.name, req.Tenant, strconv.FormatInt(io.GetPoolID(), 10), ns+"/"+image)
+		id, err := volid.Adopted(c.name, req.Tenant, strconv.FormatInt(io.ID(), 10), ns+"/"+image)
 		if err != nil {
 			return backend.Errorf(backend.InvalidArgument, "rbd: cannot adopt %s: %v", req.Object, err)
 		}
-		size, err := c.adoptImage(io, req, opts, image)
+		size, err := c.adoptImage(io, ns, req, opts, image)
 		if err != nil {
 			return err
 		}
@@ -79,8 +78,8 @@ func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*bac
 }
 
 // adoptImage checks that the image can be adopted and grows it to the size asked.
-func (c *Controller) adoptImage(io *rados.IOContext, req *backend.AdoptRequest, opts classOptions, image string) (int64, error) {
-	if ns, _ := io.GetNamespace(); ns == req.Tenant && strings.HasPrefix(image, imagePrefix) {
+func (c *Controller) adoptImage(io ioctx, ns string, req *backend.AdoptRequest, opts classOptions, image string) (int64, error) {
+	if ns == req.Tenant && strings.HasPrefix(image, imagePrefix) {
 		return 0, backend.Errorf(backend.AlreadyExists, "rbd: %s is in shiphold's own place for tenant %q; use its volume ID, do not adopt it", req.Object, req.Tenant)
 	}
 	st, err := readImage(io, image, false)
@@ -112,32 +111,28 @@ func (c *Controller) adoptImage(io *rados.IOContext, req *backend.AdoptRequest, 
 }
 
 // mappable refuses an image with features the nodes' mounter cannot map.
-func mappable(io *rados.IOContext, image, mounter string) error {
-	img, err := librbd.OpenImageReadOnly(io, image, librbd.NoSnapshot)
+func mappable(io ioctx, name, mounter string) error {
+	var bits uint64
+	err := inImage(io, name, func(img image) (err error) {
+		bits, err = img.Features()
+		return classify(err, "features of image "+name)
+	})
 	if err != nil {
-		return classify(err, "open image "+image)
-	}
-	defer img.Close()
-	bits, err := img.GetFeatures()
-	if err != nil {
-		return classify(err, "features of image "+image)
+		return err
 	}
 	fs := librbd.FeatureSet(bits)
 	for _, f := range fs.Names() {
 		known := slices.Contains(knownFeatures, f)
 		if !known || (!krbdFeatures[f] && (mounter == MounterKRBD || mounter == MounterAuto)) {
 			return backend.Errorf(backend.FailedPrecondition, "rbd: image %s has feature %q, which mounter %s cannot map; disable it (rbd feature disable %s %s) or adopt with mounter rbd-nbd or rbd-fuse",
-				image, f, mounter, image, f)
+				name, f, mounter, name, f)
 		}
 	}
 	return nil
 }
 
-func resizeImage(io *rados.IOContext, image string, size int64) error {
-	img, err := librbd.OpenImage(io, image, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+image)
-	}
-	defer img.Close()
-	return classify(img.Resize(uint64(size)), "resize image "+image)
+func resizeImage(io ioctx, name string, size int64) error {
+	return inImageRW(io, name, func(img image) error {
+		return classify(img.Resize(uint64(size)), "resize image "+name)
+	})
 }

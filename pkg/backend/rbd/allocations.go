@@ -4,8 +4,6 @@ import (
 	"context"
 	"strconv"
 
-	"github.com/ceph/go-ceph/rados"
-
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
@@ -25,8 +23,8 @@ func (c *Controller) ListRecordless(ctx context.Context) ([]*backend.Volume, err
 
 func (c *Controller) allocations(ctx context.Context, recordless bool) ([]*backend.Volume, error) {
 	var out []*backend.Volume
-	err := c.run(ctx, nil, func(conn *rados.Conn) error {
-		return c.eachImage(conn, "", func(io *rados.IOContext, pool, ns, hash string) error {
+	err := c.run(ctx, nil, func(conn cluster) error {
+		return c.eachImage(conn, "", func(io ioctx, pool, ns, hash string) error {
 			st, err := readImage(io, imageName(hash), false)
 			if backend.IsNotFound(err) {
 				return nil
@@ -41,7 +39,7 @@ func (c *Controller) allocations(ctx context.Context, recordless bool) ([]*backe
 			if recordless && recorded {
 				return nil
 			}
-			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.GetPoolID(), 10), Hash: hash}
+			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
 			if id.Validate() != nil {
 				return nil
 			}

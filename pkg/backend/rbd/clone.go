@@ -7,7 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -33,7 +32,7 @@ func tmpSnapName(clone string) string { return tmpSnapPrefix + strings.TrimPrefi
 
 // sourceSize is the size a clone of the request's content source starts at (0 without a
 // source), read before anything is created so that limits are checked first.
-func sourceSize(conn *rados.Conn, req *backend.VolumeRequest) (uint64, error) {
+func sourceSize(conn cluster, req *backend.VolumeRequest) (uint64, error) {
 	switch {
 	case req.SourceSnapshot != nil:
 		src := *req.SourceSnapshot
@@ -69,7 +68,7 @@ func sourceSize(conn *rados.Conn, req *backend.VolumeRequest) (uint64, error) {
 
 // cloneSnapshot clones a CSI snapshot. Snapshots are protected when taken, so this works
 // with clone format 1 (clusters whose require-min-compat-client is below mimic) as well as 2.
-func (c *Controller) cloneSnapshot(conn *rados.Conn, io *rados.IOContext, src volid.Snapshot, name string, ro *librbd.ImageOptions) error {
+func (c *Controller) cloneSnapshot(conn cluster, io ioctx, src volid.Snapshot, name string, features uint64) error {
 	if src.Backend != c.name {
 		return backend.Errorf(backend.InvalidArgument, "source snapshot is on backend %q", src.Backend)
 	}
@@ -85,7 +84,7 @@ func (c *Controller) cloneSnapshot(conn *rados.Conn, io *rados.IOContext, src vo
 		}
 		return err
 	}
-	if err := librbd.CloneImage(srcIO, parent, sn, io, name, ro); err != nil {
+	if err := srcIO.CloneImage(parent, sn, io, name, features); err != nil {
 		return classify(err, fmt.Sprintf("clone %s@%s to %s", parent, sn, name))
 	}
 	return nil
@@ -94,7 +93,7 @@ func (c *Controller) cloneSnapshot(conn *rados.Conn, io *rados.IOContext, src vo
 // cloneVolume clones a temporary snapshot of the source volume (kept from an earlier
 // attempt of the same request, else taken now). The clone still depends on it until the
 // mgr has flattened it (finishVolumeClone).
-func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src volid.Volume, name string, ro *librbd.ImageOptions) error {
+func (c *Controller) cloneVolume(conn cluster, io ioctx, src volid.Volume, name string, features uint64) error {
 	srcIO, _, err := openVolumePool(conn, src)
 	if err != nil {
 		return backend.Errorf(backend.NotFound, "source volume %s: %v", src, err)
@@ -107,7 +106,7 @@ func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src voli
 		}
 		return err
 	}
-	if err := librbd.CloneImage(srcIO, parent, tmp, io, name, ro); err != nil {
+	if err := srcIO.CloneImage(parent, tmp, io, name, features); err != nil {
 		return classify(err, fmt.Sprintf("clone %s to %s", parent, name))
 	}
 	return nil
@@ -115,37 +114,33 @@ func (c *Controller) cloneVolume(conn *rados.Conn, io *rados.IOContext, src voli
 
 // ensureSnap takes and protects a snapshot unless it is there; the image is opened for
 // writing (a watch on it) only when there is something to do.
-func ensureSnap(io *rados.IOContext, image, snap string) error {
-	ro, err := librbd.OpenImageReadOnly(io, image, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+image)
-	}
-	found, prot, err := snapState(ro, snap)
-	ro.Close()
+func ensureSnap(io ioctx, name, snap string) error {
+	var found, prot bool
+	err := inImage(io, name, func(img image) (err error) {
+		found, prot, err = snapState(img, snap)
+		return err
+	})
 	if err != nil || found && prot {
 		return err
 	}
-	img, err := librbd.OpenImage(io, image, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+image)
-	}
-	defer img.Close()
-	if !found {
-		if _, err := img.CreateSnapshot(snap); err != nil {
-			return classify(err, fmt.Sprintf("snapshot image %s as %s", image, snap))
+	return inImageRW(io, name, func(img image) error {
+		if !found {
+			if err := img.CreateSnapshot(snap); err != nil {
+				return classify(err, fmt.Sprintf("snapshot image %s as %s", name, snap))
+			}
 		}
-	}
-	if err := img.GetSnapshot(snap).Protect(); err != nil && !isBusy(err) {
-		return classify(err, fmt.Sprintf("protect snapshot %s@%s", image, snap))
-	}
-	return nil
+		if err := img.ProtectSnapshot(snap); err != nil && !isBusy(err) {
+			return classify(err, fmt.Sprintf("protect snapshot %s@%s", name, snap))
+		}
+		return nil
+	})
 }
 
 // snapState says whether an image has a snapshot and whether it is protected.
-func snapState(img *librbd.Image, snap string) (found, protected bool, err error) {
-	names, err := img.GetSnapshotNames()
+func snapState(img image, snap string) (found, protected bool, err error) {
+	names, err := img.Snapshots()
 	if err != nil {
-		return false, false, classify(err, "list snapshots of "+img.GetName())
+		return false, false, classify(err, "list snapshots of "+img.Name())
 	}
 	for _, s := range names {
 		found = found || s.Name == snap
@@ -153,19 +148,20 @@ func snapState(img *librbd.Image, snap string) (found, protected bool, err error
 	if !found {
 		return false, false, nil
 	}
-	protected, err = img.GetSnapshot(snap).IsProtected()
-	return true, protected, classify(err, fmt.Sprintf("snapshot %s@%s", img.GetName(), snap))
+	protected, err = img.SnapshotProtected(snap)
+	return true, protected, classify(err, fmt.Sprintf("snapshot %s@%s", img.Name(), snap))
 }
 
 // finishVolumeClone makes a clone of a volume independent of its source: the mgr flattens
 // it, Pending meanwhile; once it has no parent the temporary snapshot of the source goes.
-func finishVolumeClone(ctx context.Context, wait time.Duration, conn *rados.Conn, io *rados.IOContext, pool, ns, name string, src volid.Volume) error {
-	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open clone "+name)
+func finishVolumeClone(ctx context.Context, wait time.Duration, conn cluster, io ioctx, pool, ns, name string, src volid.Volume) error {
+	var perr error
+	if err := inImage(io, name, func(img image) error {
+		_, perr = img.Parent()
+		return nil
+	}); err != nil {
+		return err
 	}
-	_, perr := img.GetParent()
-	img.Close()
 	switch {
 	case perr == nil:
 		spec := rbdSpec(pool, ns, name)
@@ -187,7 +183,7 @@ func finishVolumeClone(ctx context.Context, wait time.Duration, conn *rados.Conn
 		return nil // the source is gone, and its snapshots with it
 	}
 	defer srcIO.Destroy()
-	parent, err := librbd.OpenImage(srcIO, volumeImage(src), librbd.NoSnapshot)
+	parent, err := srcIO.OpenImage(volumeImage(src), true)
 	if err != nil {
 		return nil
 	}
@@ -202,31 +198,30 @@ func finishVolumeClone(ctx context.Context, wait time.Duration, conn *rados.Conn
 
 // ensureProtected protects a CSI snapshot before it is cloned (clone format 1 needs it);
 // NotFound when the snapshot does not exist.
-func ensureProtected(io *rados.IOContext, image, snap string) error {
-	ro, err := librbd.OpenImageReadOnly(io, image, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+image)
-	}
-	found, prot, err := snapState(ro, snap)
-	ro.Close()
+func ensureProtected(io ioctx, name, snap string) error {
+	var found, prot bool
+	err := inImage(io, name, func(img image) (err error) {
+		found, prot, err = snapState(img, snap)
+		return err
+	})
 	switch {
 	case err != nil:
 		return err
 	case !found:
-		return backend.Errorf(backend.NotFound, "snapshot %s@%s does not exist", image, snap)
+		return backend.Errorf(backend.NotFound, "snapshot %s@%s does not exist", name, snap)
 	case prot:
 		return nil
 	}
-	return ensureSnap(io, image, snap)
+	return ensureSnap(io, name, snap)
 }
 
 // removeSnap unprotects and removes a snapshot whose clones are all independent of it; a
 // missing snapshot is fine. Clones still attached are flattened (or, deleted ones, purged)
 // by the mgr, and the answer is Pending until they are.
-func removeSnap(ctx context.Context, wait time.Duration, conn *rados.Conn, img *librbd.Image, snap string) error {
-	names, err := img.GetSnapshotNames()
+func removeSnap(ctx context.Context, wait time.Duration, conn cluster, img image, snap string) error {
+	names, err := img.Snapshots()
 	if err != nil {
-		return classify(err, "list snapshots of "+img.GetName())
+		return classify(err, "list snapshots of "+img.Name())
 	}
 	found := false
 	for _, s := range names {
@@ -238,28 +233,27 @@ func removeSnap(ctx context.Context, wait time.Duration, conn *rados.Conn, img *
 	if err := detachChildren(ctx, wait, conn, img, snap); err != nil {
 		return err
 	}
-	s := img.GetSnapshot(snap)
-	if prot, err := s.IsProtected(); err == nil && prot {
-		if err := s.Unprotect(); err != nil {
-			return stillThere(err, fmt.Sprintf("unprotect snapshot %s@%s", img.GetName(), snap))
+	if prot, err := img.SnapshotProtected(snap); err == nil && prot {
+		if err := img.UnprotectSnapshot(snap); err != nil {
+			return stillThere(err, fmt.Sprintf("unprotect snapshot %s@%s", img.Name(), snap))
 		}
 	}
-	err = s.Remove()
+	err = img.RemoveSnapshot(snap)
 	switch {
 	case err == nil:
 		return nil
 	case !isNotFound(err):
-		return classify(err, fmt.Sprintf("remove snapshot %s@%s", img.GetName(), snap))
+		return classify(err, fmt.Sprintf("remove snapshot %s@%s", img.Name(), snap))
 	}
 	// ENOENT may come from a clone of it vanishing under librbd's feet (the mgr purging
 	// it) while the snapshot stays: done only once the image no longer lists it.
-	names, lerr := img.GetSnapshotNames()
+	names, lerr := img.Snapshots()
 	if lerr != nil {
-		return classify(lerr, "list snapshots of "+img.GetName())
+		return classify(lerr, "list snapshots of "+img.Name())
 	}
 	for _, n := range names {
 		if n.Name == snap {
-			return stillThere(err, fmt.Sprintf("remove snapshot %s@%s", img.GetName(), snap))
+			return stillThere(err, fmt.Sprintf("remove snapshot %s@%s", img.Name(), snap))
 		}
 	}
 	return nil
@@ -278,17 +272,13 @@ func stillThere(err error, what string) error {
 // detachChildren queues in the mgr what makes every clone of a snapshot independent of it:
 // a flatten for a live clone, a purge for one in the trash. It answers Pending while any
 // clone remains.
-func detachChildren(ctx context.Context, wait time.Duration, conn *rados.Conn, img *librbd.Image, snap string) (err error) {
-	if err := img.SetSnapshot(snap); err != nil {
-		return classify(err, fmt.Sprintf("select snapshot %s@%s", img.GetName(), snap))
-	}
-	children, err := img.ListChildrenAttributes()
-	img.SetSnapshot(librbd.NoSnapshot)
+func detachChildren(ctx context.Context, wait time.Duration, conn cluster, img image, snap string) (err error) {
+	children, err := img.Children(snap)
 	if err != nil {
-		return classify(err, fmt.Sprintf("list clones of %s@%s", img.GetName(), snap))
+		return classify(err, fmt.Sprintf("list clones of %s@%s", img.Name(), snap))
 	}
 	if len(children) > 0 {
-		waited := backend.LongWait(ctx, "flatten", "image", img.GetName(), "snapshot", snap, "clones", len(children))
+		waited := backend.LongWait(ctx, "flatten", "image", img.Name(), "snapshot", snap, "clones", len(children))
 		defer func() { waited(err) }()
 	}
 	var states []string
@@ -296,7 +286,7 @@ func detachChildren(ctx context.Context, wait time.Duration, conn *rados.Conn, i
 		action, spec := taskFlatten, rbdSpec(ch.PoolName, ch.PoolNamespace, ch.ImageName)
 		if ch.Trash {
 			action, spec = taskTrashRemove, rbdSpec(ch.PoolName, ch.PoolNamespace, ch.ImageID)
-		} else if gone, err := checkFlattenable(conn, ch, img.GetName(), snap); err != nil {
+		} else if gone, err := checkFlattenable(conn, ch, img.Name(), snap); err != nil {
 			return err
 		} else if gone {
 			continue // a clone removed since the listing, or one whose creation was cut short
@@ -316,42 +306,38 @@ func detachChildren(ctx context.Context, wait time.Duration, conn *rados.Conn, i
 	}
 	if len(states) > 0 && !awaitTask(ctx, wait, func() bool { return !hasChildren(img, snap) }) {
 		return backend.Errorf(backend.Pending, "snapshot %s@%s still has %d clone(s) depending on it; the Ceph mgr is making them independent (%s); retry",
-			img.GetName(), snap, len(states), strings.Join(states, "; "))
+			img.Name(), snap, len(states), strings.Join(states, "; "))
 	}
 	return nil
 }
 
 // hasParent reports whether an image still depends on a parent (true when unsure).
-func hasParent(io *rados.IOContext, name string) bool {
-	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
+func hasParent(io ioctx, name string) bool {
+	img, err := io.OpenImage(name, false)
 	if err != nil {
 		return !isNotFound(err)
 	}
 	defer img.Close()
-	_, err = img.GetParent()
+	_, err = img.Parent()
 	return !isNotFound(err)
 }
 
 // hasChildren reports whether a snapshot still has clones (true when unsure).
-func hasChildren(img *librbd.Image, snap string) bool {
-	if err := img.SetSnapshot(snap); err != nil {
-		return true
-	}
-	children, err := img.ListChildrenAttributes()
-	img.SetSnapshot(librbd.NoSnapshot)
+func hasChildren(img image, snap string) bool {
+	children, err := img.Children(snap)
 	return err != nil || len(children) > 0
 }
 
 // checkFlattenable refuses a clone that no flatten can detach: one whose own snapshots
 // still share the parent's data (no deep-flatten), so only deleting them helps. gone is
 // set when the clone cannot be opened.
-func checkFlattenable(conn *rados.Conn, ch librbd.ImageSpec, parent, snap string) (gone bool, err error) {
+func checkFlattenable(conn cluster, ch librbd.ImageSpec, parent, snap string) (gone bool, err error) {
 	io, err := openPool(conn, ch.PoolName, ch.PoolNamespace)
 	if err != nil {
 		return false, err
 	}
 	defer io.Destroy()
-	child, err := librbd.OpenImageReadOnly(io, ch.ImageName, librbd.NoSnapshot)
+	child, err := io.OpenImage(ch.ImageName, false)
 	if err != nil {
 		if isNotFound(err) {
 			return true, nil
@@ -359,12 +345,12 @@ func checkFlattenable(conn *rados.Conn, ch librbd.ImageSpec, parent, snap string
 		return false, classify(err, "open clone "+ch.ImageName)
 	}
 	defer child.Close()
-	if _, err := child.GetParent(); !isNotFound(err) {
+	if _, err := child.Parent(); !isNotFound(err) {
 		return false, nil
 	}
 	// No parent any more: either the flatten is being finished, or the clone's own
 	// snapshots still share the parent's data (no deep-flatten) and only deleting them helps.
-	if snaps, err := child.GetSnapshotNames(); err == nil && len(snaps) > 0 {
+	if snaps, err := child.Snapshots(); err == nil && len(snaps) > 0 {
 		return false, backend.Errorf(backend.FailedPrecondition, "snapshot %s@%s is still used by snapshots of volume image %s/%s/%s; delete those VolumeSnapshots first",
 			parent, snap, ch.PoolName, ch.PoolNamespace, ch.ImageName)
 	}

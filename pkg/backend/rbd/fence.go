@@ -6,9 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/ceph/go-ceph/rados"
-	librbd "github.com/ceph/go-ceph/rbd"
-
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
@@ -29,16 +26,16 @@ const fenceExpire = 3600
 // (unless mapped with noshare), so fencing cuts that node off from all its krbd images
 // until it re-maps; and a tool that opened the image read-write by hand is fenced too.
 // The controller's own client and the Ceph mgr's (a flatten in progress) are never fenced.
-func fenceStaleClients(conn *rados.Conn, img *librbd.Image, id volid.Volume) error {
-	watchers, err := img.ListWatchers()
+func fenceStaleClients(conn cluster, img image, id volid.Volume) error {
+	watchers, err := img.Watchers()
 	if err != nil {
 		return classify(err, "list clients of "+id.String())
 	}
-	_, lockers, err := img.ListLockers()
+	lockers, err := img.Lockers()
 	if err != nil && !isNotFound(err) {
 		return classify(err, "list lock owners of "+id.String())
 	}
-	self := conn.GetInstanceID()
+	self := conn.InstanceID()
 	stale := map[string]bool{}
 	for _, w := range watchers {
 		if uint64(w.Id) != self {
@@ -82,7 +79,7 @@ func fenceStaleClients(conn *rados.Conn, img *librbd.Image, id volid.Volume) err
 }
 
 // blocklist adds one client address to the OSD blocklist.
-func blocklist(conn *rados.Conn, addr string) error {
+func blocklist(conn cluster, addr string) error {
 	// The monitor wants expire as a JSON float; Go writes 3600.0 as 3600.
 	expire := json.RawMessage(fmt.Sprintf("%d.0", fenceExpire))
 	cmd, err := json.Marshal(map[string]any{"prefix": "osd blocklist", "blocklistop": "add", "addr": addr, "expire": expire})
@@ -98,7 +95,7 @@ func blocklist(conn *rados.Conn, addr string) error {
 
 // trustedClients are the Ceph mgr modules' client addresses (rbd_support flattens and
 // removes images for us), which must never be fenced.
-func trustedClients(conn *rados.Conn) (map[string]bool, error) {
+func trustedClients(conn cluster) (map[string]bool, error) {
 	out, _, err := conn.MonCommand([]byte(`{"prefix":"mgr dump","format":"json"}`))
 	if err != nil {
 		return nil, classify(err, "mgr dump (the Ceph mgr's clients are never fenced)")

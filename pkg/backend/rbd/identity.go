@@ -4,7 +4,7 @@ import (
 	"context"
 	"regexp"
 
-	"github.com/ceph/go-ceph/rados"
+	"k8s.io/klog/v2"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/ceph"
@@ -34,7 +34,7 @@ func (c *Controller) tenantIdentity(pool, tenant string) (ceph.Identity, error) 
 }
 
 // ensureIdentity gets or creates the tenant's identity with a grant on pool.
-func (c *Controller) ensureIdentity(conn *rados.Conn, pool, tenant string) (ceph.Credentials, error) {
+func (c *Controller) ensureIdentity(conn cluster, pool, tenant string) (ceph.Credentials, error) {
 	id, err := c.tenantIdentity(pool, tenant)
 	if err != nil {
 		return ceph.Credentials{}, err
@@ -43,10 +43,17 @@ func (c *Controller) ensureIdentity(conn *rados.Conn, pool, tenant string) (ceph
 }
 
 // publishIdentity hands the node the tenant's identity in the publish context; a volume
-// made before tenant identities gets its tenant's at its first publish.
+// made before tenant identities gets its tenant's at its first publish. An adopted image
+// outside the tenant's namespace gets none (the identity's caps stop at that namespace):
+// its node stages it with the node-stage secret its PV names, as before tenant identities,
+// until it is migrated into the tenant's place.
 func (c *Controller) publishIdentity(ctx context.Context, id volid.Volume, secrets map[string]string) (map[string]string, error) {
+	if ns := volumeNamespace(id); ns != id.Tenant {
+		klog.InfoS("adopted image outside its tenant's namespace: its node stages it with its node-stage secret", "volume", id, "namespace", ns)
+		return nil, nil
+	}
 	var pc map[string]string
-	err := c.run(ctx, secrets, func(conn *rados.Conn) error {
+	err := c.run(ctx, secrets, func(conn cluster) error {
 		pool, err := poolOf(conn, id.Location)
 		if err != nil {
 			return err
@@ -65,9 +72,9 @@ func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secr
 	if err != nil {
 		return err
 	}
-	return c.run(ctx, secrets, func(conn *rados.Conn) error {
+	return c.run(ctx, secrets, func(conn cluster) error {
 		left := false
-		err := c.eachImage(conn, tenant, func(*rados.IOContext, string, string, string) error {
+		err := c.eachImage(conn, tenant, func(ioctx, string, string, string) error {
 			left = true
 			return errStopWalk
 		})
@@ -91,7 +98,7 @@ func (c *Controller) RotateTenantKey(ctx context.Context, tenant string) (bool, 
 		return false, err
 	}
 	rotated := false
-	err = c.run(ctx, nil, func(conn *rados.Conn) (err error) {
+	err = c.run(ctx, nil, func(conn cluster) (err error) {
 		rotated, err = ceph.RotateIdentity(conn, user)
 		return err
 	})

@@ -1,7 +1,6 @@
 package rbd
 
 import (
-	"encoding/json"
 	"strings"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -48,7 +47,7 @@ const (
 func imageName(hash string) string { return imagePrefix + hash }
 func snapName(hash string) string  { return snapPrefix + hash }
 
-// featureBits are the features a StorageClass may ask for, by their rbd names; the rest
+// knownFeatures are the features a StorageClass may ask for, by their rbd names; the rest
 // (striping, data-pool, operations, migrating) are set by librbd itself or need options this
 // driver does not expose.
 var knownFeatures = []string{"layering", "exclusive-lock", "object-map", "fast-diff", "deep-flatten", "journaling"}
@@ -150,29 +149,6 @@ func roundSize(required, limit int64) (int64, error) {
 		return 0, backend.Errorf(backend.OutOfRange, "rbd allocates whole MiB: %d bytes required round up to %d, over limit_bytes %d", required, size, limit)
 	}
 	return size, nil
-}
-
-// volumeRecord is stored in the image's metadata: the CSI request that made the image, so that
-// a retry is recognised and a conflicting request with the same name refused (by
-// backend.RequestRecord.Conflict). Records of older versions decode into it unchanged.
-type volumeRecord struct {
-	backend.RequestRecord
-	Backend string `json:"backend"`
-}
-
-func newRecord(backendName string, req *backend.VolumeRequest) volumeRecord {
-	return volumeRecord{RequestRecord: backend.NewRequestRecord(req), Backend: backendName}
-}
-
-func (r volumeRecord) encode() string {
-	b, _ := json.Marshal(r)
-	return string(b)
-}
-
-func decodeRecord(s string) (volumeRecord, error) {
-	var r volumeRecord
-	err := json.Unmarshal([]byte(s), &r)
-	return r, err
 }
 
 // volumeContext is what the node needs to attach the image.

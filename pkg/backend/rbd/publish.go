@@ -3,9 +3,6 @@ package rbd
 import (
 	"context"
 
-	"github.com/ceph/go-ceph/rados"
-	librbd "github.com/ceph/go-ceph/rbd"
-
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
@@ -14,7 +11,7 @@ import (
 // storage-side access list; the records make a conflicting republish ALREADY_EXISTS and a
 // single-node volume FAILED_PRECONDITION on a second node.
 func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, access backend.PublishAccess, _, secrets map[string]string) (map[string]string, error) {
-	err := c.withImage(ctx, id, secrets, func(_ *rados.Conn, img *librbd.Image) error {
+	err := c.withImage(ctx, id, secrets, func(_ cluster, img image) error {
 		meta, err := img.ListMetadata()
 		if err != nil {
 			return classify(err, "read publish records of "+id.String())
@@ -39,7 +36,7 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 // node is left that may hold the image, any client that still has it open is fenced first
 // (see fenceStaleClients): that is a forced detach.
 func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node backend.Node, secrets map[string]string) error {
-	return c.withImage(ctx, id, secrets, func(conn *rados.Conn, img *librbd.Image) error {
+	return c.withImage(ctx, id, secrets, func(conn cluster, img image) error {
 		meta, err := img.ListMetadata()
 		if err != nil {
 			return classify(err, "list publish records of "+id.String())
@@ -65,27 +62,24 @@ func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node 
 }
 
 // withImage opens a shiphold volume's image for writing; NotFound when it is not one.
-func (c *Controller) withImage(ctx context.Context, id volid.Volume, secrets map[string]string, fn func(conn *rados.Conn, img *librbd.Image) error) error {
+func (c *Controller) withImage(ctx context.Context, id volid.Volume, secrets map[string]string, fn func(conn cluster, img image) error) error {
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
 	}
-	return c.run(ctx, secrets, func(conn *rados.Conn) error {
+	return c.run(ctx, secrets, func(conn cluster) error {
 		io, _, err := openVolumePool(conn, id)
 		if err != nil {
 			return asNotFound(err, id)
 		}
 		defer io.Destroy()
-		img, err := librbd.OpenImage(io, volumeImage(id), librbd.NoSnapshot)
-		if err != nil {
-			return asNotFound(classify(err, "open image of "+id.String()), id)
-		}
-		defer img.Close()
-		if _, err := img.GetMetadata(recordKey); err != nil {
-			if isNotFound(err) {
-				return backend.Errorf(backend.NotFound, "volume %s does not exist", id)
+		return asNotFound(inImageRW(io, volumeImage(id), func(img image) error {
+			if _, err := img.Metadata(recordKey); err != nil {
+				if isNotFound(err) {
+					return backend.Errorf(backend.NotFound, "volume %s does not exist", id)
+				}
+				return classify(err, "read record of "+id.String())
 			}
-			return classify(err, "read record of "+id.String())
-		}
-		return fn(conn, img)
+			return fn(conn, img)
+		}), id)
 	})
 }

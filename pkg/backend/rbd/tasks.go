@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ceph/go-ceph/rados"
-
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/ceph"
 )
@@ -53,7 +51,7 @@ func (t *mgrTask) state() string {
 
 // queueTask adds an rbd_support task: flatten pool/ns/image, or trash remove pool/ns/id.
 // NotFound means there is nothing to do (no such image, no parent, no trash entry).
-func queueTask(conn *rados.Conn, action, spec string) (*mgrTask, error) {
+func queueTask(conn cluster, action, spec string) (*mgrTask, error) {
 	arg := "image_spec"
 	if action == taskTrashRemove {
 		arg = "image_id_spec"
@@ -74,7 +72,7 @@ func queueTask(conn *rados.Conn, action, spec string) (*mgrTask, error) {
 }
 
 // cancelTask removes a task from the mgr's queue.
-func cancelTask(conn *rados.Conn, id string) error {
+func cancelTask(conn cluster, id string) error {
 	cmd, err := json.Marshal(map[string]string{"prefix": "rbd task cancel", "task_id": id})
 	if err != nil {
 		return err
@@ -87,7 +85,7 @@ func cancelTask(conn *rados.Conn, id string) error {
 }
 
 // listTasks returns the mgr's task queue (every pool and namespace the user may see).
-func listTasks(conn *rados.Conn) ([]mgrTask, error) {
+func listTasks(conn cluster) ([]mgrTask, error) {
 	out, status, err := conn.MgrCommand([][]byte{[]byte(`{"prefix":"rbd task list","format":"json"}`)})
 	if err != nil {
 		return nil, taskError(err, status, "list the Ceph mgr's rbd tasks")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -19,18 +18,23 @@ import (
 
 // discard moves an image, or what is left of one under that name, to the trash and queues
 // the purge of every trash entry of that name.
-func discard(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) error {
+func discard(conn cluster, io ioctx, pool, ns, name string) error {
 	// Stale watch records would block the purge; live ones are waited out by the mgr.
 	if st, err := readWatches(conn, io, name); err == nil {
 		if err := dropStaleRecords(io, name, st); err != nil {
 			return err
 		}
 	}
-	err := librbd.GetImage(io, name).Trash(0)
+	return moveToTrash(conn, io, pool, ns, name)
+}
+
+// moveToTrash is discard for an image whose stale watch records are already dropped.
+func moveToTrash(conn cluster, io ioctx, pool, ns, name string) error {
+	err := io.TrashImage(name)
 	if isNotFound(err) {
 		// No image, or one librbd's own remove left half removed (its id object gone),
 		// which cannot move to the trash: librbd's remove finishes what it began.
-		err = librbd.RemoveImage(io, name)
+		err = io.RemoveImage(name)
 	}
 	if err != nil && !isNotFound(err) {
 		return classify(err, fmt.Sprintf("move image %s to the trash", rbdSpec(pool, ns, name)))
@@ -38,45 +42,91 @@ func discard(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) error
 	return purgeTrashed(conn, io, pool, ns, name)
 }
 
+// trashImage is moveToTrash for an image whose ID is known: the trash is listed (for
+// earlier entries of the name) during the move instead of after it.
+func trashImage(conn cluster, io ioctx, pool, ns, name, id string) error {
+	listing := listTrash(io)
+	err := io.TrashImage(name)
+	entries, lerr := listing.wait()
+	switch {
+	case isNotFound(err):
+		return moveToTrash(conn, io, pool, ns, name)
+	case err != nil:
+		return classify(err, fmt.Sprintf("move image %s to the trash", rbdSpec(pool, ns, name)))
+	}
+	return purgeListed(conn, pool, ns, name, entries, lerr, id)
+}
+
 // purgeTrashed queues the purge of the trash entries named name.
-func purgeTrashed(conn *rados.Conn, io *rados.IOContext, pool, ns, name string) error {
-	entries, err := librbd.GetTrashList(io)
+func purgeTrashed(conn cluster, io ioctx, pool, ns, name string) error {
+	entries, err := io.TrashEntries()
+	return purgeListed(conn, pool, ns, name, entries, err, "")
+}
+
+// purgeListed queues the purge of the listed trash entries named name, and of entry id
+// (one this call moved there, listed or not) unless id is "".
+func purgeListed(conn cluster, pool, ns, name string, entries []librbd.TrashInfo, err error, id string) error {
 	if err != nil && !isNotFound(err) {
 		return classify(err, "list the RBD trash of "+pool+"/"+ns)
 	}
+	var ids []string
+	if id != "" {
+		ids = append(ids, id)
+	}
 	for _, e := range entries {
-		if e.Name != name {
-			continue
+		if e.Name == name && e.Id != id {
+			ids = append(ids, e.Id)
 		}
-		if _, err := queueTask(conn, taskTrashRemove, rbdSpec(pool, ns, e.Id)); err != nil && !backend.IsNotFound(err) {
+	}
+	for _, i := range ids {
+		if _, err := queueTask(conn, taskTrashRemove, rbdSpec(pool, ns, i)); err != nil && !backend.IsNotFound(err) {
 			return err
 		}
 	}
 	return nil
 }
 
-// dropTemporarySnaps removes the temporary snapshots clones of the volume were made from,
-// and refuses a volume that still has CSI snapshots: they live on the image. Snapshots in
-// librbd's trash namespace (removed while a clone still counted on them) go with the image.
-func dropTemporarySnaps(ctx context.Context, conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume, snaps []librbd.SnapInfo) error {
-	if len(snaps) == 0 {
-		return nil
-	}
-	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+name)
-	}
-	var csiSnaps, tmpSnaps []string
+// trashListing is a listing of a namespace's trash running beside another call.
+type trashListing struct {
+	done    chan struct{}
+	entries []librbd.TrashInfo
+	err     error
+}
+
+// listTrash starts listing the trash; wait must be called before io goes.
+func listTrash(io ioctx) *trashListing {
+	l := &trashListing{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.entries, l.err = io.TrashEntries()
+	}()
+	return l
+}
+
+func (l *trashListing) wait() ([]librbd.TrashInfo, error) {
+	<-l.done
+	return l.entries, l.err
+}
+
+// sortSnaps tells an image's CSI snapshots from the temporary ones clones of it were made
+// from. Snapshots in librbd's trash namespace (removed while a clone still counted on them)
+// go with the image and are in neither.
+func sortSnaps(img image, snaps []librbd.SnapInfo) (csiSnaps, tmpSnaps []string) {
 	for _, s := range snaps {
-		switch ns, err := img.GetSnapNamespaceType(s.Id); {
-		case err == nil && ns == librbd.SnapNamespaceTypeTrash:
+		switch trashed, err := img.InSnapTrash(s.Id); {
+		case err == nil && trashed:
 		case strings.HasPrefix(s.Name, tmpSnapPrefix):
 			tmpSnaps = append(tmpSnaps, s.Name)
 		default:
 			csiSnaps = append(csiSnaps, s.Name)
 		}
 	}
-	img.Close()
+	return csiSnaps, tmpSnaps
+}
+
+// dropTemporarySnaps removes the temporary snapshots clones of the volume were made from,
+// and refuses a volume that still has CSI snapshots: they live on the image.
+func dropTemporarySnaps(ctx context.Context, conn cluster, io ioctx, name string, id volid.Volume, csiSnaps, tmpSnaps []string) error {
 	if len(csiSnaps) > 0 {
 		return backend.Errorf(backend.FailedPrecondition, "volume %s (image %s) still has %d snapshot(s) (%s); delete its VolumeSnapshots first — rbd snapshots live on the volume",
 			id, name, len(csiSnaps), strings.Join(csiSnaps, ", "))
@@ -84,16 +134,14 @@ func dropTemporarySnaps(ctx context.Context, conn *rados.Conn, io *rados.IOConte
 	if len(tmpSnaps) == 0 {
 		return nil
 	}
-	if img, err = librbd.OpenImage(io, name, librbd.NoSnapshot); err != nil {
-		return classify(err, "open image "+name)
-	}
-	defer img.Close()
-	for _, s := range tmpSnaps {
-		if err := removeSnap(ctx, 0, conn, img, s); err != nil {
-			return err
+	return inImageRW(io, name, func(img image) error {
+		for _, s := range tmpSnaps {
+			if err := removeSnap(ctx, 0, conn, img, s); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Leftovers lists what this backend's deletes left on the way out: images in the trash
@@ -121,7 +169,7 @@ func (c *Controller) Collect(ctx context.Context) ([]backend.Leftover, error) {
 func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant string) ([]backend.Leftover, error) {
 	var byID map[string]*mgrTask
 	var spaces [][2]string
-	err := c.run(ctx, nil, func(conn *rados.Conn) error {
+	err := c.run(ctx, nil, func(conn cluster) error {
 		tasks, err := listTasks(conn)
 		if err != nil {
 			return err
@@ -130,7 +178,7 @@ func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant 
 		for i := range tasks {
 			byID[tasks[i].Refs.Pool+"/"+tasks[i].Refs.Namespace+"/"+tasks[i].Refs.ImageID] = &tasks[i]
 		}
-		return c.eachNamespace(conn, tenant, func(_ *rados.IOContext, pool, ns string) error {
+		return c.eachNamespace(conn, tenant, func(_ ioctx, pool, ns string) error {
 			spaces = append(spaces, [2]string{pool, ns})
 			return nil
 		})
@@ -144,7 +192,7 @@ func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant 
 	for _, sp := range spaces {
 		// got is the call's own: an abandoned call (past ctx's deadline) writes nothing read.
 		var got []backend.Leftover
-		err := c.run(ctx, nil, func(conn *rados.Conn) error {
+		err := c.run(ctx, nil, func(conn cluster) error {
 			io, err := openPool(conn, sp[0], sp[1])
 			if err != nil {
 				return err
@@ -175,8 +223,8 @@ func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant 
 }
 
 // trashLeftovers lists the namespace's trash entries of this backend's images.
-func (c *Controller) trashLeftovers(conn *rados.Conn, io *rados.IOContext, pool, ns string, tasks map[string]*mgrTask, collect bool) ([]backend.Leftover, error) {
-	entries, err := librbd.GetTrashList(io)
+func (c *Controller) trashLeftovers(conn cluster, io ioctx, pool, ns string, tasks map[string]*mgrTask, collect bool) ([]backend.Leftover, error) {
+	entries, err := io.TrashEntries()
 	if err != nil {
 		if isNotFound(err) {
 			return nil, nil
@@ -217,24 +265,21 @@ func (c *Controller) trashLeftovers(conn *rados.Conn, io *rados.IOContext, pool,
 // killed controller, left in state "moving" (EUCLEAN): librbd only completes such a move
 // by image name, which a new volume of the same name may hold by now, so the entry's
 // state is set as the move would have set it.
-func unblockPurge(conn *rados.Conn, io *rados.IOContext, id, spec string, t *mgrTask) bool {
+func unblockPurge(conn cluster, io ioctx, id, spec string, t *mgrTask) bool {
 	switch {
 	case strings.Contains(t.RetryMessage, "busy"):
 		return dropTrashedStaleRecords(conn, io, id, spec)
 	case strings.Contains(t.RetryMessage, "errno 117"):
-		op := rados.CreateWriteOp()
-		defer op.Release()
 		// cls_rbd trash_state_set(id, NORMAL, expecting MOVING)
-		op.Exec("rbd", "trash_state_set", append(encodeString(id), 0, 1))
-		return op.Operate(io, "rbd_trash", rados.OperationNoFlag) == nil
+		return io.Exec("rbd_trash", "trash_state_set", append(encodeString(id), 0, 1)) == nil
 	}
 	return false
 }
 
 // dropTrashedStaleRecords drops the stale watch records that block a trashed image's
 // purge (see watch.go) and reports whether it did; best effort, the next sweep tries again.
-func dropTrashedStaleRecords(conn *rados.Conn, io *rados.IOContext, id, spec string) bool {
-	img, err := librbd.OpenImageByIdReadOnly(io, id, librbd.NoSnapshot)
+func dropTrashedStaleRecords(conn cluster, io ioctx, id, spec string) bool {
+	img, err := io.OpenTrashed(id)
 	if err != nil {
 		return false
 	}
@@ -245,13 +290,13 @@ func dropTrashedStaleRecords(conn *rados.Conn, io *rados.IOContext, id, spec str
 
 // ownsTrashed reads a trashed image's record: this backend's, or no record (a create cut
 // short, named like ours).
-func (c *Controller) ownsTrashed(io *rados.IOContext, id string) bool {
-	img, err := librbd.OpenImageByIdReadOnly(io, id, librbd.NoSnapshot)
+func (c *Controller) ownsTrashed(io ioctx, id string) bool {
+	img, err := io.OpenTrashed(id)
 	if err != nil {
 		return true
 	}
 	defer img.Close()
-	raw, err := img.GetMetadata(recordKey)
+	raw, err := img.Metadata(recordKey)
 	if err != nil {
 		return true
 	}
@@ -261,8 +306,8 @@ func (c *Controller) ownsTrashed(io *rados.IOContext, id string) bool {
 
 // snapLeftovers lists temporary clone snapshots on this backend's images; with drop it
 // removes those whose clone is gone instead of listing them.
-func (c *Controller) snapLeftovers(ctx context.Context, conn *rados.Conn, io *rados.IOContext, pool, ns string, drop bool) ([]backend.Leftover, error) {
-	names, err := librbd.GetImageNames(io)
+func (c *Controller) snapLeftovers(ctx context.Context, conn cluster, io ioctx, pool, ns string, drop bool) ([]backend.Leftover, error) {
+	names, err := io.ImageNames()
 	if err != nil {
 		return nil, nil
 	}
@@ -295,11 +340,8 @@ func (c *Controller) snapLeftovers(ctx context.Context, conn *rados.Conn, io *ra
 }
 
 // dropSnap removes one snapshot of image name, as a clone's own cleanup would.
-func dropSnap(ctx context.Context, conn *rados.Conn, io *rados.IOContext, name, snap string) error {
-	img, err := librbd.OpenImage(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return classify(err, "open image "+name)
-	}
-	defer img.Close()
-	return removeSnap(ctx, 0, conn, img, snap)
+func dropSnap(ctx context.Context, conn cluster, io ioctx, name, snap string) error {
+	return inImageRW(io, name, func(img image) error {
+		return removeSnap(ctx, 0, conn, img, snap)
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -30,23 +29,22 @@ type watchState struct {
 
 // readWatches lists an image's watchers and tells the live ones from the stale records;
 // watchers of the controller's own client are left out.
-func readWatches(conn *rados.Conn, io *rados.IOContext, name string) (*watchState, error) {
-	img, err := librbd.OpenImageReadOnly(io, name, librbd.NoSnapshot)
-	if err != nil {
-		return nil, classify(err, "open image "+name)
-	}
-	defer img.Close()
-	return readWatchesOf(conn, io, img, name)
+func readWatches(conn cluster, io ioctx, name string) (st *watchState, err error) {
+	err = inImage(io, name, func(img image) (err error) {
+		st, err = readWatchesOf(conn, io, img, name)
+		return err
+	})
+	return st, err
 }
 
 // readWatchesOf is readWatches for an image opened read-only (by name or, in the trash,
 // by ID).
-func readWatchesOf(conn *rados.Conn, io *rados.IOContext, img *librbd.Image, name string) (*watchState, error) {
-	id, err := img.GetId()
+func readWatchesOf(conn cluster, io ioctx, img image, name string) (*watchState, error) {
+	id, err := img.ID()
 	if err != nil {
 		return nil, classify(err, "id of image "+name)
 	}
-	watchers, err := img.ListWatchers()
+	watchers, err := img.Watchers()
 	if err != nil {
 		return nil, classify(err, "list clients of "+name)
 	}
@@ -54,7 +52,7 @@ func readWatchesOf(conn *rados.Conn, io *rados.IOContext, img *librbd.Image, nam
 	if len(watchers) == 0 {
 		return st, nil
 	}
-	acks, timeouts, err := io.NotifyWithTimeout("rbd_header."+id, nil, notifyTimeout)
+	acks, timeouts, err := io.Notify("rbd_header."+id, notifyTimeout)
 	if err != nil && len(acks)+len(timeouts) == 0 {
 		return nil, classify(err, "ask the clients of "+name)
 	}
@@ -67,7 +65,7 @@ func readWatchesOf(conn *rados.Conn, io *rados.IOContext, img *librbd.Image, nam
 	}
 	for _, w := range watchers {
 		switch {
-		case uint64(w.Id) == conn.GetInstanceID():
+		case uint64(w.Id) == conn.InstanceID():
 		case answered[[2]uint64{uint64(w.Id), w.Cookie}]:
 			st.live = append(st.live, w)
 		default:
@@ -80,36 +78,16 @@ func readWatchesOf(conn *rados.Conn, io *rados.IOContext, img *librbd.Image, nam
 // dropStaleRecords rewrites the image header without its watch records, in one atomic
 // operation that fails if the header changed since it was read. It is done only when no
 // watch on the header is alive at all, this controller's included.
-func dropStaleRecords(io *rados.IOContext, name string, st *watchState) error {
+func dropStaleRecords(io ioctx, name string, st *watchState) error {
 	if len(st.records) == 0 || len(st.live) > 0 {
 		return nil
 	}
 	oid := "rbd_header." + st.id
-	omap, err := io.GetAllOmapValues(oid, "", "", 512)
-	if err != nil {
+	cp, err := io.ReadObject(oid)
+	if err != nil || cp.size != 0 {
 		return classify(err, "read header of "+name)
 	}
-	version, err := io.GetLastVersion()
-	if err != nil {
-		return classify(err, "version of the header of "+name)
-	}
-	xattrs, err := io.ListXattrs(oid)
-	if err != nil {
-		return classify(err, "read header of "+name)
-	}
-	if stat, err := io.Stat(oid); err != nil || stat.Size != 0 {
-		return classify(err, "header of "+name)
-	}
-	op := rados.CreateWriteOp()
-	defer op.Release()
-	op.AssertVersion(version)
-	op.Remove()
-	op.Create(rados.CreateIdempotent)
-	op.SetOmap(omap)
-	for k, v := range xattrs {
-		op.SetXattr(k, v)
-	}
-	if err := op.Operate(io, oid, rados.OperationNoFlag); err != nil {
+	if err := io.ReplaceObject(oid, cp); err != nil {
 		return classify(err, fmt.Sprintf("drop stale watches (%s) from the header of %s", describe(st.records), name))
 	}
 	return nil
@@ -118,11 +96,7 @@ func dropStaleRecords(io *rados.IOContext, name string, st *watchState) error {
 // checkUnused refuses to remove an image a live client has open (a node that has not
 // unstaged it; a killed client lets go after 30 s) and drops stale watch records, which
 // would block the removal for ever.
-func checkUnused(conn *rados.Conn, io *rados.IOContext, name string, id volid.Volume) error {
-	st, err := readWatches(conn, io, name)
-	if err != nil {
-		return err
-	}
+func checkUnused(io ioctx, name string, id volid.Volume, st *watchState) error {
 	if len(st.live) > 0 {
 		return backend.Errorf(backend.FailedPrecondition, "volume %s is still open by %s; unstage it on its node first (a crashed client lets go after 30 s)", id, describe(st.live))
 	}

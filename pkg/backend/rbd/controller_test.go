@@ -1,0 +1,657 @@
+package rbd
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
+	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+const gib = 1 << 30
+
+// librbdParent is a parent a clone points at.
+var librbdParent = librbd.ParentInfo{Image: librbd.ImageSpec{ImageName: "csi-vol-parent", PoolName: "rbd", PoolNamespace: "t1"}, Snap: librbd.SnapSpec{SnapName: "csi-snap-x"}}
+
+func newFakeController(t *testing.T) (*Controller, *fakeCluster) {
+	t.Helper()
+	f := newFakeCluster()
+	cfg := config.RBD{Pool: "rbd", CephCluster: config.CephCluster{ClusterID: "c1", Monitors: []string{"10.0.0.5:6789"}}}
+	c := newController("rbd1", cfg, func(context.Context, map[string]string) (connection, error) { return f, nil })
+	c.SetTaskWait(0)
+	return c, f
+}
+
+func volReq(name string, bytes int64) *backend.VolumeRequest {
+	return &backend.VolumeRequest{Name: name, Tenant: "t1", RequiredBytes: bytes}
+}
+
+func mustCreate(t *testing.T, c *Controller, req *backend.VolumeRequest) *backend.Volume {
+	t.Helper()
+	v, err := c.CreateVolume(context.Background(), req)
+	if err != nil {
+		t.Fatalf("create %s: %v", req.Name, err)
+	}
+	return v
+}
+
+func TestCreateVolumeRecordsTheRequestOnTheImage(t *testing.T) {
+	c, f := newFakeController(t)
+	v := mustCreate(t, c, volReq("pvc-1", gib+1))
+	name := imageName(volid.Hash("pvc-1"))
+	img := f.image("rbd", "t1", name)
+	if img == nil {
+		t.Fatalf("no image %s in rbd/t1", name)
+	}
+	if img.size != gib+sizeUnit || v.CapacityBytes != gib+sizeUnit {
+		t.Errorf("size %d, capacity %d: want whole MiB %d", img.size, v.CapacityBytes, gib+sizeUnit)
+	}
+	rec, err := decodeRecord(img.meta[recordKey])
+	if err != nil || rec.Name != "pvc-1" || rec.Backend != "rbd1" || rec.Tenant != "t1" {
+		t.Errorf("record %+v, %v", rec, err)
+	}
+	if v.ID.Location != "1" || v.ID.Tenant != "t1" || v.Context[CtxImage] != name || v.Context[CtxPool] != "rbd" || v.Context[CtxClusterID] != "c1" {
+		t.Errorf("volume %+v", v)
+	}
+	if len(img.watchers) != 0 {
+		t.Errorf("create left watchers on the image: %+v", img.watchers)
+	}
+	if n := f.count("OpenImage"); n != 0 {
+		t.Errorf("a plain create opened the image for writing %d times (a watch each)", n)
+	}
+}
+
+func TestCreateVolumeIdempotencyAndConflicts(t *testing.T) {
+	cases := []struct {
+		name   string
+		second func(*backend.VolumeRequest)
+		want   backend.Code
+	}{
+		{"same request", func(*backend.VolumeRequest) {}, codeOK},
+		{"larger size", func(r *backend.VolumeRequest) { r.RequiredBytes = 2 * gib }, backend.AlreadyExists},
+		{"block instead of mount", func(r *backend.VolumeRequest) { r.Block = true }, backend.AlreadyExists},
+		{"other image features", func(r *backend.VolumeRequest) {
+			r.Parameters = map[string]string{ParamImageFeatures: "layering,exclusive-lock"}
+		}, backend.AlreadyExists},
+		{"limit below the size", func(r *backend.VolumeRequest) { r.LimitBytes = gib / 2; r.RequiredBytes = gib / 2 }, backend.AlreadyExists},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, f := newFakeController(t)
+			first := mustCreate(t, c, volReq("pvc-1", gib))
+			req := volReq("pvc-1", gib)
+			tc.second(req)
+			f.resetCalls()
+			v, err := c.CreateVolume(context.Background(), req)
+			if got := codeOf(err); got != tc.want {
+				t.Fatalf("second create: %v (code %v), want %v", err, got, tc.want)
+			}
+			if err == nil && (v.ID != first.ID || v.CapacityBytes != first.CapacityBytes) {
+				t.Errorf("retry answered %+v, first %+v", v, first)
+			}
+			if n := f.count("TrashImage"); n != 0 {
+				t.Errorf("a retry or a conflict discarded the recorded image (%d trash moves)", n)
+			}
+			if f.image("rbd", "t1", imageName(volid.Hash("pvc-1"))) == nil {
+				t.Error("the first volume's image is gone")
+			}
+		})
+	}
+}
+
+func TestCreateVolumeFindsImagesItDoesNotOwn(t *testing.T) {
+	cases := []struct {
+		name    string
+		prepare func(f *fakeCluster, img *fakeImage)
+		want    backend.Code
+		remade  bool // the leftover image was discarded and the volume made anew
+	}{
+		{"another backend's record", func(f *fakeCluster, img *fakeImage) {
+			img.meta[recordKey] = volumeRecord{RequestRecord: backend.RequestRecord{Name: "pvc-1"}, Backend: "other"}.encode()
+		}, backend.AlreadyExists, false},
+		{"no record (an attempt cut short)", func(*fakeCluster, *fakeImage) {}, codeOK, true},
+		{"corrupt record", func(f *fakeCluster, img *fakeImage) { img.meta[recordKey] = "{" }, backend.Internal, false},
+		{"a clone still carrying its parent's record", func(f *fakeCluster, img *fakeImage) {
+			img.meta[recordKey] = volumeRecord{RequestRecord: backend.RequestRecord{Name: "the-parent"}, Backend: "rbd1"}.encode()
+			img.parent = &librbdParent
+		}, codeOK, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, f := newFakeController(t)
+			io, _ := f.OpenPool("rbd")
+			f.pools["rbd"].spaces["t1"] = true
+			io.SetNamespace("t1")
+			name := imageName(volid.Hash("pvc-1"))
+			if err := io.CreateImage(name, gib, 1); err != nil {
+				t.Fatal(err)
+			}
+			old := f.image("rbd", "t1", name)
+			tc.prepare(f, old)
+			_, err := c.CreateVolume(context.Background(), volReq("pvc-1", gib))
+			if got := codeOf(err); got != tc.want {
+				t.Fatalf("create over the leftover: %v (code %v), want %v", err, got, tc.want)
+			}
+			now := f.image("rbd", "t1", name)
+			if remade := now != old; remade != tc.remade {
+				t.Errorf("image remade %t, want %t", remade, tc.remade)
+			}
+			if tc.remade {
+				if rec, _ := decodeRecord(now.meta[recordKey]); rec.Name != "pvc-1" || rec.Backend != "rbd1" {
+					t.Errorf("new image's record %+v", rec)
+				}
+				if left := f.trashed("rbd", "t1"); len(left) != 0 {
+					t.Errorf("the leftover's purge was not queued: trash holds %d entries", len(left))
+				}
+			}
+		})
+	}
+}
+
+func TestCreateVolumeErrors(t *testing.T) {
+	cases := []struct {
+		name    string
+		req     func(*backend.VolumeRequest)
+		fail    string
+		err     error
+		want    backend.Code
+		message string
+	}{
+		{"missing pool", func(r *backend.VolumeRequest) { r.Parameters = map[string]string{ParamPool: "nopool"} }, "", nil, backend.InvalidArgument, "rbd pool init nopool"},
+		{"not a pool", func(r *backend.VolumeRequest) { r.Parameters = map[string]string{ParamPool: "cephfs.data"} }, "CreateNamespace", fakeErrno(syscall.EOPNOTSUPP), backend.Unimplemented, "rbd pool init"},
+		{"pool full", nil, "CreateImage", fakeErrno(syscall.ENOSPC), backend.ResourceExhausted, "create image"},
+		{"quota", nil, "CreateImage", fakeErrno(syscall.EDQUOT), backend.ResourceExhausted, "create image"},
+		{"caps", nil, "CreateImage", fakeErrno(syscall.EPERM), backend.FailedPrecondition, "profile rbd"},
+		{"monitors gone", nil, "OpenPool", fakeErrno(syscall.ETIMEDOUT), backend.Unavailable, "10.0.0.5:6789"},
+		{"limit below required", func(r *backend.VolumeRequest) { r.LimitBytes = gib / 2 }, "", nil, backend.OutOfRange, "limit_bytes"},
+		{"namespace vanished", nil, "CreateImage", errNoEnt, backend.NotFound, "vanished; retry"},
+		{"record write fails", nil, "Exec", fakeErrno(syscall.EIO), backend.Internal, "set metadata shiphold.volume"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, f := newFakeController(t)
+			req := volReq("pvc-1", gib)
+			if tc.req != nil {
+				tc.req(req)
+			}
+			if tc.fail != "" {
+				f.failNext(tc.fail, tc.err)
+			}
+			_, err := c.CreateVolume(context.Background(), req)
+			if codeOf(err) != tc.want || !strings.Contains(err.Error(), tc.message) {
+				t.Fatalf("got %v (code %v), want %v with %q", err, codeOf(err), tc.want, tc.message)
+			}
+			// A retry once the fault is gone makes the volume (the failed call is counted).
+			if tc.req == nil {
+				mustCreate(t, c, req)
+			}
+		})
+	}
+}
+
+// The tenant's namespace is checked once per controller, and made again when it vanished.
+func TestCreateVolumeNamespaceCache(t *testing.T) {
+	c, f := newFakeController(t)
+	mustCreate(t, c, volReq("pvc-1", gib))
+	mustCreate(t, c, volReq("pvc-2", gib))
+	if n := f.count("NamespaceExists"); n != 1 {
+		t.Errorf("namespace checked %d times for two creates, want 1", n)
+	}
+	f.mu.Lock()
+	delete(f.pools["rbd"].spaces, "t1")
+	f.mu.Unlock()
+	if _, err := c.CreateVolume(context.Background(), volReq("pvc-3", gib)); codeOf(err) != backend.NotFound {
+		t.Fatalf("create in a vanished namespace: %v", err)
+	}
+	mustCreate(t, c, volReq("pvc-3", gib))
+	if n := f.count("CreateNamespace"); n != 2 {
+		t.Errorf("namespace created %d times, want 2 (again after it vanished)", n)
+	}
+}
+
+func TestGetListExpandVolume(t *testing.T) {
+	c, f := newFakeController(t)
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	mustCreate(t, c, &backend.VolumeRequest{Name: "pvc-2", Tenant: "t2", RequiredBytes: gib})
+	// An image of another backend and one without a record are not volumes.
+	io, _ := f.OpenPool("rbd")
+	io.SetNamespace("t1")
+	io.CreateImage(imageName(volid.Hash("stray")), gib, 1)
+	ctx := context.Background()
+
+	got, err := c.GetVolume(ctx, v.ID, nil)
+	if err != nil || got.ID != v.ID || got.CapacityBytes != gib || got.RequestName != "pvc-1" {
+		t.Fatalf("get: %+v, %v", got, err)
+	}
+	for _, tenant := range []string{"t1", ""} {
+		list, err := c.ListVolumes(ctx, tenant)
+		want := map[string]int{"t1": 1, "": 2}[tenant]
+		if err != nil || len(list) != want {
+			t.Errorf("list %q: %d volumes, %v; want %d", tenant, len(list), err, want)
+		}
+	}
+	allocs, err := c.ListAllocations(ctx)
+	if err != nil || len(allocs) != 3 {
+		t.Errorf("allocations: %d, %v; want 3 (the recordless image holds space)", len(allocs), err)
+	}
+	size, node, err := c.ExpandVolume(ctx, v.ID, 2*gib, 0, nil)
+	if err != nil || size != 2*gib || !node || f.image("rbd", "t1", imageName(v.ID.Hash)).size != 2*gib {
+		t.Fatalf("expand: %d %t %v", size, node, err)
+	}
+	if size, _, err := c.ExpandVolume(ctx, v.ID, gib, 0, nil); err != nil || size != 2*gib {
+		t.Errorf("a smaller expand: %d, %v; want the size kept", size, err)
+	}
+	missing := v.ID
+	missing.Hash = volid.Hash("nothing")
+	for name, err := range map[string]error{
+		"get":    func() error { _, err := c.GetVolume(ctx, missing, nil); return err }(),
+		"expand": func() error { _, _, err := c.ExpandVolume(ctx, missing, gib, 0, nil); return err }(),
+		"get, pool ID gone": func() error {
+			id := v.ID
+			id.Location = "99"
+			_, err := c.GetVolume(ctx, id, nil)
+			return err
+		}(),
+		"get, other backend": func() error { id := v.ID; id.Backend = "x"; _, err := c.GetVolume(ctx, id, nil); return err }(),
+	} {
+		if codeOf(err) != backend.NotFound {
+			t.Errorf("%s of a missing volume: %v", name, err)
+		}
+	}
+}
+
+func TestDeleteVolume(t *testing.T) {
+	cases := []struct {
+		name    string
+		prepare func(t *testing.T, c *Controller, f *fakeCluster, v *backend.Volume)
+		want    backend.Code
+		gone    bool
+	}{
+		{"plain", nil, codeOK, true},
+		{"twice", func(t *testing.T, c *Controller, f *fakeCluster, v *backend.Volume) {
+			if err := c.DeleteVolume(context.Background(), v.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, codeOK, true},
+		{"with a CSI snapshot", func(t *testing.T, c *Controller, f *fakeCluster, v *backend.Volume) {
+			if _, err := c.CreateSnapshot(context.Background(), v.ID, "snap-1", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, backend.FailedPrecondition, false},
+		{"open on a node", func(t *testing.T, c *Controller, f *fakeCluster, v *backend.Volume) {
+			f.watch(f.image("rbd", "t1", imageName(v.ID.Hash)), 77, "10.0.0.7:0/1", true)
+		}, backend.FailedPrecondition, false},
+		{"a stale watch record", func(t *testing.T, c *Controller, f *fakeCluster, v *backend.Volume) {
+			f.watch(f.image("rbd", "t1", imageName(v.ID.Hash)), 78, "10.0.0.8:0/1", false)
+		}, codeOK, true},
+		{"another backend's image", func(t *testing.T, c *Controller, f *fakeCluster, v *backend.Volume) {
+			f.image("rbd", "t1", imageName(v.ID.Hash)).meta[recordKey] = volumeRecord{Backend: "other"}.encode()
+		}, codeOK, false},
+		{"image already in the trash, purge never queued", func(t *testing.T, c *Controller, f *fakeCluster, v *backend.Volume) {
+			io, _ := f.OpenPool("rbd")
+			io.SetNamespace("t1")
+			io.TrashImage(imageName(v.ID.Hash))
+		}, codeOK, true},
+		{"trash move fails", func(t *testing.T, c *Controller, f *fakeCluster, v *backend.Volume) {
+			f.failNext("TrashImage", fakeErrno(syscall.EACCES))
+		}, backend.FailedPrecondition, false},
+		{"no mgr caps (the image waits in the trash)", func(t *testing.T, c *Controller, f *fakeCluster, v *backend.Volume) {
+			f.failNext("MgrCommand", fakeErrno(syscall.EACCES))
+		}, backend.FailedPrecondition, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, f := newFakeController(t)
+			v := mustCreate(t, c, volReq("pvc-1", gib))
+			if tc.prepare != nil {
+				tc.prepare(t, c, f, v)
+			}
+			err := c.DeleteVolume(context.Background(), v.ID, nil)
+			if codeOf(err) != tc.want {
+				t.Fatalf("delete: %v (code %v), want %v", err, codeOf(err), tc.want)
+			}
+			img := f.image("rbd", "t1", imageName(v.ID.Hash))
+			trash := f.trashed("rbd", "t1")
+			if gone := img == nil && len(trash) == 0; gone != tc.gone {
+				t.Errorf("image gone (and purged) %t, want %t; image %v, trash %d", gone, tc.gone, img != nil, len(trash))
+			}
+		})
+	}
+}
+
+// A purge the mgr cannot do yet (a stale watch on the trashed image) is listed and, by
+// Collect, unblocked; a trash entry whose purge was never queued is queued by Collect.
+func TestLeftoversAndCollect(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	io, _ := f.OpenPool("rbd")
+	io.SetNamespace("t1")
+	io.TrashImage(imageName(v.ID.Hash)) // a controller died between the move and the queueing
+	left, err := c.Leftovers(ctx)
+	if err != nil || len(left) != 1 || left[0].State != "purge not queued" {
+		t.Fatalf("leftovers: %+v, %v", left, err)
+	}
+	f.holdTasks = true
+	if _, err := c.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.tasks) != 1 || f.tasks[0].Refs.Action != taskTrashRemove {
+		t.Fatalf("collect queued %+v", f.tasks)
+	}
+	// The purge fails on a stale watch record; the next Collect drops it and re-queues.
+	f.watch(f.trashed("rbd", "t1")[0], 79, "10.0.0.9:0/1", false)
+	f.runTasks()
+	if len(f.tasks) != 1 || !strings.Contains(f.tasks[0].RetryMessage, "busy") {
+		t.Fatalf("purge with a stale watch: %+v", f.tasks)
+	}
+	f.holdTasks = false
+	if _, err := c.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := f.trashed("rbd", "t1"); len(left) != 0 || len(f.tasks) != 0 {
+		t.Errorf("after collect: %d trash entries, tasks %+v", len(left), f.tasks)
+	}
+}
+
+func TestSnapshots(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	other := mustCreate(t, c, volReq("pvc-2", gib))
+
+	s, err := c.CreateSnapshot(ctx, v.ID, "snap-1", nil, nil)
+	if err != nil || !s.Ready || s.SizeBytes != gib || s.CreatedAt.IsZero() || s.ID.Volume != v.ID {
+		t.Fatalf("create snapshot: %+v, %v", s, err)
+	}
+	sn := f.image("rbd", "t1", imageName(v.ID.Hash)).snap(snapName(volid.Hash("snap-1")))
+	if sn == nil || !sn.protected {
+		t.Fatalf("snapshot on the image: %+v (protected for clone format 1)", sn)
+	}
+	f.resetCalls()
+	again, err := c.CreateSnapshot(ctx, v.ID, "snap-1", nil, nil)
+	if err != nil || again.ID != s.ID || !again.CreatedAt.Equal(s.CreatedAt) {
+		t.Errorf("retry: %+v, %v", again, err)
+	}
+	if n := f.count("OpenImage") + f.count("CreateSnapshot"); n != 0 {
+		t.Errorf("a retry opened the image for writing or snapshotted again (%d calls)", n)
+	}
+	if _, err := c.CreateSnapshot(ctx, other.ID, "snap-1", nil, nil); codeOf(err) != backend.AlreadyExists {
+		t.Errorf("same name on another volume: %v", err)
+	}
+	missing := v.ID
+	missing.Hash = volid.Hash("none")
+	if _, err := c.CreateSnapshot(ctx, missing, "snap-2", nil, nil); codeOf(err) != backend.NotFound {
+		t.Errorf("snapshot of a missing volume: %v", err)
+	}
+	if got, err := c.GetSnapshot(ctx, s.ID); err != nil || got.ID != s.ID {
+		t.Errorf("get: %+v, %v", got, err)
+	}
+	for _, src := range []*volid.Volume{nil, &v.ID, &other.ID} {
+		list, err := c.ListSnapshots(ctx, src)
+		want := 1
+		if src == &other.ID {
+			want = 0
+		}
+		if err != nil || len(list) != want {
+			t.Errorf("list %v: %d, %v; want %d", src, len(list), err, want)
+		}
+	}
+	if err := c.DeleteSnapshot(ctx, s.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteSnapshot(ctx, s.ID, nil); err != nil {
+		t.Errorf("second delete: %v", err)
+	}
+	if _, err := c.GetSnapshot(ctx, s.ID); codeOf(err) != backend.NotFound {
+		t.Errorf("get after delete: %v", err)
+	}
+	if err := c.DeleteVolume(ctx, v.ID, nil); err != nil {
+		t.Errorf("delete of the volume once its snapshot is gone: %v", err)
+	}
+}
+
+func TestCloneFromSnapshot(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	if _, err := c.PublishVolume(ctx, v.ID, backend.Node{Name: "n1"}, backend.PublishAccess{}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.CreateSnapshot(ctx, v.ID, "snap-1", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := volReq("pvc-restore", 2*gib)
+	req.SourceSnapshot = &s.ID
+	clone := mustCreate(t, c, req)
+	img := f.image("rbd", "t1", imageName(clone.ID.Hash))
+	if img.parent == nil || img.size != 2*gib || clone.CapacityBytes != 2*gib {
+		t.Fatalf("clone: parent %v, size %d, capacity %d", img.parent, img.size, clone.CapacityBytes)
+	}
+	if rec, _ := decodeRecord(img.meta[recordKey]); rec.Name != "pvc-restore" || rec.Source != s.ID.String() {
+		t.Errorf("clone's record %+v", rec)
+	}
+	if _, ok := img.meta[backend.PublishRecordKey(backend.Node{Name: "n1"})]; ok {
+		t.Error("the clone kept its parent's publish record")
+	}
+	if clone.SourceSnapshot == nil || *clone.SourceSnapshot != s.ID {
+		t.Errorf("clone's source %+v", clone.SourceSnapshot)
+	}
+	if again := mustCreate(t, c, req); again.ID != clone.ID {
+		t.Errorf("retry of the clone: %+v", again)
+	}
+	small := volReq("pvc-small", gib)
+	small.SourceSnapshot, small.LimitBytes = &s.ID, gib/2
+	if _, err := c.CreateVolume(ctx, small); codeOf(err) != backend.OutOfRange {
+		t.Errorf("clone over its limit: %v", err)
+	}
+	gone := s.ID
+	gone.SnapHash = volid.Hash("nope")
+	lost := volReq("pvc-lost", gib)
+	lost.SourceSnapshot = &gone
+	if _, err := c.CreateVolume(ctx, lost); codeOf(err) != backend.NotFound {
+		t.Errorf("clone of a missing snapshot: %v", err)
+	}
+
+	// The snapshot's clone is flattened by the mgr before the snapshot goes; Pending while
+	// the mgr works.
+	f.holdTasks = true
+	if err := c.DeleteSnapshot(ctx, s.ID, nil); codeOf(err) != backend.Pending {
+		t.Fatalf("delete of a snapshot with a clone, mgr busy: %v", err)
+	}
+	f.runTasks()
+	f.holdTasks = false
+	if err := c.DeleteSnapshot(ctx, s.ID, nil); err != nil {
+		t.Fatalf("delete after the flatten: %v", err)
+	}
+	if f.image("rbd", "t1", imageName(clone.ID.Hash)).parent != nil {
+		t.Error("the clone still depends on the removed snapshot")
+	}
+}
+
+func TestCloneFromVolume(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	src := mustCreate(t, c, volReq("pvc-1", gib))
+	req := volReq("pvc-copy", gib)
+	req.SourceVolume = &src.ID
+
+	f.holdTasks = true
+	_, err := c.CreateVolume(ctx, req)
+	if codeOf(err) != backend.Pending || !strings.Contains(err.Error(), "flatten") {
+		t.Fatalf("copy while the mgr flattens: %v", err)
+	}
+	parent := f.image("rbd", "t1", imageName(src.ID.Hash))
+	tmp := tmpSnapName(imageName(volid.Hash("pvc-copy")))
+	if parent.snap(tmp) == nil {
+		t.Fatalf("no temporary snapshot %s on the source", tmp)
+	}
+	left, err := c.CollectSnapshots(ctx, "t1")
+	if err != nil || len(left) != 1 || !strings.Contains(left[0].State, "in progress") {
+		t.Errorf("temporary snapshots while the copy runs: %+v, %v", left, err)
+	}
+	f.runTasks()
+	f.holdTasks = false
+	v := mustCreate(t, c, req)
+	if f.image("rbd", "t1", imageName(v.ID.Hash)).parent != nil || parent.snap(tmp) != nil {
+		t.Errorf("after the copy: the clone has a parent or the temporary snapshot stayed")
+	}
+	if v.SourceVolume == nil || *v.SourceVolume != src.ID {
+		t.Errorf("copy's source %+v", v.SourceVolume)
+	}
+	if err := c.DeleteVolume(ctx, src.ID, nil); err != nil {
+		t.Errorf("delete of the source after the copy: %v", err)
+	}
+}
+
+func TestPublishRecords(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	n1, n2 := backend.Node{Name: "n1"}, backend.Node{Name: "n2"}
+	single := backend.PublishAccess{SingleNode: true}
+	if _, err := c.PublishVolume(ctx, v.ID, n1, single, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PublishVolume(ctx, v.ID, n1, single, nil, nil); err != nil {
+		t.Errorf("republish: %v", err)
+	}
+	if _, err := c.PublishVolume(ctx, v.ID, n1, backend.PublishAccess{ReadOnly: true, SingleNode: true}, nil, nil); codeOf(err) != backend.AlreadyExists {
+		t.Errorf("republish read-only: %v", err)
+	}
+	if _, err := c.PublishVolume(ctx, v.ID, n2, single, nil, nil); codeOf(err) != backend.FailedPrecondition {
+		t.Errorf("second node on a single-node volume: %v", err)
+	}
+	// A node still holding the image after its record goes is fenced.
+	f.watch(f.image("rbd", "t1", imageName(v.ID.Hash)), 90, "10.0.0.90:0/5", true)
+	if err := c.UnpublishVolume(ctx, v.ID, n1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.blocklisted) != 1 || f.blocklisted[0] != "10.0.0.90:0/5" {
+		t.Errorf("fenced %v", f.blocklisted)
+	}
+	if _, err := c.PublishVolume(ctx, v.ID, n2, single, nil, nil); err != nil {
+		t.Errorf("publish after the unpublish: %v", err)
+	}
+	missing := v.ID
+	missing.Hash = volid.Hash("none")
+	if _, err := c.PublishVolume(ctx, missing, n1, single, nil, nil); codeOf(err) != backend.NotFound {
+		t.Errorf("publish of a missing volume: %v", err)
+	}
+}
+
+func TestCapacityAndProbe(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	if a, err := c.Capacity(ctx, nil); err != nil || a != 1<<40 {
+		t.Errorf("capacity: %d, %v", a, err)
+	}
+	if _, err := c.Capacity(ctx, map[string]string{ParamPool: "nopool"}); codeOf(err) != backend.InvalidArgument {
+		t.Errorf("capacity of a missing pool: %v", err)
+	}
+	key := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(key, []byte("AQBsecret==\n"), 0o600)
+	c.cfg.Credentials = config.CephCredentials{UserID: "u", KeyFile: key}
+	if err := c.Probe(ctx); err != nil {
+		t.Errorf("probe: %v", err)
+	}
+	f.failNext("MonCommand", fakeErrno(syscall.ETIMEDOUT))
+	if err := c.Probe(ctx); codeOf(err) != backend.Unavailable || !strings.Contains(err.Error(), "10.0.0.5:6789") {
+		t.Errorf("probe, monitors silent: %v", err)
+	}
+}
+
+// codeOK stands for success in the tables.
+const codeOK backend.Code = -1
+
+func codeOf(err error) backend.Code {
+	if err == nil {
+		return codeOK
+	}
+	return backend.CodeOf(err)
+}
+
+// Each image open is several round trips (librbd reads the ID, the header, the snapshot
+// context, the metadata overrides): a plain create opens none (the record goes to the
+// header by the ID read from rbd_id), a delete one, read-only (no watch registered).
+func TestRoundTripsPerCreateAndDelete(t *testing.T) {
+	c, f := newFakeController(t)
+	mustCreate(t, c, volReq("warm", gib)) // the namespace is checked once per controller
+	f.resetCalls()
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	opens := func() int { return f.count("OpenImage") + f.count("OpenImageReadOnly") }
+	if n := opens(); n != 0 {
+		t.Errorf("create opened the image %d times: %v", n, f.calls)
+	}
+	f.resetCalls()
+	if err := c.DeleteVolume(context.Background(), v.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, rw := opens(), f.count("OpenImage"); n != 1 || rw != 0 {
+		t.Errorf("delete opened the image %d times (%d for writing), want once read-only: %v", n, rw, f.calls)
+	}
+}
+
+// An earlier attempt that moved its image to the trash and died before queueing the purge
+// leaves an entry of the name; the next create of that name queues it (the trash is listed
+// while the image is made).
+func TestCreateVolumeQueuesThePurgeOfAnEarlierAttempt(t *testing.T) {
+	c, f := newFakeController(t)
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	io, _ := f.OpenPool("rbd")
+	io.SetNamespace("t1")
+	if err := io.TrashImage(imageName(v.ID.Hash)); err != nil {
+		t.Fatal(err)
+	}
+	again := mustCreate(t, c, volReq("pvc-1", gib))
+	if left := f.trashed("rbd", "t1"); len(left) != 0 {
+		t.Errorf("the earlier attempt's trash entry was not purged: %d left", len(left))
+	}
+	if f.image("rbd", "t1", imageName(again.ID.Hash)) == nil {
+		t.Error("no image after the create")
+	}
+}
+
+// An adopted image outside its tenant's namespace (ceph-csi's, in the pool's default
+// namespace) is out of reach of the tenant's identity, whose caps stop at the tenant's
+// namespace: publishing that identity made the node's stage fail (rbd-fuse hung on the
+// lookup). Such a volume is published without one and staged with its PV's node-stage
+// secret; a volume in the tenant's namespace still gets the tenant's identity.
+func TestPublishAdoptedImageOutsideTheTenantNamespace(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	io, _ := f.OpenPool("rbd")
+	if err := io.CreateImage("legacy", gib, 1); err != nil { // layering only
+		t.Fatal(err)
+	}
+	adopted, err := c.Adopt(ctx, &backend.AdoptRequest{Object: "rbd//legacy", Tenant: "t1", Name: "pv-legacy",
+		Parameters: map[string]string{ParamMounter: MounterFuse}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := backend.Node{Name: "n1"}
+	pc, err := c.PublishVolume(ctx, adopted.ID, node, backend.PublishAccess{SingleNode: true}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc[ceph.PublishContextUser] != "" || pc[ceph.PublishContextKey] != "" {
+		t.Errorf("an image in the default namespace was published with identity %q, whose caps stop at namespace t1", pc[ceph.PublishContextUser])
+	}
+	own := mustCreate(t, c, volReq("pvc-1", gib))
+	pc, err = c.PublishVolume(ctx, own.ID, node, backend.PublishAccess{SingleNode: true}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc[ceph.PublishContextUser] != "shiphold.rbd1.t1" || pc[ceph.PublishContextKey] == "" {
+		t.Errorf("a volume in the tenant's namespace got publish context %v, want the tenant's identity", pc)
+	}
+}

@@ -1,0 +1,374 @@
+package rbd
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeRequest) (*backend.Volume, error) {
+	opts, err := resolveOptions(req.Parameters, c.cfg.Pool, c.cfg.ImageFeatures, c.cfg.Mounter)
+	if err != nil {
+		return nil, err
+	}
+	size, err := roundSize(req.RequiredBytes, req.LimitBytes)
+	if err != nil {
+		return nil, err
+	}
+	name := imageName(volid.Hash(req.Name))
+	var vol *backend.Volume
+	err = c.run(ctx, req.Secrets, func(conn cluster) error {
+		io, err := openPool(conn, opts.Pool, req.Tenant)
+		if err != nil {
+			return err
+		}
+		defer io.Destroy()
+		id := req.ID(c.name, strconv.FormatInt(io.ID(), 10))
+		if len(id.Location) > volid.MaxLocationLen {
+			return backend.Errorf(backend.Internal, "pool ID %s does not fit a volume ID", id.Location)
+		}
+		// Every limit is checked before anything exists: a clone starts at its source's size.
+		srcSize, err := sourceSize(conn, req)
+		if err != nil {
+			return err
+		}
+		if req.LimitBytes > 0 && int64(srcSize) > req.LimitBytes {
+			return backend.Errorf(backend.OutOfRange, "content source is %d bytes, over limit_bytes %d", srcSize, req.LimitBytes)
+		}
+		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
+			return err
+		}
+		if _, err := c.ensureIdentity(conn, opts.Pool, req.Tenant); err != nil {
+			return err
+		}
+		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req)
+		if err != nil {
+			return err
+		}
+		if req.SourceVolume != nil {
+			if err := finishVolumeClone(ctx, c.taskWait, conn, io, opts.Pool, req.Tenant, name, *req.SourceVolume); err != nil {
+				return err
+			}
+		}
+		vol = c.volume(id, int64(cur), rec, opts.Pool)
+		return nil
+	})
+	if err != nil {
+		if backend.IsNotFound(err) && req.SourceSnapshot == nil && req.SourceVolume == nil {
+			c.forgetNamespace(opts.Pool, req.Tenant)
+		}
+		return nil, err
+	}
+	vol.Context = volumeContext(c.cfg.ClusterID, opts.Pool, req.Tenant, name, opts)
+	return vol, nil
+}
+
+// provision creates the image and records the request on it, or finds the image an earlier
+// attempt made and recorded; it returns the record and the image's size.
+func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name string, size uint64, opts classOptions, req *backend.VolumeRequest) (volumeRecord, uint64, error) {
+	want := newRecord(c.name, req)
+	// Earlier attempts' images discarded under this name have their purge queued, in case
+	// the attempt that moved them to the trash died before queueing it; the trash is
+	// listed while the image is made.
+	listing := listTrash(io)
+	defer listing.wait()
+	for attempt := 0; ; attempt++ {
+		if err := late(ctx, "create image "+name); err != nil {
+			return want, 0, err
+		}
+		err := c.makeImage(conn, io, name, size, opts, req)
+		if err == nil {
+			break
+		}
+		if backend.CodeOf(err) != backend.AlreadyExists || attempt > 1 {
+			return want, 0, err
+		}
+		st, err := readImage(io, name, false)
+		switch {
+		case err == nil && st.hasRecord && st.record.Name != req.Name && st.parent != nil:
+			// A clone starts with its parent's metadata: this record is the parent's, and the
+			// attempt that made the clone died before writing its own.
+		case err == nil && st.hasRecord:
+			if st.record.Backend != c.name {
+				return want, 0, backend.Errorf(backend.AlreadyExists, "image %s/%s/%s belongs to backend %q", opts.Pool, req.Tenant, name, st.record.Backend)
+			}
+			if err := st.record.Conflict(req, int64(st.size)); err != nil {
+				return want, 0, err
+			}
+			return st.record, st.size, nil
+		case err != nil && !backend.IsNotFound(err):
+			return want, 0, err
+		}
+		// Left by an attempt that died before recording it, or a name whose image is
+		// half created or half removed: discard it and start over.
+		if err := discard(conn, io, opts.Pool, req.Tenant, name); err != nil {
+			return want, 0, err
+		}
+	}
+	entries, err := listing.wait()
+	if err := purgeListed(conn, opts.Pool, req.Tenant, name, entries, err, ""); err != nil {
+		return want, 0, err
+	}
+	cur := size // a fresh image has the size it was made with: no open to read it
+	if req.SourceSnapshot != nil || req.SourceVolume != nil {
+		var err error
+		if cur, err = growClone(io, name, size); err != nil {
+			return want, 0, err
+		}
+		// librbd copies the parent's metadata to a clone, its publish records too.
+		if err := dropImageMetadata(io, name, backend.IsPublishRecordKey); err != nil {
+			return want, 0, err
+		}
+	}
+	if err := setImageMetadata(io, name, recordKey, want.encode()); err != nil {
+		return want, 0, err
+	}
+	return want, cur, nil
+}
+
+func (c *Controller) volume(id volid.Volume, size int64, r volumeRecord, pool string) *backend.Volume {
+	v := &backend.Volume{ID: id, CapacityBytes: size, RequestName: r.Name}
+	if r.Source != "" {
+		if s, err := volid.ParseSnapshot(r.Source); err == nil {
+			v.SourceSnapshot = &s
+		} else if sv, err := volid.ParseVolume(r.Source); err == nil {
+			v.SourceVolume = &sv
+		}
+	}
+	if opts, err := resolveOptions(r.Params, pool, c.cfg.ImageFeatures, c.cfg.Mounter); err == nil {
+		v.Context = volumeContext(c.cfg.ClusterID, pool, volumeNamespace(id), volumeImage(id), opts)
+	}
+	return v
+}
+
+// DeleteVolume moves the image to the trash and has the Ceph mgr purge it (see discard).
+// An image that still has CSI snapshots is refused with FAILED_PRECONDITION: snapshots live
+// on the image, so they are not independent of it; so is one a node still has open.
+func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (err error) {
+	if id.Backend != c.name {
+		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
+	}
+	defer func() {
+		if err == nil {
+			err = c.dropIdentityIfLast(ctx, id.Tenant, secrets)
+		}
+	}()
+	name := volumeImage(id)
+	return c.run(ctx, secrets, func(conn cluster) error {
+		io, pool, err := openVolumePool(conn, id)
+		if err != nil {
+			if backend.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		defer io.Destroy()
+		st, err := c.readForDelete(conn, io, name)
+		if backend.IsNotFound(err) {
+			// Gone, or half gone: a name whose image cannot be opened, or a trash entry
+			// whose purge was never queued.
+			return discard(conn, io, pool, volumeNamespace(id), name)
+		}
+		if err != nil {
+			return err
+		}
+		if st.hasRecord && st.record.Backend != c.name {
+			return nil
+		}
+		if err := dropTemporarySnaps(ctx, conn, io, name, id, st.csiSnaps, st.tmpSnaps); err != nil {
+			return err
+		}
+		if st.watches == nil || len(st.tmpSnaps) > 0 {
+			// Read now, once the temporary snapshots are gone.
+			st.watches, st.watchErr = readWatches(conn, io, name)
+		}
+		if st.watchErr != nil {
+			return st.watchErr
+		}
+		if err := checkUnused(io, name, id, st.watches); err != nil {
+			return err
+		}
+		if err := late(ctx, "remove image "+name); err != nil {
+			return err
+		}
+		return trashImage(conn, io, pool, id.Tenant, name, st.watches.id)
+	})
+}
+
+// deleteState is what DeleteVolume needs to know of an image, read in one read-only open
+// (each open is several round trips).
+type deleteState struct {
+	*imageState
+	csiSnaps, tmpSnaps []string
+	watches            *watchState // nil when not read (another backend's image)
+	watchErr           error
+}
+
+func (c *Controller) readForDelete(conn cluster, io ioctx, name string) (*deleteState, error) {
+	st := &deleteState{}
+	err := inImage(io, name, func(img image) (err error) {
+		if st.imageState, err = readImageOf(img, true); err != nil || st.hasRecord && st.record.Backend != c.name {
+			return err
+		}
+		st.csiSnaps, st.tmpSnaps = sortSnaps(img, st.snaps)
+		st.watches, st.watchErr = readWatchesOf(conn, io, img, name)
+		return nil
+	})
+	return st, err
+}
+
+func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (*backend.Volume, error) {
+	if id.Backend != c.name {
+		return nil, backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
+	}
+	var vol *backend.Volume
+	err := c.run(ctx, secrets, func(conn cluster) error {
+		io, pool, err := openVolumePool(conn, id)
+		if err != nil {
+			return asNotFound(err, id)
+		}
+		defer io.Destroy()
+		st, err := readImage(io, volumeImage(id), false)
+		if err != nil {
+			return asNotFound(err, id)
+		}
+		if !st.hasRecord || st.record.Backend != c.name {
+			return backend.Errorf(backend.NotFound, "volume %s does not exist", id)
+		}
+		vol = c.volume(id, int64(st.size), st.record, pool)
+		return nil
+	})
+	return vol, err
+}
+
+// ListVolumes lists the backend's volumes in every pool of the cluster (a StorageClass may
+// override the pool), in the tenant's namespace, or in all namespaces when tenant is "".
+func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
+	var out []*backend.Volume
+	err := c.run(ctx, nil, func(conn cluster) error {
+		return c.eachImage(conn, tenant, func(io ioctx, pool, ns, hash string) error {
+			st, err := readImage(io, imageName(hash), false)
+			if err != nil {
+				if backend.IsNotFound(err) {
+					return nil
+				}
+				return err
+			}
+			if !st.hasRecord || st.record.Backend != c.name {
+				return nil
+			}
+			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
+			if id.Validate() != nil {
+				return nil
+			}
+			out = append(out, c.volume(id, int64(st.size), st.record, pool))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// eachImage calls fn for every csi-vol- image in the tenant's namespace (all namespaces for
+// "") of every pool that holds RBD namespaces.
+func (c *Controller) eachImage(conn cluster, tenant string, fn func(io ioctx, pool, ns, hash string) error) error {
+	return c.eachNamespace(conn, tenant, func(io ioctx, pool, ns string) error {
+		names, err := io.ImageNames()
+		if err != nil {
+			if isNotFound(err) || pool != c.cfg.Pool {
+				return nil
+			}
+			return classify(err, fmt.Sprintf("list images in %s/%s", pool, ns))
+		}
+		for _, n := range names {
+			if h := volumeHashOf(n); h != "" {
+				if err := fn(io, pool, ns, h); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// eachNamespace calls fn for the tenant's namespace (every tenant's for "") of every pool
+// that holds RBD namespaces; the configured pool's errors count, other pools (CephFS,
+// device health) are skipped when they hold no RBD directory.
+func (c *Controller) eachNamespace(conn cluster, tenant string, fn func(io ioctx, pool, ns string) error) error {
+	pools, err := conn.ListPools()
+	if err != nil {
+		return classify(err, "list pools")
+	}
+	for _, pool := range pools {
+		io, err := openPool(conn, pool, "")
+		if err != nil {
+			if pool == c.cfg.Pool {
+				return err
+			}
+			continue
+		}
+		nss := []string{tenant}
+		if tenant == "" {
+			if nss, err = io.Namespaces(); err != nil {
+				io.Destroy()
+				if pool == c.cfg.Pool && !isNotFound(err) {
+					return classify(err, "list RADOS namespaces of pool "+pool)
+				}
+				continue
+			}
+		}
+		for _, ns := range nss {
+			if volid.ValidTenant(ns) != nil {
+				continue
+			}
+			io.SetNamespace(ns)
+			if err := fn(io, pool, ns); err != nil {
+				io.Destroy()
+				return err
+			}
+		}
+		io.Destroy()
+	}
+	return nil
+}
+
+// ExpandVolume grows the image; a smaller request leaves it as it is.
+func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, requiredBytes, limitBytes int64, secrets map[string]string) (int64, bool, error) {
+	if id.Backend != c.name {
+		return 0, false, backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
+	}
+	size, err := roundSize(requiredBytes, limitBytes)
+	if err != nil {
+		return 0, false, err
+	}
+	var cur uint64
+	err = c.run(ctx, secrets, func(conn cluster) error {
+		io, _, err := openVolumePool(conn, id)
+		if err != nil {
+			return asNotFound(err, id)
+		}
+		defer io.Destroy()
+		name := volumeImage(id)
+		return asNotFound(inImageRW(io, name, func(img image) error {
+			if cur, err = img.Size(); err != nil {
+				return classify(err, "size of image "+name)
+			}
+			if cur >= uint64(size) {
+				return nil
+			}
+			if err := img.Resize(uint64(size)); err != nil {
+				return classify(err, "resize image "+name)
+			}
+			cur = uint64(size)
+			return nil
+		}), id)
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	// A block volume needs the node as well: a loop device over rbd-fuse keeps its old size
+	// until NodeExpandVolume refreshes it (krbd and rbd-nbd devices follow by themselves).
+	return int64(cur), true, nil
+}
