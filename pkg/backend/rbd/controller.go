@@ -469,22 +469,11 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 	var out []*backend.Volume
 	err := c.run(ctx, nil, func(conn *rados.Conn) error {
 		return c.eachImage(conn, tenant, func(io *rados.IOContext, pool, ns, hash string) error {
-			st, err := readImage(io, imageName(hash), false)
-			if err != nil {
-				if backend.IsNotFound(err) {
-					return nil
-				}
-				return err
+			v, err := c.listedVolume(io, pool, ns, hash)
+			if v != nil {
+				out = append(out, v)
 			}
-			if !st.hasRecord || st.record.Backend != c.name {
-				return nil
-			}
-			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.GetPoolID(), 10), Hash: hash}
-			if id.Validate() != nil {
-				return nil
-			}
-			out = append(out, c.volume(id, int64(st.size), st.record, pool))
-			return nil
+			return err
 		})
 	})
 	return out, err

@@ -1,0 +1,159 @@
+package rbd
+
+import (
+	"context"
+	"sort"
+	"strconv"
+
+	"github.com/ceph/go-ceph/rados"
+	librbd "github.com/ceph/go-ceph/rbd"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// ListVolumesAfter lists a page of the backend's volumes in ID order (tenant, pool ID, hash):
+// it reads the namespace lists and the image directories of the places it walks, and opens
+// only the images of the page, where ListVolumes opens every image.
+func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int) ([]*backend.Volume, error) {
+	from, err := volid.ParseVolume(after)
+	if err != nil || from.Backend != c.name {
+		from = volid.Volume{}
+	}
+	var out []*backend.Volume
+	err = c.run(ctx, nil, func(conn *rados.Conn) error {
+		places, closeAll, err := c.placesFrom(conn, from)
+		if err != nil {
+			return err
+		}
+		defer closeAll()
+		for _, pl := range places {
+			pl.io.SetNamespace(pl.tenant)
+			hashes, err := c.volumeHashes(pl.io, pl.pool, pl.tenant)
+			if err != nil {
+				return err
+			}
+			for _, h := range hashes {
+				if pl.key == placeKey(from.Tenant, from.Location) && h <= from.Hash {
+					continue
+				}
+				v, err := c.listedVolume(pl.io, pl.pool, pl.tenant, h)
+				if err != nil {
+					return err
+				}
+				if v != nil {
+					out = append(out, v)
+				}
+				if max > 0 && len(out) >= max {
+					return nil
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// place is one tenant's namespace in one pool; key orders places as their volume IDs sort.
+type place struct {
+	io                *rados.IOContext
+	pool, tenant, key string
+}
+
+func placeKey(tenant, loc string) string { return tenant + ":" + loc + ":" }
+
+// placesFrom lists the namespaces of every pool that holds RBD namespaces, in ID order, from
+// the place of from on (all when from is zero). closeAll releases the pools' contexts.
+func (c *Controller) placesFrom(conn *rados.Conn, from volid.Volume) ([]place, func(), error) {
+	pools, err := conn.ListPools()
+	if err != nil {
+		return nil, nil, classify(err, "list pools")
+	}
+	var places []place
+	var ios []*rados.IOContext
+	closeAll := func() {
+		for _, io := range ios {
+			io.Destroy()
+		}
+	}
+	fromKey := placeKey(from.Tenant, from.Location)
+	for _, pool := range pools {
+		io, nss, err := c.poolNamespaces(conn, pool)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		if io == nil {
+			continue
+		}
+		ios = append(ios, io)
+		loc := strconv.FormatInt(io.GetPoolID(), 10)
+		for _, ns := range nss {
+			if k := placeKey(ns, loc); volid.ValidTenant(ns) == nil && (from.Backend == "" || k >= fromKey) {
+				places = append(places, place{io: io, pool: pool, tenant: ns, key: k})
+			}
+		}
+	}
+	sort.Slice(places, func(i, j int) bool { return places[i].key < places[j].key })
+	return places, closeAll, nil
+}
+
+// poolNamespaces opens a pool and lists its RBD namespaces. As in eachNamespace, only the
+// configured pool's errors count; another pool without RBD gives a nil context.
+func (c *Controller) poolNamespaces(conn *rados.Conn, pool string) (*rados.IOContext, []string, error) {
+	io, err := openPool(conn, pool, "")
+	if err != nil {
+		if pool == c.cfg.Pool {
+			return nil, nil, err
+		}
+		return nil, nil, nil
+	}
+	nss, err := librbd.NamespaceList(io)
+	if err != nil {
+		io.Destroy()
+		if pool == c.cfg.Pool && !isNotFound(err) {
+			return nil, nil, classify(err, "list RADOS namespaces of pool "+pool)
+		}
+		return nil, nil, nil
+	}
+	return io, nss, nil
+}
+
+// volumeHashes lists the hashes of the csi-vol- images in io's namespace, sorted.
+func (c *Controller) volumeHashes(io *rados.IOContext, pool, ns string) ([]string, error) {
+	names, err := librbd.GetImageNames(io)
+	if err != nil {
+		if isNotFound(err) || pool != c.cfg.Pool {
+			return nil, nil
+		}
+		return nil, classify(err, "list images in "+pool+"/"+ns)
+	}
+	var hashes []string
+	for _, n := range names {
+		if h := volumeHashOf(n); h != "" {
+			hashes = append(hashes, h)
+		}
+	}
+	sort.Strings(hashes)
+	return hashes, nil
+}
+
+// listedVolume reads one image as a listing reports it: nil when it is gone, has no record
+// or belongs to another backend.
+func (c *Controller) listedVolume(io *rados.IOContext, pool, ns, hash string) (*backend.Volume, error) {
+	st, err := readImage(io, imageName(hash), false)
+	if err != nil {
+		if backend.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if !st.hasRecord || st.record.Backend != c.name {
+		return nil, nil
+	}
+	id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.GetPoolID(), 10), Hash: hash}
+	if id.Validate() != nil {
+		return nil, nil
+	}
+	return c.volume(id, int64(st.size), st.record, pool), nil
+}
