@@ -119,6 +119,19 @@ func (p *plugin) memoryMB(t *testing.T, field string) float64 {
 	return 0
 }
 
+// peakOf samples a field every 20ms until stop is closed and returns the largest reading.
+func (p *plugin) peakOf(t *testing.T, field string, stop <-chan struct{}) float64 {
+	peak := 0.0
+	for {
+		peak = max(peak, p.memoryMB(t, field))
+		select {
+		case <-stop:
+			return peak
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 func tail(path string) string {
 	b, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
