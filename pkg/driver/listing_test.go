@@ -131,3 +131,44 @@ func TestGetCapacityErrorNotCached(t *testing.T) {
 
 // unpaged is a controller with only the Controller methods (no VolumePager).
 type unpaged struct{ backend.Controller }
+
+// Backends whose names share a prefix page in ID order: "v1:ceph-2:..." sorts before
+// "v1:ceph:...", so a token in ceph-2 must not skip ceph, nor one in ceph list ceph-2 again.
+func TestListVolumesBackendsInIDOrder(t *testing.T) {
+	cfg := &config.Config{Backends: []config.Backend{{Name: "ceph", Kind: "rbd"}, {Name: "ceph-2", Kind: "rbd"}}}
+	fakes := map[string]backend.Controller{"ceph": newFake("ceph", "rbd"), "ceph-2": newFake("ceph-2", "rbd")}
+	d, err := New(Options{Name: "shiphold.csi.io", Version: "test", Mode: ModeController, Config: cfg, Controllers: fakes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		for _, b := range []string{"ceph", "ceph-2"} {
+			if _, err := d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: fmt.Sprintf("v%d", i), VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": b}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var ids []string
+	token := ""
+	for i := 0; i < 10; i++ {
+		resp, err := d.ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: 2, StartingToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range resp.Entries {
+			ids = append(ids, e.Volume.VolumeId)
+		}
+		if token = resp.NextToken; token == "" {
+			break
+		}
+	}
+	if len(ids) != 6 {
+		t.Fatalf("listed %d volumes, want 6: %v", len(ids), ids)
+	}
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("not in ID order or repeated: %v", ids)
+		}
+	}
+}
