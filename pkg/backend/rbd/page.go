@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/ceph/go-ceph/rados"
 	librbd "github.com/ceph/go-ceph/rbd"
@@ -33,25 +34,65 @@ func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int
 			if err != nil {
 				return err
 			}
-			for _, h := range hashes {
-				if pl.key == placeKey(from.Tenant, from.Location) && h <= from.Hash {
-					continue
-				}
-				v, err := c.listedVolume(pl.io, pl.pool, pl.tenant, h)
-				if err != nil {
-					return err
-				}
-				if v != nil {
-					out = append(out, v)
-				}
-				if max > 0 && len(out) >= max {
-					return nil
-				}
+			if pl.key == placeKey(from.Tenant, from.Location) {
+				hashes = hashes[sort.Search(len(hashes), func(i int) bool { return hashes[i] > from.Hash }):]
+			}
+			rest := 0
+			if max > 0 {
+				rest = max - len(out)
+			}
+			vols, err := c.readPage(pl, hashes, rest)
+			out = append(out, vols...)
+			if err != nil || (max > 0 && len(out) >= max) {
+				return err
 			}
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		// A call past its deadline goes on in the background, still filling out.
+		return nil, err
+	}
+	return out, nil
+}
+
+// pageReaders is how many images a page opens at once: each open is a few round trips to
+// the OSDs, which a page of hundreds would otherwise wait for one after another.
+const pageReaders = 8
+
+// readPage reads the images of hashes in their order, pageReaders at a time, until max
+// volumes (all for 0) are listed; images gone or not this backend's are passed over.
+func (c *Controller) readPage(pl place, hashes []string, max int) ([]*backend.Volume, error) {
+	var out []*backend.Volume
+	for len(hashes) > 0 && (max == 0 || len(out) < max) {
+		batch := hashes
+		if max > 0 && len(batch) > max-len(out) {
+			batch = batch[:max-len(out)]
+		}
+		hashes = hashes[len(batch):]
+		vols := make([]*backend.Volume, len(batch))
+		errs := make([]error, len(batch))
+		slots := make(chan struct{}, pageReaders)
+		var wg sync.WaitGroup
+		for i, h := range batch {
+			wg.Add(1)
+			slots <- struct{}{}
+			go func() {
+				defer func() { <-slots; wg.Done() }()
+				vols[i], errs[i] = c.listedVolume(pl.io, pl.pool, pl.tenant, h)
+			}()
+		}
+		wg.Wait()
+		for i := range batch {
+			if errs[i] != nil {
+				return out, errs[i]
+			}
+			if vols[i] != nil {
+				out = append(out, vols[i])
+			}
+		}
+	}
+	return out, nil
 }
 
 // place is one tenant's namespace in one pool; key orders places as their volume IDs sort.
