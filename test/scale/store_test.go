@@ -1,7 +1,7 @@
 package scale
 
 import (
-	"fmt"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,18 +46,29 @@ func openStore(t *testing.T) *store {
 	return &store{conn: conn, io: io, fsa: admin.NewFromConn(conn)}
 }
 
-// dropNamespaces waits for each tenant's RBD trash to be purged (DeleteVolume queues the
-// purge) and removes its namespace.
+// purgeWait bounds how long the end of the bench waits for the RBD trash purge of one part.
+const purgeWait = 2 * time.Minute
+
+// dropNamespaces removes the tenants' RBD namespaces, each once the mgr purged the trash
+// entries that DeleteVolume left in it, for at most purgeWait; the rest is logged.
 func (s *store) dropNamespaces(t *testing.T, tenants []string) {
 	t.Helper()
-	for _, ns := range tenants {
-		s.io.SetNamespace(ns)
-		harness.WaitFor(t, "rbd trash of namespace "+ns, 10*time.Minute, func() (bool, string) {
-			entries, err := librbd.GetTrashList(s.io)
-			return err != nil || len(entries) == 0, fmt.Sprintf("%d entries", len(entries))
-		})
-		s.io.SetNamespace("")
-		_ = librbd.NamespaceRemove(s.io, ns)
+	left := tenants
+	deadline := time.Now().Add(purgeWait)
+	for len(left) > 0 {
+		var busy []string
+		for _, ns := range left {
+			if err := librbd.NamespaceRemove(s.io, ns); err != nil && !errors.Is(err, librbd.ErrNotExist) && !errors.Is(err, librbd.ErrNotFound) {
+				busy = append(busy, ns)
+			}
+		}
+		if left = busy; len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Second)
+	}
+	if len(left) > 0 {
+		t.Logf("%d RBD namespaces (%s, ...) still hold trash entries after %s; they are empty once the mgr's purge queue gets to them (rbd -p rbd namespace rm)", len(left), left[0], purgeWait)
 	}
 }
 
