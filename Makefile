@@ -5,7 +5,7 @@ export GOFLAGS := -tags=pacific
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all help build deps verify unit test sanity bench bench-migrate run e2e clean
+.PHONY: all help build deps verify unit test sanity bench bench-migrate bench-scale run e2e clean
 
 all: build
 
@@ -41,6 +41,11 @@ sanity: deps
 ## bench: CreateVolume+DeleteVolume latency and burst throughput per backend
 bench: deps
 	hack/with-ceph.sh hack/bench.sh
+
+## bench-scale: 10,000 RBD volumes, 2,000 CephFS subvolumes and 1,000 tenants through the real
+## plugin: create, list, page, delete; and the plugin's memory idle and in a burst (tens of minutes)
+bench-scale: deps
+	hack/with-ceph.sh hack/bench-scale.sh
 
 ## bench-migrate: shipholdctl migrate against rsync -aHAX onto ceph-fuse, one tree, same run
 bench-migrate: deps

@@ -103,6 +103,14 @@ type Controller interface {
 	Close()
 }
 
+// VolumePager is implemented by controllers that list a page of their volumes without
+// reading every volume on the storage, so that ListVolumes pages cost O(page).
+type VolumePager interface {
+	// ListVolumesAfter lists, in the order of their ID strings, up to max volumes (all for
+	// max 0) whose IDs sort after the ID after ("" lists from the first).
+	ListVolumesAfter(ctx context.Context, after string, max int) ([]*Volume, error)
+}
+
 // Leftover is something a volume left on the storage on its way out, which the backend
 // removes in the background: an RBD image in the trash awaiting its purge, a temporary
 // clone snapshot. Admins see them with shipholdctl leftovers.

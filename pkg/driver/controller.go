@@ -378,27 +378,17 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 	if req.GetMaxEntries() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "max_entries must not be negative")
 	}
-	var all []*backend.Volume
-	for _, name := range d.backendNames() {
-		vols, err := d.opts.Controllers[name].ListVolumes(ctx, "")
-		if err != nil {
-			return nil, toStatusWhile(err, fmt.Sprintf("listing volumes on backend %q", name))
-		}
-		all = append(all, vols...)
+	token := req.GetStartingToken()
+	if token != "" && !isVolumeID(token) {
+		return nil, status.Errorf(codes.Aborted, "starting_token %q is not valid for this listing; start again without a token", token)
 	}
-	ids := make([]string, len(all))
-	byID := make(map[string]*backend.Volume, len(all))
-	for i, v := range all {
-		ids[i] = v.ID.String()
-		byID[ids[i]] = v
-	}
-	page, next, err := paginate(ids, req.GetStartingToken(), req.GetMaxEntries(), isVolumeID)
+	page, next, err := d.volumePage(ctx, token, int(req.GetMaxEntries()))
 	if err != nil {
 		return nil, err
 	}
 	resp := &csi.ListVolumesResponse{NextToken: next}
-	for _, id := range page {
-		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: csiVolume(byID[id])})
+	for _, v := range page {
+		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: csiVolume(v)})
 	}
 	return resp, nil
 }
@@ -459,8 +449,7 @@ func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 	}
 	var total int64
 	for _, n := range names {
-		c := d.opts.Controllers[n]
-		bytes, err := c.Capacity(ctx, params)
+		bytes, err := d.capacityOf(ctx, n, params)
 		if err != nil {
 			return nil, toStatus(err)
 		}

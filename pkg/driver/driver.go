@@ -85,6 +85,7 @@ type Driver struct {
 	mounter  mount.Interface
 	inflight *inflight
 	ledger   *tenant.Ledger
+	capacity capacityCache
 
 	mu        sync.Mutex
 	reachable map[string]error

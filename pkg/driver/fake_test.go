@@ -44,6 +44,10 @@ type fakeController struct {
 	// frozen monitor); lists counts ListVolumes calls.
 	listBlock chan struct{}
 	lists     atomic.Int32
+	// listed counts the volumes the listing calls handed the driver (each read one on the
+	// storage); capacities counts Capacity calls.
+	listed     atomic.Int32
+	capacities atomic.Int32
 }
 
 func newFake(name, kind string) *fakeController {
@@ -163,6 +167,23 @@ func (f *fakeController) ListVolumes(ctx context.Context, tenant string) ([]*bac
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID.String() < out[j].ID.String() })
+	f.listed.Add(int32(len(out)))
+	return out, nil
+}
+
+// ListVolumesAfter is a storage that reads only the page it lists (counted in listed).
+func (f *fakeController) ListVolumesAfter(ctx context.Context, after string, max int) ([]*backend.Volume, error) {
+	if f.listFailWith != nil {
+		return nil, f.listFailWith
+	}
+	f.mu.Lock()
+	all := make([]*backend.Volume, 0, len(f.vols))
+	for _, v := range f.vols {
+		all = append(all, v)
+	}
+	f.mu.Unlock()
+	out := backend.PageOf(all, after, max)
+	f.listed.Add(int32(len(out)))
 	return out, nil
 }
 
@@ -224,6 +245,7 @@ func (f *fakeController) ListSnapshots(ctx context.Context, src *volid.Volume) (
 }
 
 func (f *fakeController) Capacity(ctx context.Context, _ map[string]string) (int64, error) {
+	f.capacities.Add(1)
 	if f.failWith != nil {
 		return 0, f.failWith
 	}

@@ -480,19 +480,11 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 	}
 	var out []*backend.Volume
 	err = c.eachSubvolume(s, tenant, func(id volid.Volume, ref volumeRef) error {
-		info, err := c.info(s, ref)
-		if backend.IsNotFound(err) || backend.CodeOf(err) == backend.Pending {
-			// Deleted with retained snapshots, or a clone still copying: not (yet) a volume.
-			return nil
+		v, err := c.listedVolume(s, id, ref)
+		if v != nil {
+			out = append(out, v)
 		}
-		if err != nil {
-			return err
-		}
-		out = append(out, &backend.Volume{
-			ID: id, CapacityBytes: quotaBytes(info),
-			Context: map[string]string{CtxFSName: ref.fs, CtxSubvolumeGroup: ref.group, CtxSubvolumeName: ref.sub, CtxRootPath: info.Path, CtxClusterID: c.cfg.ClusterID},
-		})
-		return nil
+		return err
 	})
 	return out, err
 }

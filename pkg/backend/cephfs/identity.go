@@ -99,6 +99,10 @@ func (c *Controller) publishIdentity(s *session, id volid.Volume, ref volumeRef)
 // dropIdentityIfLast removes the tenant's identity once the group holds no subvolume. It
 // lists the group's directory through the MDS, sparing the mgr a command per delete.
 func (c *Controller) dropIdentityIfLast(s *session, ref volumeRef) error {
+	tenant, ok := tenantOfGroup(c.prefix, ref.group)
+	if !ok {
+		return nil // an adopted subvolume in a group of its own: no tenant identity goes with it
+	}
 	var dirs []string
 	err := s.do("list the directory of group "+ref.fs+":"+ref.group, func() (err error) {
 		dirs, err = s.conn.Subdirs(ref.fs, groupPath(ref.group))
@@ -115,7 +119,6 @@ func (c *Controller) dropIdentityIfLast(s *session, ref volumeRef) error {
 			return nil
 		}
 	}
-	tenant, _ := tenantOfGroup(c.prefix, ref.group)
 	user, err := ceph.IdentityUser(c.name, tenant)
 	if err != nil {
 		return err

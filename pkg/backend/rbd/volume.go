@@ -250,22 +250,11 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 	var out []*backend.Volume
 	err := c.run(ctx, nil, func(conn cluster) error {
 		return c.eachImage(conn, tenant, func(io ioctx, pool, ns, hash string) error {
-			st, err := readImage(io, imageName(hash), false)
-			if err != nil {
-				if backend.IsNotFound(err) {
-					return nil
-				}
-				return err
+			v, err := c.listedVolume(io, pool, ns, hash)
+			if v != nil {
+				out = append(out, v)
 			}
-			if !st.hasRecord || st.record.Backend != c.name {
-				return nil
-			}
-			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
-			if id.Validate() != nil {
-				return nil
-			}
-			out = append(out, c.volume(id, int64(st.size), st.record, pool))
-			return nil
+			return err
 		})
 	})
 	return out, err

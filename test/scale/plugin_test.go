@@ -1,0 +1,139 @@
+package scale
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/shiphold/shiphold/pkg/config"
+)
+
+// plugin is the real shiphold-csi binary serving the controller on a unix socket, in a
+// process of its own, so that its memory is the plugin's alone.
+type plugin struct {
+	cmd  *exec.Cmd
+	conn *grpc.ClientConn
+	log  string
+}
+
+// startPlugin builds cmd/shiphold-csi and serves cfg in controller mode until the test ends.
+func startPlugin(t *testing.T, cfg config.Config) *plugin {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "shiphold-csi")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/shiphold-csi")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/shiphold-csi: %v\n%s", err, out)
+	}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	b, _ := json.Marshal(cfg)
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "csi.sock")
+	p := &plugin{log: filepath.Join(dir, "plugin.log")}
+	logf, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(bin, "--mode", "controller", "--endpoint", "unix://"+sock, "--config", cfgPath,
+		"--probe-interval", "0", "--v", "1")
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.stop(t); logf.Close() })
+	waitForSocket(t, p, sock)
+	if p.conn, err = grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func waitForSocket(t *testing.T, p *plugin, sock string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin did not listen on %s in 30s; its log:\n%s", sock, tail(p.log))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *plugin) stop(t *testing.T) {
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+		t.Logf("the plugin did not stop on SIGTERM in 15s; killed")
+	}
+}
+
+func (p *plugin) controller() csi.ControllerClient { return csi.NewControllerClient(p.conn) }
+
+// memoryMB reads a field of /proc/<pid>/status in MiB: VmRSS is the resident set now,
+// VmHWM its peak since the process started.
+func (p *plugin) memoryMB(t *testing.T, field string) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read the plugin's memory: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, field+":"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				t.Fatalf("%s in /proc/%d/status: %q", field, p.cmd.Process.Pid, l)
+			}
+			return kb / 1024
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, p.cmd.Process.Pid)
+	return 0
+}
+
+// peakOf samples a field every 20ms until stop is closed and returns the largest reading.
+func (p *plugin) peakOf(t *testing.T, field string, stop <-chan struct{}) float64 {
+	peak := 0.0
+	for {
+		peak = max(peak, p.memoryMB(t, field))
+		select {
+		case <-stop:
+			return peak
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-30):], "\n")
+}
