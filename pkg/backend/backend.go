@@ -199,7 +199,8 @@ type Stager interface {
 	PublishSource(ctx context.Context, id volid.Volume, stagingPath string) (source string, block bool, err error)
 	// ExpandVolume grows what the node holds (device, filesystem) after a controller expand.
 	ExpandVolume(ctx context.Context, id volid.Volume, stagingPath string, requiredBytes int64) (int64, error)
-	// Repair remounts a staged volume whose client died (a killed ceph-fuse). It returns
-	// nil when nothing needed repair.
-	Repair(ctx context.Context, id volid.Volume, stagingPath string) error
+	// Repair remounts a staged volume whose client died (a killed ceph-fuse), with the
+	// identity publishContext carries when there is one (nil when no request brought one:
+	// the plugin's start). It returns nil when nothing needed repair.
+	Repair(ctx context.Context, id volid.Volume, stagingPath string, publishContext map[string]string) error
 }

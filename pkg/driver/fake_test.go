@@ -311,7 +311,7 @@ func (s *fakeStager) ExpandVolume(ctx context.Context, id volid.Volume, path str
 	return req, nil
 }
 
-func (s *fakeStager) Repair(ctx context.Context, id volid.Volume, path string) error {
+func (s *fakeStager) Repair(ctx context.Context, id volid.Volume, path string, _ map[string]string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.repairs++

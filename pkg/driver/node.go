@@ -162,7 +162,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	}
 	defer release()
-	if err := s.Repair(ctx, id, req.GetStagingTargetPath()); err != nil {
+	if err := s.Repair(ctx, id, req.GetStagingTargetPath(), req.GetPublishContext()); err != nil {
 		return nil, toStatus(err)
 	}
 	source, block, err := s.PublishSource(ctx, id, req.GetStagingTargetPath())

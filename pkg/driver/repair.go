@@ -61,7 +61,7 @@ func (d *Driver) RepairStaged(ctx context.Context, kubeletDir string) int {
 			continue
 		}
 		logger := klog.FromContext(ctx).WithValues("method", "RepairStaged", "volume_id", id.String(), "tenant", id.Tenant, "backend", id.Backend)
-		if err := s.Repair(klog.NewContext(ctx, logger), id, staging); err != nil {
+		if err := s.Repair(klog.NewContext(ctx, logger), id, staging, nil); err != nil {
 			logger.Error(err, "Repair of a staged volume failed; the next publish retries", "staging", staging)
 		} else if n, err := d.rebindDeadTargets(ctx, id, s, staging); err != nil {
 			logger.Error(err, "Re-binding the pods' targets of a repaired volume failed; the next publish retries", "staging", staging)

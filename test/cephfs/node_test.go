@@ -231,7 +231,7 @@ func TestCephFSRealKillFuseAndRepair(t *testing.T) {
 	}
 	noKeyAtRest(t, s.staging)
 	id, _ := volid.ParseVolume(s.id)
-	if err := e.stg.Repair(ctxT(t), id, s.staging); err != nil {
+	if err := e.stg.Repair(ctxT(t), id, s.staging, nil); err != nil {
 		t.Fatalf("Repair on a healthy mount: %v", err)
 	}
 }

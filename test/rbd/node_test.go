@@ -307,7 +307,7 @@ func TestRBDRealBlockStageRbdFuse(t *testing.T) {
 	if err != nil || !block || !strings.HasPrefix(dev, "/dev/loop") {
 		t.Fatalf("publish source %s %v %v", dev, block, err)
 	}
-	if err := n.s.Repair(ctx, v.ID, staging); err != nil {
+	if err := n.s.Repair(ctx, v.ID, staging, nil); err != nil {
 		t.Fatalf("repair of a healthy volume: %v", err)
 	}
 	// A block volume still asks for node expansion: the loop device over rbd-fuse keeps its

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
 )
 
 // keyFiles lists the key files below dir.
@@ -83,7 +86,7 @@ func TestStrayKeysAreSwept(t *testing.T) {
 	}
 	stray()
 	os.MkdirAll(filepath.Join(staging, stagedDir), 0o750)
-	s.Repair(context.Background(), testVol, staging)
+	s.Repair(context.Background(), testVol, staging, nil)
 	if left := keyFiles(staging); len(left) != 0 {
 		t.Fatalf("repair left %v", left)
 	}
@@ -93,5 +96,43 @@ func TestStrayKeysAreSwept(t *testing.T) {
 	}
 	if left := keyFiles(staging); len(left) != 0 {
 		t.Fatalf("unstage left %v", left)
+	}
+}
+
+// A node holds no Ceph key: a volume staged with its tenant's published identity whose
+// ceph-fuse died is remounted at the next NodePublishVolume with the identity that
+// request's publish context carries; without one, Repair can only say so.
+func TestRepairRemountsWithThePublishedIdentity(t *testing.T) {
+	s, fe := newFakeStager(t, false)
+	var users []string
+	fe.Handler = func(name string, args ...string) ([]byte, error) {
+		if name == "ceph-fuse" {
+			users = append(users, argAfterFlag(args, "--id"))
+		}
+		return nil, nil
+	}
+	staging := t.TempDir()
+	pc := ceph.PublishContext(ceph.Credentials{UserID: "shiphold.fs1.t", Key: "QUJD"})
+	vc := map[string]string{CtxFSName: "cephfs", CtxRootPath: "/volumes/shiphold-t/s/uuid"}
+	if err := s.StageVolume(context.Background(), &backend.StageRequest{ID: testVol, StagingPath: staging, Context: vc, PublishContext: pc}); err != nil {
+		t.Fatal(err)
+	}
+	// Its ceph-fuse died: the mount is gone from under the staging path.
+	if err := s.mounter.Unmount(filepath.Join(staging, stagedDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Repair(context.Background(), testVol, staging, nil); backend.CodeOf(err) != backend.FailedPrecondition {
+		t.Fatalf("repair without an identity: %v, want FailedPrecondition", err)
+	}
+	if err := s.Repair(context.Background(), testVol, staging, pc); err != nil {
+		t.Fatalf("repair with the published identity: %v", err)
+	}
+	if len(users) != 2 || users[1] != "shiphold.fs1.t" {
+		t.Fatalf("ceph-fuse ran as %v, want the staged identity twice", users)
+	}
+	other := ceph.PublishContext(ceph.Credentials{UserID: "shiphold.fs1.other", Key: "QUJD"})
+	s.mounter.Unmount(filepath.Join(staging, stagedDir))
+	if err := s.Repair(context.Background(), testVol, staging, other); backend.CodeOf(err) != backend.FailedPrecondition {
+		t.Fatalf("repair with another user's identity: %v, want FailedPrecondition", err)
 	}
 }

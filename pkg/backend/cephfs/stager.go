@@ -167,7 +167,7 @@ func (s *Stager) StageVolume(ctx context.Context, req *backend.StageRequest) err
 		}
 		if mounted, _ := s.mounter.IsMounted(target); mounted {
 			// Staged before: make sure it still answers.
-			return s.Repair(ctx, req.ID, req.StagingPath)
+			return s.Repair(ctx, req.ID, req.StagingPath, req.PublishContext)
 		}
 		if err := s.forgetKey(req.StagingPath, rec); err != nil {
 			return err
@@ -354,12 +354,12 @@ func quotaOf(path string) (int64, error) {
 // (node reboot); nil when it is healthy or not staged. The node keeps no key at rest, so a
 // remount uses the backend's configured credentials; without them the volume must be
 // staged again with its secret.
-func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string) error {
+func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string, publishContext map[string]string) error {
 	rec, err := readRecord(stagingPath)
 	if err != nil || rec == nil {
 		return err
 	}
-	cred, credErr := s.remountCredentials(rec)
+	cred, credErr := s.remountCredentials(rec, publishContext)
 	if err := s.forgetKey(stagingPath, rec); err != nil {
 		return err
 	}
@@ -394,9 +394,17 @@ func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string
 	return writeRecord(stagingPath, rec)
 }
 
-// remountCredentials are the credentials Repair may mount rec with: a key an earlier plugin
-// version kept beside the mount, else the backend's configured ones for the same user.
-func (s *Stager) remountCredentials(rec *mountRecord) (ceph.Credentials, error) {
+// remountCredentials are the credentials Repair may mount rec with: the identity the
+// request's publish context carries (a node holds no key of its own), a key an earlier
+// plugin version kept beside the mount, else the backend's configured ones; always those of
+// the user that mounted it.
+func (s *Stager) remountCredentials(rec *mountRecord, publishContext map[string]string) (ceph.Credentials, error) {
+	if u, k := publishContext[ceph.PublishContextUser], publishContext[ceph.PublishContextKey]; u != "" && k != "" {
+		if u != rec.UserID {
+			return ceph.Credentials{}, fmt.Errorf("the published identity %s is not %s, which mounted it", u, rec.UserID)
+		}
+		return ceph.Credentials{UserID: u, Key: k}, nil
+	}
 	if rec.KeyFile != "" {
 		if key, err := os.ReadFile(rec.KeyFile); err == nil && len(key) > 0 {
 			return ceph.Credentials{UserID: rec.UserID, Key: strings.TrimSpace(string(key))}, nil

@@ -125,7 +125,7 @@ func TestStageRejects(t *testing.T) {
 
 func TestRepairNotStagedIsNil(t *testing.T) {
 	s, _ := newFakeStager(t, false)
-	if err := s.Repair(context.Background(), testVol, t.TempDir()); err != nil {
+	if err := s.Repair(context.Background(), testVol, t.TempDir(), nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -249,7 +249,7 @@ func (s *Stager) ExpandVolume(ctx context.Context, id volid.Volume, stagingPath 
 // Repair remounts a staged export whose mount went stale (ESTALE after the export was
 // recreated, or the mount vanished). It returns nil when nothing needed repair or the
 // volume is not staged here.
-func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string) error {
+func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string, _ map[string]string) error {
 	rec, err := readRecord(stagingPath)
 	if err != nil || rec == nil {
 		return err

@@ -54,7 +54,7 @@ func TestStageUnstage(t *testing.T) {
 	}
 	// Mount lost: Repair mounts it again from the record.
 	_ = fm.Unmount(filepath.Join(staging, "fs"))
-	if err := s.Repair(ctx, id, staging); err != nil {
+	if err := s.Repair(ctx, id, staging, nil); err != nil {
 		t.Fatal(err)
 	}
 	if mps, _ := fm.List(); len(mps) != 1 {
@@ -71,7 +71,7 @@ func TestStageUnstage(t *testing.T) {
 	if _, _, err := s.PublishSource(ctx, id, staging); backend.CodeOf(err) != backend.FailedPrecondition {
 		t.Fatalf("PublishSource unstaged: %v", err)
 	}
-	if err := s.Repair(ctx, id, staging); err != nil {
+	if err := s.Repair(ctx, id, staging, nil); err != nil {
 		t.Fatalf("Repair of an unstaged volume: %v", err)
 	}
 }

@@ -320,7 +320,7 @@ func TestStrayKeyFilesAreSwept(t *testing.T) {
 		// The plugin died inside the map: a record without a device, and its key file.
 		writeRawRecord(t, staging, recordOf(strategy, imgA, testBoot, nil))
 		put()
-		if err := s.Repair(context.Background(), volA, staging); err != nil {
+		if err := s.Repair(context.Background(), volA, staging, nil); err != nil {
 			t.Fatalf("%s repair: %v", strategy, err)
 		}
 		if _, err := os.Stat(stray); !os.IsNotExist(err) {

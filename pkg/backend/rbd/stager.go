@@ -526,7 +526,7 @@ func (s *Stager) ExpandVolume(ctx context.Context, id volid.Volume, stagingPath 
 // filesystem: publish bind mounts still hold the old one, and a second mount of the same
 // filesystem from a new device would corrupt it. A stage that a crash cut short is undone,
 // which frees the mappings it may have leaked; stray key files go.
-func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string) error {
+func (s *Stager) Repair(ctx context.Context, id volid.Volume, stagingPath string, _ map[string]string) error {
 	rec, err := readRecord(stagingPath)
 	if err != nil {
 		return err

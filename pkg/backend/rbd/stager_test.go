@@ -182,14 +182,14 @@ func TestRepairReportsDeadFuse(t *testing.T) {
 	s, _, staging := fuseNode(t)
 	ctx := context.Background()
 	id := volid.Volume{Backend: "ceph", Tenant: "t", Location: "2", Hash: volid.Hash("r")}
-	if err := s.Repair(ctx, id, staging); err != nil {
+	if err := s.Repair(ctx, id, staging, nil); err != nil {
 		t.Fatalf("repair of an unstaged volume: %v", err)
 	}
 	rec := &attachRecord{Volume: id.String(), Strategy: MounterFuse, attachment: attachment{Device: "/dev/loop7", FuseMount: filepath.Join(staging, "rbd-fuse"), FusePID: 999999}}
 	if err := writeRecord(staging, rec); err != nil {
 		t.Fatal(err)
 	}
-	err := s.Repair(ctx, id, staging)
+	err := s.Repair(ctx, id, staging, nil)
 	if backend.CodeOf(err) != backend.FailedPrecondition || !strings.Contains(err.Error(), "has exited") {
 		t.Fatalf("repair of a dead rbd-fuse: %v", err)
 	}
