@@ -21,7 +21,7 @@ type importFlags struct {
 	adminFlags
 	backend, name, size, pvc  string
 	accessMode, policy, class string
-	fsType                    string
+	fsType, nodeStageSecret   string
 	block, fromPVs, apply     bool
 	kubeconfig                string
 	servers                   []string
@@ -65,6 +65,7 @@ old one's reclaim policy; migrate rollback --pvc undoes it).`,
 	fs.StringVar(&f.class, "storage-class", "", `the PV's and PVC's StorageClass ("" binds them statically)`)
 	fs.StringVar(&f.fsType, "fs-type", "", "the filesystem on an RBD image (default ext4)")
 	fs.BoolVar(&f.block, "block", false, "an RBD image used as a raw block device")
+	fs.StringVar(&f.nodeStageSecret, "node-stage-secret", "", "NS/NAME of the Secret the node stages a Ceph volume with when it lies outside its tenant's place (an image outside the tenant's RADOS namespace, a subvolume outside the tenant's group), which gets no tenant identity")
 	fs.StringToStringVar(&f.params, "param", nil, "StorageClass parameters of the backend's kind to record (KEY=VALUE)")
 	fs.BoolVar(&f.fromPVs, "from-pvs", false, "adopt the cluster's NFS PVs on the Isilon backend")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (--from-pvs)")
@@ -128,16 +129,21 @@ func (f *importFlags) runOne(ctx context.Context, ctrls map[string]backend.Contr
 	if name == "" {
 		name = object
 	}
+	ctrl, ok := ctrls[f.backend]
+	if !ok {
+		fmt.Fprintf(stderr, "shipholdctl import: backend %q is not in the config\n", f.backend)
+		return 1
+	}
+	claim, err := f.claim(ctrl.Kind(), object)
+	if err != nil {
+		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)
+		return 2
+	}
 	v, err := adopt.Adopt(ctx, ctrls, adopt.Request{Backend: f.backend, AdoptRequest: backend.AdoptRequest{
 		Object: object, Tenant: f.tenant, Name: name, SizeBytes: size, Parameters: f.params}})
 	if err != nil {
 		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)
 		return 1
-	}
-	claim, err := f.claim(ctrls[f.backend].Kind(), object)
-	if err != nil {
-		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)
-		return 2
 	}
 	out, err := adopt.Manifests(v, claim)
 	if err != nil {
@@ -145,6 +151,9 @@ func (f *importFlags) runOne(ctx context.Context, ctrls map[string]backend.Contr
 		return 1
 	}
 	fmt.Fprintf(stderr, "adopted %s on %s as volume %s (%d bytes)\n", object, f.backend, v.ID, v.CapacityBytes)
+	if kind := ctrl.Kind(); claim.NodeStageSecret == nil && (kind == backend.KindRBD || kind == backend.KindCephFS) {
+		fmt.Fprintf(stderr, "note: an adopted Ceph volume outside its tenant's place is published without the tenant's identity, and nodes hold no key: name the Secret its node stages it with (--node-stage-secret NS/NAME), or migrate it into the tenant's place\n")
+	}
 	fmt.Fprint(stdout, string(out))
 	return 0
 }
@@ -159,6 +168,13 @@ func (f *importFlags) claim(kind, object string) (adopt.Claim, error) {
 			return c, err
 		}
 		c.Namespace, c.Name = ref.Namespace, ref.Name
+	}
+	if f.nodeStageSecret != "" {
+		ns, name, ok := strings.Cut(f.nodeStageSecret, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return c, fmt.Errorf("--node-stage-secret %q: want NAMESPACE/NAME", f.nodeStageSecret)
+		}
+		c.NodeStageSecret = &corev1.SecretReference{Namespace: ns, Name: name}
 	}
 	if c.AccessMode == "" {
 		c.AccessMode = corev1.ReadWriteMany

@@ -104,3 +104,30 @@ func TestImportFromPVs(t *testing.T) {
 		t.Fatalf("--apply: adopted %+v, claim on %q:\n%s", asked, pvc.Spec.VolumeName, out.String())
 	}
 }
+
+// An adopted Ceph volume outside its tenant's place gets no tenant identity at publish: the
+// PV must name the node-stage secret its node stages it with (the node holds no key).
+func TestImportNamesTheNodeStageSecret(t *testing.T) {
+	var asked []backend.AdoptRequest
+	cfg := withStorage(t, map[string]backend.Controller{"rbd": adopting{storage: storage{kind: "rbd"}, asked: &asked}})
+	var out, errb bytes.Buffer
+	if code := run([]string{"import", "--config", cfg, "--backend", "rbd", "--tenant", "shop", "--node-stage-secret", "ceph-csi/node-key", "rbd//csi-vol-legacy"}, &out, &errb); code != 0 {
+		t.Fatalf("import: exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"nodeStageSecretRef:", "name: node-key", "namespace: ceph-csi"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("manifests lack %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"import", "--config", cfg, "--backend", "rbd", "--tenant", "shop", "rbd//csi-vol-other"}, &out, &errb); code != 0 {
+		t.Fatalf("import: exit %d: %s", code, errb.String())
+	}
+	if strings.Contains(out.String(), "nodeStageSecretRef") || !strings.Contains(errb.String(), "--node-stage-secret") {
+		t.Fatalf("a Ceph import without --node-stage-secret must say what its node stages with:\n%s\n%s", out.String(), errb.String())
+	}
+	if code := run([]string{"import", "--config", cfg, "--backend", "rbd", "--tenant", "shop", "--node-stage-secret", "nonamespace", "rbd//x"}, &out, &errb); code != 2 {
+		t.Fatalf("a secret without its namespace: exit %d", code)
+	}
+}

@@ -23,6 +23,9 @@ type Claim struct {
 	StorageClass    string
 	Block           bool
 	FsType          string
+	// NodeStageSecret is the Secret a node stages the volume with, for a Ceph volume
+	// outside its tenant's place (published without the tenant's identity).
+	NodeStageSecret *corev1.SecretReference
 }
 
 // PVName is the PV of an adopted volume: its whole ID's hash, so that the same path on
@@ -48,6 +51,7 @@ func Manifests(v *backend.Volume, c Claim) ([]byte, error) {
 			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: c.Namespace, Name: c.Name},
 			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
 				Driver: Driver, VolumeHandle: v.ID.String(), VolumeAttributes: v.Context, FSType: c.FsType,
+				NodeStageSecretRef: c.NodeStageSecret,
 			}},
 		},
 	}
