@@ -14,10 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/shiphold/shiphold/pkg/backend/isilon"
-	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/test/harness"
 )
 
@@ -111,15 +108,7 @@ func (im *importE2E) papi(path, body string) {
 }
 
 func (im *importE2E) config() string {
-	data, err := yaml.Marshal(&config.Config{Backends: []config.Backend{im.sim.Backend(im.t, "e2e-isilon")}})
-	if err != nil {
-		im.t.Fatal(err)
-	}
-	p := filepath.Join(im.t.TempDir(), "config.yaml")
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		im.t.Fatal(err)
-	}
-	return p
+	return writeAdminConfig(im.t, im.sim.Backend(im.t, "e2e-isilon"))
 }
 
 // legacyClaim is the site as the cluster has it: an NFS PV (Retain) bound to shop/site,

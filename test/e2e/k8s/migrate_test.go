@@ -114,14 +114,19 @@ func (m *migrateE2E) build() string {
 }
 
 func (m *migrateE2E) config() string {
-	b := harness.CephFSBackend(m.t, "e2e-cephfs")
-	data, err := yaml.Marshal(&config.Config{Backends: []config.Backend{b}})
+	return writeAdminConfig(m.t, harness.CephFSBackend(m.t, "e2e-cephfs"))
+}
+
+// writeAdminConfig writes a driver config of backends for the shipholdctl runs of a test.
+func writeAdminConfig(t *testing.T, backends ...config.Backend) string {
+	t.Helper()
+	data, err := yaml.Marshal(&config.Config{Backends: backends})
 	if err != nil {
-		m.t.Fatal(err)
+		t.Fatal(err)
 	}
-	p := filepath.Join(m.t.TempDir(), "config.yaml")
+	p := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(p, data, 0o600); err != nil {
-		m.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return p
 }
