@@ -69,3 +69,23 @@ func TestStormTellsItsKillsFromCrashes(t *testing.T) {
 		t.Fatalf("crash report %q lacks the exit status", death)
 	}
 }
+
+// A plugin that crashes at once may write its last lines before the storm writes its
+// "started, pid N" line (the child runs first on a busy machine): the report keeps them.
+func TestCrashLinesKeepWhatThePluginWroteBeforeItsStartLine(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "log")
+	content := "an earlier plugin's line\n" + startingLine + "serving\nSIGSEGV: segmentation violation\n" +
+		"=== storm: plugin started, pid 7\n=== storm: plugin pid 7 exited: signal: segmentation fault\n"
+	if err := os.WriteFile(log, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := crashLines(log, 7)
+	for _, want := range []string{"serving", "SIGSEGV: segmentation violation", "exited: signal: segmentation fault"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("crash lines lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "an earlier plugin's line") {
+		t.Errorf("crash lines reach back into an earlier plugin's log:\n%s", got)
+	}
+}

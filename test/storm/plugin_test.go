@@ -61,6 +61,8 @@ func (p *plugin) start() error {
 	cmd := exec.Command(p.bin, "--mode", "controller", "--endpoint", "unix://"+p.sock, "--config", p.config,
 		"--probe-interval", "0", "--v", "2")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Before the start: a plugin that dies at once can write before the pid line below.
+	fmt.Fprint(logf, startingLine)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return err
@@ -104,12 +106,18 @@ func killedBySIGKILL(ps *os.ProcessState) bool {
 // crashLines is the end of the log of process pid: the first line that says why it
 // crashed (a Go runtime or C abort message), when there is one, and the last logTail
 // lines.
+// startingLine goes into the log before each plugin process starts.
+const startingLine = "=== storm: starting a plugin\n"
+
 func crashLines(log string, pid int) string {
 	b, err := os.ReadFile(log)
 	if err != nil {
 		return fmt.Sprintf("(log unreadable: %v)", err)
 	}
 	if i := bytes.LastIndex(b, []byte(fmt.Sprintf("=== storm: plugin started, pid %d\n", pid))); i >= 0 {
+		if j := bytes.LastIndex(b[:i], []byte(startingLine)); j >= 0 {
+			i = j
+		}
 		b = b[i:]
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
