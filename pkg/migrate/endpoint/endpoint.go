@@ -72,6 +72,9 @@ type Env struct {
 	Snapshot bool
 	// DryRun changes nothing: no snapshot is taken, a killed run's is left in place.
 	DryRun bool
+	// snapshotRetry is the first pause between retries of a pending snapshot removal
+	// (0: a second); tests shorten it.
+	snapshotRetry time.Duration
 }
 
 // Role says which end a volume is.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
@@ -27,10 +28,36 @@ func (env *Env) dropLeftoverSnapshot(ctx context.Context, ctrl backend.Controlle
 	if env.DryRun {
 		return nil
 	}
-	if err := ctrl.DeleteSnapshot(ctx, env.snapshotID(vol), nil); err != nil {
+	if err := env.deleteSnapshot(ctx, ctrl, env.snapshotID(vol)); err != nil {
 		return fmt.Errorf("remove snapshot %s of volume %s left by an earlier run: %w", env.SnapshotName(vol), vol, err)
 	}
 	return nil
+}
+
+// snapshotRemovalWait bounds how long a run waits for its snapshot to go: an RBD snapshot
+// read through a clone answers Pending until the Ceph mgr has purged that clone.
+const snapshotRemovalWait = 3 * time.Minute
+
+// deleteSnapshot removes a snapshot of the run, retrying while the backend answers Pending
+// as a CO would, so that a finished run leaves nothing on its source.
+func (env *Env) deleteSnapshot(ctx context.Context, ctrl backend.Controller, id volid.Snapshot) error {
+	pause := env.snapshotRetry
+	if pause == 0 {
+		pause = time.Second
+	}
+	deadline := time.Now().Add(snapshotRemovalWait)
+	for {
+		err := ctrl.DeleteSnapshot(ctx, id, nil)
+		if backend.CodeOf(err) != backend.Pending || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 10*time.Second)
+	}
 }
 
 // fromSnapshot opens a source through a fresh snapshot of vol, taken with the backend's own
@@ -47,7 +74,7 @@ func (env *Env) fromSnapshot(ctx context.Context, ctrl backend.Controller, vol *
 		return nil, fmt.Errorf("snapshot volume %s for a consistent read (or --snapshot=never): %w", vol.ID, err)
 	}
 	drop := func() error {
-		if err := ctrl.DeleteSnapshot(context.Background(), snap.ID, nil); err != nil {
+		if err := env.deleteSnapshot(context.Background(), ctrl, snap.ID); err != nil {
 			return fmt.Errorf("remove snapshot %s of volume %s (the next run removes it): %w", name, vol.ID, err)
 		}
 		return nil

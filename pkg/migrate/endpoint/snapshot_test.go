@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/migrate/memfs"
@@ -17,6 +18,7 @@ type snapshots struct {
 	snaps     map[volid.Snapshot]string // the snapshot's CSI name
 	log       []string
 	createErr error
+	pending   int // DeleteSnapshot answers Pending this many times first (clones still detaching)
 }
 
 func (c *snapshots) CreateSnapshot(_ context.Context, src volid.Volume, name string, _, _ map[string]string) (*backend.Snapshot, error) {
@@ -34,6 +36,11 @@ func (c *snapshots) CreateSnapshot(_ context.Context, src volid.Volume, name str
 }
 
 func (c *snapshots) DeleteSnapshot(_ context.Context, id volid.Snapshot, _ map[string]string) error {
+	if _, ok := c.snaps[id]; ok && c.pending > 0 {
+		c.pending--
+		c.log = append(c.log, "delete pending")
+		return backend.Errorf(backend.Pending, "snapshot still has 1 clone(s) depending on it; retry")
+	}
 	if name, ok := c.snaps[id]; ok {
 		c.log = append(c.log, "delete "+name)
 		delete(c.snaps, id)
@@ -143,5 +150,26 @@ func TestLeftoverSnapshotOfAKilledRunIsReplaced(t *testing.T) {
 	other := &Env{Session: "shiphold-migrate-other"}
 	if other.SnapshotName(siteVol.ID) == name {
 		t.Fatal("two migrations share a snapshot name")
+	}
+}
+
+// An RBD snapshot read through a clone answers Pending while the Ceph mgr purges that clone:
+// the run waits for its snapshot to go, as a CO retries, instead of leaving it on the
+// source (CI saw the snapshot left after a bulk pass on a busy cluster).
+func TestSourceSnapshotRemovalWaitsOutPending(t *testing.T) {
+	e, c := snapEnv()
+	e.snapshotRetry = time.Millisecond
+	c.pending = 3
+	s, err := e.fromSnapshot(context.Background(), c, siteVol, func(*backend.Snapshot) (*Side, error) {
+		return &Side{FS: memfs.New(LimitsOf(backend.KindRBD)), What: "snap"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if len(c.snaps) != 0 {
+		t.Fatalf("the snapshot stayed on the source: %v (calls %v)", c.snaps, c.log)
 	}
 }
