@@ -315,6 +315,14 @@ func (c *Controller) completeExisting(ctx context.Context, a array, req *backend
 		if size, err = c.checkExisting(ctx, a, req, dir, attrs, size, source); err != nil {
 			return nil, 0, err
 		}
+		// A process killed between a volume clone's rename and the drop of its temporary
+		// snapshot left that snapshot, which would pin the source's blocks for the
+		// clone's whole life.
+		if req.SourceVolume != nil {
+			if err := c.dropCloneSnapshot(ctx, a, id); err != nil {
+				return nil, 0, err
+			}
+		}
 	}
 	return nil, size, c.ensureQuota(ctx, a, dir, size)
 }

@@ -495,3 +495,28 @@ func TestCloneWaitsForItsCopy(t *testing.T) {
 		t.Fatalf("clone %+v quota %v", v, f.quotas[dir])
 	}
 }
+
+// A plugin killed after a volume clone's copy was renamed into place, and before its
+// temporary snapshot of the source was dropped, left that snapshot for the clone's whole
+// life (pinning the source's changed blocks on the array): the kill -9 storm found one. The
+// retry that finds the finished clone drops it.
+func TestCloneRetryDropsATemporarySnapshotLeftByACrash(t *testing.T) {
+	c, f, _ := testController(t)
+	ctx := context.Background()
+	src := mustCreate(t, c, req("src", 100))
+	f.files[src.Context[CtxExportPath]+"/a"] = "v1"
+	r := req("from-vol", 100)
+	r.SourceVolume = &src.ID
+	v := mustCreate(t, c, r)
+	// The crash: the copy is in place, its temporary snapshot still there.
+	if _, err := f.CreateSnapshot(ctx, cloneSnapshotName(v.ID), src.Context[CtxExportPath]); err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.CreateVolume(ctx, r)
+	if err != nil || again.ID != v.ID {
+		t.Fatalf("retried clone: %+v %v", again, err)
+	}
+	if s, _ := f.Snapshot(ctx, cloneSnapshotName(v.ID)); s != nil {
+		t.Fatalf("temporary snapshot %s stays after the retry found the finished clone", s.Name)
+	}
+}
