@@ -25,15 +25,7 @@ func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*bac
 	if err := c.refuseOwnPlace(dir); err != nil {
 		return nil, err
 	}
-	root, err := parseRootClient(req.Parameters)
-	if err != nil {
-		return nil, err
-	}
-	z, err := zoneOfParams(c.cfg, req.Parameters)
-	if err != nil {
-		return nil, err
-	}
-	server, err := nfsServerOf(z, req.Parameters, ParamNFSServer)
+	root, z, server, err := c.classPlacement(req.Parameters)
 	if err != nil {
 		return nil, err
 	}

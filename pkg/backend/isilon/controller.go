@@ -200,15 +200,7 @@ func sourceString(req *backend.VolumeRequest) string {
 // or restore waits for its data copy (clone.go), answering Pending if the copy outlasts
 // the request.
 func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeRequest) (*backend.Volume, error) {
-	root, err := parseRootClient(req.Parameters)
-	if err != nil {
-		return nil, err
-	}
-	z, err := zoneOfParams(c.cfg, req.Parameters)
-	if err != nil {
-		return nil, err
-	}
-	server, err := nfsServerOf(z, req.Parameters, ParamNFSServer)
+	root, z, server, err := c.classPlacement(req.Parameters)
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +226,19 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			return nil, err
 		}
 	}
+}
+
+// classPlacement reads what a StorageClass says about where a volume lives and how nodes
+// reach it: root for its root clients, its access zone, and the NFS server to mount from.
+func (c *Controller) classPlacement(params map[string]string) (root bool, z accessZone, server string, err error) {
+	if root, err = parseRootClient(params); err != nil {
+		return false, z, "", err
+	}
+	if z, err = zoneOfParams(c.cfg, params); err != nil {
+		return false, z, "", err
+	}
+	server, err = nfsServerOf(z, params, ParamNFSServer)
+	return root, z, server, err
 }
 
 // createOnce moves the volume as far as it can in one pass; a returned job is a clone
