@@ -638,7 +638,7 @@ func (s *Server) copyObject(w http.ResponseWriter, r *http.Request, dst ifsLoc, 
 	select {
 	case errs = <-done:
 	case <-r.Context().Done():
-		return // the client went away; the copy goes on
+		abandon(w) // the client went away; the copy goes on
 	}
 	if len(errs) == 0 {
 		w.WriteHeader(http.StatusOK)

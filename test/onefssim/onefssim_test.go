@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -717,6 +718,64 @@ func TestHungServerTimesOut(t *testing.T) {
 	start = time.Now()
 	if _, err := c.GetClusterConfig(ctxT(t)); err != nil || time.Since(start) < 200*time.Millisecond {
 		t.Fatalf("delay: %v %v", err, time.Since(start))
+	}
+}
+
+// TestHungServerAnswersNothingToAClientThatLeft: a hung array never answers. When a client
+// gives up (its TLS close_notify arrives while the request hangs), the simulator must not
+// send the implicit empty 200 net/http writes for a handler that returns silently: goisilon
+// takes an empty 2xx for success, and a client whose deadline had just fired could read it
+// (CI saw GetClusterConfig return no error at its 300 ms deadline).
+func TestHungServerAnswersNothingToAClientThatLeft(t *testing.T) {
+	s, url := newSim(t, nil)
+	s.SetHang(true)
+	leaveDuringRequest(t, url, "GET /platform/3/cluster/config HTTP/1.1\r\nHost: sim\r\n\r\n")
+	s.SetHang(false)
+	s.SetDelay(time.Second)
+	leaveDuringRequest(t, url, "GET /platform/3/cluster/config HTTP/1.1\r\nHost: sim\r\n\r\n")
+}
+
+// TestCopyAnswersNothingToAClientThatLeft: a clone's copy outlives a client that gave up;
+// answering it 200 would tell a client still reading that an unfinished copy succeeded.
+func TestCopyAnswersNothingToAClientThatLeft(t *testing.T) {
+	s, url := newSim(t, func(o *Options) { o.CopyDelay = 300 * time.Millisecond })
+	src := filepath.Join(s.Root(), "data/csi/src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if err := os.WriteFile(filepath.Join(src, n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(testUser+":"+testPass))
+	leaveDuringRequest(t, url, "PUT /namespace/ifs/data/csi/dst HTTP/1.1\r\nHost: sim\r\nAuthorization: "+auth+
+		"\r\nx-isi-ifs-copy-source: /namespace/ifs/data/csi/src\r\nContent-Length: 0\r\n\r\n")
+}
+
+// leaveDuringRequest sends a raw request, leaves (TLS close_notify) while it is being handled
+// and still reads: nothing may come back.
+func leaveDuringRequest(t *testing.T, url, request string) {
+	t.Helper()
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the request is being handled
+	if err := conn.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(conn)
+	if len(got) > 0 {
+		t.Fatalf("the simulator answered a client that left: %q", got)
+	}
+	if err != nil && !errors.Is(err, io.EOF) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("reading after leaving: %v", err)
 	}
 }
 

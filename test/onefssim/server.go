@@ -405,6 +405,16 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// abandon ends a request the way a hung array does: no answer at all. Returning from the
+// handler would make net/http send an empty 200, which goisilon reads as success;
+// http.ErrAbortHandler makes the server drop the connection without writing.
+func abandon(w http.ResponseWriter) {
+	if sw, ok := w.(*statusWriter); ok {
+		sw.status = 499 // logged as "client went away" by ServeHTTP
+	}
+	panic(http.ErrAbortHandler)
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -424,20 +434,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if hang {
 		select {
 		case <-r.Context().Done():
+			abandon(sw)
 		case <-s.closed:
+			abandon(sw)
 		case <-hc:
-		}
-		if r.Context().Err() != nil {
-			sw.status = 499 // client went away; nothing is written
-			return
 		}
 	}
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
 		case <-r.Context().Done():
-			sw.status = 499
-			return
+			abandon(sw)
 		}
 	}
 	f, hook := s.takeFault(r)
