@@ -127,3 +127,52 @@ func (c *Controller) adoptExport(ctx context.Context, a array, z accessZone, dir
 	e.ReadOnlyClients = append(e.ReadOnlyClients, NoAccessClient)
 	return e, a.UpdateExportClients(ctx, *e)
 }
+
+// adoptedVolumes lists the adopted directories of tenant ("" for all) from the array: an
+// adopted directory always has a hard quota (Adopt keeps or sets one) and carries the
+// request record, so the directories with a hard quota outside shiphold's own trees are
+// read for a record. hard is the quota list ListVolumes read already.
+func (c *Controller) adoptedVolumes(ctx context.Context, a array, tenant string, hard map[string]int64) ([]*backend.Volume, error) {
+	var vols []*backend.Volume
+	for dir, bytes := range hard {
+		if _, own := zoneOfPath(c.cfg, dir); own || bytes <= 0 || !strings.HasPrefix(dir, "/ifs/") {
+			continue
+		}
+		v, err := c.adoptedVolume(ctx, a, dir, bytes)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil && (tenant == "" || v.ID.Tenant == tenant) {
+			vols = append(vols, v)
+		}
+	}
+	return vols, nil
+}
+
+// adoptedVolume reads one directory's record: nil when it has none (a legacy directory not
+// adopted), it went meanwhile, or its zone is not one of this backend's.
+func (c *Controller) adoptedVolume(ctx context.Context, a array, dir string, bytes int64) (*backend.Volume, error) {
+	attrs, err := a.Attrs(ctx, dir)
+	if backend.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := attrs[attrRecord]; !ok {
+		return nil, nil
+	}
+	rec, err := recordOf(attrs)
+	if err != nil || rec.Tenant == "" {
+		return nil, nil
+	}
+	z, err := zoneOfParams(c.cfg, rec.Params)
+	if err != nil {
+		return nil, nil
+	}
+	id, err := volid.Adopted(c.name, rec.Tenant, z.key, dir)
+	if err != nil {
+		return nil, nil
+	}
+	return &backend.Volume{ID: id, CapacityBytes: bytes, Context: c.volumeContext(z, dir, 0, false), RequestName: rec.Name}, nil
+}
