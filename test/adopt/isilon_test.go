@@ -48,6 +48,8 @@ func TestAdoptIsilonDirectoryWithExportAndQuota(t *testing.T) {
 	t.Setenv(isilon.StandInEnv, sim.Root)
 	be := sim.Backend(t, "isi")
 	cfg := &config.Config{Backends: []config.Backend{be}}
+	shop := "shop-" + suffix() // a tenant of its own: the quota counts nothing else
+	withQuota(cfg, shop)
 
 	const dir = "/ifs/legacy/site42"
 	real := filepath.Join(sim.Root, strings.TrimPrefix(dir, "/ifs/"))
@@ -60,11 +62,11 @@ func TestAdoptIsilonDirectoryWithExportAndQuota(t *testing.T) {
 	papiPOST(t, sim, "/platform/1/quota/quotas", `{"path":"`+dir+`","type":"directory","enforced":true,"thresholds":{"hard":33554432}}`)
 	papiPOST(t, sim, "/platform/2/protocols/nfs/exports?zone=System", `{"paths":["`+dir+`"],"read_write_clients":["10.9.9.9"]}`)
 
-	v, err := adoptOn(t, cfg, adopt.Request{Backend: "isi", AdoptRequest: backend.AdoptRequest{Object: dir, Tenant: "shop", Name: "pv-site42"}})
+	v, err := adoptOn(t, cfg, adopt.Request{Backend: "isi", AdoptRequest: backend.AdoptRequest{Object: dir, Tenant: shop, Name: "pv-site42"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(v.ID.String(), "a1:isi:shop::") || v.CapacityBytes != 32<<20 || v.Context[isilon.CtxExportPath] != dir {
+	if !strings.HasPrefix(v.ID.String(), "a1:isi:"+shop+"::") || v.CapacityBytes != 32<<20 || v.Context[isilon.CtxExportPath] != dir {
 		t.Fatalf("adopted %s (%d bytes, %v), want the directory's 32 MiB quota kept", v.ID, v.CapacityBytes, v.Context)
 	}
 	exports := sim.Server.Exports()
@@ -76,17 +78,20 @@ func TestAdoptIsilonDirectoryWithExportAndQuota(t *testing.T) {
 	}
 
 	d := harness.StartDriver(t, cfg, driver.ModeAll)
+	counted(t, cfg, d, v, 32<<20)
 	a := attach(t, d, v, mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER, ""))
 	a.readBack(t, "index.html", "site 42")
 	if got := a.expand(t, 64<<20); got != 64<<20 {
 		t.Fatalf("expanded to %d bytes, want 64 MiB", got)
 	}
+	counted(t, cfg, d, v, 64<<20)
 	a.snapshot(t)
 	a.detach(t)
 
 	if _, err := d.Controller().DeleteVolume(ctxT(t), &csi.DeleteVolumeRequest{VolumeId: v.ID.String()}); err != nil {
 		t.Fatal(err)
 	}
+	unlisted(t, d, v.ID.String())
 	if _, err := os.Stat(real); !os.IsNotExist(err) {
 		t.Fatalf("the adopted directory after DeleteVolume: %v, want gone", err)
 	}

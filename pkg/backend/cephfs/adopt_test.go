@@ -113,6 +113,9 @@ func TestListVolumesListsAdoptedSubvolumes(t *testing.T) {
 	if got := ids(c.ListVolumes(ctx, "team-b")); len(got) != 0 {
 		t.Errorf("ListVolumes(team-b) = %v, want none", got)
 	}
+	if got := ids(c.ListAllocations(ctx)); !slices.Equal(got, want) {
+		t.Errorf("ListAllocations (the tenant quotas' reading) = %v, want %v", got, want)
+	}
 	if got := ids(c.ListVolumesAfter(ctx, "", 0)); !slices.Equal(got, want) {
 		t.Errorf("ListVolumesAfter(all) = %v, want %v", got, want)
 	}

@@ -75,6 +75,9 @@ func TestListVolumesListsAdoptedImages(t *testing.T) {
 	if got := ids(c.ListVolumes(ctx, "t2")); len(got) != 0 {
 		t.Errorf("ListVolumes(t2) = %v, want none", got)
 	}
+	if got := ids(c.ListAllocations(ctx)); !slices.Equal(got, want) {
+		t.Errorf("ListAllocations (the tenant quotas' reading) = %v, want %v", got, want)
+	}
 	if got := ids(c.ListVolumesAfter(ctx, "", 0)); !slices.Equal(got, want) {
 		t.Errorf("ListVolumesAfter(all) = %v, want %v", got, want)
 	}
