@@ -3,6 +3,7 @@ package rbd
 import (
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
@@ -51,17 +52,48 @@ func (c *Controller) adoptedInPool(io ioctx, pool string, nss []string, tenant s
 			}
 			return nil, classify(err, "list images in "+pool+"/"+ns)
 		}
+		var foreign []string
 		for _, name := range names {
-			if volumeHashOf(name) != "" && volid.ValidTenant(ns) == nil {
-				continue
+			if volumeHashOf(name) == "" || volid.ValidTenant(ns) != nil {
+				foreign = append(foreign, name)
 			}
-			v, err := c.adoptedVolume(io, pool, ns, name)
-			if err != nil {
-				return nil, err
-			}
-			if v != nil && (tenant == "" || v.ID.Tenant == tenant) {
+		}
+		vols, err := c.readAdopted(io, pool, ns, foreign)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vols {
+			if tenant == "" || v.ID.Tenant == tenant {
 				out = append(out, v)
 			}
+		}
+	}
+	return out, nil
+}
+
+// readAdopted reads the images of one namespace, pageReaders at a time (each open is a
+// few round trips to the OSDs), and returns the adopted ones.
+func (c *Controller) readAdopted(io ioctx, pool, ns string, names []string) ([]*backend.Volume, error) {
+	vols := make([]*backend.Volume, len(names))
+	errs := make([]error, len(names))
+	slots := make(chan struct{}, pageReaders)
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			vols[i], errs[i] = c.adoptedVolume(io, pool, ns, name)
+		}()
+	}
+	wg.Wait()
+	var out []*backend.Volume
+	for i := range names {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if vols[i] != nil {
+			out = append(out, vols[i])
 		}
 	}
 	return out, nil
