@@ -138,3 +138,19 @@ func TestListVolumesListsAdoptedSubvolumes(t *testing.T) {
 		t.Errorf("after the adopted subvolume's delete ListVolumes = %v, want %v", got, want[1:])
 	}
 }
+
+// Another backend on the same cluster does not list a subvolume this one adopted: it would
+// take it for a volume of its own that no PV references, and gc would offer to delete it.
+func TestListVolumesLeavesAnotherBackendsAdoptions(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	f.groups["csi"] = true
+	f.subs["csi/csi-vol-legacy"] = &fakeSub{quota: 1 << 20, meta: map[string]string{}, xattrs: map[string]string{}, snaps: map[string]bool{}}
+	if _, err := c.Adopt(ctx, adoptSub(0)); err != nil {
+		t.Fatal(err)
+	}
+	other := newController("fs2", c.cfg, func(context.Context, map[string]string) (commander, error) { return f, nil })
+	if vols, err := other.ListVolumes(ctx, ""); err != nil || len(vols) != 0 {
+		t.Fatalf("backend fs2 lists %v (%v), want none of fs1's adoptions", vols, err)
+	}
+}

@@ -83,8 +83,8 @@ func (c *Controller) adoptedInGroup(s *session, group volumeRef, loc, tenant str
 	return out, nil
 }
 
-// adoptedVolume reads one subvolume: nil when it has no shiphold record (or one that is
-// not readable), is gone, or is busy (a clone the mgr still copies).
+// adoptedVolume reads one subvolume: nil when it has no record of this backend's adoption
+// (or one that is not readable), is gone, or is busy (a clone the mgr still copies).
 func (c *Controller) adoptedVolume(s *session, ref volumeRef, loc string) (*backend.Volume, error) {
 	rec, found, err := c.recordOnDir(s, ref)
 	if err != nil {
@@ -93,7 +93,7 @@ func (c *Controller) adoptedVolume(s *session, ref volumeRef, loc string) (*back
 		}
 		return nil, err
 	}
-	if !found || rec.Request == nil || rec.Request.Tenant == "" {
+	if !found || rec.Backend != c.name || rec.Request == nil || rec.Request.Tenant == "" {
 		return nil, nil
 	}
 	id, err := volid.Adopted(c.name, rec.Request.Tenant, loc, ref.group+"/"+ref.sub)

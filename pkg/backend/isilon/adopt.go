@@ -89,6 +89,9 @@ func (c *Controller) adoptRecord(ctx context.Context, a array, req *backend.Adop
 	}
 	if _, ok := attrs[attrRecord]; ok {
 		rec, err := recordOf(attrs)
+		if b := attrs[attrBackend]; b != "" && b != c.name {
+			return 0, backend.Errorf(backend.AlreadyExists, "isilon: %s is already managed by shiphold backend %q; it cannot be adopted by backend %q too", dir, b, c.name)
+		}
 		if err != nil || rec.Name != req.Name || rec.Tenant != req.Tenant {
 			return 0, backend.Errorf(backend.AlreadyExists, "isilon: %s is already managed by shiphold as %q of tenant %q; it cannot be adopted as %q of tenant %q", dir, rec.Name, rec.Tenant, req.Name, req.Tenant)
 		}
@@ -108,8 +111,14 @@ func (c *Controller) adoptRecord(ctx context.Context, a array, req *backend.Adop
 		return 0, err
 	}
 	vr := &backend.VolumeRequest{Name: req.Name, Tenant: req.Tenant, RequiredBytes: size, Parameters: req.Parameters}
-	return size, a.SetAttrs(ctx, dir, record(vr, size, ""))
+	attrs = record(vr, size, "")
+	attrs[attrBackend] = c.name
+	return size, a.SetAttrs(ctx, dir, attrs)
 }
+
+// attrBackend names the backend that adopted a directory: several backends may share an
+// array, and only the adopting one lists the directory as its volume.
+const attrBackend = "SHIPHOLD_BACKEND"
 
 // adoptExport keeps the directory's export and its clients (legacy mounts go on working
 // until their PVs move) and adds the placeholder that keeps it closed once they are gone.
@@ -150,7 +159,8 @@ func (c *Controller) adoptedVolumes(ctx context.Context, a array, tenant string,
 }
 
 // adoptedVolume reads one directory's record: nil when it has none (a legacy directory not
-// adopted), it went meanwhile, or its zone is not one of this backend's.
+// adopted), another backend adopted it, it went meanwhile, or its zone is not one of this
+// backend's.
 func (c *Controller) adoptedVolume(ctx context.Context, a array, dir string, bytes int64) (*backend.Volume, error) {
 	attrs, err := a.Attrs(ctx, dir)
 	if backend.IsNotFound(err) {
@@ -159,7 +169,7 @@ func (c *Controller) adoptedVolume(ctx context.Context, a array, dir string, byt
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := attrs[attrRecord]; !ok {
+	if _, ok := attrs[attrRecord]; !ok || attrs[attrBackend] != c.name {
 		return nil, nil
 	}
 	rec, err := recordOf(attrs)

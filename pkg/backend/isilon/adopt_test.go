@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -162,5 +163,24 @@ func TestListVolumesListsAdoptedDirectories(t *testing.T) {
 	}
 	if got := listed(""); len(got) != 1 {
 		t.Fatalf("after its delete ListVolumes = %v, want the created volume only", got)
+	}
+}
+
+// Another backend on the same array does not list a directory this one adopted: it would
+// take it for a volume of its own that no PV references, and gc would offer to delete it.
+func TestListVolumesLeavesAnotherBackendsAdoptions(t *testing.T) {
+	c, f, _ := testController(t)
+	ctx := context.Background()
+	f.dirs[legacyDir] = map[string]string{}
+	if _, err := c.Adopt(ctx, adoptReq(4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewController(&config.Backend{Name: "isi-b", Kind: "isilon", Isilon: c.cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.conn.open = func(context.Context, credentials) (array, error) { return f, nil }
+	if vols, err := other.ListVolumes(ctx, ""); err != nil || len(vols) != 0 {
+		t.Fatalf("backend isi-b lists %v (%v), want none of isi's adoptions", vols, err)
 	}
 }
