@@ -48,7 +48,7 @@ func withStorage(t *testing.T, ctrls map[string]backend.Controller) string {
 	os.WriteFile(cfg, []byte(`
 backends:
   - {name: ceph-rbd, kind: rbd, rbd: {clusterID: c, monitors: [m], pool: rbd}}
-  - {name: isilon, kind: isilon, isilon: {endpoint: "https://x", isiPath: /ifs/data/s, nfsServer: n}}
+  - {name: isilon, kind: isilon, isilon: {endpoint: "https://x", isiPath: /ifs/data/s, nfsServer: n, zones: [{name: hpc, key: hpc, isiPath: /ifs/hpc/s, nfsServer: sc-hpc}]}}
 tenants:
   default: {maxVolumes: 10}
   overrides: {shop: {maxVolumes: 3, maxBytes: 10737418240}}

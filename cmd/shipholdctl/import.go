@@ -21,6 +21,7 @@ type importFlags struct {
 	adminFlags
 	backend, name, size, pvc  string
 	accessMode, policy, class string
+	accessZone                string
 	fsType, nodeStageSecret   string
 	block, fromPVs, apply     bool
 	kubeconfig                string
@@ -62,7 +63,8 @@ old one's reclaim policy; migrate rollback --pvc undoes it).`,
 	fs.StringVar(&f.pvc, "pvc", "", "the printed PVC's NS/NAME (default: TENANT/the object's last name)")
 	fs.StringVar(&f.accessMode, "access-mode", "", "the PV's access mode (default ReadWriteOnce for rbd, ReadWriteMany otherwise)")
 	fs.StringVar(&f.policy, "reclaim-policy", string(corev1.PersistentVolumeReclaimRetain), "the PV's reclaim policy (Delete removes the data with the claim)")
-	fs.StringVar(&f.class, "storage-class", "", `the PV's and PVC's StorageClass ("" binds them statically)`)
+	fs.StringVar(&f.class, "storage-class", "", `the PV's and PVC's StorageClass ("" binds them statically); with --kubeconfig its parameters are recorded (accessZone, nfsServer, ...)`)
+	fs.StringVar(&f.accessZone, "access-zone", "", "the Isilon access zone the directory is in (default: the StorageClass's accessZone, else the backend's default zone); with --from-pvs the PVs are looked for on its SmartConnect name")
 	fs.StringVar(&f.fsType, "fs-type", "", "the filesystem on an RBD image (default ext4)")
 	fs.BoolVar(&f.block, "block", false, "an RBD image used as a raw block device")
 	fs.StringVar(&f.nodeStageSecret, "node-stage-secret", "", "NS/NAME of the Secret the node stages a Ceph volume with when it lies outside its tenant's place (an image outside the tenant's RADOS namespace, a subvolume outside the tenant's group), which gets no tenant identity")
@@ -95,10 +97,20 @@ func runImport(ctx context.Context, f *importFlags, args []string, stdout, stder
 	defer closeAll()
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	if f.fromPVs {
-		return f.runFromPVs(ctx, cfg, ctrls, stdout, stderr)
+	ctrl, ok := ctrls[f.backend]
+	if !ok {
+		fmt.Fprintf(stderr, "shipholdctl import: backend %q is not in the config\n", f.backend)
+		return 1
 	}
-	return f.runOne(ctx, ctrls, args[0], stdout, stderr)
+	params, code, err := f.recordedParams(ctx, ctrl.Kind())
+	if err != nil {
+		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)
+		return code
+	}
+	if f.fromPVs {
+		return f.runFromPVs(ctx, cfg, ctrls, params, stdout, stderr)
+	}
+	return f.runOne(ctx, ctrls, args[0], params, stdout, stderr)
 }
 
 func (f *importFlags) check(args []string) error {
@@ -116,7 +128,7 @@ func (f *importFlags) check(args []string) error {
 }
 
 // runOne adopts one object and prints its PV and PVC.
-func (f *importFlags) runOne(ctx context.Context, ctrls map[string]backend.Controller, object string, stdout, stderr io.Writer) int {
+func (f *importFlags) runOne(ctx context.Context, ctrls map[string]backend.Controller, object string, params map[string]string, stdout, stderr io.Writer) int {
 	var size int64
 	if f.size != "" {
 		var err error
@@ -140,7 +152,7 @@ func (f *importFlags) runOne(ctx context.Context, ctrls map[string]backend.Contr
 		return 2
 	}
 	v, err := adopt.Adopt(ctx, ctrls, adopt.Request{Backend: f.backend, AdoptRequest: backend.AdoptRequest{
-		Object: object, Tenant: f.tenant, Name: name, SizeBytes: size, Parameters: f.params}})
+		Object: object, Tenant: f.tenant, Name: name, SizeBytes: size, Parameters: params}})
 	if err != nil {
 		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)
 		return 1
@@ -196,7 +208,7 @@ func (f *importFlags) claim(kind, object string) (adopt.Claim, error) {
 
 // runFromPVs lists the legacy NFS PVs and, with --apply, adopts and re-binds each one that
 // can be; exit 1 when any failed, 3 when some were left alone under --apply.
-func (f *importFlags) runFromPVs(ctx context.Context, cfg *config.Config, ctrls map[string]backend.Controller, stdout, stderr io.Writer) int {
+func (f *importFlags) runFromPVs(ctx context.Context, cfg *config.Config, ctrls map[string]backend.Controller, params map[string]string, stdout, stderr io.Writer) int {
 	b, ok := cfg.Backend(f.backend)
 	if !ok || b.Isilon == nil {
 		fmt.Fprintf(stderr, "shipholdctl import: --from-pvs needs an isilon backend; %q is not one\n", f.backend)
@@ -207,11 +219,7 @@ func (f *importFlags) runFromPVs(ctx context.Context, cfg *config.Config, ctrls 
 		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)
 		return 1
 	}
-	servers := f.servers
-	if len(servers) == 0 {
-		servers = []string{b.Isilon.NFSServer}
-	}
-	fp := &adopt.FromPVs{Client: client, Controllers: ctrls, Backend: f.backend, Servers: servers, Log: stderr}
+	fp := &adopt.FromPVs{Client: client, Controllers: ctrls, Backend: f.backend, Servers: f.legacyServers(b, params), Parameters: params, Log: stderr}
 	found, err := fp.Find(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)

@@ -131,3 +131,60 @@ func TestImportNamesTheNodeStageSecret(t *testing.T) {
 		t.Fatalf("a secret without its namespace: exit %d", code)
 	}
 }
+
+// The access zone an adopted Isilon directory is looked up (and exported) in comes from
+// --access-zone, or from the StorageClass's parameters (--storage-class with --kubeconfig);
+// the two must agree. --from-pvs takes it too, and then finds the PVs on the zone's
+// SmartConnect name (issue 12).
+func TestImportTakesTheAccessZone(t *testing.T) {
+	var asked []backend.AdoptRequest
+	cfg := withStorage(t, map[string]backend.Controller{"isilon": adopting{storage: storage{kind: "isilon"}, asked: &asked},
+		"ceph-rbd": adopting{storage: storage{kind: "rbd"}, asked: &asked}})
+	classes := fake.NewSimpleClientset(
+		&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "isilon-hpc"}, Provisioner: driverName, Parameters: map[string]string{
+			"backend": "isilon", "accessZone": "hpc", "nfsServer": "sc-hpc-fast", "csi.storage.k8s.io/provisioner-secret-name": "isilon"}},
+		&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "rbd"}, Provisioner: driverName, Parameters: map[string]string{"backend": "ceph-rbd"}})
+	prev := newKubeClient
+	newKubeClient = func(string) (kubernetes.Interface, error) { return classes, nil }
+	t.Cleanup(func() { newKubeClient = prev })
+	imp := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"import", "--config", cfg, "--tenant", "shop"}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, _, errb := imp("--backend", "isilon", "--size", "1Gi", "--access-zone", "hpc", "/ifs/hpc/site1"); code != 0 || asked[len(asked)-1].Parameters["accessZone"] != "hpc" {
+		t.Fatalf("--access-zone hpc: exit %d, asked %+v: %s", code, asked, errb)
+	}
+	code, out, errb := imp("--backend", "isilon", "--size", "1Gi", "--storage-class", "isilon-hpc", "--kubeconfig", "k", "/ifs/hpc/site2")
+	if p := asked[len(asked)-1].Parameters; code != 0 || p["accessZone"] != "hpc" || p["nfsServer"] != "sc-hpc-fast" || p["backend"] != "" || len(p) != 2 {
+		t.Fatalf("--storage-class isilon-hpc: exit %d, recorded parameters %v, want the class's accessZone and nfsServer only: %s", code, p, errb)
+	}
+	if !strings.Contains(out, "storageClassName: isilon-hpc") {
+		t.Fatalf("manifests do not name the class:\n%s", out)
+	}
+	if code, _, errb := imp("--backend", "isilon", "--storage-class", "isilon-hpc", "--kubeconfig", "k", "--access-zone", "System", "/ifs/hpc/site3"); code != 2 || !strings.Contains(errb, `"hpc"`) || !strings.Contains(errb, `"System"`) {
+		t.Fatalf("--access-zone against the class's zone: exit %d: %s", code, errb)
+	}
+	if code, _, errb := imp("--backend", "isilon", "--storage-class", "rbd", "--kubeconfig", "k", "/ifs/hpc/site3"); code != 2 || !strings.Contains(errb, "ceph-rbd") {
+		t.Fatalf("a class of another backend: exit %d: %s", code, errb)
+	}
+	if code, _, errb := imp("--backend", "ceph-rbd", "--access-zone", "hpc", "rbd//img"); code != 2 || !strings.Contains(errb, "isilon") {
+		t.Fatalf("--access-zone on an rbd backend: exit %d: %s", code, errb)
+	}
+
+	size := *resource.NewQuantity(1<<30, resource.BinarySI)
+	legacy := fake.NewSimpleClientset(&corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-hpc"}, Spec: corev1.PersistentVolumeSpec{
+		Capacity: corev1.ResourceList{corev1.ResourceStorage: size}, ClaimRef: &corev1.ObjectReference{Namespace: "shop", Name: "hpc"},
+		PersistentVolumeSource: corev1.PersistentVolumeSource{NFS: &corev1.NFSVolumeSource{Server: "sc-hpc", Path: "/ifs/hpc/site4"}}}})
+	newKubeClient = func(string) (kubernetes.Interface, error) { return legacy, nil }
+	var o, e bytes.Buffer
+	if code := run([]string{"import", "--config", cfg, "--backend", "isilon", "--from-pvs", "--kubeconfig", "k", "--access-zone", "hpc"}, &o, &e); code != 0 || !strings.Contains(o.String(), "pv-hpc") {
+		t.Fatalf("--from-pvs --access-zone hpc finds the PVs on the zone's SmartConnect name sc-hpc: exit %d:\n%s%s", code, o.String(), e.String())
+	}
+	n := len(asked)
+	o.Reset()
+	run([]string{"import", "--config", cfg, "--backend", "isilon", "--from-pvs", "--kubeconfig", "k", "--access-zone", "hpc", "--apply"}, &o, &e)
+	if len(asked) != n+1 || asked[n].Parameters["accessZone"] != "hpc" {
+		t.Fatalf("--from-pvs --apply --access-zone hpc adopted %+v, want /ifs/hpc/site4 in zone hpc:\n%s%s", asked[n:], o.String(), e.String())
+	}
+}

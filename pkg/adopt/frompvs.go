@@ -38,7 +38,9 @@ type FromPVs struct {
 	Backend     string
 	// Servers are the NFS server names or addresses the PVs reach the backend by.
 	Servers []string
-	Log     io.Writer
+	// Parameters are recorded on every adopted directory (the access zone, ...).
+	Parameters map[string]string
+	Log        io.Writer
 }
 
 // Find lists the NFS PVs on Servers with a path below /ifs/, sorted by name.
@@ -100,7 +102,7 @@ func (f *FromPVs) Apply(ctx context.Context, l Legacy) (*backend.Volume, error) 
 		return nil, fmt.Errorf("PV %s: %s", l.PV, l.Refusal)
 	}
 	v, err := Adopt(ctx, f.Controllers, Request{Backend: f.Backend, AdoptRequest: backend.AdoptRequest{
-		Object: l.Path, Tenant: l.Claim.Namespace, Name: l.PV, SizeBytes: l.CapacityBytes,
+		Object: l.Path, Tenant: l.Claim.Namespace, Name: l.PV, SizeBytes: l.CapacityBytes, Parameters: f.Parameters,
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("PV %s: adopt %s: %w", l.PV, l.Path, err)

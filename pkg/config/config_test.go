@@ -1,8 +1,13 @@
 package config
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 const good = `
@@ -101,5 +106,27 @@ backends:
 				t.Fatalf("error %v, want one saying %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// The chart's access-zone example (deploy/helm/shiphold/examples/isilon-zones.yaml, whose
+// config section the chart renders as config.yaml) is a config the driver accepts.
+func TestChartIsilonZonesExampleParses(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "helm", "shiphold", "examples", "isilon-zones.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vals struct {
+		Config json.RawMessage `json:"config"`
+	}
+	if err := yaml.Unmarshal(raw, &vals); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(vals.Config)
+	if err != nil {
+		t.Fatalf("the example's config: %v", err)
+	}
+	if z := cfg.Backends[0].Isilon.Zones; len(z) != 2 || z[0].Name != "hpc" || z[1].NFSServer == "" {
+		t.Fatalf("zones %+v, want hpc and web with their SmartConnect names", z)
 	}
 }

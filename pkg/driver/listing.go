@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
 )
 
 // volumePage lists the volumes whose IDs sort after token, up to max (all for 0), across the
@@ -19,12 +19,12 @@ func (d *Driver) volumePage(ctx context.Context, token string, max int) ([]*back
 		want = max + 1
 	}
 	var page []*backend.Volume
+	from := tokenBackend(token)
 	for _, name := range d.backendsInIDOrder() {
-		prefix := backendIDPrefix(name)
 		after := token
-		if token != "" && !strings.HasPrefix(token, prefix) {
-			if token > prefix {
-				continue // every ID of this backend sorts before the token
+		if token != "" && name != from {
+			if backendIDPrefix(from) > backendIDPrefix(name) {
+				continue // the token's backend comes after this one
 			}
 			after = ""
 		}
@@ -49,8 +49,17 @@ func (d *Driver) volumePage(ctx context.Context, token string, max int) ([]*back
 	return page, next, nil
 }
 
-// backendIDPrefix is what every volume ID of the backend starts with.
+// backendIDPrefix orders the backends; each lists its own volumes in ID order, adopted
+// ones ("a1:") before those it created ("v1:").
 func backendIDPrefix(name string) string { return "v1:" + name + ":" }
+
+// tokenBackend is the backend a page token's volume ID names ("" for none).
+func tokenBackend(token string) string {
+	if id, err := volid.ParseVolume(token); err == nil {
+		return id.Backend
+	}
+	return ""
+}
 
 // backendsInIDOrder sorts the backends as their volume IDs sort ("a-b" before "a", as
 // "v1:a-b:" sorts before "v1:a:").

@@ -9,6 +9,7 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/volid"
 )
 
 // A page of ListVolumes reads about a page of volumes from the storage, from the backend the
@@ -170,5 +171,59 @@ func TestListVolumesBackendsInIDOrder(t *testing.T) {
 		if ids[i] <= ids[i-1] {
 			t.Fatalf("not in ID order or repeated: %v", ids)
 		}
+	}
+}
+
+// Adopted volumes (IDs "a1:...") are paged with their backend's volumes: a token that is an
+// adopted ID goes on from there, not from the backend's first volume again (issue 12).
+func TestListVolumesPagesAdoptedVolumes(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	want := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		for _, b := range []string{"ceph-rbd", "isilon"} {
+			v, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: fmt.Sprintf("%s-%d", b, i), VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": b}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[v.Volume.VolumeId] = true
+			id, err := volid.Adopted(b, "shop", "", fmt.Sprintf("/ifs/legacy/site-%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fc := f.rbd
+			if b == "isilon" {
+				fc = f.nfs
+			}
+			fc.mu.Lock()
+			fc.vols[id.String()] = &backend.Volume{ID: id, CapacityBytes: 1 << 20}
+			fc.mu.Unlock()
+			want[id.String()] = true
+		}
+	}
+	seen := map[string]bool{}
+	token := ""
+	for pages := 0; pages < 20; pages++ {
+		resp, err := f.d.ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: 2, StartingToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range resp.Entries {
+			if seen[e.Volume.VolumeId] {
+				t.Errorf("%s listed twice", e.Volume.VolumeId)
+			}
+			seen[e.Volume.VolumeId] = true
+		}
+		if token = resp.NextToken; token == "" {
+			break
+		}
+	}
+	for id := range want {
+		if !seen[id] {
+			t.Errorf("%s never listed", id)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("listed %d volumes, want %d", len(seen), len(want))
 	}
 }

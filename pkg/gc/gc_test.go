@@ -197,3 +197,63 @@ func TestRemoveGoesThroughTheBackend(t *testing.T) {
 		t.Fatal("a candidate of an unconfigured backend was removed")
 	}
 }
+
+func adopted(t *testing.T, b, tenant, object, pv string) *backend.Volume {
+	t.Helper()
+	id, err := volid.Adopted(b, tenant, "", object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &backend.Volume{ID: id, RequestName: pv}
+}
+
+// An adopted volume no PV references is a candidate like any other; one that a PV still
+// reaches is never one: its import's PV (by handle, or by name through a VolumeAttachment),
+// and the legacy PV that mounted the object before the import re-bound it (an NFS PV on
+// its directory or below, a ceph-csi or in-tree PV on its image or subvolume) (issue 12).
+func TestFindSparesAdoptedVolumesAnyPVReaches(t *testing.T) {
+	byHandle := adopted(t, "isi", "shop", "/ifs/data/site1", "pv-site1")
+	byAttachment := adopted(t, "isi", "shop", "/ifs/data/site2", "pv-site2")
+	byNFS := adopted(t, "isi", "shop", "/ifs/data/site3", "legacy-site3")
+	byNFSBelow := adopted(t, "isi", "shop", "/ifs/data/site4", "legacy-site4")
+	byCephCSI := adopted(t, "rbd", "shop", "/csi-vol-0a1b", "legacy-img")
+	byCephFSCSI := adopted(t, "fs", "shop", "csi/csi-vol-legacy", "legacy-sub")
+	byInTreeRBD := adopted(t, "rbd", "shop", "legacy/site-img", "legacy-intree")
+	orphan := adopted(t, "isi", "blog", "/ifs/data/site9", "pv-gone")
+	isi := &store{name: "isi", vols: []*backend.Volume{byHandle, byAttachment, byNFS, byNFSBelow, orphan}}
+	rbd := &store{name: "rbd", vols: []*backend.Volume{byCephCSI, byInTreeRBD}}
+	fs := &store{name: "fs", vols: []*backend.Volume{byCephFSCSI}}
+	pv := func(name string, src corev1.PersistentVolumeSource) *corev1.PersistentVolume {
+		return &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PersistentVolumeSpec{PersistentVolumeSource: src}}
+	}
+	pvName := "pv-site2"
+	client := fake.NewSimpleClientset(
+		pv("pv-site1", corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "shiphold.csi.io", VolumeHandle: byHandle.ID.String()}}),
+		&storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: "csi-9"},
+			Spec: storagev1.VolumeAttachmentSpec{Attacher: "shiphold.csi.io", NodeName: "node-1", Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: &pvName}}},
+		pv("nfs-site3", corev1.PersistentVolumeSource{NFS: &corev1.NFSVolumeSource{Server: "isilon.example", Path: "/ifs/data/site3/"}}),
+		pv("nfs-site4", corev1.PersistentVolumeSource{NFS: &corev1.NFSVolumeSource{Server: "isilon.example", Path: "/ifs/data/site4/www"}}),
+		pv("ceph-csi-img", corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "rbd.csi.ceph.com", VolumeHandle: "0001-0009-rook-0000000000000002-0a1b",
+			VolumeAttributes: map[string]string{"pool": "rbd", "imageName": "csi-vol-0a1b"}}}),
+		pv("ceph-csi-sub", corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "cephfs.csi.ceph.com", VolumeHandle: "0001-0009-rook-0000000000000001-legacy",
+			VolumeAttributes: map[string]string{"fsName": "cephfs", "subvolumeName": "csi-vol-legacy", "subvolumePath": "/volumes/csi/csi-vol-legacy/5e1f"}}}),
+		pv("intree-rbd", corev1.PersistentVolumeSource{RBD: &corev1.RBDPersistentVolumeSource{RBDPool: "rbd", RBDImage: "site-img"}}),
+	)
+	cl, err := ReadCluster(context.Background(), client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrls := map[string]backend.Controller{"isi": isi, "rbd": rbd, "fs": fs}
+	cands, errs := (&Finder{Backends: ctrls, Cluster: cl}).Find(context.Background())
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	want := []string{KindUnreferenced + " " + orphan.ID.String()}
+	if got := kinds(cands); !slices.Equal(got, want) {
+		t.Fatalf("candidates:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	Remove(context.Background(), ctrls, cands)
+	if !slices.Equal(isi.deleted, []string{orphan.ID.String()}) || len(rbd.deleted)+len(fs.deleted) != 0 {
+		t.Fatalf("deleted %v %v %v, want only %s", isi.deleted, rbd.deleted, fs.deleted, orphan.ID)
+	}
+}

@@ -53,6 +53,8 @@ func TestAdoptCephFSSubvolume(t *testing.T) {
 	harness.RequireCommand(t, "ceph-fuse", "apt-get install ceph-fuse, or hack/install-deps.sh")
 	be := harness.CephFSBackend(t, "fs1")
 	cfg := &config.Config{Backends: []config.Backend{be}}
+	shop := "shop-" + suffix() // a tenant of its own: the quota counts nothing else
+	withQuota(cfg, shop)
 	group, sub := "csi-"+suffix(), "csi-vol-legacy"
 	run(t, "ceph", "fs", "subvolumegroup", "create", "cephfs", group)
 	t.Cleanup(func() {
@@ -63,10 +65,10 @@ func TestAdoptCephFSSubvolume(t *testing.T) {
 	path := run(t, "ceph", "fs", "subvolume", "getpath", "cephfs", sub, "--group_name", group)
 	writeCephFS(t, path+"/index.html", "cephfs site")
 
-	if _, err := adoptOn(t, cfg, adopt.Request{Backend: "fs1", AdoptRequest: backend.AdoptRequest{Object: path, Tenant: "shop", Name: "pv-dir"}}); backend.CodeOf(err) != backend.InvalidArgument {
+	if _, err := adoptOn(t, cfg, adopt.Request{Backend: "fs1", AdoptRequest: backend.AdoptRequest{Object: path, Tenant: shop, Name: "pv-dir"}}); backend.CodeOf(err) != backend.InvalidArgument {
 		t.Fatalf("adoption of a plain directory path: %v, want InvalidArgument", err)
 	}
-	v, err := adoptOn(t, cfg, adopt.Request{Backend: "fs1", AdoptRequest: backend.AdoptRequest{Object: "cephfs/" + group + "/" + sub, Tenant: "shop", Name: "pv-legacy"}})
+	v, err := adoptOn(t, cfg, adopt.Request{Backend: "fs1", AdoptRequest: backend.AdoptRequest{Object: "cephfs/" + group + "/" + sub, Tenant: shop, Name: "pv-legacy"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +76,13 @@ func TestAdoptCephFSSubvolume(t *testing.T) {
 		t.Fatalf("adopted %s of %d bytes, want the subvolume kept by name with its 32 MiB quota", v.ID, v.CapacityBytes)
 	}
 	d := harness.StartDriver(t, cfg, driver.ModeAll)
+	counted(t, cfg, d, v, 32<<20)
 	a := attach(t, d, v, mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER, ""))
 	a.readBack(t, "index.html", "cephfs site")
 	if got := a.expand(t, 64<<20); got != 64<<20 {
 		t.Fatalf("expanded to %d bytes, want 64 MiB", got)
 	}
+	counted(t, cfg, d, v, 64<<20)
 	if info := run(t, "ceph", "fs", "subvolume", "info", "cephfs", sub, "--group_name", group); !strings.Contains(info, `"bytes_quota": 67108864`) {
 		t.Fatalf("the subvolume after expansion:\n%s", info)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/test/harness"
+	"github.com/shiphold/shiphold/test/onefssim"
 )
 
 func papiPOST(t *testing.T, sim *harness.OneFS, path, body string) {
@@ -48,6 +49,8 @@ func TestAdoptIsilonDirectoryWithExportAndQuota(t *testing.T) {
 	t.Setenv(isilon.StandInEnv, sim.Root)
 	be := sim.Backend(t, "isi")
 	cfg := &config.Config{Backends: []config.Backend{be}}
+	shop := "shop-" + suffix() // a tenant of its own: the quota counts nothing else
+	withQuota(cfg, shop)
 
 	const dir = "/ifs/legacy/site42"
 	real := filepath.Join(sim.Root, strings.TrimPrefix(dir, "/ifs/"))
@@ -60,11 +63,11 @@ func TestAdoptIsilonDirectoryWithExportAndQuota(t *testing.T) {
 	papiPOST(t, sim, "/platform/1/quota/quotas", `{"path":"`+dir+`","type":"directory","enforced":true,"thresholds":{"hard":33554432}}`)
 	papiPOST(t, sim, "/platform/2/protocols/nfs/exports?zone=System", `{"paths":["`+dir+`"],"read_write_clients":["10.9.9.9"]}`)
 
-	v, err := adoptOn(t, cfg, adopt.Request{Backend: "isi", AdoptRequest: backend.AdoptRequest{Object: dir, Tenant: "shop", Name: "pv-site42"}})
+	v, err := adoptOn(t, cfg, adopt.Request{Backend: "isi", AdoptRequest: backend.AdoptRequest{Object: dir, Tenant: shop, Name: "pv-site42"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(v.ID.String(), "a1:isi:shop::") || v.CapacityBytes != 32<<20 || v.Context[isilon.CtxExportPath] != dir {
+	if !strings.HasPrefix(v.ID.String(), "a1:isi:"+shop+"::") || v.CapacityBytes != 32<<20 || v.Context[isilon.CtxExportPath] != dir {
 		t.Fatalf("adopted %s (%d bytes, %v), want the directory's 32 MiB quota kept", v.ID, v.CapacityBytes, v.Context)
 	}
 	exports := sim.Server.Exports()
@@ -76,21 +79,59 @@ func TestAdoptIsilonDirectoryWithExportAndQuota(t *testing.T) {
 	}
 
 	d := harness.StartDriver(t, cfg, driver.ModeAll)
+	counted(t, cfg, d, v, 32<<20)
 	a := attach(t, d, v, mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER, ""))
 	a.readBack(t, "index.html", "site 42")
 	if got := a.expand(t, 64<<20); got != 64<<20 {
 		t.Fatalf("expanded to %d bytes, want 64 MiB", got)
 	}
+	counted(t, cfg, d, v, 64<<20)
 	a.snapshot(t)
 	a.detach(t)
 
 	if _, err := d.Controller().DeleteVolume(ctxT(t), &csi.DeleteVolumeRequest{VolumeId: v.ID.String()}); err != nil {
 		t.Fatal(err)
 	}
+	unlisted(t, d, v.ID.String())
 	if _, err := os.Stat(real); !os.IsNotExist(err) {
 		t.Fatalf("the adopted directory after DeleteVolume: %v, want gone", err)
 	}
 	if n := len(sim.Server.Exports()); n != 0 {
 		t.Fatalf("%d exports left after DeleteVolume", n)
+	}
+}
+
+// TestAdoptIsilonDirectoryInAccessZone: a directory of another access zone, exported in
+// that zone, is adopted with the zone the import names (the class's accessZone or
+// --access-zone): its export stays in the zone, the volume ID carries the zone's key, and
+// the plugin lists it under that ID with its quota's size.
+func TestAdoptIsilonDirectoryInAccessZone(t *testing.T) {
+	sim := harness.StartOneFSWith(t, func(o *onefssim.Options) { o.Zones = map[string]string{"zoneA": "/ifs/zoneA"} })
+	be := sim.Backend(t, "isi")
+	be.Isilon.Zones = []config.IsilonZone{{Name: "zoneA", Key: "za", IsiPath: "/ifs/zoneA/shiphold"}}
+	cfg := &config.Config{Backends: []config.Backend{be}}
+	shop := "shop-" + suffix()
+	const dir = "/ifs/zoneA/legacy/site7"
+	if err := os.MkdirAll(filepath.Join(sim.Root, "zoneA/legacy/site7"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	papiPOST(t, sim, "/platform/1/quota/quotas", `{"path":"`+dir+`","type":"directory","enforced":true,"thresholds":{"hard":16777216}}`)
+	papiPOST(t, sim, "/platform/2/protocols/nfs/exports?zone=zoneA", `{"paths":["`+dir+`"],"read_write_clients":["10.9.9.7"]}`)
+
+	v, err := adoptOn(t, cfg, adopt.Request{Backend: "isi", AdoptRequest: backend.AdoptRequest{Object: dir, Tenant: shop, Name: "pv-site7",
+		Parameters: map[string]string{isilon.ParamAccessZone: "zoneA"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.ID.Location != "za" || v.Context[isilon.CtxZone] != "zoneA" {
+		t.Fatalf("adopted %s (%v), want the zone key za and zone zoneA", v.ID, v.Context)
+	}
+	exports := sim.Server.Exports()
+	if len(exports) != 1 || exports[0].Zone != "zoneA" || !slices.Contains(exports[0].ReadOnlyClients, isilon.NoAccessClient) {
+		t.Fatalf("exports after adoption: %+v, want zoneA's own with the never-open placeholder beside its client", exports)
+	}
+	d := harness.StartDriver(t, cfg, driver.ModeAll)
+	if got, ok := listed(t, d, v.ID.String()); !ok || got != 16<<20 {
+		t.Fatalf("ListVolumes lists %s: %v with %d bytes, want 16 MiB", v.ID, ok, got)
 	}
 }

@@ -56,7 +56,7 @@ func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*bac
 	}
 	vr := &backend.VolumeRequest{Name: req.Name, Tenant: req.Tenant, RequiredBytes: size, Parameters: params}
 	rr := backend.NewRequestRecord(vr)
-	rec := volumeRecord{Name: req.Name, Bytes: size, Params: p, Request: &rr}
+	rec := volumeRecord{Name: req.Name, Bytes: size, Params: p, Request: &rr, Backend: c.name}
 	if err := c.writeRecord(s, ref, rec); err != nil {
 		return nil, err
 	}
@@ -76,6 +76,9 @@ func (c *Controller) adoptQuota(s *session, req *backend.AdoptRequest, ref volum
 	rec, found, err := c.recordOnDir(s, ref)
 	if err != nil {
 		return 0, err
+	}
+	if found && rec.Backend != "" && rec.Backend != c.name {
+		return 0, backend.Errorf(backend.AlreadyExists, "cephfs: %s is already managed by shiphold backend %q; it cannot be adopted by backend %q too", req.Object, rec.Backend, c.name)
 	}
 	if r := rec.request(); found && (r.Name != req.Name || r.Tenant != req.Tenant) {
 		return 0, backend.Errorf(backend.AlreadyExists, "cephfs: %s is already managed by shiphold as %q of tenant %q; it cannot be adopted as %q of tenant %q", req.Object, r.Name, r.Tenant, req.Name, req.Tenant)

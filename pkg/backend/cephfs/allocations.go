@@ -10,6 +10,7 @@ import (
 // ListAllocations is ListVolumes for the tenant quotas: it also lists clones still copying,
 // which hold a place. Their size is set when the copy completes, so until then they count
 // as a volume of 0 bytes (the controller that started one counts its requested bytes).
+// The subvolumes adopted in place count too.
 func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, error) {
 	s, err := c.session(ctx, nil)
 	if err != nil {
@@ -18,7 +19,10 @@ func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, er
 	if err := c.refreshFS(s); err != nil {
 		return nil, err
 	}
-	var out []*backend.Volume
+	out, err := c.adoptedVolumes(s, "")
+	if err != nil {
+		return nil, err
+	}
 	err = c.eachSubvolume(s, "", func(id volid.Volume, ref volumeRef) error {
 		info, err := c.info(s, ref)
 		switch {

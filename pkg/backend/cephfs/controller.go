@@ -478,7 +478,10 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 	if err := c.refreshFS(s); err != nil {
 		return nil, err
 	}
-	var out []*backend.Volume
+	out, err := c.adoptedVolumes(s, tenant)
+	if err != nil {
+		return nil, err
+	}
 	err = c.eachSubvolume(s, tenant, func(id volid.Volume, ref volumeRef) error {
 		v, err := c.listedVolume(s, id, ref)
 		if v != nil {

@@ -363,6 +363,16 @@ func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
 func (f *fakeMgr) Subdirs(fs, path string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if path == subvolumesDir {
+		if fs != "cephfs" { // the fake's groups are on filesystem cephfs; "other" has none
+			return nil, nil
+		}
+		var out []string
+		for g := range f.groups {
+			out = append(out, g)
+		}
+		return out, nil
+	}
 	if g, ok := f.groupDir(path); ok {
 		var out []string
 		for k := range f.subs {

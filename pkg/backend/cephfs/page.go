@@ -11,7 +11,8 @@ import (
 // ListVolumesAfter lists a page of the backend's volumes in ID order (tenant, filesystem ID,
 // hash): it lists the subvolume groups, and the subvolumes of the groups it walks, and asks
 // the mgr for the details (info) of the page's subvolumes only, where ListVolumes asks for
-// every subvolume's.
+// every subvolume's. The first pages, up to the last adopted volume, also read the records
+// of the subvolumes shiphold did not create (adoptedVolumes).
 func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int) ([]*backend.Volume, error) {
 	from, err := volid.ParseVolume(after)
 	if err != nil || from.Backend != c.name {
@@ -24,11 +25,22 @@ func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int
 	if err := c.refreshFS(s); err != nil {
 		return nil, err
 	}
+	var out []*backend.Volume
+	if from.Backend == "" || from.Object != "" {
+		// Adopted IDs ("a1:") sort before created ones: they come first.
+		adopted, err := c.adoptedVolumes(s, "")
+		if err != nil {
+			return nil, err
+		}
+		if out = backend.PageOf(adopted, after, max); max > 0 && len(out) >= max {
+			return out, nil
+		}
+		from = volid.Volume{}
+	}
 	places, err := c.groupsFrom(s, from)
 	if err != nil {
 		return nil, err
 	}
-	var out []*backend.Volume
 	for _, pl := range places {
 		hashes, err := c.subvolumeHashes(s, pl.ref)
 		if err != nil {

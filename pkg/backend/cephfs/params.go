@@ -152,6 +152,9 @@ type volumeRecord struct {
 	Source string `json:"source,omitempty"`
 	// Request is the shared request record; volumes of older versions have none.
 	Request *backend.RequestRecord `json:"request,omitempty"`
+	// Backend names the backend that adopted a subvolume outside its own groups: only
+	// that one lists it (several backends may share a cluster).
+	Backend string `json:"backend,omitempty"`
 }
 
 // request is the record the shared conflict rule judges; an older volume's lacks the

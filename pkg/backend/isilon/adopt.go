@@ -89,6 +89,9 @@ func (c *Controller) adoptRecord(ctx context.Context, a array, req *backend.Adop
 	}
 	if _, ok := attrs[attrRecord]; ok {
 		rec, err := recordOf(attrs)
+		if b := attrs[attrBackend]; b != "" && b != c.name {
+			return 0, backend.Errorf(backend.AlreadyExists, "isilon: %s is already managed by shiphold backend %q; it cannot be adopted by backend %q too", dir, b, c.name)
+		}
 		if err != nil || rec.Name != req.Name || rec.Tenant != req.Tenant {
 			return 0, backend.Errorf(backend.AlreadyExists, "isilon: %s is already managed by shiphold as %q of tenant %q; it cannot be adopted as %q of tenant %q", dir, rec.Name, rec.Tenant, req.Name, req.Tenant)
 		}
@@ -108,8 +111,14 @@ func (c *Controller) adoptRecord(ctx context.Context, a array, req *backend.Adop
 		return 0, err
 	}
 	vr := &backend.VolumeRequest{Name: req.Name, Tenant: req.Tenant, RequiredBytes: size, Parameters: req.Parameters}
-	return size, a.SetAttrs(ctx, dir, record(vr, size, ""))
+	attrs = record(vr, size, "")
+	attrs[attrBackend] = c.name
+	return size, a.SetAttrs(ctx, dir, attrs)
 }
+
+// attrBackend names the backend that adopted a directory: several backends may share an
+// array, and only the adopting one lists the directory as its volume.
+const attrBackend = "SHIPHOLD_BACKEND"
 
 // adoptExport keeps the directory's export and its clients (legacy mounts go on working
 // until their PVs move) and adds the placeholder that keeps it closed once they are gone.
@@ -126,4 +135,54 @@ func (c *Controller) adoptExport(ctx context.Context, a array, z accessZone, dir
 	}
 	e.ReadOnlyClients = append(e.ReadOnlyClients, NoAccessClient)
 	return e, a.UpdateExportClients(ctx, *e)
+}
+
+// adoptedVolumes lists the adopted directories of tenant ("" for all) from the array: an
+// adopted directory always has a hard quota (Adopt keeps or sets one) and carries the
+// request record, so the directories with a hard quota outside shiphold's own trees are
+// read for a record. hard is the quota list ListVolumes read already.
+func (c *Controller) adoptedVolumes(ctx context.Context, a array, tenant string, hard map[string]int64) ([]*backend.Volume, error) {
+	var vols []*backend.Volume
+	for dir, bytes := range hard {
+		if _, own := zoneOfPath(c.cfg, dir); own || bytes <= 0 || !strings.HasPrefix(dir, "/ifs/") {
+			continue
+		}
+		v, err := c.adoptedVolume(ctx, a, dir, bytes)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil && (tenant == "" || v.ID.Tenant == tenant) {
+			vols = append(vols, v)
+		}
+	}
+	return vols, nil
+}
+
+// adoptedVolume reads one directory's record: nil when it has none (a legacy directory not
+// adopted), another backend adopted it, it went meanwhile, or its zone is not one of this
+// backend's.
+func (c *Controller) adoptedVolume(ctx context.Context, a array, dir string, bytes int64) (*backend.Volume, error) {
+	attrs, err := a.Attrs(ctx, dir)
+	if backend.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := attrs[attrRecord]; !ok || attrs[attrBackend] != c.name {
+		return nil, nil
+	}
+	rec, err := recordOf(attrs)
+	if err != nil || rec.Tenant == "" {
+		return nil, nil
+	}
+	z, err := zoneOfParams(c.cfg, rec.Params)
+	if err != nil {
+		return nil, nil
+	}
+	id, err := volid.Adopted(c.name, rec.Tenant, z.key, dir)
+	if err != nil {
+		return nil, nil
+	}
+	return &backend.Volume{ID: id, CapacityBytes: bytes, Context: c.volumeContext(z, dir, 0, false), RequestName: rec.Name}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -111,5 +112,75 @@ func TestAdoptBareDirectory(t *testing.T) {
 	}
 	if q := f.quotas[legacyDir]; q == nil || q.Hard != 3<<20 || v.CapacityBytes != 3<<20 {
 		t.Fatalf("quota %+v, capacity %d, want a 3 MiB hard quota", q, v.CapacityBytes)
+	}
+}
+
+// An adopted directory is listed with the volumes of its tenant, under its adopted ID and
+// its quota's size; a directory with a quota but no adoption record is not (issue 12).
+func TestListVolumesListsAdoptedDirectories(t *testing.T) {
+	c, f, _ := testController(t)
+	ctx := context.Background()
+	f.dirs[legacyDir] = map[string]string{}
+	f.dirs["/ifs/data/legacy/never-adopted"] = map[string]string{}
+	if err := f.CreateDirQuota(ctx, "/ifs/data/legacy/never-adopted", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Adopt(ctx, adoptReq(4<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateVolume(ctx, &backend.VolumeRequest{Name: "pvc-1", Tenant: "shop", RequiredBytes: 1 << 20, Secrets: goodSecrets}); err != nil {
+		t.Fatal(err)
+	}
+	listed := func(tenant string) map[string]int64 {
+		t.Helper()
+		vols, err := c.ListVolumes(ctx, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, v := range vols {
+			out[v.ID.String()] = v.CapacityBytes
+		}
+		return out
+	}
+	for _, tenant := range []string{"", "shop"} {
+		if got := listed(tenant); len(got) != 2 || got[v.ID.String()] != 4<<20 {
+			t.Fatalf("ListVolumes(%q) = %v, want the created volume and %s of 4 MiB", tenant, got, v.ID)
+		}
+	}
+	if got := listed("rival"); len(got) != 0 {
+		t.Fatalf("ListVolumes(rival) = %v, want none", got)
+	}
+	if _, _, err := c.ExpandVolume(ctx, v.ID, 6<<20, 0, goodSecrets); err != nil {
+		t.Fatal(err)
+	}
+	if got := listed("shop"); got[v.ID.String()] != 6<<20 {
+		t.Fatalf("after expansion ListVolumes = %v, want %s of 6 MiB", got, v.ID)
+	}
+	if err := c.DeleteVolume(ctx, v.ID, goodSecrets); err != nil {
+		t.Fatal(err)
+	}
+	if got := listed(""); len(got) != 1 {
+		t.Fatalf("after its delete ListVolumes = %v, want the created volume only", got)
+	}
+}
+
+// Another backend on the same array does not list a directory this one adopted: it would
+// take it for a volume of its own that no PV references, and gc would offer to delete it.
+func TestListVolumesLeavesAnotherBackendsAdoptions(t *testing.T) {
+	c, f, _ := testController(t)
+	ctx := context.Background()
+	f.dirs[legacyDir] = map[string]string{}
+	if _, err := c.Adopt(ctx, adoptReq(4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewController(&config.Backend{Name: "isi-b", Kind: "isilon", Isilon: c.cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.conn.open = func(context.Context, credentials) (array, error) { return f, nil }
+	if vols, err := other.ListVolumes(ctx, ""); err != nil || len(vols) != 0 {
+		t.Fatalf("backend isi-b lists %v (%v), want none of isi's adoptions", vols, err)
 	}
 }

@@ -563,7 +563,8 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 }
 
 // ListVolumes lists csi-vol-* directories of one tenant or all, in every access zone of
-// the backend; capacities come from the directory quotas, read in one call.
+// the backend, and the directories adopted in place; capacities come from the directory
+// quotas, read in one call.
 func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
 	var vols []*backend.Volume
 	err := c.conn.do(ctx, nil, func(a array) error {
@@ -578,7 +579,9 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 			}
 			vols = append(vols, found...)
 		}
-		return nil
+		adopted, err := c.adoptedVolumes(ctx, a, tenant, hard)
+		vols = append(vols, adopted...)
+		return err
 	})
 	return vols, err
 }

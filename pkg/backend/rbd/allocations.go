@@ -10,9 +10,18 @@ import (
 
 // ListAllocations is ListVolumes for the tenant quotas: it also lists csi-vol- images of the
 // configured pool that have no record yet (a create under way, or one that stopped between
-// making the image and recording it), at their allocated size, since they hold the space.
+// making the image and recording it), at their allocated size, since they hold the space;
+// and the images adopted in place.
 func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, error) {
-	return c.allocations(ctx, false)
+	var adopted []*backend.Volume
+	if err := c.run(ctx, nil, func(conn cluster) (err error) {
+		adopted, err = c.adoptedVolumes(conn, "")
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	vols, err := c.allocations(ctx, false)
+	return append(adopted, vols...), err
 }
 
 // ListRecordless lists the csi-vol- images of the configured pool that have no record

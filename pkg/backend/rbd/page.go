@@ -12,7 +12,8 @@ import (
 
 // ListVolumesAfter lists a page of the backend's volumes in ID order (tenant, pool ID, hash):
 // it reads the namespace lists and the image directories of the places it walks, and opens
-// only the images of the page, where ListVolumes opens every image.
+// only the images of the page, where ListVolumes opens every image. The first pages, up to
+// the last adopted volume, also read the images shiphold did not create (adoptedVolumes).
 func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int) ([]*backend.Volume, error) {
 	from, err := volid.ParseVolume(after)
 	if err != nil || from.Backend != c.name {
@@ -20,6 +21,18 @@ func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int
 	}
 	var out []*backend.Volume
 	err = c.run(ctx, nil, func(conn cluster) error {
+		if from.Backend == "" || from.Object != "" {
+			// Adopted IDs ("a1:") sort before created ones: they come first.
+			adopted, err := c.adoptedVolumes(conn, "")
+			if err != nil {
+				return err
+			}
+			out = backend.PageOf(adopted, after, max)
+			if max > 0 && len(out) >= max {
+				return nil
+			}
+			from = volid.Volume{}
+		}
 		places, closeAll, err := c.placesFrom(conn, from)
 		if err != nil {
 			return err

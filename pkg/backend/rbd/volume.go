@@ -245,10 +245,16 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 }
 
 // ListVolumes lists the backend's volumes in every pool of the cluster (a StorageClass may
-// override the pool), in the tenant's namespace, or in all namespaces when tenant is "".
+// override the pool), in the tenant's namespace, or in all namespaces when tenant is "",
+// and the images adopted in place.
 func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
 	var out []*backend.Volume
 	err := c.run(ctx, nil, func(conn cluster) error {
+		adopted, err := c.adoptedVolumes(conn, tenant)
+		if err != nil {
+			return err
+		}
+		out = append(out, adopted...)
 		return c.eachImage(conn, tenant, func(io ioctx, pool, ns, hash string) error {
 			v, err := c.listedVolume(io, pool, ns, hash)
 			if v != nil {
