@@ -1,0 +1,35 @@
+package main
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestClaimDefaultsByKind pins what an imported volume's claim gets when the flags leave it
+// open: a single-node kind (rbd) ReadWriteOnce and, as a filesystem, ext4; a shared
+// filesystem ReadWriteMany and no fsType; a raw block claim no fsType.
+func TestClaimDefaultsByKind(t *testing.T) {
+	for _, tc := range []struct {
+		kind   string
+		block  bool
+		mode   corev1.PersistentVolumeAccessMode
+		fsType string
+	}{
+		{"rbd", false, corev1.ReadWriteOnce, "ext4"},
+		{"rbd", true, corev1.ReadWriteOnce, ""},
+		{"cephfs", false, corev1.ReadWriteMany, ""},
+		{"isilon", false, corev1.ReadWriteMany, ""},
+	} {
+		f := &importFlags{block: tc.block, policy: "Retain"}
+		c, err := f.claim(claimKind(tc.kind), "pool/ns/img")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.AccessMode != tc.mode || c.FsType != tc.fsType {
+			t.Errorf("%s block=%v: access mode %s, fsType %q; want %s, %q", tc.kind, tc.block, c.AccessMode, c.FsType, tc.mode, tc.fsType)
+		}
+	}
+}
+
+func claimKind(kind string) string { return kind }
