@@ -121,7 +121,7 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 
 	opts := driver.Options{
 		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, NodeLabels: labels, Config: cfg,
-		Controllers: backends.Controllers, Stagers: backends.Stagers, ProbeInterval: probeInterval, SlowCall: ro.slowCall,
+		Controllers: backends.Controllers, Stagers: backends.Stagers, Kinds: registry.Kinds(), ProbeInterval: probeInterval, SlowCall: ro.slowCall,
 		Quota: ro.quota,
 	}
 	if metricsAddr != "" {

@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 )
 
 // TestClaimDefaultsByKind pins what an imported volume's claim gets when the flags leave it
@@ -32,4 +35,4 @@ func TestClaimDefaultsByKind(t *testing.T) {
 	}
 }
 
-func claimKind(kind string) string { return kind }
+func claimKind(kind string) backend.Capabilities { return registry.Kinds()[kind] }

@@ -61,7 +61,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err := checkParameters(params, c); err != nil {
 		return nil, err
 	}
-	if err := supports(c.Kind(), access); err != nil {
+	if err := d.kinds.supports(c.Kind(), access); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "backend %q: %v", backendName, err)
 	}
 	tenant, err := tenantOf(params)
@@ -274,7 +274,7 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if err != nil {
 		return nil, err
 	}
-	if err := supports(c.Kind(), access); err != nil {
+	if err := d.kinds.supports(c.Kind(), access); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 	}
 	readOnly := publishReadOnly(req)
@@ -364,7 +364,7 @@ func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	if err != nil {
 		return nil, err
 	}
-	if err := supports(c.Kind(), access); err != nil {
+	if err := d.kinds.supports(c.Kind(), access); err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
 	}
 	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
@@ -482,7 +482,7 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 		if err != nil {
 			return nil, err
 		}
-		if err := supports(c.Kind(), access); err != nil {
+		if err := d.kinds.supports(c.Kind(), access); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 		}
 	}

@@ -58,6 +58,8 @@ type Options struct {
 	// Controllers and Stagers are keyed by backend name; only the side(s) Mode needs are set.
 	Controllers map[string]backend.Controller
 	Stagers     map[string]backend.Stager
+	// Kinds are what each backend kind serves, by kind name (registry.Kinds).
+	Kinds map[string]backend.Capabilities
 	// Mounter does the node's bind mounts; nil uses the host's mounter.
 	Mounter mount.Interface
 	// MountCallTimeout bounds one syscall on a published or staged path, whose server may be
@@ -82,6 +84,7 @@ type Driver struct {
 	csi.UnimplementedNodeServer
 
 	opts     Options
+	kinds    kinds
 	mounter  mount.Interface
 	inflight *inflight
 	ledger   *tenant.Ledger
@@ -103,6 +106,9 @@ func New(opts Options) (*Driver, error) {
 		return nil, fmt.Errorf("node mode needs a node name (--nodeid)")
 	}
 	for _, b := range opts.Config.Backends {
+		if _, ok := opts.Kinds[b.Kind]; !ok {
+			return nil, fmt.Errorf("backend %q: the driver serves no kind %q", b.Name, b.Kind)
+		}
 		if opts.Mode != ModeNode && opts.Controllers[b.Name] == nil {
 			return nil, fmt.Errorf("backend %q has no controller", b.Name)
 		}
@@ -118,7 +124,7 @@ func New(opts Options) (*Driver, error) {
 		opts.MountCallTimeout = mounter.DefaultMountCallTimeout
 	}
 	ledger := tenant.NewLedger(opts.Controllers, opts.Config.Tenants, opts.Quota)
-	return &Driver{opts: opts, mounter: m, inflight: newInflight(), ledger: ledger, reachable: map[string]error{}}, nil
+	return &Driver{opts: opts, kinds: opts.Kinds, mounter: m, inflight: newInflight(), ledger: ledger, reachable: map[string]error{}}, nil
 }
 
 // NodeID is what NodeGetInfo reports: name@address, so that a controller can grant the

@@ -16,6 +16,7 @@ import (
 	mount "k8s.io/mount-utils"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
@@ -35,7 +36,7 @@ func newFixture(t *testing.T, tenants config.Tenants) *fixture {
 		Tenants:  tenants,
 	}
 	f := &fixture{rbd: newFake("ceph-rbd", "rbd"), nfs: newFake("isilon", "isilon"), stager: &fakeStager{staged: map[string]string{}}, mnt: mount.NewFakeMounter(nil)}
-	d, err := New(Options{
+	d, err := New(Options{Kinds: registry.Kinds(),
 		Name: "shiphold.csi.io", Version: "test", Mode: ModeAll, NodeName: "node1", NodeAddress: "10.0.0.5", Config: cfg,
 		Controllers: map[string]backend.Controller{"ceph-rbd": f.rbd, "isilon": fakePublisher{f.nfs}},
 		Stagers:     map[string]backend.Stager{"ceph-rbd": f.stager, "isilon": f.stager},
@@ -94,7 +95,7 @@ func TestCreateVolumeValidation(t *testing.T) {
 		{"unknown backend", &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": "nope"}}, codes.InvalidArgument, `backend "nope" is not in the driver config`},
 		{"unknown parameter", &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": "ceph-rbd", "poool": "x"}}, codes.InvalidArgument, "poool"},
 		{"rwx fs on rbd", &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwx)}, Parameters: map[string]string{"backend": "ceph-rbd"}}, codes.InvalidArgument, "single-node"},
-		{"block on isilon", &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csi.VolumeCapability{blockCap(rwo)}, Parameters: map[string]string{"backend": "isilon"}}, codes.InvalidArgument, "block access type needs an rbd"},
+		{"block on isilon", &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csi.VolumeCapability{blockCap(rwo)}, Parameters: map[string]string{"backend": "isilon"}}, codes.InvalidArgument, "block access type needs a backend of kind rbd"},
 		{"bad fstype", &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csi.VolumeCapability{{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "zfs"}}, AccessMode: &csi.VolumeCapability_AccessMode{Mode: rwo}}}, Parameters: map[string]string{"backend": "ceph-rbd"}}, codes.InvalidArgument, "zfs"},
 		{"negative size", &csi.CreateVolumeRequest{Name: "v", CapacityRange: &csi.CapacityRange{RequiredBytes: -1}, VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": "ceph-rbd"}}, codes.InvalidArgument, "negative"},
 		{"limit below required", &csi.CreateVolumeRequest{Name: "v", CapacityRange: &csi.CapacityRange{RequiredBytes: 10, LimitBytes: 5}, VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwo)}, Parameters: map[string]string{"backend": "ceph-rbd"}}, codes.InvalidArgument, "exceeds limit"},

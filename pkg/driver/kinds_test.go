@@ -11,6 +11,7 @@ import (
 	mount "k8s.io/mount-utils"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 )
 
@@ -25,7 +26,7 @@ func newKindFixture(t *testing.T, kind string) *kindFixture {
 	t.Helper()
 	name := "b-" + kind
 	fake := newFake(name, kind)
-	d, err := New(Options{
+	d, err := New(Options{Kinds: registry.Kinds(),
 		Name: "shiphold.csi.io", Version: "test", Mode: ModeAll, NodeName: "node1", NodeAddress: "10.0.0.5",
 		Config:      &config.Config{Backends: []config.Backend{{Name: name, Kind: kind}}},
 		Controllers: map[string]backend.Controller{name: fake},
@@ -55,10 +56,10 @@ var allModes = []csi.VolumeCapability_AccessMode_Mode{
 }
 
 const (
-	rbdMultiWriter = "rbd filesystem volumes are single-node; multi-node writers need the block access type or a cephfs/isilon backend"
+	rbdMultiWriter = "rbd filesystem volumes are single-node; multi-node writers need the block access type or a backend of kind cephfs or isilon"
 	rbdZFS         = `fsType "zfs" is not supported on rbd; use ext4 or xfs`
-	cephfsBlock    = "cephfs volumes are shared filesystems; the block access type needs an rbd backend"
-	isilonBlock    = "isilon volumes are shared filesystems; the block access type needs an rbd backend"
+	cephfsBlock    = "cephfs volumes are shared filesystems; the block access type needs a backend of kind rbd"
+	isilonBlock    = "isilon volumes are shared filesystems; the block access type needs a backend of kind rbd"
 )
 
 // refusal is what each kind says of a capability: "" when it serves it.
@@ -157,5 +158,15 @@ func TestNodeExpandWithoutStagingPathByKind(t *testing.T) {
 				t.Fatalf("%s: %v %v, want the required 1 TiB reported", kind, resp, err)
 			}
 		})
+	}
+}
+
+// TestNewRefusesKindsItDoesNotServe: a configured backend of a kind no package declared
+// stops the plugin at start, naming it.
+func TestNewRefusesKindsItDoesNotServe(t *testing.T) {
+	opts := modeOptions(ModeController)
+	opts.Config.Backends[0].Kind = "lustre"
+	if _, err := New(opts); err == nil || err.Error() != `backend "ceph-rbd": the driver serves no kind "lustre"` {
+		t.Fatalf("New: %v", err)
 	}
 }

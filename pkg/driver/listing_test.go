@@ -8,6 +8,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 )
 
@@ -137,7 +138,7 @@ type unpaged struct{ backend.Controller }
 func TestListVolumesBackendsInIDOrder(t *testing.T) {
 	cfg := &config.Config{Backends: []config.Backend{{Name: "ceph", Kind: "rbd"}, {Name: "ceph-2", Kind: "rbd"}}}
 	fakes := map[string]backend.Controller{"ceph": newFake("ceph", "rbd"), "ceph-2": newFake("ceph-2", "rbd")}
-	d, err := New(Options{Name: "shiphold.csi.io", Version: "test", Mode: ModeController, Config: cfg, Controllers: fakes})
+	d, err := New(Options{Kinds: registry.Kinds(), Name: "shiphold.csi.io", Version: "test", Mode: ModeController, Config: cfg, Controllers: fakes})
 	if err != nil {
 		t.Fatal(err)
 	}

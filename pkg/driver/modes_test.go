@@ -13,12 +13,13 @@ import (
 	mount "k8s.io/mount-utils"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 )
 
 // modeOptions are a plugin's options with one rbd backend, its sides set as mode needs.
 func modeOptions(mode Mode) Options {
-	o := Options{Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: "node1", NodeAddress: "10.0.0.5",
+	o := Options{Kinds: registry.Kinds(), Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: "node1", NodeAddress: "10.0.0.5",
 		Config: &config.Config{Backends: []config.Backend{{Name: "ceph-rbd", Kind: "rbd"}}}, Mounter: mount.NewFakeMounter(nil)}
 	if mode != ModeNode {
 		o.Controllers = map[string]backend.Controller{"ceph-rbd": newFake("ceph-rbd", "rbd")}

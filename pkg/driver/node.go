@@ -75,7 +75,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	b, _ := d.opts.Config.Backend(id.Backend)
-	if err := supports(b.Kind, access); err != nil {
+	if err := d.kinds.supports(b.Kind, access); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 	}
 	ctx, release, err := d.inflight.acquire(ctx, id.String())
@@ -443,9 +443,9 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 		return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
 	}
 	if staging == "" {
-		// staging_target_path is optional in the spec. Filesystem backends (cephfs, isilon)
-		// have nothing to grow on the node: the quota is the size.
-		if b, ok := d.opts.Config.Backend(id.Backend); ok && b.Kind != backend.KindRBD {
+		// staging_target_path is optional in the spec. A kind that grows nothing on the node
+		// (a shared filesystem whose quota is the size) needs none.
+		if b, ok := d.opts.Config.Backend(id.Backend); ok && !d.kinds[b.Kind].NodeExpands {
 			fs, err := mounter.Statfs(ctx, req.GetVolumePath(), d.opts.MountCallTimeout)
 			if errors.Is(err, mounter.ErrNotResponding) {
 				return nil, notResponding(req.GetVolumePath(), err)

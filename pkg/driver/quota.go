@@ -33,14 +33,15 @@ func (d *Driver) startLedger(ctx context.Context) {
 // reserveQuota admits the volume under its tenant's quota, counted as the backend will
 // allocate it, before anything is created; the reservation holds its place until settled.
 func (d *Driver) reserveQuota(ctx context.Context, c backend.Controller, vreq *backend.VolumeRequest) (*tenant.Reservation, error) {
+	caps := d.kinds[c.Kind()]
 	var source int64
-	if d.ledger.Limits(vreq.Tenant) && tenant.KeepsSourceBytes(c.Kind()) {
+	if d.ledger.Limits(vreq.Tenant) && caps.ClonesKeepSourceSize {
 		var err error
 		if source, err = d.sourceBytes(ctx, c, vreq); err != nil {
 			return nil, err
 		}
 	}
-	bytes := tenant.Allocated(c.Kind(), vreq.RequiredBytes, source)
+	bytes := caps.Allocated(vreq.RequiredBytes, source)
 	r, err := d.ledger.ReserveVolume(vreq.ID(c.Name(), ""), bytes)
 	if err != nil {
 		return nil, toStatus(err)
@@ -80,7 +81,7 @@ func (d *Driver) reserveGrowth(ctx context.Context, c backend.Controller, id vol
 		}
 		current = v.CapacityBytes
 	}
-	r, err := d.ledger.ReserveGrowth(id, current, tenant.Allocated(c.Kind(), requiredBytes, 0))
+	r, err := d.ledger.ReserveGrowth(id, current, d.kinds[c.Kind()].Allocated(requiredBytes, 0))
 	if err != nil {
 		return nil, toStatus(err)
 	}

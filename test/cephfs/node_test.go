@@ -14,6 +14,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/pkg/volid"
@@ -28,7 +29,7 @@ func needRoot(t *testing.T) {
 }
 
 func (e *env) driver(t *testing.T) *driver.Driver {
-	d, err := driver.New(driver.Options{
+	d, err := driver.New(driver.Options{Kinds: registry.Kinds(),
 		Name: "shiphold.test", Version: "test", Mode: driver.ModeAll, NodeName: "node1", NodeAddress: "127.0.0.1",
 		Config:      &config.Config{Backends: []config.Backend{*e.cfg}},
 		Controllers: map[string]backend.Controller{e.cfg.Name: e.ctrl},

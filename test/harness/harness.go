@@ -186,7 +186,7 @@ func StartDriverWith(t testing.TB, cfg *config.Config, mode driver.Mode, adjust 
 	}
 	opts := driver.Options{
 		Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: "node-1", NodeAddress: "127.0.0.1",
-		Config: cfg, Controllers: b.Controllers, Stagers: b.Stagers,
+		Config: cfg, Controllers: b.Controllers, Stagers: b.Stagers, Kinds: registry.Kinds(),
 	}
 	if adjust != nil {
 		adjust(&opts)

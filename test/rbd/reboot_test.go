@@ -15,6 +15,7 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/rbd"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 )
@@ -27,7 +28,7 @@ func (c *cluster) plugin(t *testing.T) *driver.Driver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := driver.New(driver.Options{Name: "shiphold.test", Version: "test", Mode: driver.ModeNode, NodeName: "node-1", NodeAddress: "127.0.0.1",
+	d, err := driver.New(driver.Options{Kinds: registry.Kinds(), Name: "shiphold.test", Version: "test", Mode: driver.ModeNode, NodeName: "node-1", NodeAddress: "127.0.0.1",
 		Config: &config.Config{Backends: []config.Backend{*c.backend}}, Stagers: map[string]backend.Stager{c.backend.Name: s}})
 	if err != nil {
 		t.Fatal(err)
