@@ -120,7 +120,7 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 	}
 
 	opts := driver.Options{
-		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, NodeLabels: labels, Config: cfg,
+		Name: name, Version: version, NodeName: nodeID, NodeAddress: nodeAddr, NodeLabels: labels, Config: cfg,
 		Controllers: backends.Controllers, Stagers: backends.Stagers, Kinds: registry.Kinds(), ProbeInterval: probeInterval, SlowCall: ro.slowCall,
 		Quota: ro.quota,
 	}
@@ -139,11 +139,11 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 			}
 		}()
 	}
-	d, err := driver.New(opts)
+	d, err := compose(mode, opts)
 	if err != nil {
 		return err
 	}
-	if mode != driver.ModeController {
+	if d.NodeServer != nil {
 		// Mounts whose FUSE client died with the previous plugin process come back now,
 		// not at the next pod start.
 		go func() {
@@ -152,6 +152,25 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 		}()
 	}
 	return d.Serve(ctx, endpoint)
+}
+
+// compose builds what --mode serves: the controller server unless node, the node server
+// unless controller, each with its share of the options; identity always.
+func compose(mode driver.Mode, opts driver.Options) (*driver.Driver, error) {
+	var cs *driver.ControllerServer
+	var ns *driver.NodeServer
+	var err error
+	if mode != driver.ModeNode {
+		if cs, err = driver.NewControllerServer(opts.ControllerOptions()); err != nil {
+			return nil, err
+		}
+	}
+	if mode != driver.ModeController {
+		if ns, err = driver.NewNodeServer(opts.NodeOptions()); err != nil {
+			return nil, err
+		}
+	}
+	return driver.New(opts, cs, ns)
 }
 
 // nodeAddress is the address an Isilon export must list for this node: the source address

@@ -17,9 +17,27 @@ import (
 	"github.com/shiphold/shiphold/pkg/config"
 )
 
+// compose builds the plugin for mode as cmd/shiphold-csi does.
+func compose(mode Mode, opts Options) (*Driver, error) {
+	var cs *ControllerServer
+	var ns *NodeServer
+	var err error
+	if mode != ModeNode {
+		if cs, err = NewControllerServer(opts.ControllerOptions()); err != nil {
+			return nil, err
+		}
+	}
+	if mode != ModeController {
+		if ns, err = NewNodeServer(opts.NodeOptions()); err != nil {
+			return nil, err
+		}
+	}
+	return New(opts, cs, ns)
+}
+
 // modeOptions are a plugin's options with one rbd backend, its sides set as mode needs.
 func modeOptions(mode Mode) Options {
-	o := Options{Kinds: registry.Kinds(), Name: "shiphold.csi.io", Version: "test", Mode: mode, NodeName: "node1", NodeAddress: "10.0.0.5",
+	o := Options{Kinds: registry.Kinds(), Name: "shiphold.csi.io", Version: "test", NodeName: "node1", NodeAddress: "10.0.0.5",
 		Config: &config.Config{Backends: []config.Backend{{Name: "ceph-rbd", Kind: "rbd"}}}, Mounter: mount.NewFakeMounter(nil)}
 	if mode != ModeNode {
 		o.Controllers = map[string]backend.Controller{"ceph-rbd": newFake("ceph-rbd", "rbd")}
@@ -43,7 +61,7 @@ func TestModesServeTheirServices(t *testing.T) {
 		{ModeAll, "csi.v1.Controller csi.v1.Identity csi.v1.Node", true},
 	} {
 		t.Run(string(tc.mode), func(t *testing.T) {
-			d, err := New(modeOptions(tc.mode))
+			d, err := compose(tc.mode, modeOptions(tc.mode))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,22 +99,23 @@ func TestModesNeedTheirSides(t *testing.T) {
 	noStager.Stagers = nil
 	for _, tc := range []struct {
 		name string
+		mode Mode
 		opts Options
 		want string
 	}{
-		{"node without name", noName, "node mode needs a node name (--nodeid)"},
-		{"no controller", noCtrl, `backend "ceph-rbd" has no controller`},
-		{"no stager", noStager, `backend "ceph-rbd" has no node stager`},
+		{"node without name", ModeNode, noName, "node mode needs a node name (--nodeid)"},
+		{"no controller", ModeAll, noCtrl, `backend "ceph-rbd" has no controller`},
+		{"no stager", ModeAll, noStager, `backend "ceph-rbd" has no node stager`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := New(tc.opts); err == nil || err.Error() != tc.want {
+			if _, err := compose(tc.mode, tc.opts); err == nil || err.Error() != tc.want {
 				t.Fatalf("New: %v, want %q", err, tc.want)
 			}
 		})
 	}
 	ctrlOnly := modeOptions(ModeController)
 	ctrlOnly.NodeName = ""
-	if _, err := New(ctrlOnly); err != nil {
+	if _, err := compose(ModeController, ctrlOnly); err != nil {
 		t.Fatalf("a controller needs no node name: %v", err)
 	}
 }
@@ -113,7 +132,7 @@ func TestOnlyControllersProbeBackends(t *testing.T) {
 			var probes atomic.Int32
 			opts.ProbeInterval = 10 * time.Millisecond
 			opts.OnProbe = func(string, string, error) { probes.Add(1) }
-			d, err := New(opts)
+			d, err := compose(tc.mode, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
