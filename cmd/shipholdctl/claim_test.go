@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,3 +38,19 @@ func TestClaimDefaultsByKind(t *testing.T) {
 }
 
 func claimKind(kind string) backend.Capabilities { return registry.Kinds()[kind] }
+
+// TestImportNotesTheTenantIdentityByKind pins which kinds' imports warn that the node needs
+// a node-stage secret: those whose nodes mount with the tenant's own Ceph identity.
+func TestImportNotesTheTenantIdentityByKind(t *testing.T) {
+	for kind, notes := range map[string]bool{"rbd": true, "cephfs": true, "isilon": false} {
+		var asked []backend.AdoptRequest
+		cfg := withStorage(t, map[string]backend.Controller{"ceph-rbd": adopting{storage: storage{kind: kind}, asked: &asked}})
+		var out, errb bytes.Buffer
+		if code := run([]string{"import", "--config", cfg, "--backend", "ceph-rbd", "--tenant", "shop", "obj"}, &out, &errb); code != 0 {
+			t.Fatalf("%s: exit %d: %s", kind, code, errb.String())
+		}
+		if got := strings.Contains(errb.String(), "--node-stage-secret"); got != notes {
+			t.Errorf("%s: note about --node-stage-secret %v, want %v:\n%s", kind, got, notes, errb.String())
+		}
+	}
+}
