@@ -18,7 +18,6 @@ import (
 	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
 	"k8s.io/klog/v2"
 
-	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/isilon"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
@@ -179,7 +178,7 @@ func compose(mode driver.Mode, opts driver.Options) (*driver.Driver, error) {
 // networks, pass --node-address.
 func nodeAddress(cfg *config.Config) string {
 	for _, b := range cfg.Backends {
-		if b.Kind != backend.KindIsilon || b.Isilon == nil || b.Isilon.NFSServer == "" {
+		if b.Isilon == nil || b.Isilon.NFSServer == "" {
 			continue
 		}
 		addr, err := isilon.SourceAddressToward(b.Isilon.NFSServer)

@@ -152,7 +152,7 @@ func (f *importFlags) runOne(ctx context.Context, ctrls map[string]backend.Contr
 		return 1
 	}
 	fmt.Fprintf(stderr, "adopted %s on %s as volume %s (%d bytes)\n", object, f.backend, v.ID, v.CapacityBytes)
-	if kind := ctrl.Kind(); claim.NodeStageSecret == nil && (kind == backend.KindRBD || kind == backend.KindCephFS) {
+	if claim.NodeStageSecret == nil && registry.Kinds()[ctrl.Kind()].TenantIdentity {
 		fmt.Fprintf(stderr, "note: an adopted Ceph volume outside its tenant's place is published without the tenant's identity, and nodes hold no key: name the Secret its node stages it with (--node-stage-secret NS/NAME), or migrate it into the tenant's place\n")
 	}
 	fmt.Fprint(stdout, string(out))

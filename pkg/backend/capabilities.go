@@ -20,6 +20,9 @@ type Capabilities struct {
 	AllocationUnit int64
 	// ClonesKeepSourceSize: a clone is as large as its source when that is larger than asked.
 	ClonesKeepSourceSize bool
+	// TenantIdentity: nodes mount with the tenant's own storage identity (a cephx key)
+	// that publish hands them, not by network address.
+	TenantIdentity bool
 }
 
 // Allocated is the size the kind allocates for required bytes, cloned from a source of

@@ -7,5 +7,6 @@ import "github.com/shiphold/shiphold/pkg/backend"
 var Capabilities = backend.Capabilities{
 	Kind:             backend.KindCephFS,
 	SharedFilesystem: true,
+	TenantIdentity:   true,
 	AllocationUnit:   1,
 }

@@ -9,6 +9,7 @@ var Capabilities = backend.Capabilities{
 	Block:                true,
 	FsTypes:              []string{"ext4", "xfs"},
 	NodeExpands:          true,
+	TenantIdentity:       true,
 	AllocationUnit:       1 << 20,
 	ClonesKeepSourceSize: true,
 }
