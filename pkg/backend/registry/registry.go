@@ -1,4 +1,6 @@
-// Package registry opens the backends a config file names, one package per kind.
+// Package registry opens the backends a config file names, one package per kind. A new
+// kind is its own package under pkg/backend (with its Capabilities), one line in kinds,
+// and its section of the config file (pkg/config).
 package registry
 
 import (
