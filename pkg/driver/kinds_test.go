@@ -56,10 +56,10 @@ var allModes = []csi.VolumeCapability_AccessMode_Mode{
 }
 
 const (
-	rbdMultiWriter = "rbd filesystem volumes are single-node; multi-node writers need the block access type or a backend of kind cephfs or isilon"
+	rbdMultiWriter = "rbd filesystem volumes are single-node; multi-node writers need the block access type or a cephfs/isilon backend"
 	rbdZFS         = `fsType "zfs" is not supported on rbd; use ext4 or xfs`
-	cephfsBlock    = "cephfs volumes are shared filesystems; the block access type needs a backend of kind rbd"
-	isilonBlock    = "isilon volumes are shared filesystems; the block access type needs a backend of kind rbd"
+	cephfsBlock    = "cephfs volumes are shared filesystems; the block access type needs an rbd backend"
+	isilonBlock    = "isilon volumes are shared filesystems; the block access type needs an rbd backend"
 )
 
 // refusal is what each kind says of a capability: "" when it serves it.
@@ -168,5 +168,14 @@ func TestNewRefusesKindsItDoesNotServe(t *testing.T) {
 	opts.Config.Backends[0].Kind = "lustre"
 	if _, err := compose(ModeController, opts); err == nil || err.Error() != `backend "ceph-rbd": the driver serves no kind "lustre"` {
 		t.Fatalf("New: %v", err)
+	}
+}
+
+// TestArticle: refusals name the kinds that serve instead with the article said before them.
+func TestArticle(t *testing.T) {
+	for name, want := range map[string]string{"rbd": "an", "cephfs": "a", "isilon": "an", "lustre": "a", "sfs": "an"} {
+		if got := article(name); got != want {
+			t.Errorf("article(%q) = %q, want %q", name, got, want)
+		}
 	}
 }

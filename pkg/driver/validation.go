@@ -159,7 +159,18 @@ func (k kinds) offering(serves func(backend.Capabilities) bool) string {
 		return "a backend kind this driver does not have"
 	}
 	sort.Strings(names)
-	return "a backend of kind " + strings.Join(names, " or ")
+	return article(names[0]) + " " + strings.Join(names, "/") + " backend"
+}
+
+// article is "an" before a kind name said with a vowel first: a word starting with a vowel
+// ("isilon"), or an abbreviation spelt out whose first letter's name does ("rbd": "ar").
+func article(name string) string {
+	first := name[:1]
+	spelt := !strings.ContainsAny(name, "aeiouy")
+	if strings.Contains("aeiou", first) || (spelt && strings.Contains("fhlmnrsx", first)) {
+		return "an"
+	}
+	return "a"
 }
 
 func capacityRange(r *csi.CapacityRange) (required, limit int64, err error) {
