@@ -18,7 +18,6 @@ import (
 	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
 	"k8s.io/klog/v2"
 
-	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/isilon"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
@@ -120,8 +119,8 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 	}
 
 	opts := driver.Options{
-		Name: name, Version: version, Mode: mode, NodeName: nodeID, NodeAddress: nodeAddr, NodeLabels: labels, Config: cfg,
-		Controllers: backends.Controllers, Stagers: backends.Stagers, ProbeInterval: probeInterval, SlowCall: ro.slowCall,
+		Name: name, Version: version, NodeName: nodeID, NodeAddress: nodeAddr, NodeLabels: labels, Config: cfg,
+		Controllers: backends.Controllers, Stagers: backends.Stagers, Kinds: registry.Kinds(), ProbeInterval: probeInterval, SlowCall: ro.slowCall,
 		Quota: ro.quota,
 	}
 	if metricsAddr != "" {
@@ -139,11 +138,11 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 			}
 		}()
 	}
-	d, err := driver.New(opts)
+	d, err := compose(mode, opts)
 	if err != nil {
 		return err
 	}
-	if mode != driver.ModeController {
+	if d.NodeServer != nil {
 		// Mounts whose FUSE client died with the previous plugin process come back now,
 		// not at the next pod start.
 		go func() {
@@ -154,13 +153,32 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 	return d.Serve(ctx, endpoint)
 }
 
+// compose builds what --mode serves: the controller server unless node, the node server
+// unless controller, each with its share of the options; identity always.
+func compose(mode driver.Mode, opts driver.Options) (*driver.Driver, error) {
+	var cs *driver.ControllerServer
+	var ns *driver.NodeServer
+	var err error
+	if mode != driver.ModeNode {
+		if cs, err = driver.NewControllerServer(opts.ControllerOptions()); err != nil {
+			return nil, err
+		}
+	}
+	if mode != driver.ModeController {
+		if ns, err = driver.NewNodeServer(opts.NodeOptions()); err != nil {
+			return nil, err
+		}
+	}
+	return driver.New(opts, cs, ns)
+}
+
 // nodeAddress is the address an Isilon export must list for this node: the source address
 // of its route to the NFS server (what the server sees; status.hostIP can be another
 // interface), else $NODE_IP, else the first IPv4. With Isilon backends on several
 // networks, pass --node-address.
 func nodeAddress(cfg *config.Config) string {
 	for _, b := range cfg.Backends {
-		if b.Kind != backend.KindIsilon || b.Isilon == nil || b.Isilon.NFSServer == "" {
+		if b.Isilon == nil || b.Isilon.NFSServer == "" {
 			continue
 		}
 		addr, err := isilon.SourceAddressToward(b.Isilon.NFSServer)

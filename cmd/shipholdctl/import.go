@@ -14,6 +14,7 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/adopt"
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 )
 
@@ -146,7 +147,7 @@ func (f *importFlags) runOne(ctx context.Context, ctrls map[string]backend.Contr
 		fmt.Fprintf(stderr, "shipholdctl import: backend %q is not in the config\n", f.backend)
 		return 1
 	}
-	claim, err := f.claim(ctrl.Kind(), object)
+	claim, err := f.claim(registry.Kinds()[ctrl.Kind()], object)
 	if err != nil {
 		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)
 		return 2
@@ -163,15 +164,15 @@ func (f *importFlags) runOne(ctx context.Context, ctrls map[string]backend.Contr
 		return 1
 	}
 	fmt.Fprintf(stderr, "adopted %s on %s as volume %s (%d bytes)\n", object, f.backend, v.ID, v.CapacityBytes)
-	if kind := ctrl.Kind(); claim.NodeStageSecret == nil && (kind == backend.KindRBD || kind == backend.KindCephFS) {
+	if claim.NodeStageSecret == nil && registry.Kinds()[ctrl.Kind()].TenantIdentity {
 		fmt.Fprintf(stderr, "note: an adopted Ceph volume outside its tenant's place is published without the tenant's identity, and nodes hold no key: name the Secret its node stages it with (--node-stage-secret NS/NAME), or migrate it into the tenant's place\n")
 	}
 	fmt.Fprint(stdout, string(out))
 	return 0
 }
 
-// claim is how the printed PV and PVC look, from the flags and the backend's kind.
-func (f *importFlags) claim(kind, object string) (adopt.Claim, error) {
+// claim is how the printed PV and PVC look, from the flags and what the backend's kind serves.
+func (f *importFlags) claim(caps backend.Capabilities, object string) (adopt.Claim, error) {
 	c := adopt.Claim{Namespace: f.tenant, Name: object[strings.LastIndex(object, "/")+1:], StorageClass: f.class, Block: f.block,
 		AccessMode: corev1.PersistentVolumeAccessMode(f.accessMode), ReclaimPolicy: corev1.PersistentVolumeReclaimPolicy(f.policy)}
 	if f.pvc != "" {
@@ -190,14 +191,14 @@ func (f *importFlags) claim(kind, object string) (adopt.Claim, error) {
 	}
 	if c.AccessMode == "" {
 		c.AccessMode = corev1.ReadWriteMany
-		if kind == backend.KindRBD {
+		if !caps.SharedFilesystem {
 			c.AccessMode = corev1.ReadWriteOnce
 		}
 	}
-	if kind == backend.KindRBD && !f.block {
+	if caps.FsTypes != nil && !f.block {
 		c.FsType = f.fsType
 		if c.FsType == "" {
-			c.FsType = "ext4"
+			c.FsType = caps.FsTypes[0]
 		}
 	}
 	if c.ReclaimPolicy != corev1.PersistentVolumeReclaimRetain && c.ReclaimPolicy != corev1.PersistentVolumeReclaimDelete {

@@ -26,7 +26,7 @@ type capacityReading struct {
 
 // capacityOf is the backend's Capacity, read at most once per capacityFresh for the same
 // parameters; failures are not kept.
-func (d *Driver) capacityOf(ctx context.Context, name string, params map[string]string) (int64, error) {
+func (d *ControllerServer) capacityOf(ctx context.Context, name string, params map[string]string) (int64, error) {
 	key := capacityKey(name, params)
 	c := &d.capacity
 	c.mu.Lock()

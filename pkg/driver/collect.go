@@ -18,10 +18,7 @@ const (
 // startCollecting sets going, at controller start-up and then every collectInterval, the
 // removal of what a killed controller left half done (an RBD image moved to the trash whose
 // purge was never queued, or is held up by a dead client's watch).
-func (d *Driver) startCollecting(ctx context.Context) {
-	if d.opts.Mode == ModeNode {
-		return
-	}
+func (d *ControllerServer) startCollecting(ctx context.Context) {
 	for name, c := range d.opts.Controllers {
 		col, ok := c.(backend.Collector)
 		if !ok {
@@ -40,7 +37,7 @@ func (d *Driver) startCollecting(ctx context.Context) {
 	}
 }
 
-func (d *Driver) collect(ctx context.Context, name string, col backend.Collector) {
+func (d *ControllerServer) collect(ctx context.Context, name string, col backend.Collector) {
 	cctx, cancel := context.WithTimeout(ctx, collectTimeout)
 	defer cancel()
 	found, err := col.Collect(cctx)

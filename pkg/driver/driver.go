@@ -9,20 +9,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 	mount "k8s.io/mount-utils"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/config"
-	"github.com/shiphold/shiphold/pkg/mounter"
 	"github.com/shiphold/shiphold/pkg/tenant"
 )
 
@@ -44,20 +40,22 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("mode %q must be controller, node or all", s)
 }
 
-// Options configure a Driver.
+// Options are everything a plugin process is configured with; ControllerOptions and
+// NodeOptions take each server's share.
 type Options struct {
 	Name    string
 	Version string
-	Mode    Mode
 	// NodeName and NodeAddress form the node ID (name@address) on the node side.
 	NodeName    string
 	NodeAddress string
 	// NodeLabels are the node's Kubernetes labels, matched against each backend's topology.
 	NodeLabels map[string]string
 	Config     *config.Config
-	// Controllers and Stagers are keyed by backend name; only the side(s) Mode needs are set.
+	// Controllers and Stagers are keyed by backend name; only the side(s) served are set.
 	Controllers map[string]backend.Controller
 	Stagers     map[string]backend.Stager
+	// Kinds are what each backend kind serves, by kind name (registry.Kinds).
+	Kinds map[string]backend.Capabilities
 	// Mounter does the node's bind mounts; nil uses the host's mounter.
 	Mounter mount.Interface
 	// MountCallTimeout bounds one syscall on a published or staged path, whose server may be
@@ -75,56 +73,42 @@ type Options struct {
 	Quota tenant.LedgerOptions
 }
 
-// Driver implements the CSI services.
-type Driver struct {
-	csi.UnimplementedIdentityServer
-	csi.UnimplementedControllerServer
-	csi.UnimplementedNodeServer
-
-	opts     Options
-	mounter  mount.Interface
-	inflight *inflight
-	ledger   *tenant.Ledger
-	capacity capacityCache
-
-	mu        sync.Mutex
-	reachable map[string]error
+// ControllerOptions are the controller server's share of the options.
+func (o Options) ControllerOptions() ControllerOptions {
+	return ControllerOptions{Config: o.Config, Controllers: o.Controllers, Kinds: o.Kinds,
+		ProbeInterval: o.ProbeInterval, OnProbe: o.OnProbe, Quota: o.Quota}
 }
 
-// New checks the options and returns a driver ready to Serve.
-func New(opts Options) (*Driver, error) {
+// NodeOptions are the node server's share of the options.
+func (o Options) NodeOptions() NodeOptions {
+	return NodeOptions{DriverName: o.Name, NodeName: o.NodeName, NodeAddress: o.NodeAddress, NodeLabels: o.NodeLabels,
+		Config: o.Config, Stagers: o.Stagers, Kinds: o.Kinds, Mounter: o.Mounter, MountCallTimeout: o.MountCallTimeout}
+}
+
+// Driver is one plugin process: the identity service and the controller server, the node
+// server or both, as cmd/shiphold-csi composes them from --mode. A nil server is not served.
+type Driver struct {
+	*IdentityServer
+	*ControllerServer
+	*NodeServer
+
+	slowCall     time.Duration
+	interceptors []grpc.UnaryServerInterceptor
+}
+
+// New composes a plugin from the servers it serves; either may be nil, not both.
+func New(opts Options, controller *ControllerServer, node *NodeServer) (*Driver, error) {
 	if opts.Name == "" {
 		return nil, fmt.Errorf("driver name is empty")
+	}
+	if controller == nil && node == nil {
+		return nil, fmt.Errorf("driver %s serves neither the controller nor the node service", opts.Name)
 	}
 	if opts.Config == nil {
 		return nil, fmt.Errorf("no config")
 	}
-	if opts.Mode != ModeController && opts.NodeName == "" {
-		return nil, fmt.Errorf("node mode needs a node name (--nodeid)")
-	}
-	for _, b := range opts.Config.Backends {
-		if opts.Mode != ModeNode && opts.Controllers[b.Name] == nil {
-			return nil, fmt.Errorf("backend %q has no controller", b.Name)
-		}
-		if opts.Mode != ModeController && opts.Stagers[b.Name] == nil {
-			return nil, fmt.Errorf("backend %q has no node stager", b.Name)
-		}
-	}
-	m := opts.Mounter
-	if m == nil {
-		m = mount.New("")
-	}
-	if opts.MountCallTimeout <= 0 {
-		opts.MountCallTimeout = mounter.DefaultMountCallTimeout
-	}
-	ledger := tenant.NewLedger(opts.Controllers, opts.Config.Tenants, opts.Quota)
-	return &Driver{opts: opts, mounter: m, inflight: newInflight(), ledger: ledger, reachable: map[string]error{}}, nil
-}
-
-// NodeID is what NodeGetInfo reports: name@address, so that a controller can grant the
-// node's address access (Isilon exports) without asking Kubernetes.
-func (d *Driver) NodeID() string {
-	return d.opts.NodeName + "@" + d.opts.NodeAddress
+	identity := &IdentityServer{name: opts.Name, version: opts.Version, controller: controller != nil, topology: opts.Config.HasTopology()}
+	return &Driver{IdentityServer: identity, ControllerServer: controller, NodeServer: node, slowCall: opts.SlowCall, interceptors: opts.Interceptors}, nil
 }
 
 // Serve listens on endpoint (unix:///path or tcp://host:port) until ctx ends.
@@ -134,28 +118,40 @@ func (d *Driver) Serve(ctx context.Context, endpoint string) error {
 		return err
 	}
 	srv := d.GRPCServer()
-	d.startProbing(ctx)
-	d.startCollecting(ctx)
-	d.startLedger(ctx)
+	if d.ControllerServer != nil {
+		d.ControllerServer.start(ctx)
+	}
 	go func() {
 		<-ctx.Done()
 		srv.GracefulStop()
 	}()
-	klog.Infof("%s %s serving %s mode on %s", d.opts.Name, d.opts.Version, d.opts.Mode, endpoint)
+	klog.Infof("%s %s serving %s on %s", d.name, d.version, strings.Join(d.services(), ", "), endpoint)
 	return srv.Serve(lis)
 }
 
-// GRPCServer builds the gRPC server with the CSI services for the driver's mode.
+// services names the CSI services the plugin serves.
+func (d *Driver) services() []string {
+	s := []string{"identity"}
+	if d.ControllerServer != nil {
+		s = append(s, "controller")
+	}
+	if d.NodeServer != nil {
+		s = append(s, "node")
+	}
+	return s
+}
+
+// GRPCServer builds the gRPC server with the identity service and the servers composed.
 func (d *Driver) GRPCServer() *grpc.Server {
 	// Panics are recovered innermost, so that logging and metrics see the INTERNAL answer.
-	chain := append(append([]grpc.UnaryServerInterceptor{d.logCalls}, d.opts.Interceptors...), recoverPanics)
+	chain := append(append([]grpc.UnaryServerInterceptor{d.logCalls}, d.interceptors...), recoverPanics)
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(chain...))
-	csi.RegisterIdentityServer(srv, d)
-	if d.opts.Mode != ModeNode {
-		csi.RegisterControllerServer(srv, d)
+	csi.RegisterIdentityServer(srv, d.IdentityServer)
+	if d.ControllerServer != nil {
+		csi.RegisterControllerServer(srv, d.ControllerServer)
 	}
-	if d.opts.Mode != ModeController {
-		csi.RegisterNodeServer(srv, d)
+	if d.NodeServer != nil {
+		csi.RegisterNodeServer(srv, d.NodeServer)
 	}
 	return srv
 }
@@ -183,70 +179,4 @@ func Listen(endpoint string) (net.Listener, error) {
 		return net.Listen("tcp", u.Host)
 	}
 	return nil, fmt.Errorf("endpoint %q: scheme must be unix:// or tcp://", endpoint)
-}
-
-func (d *Driver) controller(name string) (backend.Controller, error) {
-	c, ok := d.opts.Controllers[name]
-	if !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "backend %q is not in the driver config; configured backends: %v", name, d.backendNames())
-	}
-	return c, nil
-}
-
-func (d *Driver) backendNames() []string {
-	names := make([]string, 0, len(d.opts.Config.Backends))
-	for _, b := range d.opts.Config.Backends {
-		names = append(names, b.Name)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// Reachability reports the last probe result per backend (nil error = reachable).
-func (d *Driver) Reachability() map[string]error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make(map[string]error, len(d.reachable))
-	for k, v := range d.reachable {
-		out[k] = v
-	}
-	return out
-}
-
-func (d *Driver) startProbing(ctx context.Context) {
-	if d.opts.ProbeInterval <= 0 || d.opts.Mode == ModeNode {
-		return
-	}
-	go func() {
-		t := time.NewTicker(d.opts.ProbeInterval)
-		defer t.Stop()
-		for {
-			d.probeBackends(ctx)
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-}
-
-func (d *Driver) probeBackends(ctx context.Context) {
-	for name, c := range d.opts.Controllers {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := c.Probe(pctx)
-		cancel()
-		d.mu.Lock()
-		prev, seen := d.reachable[name]
-		d.reachable[name] = err
-		d.mu.Unlock()
-		if err != nil && (!seen || prev == nil) {
-			klog.Warningf("backend %s (%s) unreachable: %v", name, c.Kind(), err)
-		} else if err == nil && seen && prev != nil {
-			klog.Infof("backend %s (%s) reachable again", name, c.Kind())
-		}
-		if d.opts.OnProbe != nil {
-			d.opts.OnProbe(name, c.Kind(), err)
-		}
-	}
 }

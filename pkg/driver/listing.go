@@ -13,7 +13,7 @@ import (
 // backends in ID order. The token is the last ID of the previous page, as before; only the
 // backends at and after the token's place are asked, each for at most the rest of the page
 // plus one (to know whether a next page exists).
-func (d *Driver) volumePage(ctx context.Context, token string, max int) ([]*backend.Volume, string, error) {
+func (d *ControllerServer) volumePage(ctx context.Context, token string, max int) ([]*backend.Volume, string, error) {
 	want := 0
 	if max > 0 {
 		want = max + 1
@@ -63,7 +63,7 @@ func tokenBackend(token string) string {
 
 // backendsInIDOrder sorts the backends as their volume IDs sort ("a-b" before "a", as
 // "v1:a-b:" sorts before "v1:a:").
-func (d *Driver) backendsInIDOrder() []string {
+func (d *ControllerServer) backendsInIDOrder() []string {
 	names := d.backendNames()
 	sort.Slice(names, func(i, j int) bool { return backendIDPrefix(names[i]) < backendIDPrefix(names[j]) })
 	return names

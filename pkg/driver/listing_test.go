@@ -8,6 +8,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
@@ -66,7 +67,7 @@ func TestListVolumesWithoutPager(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f.d.opts.Controllers["ceph-rbd"] = unpaged{f.rbd}
+	f.d.ControllerServer.opts.Controllers["ceph-rbd"] = unpaged{f.rbd}
 	var ids []string
 	token := ""
 	for i := 0; i < 10; i++ {
@@ -138,7 +139,7 @@ type unpaged struct{ backend.Controller }
 func TestListVolumesBackendsInIDOrder(t *testing.T) {
 	cfg := &config.Config{Backends: []config.Backend{{Name: "ceph", Kind: "rbd"}, {Name: "ceph-2", Kind: "rbd"}}}
 	fakes := map[string]backend.Controller{"ceph": newFake("ceph", "rbd"), "ceph-2": newFake("ceph-2", "rbd")}
-	d, err := New(Options{Name: "shiphold.csi.io", Version: "test", Mode: ModeController, Config: cfg, Controllers: fakes})
+	d, err := compose(ModeController, Options{Kinds: registry.Kinds(), Name: "shiphold.csi.io", Version: "test", Config: cfg, Controllers: fakes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,8 +45,8 @@ func (d *Driver) logCalls(ctx context.Context, req any, info *grpc.UnaryServerIn
 	switch {
 	case err != nil:
 		logger.Error(err, "Call failed", "code", status.Code(err).String())
-	case took >= d.slowCall():
-		logger.Info("Slow call", "threshold", d.slowCall())
+	case took >= d.slowCallAfter():
+		logger.Info("Slow call", "threshold", d.slowCallAfter())
 	default:
 		logger.V(2).Info("Call done")
 	}
@@ -56,9 +56,9 @@ func (d *Driver) logCalls(ctx context.Context, req any, info *grpc.UnaryServerIn
 	return resp, err
 }
 
-func (d *Driver) slowCall() time.Duration {
-	if d.opts.SlowCall > 0 {
-		return d.opts.SlowCall
+func (d *Driver) slowCallAfter() time.Duration {
+	if d.slowCall > 0 {
+		return d.slowCall
 	}
 	return DefaultSlowCall
 }

@@ -109,8 +109,8 @@ func createReq(name string) *csi.CreateVolumeRequest {
 func TestRequestLogs(t *testing.T) {
 	logs := captureLogs(t)
 	f := newFixture(t, config.Tenants{})
-	f.d.opts.Controllers["ceph-rbd"] = waitingController{f.rbd}
-	f.d.opts.SlowCall = time.Nanosecond
+	f.d.ControllerServer.opts.Controllers["ceph-rbd"] = waitingController{f.rbd}
+	f.d.slowCall = time.Nanosecond
 	cc := csi.NewControllerClient(serve(t, f.d))
 	resp, err := cc.CreateVolume(context.Background(), createReq("pvc-logged"))
 	if err != nil {
@@ -150,7 +150,7 @@ func TestRequestLogs(t *testing.T) {
 
 	// A call by volume ID: tenant and backend come from the ID; a quick call logs at V(2).
 	before := len(logs.all())
-	f.d.opts.SlowCall = time.Hour
+	f.d.slowCall = time.Hour
 	vid := resp.GetVolume().GetVolumeId()
 	if _, err := cc.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: vid}); err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func TestRequestLogs(t *testing.T) {
 func TestPanicBecomesInternal(t *testing.T) {
 	logs := captureLogs(t)
 	f := newFixture(t, config.Tenants{})
-	f.d.opts.Controllers["ceph-rbd"] = panickingController{f.rbd}
+	f.d.ControllerServer.opts.Controllers["ceph-rbd"] = panickingController{f.rbd}
 	conn := serve(t, f.d)
 	_, err := csi.NewControllerClient(conn).CreateVolume(context.Background(), createReq("pvc-panic"))
 	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "backend bug: no pool for pvc-panic") {

@@ -29,7 +29,7 @@ var nodeCaps = []csi.NodeServiceCapability_RPC_Type{
 	csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 }
 
-func (d *Driver) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
+func (d *NodeServer) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
 	caps := make([]*csi.NodeServiceCapability, 0, len(nodeCaps))
 	for _, c := range nodeCaps {
 		caps = append(caps, &csi.NodeServiceCapability{
@@ -39,12 +39,12 @@ func (d *Driver) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapabi
 	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
 }
 
-func (d *Driver) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
+func (d *NodeServer) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
 	return &csi.NodeGetInfoResponse{NodeId: d.NodeID(), AccessibleTopology: d.nodeTopology()}, nil
 }
 
 // stager parses a volume ID for a node call and finds the backend's node side.
-func (d *Driver) stager(rawID string) (volid.Volume, backend.Stager, error) {
+func (d *NodeServer) stager(rawID string) (volid.Volume, backend.Stager, error) {
 	id, err := parseVolumeID(rawID)
 	if err != nil {
 		return id, nil, err
@@ -56,7 +56,7 @@ func (d *Driver) stager(rawID string) (volid.Volume, backend.Stager, error) {
 	return id, s, nil
 }
 
-func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+func (d *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
 	}
@@ -75,7 +75,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 		return nil, err
 	}
 	b, _ := d.opts.Config.Backend(id.Backend)
-	if err := supports(b.Kind, access); err != nil {
+	if err := d.kinds.supports(b.Kind, access); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "volume %s: %v", id, err)
 	}
 	ctx, release, err := d.inflight.acquire(ctx, id.String())
@@ -110,7 +110,7 @@ func accessMode(c *csi.VolumeCapability) backend.AccessMode {
 	return backend.AccessMode{}
 }
 
-func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+func (d *NodeServer) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
 	}
@@ -136,7 +136,7 @@ func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 	return &csi.NodeUnstageVolumeResponse{}, nil
 }
 
-func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+func (d *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
 	}
@@ -206,7 +206,7 @@ func accessName(block bool) string {
 }
 
 // bindMount binds source (a directory, or a device for block) onto target, idempotently.
-func (d *Driver) bindMount(ctx context.Context, source, target string, block bool, opts []string) error {
+func (d *NodeServer) bindMount(ctx context.Context, source, target string, block bool, opts []string) error {
 	if _, err := mounter.Stat(ctx, target, d.opts.MountCallTimeout); errors.Is(err, unix.ENOTCONN) || errors.Is(err, mounter.ErrNotResponding) {
 		// Bound to a client that died or a server that does not answer; the staged mount
 		// answered its repair, so unbind here and bind again below.
@@ -242,7 +242,7 @@ func (d *Driver) bindMount(ctx context.Context, source, target string, block boo
 }
 
 // isMountPoint handles files (block targets) as well as directories.
-func (d *Driver) isMountPoint(path string) (bool, error) {
+func (d *NodeServer) isMountPoint(path string) (bool, error) {
 	mps, err := d.mounter.List()
 	if err != nil {
 		return false, err
@@ -255,7 +255,7 @@ func (d *Driver) isMountPoint(path string) (bool, error) {
 	return false, nil
 }
 
-func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+func (d *NodeServer) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
 	}
@@ -291,7 +291,7 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 
-func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+func (d *NodeServer) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
 	}
@@ -354,7 +354,7 @@ func notResponding(path string, err error) error {
 // NodeGetVolumeHealth reports the volume condition (CSI 1.13 replaced VolumeCondition in
 // NodeGetVolumeStats with this call): a path whose client died, such as a killed ceph-fuse
 // answering "transport endpoint is not connected", is INACCESSIBLE.
-func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
+func (d *NodeServer) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
 	}
@@ -401,7 +401,7 @@ func blockDeviceSize(path string) (int64, error) {
 	return size, nil
 }
 
-func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
+func (d *NodeServer) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
 	}
@@ -443,9 +443,9 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 		return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
 	}
 	if staging == "" {
-		// staging_target_path is optional in the spec. Filesystem backends (cephfs, isilon)
-		// have nothing to grow on the node: the quota is the size.
-		if b, ok := d.opts.Config.Backend(id.Backend); ok && b.Kind != backend.KindRBD {
+		// staging_target_path is optional in the spec. A kind that grows nothing on the node
+		// (a shared filesystem whose quota is the size) needs none.
+		if b, ok := d.opts.Config.Backend(id.Backend); ok && !d.kinds[b.Kind].NodeExpands {
 			fs, err := mounter.Statfs(ctx, req.GetVolumePath(), d.opts.MountCallTimeout)
 			if errors.Is(err, mounter.ErrNotResponding) {
 				return nil, notResponding(req.GetVolumePath(), err)

@@ -18,8 +18,8 @@ const firstUsageWait = 10 * time.Second
 
 // startLedger keeps tenant usage fresh in the background for the quota checks, when the
 // config has quotas at all.
-func (d *Driver) startLedger(ctx context.Context) {
-	if d.opts.Mode == ModeNode || len(d.opts.Controllers) == 0 || !d.ledger.Needed() {
+func (d *ControllerServer) startLedger(ctx context.Context) {
+	if len(d.opts.Controllers) == 0 || !d.ledger.Needed() {
 		return
 	}
 	select {
@@ -32,15 +32,16 @@ func (d *Driver) startLedger(ctx context.Context) {
 
 // reserveQuota admits the volume under its tenant's quota, counted as the backend will
 // allocate it, before anything is created; the reservation holds its place until settled.
-func (d *Driver) reserveQuota(ctx context.Context, c backend.Controller, vreq *backend.VolumeRequest) (*tenant.Reservation, error) {
+func (d *ControllerServer) reserveQuota(ctx context.Context, c backend.Controller, vreq *backend.VolumeRequest) (*tenant.Reservation, error) {
+	caps := d.kinds[c.Kind()]
 	var source int64
-	if d.ledger.Limits(vreq.Tenant) && tenant.KeepsSourceBytes(c.Kind()) {
+	if d.ledger.Limits(vreq.Tenant) && caps.ClonesKeepSourceSize {
 		var err error
 		if source, err = d.sourceBytes(ctx, c, vreq); err != nil {
 			return nil, err
 		}
 	}
-	bytes := tenant.Allocated(c.Kind(), vreq.RequiredBytes, source)
+	bytes := caps.Allocated(vreq.RequiredBytes, source)
 	r, err := d.ledger.ReserveVolume(vreq.ID(c.Name(), ""), bytes)
 	if err != nil {
 		return nil, toStatus(err)
@@ -49,7 +50,7 @@ func (d *Driver) reserveQuota(ctx context.Context, c backend.Controller, vreq *b
 }
 
 // sourceBytes is the size of a clone's source: a clone is at least as large.
-func (d *Driver) sourceBytes(ctx context.Context, c backend.Controller, vreq *backend.VolumeRequest) (int64, error) {
+func (d *ControllerServer) sourceBytes(ctx context.Context, c backend.Controller, vreq *backend.VolumeRequest) (int64, error) {
 	switch {
 	case vreq.SourceVolume != nil:
 		if n, ok := d.ledger.VolumeBytes(*vreq.SourceVolume); ok {
@@ -71,7 +72,7 @@ func (d *Driver) sourceBytes(ctx context.Context, c backend.Controller, vreq *ba
 }
 
 // reserveGrowth admits an expansion of id to requiredBytes under its tenant's quota.
-func (d *Driver) reserveGrowth(ctx context.Context, c backend.Controller, id volid.Volume, requiredBytes int64, secrets map[string]string) (*tenant.Reservation, error) {
+func (d *ControllerServer) reserveGrowth(ctx context.Context, c backend.Controller, id volid.Volume, requiredBytes int64, secrets map[string]string) (*tenant.Reservation, error) {
 	current, known := d.ledger.VolumeBytes(id)
 	if !known && d.ledger.Limits(id.Tenant) {
 		v, err := c.GetVolume(ctx, id, secrets)
@@ -80,7 +81,7 @@ func (d *Driver) reserveGrowth(ctx context.Context, c backend.Controller, id vol
 		}
 		current = v.CapacityBytes
 	}
-	r, err := d.ledger.ReserveGrowth(id, current, tenant.Allocated(c.Kind(), requiredBytes, 0))
+	r, err := d.ledger.ReserveGrowth(id, current, d.kinds[c.Kind()].Allocated(requiredBytes, 0))
 	if err != nil {
 		return nil, toStatus(err)
 	}

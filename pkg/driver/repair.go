@@ -26,7 +26,7 @@ type kubeletVolData struct {
 // their backend to repair each (a ceph-fuse mount that died with the previous plugin
 // process). It returns how many staged volumes it checked; failures are logged, not fatal:
 // the next NodePublish retries the repair.
-func (d *Driver) RepairStaged(ctx context.Context, kubeletDir string) int {
+func (d *NodeServer) RepairStaged(ctx context.Context, kubeletDir string) int {
 	pattern := filepath.Join(kubeletDir, "plugins", "kubernetes.io", "csi", "*", "*", "vol_data.json")
 	files, err := filepath.Glob(pattern)
 	if err != nil {
@@ -40,7 +40,7 @@ func (d *Driver) RepairStaged(ctx context.Context, kubeletDir string) int {
 			continue
 		}
 		var vd kubeletVolData
-		if json.Unmarshal(data, &vd) != nil || vd.DriverName != d.opts.Name {
+		if json.Unmarshal(data, &vd) != nil || vd.DriverName != d.opts.DriverName {
 			continue
 		}
 		id, err := volid.ParseVolume(vd.VolumeHandle)
@@ -76,7 +76,7 @@ func (d *Driver) RepairStaged(ctx context.Context, kubeletDir string) int {
 // rebindDeadTargets binds again, to the repaired staged mount, every published target still
 // bound to the dead one (a killed FUSE client): containers started from then on (a restarted
 // container of a running pod) see the volume again without waiting for a new publish.
-func (d *Driver) rebindDeadTargets(ctx context.Context, id volid.Volume, s backend.Stager, staging string) (int, error) {
+func (d *NodeServer) rebindDeadTargets(ctx context.Context, id volid.Volume, s backend.Stager, staging string) (int, error) {
 	var dead []string
 	for _, t := range d.publishedTargets(staging) {
 		if _, err := mounter.Stat(ctx, t, d.opts.MountCallTimeout); errors.Is(err, unix.ENOTCONN) || errors.Is(err, mounter.ErrNotResponding) {

@@ -13,7 +13,7 @@ import (
 // gone (NodeUnpublish gets no staging path) are pruned whenever the file is read.
 const targetsFile = "shiphold-targets.json"
 
-func (d *Driver) publishedTargets(staging string) []string {
+func (d *NodeServer) publishedTargets(staging string) []string {
 	data, err := os.ReadFile(filepath.Join(staging, targetsFile))
 	if err != nil {
 		return nil
@@ -31,7 +31,7 @@ func (d *Driver) publishedTargets(staging string) []string {
 	return live
 }
 
-func (d *Driver) recordTarget(staging, target string) error {
+func (d *NodeServer) recordTarget(staging, target string) error {
 	targets := d.publishedTargets(staging)
 	for _, t := range targets {
 		if t == target {
@@ -53,7 +53,7 @@ func (d *Driver) recordTarget(staging, target string) error {
 
 // stagingPathOf finds the staging path of a published volume path: a directory holding
 // another mount of the same filesystem whose targets record lists volumePath.
-func (d *Driver) stagingPathOf(volumePath string) string {
+func (d *NodeServer) stagingPathOf(volumePath string) string {
 	refs, err := d.mounter.GetMountRefs(volumePath)
 	if err != nil {
 		return ""

@@ -11,7 +11,7 @@ import (
 
 // nodeTopology is what NodeGetInfo publishes: for every backend with a topology, whether
 // this node reaches it; nil when no backend has one.
-func (d *Driver) nodeTopology() *csi.Topology {
+func (d *NodeServer) nodeTopology() *csi.Topology {
 	seg := d.opts.Config.NodeSegments(d.opts.NodeLabels)
 	if seg == nil {
 		return nil
@@ -22,7 +22,7 @@ func (d *Driver) nodeTopology() *csi.Topology {
 // accessibleTopology checks a CreateVolume's accessibility requirements against the
 // backend's topology and returns the volume's accessible_topology: nil (any node) for a
 // backend without one.
-func (d *Driver) accessibleTopology(backendName string, req *csi.TopologyRequirement) ([]*csi.Topology, error) {
+func (d *ControllerServer) accessibleTopology(backendName string, req *csi.TopologyRequirement) ([]*csi.Topology, error) {
 	b, ok := d.opts.Config.Backend(backendName)
 	if !ok || b.Topology == nil {
 		return nil, nil

@@ -9,6 +9,7 @@ import (
 	mount "k8s.io/mount-utils"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 )
 
@@ -23,8 +24,8 @@ func newTopologyFixture(t *testing.T, nodeLabels map[string]string) *fixture {
 		{Name: "isilon", Kind: "isilon", Topology: &config.Topology{NodeSelector: map[string]string{"example.com/platform": "bare-metal"}}},
 	}}
 	f := &fixture{rbd: newFake("ceph-rbd", "rbd"), nfs: newFake("isilon", "isilon"), stager: &fakeStager{staged: map[string]string{}}, mnt: mount.NewFakeMounter(nil)}
-	d, err := New(Options{
-		Name: "shiphold.csi.io", Version: "test", Mode: ModeAll, NodeName: "node1", NodeAddress: "10.0.0.5",
+	d, err := compose(ModeAll, Options{Kinds: registry.Kinds(),
+		Name: "shiphold.csi.io", Version: "test", NodeName: "node1", NodeAddress: "10.0.0.5",
 		NodeLabels: nodeLabels, Config: cfg,
 		Controllers: map[string]backend.Controller{"ceph-rbd": f.rbd, "isilon": fakePublisher{f.nfs}},
 		Stagers:     map[string]backend.Stager{"ceph-rbd": f.stager, "isilon": f.stager},

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,9 +25,6 @@ var driverParameterKeys = []string{
 	backend.ParamBackend, backend.ParamFsType,
 	backend.ParamPVCName, backend.ParamPVCNamespace, backend.ParamPVName,
 }
-
-// fsTypes are the filesystems the node can make on a block backend.
-var fsTypes = map[string]bool{"": true, "ext4": true, "xfs": true}
 
 // checkParameters rejects any StorageClass parameter the chosen backend kind does not know.
 func checkParameters(params map[string]string, c backend.Controller) error {
@@ -113,24 +111,66 @@ func summarize(caps []*csi.VolumeCapability) (accessSummary, error) {
 	return s, nil
 }
 
+// kinds are the capabilities of every backend kind the driver serves, by kind name.
+type kinds map[string]backend.Capabilities
+
 // supports reports whether a backend kind can serve the requested access; the error says why not.
-func supports(kind string, s accessSummary) error {
-	switch kind {
-	case backend.KindRBD:
-		if s.mount && s.multiNode && s.multiWriter {
-			return fmt.Errorf("rbd filesystem volumes are single-node; multi-node writers need the block access type or a cephfs/isilon backend")
-		}
-		if s.mount && !fsTypes[s.fsType] {
-			return fmt.Errorf("fsType %q is not supported on rbd; use ext4 or xfs", s.fsType)
-		}
-	case backend.KindCephFS, backend.KindIsilon:
-		if s.block {
-			return fmt.Errorf("%s volumes are shared filesystems; the block access type needs an rbd backend", kind)
-		}
-	default:
+func (k kinds) supports(kind string, s accessSummary) error {
+	c, ok := k[kind]
+	if !ok {
 		return fmt.Errorf("unknown backend kind %q", kind)
 	}
+	switch {
+	case s.block && !c.Block:
+		return fmt.Errorf("%s volumes are %s; the block access type needs %s", kind, filesystems(c), k.offering(func(o backend.Capabilities) bool { return o.Block }))
+	case s.mount && s.multiNode && s.multiWriter && !c.SharedFilesystem:
+		return fmt.Errorf("%s filesystem volumes are single-node; multi-node writers need %s", kind, k.multiWriterAdvice(c))
+	case s.mount && c.FsTypes != nil && !slices.Contains(c.FsTypes, s.fsType) && s.fsType != "":
+		return fmt.Errorf("fsType %q is not supported on %s; use %s", s.fsType, kind, strings.Join(c.FsTypes, " or "))
+	}
 	return nil
+}
+
+func filesystems(c backend.Capabilities) string {
+	if c.SharedFilesystem {
+		return "shared filesystems"
+	}
+	return "filesystems"
+}
+
+// multiWriterAdvice says what serves multi-node writers when a kind's filesystems do not.
+func (k kinds) multiWriterAdvice(c backend.Capabilities) string {
+	shared := k.offering(func(o backend.Capabilities) bool { return o.SharedFilesystem })
+	if c.Block {
+		return "the block access type or " + shared
+	}
+	return shared
+}
+
+// offering names the kinds that serve what serves says, for an error's advice.
+func (k kinds) offering(serves func(backend.Capabilities) bool) string {
+	var names []string
+	for name, c := range k {
+		if serves(c) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return "a backend kind this driver does not have"
+	}
+	sort.Strings(names)
+	return article(names[0]) + " " + strings.Join(names, "/") + " backend"
+}
+
+// article is "an" before a kind name said with a vowel first: a word starting with a vowel
+// ("isilon"), or an abbreviation spelt out whose first letter's name does ("rbd": "ar").
+func article(name string) string {
+	first := name[:1]
+	spelt := !strings.ContainsAny(name, "aeiouy")
+	if strings.Contains("aeiou", first) || (spelt && strings.Contains("fhlmnrsx", first)) {
+		return "an"
+	}
+	return "a"
 }
 
 func capacityRange(r *csi.CapacityRange) (required, limit int64, err error) {

@@ -354,23 +354,3 @@ func TestLedgerOptionsValidate(t *testing.T) {
 		t.Fatal("a stale bound equal to the read interval passes")
 	}
 }
-
-func TestAllocated(t *testing.T) {
-	for _, tc := range []struct {
-		kind             string
-		required, source int64
-		want             int64
-	}{
-		{backend.KindRBD, 1, 0, 1 << 20},
-		{backend.KindRBD, 1<<20 + 1, 0, 2 << 20},
-		{backend.KindRBD, 1 << 20, 5 << 20, 5 << 20},
-		{backend.KindCephFS, 1<<20 + 1, 0, 1<<20 + 1},
-		{backend.KindCephFS, 1 << 20, 5 << 20, 1 << 20},
-		{backend.KindIsilon, 1000, 0, 1000},
-		{backend.KindIsilon, 1000, 4000, 4000},
-	} {
-		if got := Allocated(tc.kind, tc.required, tc.source); got != tc.want {
-			t.Errorf("Allocated(%s, %d, %d) = %d, want %d", tc.kind, tc.required, tc.source, got, tc.want)
-		}
-	}
-}

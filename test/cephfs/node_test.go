@@ -14,6 +14,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/pkg/volid"
@@ -28,8 +29,8 @@ func needRoot(t *testing.T) {
 }
 
 func (e *env) driver(t *testing.T) *driver.Driver {
-	d, err := driver.New(driver.Options{
-		Name: "shiphold.test", Version: "test", Mode: driver.ModeAll, NodeName: "node1", NodeAddress: "127.0.0.1",
+	d, err := harness.Compose(driver.ModeAll, driver.Options{Kinds: registry.Kinds(),
+		Name: "shiphold.test", Version: "test", NodeName: "node1", NodeAddress: "127.0.0.1",
 		Config:      &config.Config{Backends: []config.Backend{*e.cfg}},
 		Controllers: map[string]backend.Controller{e.cfg.Name: e.ctrl},
 		Stagers:     map[string]backend.Stager{e.cfg.Name: e.stg},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/isilon"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/pkg/volid"
@@ -84,7 +85,7 @@ func TestNodeCallsOnADeadNFSServerAreBounded(t *testing.T) {
 	dead := &deadNFS{Interface: mount.New(""), t: t}
 	stg.Mounter = dead
 	stg.CallTimeout = time.Second
-	d, err := driver.New(driver.Options{Name: "shiphold.test", Version: "test", Mode: driver.ModeNode, NodeName: "n1", NodeAddress: "127.0.0.1",
+	d, err := harness.Compose(driver.ModeNode, driver.Options{Kinds: registry.Kinds(), Name: "shiphold.test", Version: "test", NodeName: "n1", NodeAddress: "127.0.0.1",
 		Config: &config.Config{Backends: []config.Backend{cfg}}, Stagers: map[string]backend.Stager{"isi": stg}, MountCallTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)

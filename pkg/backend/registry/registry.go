@@ -1,4 +1,6 @@
-// Package registry opens the backends a config file names, one package per kind.
+// Package registry opens the backends a config file names, one package per kind. A new
+// kind is its own package under pkg/backend (with its Capabilities), one line in kinds,
+// and its section of the config file (pkg/config).
 package registry
 
 import (
@@ -12,6 +14,64 @@ import (
 	"github.com/shiphold/shiphold/pkg/config"
 )
 
+// kind is what the registry knows of a backend kind: what it serves and how its sides open.
+type kind struct {
+	caps       backend.Capabilities
+	controller func(*config.Backend, *ceph.Pool) (backend.Controller, error)
+	stager     func(*config.Backend) (backend.Stager, error)
+}
+
+// kinds are the backend kinds this driver serves, one line each.
+var kinds = []kind{
+	{rbd.Capabilities, sharing(rbd.NewController), stager(rbd.NewStager)},
+	{cephfs.Capabilities, sharing(cephfs.NewController), stager(cephfs.NewStager)},
+	{isilon.Capabilities, ownConnections(isilon.NewController), stager(isilon.NewStager)},
+}
+
+// sharing adapts a controller that uses the shared Ceph connections.
+func sharing[C backend.Controller](open func(*config.Backend, *ceph.Pool) (C, error)) func(*config.Backend, *ceph.Pool) (backend.Controller, error) {
+	return func(bc *config.Backend, conns *ceph.Pool) (backend.Controller, error) {
+		c, err := open(bc, conns)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// ownConnections adapts a controller that keeps its own connection to the storage.
+func ownConnections[C backend.Controller](open func(*config.Backend) (C, error)) func(*config.Backend, *ceph.Pool) (backend.Controller, error) {
+	return sharing(func(bc *config.Backend, _ *ceph.Pool) (C, error) { return open(bc) })
+}
+
+func stager[S backend.Stager](open func(*config.Backend) (S, error)) func(*config.Backend) (backend.Stager, error) {
+	return func(bc *config.Backend) (backend.Stager, error) {
+		s, err := open(bc)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+}
+
+// Kinds are the capabilities of every kind, by kind name: what the driver asks.
+func Kinds() map[string]backend.Capabilities {
+	out := make(map[string]backend.Capabilities, len(kinds))
+	for _, k := range kinds {
+		out[k.caps.Kind] = k.caps
+	}
+	return out
+}
+
+func lookup(name string) (kind, error) {
+	for _, k := range kinds {
+		if k.caps.Kind == name {
+			return k, nil
+		}
+	}
+	return kind{}, fmt.Errorf("unknown kind %q", name)
+}
+
 // Backends are the opened sides of every configured backend, keyed by backend name.
 type Backends struct {
 	Controllers map[string]backend.Controller
@@ -24,49 +84,34 @@ type Backends struct {
 func Open(cfg *config.Config, controllers, stagers bool) (*Backends, error) {
 	b := &Backends{Controllers: map[string]backend.Controller{}, Stagers: map[string]backend.Stager{}, conns: ceph.NewPool()}
 	for i := range cfg.Backends {
-		bc := &cfg.Backends[i]
-		if controllers {
-			c, err := openController(bc, b.conns)
-			if err != nil {
-				b.Close()
-				return nil, fmt.Errorf("backend %q: %w", bc.Name, err)
-			}
-			b.Controllers[bc.Name] = c
-		}
-		if stagers {
-			s, err := openStager(bc)
-			if err != nil {
-				b.Close()
-				return nil, fmt.Errorf("backend %q: %w", bc.Name, err)
-			}
-			b.Stagers[bc.Name] = s
+		if err := b.open(&cfg.Backends[i], controllers, stagers); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("backend %q: %w", cfg.Backends[i].Name, err)
 		}
 	}
 	return b, nil
 }
 
-func openController(bc *config.Backend, conns *ceph.Pool) (backend.Controller, error) {
-	switch bc.Kind {
-	case backend.KindRBD:
-		return rbd.NewController(bc, conns)
-	case backend.KindCephFS:
-		return cephfs.NewController(bc, conns)
-	case backend.KindIsilon:
-		return isilon.NewController(bc)
+func (b *Backends) open(bc *config.Backend, controllers, stagers bool) error {
+	k, err := lookup(bc.Kind)
+	if err != nil {
+		return err
 	}
-	return nil, fmt.Errorf("unknown kind %q", bc.Kind)
-}
-
-func openStager(bc *config.Backend) (backend.Stager, error) {
-	switch bc.Kind {
-	case backend.KindRBD:
-		return rbd.NewStager(bc)
-	case backend.KindCephFS:
-		return cephfs.NewStager(bc)
-	case backend.KindIsilon:
-		return isilon.NewStager(bc)
+	if controllers {
+		c, err := k.controller(bc, b.conns)
+		if err != nil {
+			return err
+		}
+		b.Controllers[bc.Name] = c
 	}
-	return nil, fmt.Errorf("unknown kind %q", bc.Kind)
+	if stagers {
+		s, err := k.stager(bc)
+		if err != nil {
+			return err
+		}
+		b.Stagers[bc.Name] = s
+	}
+	return nil
 }
 
 // Close releases every controller and the shared Ceph connections.
