@@ -48,7 +48,7 @@ type call struct{ finished, abandoned bool }
 // its context has one) learns when fn ends.
 func (c *Calls) Do(ctx context.Context, fn func() error) error {
 	if err := ctx.Err(); err != nil {
-		return backend.Errorf(backend.Unavailable, "Ceph call not started: %w", err)
+		return backend.NotStarted(err)
 	}
 	cl, err := c.begin()
 	if err != nil {
@@ -70,7 +70,7 @@ func (c *Calls) Do(ctx context.Context, fn func() error) error {
 			return result
 		}
 		backend.Abandon(ctx, done)
-		return backend.Errorf(backend.Unavailable, "Ceph did not answer before the request deadline (%w); the call goes on in the background", ctx.Err())
+		return backend.NoAnswer(ctx.Err(), "the call goes on in the background")
 	}
 }
 
