@@ -19,7 +19,7 @@ func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int
 		from = volid.Volume{}
 	}
 	var out []*backend.Volume
-	err = c.run(ctx, nil, func(conn cluster) error {
+	err = c.storage.Do(ctx, nil, func(conn connection) error {
 		places, closeAll, err := c.placesFrom(conn, from)
 		if err != nil {
 			return err
