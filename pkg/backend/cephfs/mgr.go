@@ -14,8 +14,9 @@ import (
 	"github.com/shiphold/shiphold/pkg/ceph"
 )
 
-// commander is what the controller needs of a Ceph connection: *ceph.Conn in production,
-// a fake mgr in unit tests. Every command runs inside Do, which bounds it by the request.
+// commander is what the controller needs of a Ceph connection, the backend.Handle of its
+// backend.Storage: *ceph.Conn in production, a fake mgr in unit tests. Every command runs
+// inside Do, which bounds it by the request.
 type commander interface {
 	admin.RadosCommander
 	Do(ctx context.Context, fn func() error) error
