@@ -37,7 +37,10 @@ type Controller struct {
 	groups map[string]bool
 }
 
-var _ backend.Controller = (*Controller)(nil)
+var (
+	_ backend.Controller = (*Controller)(nil)
+	_ backend.Publisher  = (*Controller)(nil)
+)
 
 // NewController builds the controller side of a cephfs backend. It does not contact Ceph.
 func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {

@@ -33,7 +33,10 @@ type Controller struct {
 	taskWait time.Duration // see SetTaskWait
 }
 
-var _ backend.Controller = (*Controller)(nil)
+var (
+	_ backend.Controller = (*Controller)(nil)
+	_ backend.Publisher  = (*Controller)(nil)
+)
 
 // NewController returns the controller side of an rbd backend.
 func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
