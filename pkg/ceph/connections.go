@@ -70,7 +70,7 @@ type dial struct {
 	err  error
 }
 
-// NewPool returns an empty pool.
+// NewPool returns an empty set of connections.
 func NewPool() *Pool {
 	return &Pool{
 		conns: map[string]*Conn{}, dials: map[string]*dial{}, stranded: map[string]*atomic.Int64{},
@@ -86,7 +86,7 @@ func accountKey(cluster config.CephCluster, cred Credentials) string {
 	return cluster.ClusterID + "|" + strings.Join(cluster.Monitors, ",") + "|" + cred.UserID
 }
 
-func poolKey(user string, cred Credentials) string {
+func connKey(user string, cred Credentials) string {
 	return user + "|" + keyDigest(cred)
 }
 
@@ -100,7 +100,7 @@ func keyDigest(cred Credentials) string {
 // not cut short by ctx, so a slow monitor still ends with a usable (or shut) handle.
 func (p *Pool) Conn(ctx context.Context, backendName string, cluster config.CephCluster, cred Credentials) (*Conn, error) {
 	user := userKey(backendName, cluster, cred)
-	key := poolKey(user, cred)
+	key := connKey(user, cred)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

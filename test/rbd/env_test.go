@@ -41,13 +41,13 @@ func clusterFor(conf string, cl config.CephCluster) *cluster {
 
 func (c *cluster) controller(t testing.TB) (*rbd.Controller, *ceph.Pool) {
 	t.Helper()
-	pool := ceph.NewPool()
-	ctl, err := rbd.NewController(c.backend, pool)
+	conns := ceph.NewPool()
+	ctl, err := rbd.NewController(c.backend, conns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
-	return ctl, pool
+	t.Cleanup(conns.Close)
+	return ctl, conns
 }
 
 // rbdCLI runs the rbd CLI against the cluster as admin.
