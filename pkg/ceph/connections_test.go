@@ -21,8 +21,8 @@ type fakeCluster struct {
 	gate     chan struct{} // when set, connects wait for it
 }
 
-func newTestConns(f *fakeCluster) *Pool {
-	p := NewPool()
+func newTestConns(f *fakeCluster) *Connections {
+	p := NewConnections()
 	f.shut = map[*rados.Conn]bool{}
 	p.connect = func(config.CephCluster, Credentials) (*rados.Conn, error) {
 		if f.gate != nil {

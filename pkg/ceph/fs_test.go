@@ -63,7 +63,7 @@ func (t *fakeTree) Close() {
 	}
 }
 
-func (f *fakeMDS) conns(c *fakeCluster) *Pool {
+func (f *fakeMDS) conns(c *fakeCluster) *Connections {
 	p := newTestConns(c)
 	shutdown := p.shutdown
 	p.shutdown = func(h *rados.Conn) {

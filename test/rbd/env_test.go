@@ -39,9 +39,9 @@ func clusterFor(conf string, cl config.CephCluster) *cluster {
 		}}}
 }
 
-func (c *cluster) controller(t testing.TB) (*rbd.Controller, *ceph.Pool) {
+func (c *cluster) controller(t testing.TB) (*rbd.Controller, *ceph.Connections) {
 	t.Helper()
-	conns := ceph.NewPool()
+	conns := ceph.NewConnections()
 	ctl, err := rbd.NewController(c.backend, conns)
 	if err != nil {
 		t.Fatal(err)

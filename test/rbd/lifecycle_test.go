@@ -39,7 +39,7 @@ func newLocal(t *testing.T) *local {
 
 func (l *local) controller(t *testing.T) *rbd.Controller {
 	t.Helper()
-	conns := ceph.NewPool()
+	conns := ceph.NewConnections()
 	ctl, err := rbd.NewController(&l.backend, conns)
 	if err != nil {
 		t.Fatal(err)

@@ -43,7 +43,7 @@ var (
 )
 
 // NewController builds the controller side of a cephfs backend. It does not contact Ceph.
-func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
+func NewController(cfg *config.Backend, conns *ceph.Connections) (*Controller, error) {
 	if cfg == nil || cfg.CephFS == nil {
 		return nil, fmt.Errorf("cephfs backend needs a cephfs section")
 	}

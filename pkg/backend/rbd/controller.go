@@ -39,7 +39,7 @@ var (
 )
 
 // NewController returns the controller side of an rbd backend.
-func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
+func NewController(cfg *config.Backend, conns *ceph.Connections) (*Controller, error) {
 	if cfg == nil || cfg.RBD == nil {
 		return nil, fmt.Errorf("rbd backend: no rbd config section")
 	}

@@ -16,13 +16,13 @@ import (
 type Backends struct {
 	Controllers map[string]backend.Controller
 	Stagers     map[string]backend.Stager
-	conns       *ceph.Pool
+	conns       *ceph.Connections
 }
 
 // Open builds the controller side, the node side, or both, for every backend in cfg.
 // Opening does not contact storage: an unreachable backend must not stop the plugin.
 func Open(cfg *config.Config, controllers, stagers bool) (*Backends, error) {
-	b := &Backends{Controllers: map[string]backend.Controller{}, Stagers: map[string]backend.Stager{}, conns: ceph.NewPool()}
+	b := &Backends{Controllers: map[string]backend.Controller{}, Stagers: map[string]backend.Stager{}, conns: ceph.NewConnections()}
 	for i := range cfg.Backends {
 		bc := &cfg.Backends[i]
 		if controllers {
@@ -45,7 +45,7 @@ func Open(cfg *config.Config, controllers, stagers bool) (*Backends, error) {
 	return b, nil
 }
 
-func openController(bc *config.Backend, conns *ceph.Pool) (backend.Controller, error) {
+func openController(bc *config.Backend, conns *ceph.Connections) (backend.Controller, error) {
 	switch bc.Kind {
 	case backend.KindRBD:
 		return rbd.NewController(bc, conns)
