@@ -145,8 +145,11 @@ type PublishAccess struct {
 	SingleNode bool
 }
 
-// Publisher is implemented by backends that record or grant node access on the storage
-// side (an Isilon export's client list, a publish record on a Ceph volume).
+// Publisher is ControllerPublishVolume's storage side, and every backend has one: each
+// records on the volume which nodes may use it (a conflicting republish is AlreadyExists,
+// a single-node volume on a second node FailedPrecondition); Isilon also grants the node's
+// address on the export, the Ceph backends hand the node its tenant's cephx identity in the
+// publish context, and RBD's unpublish of the last node fences clients still holding the image.
 type Publisher interface {
 	PublishVolume(ctx context.Context, id volid.Volume, node Node, access PublishAccess, volumeContext, secrets map[string]string) (map[string]string, error)
 	// UnpublishVolume succeeds when the node has no access already.

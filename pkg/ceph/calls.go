@@ -27,7 +27,7 @@ const (
 // and cannot cancel a call, so a call whose request gives up goes on in its own goroutine
 // until Ceph answers. Calls bounds each call by its request's context, tells the request
 // when an abandoned call really ends (backend.Abandon), refuses new calls while too many are
-// stranded, and keeps the health the pool needs to replace a broken connection without ever
+// stranded, and keeps the health needed to replace a broken connection without ever
 // shutting it down under a call. The zero value is ready to use.
 type Calls struct {
 	mu       sync.Mutex
@@ -48,7 +48,7 @@ type call struct{ finished, abandoned bool }
 // its context has one) learns when fn ends.
 func (c *Calls) Do(ctx context.Context, fn func() error) error {
 	if err := ctx.Err(); err != nil {
-		return backend.Errorf(backend.Unavailable, "Ceph call not started: %w", err)
+		return backend.NotStarted(err)
 	}
 	cl, err := c.begin()
 	if err != nil {
@@ -70,7 +70,7 @@ func (c *Calls) Do(ctx context.Context, fn func() error) error {
 			return result
 		}
 		backend.Abandon(ctx, done)
-		return backend.Errorf(backend.Unavailable, "Ceph did not answer before the request deadline (%w); the call goes on in the background", ctx.Err())
+		return backend.NoAnswer(ctx.Err(), "the call goes on in the background")
 	}
 }
 
@@ -143,7 +143,7 @@ func (c *Calls) unhealthy() string {
 	return ""
 }
 
-// retire stops the pool from handing the connection out; it is shut down when its last
+// retire stops the connection from being handed out; it is shut down when its last
 // call returns (now, if none runs).
 func (c *Calls) retire(why string) {
 	c.mu.Lock()

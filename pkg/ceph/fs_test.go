@@ -63,8 +63,8 @@ func (t *fakeTree) Close() {
 	}
 }
 
-func (f *fakeMDS) pool(c *fakeCluster) *Pool {
-	p := newTestPool(c)
+func (f *fakeMDS) conns(c *fakeCluster) *Connections {
+	p := newTestConns(c)
 	shutdown := p.shutdown
 	p.shutdown = func(h *rados.Conn) {
 		f.mu.Lock()
@@ -98,7 +98,7 @@ func getXattr(c *Conn, ctx context.Context) error {
 
 func TestFSOneMountPerFilesystem(t *testing.T) {
 	f := &fakeMDS{gate: make(chan struct{})}
-	p := f.pool(&fakeCluster{})
+	p := f.conns(&fakeCluster{})
 	c, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k"})
 	var wg sync.WaitGroup
 	for i := 0; i < 16; i++ {
@@ -126,7 +126,7 @@ func TestFSOneMountPerFilesystem(t *testing.T) {
 // the calls still on it are done.
 func TestFSRemountsAfterEviction(t *testing.T) {
 	f := &fakeMDS{}
-	p := f.pool(&fakeCluster{})
+	p := f.conns(&fakeCluster{})
 	c, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k"})
 	if err := getXattr(c, context.Background()); err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func waitReleased(t *testing.T, f *fakeMDS, n int) {
 func TestFSMountsReleasedAfterLastCallOnClose(t *testing.T) {
 	f := &fakeMDS{}
 	fc := &fakeCluster{}
-	p := f.pool(fc)
+	p := f.conns(fc)
 	c, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k"})
 	if err := getXattr(c, context.Background()); err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func TestFSMountsReleasedAfterLastCallOnClose(t *testing.T) {
 // and does not pass for a refused rados key (which would replace the connection).
 func TestFSMountRefusedNamesCaps(t *testing.T) {
 	f := &fakeMDS{mountErr: cephErr(-int(syscall.EACCES))}
-	p := f.pool(&fakeCluster{})
+	p := f.conns(&fakeCluster{})
 	c, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k"})
 	for i := 0; i < 2; i++ {
 		err := getXattr(c, context.Background())

@@ -32,7 +32,7 @@ func TestCephFSRealMDSRestartAndEviction(t *testing.T) {
 	pc := harness.StartPrivateCeph(t)
 	cfg := &config.Backend{Name: "cephfs-mds", Kind: backend.KindCephFS, CephFS: &config.CephFS{
 		CephCluster: pc.Cluster, FSName: fsName, SubvolumeGroupPrefix: "mds-", Mounter: cephfs.MounterAuto}}
-	conns := ceph.NewPool()
+	conns := ceph.NewConnections()
 	t.Cleanup(conns.Close)
 	ctrl, err := cephfs.NewController(cfg, conns)
 	if err != nil {

@@ -22,7 +22,7 @@ const fsName = "cephfs"
 
 type env struct {
 	cfg   *config.Backend
-	conns *ceph.Pool
+	conns *ceph.Connections
 	ctrl  *cephfs.Controller
 	stg   *cephfs.Stager
 }
@@ -38,7 +38,7 @@ func needCeph(t testing.TB) *env {
 		SubvolumeGroupPrefix: fmt.Sprintf("sht%04d-", rand.Intn(10000)),
 		Mounter:              cephfs.MounterAuto,
 	}}
-	conns := ceph.NewPool()
+	conns := ceph.NewConnections()
 	t.Cleanup(conns.Close)
 	ctrl, err := cephfs.NewController(cfg, conns)
 	if err != nil {

@@ -39,15 +39,15 @@ func clusterFor(conf string, cl config.CephCluster) *cluster {
 		}}}
 }
 
-func (c *cluster) controller(t testing.TB) (*rbd.Controller, *ceph.Pool) {
+func (c *cluster) controller(t testing.TB) (*rbd.Controller, *ceph.Connections) {
 	t.Helper()
-	pool := ceph.NewPool()
-	ctl, err := rbd.NewController(c.backend, pool)
+	conns := ceph.NewConnections()
+	ctl, err := rbd.NewController(c.backend, conns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
-	return ctl, pool
+	t.Cleanup(conns.Close)
+	return ctl, conns
 }
 
 // rbdCLI runs the rbd CLI against the cluster as admin.

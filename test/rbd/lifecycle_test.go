@@ -39,12 +39,12 @@ func newLocal(t *testing.T) *local {
 
 func (l *local) controller(t *testing.T) *rbd.Controller {
 	t.Helper()
-	pool := ceph.NewPool()
-	ctl, err := rbd.NewController(&l.backend, pool)
+	conns := ceph.NewConnections()
+	ctl, err := rbd.NewController(&l.backend, conns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
+	t.Cleanup(conns.Close)
 	return ctl
 }
 

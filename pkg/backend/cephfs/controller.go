@@ -24,9 +24,9 @@ type Controller struct {
 	name   string
 	cfg    *config.CephFS
 	prefix string
-	// connect returns the pooled connection for a request's secrets (config credentials
-	// when there are none).
-	connect func(ctx context.Context, secrets map[string]string) (commander, error)
+	// storage opens a request's session on the pooled connection for its secrets (config
+	// credentials when there are none).
+	storage backend.Storage[commander]
 	// clonePoll is how often CreateVolume asks a running clone for its state.
 	clonePoll time.Duration
 
@@ -37,10 +37,13 @@ type Controller struct {
 	groups map[string]bool
 }
 
-var _ backend.Controller = (*Controller)(nil)
+var (
+	_ backend.Controller = (*Controller)(nil)
+	_ backend.Publisher  = (*Controller)(nil)
+)
 
 // NewController builds the controller side of a cephfs backend. It does not contact Ceph.
-func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
+func NewController(cfg *config.Backend, conns *ceph.Connections) (*Controller, error) {
 	if cfg == nil || cfg.CephFS == nil {
 		return nil, fmt.Errorf("cephfs backend needs a cephfs section")
 	}
@@ -66,8 +69,14 @@ func newController(name string, cfg *config.CephFS, connect func(context.Context
 	if prefix == "" {
 		prefix = DefaultSubvolumeGroupPrefix
 	}
+	monitors := strings.Join(cfg.Monitors, ",")
+	storage := backend.Storage[commander]{
+		Name:    fmt.Sprintf("Ceph cluster %s (monitors %s)", cfg.ClusterID, monitors),
+		Address: monitors,
+		Connect: connect,
+	}
 	return &Controller{
-		name: name, cfg: cfg, prefix: prefix, connect: connect, clonePoll: 500 * time.Millisecond,
+		name: name, cfg: cfg, prefix: prefix, storage: storage, clonePoll: 500 * time.Millisecond,
 		fsIDs: map[string]string{}, groups: map[string]bool{},
 	}
 }
@@ -79,22 +88,23 @@ func (c *Controller) Close()                  {}
 
 // session is one request's connection; every call on it honours the request's ctx.
 type session struct {
+	*backend.Session[commander]
 	ctx  context.Context
 	conn commander
 	fsa  *admin.FSAdmin
 }
 
 func (c *Controller) session(ctx context.Context, secrets map[string]string) (*session, error) {
-	conn, err := c.connect(ctx, secrets)
+	ss, err := c.storage.Open(ctx, secrets)
 	if err != nil {
 		return nil, err
 	}
-	return &session{ctx: ctx, conn: conn, fsa: admin.NewFromConn(conn)}, nil
+	return &session{Session: ss, ctx: ctx, conn: ss.Handle, fsa: admin.NewFromConn(ss.Handle)}, nil
 }
 
 // do runs one blocking Ceph call under the request's deadline and classifies its failure.
 func (s *session) do(what string, fn func() error) error {
-	return classify(s.conn.Do(s.ctx, fn), what)
+	return s.Do(func() error { return classify(fn(), what) })
 }
 
 // fsID returns the fscid of filesystem name, the location token of its volume IDs.

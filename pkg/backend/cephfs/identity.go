@@ -70,7 +70,7 @@ func (c *Controller) ensureIdentity(s *session, group, dataPool string) (cred ce
 	if err != nil {
 		return cred, err
 	}
-	err = s.conn.Do(s.ctx, func() (err error) {
+	err = s.Do(func() (err error) {
 		cred, err = ceph.EnsureIdentity(s.conn, id)
 		return err
 	})
@@ -123,7 +123,7 @@ func (c *Controller) dropIdentityIfLast(s *session, ref volumeRef) error {
 	if err != nil {
 		return err
 	}
-	if err := s.conn.Do(s.ctx, func() error { return ceph.RemoveIdentity(s.conn, user) }); err != nil {
+	if err := s.Do(func() error { return ceph.RemoveIdentity(s.conn, user) }); err != nil {
 		return err
 	}
 	// The tenant's next first volume goes through isolateGroup again, identity included.
@@ -143,7 +143,7 @@ func (c *Controller) RotateTenantKey(ctx context.Context, tenant string) (bool, 
 		return false, err
 	}
 	rotated := false
-	err = s.conn.Do(ctx, func() (err error) {
+	err = s.Do(func() (err error) {
 		rotated, err = ceph.RotateIdentity(s.conn, user)
 		return err
 	})

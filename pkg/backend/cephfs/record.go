@@ -1,6 +1,7 @@
 package cephfs
 
 import (
+	"fmt"
 	"syscall"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -84,4 +85,22 @@ func (c *Controller) subvolumePath(s *session, ref volumeRef) (string, error) {
 		return err
 	})
 	return path, err
+}
+
+// getRecord reads the request record of an earlier version, kept as subvolume metadata;
+// ok is false when the subvolume has none.
+func getRecord(conn commander, fs, group, sub string) (volumeRecord, bool, error) {
+	kv, err := listMetadata(conn, fs, group, sub)
+	if err != nil {
+		return volumeRecord{}, false, err
+	}
+	v, ok := kv[recordKey]
+	if !ok {
+		return volumeRecord{}, false, nil
+	}
+	r, err := decodeRecord(v)
+	if err != nil {
+		return volumeRecord{}, false, fmt.Errorf("subvolume %s/%s: metadata %s is not a shiphold record: %w", group, sub, recordKey, err)
+	}
+	return r, true, nil
 }

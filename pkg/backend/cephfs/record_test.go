@@ -110,7 +110,7 @@ func TestCreateVolumeRecordsOnTheStorage(t *testing.T) {
 	}
 	// A controller that starts afresh finds the volume by its record alone.
 	c2, _ := newFakeController(t)
-	c2.connect = c.connect
+	c2.storage.Connect = c.storage.Connect
 	if _, err := c2.CreateVolume(ctx, volReq("pvc-1", 2<<30)); backend.CodeOf(err) != backend.AlreadyExists {
 		t.Fatalf("other size after a restart: %v, want AlreadyExists", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -433,4 +434,9 @@ func kernelHasCeph() bool {
 		return false
 	}
 	return runQuiet("modprobe", "ceph") == nil
+}
+
+// runQuiet runs a command for its exit status only.
+func runQuiet(name string, args ...string) error {
+	return exec.Command(name, args...).Run()
 }

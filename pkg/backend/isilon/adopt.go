@@ -34,7 +34,7 @@ func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*bac
 		return nil, backend.Errorf(backend.InvalidArgument, "isilon: cannot adopt %s: %v", dir, err)
 	}
 	var vol *backend.Volume
-	err = c.conn.do(ctx, req.Secrets, func(a array) error {
+	err = c.storage.Do(ctx, req.Secrets, func(a client) error {
 		if err := c.checkZone(ctx, a, z); err != nil {
 			return err
 		}

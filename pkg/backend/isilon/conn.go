@@ -189,7 +189,12 @@ func (c *connector) get(ctx context.Context, secrets map[string]string) (array, 
 	if ok {
 		return a, key, nil
 	}
+	release, err := c.takeSlot(ctx)
+	if err != nil {
+		return nil, "", err
+	}
 	a, err = c.open(ctx, cr)
+	release()
 	if err != nil {
 		return nil, "", err
 	}
@@ -216,22 +221,53 @@ func (c *connector) forget(key string, err error) {
 	}
 }
 
-// do runs f against the array for these secrets, reconnecting next time if it fails in a
-// way a new connection may cure.
-func (c *connector) do(ctx context.Context, secrets map[string]string, f func(array) error) error {
-	select {
-	case c.slots <- struct{}{}:
-		defer func() { <-c.slots }()
-	case <-ctx.Done():
-		return backend.Errorf(backend.Unavailable, "isilon %s: waited for a free connection until the deadline: %v (is the array slow or hung?)", c.cfg.Endpoint, ctx.Err())
-	}
+// client is the cached array for a request's secrets, the isilon backend's
+// backend.Handle: the array's own requests honour the request's context.
+type client struct {
+	array
+	c   *connector
+	key string
+}
+
+// storage is the backend's way to the array: the fakes of unit tests plug in at open.
+func (c *connector) storage() backend.Storage[client] {
+	return backend.Storage[client]{Name: "isilon " + c.cfg.Endpoint, Address: c.cfg.Endpoint, Connect: c.connect}
+}
+
+// connect returns the client for these secrets, connecting on first use.
+func (c *connector) connect(ctx context.Context, secrets map[string]string) (client, error) {
 	a, key, err := c.get(ctx, secrets)
+	if err != nil {
+		return client{}, err
+	}
+	return client{array: a, c: c, key: key}, nil
+}
+
+// Do runs fn, requests to the array, in one of the backend's slots, reconnecting next time
+// if it fails in a way a new connection may cure. A request cut by its deadline fails as
+// a Ceph call does (backend.NoAnswer), not as one the array's request timeout cut.
+func (cl client) Do(ctx context.Context, fn func() error) error {
+	release, err := cl.c.takeSlot(ctx)
 	if err != nil {
 		return err
 	}
-	err = f(a)
-	c.forget(key, err)
+	err = fn()
+	release()
+	cl.c.forget(cl.key, err)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) && backend.CodeOf(err) == backend.Unavailable {
+		return backend.NoAnswer(ctx.Err(), "the request to the array was cancelled")
+	}
 	return err
+}
+
+// takeSlot waits for one of the operations in flight the backend allows.
+func (c *connector) takeSlot(ctx context.Context) (release func(), err error) {
+	select {
+	case c.slots <- struct{}{}:
+		return func() { <-c.slots }, nil
+	case <-ctx.Done():
+		return nil, backend.Errorf(backend.Unavailable, "isilon %s: waited for a free connection until the deadline: %v (is the array slow or hung?)", c.cfg.Endpoint, ctx.Err())
+	}
 }
 
 func (c *connector) openPAPI(ctx context.Context, cr credentials) (array, error) {

@@ -26,7 +26,8 @@ func TestRequestsInFlightBound(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := conn.do(context.Background(), goodSecrets, func(array) error {
+				storage := conn.storage()
+				err := storage.Do(context.Background(), goodSecrets, func(client) error {
 					n := now.Add(1)
 					for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 					}

@@ -86,6 +86,8 @@ type Controller struct {
 	name string
 	cfg  *config.Isilon
 	conn *connector
+	// storage runs requests against the array for their secrets through conn.
+	storage backend.Storage[client]
 
 	mu      sync.Mutex
 	tenants map[string]bool // tenant directories known to exist with their quota
@@ -116,7 +118,7 @@ func NewController(cfg *config.Backend) (*Controller, error) {
 		// goisilon v1.20.0 verifies against the system pool only.
 		klog.Warningf("isilon backend %q: caCertFile %s is not used by goisilon v1.20.0; add the CA to the system trust store", cfg.Name, cfg.Isilon.CACertFile)
 	}
-	c := &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, tenants: map[string]bool{}, jobs: map[string]*cloneJob{},
+	c := &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, storage: conn.storage(), tenants: map[string]bool{}, jobs: map[string]*cloneJob{},
 		zonesChecked: map[string]bool{}}
 	c.jobCtx, c.stopJobs = context.WithCancel(context.Background())
 	return c, nil
@@ -249,7 +251,7 @@ func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest,
 	source := sourceString(req)
 	var vol *backend.Volume
 	var job *cloneJob
-	err := c.conn.do(ctx, req.Secrets, func(a array) error {
+	err := c.storage.Do(ctx, req.Secrets, func(a client) error {
 		if err := c.checkZone(ctx, a, z); err != nil {
 			return err
 		}
@@ -481,7 +483,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	if err != nil {
 		return err
 	}
-	return c.conn.do(ctx, secrets, func(a array) error {
+	return c.storage.Do(ctx, secrets, func(a client) error {
 		// Only a clone, or a volume whose directory is gone (a clone cut short, or a
 		// retried delete), can have left a temporary copy or snapshot behind.
 		attrs, err := a.Attrs(ctx, dir)
@@ -545,7 +547,7 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 		return nil, err
 	}
 	var vol *backend.Volume
-	err = c.conn.do(ctx, secrets, func(a array) error {
+	err = c.storage.Do(ctx, secrets, func(a client) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -567,7 +569,7 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 // quotas, read in one call.
 func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
 	var vols []*backend.Volume
-	err := c.conn.do(ctx, nil, func(a array) error {
+	err := c.storage.Do(ctx, nil, func(a client) error {
 		hard, err := hardThresholds(ctx, a)
 		if err != nil {
 			return err
@@ -630,7 +632,7 @@ func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, required
 		return 0, false, err
 	}
 	var size int64
-	err = c.conn.do(ctx, secrets, func(a array) error {
+	err = c.storage.Do(ctx, secrets, func(a client) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -707,7 +709,7 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 	id := volid.Snapshot{Volume: source, SnapHash: volid.Hash(name)}
 	snapName := snapshotName(id.SnapHash)
 	var out *backend.Snapshot
-	err = c.conn.do(ctx, secrets, func(a array) error {
+	err = c.storage.Do(ctx, secrets, func(a client) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -742,7 +744,7 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 }
 
 func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secrets map[string]string) error {
-	return c.conn.do(ctx, secrets, func(a array) error {
+	return c.storage.Do(ctx, secrets, func(a client) error {
 		s, err := c.findSnapshot(ctx, a, id)
 		if backend.IsNotFound(err) {
 			return nil
@@ -759,7 +761,7 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 
 func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backend.Snapshot, error) {
 	var out *backend.Snapshot
-	err := c.conn.do(ctx, nil, func(a array) error {
+	err := c.storage.Do(ctx, nil, func(a client) error {
 		s, err := c.findSnapshot(ctx, a, id)
 		if err != nil {
 			return err
@@ -791,7 +793,7 @@ func (c *Controller) parseSnapshotPath(s IsiSnapshot) (volid.Snapshot, bool) {
 
 func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([]*backend.Snapshot, error) {
 	var out []*backend.Snapshot
-	err := c.conn.do(ctx, nil, func(a array) error {
+	err := c.storage.Do(ctx, nil, func(a client) error {
 		all, err := a.Snapshots(ctx)
 		if err != nil {
 			return err
@@ -815,7 +817,7 @@ func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([
 // Capacity is the cluster's ifs.bytes.avail.
 func (c *Controller) Capacity(ctx context.Context, params map[string]string) (int64, error) {
 	var avail int64
-	err := c.conn.do(ctx, nil, func(a array) error {
+	err := c.storage.Do(ctx, nil, func(a client) error {
 		var err error
 		avail, err = a.AvailableBytes(ctx)
 		return err
@@ -831,7 +833,7 @@ func (c *Controller) Probe(ctx context.Context) error {
 	if c.cfg.CredentialsFile == "" {
 		return c.dialEndpoint(ctx)
 	}
-	return c.conn.do(ctx, nil, func(a array) error { return a.Version(ctx) })
+	return c.storage.Do(ctx, nil, func(a client) error { return a.Version(ctx) })
 }
 
 func (c *Controller) dialEndpoint(ctx context.Context) error {

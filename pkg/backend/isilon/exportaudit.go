@@ -27,7 +27,7 @@ func (c *Controller) exportClients(ctx context.Context, secrets map[string]strin
 		if err != nil {
 			return nil, err
 		}
-		err = c.conn.do(ctx, secrets, func(a array) error {
+		err = c.storage.Do(ctx, secrets, func(a client) error {
 			e, err := a.ExportOf(ctx, z.name, dir)
 			if err != nil || e == nil {
 				return err
@@ -62,7 +62,7 @@ func (c *Controller) RemoveExportClient(ctx context.Context, id volid.Volume, ad
 	if err != nil {
 		return err
 	}
-	return c.conn.do(ctx, nil, func(a array) error {
+	return c.storage.Do(ctx, nil, func(a client) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if backend.IsNotFound(err) {
 			return nil

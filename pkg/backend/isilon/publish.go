@@ -88,7 +88,7 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 	if err != nil {
 		return nil, err
 	}
-	err = c.conn.do(ctx, secrets, func(a array) error {
+	err = c.storage.Do(ctx, secrets, func(a client) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -182,7 +182,7 @@ func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node 
 	if err != nil {
 		return err
 	}
-	return c.conn.do(ctx, secrets, func(a array) error {
+	return c.storage.Do(ctx, secrets, func(a client) error {
 		attrs, err := a.Attrs(ctx, dir)
 		if backend.IsNotFound(err) {
 			return nil // DeleteVolume removed the export first

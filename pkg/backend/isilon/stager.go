@@ -24,8 +24,9 @@ import (
 )
 
 const (
-	stagedDir   = "fs"
-	mountRecord = "shiphold-mount.json"
+	stagedDir = "fs"
+	// recordFile below the staging path records how the volume is mounted.
+	recordFile = "shiphold-mount.json"
 	// unmountTimeout is how long a normal unmount may take before it is forced (a dead NFS
 	// server blocks unmount forever otherwise).
 	unmountTimeout = 10 * time.Second
@@ -69,9 +70,9 @@ func NewStager(cfg *config.Backend) (*Stager, error) {
 	return s, nil
 }
 
-// stageRecord is what StageVolume leaves beside the mount, so Repair and a restarted plugin
+// mountRecord is what StageVolume leaves beside the mount, so Repair and a restarted plugin
 // can remount the same export.
-type stageRecord struct {
+type mountRecord struct {
 	VolumeID string   `json:"volumeID"`
 	Source   string   `json:"source"`
 	Options  []string `json:"options,omitempty"`
@@ -119,29 +120,29 @@ func (s *Stager) mounted(target string) (bool, error) {
 	return slices.ContainsFunc(mps, func(mp mount.MountPoint) bool { return filepath.Clean(mp.Path) == filepath.Clean(target) }), nil
 }
 
-func readRecord(staging string) (*stageRecord, error) {
-	data, err := os.ReadFile(filepath.Join(staging, mountRecord))
+func readRecord(staging string) (*mountRecord, error) {
+	data, err := os.ReadFile(filepath.Join(staging, recordFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, backend.Errorf(backend.Internal, "read %s: %v", mountRecord, err)
+		return nil, backend.Errorf(backend.Internal, "read %s: %v", recordFile, err)
 	}
-	var r stageRecord
+	var r mountRecord
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, backend.Errorf(backend.Internal, "%s in %s is corrupt: %v", mountRecord, staging, err)
+		return nil, backend.Errorf(backend.Internal, "%s in %s is corrupt: %v", recordFile, staging, err)
 	}
 	return &r, nil
 }
 
-func writeRecord(staging string, r *stageRecord) error {
+func writeRecord(staging string, r *mountRecord) error {
 	data, _ := json.Marshal(r)
-	tmp := filepath.Join(staging, mountRecord+".tmp")
+	tmp := filepath.Join(staging, recordFile+".tmp")
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return backend.Errorf(backend.Internal, "write %s: %v", mountRecord, err)
+		return backend.Errorf(backend.Internal, "write %s: %v", recordFile, err)
 	}
-	if err := os.Rename(tmp, filepath.Join(staging, mountRecord)); err != nil {
-		return backend.Errorf(backend.Internal, "write %s: %v", mountRecord, err)
+	if err := os.Rename(tmp, filepath.Join(staging, recordFile)); err != nil {
+		return backend.Errorf(backend.Internal, "write %s: %v", recordFile, err)
 	}
 	return nil
 }
@@ -159,7 +160,7 @@ func (s *Stager) StageVolume(ctx context.Context, req *backend.StageRequest) err
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return backend.Errorf(backend.Internal, "create %s: %v", target, err)
 	}
-	rec := &stageRecord{VolumeID: req.ID.String(), Source: source, Options: slices.Clone(req.MountFlags)}
+	rec := &mountRecord{VolumeID: req.ID.String(), Source: source, Options: slices.Clone(req.MountFlags)}
 	mounted, err := s.mounted(target)
 	if err != nil {
 		return err
@@ -213,8 +214,8 @@ func (s *Stager) UnstageVolume(ctx context.Context, id volid.Volume, stagingPath
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return backend.Errorf(backend.Internal, "remove %s: %v", target, err)
 	}
-	if err := os.Remove(filepath.Join(stagingPath, mountRecord)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return backend.Errorf(backend.Internal, "remove %s: %v", mountRecord, err)
+	if err := os.Remove(filepath.Join(stagingPath, recordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return backend.Errorf(backend.Internal, "remove %s: %v", recordFile, err)
 	}
 	return nil
 }

@@ -45,7 +45,7 @@ func TestStageUnstage(t *testing.T) {
 		mps[0].Path != filepath.Join(staging, "fs") || !slices.Contains(mps[0].Opts, "nfsvers=4.1") {
 		t.Fatalf("mounts %+v", mps)
 	}
-	if _, err := os.Stat(filepath.Join(staging, mountRecord)); err != nil {
+	if _, err := os.Stat(filepath.Join(staging, recordFile)); err != nil {
 		t.Fatal(err)
 	}
 	src, block, err := s.PublishSource(ctx, id, staging)

@@ -53,7 +53,7 @@ func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*bac
 		return nil, err
 	}
 	var vol *backend.Volume
-	err = c.run(ctx, req.Secrets, func(conn cluster) error {
+	err = c.storage.Do(ctx, req.Secrets, func(conn connection) error {
 		io, err := openPool(conn, pool, ns)
 		if err != nil {
 			return err

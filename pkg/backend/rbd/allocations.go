@@ -14,7 +14,7 @@ import (
 // and the images adopted in place.
 func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, error) {
 	var adopted []*backend.Volume
-	if err := c.run(ctx, nil, func(conn cluster) (err error) {
+	if err := c.storage.Do(ctx, nil, func(conn connection) (err error) {
 		adopted, err = c.adoptedVolumes(conn, "")
 		return err
 	}); err != nil {
@@ -32,7 +32,7 @@ func (c *Controller) ListRecordless(ctx context.Context) ([]*backend.Volume, err
 
 func (c *Controller) allocations(ctx context.Context, recordless bool) ([]*backend.Volume, error) {
 	var out []*backend.Volume
-	err := c.run(ctx, nil, func(conn cluster) error {
+	err := c.storage.Do(ctx, nil, func(conn connection) error {
 		return c.eachImage(conn, "", func(io ioctx, pool, ns, hash string) error {
 			st, err := readImage(io, imageName(hash), false)
 			if backend.IsNotFound(err) {

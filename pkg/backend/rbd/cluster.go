@@ -15,8 +15,9 @@ import (
 // librbd on a pooled connection in production (cephCluster below), an in-memory cluster in
 // unit tests (fake_test.go). Errors are go-ceph's (errno-bearing); callers classify them.
 
-// connection is one pooled connection: every call on it runs inside Do, which bounds it by
-// the request and releases what it opened on the same goroutine.
+// connection is one pooled connection, the backend.Handle of the controller's
+// backend.Storage: every call on it runs inside Do, which bounds it by the request and
+// releases what it opened on the same goroutine.
 type connection interface {
 	Do(ctx context.Context, fn func() error) error
 	cluster

@@ -19,9 +19,11 @@ import (
 type Controller struct {
 	name string
 	cfg  config.RBD
-	// connect returns the pooled connection for a request's secrets (the configured
-	// credentials when there are none).
-	connect func(ctx context.Context, secrets map[string]string) (connection, error)
+	// storage runs a request's work on the pooled connection for its secrets (the
+	// configured credentials when there are none), in one Do: every librados/librbd
+	// resource the work opens is released on the work's goroutine even when the request's
+	// deadline passes first, and mgr and mon commands run on that handle inside that Do.
+	storage backend.Storage[connection]
 
 	// namespaces remembers RADOS namespaces known to exist ("pool/ns"), saving a round trip
 	// per CreateVolume; a namespace removed behind our back is re-created on ENOENT.
@@ -31,10 +33,13 @@ type Controller struct {
 	taskWait time.Duration // see SetTaskWait
 }
 
-var _ backend.Controller = (*Controller)(nil)
+var (
+	_ backend.Controller = (*Controller)(nil)
+	_ backend.Publisher  = (*Controller)(nil)
+)
 
 // NewController returns the controller side of an rbd backend.
-func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
+func NewController(cfg *config.Backend, conns *ceph.Connections) (*Controller, error) {
 	if cfg == nil || cfg.RBD == nil {
 		return nil, fmt.Errorf("rbd backend: no rbd config section")
 	}
@@ -63,7 +68,13 @@ func NewController(cfg *config.Backend, conns *ceph.Pool) (*Controller, error) {
 }
 
 func newController(name string, cfg config.RBD, connect func(context.Context, map[string]string) (connection, error)) *Controller {
-	return &Controller{name: name, cfg: cfg, connect: connect, namespaces: map[string]bool{}, taskWait: defaultTaskWait}
+	monitors := strings.Join(cfg.Monitors, ",")
+	storage := backend.Storage[connection]{
+		Name:    fmt.Sprintf("Ceph cluster %s (monitors %s)", cfg.ClusterID, monitors),
+		Address: monitors,
+		Connect: connect,
+	}
+	return &Controller{name: name, cfg: cfg, storage: storage, namespaces: map[string]bool{}, taskWait: defaultTaskWait}
 }
 
 func (c *Controller) Name() string { return c.name }
@@ -74,23 +85,6 @@ func (c *Controller) ParameterKeys() []string {
 	return []string{ParamPool, ParamImageFeatures, ParamMounter}
 }
 
-func (c *Controller) monitors() string { return strings.Join(c.cfg.Monitors, ",") }
-
-// run connects with the request's (or configured) credentials and calls fn in one Do on
-// the pooled connection, so that every librados/librbd resource fn opens is also released
-// on fn's goroutine even when the request's deadline passes first. Every call fn makes,
-// mgr and mon commands included, runs on that pooled handle inside that Do.
-func (c *Controller) run(ctx context.Context, secrets map[string]string, fn func(conn cluster) error) error {
-	conn, err := c.connect(ctx, secrets)
-	if err == nil {
-		err = conn.Do(ctx, func() error { return fn(conn) })
-	}
-	if err != nil && backend.CodeOf(err) == backend.Unavailable && !strings.Contains(err.Error(), c.monitors()) {
-		return backend.Errorf(backend.Unavailable, "Ceph cluster %s (monitors %s): %w", c.cfg.ClusterID, c.monitors(), err)
-	}
-	return err
-}
-
 // Capacity reports the pool's max_avail from the monitors' df: what new volumes can still use.
 func (c *Controller) Capacity(ctx context.Context, params map[string]string) (int64, error) {
 	pool := params[ParamPool]
@@ -98,7 +92,7 @@ func (c *Controller) Capacity(ctx context.Context, params map[string]string) (in
 		pool = c.cfg.Pool
 	}
 	var avail int64
-	err := c.run(ctx, nil, func(conn cluster) error {
+	err := c.storage.Do(ctx, nil, func(conn connection) error {
 		all, err := ceph.PoolsAvailable(conn)
 		if err != nil {
 			return classify(err, "ceph df")
@@ -128,7 +122,7 @@ func (c *Controller) Probe(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return c.run(ctx, nil, func(conn cluster) error {
+	return c.storage.Do(ctx, nil, func(conn connection) error {
 		_, _, err := conn.MonCommand([]byte(`{"prefix":"mon stat","format":"json"}`))
 		return classify(err, "mon stat")
 	})

@@ -53,7 +53,7 @@ func (c *Controller) publishIdentity(ctx context.Context, id volid.Volume, secre
 		return nil, nil
 	}
 	var pc map[string]string
-	err := c.run(ctx, secrets, func(conn cluster) error {
+	err := c.storage.Do(ctx, secrets, func(conn connection) error {
 		pool, err := poolOf(conn, id.Location)
 		if err != nil {
 			return err
@@ -72,7 +72,7 @@ func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secr
 	if err != nil {
 		return err
 	}
-	return c.run(ctx, secrets, func(conn cluster) error {
+	return c.storage.Do(ctx, secrets, func(conn connection) error {
 		left := false
 		err := c.eachImage(conn, tenant, func(ioctx, string, string, string) error {
 			left = true
@@ -98,7 +98,7 @@ func (c *Controller) RotateTenantKey(ctx context.Context, tenant string) (bool, 
 		return false, err
 	}
 	rotated := false
-	err = c.run(ctx, nil, func(conn cluster) (err error) {
+	err = c.storage.Do(ctx, nil, func(conn connection) (err error) {
 		rotated, err = ceph.RotateIdentity(conn, user)
 		return err
 	})

@@ -20,7 +20,7 @@ func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int
 		from = volid.Volume{}
 	}
 	var out []*backend.Volume
-	err = c.run(ctx, nil, func(conn cluster) error {
+	err = c.storage.Do(ctx, nil, func(conn connection) error {
 		if from.Backend == "" || from.Object != "" {
 			// Adopted IDs ("a1:") sort before created ones: they come first.
 			adopted, err := c.adoptedVolumes(conn, "")

@@ -66,7 +66,7 @@ func (c *Controller) withImage(ctx context.Context, id volid.Volume, secrets map
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
 	}
-	return c.run(ctx, secrets, func(conn cluster) error {
+	return c.storage.Do(ctx, secrets, func(conn connection) error {
 		io, _, err := openVolumePool(conn, id)
 		if err != nil {
 			return asNotFound(err, id)

@@ -15,7 +15,7 @@ func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, na
 	hash := volid.Hash(name)
 	sn := snapName(hash)
 	var snap *backend.Snapshot
-	err := c.run(ctx, secrets, func(conn cluster) error {
+	err := c.storage.Do(ctx, secrets, func(conn connection) error {
 		io, pool, err := openVolumePool(conn, source)
 		if err != nil {
 			return asNotFound(err, source)
@@ -97,7 +97,7 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "snapshot %s is not on backend %q", id, c.name)
 	}
-	return c.run(ctx, secrets, func(conn cluster) error {
+	return c.storage.Do(ctx, secrets, func(conn connection) error {
 		io, _, err := openVolumePool(conn, id.Volume)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -126,7 +126,7 @@ func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backe
 		return nil, backend.Errorf(backend.NotFound, "snapshot %s is not on backend %q", id, c.name)
 	}
 	var snap *backend.Snapshot
-	err := c.run(ctx, nil, func(conn cluster) error {
+	err := c.storage.Do(ctx, nil, func(conn connection) error {
 		io, _, err := openVolumePool(conn, id.Volume)
 		if err != nil {
 			return asNotFound(err, id)
@@ -168,7 +168,7 @@ func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([
 		}
 		return nil
 	}
-	err := c.run(ctx, nil, func(conn cluster) error {
+	err := c.storage.Do(ctx, nil, func(conn connection) error {
 		if source != nil {
 			if source.Backend != c.name {
 				return nil

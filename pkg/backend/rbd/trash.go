@@ -169,7 +169,7 @@ func (c *Controller) Collect(ctx context.Context) ([]backend.Leftover, error) {
 func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant string) ([]backend.Leftover, error) {
 	var byID map[string]*mgrTask
 	var spaces [][2]string
-	err := c.run(ctx, nil, func(conn cluster) error {
+	err := c.storage.Do(ctx, nil, func(conn connection) error {
 		tasks, err := listTasks(conn)
 		if err != nil {
 			return err
@@ -192,7 +192,7 @@ func (c *Controller) leftovers(ctx context.Context, collect, snaps bool, tenant 
 	for _, sp := range spaces {
 		// got is the call's own: an abandoned call (past ctx's deadline) writes nothing read.
 		var got []backend.Leftover
-		err := c.run(ctx, nil, func(conn cluster) error {
+		err := c.storage.Do(ctx, nil, func(conn connection) error {
 			io, err := openPool(conn, sp[0], sp[1])
 			if err != nil {
 				return err

@@ -20,7 +20,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 	}
 	name := imageName(volid.Hash(req.Name))
 	var vol *backend.Volume
-	err = c.run(ctx, req.Secrets, func(conn cluster) error {
+	err = c.storage.Do(ctx, req.Secrets, func(conn connection) error {
 		io, err := openPool(conn, opts.Pool, req.Tenant)
 		if err != nil {
 			return err
@@ -157,7 +157,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		}
 	}()
 	name := volumeImage(id)
-	return c.run(ctx, secrets, func(conn cluster) error {
+	return c.storage.Do(ctx, secrets, func(conn connection) error {
 		io, pool, err := openVolumePool(conn, id)
 		if err != nil {
 			if backend.IsNotFound(err) {
@@ -225,7 +225,7 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 		return nil, backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
 	}
 	var vol *backend.Volume
-	err := c.run(ctx, secrets, func(conn cluster) error {
+	err := c.storage.Do(ctx, secrets, func(conn connection) error {
 		io, pool, err := openVolumePool(conn, id)
 		if err != nil {
 			return asNotFound(err, id)
@@ -249,7 +249,7 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 // and the images adopted in place.
 func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
 	var out []*backend.Volume
-	err := c.run(ctx, nil, func(conn cluster) error {
+	err := c.storage.Do(ctx, nil, func(conn connection) error {
 		adopted, err := c.adoptedVolumes(conn, tenant)
 		if err != nil {
 			return err
@@ -339,7 +339,7 @@ func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, required
 		return 0, false, err
 	}
 	var cur uint64
-	err = c.run(ctx, secrets, func(conn cluster) error {
+	err = c.storage.Do(ctx, secrets, func(conn connection) error {
 		io, _, err := openVolumePool(conn, id)
 		if err != nil {
 			return asNotFound(err, id)

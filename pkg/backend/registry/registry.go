@@ -17,7 +17,7 @@ import (
 // kind is what the registry knows of a backend kind: what it serves and how its sides open.
 type kind struct {
 	caps       backend.Capabilities
-	controller func(*config.Backend, *ceph.Pool) (backend.Controller, error)
+	controller func(*config.Backend, *ceph.Connections) (backend.Controller, error)
 	stager     func(*config.Backend) (backend.Stager, error)
 }
 
@@ -29,8 +29,8 @@ var kinds = []kind{
 }
 
 // sharing adapts a controller that uses the shared Ceph connections.
-func sharing[C backend.Controller](open func(*config.Backend, *ceph.Pool) (C, error)) func(*config.Backend, *ceph.Pool) (backend.Controller, error) {
-	return func(bc *config.Backend, conns *ceph.Pool) (backend.Controller, error) {
+func sharing[C backend.Controller](open func(*config.Backend, *ceph.Connections) (C, error)) func(*config.Backend, *ceph.Connections) (backend.Controller, error) {
+	return func(bc *config.Backend, conns *ceph.Connections) (backend.Controller, error) {
 		c, err := open(bc, conns)
 		if err != nil {
 			return nil, err
@@ -40,8 +40,8 @@ func sharing[C backend.Controller](open func(*config.Backend, *ceph.Pool) (C, er
 }
 
 // ownConnections adapts a controller that keeps its own connection to the storage.
-func ownConnections[C backend.Controller](open func(*config.Backend) (C, error)) func(*config.Backend, *ceph.Pool) (backend.Controller, error) {
-	return sharing(func(bc *config.Backend, _ *ceph.Pool) (C, error) { return open(bc) })
+func ownConnections[C backend.Controller](open func(*config.Backend) (C, error)) func(*config.Backend, *ceph.Connections) (backend.Controller, error) {
+	return sharing(func(bc *config.Backend, _ *ceph.Connections) (C, error) { return open(bc) })
 }
 
 func stager[S backend.Stager](open func(*config.Backend) (S, error)) func(*config.Backend) (backend.Stager, error) {
@@ -76,13 +76,13 @@ func lookup(name string) (kind, error) {
 type Backends struct {
 	Controllers map[string]backend.Controller
 	Stagers     map[string]backend.Stager
-	conns       *ceph.Pool
+	conns       *ceph.Connections
 }
 
 // Open builds the controller side, the node side, or both, for every backend in cfg.
 // Opening does not contact storage: an unreachable backend must not stop the plugin.
 func Open(cfg *config.Config, controllers, stagers bool) (*Backends, error) {
-	b := &Backends{Controllers: map[string]backend.Controller{}, Stagers: map[string]backend.Stager{}, conns: ceph.NewPool()}
+	b := &Backends{Controllers: map[string]backend.Controller{}, Stagers: map[string]backend.Stager{}, conns: ceph.NewConnections()}
 	for i := range cfg.Backends {
 		if err := b.open(&cfg.Backends[i], controllers, stagers); err != nil {
 			b.Close()

@@ -51,12 +51,13 @@ func NewLoopbackNFS(cfg *config.Backend, root string) (*LoopbackNFS, error) {
 	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%s=%q is not a directory", StandInEnv, root)
 	}
+	storage := conn.storage()
 	return &LoopbackNFS{
 		Interface: mount.New(""),
 		Root:      abs,
 		exportOf: func(ctx context.Context, dir string) (*Export, error) {
 			var e *Export
-			err := conn.do(ctx, nil, func(a array) error {
+			err := storage.Do(ctx, nil, func(a client) error {
 				var err error
 				// The mount is served by the zone whose tree holds dir (its SmartConnect name).
 				z, ok := zoneOfPath(cfg.Isilon, dir)

@@ -21,8 +21,8 @@ type fakeCluster struct {
 	gate     chan struct{} // when set, connects wait for it
 }
 
-func newTestPool(f *fakeCluster) *Pool {
-	p := NewPool()
+func newTestConns(f *fakeCluster) *Connections {
+	p := NewConnections()
 	f.shut = map[*rados.Conn]bool{}
 	p.connect = func(config.CephCluster, Credentials) (*rados.Conn, error) {
 		if f.gate != nil {
@@ -58,9 +58,9 @@ func (f *fakeCluster) waitShut(t *testing.T, c *Conn) {
 
 var testCluster = config.CephCluster{ClusterID: "c1", Monitors: []string{"10.0.0.1:6789"}}
 
-func TestPoolReusesOneHandle(t *testing.T) {
+func TestConnsReusesOneHandle(t *testing.T) {
 	f := &fakeCluster{gate: make(chan struct{})}
-	p := newTestPool(f)
+	p := newTestConns(f)
 	cred := Credentials{UserID: "u", Key: "k1"}
 	var wg sync.WaitGroup
 	got := make([]*Conn, 8)
@@ -86,9 +86,9 @@ func TestPoolReusesOneHandle(t *testing.T) {
 
 // A request whose deadline passes while the monitors are slow gets Unavailable; the
 // connect goes on and the next request uses its handle.
-func TestPoolConnectOutlivesTheRequest(t *testing.T) {
+func TestConnsConnectOutlivesTheRequest(t *testing.T) {
 	f := &fakeCluster{gate: make(chan struct{})}
-	p := newTestPool(f)
+	p := newTestConns(f)
 	cred := Credentials{UserID: "u", Key: "k1"}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
@@ -103,11 +103,11 @@ func TestPoolConnectOutlivesTheRequest(t *testing.T) {
 }
 
 // A blocklisted handle is replaced; the old one is shut down only when its calls are done.
-func TestPoolReplacesBrokenHandle(t *testing.T) {
+func TestConnsReplacesBrokenHandle(t *testing.T) {
 	for _, errno := range []syscall.Errno{syscall.ESHUTDOWN, syscall.EACCES} {
 		t.Run(errno.Error(), func(t *testing.T) {
 			f := &fakeCluster{}
-			p := newTestPool(f)
+			p := newTestConns(f)
 			cred := Credentials{UserID: "u", Key: "k1"}
 			old, _ := p.Conn(context.Background(), "b1", testCluster, cred)
 			block := make(chan struct{})
@@ -130,9 +130,9 @@ func TestPoolReplacesBrokenHandle(t *testing.T) {
 	}
 }
 
-func TestPoolRetiresHandleOfChangedKey(t *testing.T) {
+func TestConnsRetiresHandleOfChangedKey(t *testing.T) {
 	f := &fakeCluster{}
-	p := newTestPool(f)
+	p := newTestConns(f)
 	old, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k1"})
 	other, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "v", Key: "k1"})
 	fresh, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k2"})
@@ -148,9 +148,9 @@ func TestPoolRetiresHandleOfChangedKey(t *testing.T) {
 // A user has one key per cluster: once one backend learns the new key, the handles every
 // other backend of that cluster made with the old key are finished too (an idle backend
 // would otherwise stay connected with a key the operator rotated away).
-func TestPoolRetiresOldKeyHandlesOfEveryBackend(t *testing.T) {
+func TestConnsRetiresOldKeyHandlesOfEveryBackend(t *testing.T) {
 	f := &fakeCluster{}
-	p := newTestPool(f)
+	p := newTestConns(f)
 	fsOld, _ := p.Conn(context.Background(), "cephfs", testCluster, Credentials{UserID: "u", Key: "k1"})
 	rbdOld, _ := p.Conn(context.Background(), "rbd", testCluster, Credentials{UserID: "u", Key: "k1"})
 	if f.isShut(fsOld) {
@@ -172,9 +172,9 @@ func TestPoolRetiresOldKeyHandlesOfEveryBackend(t *testing.T) {
 	}
 }
 
-func TestPoolCloseWaitsForCalls(t *testing.T) {
+func TestConnsCloseWaitsForCalls(t *testing.T) {
 	f := &fakeCluster{}
-	p := newTestPool(f)
+	p := newTestConns(f)
 	c, _ := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k"})
 	block := make(chan struct{})
 	strand(c.Do, block)
@@ -185,15 +185,15 @@ func TestPoolCloseWaitsForCalls(t *testing.T) {
 	close(block)
 	f.waitShut(t, c)
 	if _, err := p.Conn(context.Background(), "b1", testCluster, Credentials{UserID: "u", Key: "k"}); backend.CodeOf(err) != backend.Unavailable {
-		t.Fatalf("closed pool handed out a connection: %v", err)
+		t.Fatalf("a connection handed out after Close: %v", err)
 	}
 }
 
 // Calls stranded on one backend's silent daemon (a frozen CephFS mgr) leave another
 // backend of the same cluster and user its own handle and allowance.
-func TestPoolIsolatesBackends(t *testing.T) {
+func TestConnsIsolatesBackends(t *testing.T) {
 	f := &fakeCluster{}
-	p := newTestPool(f)
+	p := newTestConns(f)
 	cred := Credentials{UserID: "u", Key: "k"}
 	fs, _ := p.Conn(context.Background(), "cephfs", testCluster, cred)
 	rbd, _ := p.Conn(context.Background(), "rbd", testCluster, cred)

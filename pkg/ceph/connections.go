@@ -44,13 +44,13 @@ func (c *Conn) MonCommand(args []byte) ([]byte, string, error) { return c.handle
 // MgrCommand sends a mgr command; use it only inside Do.
 func (c *Conn) MgrCommand(args [][]byte) ([]byte, string, error) { return c.handle.MgrCommand(args) }
 
-// Pool keeps one connected rados handle per (backend, cluster, user, key) and hands it out
+// Connections keeps one connected rados handle per (backend, cluster, user, key) and hands it out
 // to all the backend's requests; librados is thread-safe and reconnects to monitors by
 // itself. Backends do not share handles, so calls stranded on one backend's silent daemon
 // (a CephFS mgr) never use up another's allowance (MaxStranded). A handle that
 // the cluster blocklisted, whose key it refuses, that keeps timing out, or whose user now
 // has another key, is replaced; it is shut down only after its last call returns.
-type Pool struct {
+type Connections struct {
 	mu       sync.Mutex
 	conns    map[string]*Conn
 	dials    map[string]*dial
@@ -70,9 +70,9 @@ type dial struct {
 	err  error
 }
 
-// NewPool returns an empty pool.
-func NewPool() *Pool {
-	return &Pool{
+// NewConnections returns an empty set of connections.
+func NewConnections() *Connections {
+	return &Connections{
 		conns: map[string]*Conn{}, dials: map[string]*dial{}, stranded: map[string]*atomic.Int64{},
 		connect: connect, shutdown: (*rados.Conn).Shutdown, mountFS: mountLibcephfs,
 	}
@@ -86,7 +86,7 @@ func accountKey(cluster config.CephCluster, cred Credentials) string {
 	return cluster.ClusterID + "|" + strings.Join(cluster.Monitors, ",") + "|" + cred.UserID
 }
 
-func poolKey(user string, cred Credentials) string {
+func connKey(user string, cred Credentials) string {
 	return user + "|" + keyDigest(cred)
 }
 
@@ -98,9 +98,9 @@ func keyDigest(cred Credentials) string {
 // Conn returns backendName's pooled connection for cluster and cred, connecting on first
 // use and after the last one was found broken. One connect per key runs at a time; it is
 // not cut short by ctx, so a slow monitor still ends with a usable (or shut) handle.
-func (p *Pool) Conn(ctx context.Context, backendName string, cluster config.CephCluster, cred Credentials) (*Conn, error) {
+func (p *Connections) Conn(ctx context.Context, backendName string, cluster config.CephCluster, cred Credentials) (*Conn, error) {
 	user := userKey(backendName, cluster, cred)
-	key := poolKey(user, cred)
+	key := connKey(user, cred)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -132,7 +132,7 @@ func (p *Pool) Conn(ctx context.Context, backendName string, cluster config.Ceph
 	}
 }
 
-func (p *Pool) dial(d *dial, key, user, account string, cluster config.CephCluster, cred Credentials) {
+func (p *Connections) dial(d *dial, key, user, account string, cluster config.CephCluster, cred Credentials) {
 	handle, err := p.connect(cluster, cred)
 	p.mu.Lock()
 	defer func() {
@@ -221,7 +221,7 @@ func configure(conn *rados.Conn, cluster config.CephCluster, cred Credentials) e
 }
 
 // Close stops handing connections out; each is shut down when its last call returns.
-func (p *Pool) Close() {
+func (p *Connections) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true

@@ -6,16 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"syscall"
 
 	"github.com/ceph/go-ceph/cephfs/admin"
-
-	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/ceph"
 )
 
-// commander is what the controller needs of a Ceph connection: *ceph.Conn in production,
-// a fake mgr in unit tests. Every command runs inside Do, which bounds it by the request.
+// commander is what the controller needs of a Ceph connection, the backend.Handle of its
+// backend.Storage: *ceph.Conn in production, a fake mgr in unit tests. Every command runs
+// inside Do, which bounds it by the request.
 type commander interface {
 	admin.RadosCommander
 	Do(ctx context.Context, fn func() error) error
@@ -119,40 +116,4 @@ func listMetadata(conn commander, fs, group, sub string) (map[string]string, err
 		}
 	}
 	return kv, nil
-}
-
-// getRecord reads the request record of an earlier version, kept as subvolume metadata;
-// ok is false when the subvolume has none.
-func getRecord(conn commander, fs, group, sub string) (volumeRecord, bool, error) {
-	kv, err := listMetadata(conn, fs, group, sub)
-	if err != nil {
-		return volumeRecord{}, false, err
-	}
-	v, ok := kv[recordKey]
-	if !ok {
-		return volumeRecord{}, false, nil
-	}
-	r, err := decodeRecord(v)
-	if err != nil {
-		return volumeRecord{}, false, fmt.Errorf("subvolume %s/%s: metadata %s is not a shiphold record: %w", group, sub, recordKey, err)
-	}
-	return r, true, nil
-}
-
-func isErrno(err error, n syscall.Errno) bool { return err != nil && ceph.Errno(err) == n }
-
-// cephfsHints complete the shared Ceph errno rules for subvolumes.
-var cephfsHints = ceph.Hints{
-	Caps: `mgr "allow rw" and mds/osd caps on the filesystem`,
-	Busy: "a client still uses it",
-}
-
-// classify turns a Ceph failure while doing what into a StorageError saying what to fix:
-// a mgr without the command is Unimplemented, the rest follows the shared errno rules.
-func classify(err error, what string) error {
-	var ni admin.NotImplementedError
-	if errors.As(err, &ni) {
-		return backend.Errorf(backend.Unimplemented, "%s: the Ceph mgr does not know this command (%v); shiphold needs Ceph 16.2.7 or newer with the mgr volumes module", what, err)
-	}
-	return ceph.Classify(err, what, cephfsHints)
 }
