@@ -118,6 +118,7 @@ func memoryLine(t *testing.T, ctx context.Context, p *plugin, store *store, sz s
 	time.Sleep(3 * time.Second)
 	idle := p.memoryMB(t, "VmRSS")
 	idleAnon, idleFile := p.memoryMB(t, "RssAnon"), p.memoryMB(t, "RssFile")
+	byFile := p.residentByFile(t)
 	s := &scaleRun{p: p, store: store, sz: sz, kind: "rbd", backend: backendName, volumes: sz.burst, tenants: []string{tenant}}
 	t.Cleanup(func() { s.cleanup(t) })
 	stop := make(chan struct{})
@@ -130,7 +131,8 @@ func memoryLine(t *testing.T, ctx context.Context, p *plugin, store *store, sz s
 	// VmRSS counts the clean pages of the binary and the Ceph libraries that the plugin maps
 	// (shared page cache, mapped in 2 MiB pages where the kernel keeps large folios); the
 	// anonymous part is the plugin's own heap, stacks and librados buffers.
-	fmt.Printf("bench memory detail: rss_anon_idle_mb=%.1f rss_file_idle_mb=%.1f rss_anon_burst_peak_mb=%.1f\n", idleAnon, idleFile, peakAnon)
+	fmt.Printf("bench memory detail: rss_anon_idle_mb=%.1f rss_file_idle_mb=%.1f (binary=%.1f libs=%.1f in_2mib_pages=%.1f) rss_anon_burst_peak_mb=%.1f\n",
+		idleAnon, idleFile, byFile["binary"], byFile["libs"], byFile["pmd"], peakAnon)
 	return fmt.Sprintf("bench memory: rss_idle_mb=%.1f rss_burst_peak_mb=%.1f", idle, peak)
 }
 
