@@ -45,7 +45,7 @@ func getNodeLabels(ctx context.Context, rc *rest.Config, nodeName string) (map[s
 		err = json.Unmarshal(body, &node)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s %s", u, resp.Status, node.Message)
+		return nil, fmt.Errorf("GET %s: %s", u, strings.TrimSpace(resp.Status+" "+node.Message))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: the answer is not a Node: %v", u, err)
