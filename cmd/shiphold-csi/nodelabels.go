@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/shiphold/shiphold/pkg/config"
@@ -35,19 +33,15 @@ func nodeLabels(ctx context.Context, cfg *config.Config, flagValue, nodeName str
 	if err != nil {
 		return nil, fmt.Errorf("a backend has a topology, so the node plugin needs its node's labels: pass --node-labels, or run it in a pod whose service account may get nodes (%v)", err)
 	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, err
-	}
-	return labelsOfNode(ctx, cs, nodeName)
+	return labelsOfNode(ctx, rc, nodeName)
 }
 
-func labelsOfNode(ctx context.Context, cs kubernetes.Interface, nodeName string) (map[string]string, error) {
+func labelsOfNode(ctx context.Context, rc *rest.Config, nodeName string) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, nodeLabelsTimeout)
 	defer cancel()
-	node, err := cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+	labels, err := getNodeLabels(ctx, rc, nodeName)
 	if err != nil {
 		return nil, fmt.Errorf("read the labels of node %q for the backends' topology (is --nodeid the Kubernetes node name, and may the service account get nodes?): %w", nodeName, err)
 	}
-	return node.Labels, nil
+	return labels, nil
 }

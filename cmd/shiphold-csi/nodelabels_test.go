@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 
 	"github.com/shiphold/shiphold/pkg/config"
 )
@@ -28,12 +28,31 @@ func TestNodeLabelsFromFlag(t *testing.T) {
 }
 
 func TestLabelsOfNode(t *testing.T) {
-	cs := fake.NewSimpleClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-7", Labels: map[string]string{"example.com/platform": "bare-metal"}}})
-	got, err := labelsOfNode(context.Background(), cs, "worker-7")
-	if err != nil || got["example.com/platform"] != "bare-metal" {
+	// An API server that knows worker-7 and answers as Kubernetes does, token checked.
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Header.Get("Authorization") != "Bearer sa-token":
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"kind":"Status","message":"Unauthorized"}`))
+		case r.URL.Path == "/api/v1/nodes/worker-7":
+			_, _ = w.Write([]byte(`{"kind":"Node","apiVersion":"v1","metadata":{"name":"worker-7","labels":{"example.com/platform":"bare-metal"}}}`))
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"kind":"Status","message":"nodes \"` + strings.TrimPrefix(r.URL.Path, "/api/v1/nodes/") + `\" not found"}`))
+		}
+	}))
+	defer api.Close()
+	rc := &rest.Config{Host: api.URL, BearerToken: "sa-token"}
+	got, err := labelsOfNode(context.Background(), rc, "worker-7")
+	if err != nil || got["example.com/platform"] != "bare-metal" || len(got) != 1 {
 		t.Fatalf("labels %v, %v", got, err)
 	}
-	if _, err := labelsOfNode(context.Background(), cs, "worker-8"); err == nil || !strings.Contains(err.Error(), `node "worker-8"`) {
+	_, err = labelsOfNode(context.Background(), rc, "worker-8")
+	if err == nil || !strings.Contains(err.Error(), `node "worker-8"`) || !strings.Contains(err.Error(), `nodes "worker-8" not found`) {
 		t.Fatalf("a missing node gave %v", err)
+	}
+	if _, err := labelsOfNode(context.Background(), &rest.Config{Host: api.URL, BearerToken: "wrong"}, "worker-7"); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("a refused token gave %v", err)
 	}
 }

@@ -32,7 +32,10 @@ type LedgerOptions struct {
 	// PendingFor is how long an unfinished create (a clone still copying, a call the
 	// storage may still complete) keeps its place after its last attempt.
 	PendingFor time.Duration
-	Now        func() time.Time
+	// FullReadEvery is how many readings of a backend with an AllocationIndex pass between
+	// two that read every volume again (sizes changed outside this controller).
+	FullReadEvery int
+	Now           func() time.Time
 }
 
 // Validate refuses a stale bound that a healthy backend's readings could not keep: it must
@@ -78,6 +81,9 @@ func NewLedger(ctrls map[string]backend.Controller, quotas config.Tenants, opts 
 	}
 	if opts.PendingFor <= 0 {
 		opts.PendingFor = DefaultPendingFor
+	}
+	if opts.FullReadEvery <= 0 {
+		opts.FullReadEvery = DefaultFullReadEvery
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -166,9 +172,11 @@ func (l *Ledger) readLogged(ctx context.Context, name string) {
 	}
 }
 
-// Read lists one backend's volumes, bounded by ReadInterval, and replaces what the ledger
-// knew of it. Changes this controller made while the listing ran are applied again on top,
-// so that a volume created or deleted meanwhile is neither lost nor brought back.
+// Read reads one backend's volumes, bounded by ReadInterval, and replaces what the ledger
+// knew of it; a backend with an AllocationIndex has only its new volumes read, and all of
+// them every FullReadEvery readings. Changes this controller made while the reading ran are
+// applied again on top, so that a volume created or deleted meanwhile is neither lost nor
+// brought back.
 func (l *Ledger) Read(ctx context.Context, name string) error {
 	l.mu.Lock()
 	b := l.books[name]
@@ -180,10 +188,11 @@ func (l *Ledger) Read(ctx context.Context, name string) error {
 	defer b.readMu.Unlock()
 	l.mu.Lock()
 	b.changes, b.reading = nil, true
+	full := b.readAt.IsZero() || b.readings%l.opts.FullReadEvery == 0
 	l.mu.Unlock()
 
 	rctx, cancel := context.WithTimeout(ctx, l.opts.ReadInterval)
-	vols, err := listAllocations(rctx, l.ctrls[name])
+	found, err := l.readBackend(rctx, l.ctrls[name], b, full)
 	cancel()
 
 	l.mu.Lock()
@@ -194,19 +203,10 @@ func (l *Ledger) Read(ctx context.Context, name string) error {
 		b.readErr = fmt.Errorf("listing volumes on backend %q: %w", name, err)
 		return b.readErr
 	}
-	fresh := newBook()
-	for _, v := range vols {
-		fresh.put(bookKey(v.ID), entry{tenant: v.ID.Tenant, bytes: v.CapacityBytes})
-	}
-	for _, ch := range changes {
-		if ch.gone {
-			fresh.remove(ch.key)
-		} else {
-			fresh.put(ch.key, ch.entry)
-		}
-	}
-	b.vols, b.tally = fresh.vols, fresh.tally
+	fresh := found.fresh(b, changes)
+	b.vols, b.tally, b.foreign = fresh.vols, fresh.tally, fresh.foreign
 	b.readAt, b.readErr = l.opts.Now(), nil
+	b.readings++
 	l.dropFinishedPending(name, b)
 	return nil
 }
@@ -524,6 +524,11 @@ type book struct {
 	// them again on top of what the listing found.
 	reading bool
 	changes []change
+	// foreign holds the keys of listed objects read and found not to be the backend's
+	// allocations, so that readings of the names alone do not read them again.
+	foreign map[string]bool
+	// readings counts the successful readings, for the full one every FullReadEvery.
+	readings int
 }
 
 type entry struct {
@@ -538,7 +543,7 @@ type change struct {
 }
 
 func newBook() *book {
-	return &book{vols: map[string]entry{}, tally: map[string]BackendUsage{}}
+	return &book{vols: map[string]entry{}, tally: map[string]BackendUsage{}, foreign: map[string]bool{}}
 }
 
 func bookKey(id volid.Volume) string { return id.Tenant + "/" + id.Hash }

@@ -119,6 +119,39 @@ func (p *plugin) memoryMB(t *testing.T, field string) float64 {
 	return 0
 }
 
+// residentByFile sums the Rss of /proc/<pid>/smaps per file-backed mapping kind: "binary"
+// (the plugin's own executable), "libs" (shared libraries: librados, libcephfs, libstdc++ ...)
+// and "pmd" (file pages mapped in 2 MiB pages, FilePmdMapped), in MiB.
+func (p *plugin) residentByFile(t *testing.T) map[string]float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read the plugin's smaps: %v", err)
+	}
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.cmd.Process.Pid))
+	out := map[string]float64{}
+	kind := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			kind = ""
+			if len(f) >= 6 && f[5] == exe {
+				kind = "binary"
+			} else if len(f) >= 6 && strings.Contains(f[5], ".so") {
+				kind = "libs"
+			}
+		case len(f) == 3 && f[0] == "Rss:" && kind != "":
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			out[kind] += kb / 1024
+		case len(f) == 3 && f[0] == "FilePmdMapped:":
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			out["pmd"] += kb / 1024
+		}
+	}
+	return out
+}
+
 // peakOf samples a field every 20ms until stop is closed and returns the largest reading.
 func (p *plugin) peakOf(t *testing.T, field string, stop <-chan struct{}) float64 {
 	peak := 0.0

@@ -18,7 +18,9 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/tenant"
 	"github.com/shiphold/shiphold/test/harness"
 )
 
@@ -77,18 +79,19 @@ func TestBenchScale(t *testing.T) {
 	lines = append(lines, memoryLine(t, ctx, p, store, sz, rbdBackend.Name, run+"-mem"))
 	fmt.Println(lines[0])
 	for _, c := range []struct {
-		kind, backend    string
+		kind             string
+		backend          config.Backend
 		volumes, tenants int
 		label            string
 	}{
-		{"rbd", rbdBackend.Name, sz.rbd, 1, "rbd"},
-		{"rbd", rbdBackend.Name, sz.tenantVolumes, sz.tenants, fmt.Sprintf("rbd-%d-tenants", sz.tenants)},
-		{"cephfs", fsBackend.Name, sz.cephfs, 1, "cephfs"},
+		{"rbd", rbdBackend, sz.rbd, 1, "rbd"},
+		{"rbd", rbdBackend, sz.tenantVolumes, sz.tenants, fmt.Sprintf("rbd-%d-tenants", sz.tenants)},
+		{"cephfs", fsBackend, sz.cephfs, 1, "cephfs"},
 	} {
 		if c.volumes == 0 || c.tenants == 0 {
 			continue
 		}
-		s := &scaleRun{p: p, store: store, sz: sz, kind: c.kind, backend: c.backend, label: c.label,
+		s := &scaleRun{p: p, store: store, sz: sz, kind: c.kind, backend: c.backend.Name, cfg: c.backend, label: c.label,
 			volumes: c.volumes, tenants: tenantNames(run+"-"+c.label, c.tenants)}
 		lines = append(lines, s.do(t, ctx))
 		fmt.Println(lines[len(lines)-1])
@@ -118,6 +121,7 @@ func memoryLine(t *testing.T, ctx context.Context, p *plugin, store *store, sz s
 	time.Sleep(3 * time.Second)
 	idle := p.memoryMB(t, "VmRSS")
 	idleAnon, idleFile := p.memoryMB(t, "RssAnon"), p.memoryMB(t, "RssFile")
+	byFile := p.residentByFile(t)
 	s := &scaleRun{p: p, store: store, sz: sz, kind: "rbd", backend: backendName, volumes: sz.burst, tenants: []string{tenant}}
 	t.Cleanup(func() { s.cleanup(t) })
 	stop := make(chan struct{})
@@ -130,7 +134,8 @@ func memoryLine(t *testing.T, ctx context.Context, p *plugin, store *store, sz s
 	// VmRSS counts the clean pages of the binary and the Ceph libraries that the plugin maps
 	// (shared page cache, mapped in 2 MiB pages where the kernel keeps large folios); the
 	// anonymous part is the plugin's own heap, stacks and librados buffers.
-	fmt.Printf("bench memory detail: rss_anon_idle_mb=%.1f rss_file_idle_mb=%.1f rss_anon_burst_peak_mb=%.1f\n", idleAnon, idleFile, peakAnon)
+	fmt.Printf("bench memory detail: rss_anon_idle_mb=%.1f rss_file_idle_mb=%.1f (binary=%.1f libs=%.1f in_2mib_pages=%.1f) rss_anon_burst_peak_mb=%.1f\n",
+		idleAnon, idleFile, byFile["binary"], byFile["libs"], byFile["pmd"], peakAnon)
 	return fmt.Sprintf("bench memory: rss_idle_mb=%.1f rss_burst_peak_mb=%.1f", idle, peak)
 }
 
@@ -140,6 +145,7 @@ type scaleRun struct {
 	store                *store
 	sz                   sizes
 	kind, backend, label string
+	cfg                  config.Backend
 	volumes              int
 	tenants              []string
 	mu                   sync.Mutex
@@ -151,9 +157,38 @@ func (s *scaleRun) do(t *testing.T, ctx context.Context) string {
 	createRate := s.createAll(t, ctx)
 	listAll, tokens := s.listAll(t, ctx)
 	pageP50 := s.pages(t, ctx, tokens)
+	quotaFull, quotaNames := s.quotaReadings(t, ctx)
 	deleteRate := s.deleteAll(t, ctx)
-	return fmt.Sprintf("bench scale %s: volumes=%d create_per_s=%.1f list_all_s=%.2f page_p50=%.1fms delete_per_s=%.1f",
-		s.label, s.volumes, createRate, listAll.Seconds(), float64(pageP50.Microseconds())/1000, deleteRate)
+	return fmt.Sprintf("bench scale %s: volumes=%d create_per_s=%.1f list_all_s=%.2f page_p50=%.1fms delete_per_s=%.1f quota_read_full_s=%.2f quota_read_s=%.2f",
+		s.label, s.volumes, createRate, listAll.Seconds(), float64(pageP50.Microseconds())/1000, deleteRate, quotaFull.Seconds(), quotaNames.Seconds())
+}
+
+// quotaReadings times the tenant quota ledger's readings of the backend, in this process
+// with the plugin's code: the first reads every volume (as every reading did before the
+// AllocationIndex, and every 12th still does), the next lists the names and reads only new
+// volumes. Both must count every volume of the run.
+func (s *scaleRun) quotaReadings(t *testing.T, ctx context.Context) (full, names time.Duration) {
+	bs, err := registry.Open(&config.Config{Backends: []config.Backend{s.cfg}}, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	l := tenant.NewLedger(bs.Controllers, config.Tenants{}, tenant.LedgerOptions{ReadInterval: 30 * time.Minute})
+	for _, took := range []*time.Duration{&full, &names} {
+		start := time.Now()
+		if err := l.Read(ctx, s.backend); err != nil {
+			t.Fatalf("quota reading of %s: %v", s.backend, err)
+		}
+		*took = time.Since(start)
+		n := 0
+		for _, tn := range s.tenants {
+			n += l.Usage(tn).Volumes
+		}
+		if n != len(s.created()) {
+			t.Fatalf("the quota reading of %s counts %d volumes of the run's tenants, want %d", s.backend, n, len(s.created()))
+		}
+	}
+	return full, names
 }
 
 func (s *scaleRun) params(i int) map[string]string {

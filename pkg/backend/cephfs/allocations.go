@@ -24,18 +24,26 @@ func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, er
 		return nil, err
 	}
 	err = c.eachSubvolume(s, "", func(id volid.Volume, ref volumeRef) error {
-		info, err := c.info(s, ref)
-		switch {
-		case backend.CodeOf(err) == backend.Pending:
-			out = append(out, &backend.Volume{ID: id})
-		case backend.IsNotFound(err):
-			// Deleted with retained snapshots: no longer a volume.
-		case err != nil:
-			return err
-		default:
-			out = append(out, &backend.Volume{ID: id, CapacityBytes: quotaBytes(info)})
+		v, err := c.allocationOf(s, id, ref)
+		if v != nil {
+			out = append(out, v)
 		}
-		return nil
+		return err
 	})
 	return out, err
+}
+
+// allocationOf reads one subvolume as the quota counts it: a clone still copying at 0
+// bytes, nil when it is gone or deleted with retained snapshots.
+func (c *Controller) allocationOf(s *session, id volid.Volume, ref volumeRef) (*backend.Volume, error) {
+	info, err := c.info(s, ref)
+	switch {
+	case backend.CodeOf(err) == backend.Pending:
+		return &backend.Volume{ID: id}, nil
+	case backend.IsNotFound(err):
+		return nil, nil // deleted with retained snapshots: no longer a volume
+	case err != nil:
+		return nil, err
+	}
+	return &backend.Volume{ID: id, CapacityBytes: quotaBytes(info)}, nil
 }

@@ -34,27 +34,34 @@ func (c *Controller) allocations(ctx context.Context, recordless bool) ([]*backe
 	var out []*backend.Volume
 	err := c.storage.Do(ctx, nil, func(conn connection) error {
 		return c.eachImage(conn, "", func(io ioctx, pool, ns, hash string) error {
-			st, err := readImage(io, imageName(hash), false)
-			if backend.IsNotFound(err) {
-				return nil
+			v, recorded, err := c.allocationOf(io, pool, ns, hash)
+			if v != nil && (!recordless || !recorded) {
+				out = append(out, v)
 			}
-			if err != nil {
-				return err
-			}
-			recorded := st.hasRecord && st.record.Backend == c.name
-			if !recorded && (st.hasRecord || pool != c.cfg.Pool) {
-				return nil // another backend's image
-			}
-			if recordless && recorded {
-				return nil
-			}
-			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
-			if id.Validate() != nil {
-				return nil
-			}
-			out = append(out, &backend.Volume{ID: id, CapacityBytes: int64(st.size)})
-			return nil
+			return err
 		})
 	})
 	return out, err
+}
+
+// allocationOf reads one image as the quota counts it: nil when it is gone or another
+// backend's (a record of another, or no record outside the configured pool); recorded says
+// whether it has this backend's record.
+func (c *Controller) allocationOf(io ioctx, pool, ns, hash string) (*backend.Volume, bool, error) {
+	st, err := readImage(io, imageName(hash), false)
+	if backend.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	recorded := st.hasRecord && st.record.Backend == c.name
+	if !recorded && (st.hasRecord || pool != c.cfg.Pool) {
+		return nil, false, nil // another backend's image
+	}
+	id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
+	if id.Validate() != nil {
+		return nil, false, nil
+	}
+	return &backend.Volume{ID: id, CapacityBytes: int64(st.size)}, recorded, nil
 }

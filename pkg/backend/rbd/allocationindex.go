@@ -1,0 +1,78 @@
+package rbd
+
+import (
+	"context"
+	"sort"
+	"strconv"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/volid"
+)
+
+// AllocationIDs lists the csi-vol- images of every tenant's namespace from the pools' image
+// directories, opening none (tenant.AllocationIndex): one read per namespace, where
+// ListAllocations opens every image.
+func (c *Controller) AllocationIDs(ctx context.Context) ([]volid.Volume, error) {
+	var out []volid.Volume
+	err := c.run(ctx, nil, func(conn cluster) error {
+		return c.eachImage(conn, "", func(io ioctx, pool, ns, hash string) error {
+			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
+			if id.Validate() == nil {
+				out = append(out, id)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// AllocationsOf opens the images of ids and returns those ListAllocations would list.
+func (c *Controller) AllocationsOf(ctx context.Context, ids []volid.Volume) ([]*backend.Volume, error) {
+	sorted := append([]volid.Volume(nil), ids...)
+	sort.Slice(sorted, func(i, j int) bool {
+		return placeKey(sorted[i].Tenant, sorted[i].Location) < placeKey(sorted[j].Tenant, sorted[j].Location)
+	})
+	var out []*backend.Volume
+	err := c.run(ctx, nil, func(conn cluster) error {
+		for len(sorted) > 0 {
+			n := 1
+			for n < len(sorted) && sorted[n].Tenant == sorted[0].Tenant && sorted[n].Location == sorted[0].Location {
+				n++
+			}
+			vols, err := c.allocationsIn(conn, sorted[:n])
+			if err != nil {
+				return err
+			}
+			out, sorted = append(out, vols...), sorted[n:]
+		}
+		return nil
+	})
+	return out, err
+}
+
+// allocationsIn reads ids of one namespace of one pool; a pool gone holds none of them.
+func (c *Controller) allocationsIn(conn cluster, ids []volid.Volume) ([]*backend.Volume, error) {
+	pool, err := poolOf(conn, ids[0].Location)
+	if backend.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	io, err := openPool(conn, pool, ids[0].Tenant)
+	if err != nil {
+		return nil, err
+	}
+	defer io.Destroy()
+	var out []*backend.Volume
+	for _, id := range ids {
+		v, _, err := c.allocationOf(io, pool, id.Tenant, id.Hash)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
