@@ -23,6 +23,10 @@ type AllocationIndex interface {
 	// AllocationsOf reads those of ids that are the backend's allocations, at their
 	// allocated size; gone objects and other backends' are left out.
 	AllocationsOf(ctx context.Context, ids []volid.Volume) ([]*backend.Volume, error)
+	// AdoptedAllocations reads the volumes adopted in place, at their size: they lie outside
+	// the directories the index lists (and shipholdctl import adopts them outside this
+	// controller), so every reading reads them all.
+	AdoptedAllocations(ctx context.Context) ([]*backend.Volume, error)
 }
 
 // reading is what one reading of a backend found.
@@ -47,16 +51,19 @@ func (l *Ledger) readBackend(ctx context.Context, c backend.Controller, b *book,
 	if err != nil {
 		return nil, err
 	}
+	adopted, err := ix.AdoptedAllocations(ctx)
+	if err != nil {
+		return nil, err
+	}
 	r := &reading{foreign: map[string]bool{}}
 	unknown := ids
 	if !full {
 		r.listed, unknown = l.unknown(b, ids, r.foreign)
 	}
-	if len(unknown) == 0 {
-		return r, nil
-	}
-	if r.vols, err = ix.AllocationsOf(ctx, unknown); err != nil {
-		return nil, err
+	if len(unknown) > 0 {
+		if r.vols, err = ix.AllocationsOf(ctx, unknown); err != nil {
+			return nil, err
+		}
 	}
 	found := make(map[string]bool, len(r.vols))
 	for _, v := range r.vols {
@@ -67,6 +74,7 @@ func (l *Ledger) readBackend(ctx context.Context, c backend.Controller, b *book,
 			r.foreign[k] = true
 		}
 	}
+	r.vols = append(r.vols, adopted...)
 	return r, nil
 }
 

@@ -18,11 +18,12 @@ type indexedStorage struct {
 	mu      sync.Mutex
 	vols    map[string]*backend.Volume // by ID
 	foreign map[string]volid.Volume    // objects of another backend in the same places
+	adopted map[string]*backend.Volume // adopted in place: in no directory the index lists
 	opened  int                        // volumes read one by one
 }
 
 func newIndexedStorage(vols ...*backend.Volume) *indexedStorage {
-	s := &indexedStorage{vols: map[string]*backend.Volume{}, foreign: map[string]volid.Volume{}}
+	s := &indexedStorage{vols: map[string]*backend.Volume{}, foreign: map[string]volid.Volume{}, adopted: map[string]*backend.Volume{}}
 	for _, v := range vols {
 		s.vols[v.ID.String()] = v
 	}
@@ -38,7 +39,22 @@ func (s *indexedStorage) ListAllocations(ctx context.Context) ([]*backend.Volume
 		c := *v
 		out = append(out, &c)
 	}
-	return out, nil
+	return append(out, s.adoptedCopies()...), nil
+}
+
+func (s *indexedStorage) AdoptedAllocations(ctx context.Context) ([]*backend.Volume, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.adoptedCopies(), nil
+}
+
+func (s *indexedStorage) adoptedCopies() []*backend.Volume {
+	var out []*backend.Volume
+	for _, v := range s.adopted {
+		c := *v
+		out = append(out, &c)
+	}
+	return out
 }
 
 func (s *indexedStorage) ListVolumes(ctx context.Context, tenant string) ([]*backend.Volume, error) {
@@ -151,6 +167,42 @@ func TestLedgerReadingOpensOnlyNewVolumes(t *testing.T) {
 	if got, u := rbd.reads(), l.Usage("t7"); got != 1 || u.Bytes != 10<<20+5*(2<<20)+1<<20+3<<20 {
 		t.Fatalf("the finished clone: %d reads, tenant t7 at %d bytes", got, u.Bytes)
 	}
+}
+
+// TestLedgerCountsAdoptedVolumesAtEveryReading: volumes adopted in place are in no directory
+// the index lists; a reading that reads only new volumes must still count them (it dropped
+// them, and a tenant's adopted terabytes went uncounted between full readings), and one
+// adopted since the last reading (shipholdctl import runs outside this controller) is counted
+// at the next.
+func TestLedgerCountsAdoptedVolumesAtEveryReading(t *testing.T) {
+	c := newClock()
+	rbd := newIndexedStorage(vol("rbd", "shop", "a", 10))
+	legacy := &backend.Volume{ID: adoptedID(t, "legacy-site"), CapacityBytes: 1000}
+	rbd.adopted[legacy.ID.String()] = legacy
+	l := NewLedger(map[string]backend.Controller{"rbd": rbd}, config.Tenants{Default: config.TenantQuota{MaxVolumes: 100}},
+		LedgerOptions{ReadInterval: 5 * 60e9, Now: c.now, FullReadEvery: 100})
+	ctx := context.Background()
+	for i, want := range []Usage{{Volumes: 2, Bytes: 1010}, {Volumes: 2, Bytes: 1010}, {Volumes: 3, Bytes: 1510}} {
+		if i == 2 {
+			later := &backend.Volume{ID: adoptedID(t, "legacy-blog"), CapacityBytes: 500}
+			rbd.adopted[later.ID.String()] = later
+		}
+		if err := l.Read(ctx, "rbd"); err != nil {
+			t.Fatal(err)
+		}
+		if u := l.Usage("shop"); u.Volumes != want.Volumes || u.Bytes != want.Bytes {
+			t.Fatalf("reading %d: tenant shop at %d volumes, %d bytes; want %d, %d (adopted volumes counted)", i+1, u.Volumes, u.Bytes, want.Volumes, want.Bytes)
+		}
+	}
+}
+
+func adoptedID(t *testing.T, object string) volid.Volume {
+	t.Helper()
+	id, err := volid.Adopted("rbd", "shop", "1", object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // TestLedgerReadsEveryVolumeAgainNowAndThen: a volume resized outside this controller is

@@ -52,3 +52,16 @@ func (c *Controller) AllocationsOf(ctx context.Context, ids []volid.Volume) ([]*
 	}
 	return out, nil
 }
+
+// AdoptedAllocations reads the subvolumes adopted in place (tenant.AllocationIndex): no
+// subvolume list of a tenant's group names them.
+func (c *Controller) AdoptedAllocations(ctx context.Context) ([]*backend.Volume, error) {
+	s, err := c.session(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.refreshFS(s); err != nil {
+		return nil, err
+	}
+	return c.adoptedVolumes(s, "")
+}

@@ -14,7 +14,7 @@ import (
 // ListAllocations opens every image.
 func (c *Controller) AllocationIDs(ctx context.Context) ([]volid.Volume, error) {
 	var out []volid.Volume
-	err := c.run(ctx, nil, func(conn cluster) error {
+	err := c.storage.Do(ctx, nil, func(conn connection) error {
 		return c.eachImage(conn, "", func(io ioctx, pool, ns, hash string) error {
 			id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
 			if id.Validate() == nil {
@@ -33,7 +33,7 @@ func (c *Controller) AllocationsOf(ctx context.Context, ids []volid.Volume) ([]*
 		return placeKey(sorted[i].Tenant, sorted[i].Location) < placeKey(sorted[j].Tenant, sorted[j].Location)
 	})
 	var out []*backend.Volume
-	err := c.run(ctx, nil, func(conn cluster) error {
+	err := c.storage.Do(ctx, nil, func(conn connection) error {
 		for len(sorted) > 0 {
 			n := 1
 			for n < len(sorted) && sorted[n].Tenant == sorted[0].Tenant && sorted[n].Location == sorted[0].Location {
@@ -75,4 +75,15 @@ func (c *Controller) allocationsIn(conn cluster, ids []volid.Volume) ([]*backend
 		}
 	}
 	return out, nil
+}
+
+// AdoptedAllocations reads the images adopted in place (tenant.AllocationIndex): they lie
+// outside the tenants' namespaces whose image directories AllocationIDs reads.
+func (c *Controller) AdoptedAllocations(ctx context.Context) ([]*backend.Volume, error) {
+	var out []*backend.Volume
+	err := c.storage.Do(ctx, nil, func(conn connection) (err error) {
+		out, err = c.adoptedVolumes(conn, "")
+		return err
+	})
+	return out, err
 }

@@ -18,7 +18,7 @@ var _ tenant.AllocationIndex = (*Controller)(nil)
 // not another backend's images nor a gone one.
 func TestAllocationIndex(t *testing.T) {
 	c, f := newFakeController(t)
-	other := newController("rbd2", c.cfg, c.connect)
+	other := newController("rbd2", c.cfg, c.storage.Connect)
 	ctx := context.Background()
 	mustCreate(t, c, volReq("pvc-1", gib))
 	mustCreate(t, c, &backend.VolumeRequest{Name: "pvc-2", Tenant: "t2", RequiredBytes: 2 * gib})
