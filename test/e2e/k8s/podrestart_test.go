@@ -337,8 +337,13 @@ spec:
   - {name: vol, persistentVolumeClaim: {claimName: %[1]s}}
 `, name, podNS, b.label, b.sc, b.access, mode, BusyboxImage, idleScript, use))
 	}
+	trace, err := watchLatency(ctx, e.k.c.Kubeconfig, podNS, b.label, fmt.Sprintf("lat-%s-", b.label))
+	if err != nil {
+		return "", err
+	}
 	start := time.Now()
 	if _, err := e.k.apply(ctx, strings.Join(docs, "---\n")); err != nil {
+		trace.close()
 		return "", err
 	}
 	bound, running := map[string]time.Duration{}, map[string]time.Duration{}
@@ -351,7 +356,7 @@ spec:
 			Phase string `json:"phase"`
 		} `json:"status"`
 	}
-	err := pollUntil(ctx, 8*time.Minute, func() (bool, string) {
+	err = pollUntil(ctx, 8*time.Minute, func() (bool, string) {
 		items, err := jsonList[item](ctx, e.k, "get", "pvc,pod", "-n", podNS, "-l", "lat="+b.label)
 		if err != nil {
 			return false, err.Error()
@@ -367,6 +372,7 @@ spec:
 		}
 		return len(running) == n && len(bound) == n, fmt.Sprintf("%d of %d PVCs bound, %d of %d pods running", len(bound), n, len(running), n)
 	})
+	pairs := trace.timelines(driverCalls(e.callLogs(ctx), time.Now().Year()))
 	cleanErr := e.deleteLatency(ctx, b)
 	if err != nil {
 		return "", errors.Join(err, cleanErr)
@@ -374,8 +380,9 @@ spec:
 	if cleanErr != nil {
 		return "", cleanErr
 	}
-	return fmt.Sprintf("e2e-pod %s latency: pvc_bound_p50=%.1fs pod_running_p50=%.1fs pod_running_p99=%.1fs (%d pairs at once)",
-		b.label, percentile(bound, 50), percentile(running, 50), percentile(running, 99), n), nil
+	return fmt.Sprintf("e2e-pod %s latency: pvc_bound_p50=%.1fs pod_running_p50=%.1fs pod_running_p99=%.1fs (%d pairs at once)\n%s",
+		b.label, percentile(bound, 50), percentile(running, 50), percentile(running, 99), n,
+		stagesLine(b.label, start, pairs)), nil
 }
 
 func (e *podEnv) deleteLatency(ctx context.Context, b *podBackend) error {

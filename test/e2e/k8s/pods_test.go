@@ -122,6 +122,14 @@ func TestE2EPods(t *testing.T) {
 		fmt.Println(line)
 		results = append(results, line)
 	}}
+	env.callLogs = func(ctx context.Context) []byte {
+		logs, _ := os.ReadFile(ctrlLog)
+		if _, ok := plugin.(*podPlugin); ok {
+			return append(logs, podLogs(ctx, k)...)
+		}
+		node, _ := os.ReadFile(pluginLog)
+		return append(logs, node...)
+	}
 	failed := false
 	report := func(label, step string, err error, note string) bool {
 		line := fmt.Sprintf("e2e-pod %s %s: ok", label, step)
