@@ -102,8 +102,12 @@ func stagesLine(label string, applied time.Time, pairs []*pairTimeline) string {
 	return b.String()
 }
 
-// callLine matches the plugin's "Call done" and "Slow call" lines (pkg/driver/logging.go).
-var callLine = regexp.MustCompile(`^[IW](\d{4} \d{2}:\d{2}:\d{2}\.\d{6})\s.*"(?:Call done|Slow call)".* method="(\w+)" volume_id="([^"]+)".* duration="([^"]+)"`)
+// callLine matches the plugin's "Call done" and "Slow call" lines (pkg/driver/logging.go);
+// CreateVolume names its volume in created_volume_id.
+var (
+	callLine    = regexp.MustCompile(`^[IW](\d{4} \d{2}:\d{2}:\d{2}\.\d{6})\s.*"(?:Call done|Slow call)".* method="(\w+)" volume_id="([^"]*)".* duration="([^"]+)"`)
+	createdLine = regexp.MustCompile(` created_volume_id="([^"]+)"`)
+)
 
 // driverCalls reads the plugin's logs: per volume ID and method, the last successful call.
 func driverCalls(logs []byte, year int) map[string]map[string]driverCall {
@@ -113,6 +117,12 @@ func driverCalls(logs []byte, year int) map[string]map[string]driverCall {
 	for sc.Scan() {
 		m := callLine.FindStringSubmatch(sc.Text())
 		if m == nil {
+			continue
+		}
+		if c := createdLine.FindStringSubmatch(sc.Text()); c != nil {
+			m[3] = c[1]
+		}
+		if m[3] == "" {
 			continue
 		}
 		end, err := time.ParseInLocation("0102 15:04:05.000000", m[1], time.Local)

@@ -60,11 +60,16 @@ func TestDriverCallsFromPluginLog(t *testing.T) {
 E1202 06:38:15.000000   21399 logging.go:47] "Call failed" err="x" request_id="1" method="NodeStageVolume" volume_id="v1:isilon:tenant-a::42cc" duration="1s" code="Internal"
 I1202 06:38:20.500000   21399 logging.go:49] "Slow call" request_id="2" method="NodeStageVolume" volume_id="v1:isilon:tenant-a::42cc" tenant="tenant-a" backend="isilon" threshold="10s" duration="12.5s"
 I1202 06:38:20.600000   21399 other.go:1] "Mounted" volume_id="v1:isilon:tenant-a::42cc"
+I1202 06:38:01.000000   11596 logging.go:51] "Call done" request_id="3" method="CreateVolume" volume_id="" tenant="tenant-a" backend="isilon" name="pvc-0b" created_volume_id="v1:isilon:tenant-a::42cc" duration="122.5ms"
+I1202 06:38:01.100000   11596 logging.go:51] "Call done" request_id="4" method="GetCapacity" volume_id="" duration="1ms"
 `
 	calls := driverCalls([]byte(log), 2026)
 	c := calls["v1:isilon:tenant-a::42cc"]
-	if len(c) != 2 {
-		t.Fatalf("calls %v, want NodePublishVolume and NodeStageVolume", c)
+	if len(c) != 3 || len(calls) != 1 {
+		t.Fatalf("calls %v, want CreateVolume, NodePublishVolume and NodeStageVolume of one volume", calls)
+	}
+	if cr := c["CreateVolume"]; cr.took != 122500*time.Microsecond {
+		t.Errorf("CreateVolume %+v, want the call of 122.5ms named by created_volume_id", cr)
 	}
 	pub := c["NodePublishVolume"]
 	if want := time.Date(2026, 12, 2, 6, 38, 14, 619692000, time.Local); !pub.end.Equal(want) || pub.took != 7082522*time.Nanosecond {
