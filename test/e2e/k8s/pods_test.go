@@ -68,7 +68,7 @@ func TestE2EPods(t *testing.T) {
 			t.Errorf("stop control plane: %v", err)
 		}
 	})
-	node, err := c.StartNode(ctx, NodeOptions{})
+	node, err := c.StartNode(ctx, nodeOptions(t))
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer scancel()
@@ -260,4 +260,20 @@ func waitCSINode(ctx context.Context, k *kube, pluginLog string) error {
 		return fmt.Errorf("the kubelet did not register %s: %w\n%s", e2eDriverName, err, tail(pluginLog, 20))
 	}
 	return nil
+}
+
+// nodeOptions: the kubelet's defaults, but $SHIPHOLD_E2E_NODE_STATUS_PERIOD (e.g. 2s) sets its
+// nodeStatusUpdateFrequency, to see what the kubelet's wait for its node status costs the
+// latency step (the e2e-pod node line says so when set).
+func nodeOptions(t *testing.T) NodeOptions {
+	v := os.Getenv("SHIPHOLD_E2E_NODE_STATUS_PERIOD")
+	if v == "" {
+		return NodeOptions{}
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("SHIPHOLD_E2E_NODE_STATUS_PERIOD=%q: want a duration such as 2s", v)
+	}
+	fmt.Printf("e2e-pod node: the kubelet's nodeStatusUpdateFrequency is %s (SHIPHOLD_E2E_NODE_STATUS_PERIOD; default 10s)\n", d)
+	return NodeOptions{NodeStatusPeriod: d}
 }
