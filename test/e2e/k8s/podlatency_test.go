@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -13,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -144,6 +146,7 @@ type latencyWatch struct {
 	pairs   map[string]*pairTimeline // by PVC (= pod) name
 	pvClaim map[string]string        // PV name -> PVC name
 	prefix  string                   // the pairs' names start with it
+	cs      kubernetes.Interface
 	stop    context.CancelFunc
 	done    sync.WaitGroup
 }
@@ -159,7 +162,7 @@ func watchLatency(ctx context.Context, kubeconfig, ns, label, prefix string) (*l
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := &latencyWatch{pairs: map[string]*pairTimeline{}, pvClaim: map[string]string{}, prefix: prefix, stop: cancel}
+	w := &latencyWatch{pairs: map[string]*pairTimeline{}, pvClaim: map[string]string{}, prefix: prefix, cs: cs, stop: cancel}
 	sel := metav1.ListOptions{LabelSelector: "lat=" + label}
 	watches := []func() (watch.Interface, error){
 		func() (watch.Interface, error) { return cs.CoreV1().PersistentVolumeClaims(ns).Watch(ctx, sel) },
@@ -275,4 +278,57 @@ func (w *latencyWatch) timelines(calls map[string]map[string]driverCall) []*pair
 		out = append(out, p)
 	}
 	return out
+}
+
+// latencyPair is the PVC and the pod of one pair: the pod writes nothing and idles.
+func latencyPair(b *podBackend, name string) (*corev1.PersistentVolumeClaim, *corev1.Pod) {
+	meta := metav1.ObjectMeta{Name: name, Namespace: podNS, Labels: map[string]string{"lat": b.label}}
+	mode := corev1.PersistentVolumeFilesystem
+	c := corev1.Container{Name: "c", Image: BusyboxImage, ImagePullPolicy: corev1.PullNever,
+		Command: []string{"/bin/sh", "-c", idleScript}}
+	if b.block {
+		mode = corev1.PersistentVolumeBlock
+		c.VolumeDevices = []corev1.VolumeDevice{{Name: "vol", DevicePath: "/dev/xvda"}}
+	} else {
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "vol", MountPath: "/data"}}
+	}
+	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: meta, Spec: corev1.PersistentVolumeClaimSpec{
+		StorageClassName: &b.sc, VolumeMode: &mode,
+		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.PersistentVolumeAccessMode(b.access)},
+		Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
+			corev1.ResourceStorage: resource.MustParse("1Gi")}}}}
+	grace := int64(2)
+	pod := &corev1.Pod{ObjectMeta: meta, Spec: corev1.PodSpec{
+		HostNetwork: true, TerminationGracePeriodSeconds: &grace, RestartPolicy: corev1.RestartPolicyNever,
+		Containers: []corev1.Container{c},
+		Volumes: []corev1.Volume{{Name: "vol", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name}}}}}}
+	return pvc, pod
+}
+
+// createPairs creates the n pairs' objects all at once, each in its own request.
+func (w *latencyWatch) createPairs(ctx context.Context, b *podBackend, n int) error {
+	errs := make(chan error, 2*n)
+	var wg sync.WaitGroup
+	for i := range n {
+		pvc, pod := latencyPair(b, fmt.Sprintf("%s%02d", w.prefix, i))
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, err := w.cs.CoreV1().PersistentVolumeClaims(podNS).Create(ctx, pvc, metav1.CreateOptions{})
+			errs <- err
+		}()
+		go func() {
+			defer wg.Done()
+			_, err := w.cs.CoreV1().Pods(podNS).Create(ctx, pod, metav1.CreateOptions{})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
 }

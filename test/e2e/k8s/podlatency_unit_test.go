@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 // TestLatencyStagesAddUpToRunning: the stages of a pair follow its events in order, a pod
@@ -126,5 +128,38 @@ func TestLatencyWatchJoinsObjects(t *testing.T) {
 	}
 	if _, ok := p.calls["NodeStageVolume"]; !ok || p.volumeID != "vol-1" {
 		t.Errorf("calls %v of volume %q: not joined by the PV's volume handle", p.calls, p.volumeID)
+	}
+}
+
+// TestLatencyPairsCreatedAtOnce: every pair's PVC and pod are created, with the class,
+// access and volume mode of the line (a block device for rbd-block), and a create that
+// fails is reported.
+func TestLatencyPairsCreatedAtOnce(t *testing.T) {
+	ctx := context.Background()
+	b := &podBackend{e2eBackend: &e2eBackend{sc: "shiphold-rbd"}, label: "rbd-block", block: true, access: "ReadWriteMany"}
+	cs := fake.NewClientset()
+	w := &latencyWatch{prefix: "lat-rbd-block-", cs: cs}
+	if err := w.createPairs(ctx, b, 3); err != nil {
+		t.Fatal(err)
+	}
+	pvcs, _ := cs.CoreV1().PersistentVolumeClaims(podNS).List(ctx, metav1.ListOptions{LabelSelector: "lat=rbd-block"})
+	pods, _ := cs.CoreV1().Pods(podNS).List(ctx, metav1.ListOptions{LabelSelector: "lat=rbd-block"})
+	if len(pvcs.Items) != 3 || len(pods.Items) != 3 {
+		t.Fatalf("%d PVCs and %d pods, want 3 of each", len(pvcs.Items), len(pods.Items))
+	}
+	for _, p := range pvcs.Items {
+		if *p.Spec.StorageClassName != "shiphold-rbd" || *p.Spec.VolumeMode != corev1.PersistentVolumeBlock ||
+			p.Spec.AccessModes[0] != corev1.ReadWriteMany {
+			t.Errorf("PVC %s: %+v", p.Name, p.Spec)
+		}
+	}
+	for _, p := range pods.Items {
+		c := p.Spec.Containers[0]
+		if len(c.VolumeDevices) != 1 || p.Spec.Volumes[0].PersistentVolumeClaim.ClaimName != p.Name {
+			t.Errorf("pod %s does not use its PVC as a block device: %+v", p.Name, p.Spec)
+		}
+	}
+	if err := w.createPairs(ctx, b, 1); err == nil || !strings.Contains(err.Error(), "lat-rbd-block-00") {
+		t.Errorf("creating an existing pair: err %v, want it named", err)
 	}
 }
