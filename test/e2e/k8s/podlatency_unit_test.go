@@ -48,7 +48,7 @@ func TestLatencyStagesAddUpToRunning(t *testing.T) {
 		t.Error("a timeline without the plugin's calls was split")
 	}
 	line := stagesLine("rbd", t0, []*pairTimeline{p, {}})
-	for _, w := range []string{"e2e-pod rbd latency-stages: p50 create=", " bind=", " kubelet_wait=", "(0 of 2 pairs traced)"} {
+	for _, w := range []string{"e2e-pod rbd latency-stages: p50 create=", " bind=", " kubelet_wait=", "; 1 pods scheduled before their PVC's status was Bound (0 of 2 pairs traced)"} {
 		if !strings.Contains(line, w) {
 			t.Errorf("line %q lacks %q", line, w)
 		}
