@@ -103,8 +103,8 @@ func stagesLine(label string, applied time.Time, pairs []*pairTimeline) string {
 	for _, m := range []string{"CreateVolume", "ControllerPublishVolume", "NodeStageVolume", "NodePublishVolume"} {
 		fmt.Fprintf(&b, " %s=%.3fs", m, percentile(calls[m], 50))
 	}
-	// The scheduler takes a PVC with a volume name as bound; a kubelet given the pod before the
-	// PVC's status says Bound fails its volumes and retries the pod 10 s later.
+	// The scheduler takes a PVC with a volume name as bound; a kubelet that reads the PVC
+	// before its status says Bound fails the pod's volumes and retries the pod 10 s later.
 	fmt.Fprintf(&b, "; %d pods scheduled before their PVC's status was Bound (%d of %d pairs traced)", early, complete, len(pairs))
 	return b.String()
 }
