@@ -72,13 +72,19 @@ func (m *Mounter) IsMounted(path string) (bool, error) { return MountedAt(m, pat
 // FormatAndMount makes fsType on device if it has no filesystem yet and mounts it at target.
 // An existing filesystem of another type is an error, never overwritten.
 func (m *Mounter) FormatAndMount(device, target, fsType string, options []string) error {
+	return m.FormatAndMountWith(device, target, fsType, options, nil)
+}
+
+// FormatAndMountWith is FormatAndMount with mkfs options (before the device on mkfs's
+// command line) for when it formats.
+func (m *Mounter) FormatAndMountWith(device, target, fsType string, options, formatOptions []string) error {
 	if fsType == "" {
 		fsType = DefaultFsType
 	}
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return fmt.Errorf("create mount point %s: %w", target, err)
 	}
-	return m.SafeFormatAndMount.FormatAndMount(device, target, fsType, options)
+	return m.FormatAndMountSensitiveWithFormatOptions(device, target, fsType, options, nil, formatOptions)
 }
 
 // ResizeFs grows the filesystem on device (mounted at mountPath) to fill the device; it

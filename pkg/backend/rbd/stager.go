@@ -376,8 +376,21 @@ func (s *Stager) mountFs(req *backend.StageRequest, rec *attachRecord, fresh boo
 		}
 	}
 	opts := mountOptions(req.MountFlags, existing, rec.ReadOnly)
-	if err := s.m.FormatAndMount(rec.Device, dir, rec.FsType, opts); err != nil {
+	if err := s.m.FormatAndMountWith(rec.Device, dir, rec.FsType, opts, thinFormatOptions(rec.FsType)); err != nil {
 		return backend.Errorf(backend.Internal, "format and mount %s (%s) at %s: %v", rec.Device, rec.FsType, dir, err)
+	}
+	return nil
+}
+
+// thinFormatOptions: an image reads zeros where it was never written, so mkfs need not
+// discard it nor zero inode tables and journal (20 parallel mkfs.ext4 on rbd-fuse spent
+// seconds writing 32 MiB journals of zeros each; 0.87 s against 0.07 s for one alone).
+func thinFormatOptions(fsType string) []string {
+	switch fsType {
+	case "ext4", "ext3", "":
+		return []string{"-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"}
+	case "xfs":
+		return []string{"-K"}
 	}
 	return nil
 }

@@ -24,10 +24,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Tool names, as hack/k8s-tools.sh knows them.
@@ -232,26 +235,80 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	return c, nil
 }
 
-// SidecarArgs are the arguments the harness gives each sidecar beyond --csi-address,
-// --kubeconfig and --leader-election=false: those of deploy/kubernetes/controller.yaml that
-// matter without a cluster network.
+// SidecarArgs are the arguments the harness gives each sidecar beyond those of its container
+// in deploy/kubernetes/controller.yaml (DeploySidecarArgs): the flags the e2e runs and
+// measures are the ones users deploy. --csi-address, --kubeconfig and --leader-election=false
+// come from StartSidecars.
 var SidecarArgs = map[string][]string{
-	ToolProvisioner: {"--extra-create-metadata", "--timeout=60s", "--kube-api-qps=20", "--kube-api-burst=40", "--v=3"},
-	ToolAttacher:    {"--timeout=60s", "--kube-api-qps=20", "--kube-api-burst=40", "--v=3"},
-	ToolResizer:     {"--timeout=60s", "--handle-volume-inuse-error=false", "--v=3"},
-	ToolSnapshotter: {"--extra-create-metadata", "--timeout=60s", "--v=3"},
+	ToolProvisioner: {"--v=3"},
+	ToolAttacher:    {"--v=3"},
+	ToolResizer:     {"--v=3"},
+	ToolSnapshotter: {"--v=3"},
 }
 
-// StartSidecars starts the named sidecars against the CSI socket at csiAddress.
+// harnessSidecarFlags are the deploy flags the harness sets itself: the socket, a single
+// instance without a lease, and a debug verbosity.
+var harnessSidecarFlags = []string{"--csi-address", "--leader-election", "--v"}
+
+// DeploySidecarArgs reads the args of each CSI sidecar container of
+// deploy/kubernetes/controller.yaml, without the flags the harness sets itself.
+func DeploySidecarArgs(root string) (map[string][]string, error) {
+	path := filepath.Join(root, "deploy", "kubernetes", "controller.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var d struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name string   `json:"name"`
+						Args []string `json:"args"`
+					} `json:"containers"`
+				} `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	out := map[string][]string{}
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if _, ok := SidecarArgs[c.Name]; !ok {
+			continue
+		}
+		args := []string{}
+		for _, a := range c.Args {
+			if !slices.Contains(harnessSidecarFlags, strings.SplitN(a, "=", 2)[0]) {
+				args = append(args, a)
+			}
+		}
+		out[c.Name] = args
+	}
+	for _, s := range AllSidecars {
+		if _, ok := out[s]; !ok {
+			return nil, fmt.Errorf("%s: no %s container", path, s)
+		}
+	}
+	return out, nil
+}
+
+// StartSidecars starts the named sidecars against the CSI socket at csiAddress, with the
+// args of deploy/kubernetes/controller.yaml.
 func (c *Cluster) StartSidecars(ctx context.Context, csiAddress string, sidecars ...string) error {
 	addr := strings.TrimPrefix(csiAddress, "unix://")
+	deployed, err := DeploySidecarArgs(c.opts.RepoRoot)
+	if err != nil {
+		return err
+	}
 	for _, s := range sidecars {
 		extra, ok := SidecarArgs[s]
 		if !ok {
 			return fmt.Errorf("unknown sidecar %q", s)
 		}
-		args := append([]string{"--csi-address=" + addr, "--kubeconfig=" + c.Kubeconfig, "--leader-election=false"}, extra...)
-		if err := c.spawn(ctx, s, args...); err != nil {
+		args := append([]string{"--csi-address=" + addr, "--kubeconfig=" + c.Kubeconfig, "--leader-election=false"}, deployed[s]...)
+		if err := c.spawn(ctx, s, append(args, extra...)...); err != nil {
 			return err
 		}
 	}

@@ -48,6 +48,10 @@ type NodeOptions struct {
 	Busybox string
 	// VolumeStatsPeriod is the kubelet's volumeStatsAggPeriod; default 10 s.
 	VolumeStatsPeriod time.Duration
+	// NodeStatusPeriod is the kubelet's nodeStatusUpdateFrequency; default the kubelet's
+	// (10 s). A kubelet mounts an attachable volume only after a node status listed it in
+	// use, so this period bounds a pod's wait for its volume.
+	NodeStatusPeriod time.Duration
 }
 
 // Node is a running kubelet and containerd registered as NodeName.
@@ -220,6 +224,9 @@ imageGCLowThresholdPercent: 99
 resolvConf: /etc/resolv.conf
 enableControllerAttachDetach: true
 `, ports[0], ports[1], n.Containerd, opts.VolumeStatsPeriod)
+	if opts.NodeStatusPeriod > 0 {
+		conf += fmt.Sprintf("nodeStatusUpdateFrequency: %s\n", opts.NodeStatusPeriod)
+	}
 	confPath := filepath.Join(n.dir, "kubelet", "config.yaml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return err

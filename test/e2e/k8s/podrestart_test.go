@@ -305,41 +305,18 @@ func (e *podEnv) nodeClean(ctx context.Context) error {
 	})
 }
 
-// latency creates n PVC+pod pairs at once and reports when each PVC was Bound and each pod
-// Running, then deletes them and waits for the node to be clean.
+// latency creates n PVC+pod pairs at once (concurrently: kubectl apply made them one after
+// another, up to 1.4 s apart) and reports when each PVC was Bound and each pod Running,
+// measured from before the first create, then deletes them and waits for the node to be clean.
 func (e *podEnv) latency(ctx context.Context, b *podBackend, n int) (string, error) {
-	mode, use := "Filesystem", "volumeMounts: [{name: vol, mountPath: /data}]"
-	if b.block {
-		mode, use = "Block", "volumeDevices: [{name: vol, devicePath: /dev/xvda}]"
-	}
-	var docs []string
-	for i := range n {
-		name := fmt.Sprintf("lat-%s-%02d", b.label, i)
-		docs = append(docs, fmt.Sprintf(`apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: %[1]s, namespace: %[2]s, labels: {lat: %[3]q}}
-spec:
-  storageClassName: %[4]s
-  accessModes: [%[5]s]
-  volumeMode: %[6]s
-  resources: {requests: {storage: 1Gi}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: %[1]s, namespace: %[2]s, labels: {lat: %[3]q}}
-spec:
-  hostNetwork: true
-  terminationGracePeriodSeconds: 2
-  restartPolicy: Never
-  containers:
-  - {name: c, image: %[7]s, imagePullPolicy: Never, command: ["/bin/sh", "-c", %[8]q], %[9]s}
-  volumes:
-  - {name: vol, persistentVolumeClaim: {claimName: %[1]s}}
-`, name, podNS, b.label, b.sc, b.access, mode, BusyboxImage, idleScript, use))
+	trace, err := watchLatency(ctx, e.k.c.Kubeconfig, podNS, b.label, fmt.Sprintf("lat-%s-", b.label))
+	if err != nil {
+		return "", err
 	}
 	start := time.Now()
-	if _, err := e.k.apply(ctx, strings.Join(docs, "---\n")); err != nil {
-		return "", err
+	if err := trace.createPairs(ctx, b, n); err != nil {
+		trace.close()
+		return "", errors.Join(err, e.deleteLatency(ctx, b))
 	}
 	bound, running := map[string]time.Duration{}, map[string]time.Duration{}
 	type item struct {
@@ -351,7 +328,7 @@ spec:
 			Phase string `json:"phase"`
 		} `json:"status"`
 	}
-	err := pollUntil(ctx, 8*time.Minute, func() (bool, string) {
+	err = pollUntil(ctx, 8*time.Minute, func() (bool, string) {
 		items, err := jsonList[item](ctx, e.k, "get", "pvc,pod", "-n", podNS, "-l", "lat="+b.label)
 		if err != nil {
 			return false, err.Error()
@@ -367,6 +344,16 @@ spec:
 		}
 		return len(running) == n && len(bound) == n, fmt.Sprintf("%d of %d PVCs bound, %d of %d pods running", len(bound), n, len(running), n)
 	})
+	pairs := trace.timelines(driverCalls(e.callLogs(ctx), time.Now().Year()))
+	// the watch saw each change as it happened; the poll's times are its fallback
+	for name, p := range trace.pairs {
+		if !p.pvcBound.IsZero() {
+			bound[name] = p.pvcBound.Sub(start)
+		}
+		if !p.podRunning.IsZero() {
+			running[name] = p.podRunning.Sub(start)
+		}
+	}
 	cleanErr := e.deleteLatency(ctx, b)
 	if err != nil {
 		return "", errors.Join(err, cleanErr)
@@ -374,8 +361,9 @@ spec:
 	if cleanErr != nil {
 		return "", cleanErr
 	}
-	return fmt.Sprintf("e2e-pod %s latency: pvc_bound_p50=%.1fs pod_running_p50=%.1fs pod_running_p99=%.1fs (%d pairs at once)",
-		b.label, percentile(bound, 50), percentile(running, 50), percentile(running, 99), n), nil
+	return fmt.Sprintf("e2e-pod %s latency: pvc_bound_p50=%.1fs pod_running_p50=%.1fs pod_running_p99=%.1fs (%d pairs at once)\n%s",
+		b.label, percentile(bound, 50), percentile(running, 50), percentile(running, 99), n,
+		stagesLine(b.label, start, pairs)), nil
 }
 
 func (e *podEnv) deleteLatency(ctx context.Context, b *podBackend) error {

@@ -68,7 +68,7 @@ func TestE2EPods(t *testing.T) {
 			t.Errorf("stop control plane: %v", err)
 		}
 	})
-	node, err := c.StartNode(ctx, NodeOptions{})
+	node, err := c.StartNode(ctx, nodeOptions(t))
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer scancel()
@@ -122,6 +122,14 @@ func TestE2EPods(t *testing.T) {
 		fmt.Println(line)
 		results = append(results, line)
 	}}
+	env.callLogs = func(ctx context.Context) []byte {
+		logs, _ := os.ReadFile(ctrlLog)
+		if _, ok := plugin.(*podPlugin); ok {
+			return append(logs, podLogs(ctx, k)...)
+		}
+		node, _ := os.ReadFile(pluginLog)
+		return append(logs, node...)
+	}
 	failed := false
 	report := func(label, step string, err error, note string) bool {
 		line := fmt.Sprintf("e2e-pod %s %s: ok", label, step)
@@ -252,4 +260,20 @@ func waitCSINode(ctx context.Context, k *kube, pluginLog string) error {
 		return fmt.Errorf("the kubelet did not register %s: %w\n%s", e2eDriverName, err, tail(pluginLog, 20))
 	}
 	return nil
+}
+
+// nodeOptions: the kubelet's defaults, but $SHIPHOLD_E2E_NODE_STATUS_PERIOD (e.g. 2s) sets its
+// nodeStatusUpdateFrequency, to see what the kubelet's wait for its node status costs the
+// latency step (the e2e-pod node line says so when set).
+func nodeOptions(t *testing.T) NodeOptions {
+	v := os.Getenv("SHIPHOLD_E2E_NODE_STATUS_PERIOD")
+	if v == "" {
+		return NodeOptions{}
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("SHIPHOLD_E2E_NODE_STATUS_PERIOD=%q: want a duration such as 2s", v)
+	}
+	fmt.Printf("e2e-pod node: the kubelet's nodeStatusUpdateFrequency is %s (SHIPHOLD_E2E_NODE_STATUS_PERIOD; default 10s)\n", d)
+	return NodeOptions{NodeStatusPeriod: d}
 }

@@ -67,6 +67,8 @@ type podEnv struct {
 	plugin pluginRunner
 	t      *testing.T
 	emit   func(line string) // a result line that is not "<step>: ok"
+	// callLogs are the controller and node plugins' logs (their "Call done" lines).
+	callLogs func(ctx context.Context) []byte
 }
 
 // podVol is what one backend's steps made.
@@ -79,10 +81,19 @@ type podVol struct {
 	written    map[int]string // slot -> record the volume must hold
 }
 
+// podSteps is $SHIPHOLD_E2E_POD_STEPS (e.g. "latency"): only those steps run, for a quicker
+// look at one; empty (make e2e) runs every step. A step needs the steps before it but
+// latency, which needs none.
+func podSteps() []string { return strings.Fields(os.Getenv("SHIPHOLD_E2E_POD_STEPS")) }
+
 func (e *podEnv) run(ctx context.Context, b *podBackend, report func(label, step string, err error, note string) bool) {
 	v := &podVol{b: b, data: "data-" + b.label, written: map[int]string{}}
 	var blocked, firstFailed string
+	only := podSteps()
 	step := func(name string, f func() (string, error)) {
+		if len(only) > 0 && !slices.Contains(only, name) {
+			return
+		}
 		if blocked != "" {
 			report(b.label, name, fmt.Errorf("not run: %s failed", blocked), "")
 			return
@@ -113,11 +124,16 @@ func (e *podEnv) run(ctx context.Context, b *podBackend, report func(label, step
 		report(b.label, "latency", errors.New("not run: running failed"), "")
 		return
 	}
+	if len(only) > 0 && !slices.Contains(only, "latency") {
+		return
+	}
 	line, err := e.latency(ctx, v.b, 20)
 	if err != nil {
 		report(b.label, "latency", err, "")
 	} else {
-		e.emit(line)
+		for _, l := range strings.Split(line, "\n") {
+			e.emit(l)
+		}
 	}
 }
 
