@@ -23,7 +23,7 @@ func TestComposeServesWhatModeSays(t *testing.T) {
 		driver.ModeNode:       "csi.v1.Identity csi.v1.Node",
 		driver.ModeAll:        "csi.v1.Controller csi.v1.Identity csi.v1.Node",
 	} {
-		d, err := compose(mode, opts)
+		d, err := driver.Compose(mode, opts)
 		if err != nil {
 			t.Fatalf("%s: %v", mode, err)
 		}
@@ -41,10 +41,10 @@ func TestComposeServesWhatModeSays(t *testing.T) {
 	}
 	noName := opts
 	noName.NodeName = ""
-	if _, err := compose(driver.ModeController, noName); err != nil {
+	if _, err := driver.Compose(driver.ModeController, noName); err != nil {
 		t.Errorf("a controller needs no node name: %v", err)
 	}
-	if _, err := compose(driver.ModeNode, noName); err == nil {
+	if _, err := driver.Compose(driver.ModeNode, noName); err == nil {
 		t.Error("a node without a name was composed")
 	}
 }

@@ -138,7 +138,7 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 			}
 		}()
 	}
-	d, err := compose(mode, opts)
+	d, err := driver.Compose(mode, opts)
 	if err != nil {
 		return err
 	}
@@ -151,25 +151,6 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 		}()
 	}
 	return d.Serve(ctx, endpoint)
-}
-
-// compose builds what --mode serves: the controller server unless node, the node server
-// unless controller, each with its share of the options; identity always.
-func compose(mode driver.Mode, opts driver.Options) (*driver.Driver, error) {
-	var cs *driver.ControllerServer
-	var ns *driver.NodeServer
-	var err error
-	if mode != driver.ModeNode {
-		if cs, err = driver.NewControllerServer(opts.ControllerOptions()); err != nil {
-			return nil, err
-		}
-	}
-	if mode != driver.ModeController {
-		if ns, err = driver.NewNodeServer(opts.NodeOptions()); err != nil {
-			return nil, err
-		}
-	}
-	return driver.New(opts, cs, ns)
 }
 
 // nodeAddress is the address an Isilon export must list for this node: the source address

@@ -180,3 +180,22 @@ func Listen(endpoint string) (net.Listener, error) {
 	}
 	return nil, fmt.Errorf("endpoint %q: scheme must be unix:// or tcp://", endpoint)
 }
+
+// Compose builds what mode serves, as cmd/shiphold-csi runs it: the controller server unless
+// node, the node server unless controller, each with its share of the options; identity always.
+func Compose(mode Mode, opts Options) (*Driver, error) {
+	var cs *ControllerServer
+	var ns *NodeServer
+	var err error
+	if mode != ModeNode {
+		if cs, err = NewControllerServer(opts.ControllerOptions()); err != nil {
+			return nil, err
+		}
+	}
+	if mode != ModeController {
+		if ns, err = NewNodeServer(opts.NodeOptions()); err != nil {
+			return nil, err
+		}
+	}
+	return New(opts, cs, ns)
+}

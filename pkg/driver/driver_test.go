@@ -36,7 +36,7 @@ func newFixture(t *testing.T, tenants config.Tenants) *fixture {
 		Tenants:  tenants,
 	}
 	f := &fixture{rbd: newFake("ceph-rbd", "rbd"), nfs: newFake("isilon", "isilon"), stager: &fakeStager{staged: map[string]string{}}, mnt: mount.NewFakeMounter(nil)}
-	d, err := compose(ModeAll, Options{Kinds: registry.Kinds(),
+	d, err := Compose(ModeAll, Options{Kinds: registry.Kinds(),
 		Name: "shiphold.csi.io", Version: "test", NodeName: "node1", NodeAddress: "10.0.0.5", Config: cfg,
 		Controllers: map[string]backend.Controller{"ceph-rbd": f.rbd, "isilon": fakePublisher{f.nfs}},
 		Stagers:     map[string]backend.Stager{"ceph-rbd": f.stager, "isilon": f.stager},

@@ -26,7 +26,7 @@ func newKindFixture(t *testing.T, kind string) *kindFixture {
 	t.Helper()
 	name := "b-" + kind
 	fake := newFake(name, kind)
-	d, err := compose(ModeAll, Options{Kinds: registry.Kinds(),
+	d, err := Compose(ModeAll, Options{Kinds: registry.Kinds(),
 		Name: "shiphold.csi.io", Version: "test", NodeName: "node1", NodeAddress: "10.0.0.5",
 		Config:      &config.Config{Backends: []config.Backend{{Name: name, Kind: kind}}},
 		Controllers: map[string]backend.Controller{name: fake},
@@ -166,7 +166,7 @@ func TestNodeExpandWithoutStagingPathByKind(t *testing.T) {
 func TestNewRefusesKindsItDoesNotServe(t *testing.T) {
 	opts := modeOptions(ModeController)
 	opts.Config.Backends[0].Kind = "lustre"
-	if _, err := compose(ModeController, opts); err == nil || err.Error() != `backend "ceph-rbd": the driver serves no kind "lustre"` {
+	if _, err := Compose(ModeController, opts); err == nil || err.Error() != `backend "ceph-rbd": the driver serves no kind "lustre"` {
 		t.Fatalf("New: %v", err)
 	}
 }

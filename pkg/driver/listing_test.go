@@ -139,7 +139,7 @@ type unpaged struct{ backend.Controller }
 func TestListVolumesBackendsInIDOrder(t *testing.T) {
 	cfg := &config.Config{Backends: []config.Backend{{Name: "ceph", Kind: "rbd"}, {Name: "ceph-2", Kind: "rbd"}}}
 	fakes := map[string]backend.Controller{"ceph": newFake("ceph", "rbd"), "ceph-2": newFake("ceph-2", "rbd")}
-	d, err := compose(ModeController, Options{Kinds: registry.Kinds(), Name: "shiphold.csi.io", Version: "test", Config: cfg, Controllers: fakes})
+	d, err := Compose(ModeController, Options{Kinds: registry.Kinds(), Name: "shiphold.csi.io", Version: "test", Config: cfg, Controllers: fakes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,24 +17,6 @@ import (
 	"github.com/shiphold/shiphold/pkg/config"
 )
 
-// compose builds the plugin for mode as cmd/shiphold-csi does.
-func compose(mode Mode, opts Options) (*Driver, error) {
-	var cs *ControllerServer
-	var ns *NodeServer
-	var err error
-	if mode != ModeNode {
-		if cs, err = NewControllerServer(opts.ControllerOptions()); err != nil {
-			return nil, err
-		}
-	}
-	if mode != ModeController {
-		if ns, err = NewNodeServer(opts.NodeOptions()); err != nil {
-			return nil, err
-		}
-	}
-	return New(opts, cs, ns)
-}
-
 // modeOptions are a plugin's options with one rbd backend, its sides set as mode needs.
 func modeOptions(mode Mode) Options {
 	o := Options{Kinds: registry.Kinds(), Name: "shiphold.csi.io", Version: "test", NodeName: "node1", NodeAddress: "10.0.0.5",
@@ -61,7 +43,7 @@ func TestModesServeTheirServices(t *testing.T) {
 		{ModeAll, "csi.v1.Controller csi.v1.Identity csi.v1.Node", true},
 	} {
 		t.Run(string(tc.mode), func(t *testing.T) {
-			d, err := compose(tc.mode, modeOptions(tc.mode))
+			d, err := Compose(tc.mode, modeOptions(tc.mode))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,14 +90,14 @@ func TestModesNeedTheirSides(t *testing.T) {
 		{"no stager", ModeAll, noStager, `backend "ceph-rbd" has no node stager`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := compose(tc.mode, tc.opts); err == nil || err.Error() != tc.want {
+			if _, err := Compose(tc.mode, tc.opts); err == nil || err.Error() != tc.want {
 				t.Fatalf("New: %v, want %q", err, tc.want)
 			}
 		})
 	}
 	ctrlOnly := modeOptions(ModeController)
 	ctrlOnly.NodeName = ""
-	if _, err := compose(ModeController, ctrlOnly); err != nil {
+	if _, err := Compose(ModeController, ctrlOnly); err != nil {
 		t.Fatalf("a controller needs no node name: %v", err)
 	}
 }
@@ -132,7 +114,7 @@ func TestOnlyControllersProbeBackends(t *testing.T) {
 			var probes atomic.Int32
 			opts.ProbeInterval = 10 * time.Millisecond
 			opts.OnProbe = func(string, string, error) { probes.Add(1) }
-			d, err := compose(tc.mode, opts)
+			d, err := Compose(tc.mode, opts)
 			if err != nil {
 				t.Fatal(err)
 			}

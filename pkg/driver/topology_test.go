@@ -24,7 +24,7 @@ func newTopologyFixture(t *testing.T, nodeLabels map[string]string) *fixture {
 		{Name: "isilon", Kind: "isilon", Topology: &config.Topology{NodeSelector: map[string]string{"example.com/platform": "bare-metal"}}},
 	}}
 	f := &fixture{rbd: newFake("ceph-rbd", "rbd"), nfs: newFake("isilon", "isilon"), stager: &fakeStager{staged: map[string]string{}}, mnt: mount.NewFakeMounter(nil)}
-	d, err := compose(ModeAll, Options{Kinds: registry.Kinds(),
+	d, err := Compose(ModeAll, Options{Kinds: registry.Kinds(),
 		Name: "shiphold.csi.io", Version: "test", NodeName: "node1", NodeAddress: "10.0.0.5",
 		NodeLabels: nodeLabels, Config: cfg,
 		Controllers: map[string]backend.Controller{"ceph-rbd": f.rbd, "isilon": fakePublisher{f.nfs}},

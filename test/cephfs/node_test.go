@@ -29,7 +29,7 @@ func needRoot(t *testing.T) {
 }
 
 func (e *env) driver(t *testing.T) *driver.Driver {
-	d, err := harness.Compose(driver.ModeAll, driver.Options{Kinds: registry.Kinds(),
+	d, err := driver.Compose(driver.ModeAll, driver.Options{Kinds: registry.Kinds(),
 		Name: "shiphold.test", Version: "test", NodeName: "node1", NodeAddress: "127.0.0.1",
 		Config:      &config.Config{Backends: []config.Backend{*e.cfg}},
 		Controllers: map[string]backend.Controller{e.cfg.Name: e.ctrl},

@@ -191,7 +191,7 @@ func StartDriverWith(t testing.TB, cfg *config.Config, mode driver.Mode, adjust 
 	if adjust != nil {
 		adjust(&opts)
 	}
-	d, err := Compose(mode, opts)
+	d, err := driver.Compose(mode, opts)
 	if err != nil {
 		b.Close()
 		t.Fatal(err)
@@ -228,25 +228,6 @@ func StartDriverWith(t testing.TB, cfg *config.Config, mode driver.Mode, adjust 
 		os.RemoveAll(dir)
 	})
 	return &Driver{Endpoint: "unix://" + sock, Socket: sock, Driver: d, Conn: conn}
-}
-
-// Compose builds what mode serves, as cmd/shiphold-csi does: the controller server unless
-// node, the node server unless controller; identity always.
-func Compose(mode driver.Mode, opts driver.Options) (*driver.Driver, error) {
-	var cs *driver.ControllerServer
-	var ns *driver.NodeServer
-	var err error
-	if mode != driver.ModeNode {
-		if cs, err = driver.NewControllerServer(opts.ControllerOptions()); err != nil {
-			return nil, err
-		}
-	}
-	if mode != driver.ModeController {
-		if ns, err = driver.NewNodeServer(opts.NodeOptions()); err != nil {
-			return nil, err
-		}
-	}
-	return driver.New(opts, cs, ns)
 }
 
 // Controller and Node are gRPC clients of the in-process driver.

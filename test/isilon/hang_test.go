@@ -85,7 +85,7 @@ func TestNodeCallsOnADeadNFSServerAreBounded(t *testing.T) {
 	dead := &deadNFS{Interface: mount.New(""), t: t}
 	stg.Mounter = dead
 	stg.CallTimeout = time.Second
-	d, err := harness.Compose(driver.ModeNode, driver.Options{Kinds: registry.Kinds(), Name: "shiphold.test", Version: "test", NodeName: "n1", NodeAddress: "127.0.0.1",
+	d, err := driver.Compose(driver.ModeNode, driver.Options{Kinds: registry.Kinds(), Name: "shiphold.test", Version: "test", NodeName: "n1", NodeAddress: "127.0.0.1",
 		Config: &config.Config{Backends: []config.Backend{cfg}}, Stagers: map[string]backend.Stager{"isi": stg}, MountCallTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
-	"github.com/shiphold/shiphold/test/harness"
 )
 
 // plugin starts a node plugin as a restart would: a new driver over a new stager, with
@@ -29,7 +28,7 @@ func (c *cluster) plugin(t *testing.T) *driver.Driver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := harness.Compose(driver.ModeNode, driver.Options{Kinds: registry.Kinds(), Name: "shiphold.test", Version: "test", NodeName: "node-1", NodeAddress: "127.0.0.1",
+	d, err := driver.Compose(driver.ModeNode, driver.Options{Kinds: registry.Kinds(), Name: "shiphold.test", Version: "test", NodeName: "node-1", NodeAddress: "127.0.0.1",
 		Config: &config.Config{Backends: []config.Backend{*c.backend}}, Stagers: map[string]backend.Stager{c.backend.Name: s}})
 	if err != nil {
 		t.Fatal(err)
