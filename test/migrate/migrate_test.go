@@ -92,6 +92,7 @@ func TestMigrate(t *testing.T) {
 		{"DirectoryToIsilon", testDirectoryToIsilon},
 		{"BulkPassReadsASnapshot", testBulkPassReadsASnapshot},
 		{"RBDBulkPassReadsASnapshot", testRBDBulkPassReadsASnapshot},
+		{"IsilonBulkPassReadsASnapshot", testIsilonBulkPassReadsASnapshot},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
