@@ -93,6 +93,7 @@ func TestMigrate(t *testing.T) {
 		{"BulkPassReadsASnapshot", testBulkPassReadsASnapshot},
 		{"RBDBulkPassReadsASnapshot", testRBDBulkPassReadsASnapshot},
 		{"IsilonBulkPassReadsASnapshot", testIsilonBulkPassReadsASnapshot},
+		{"ReadBackFromRADOS", testReadBackFromRADOS},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
