@@ -70,10 +70,12 @@ func perFile(files int, f func()) float64 {
 }
 
 // shipholdctlTime migrates dir to a new CephFS volume; the time includes creating the
-// volume, mounting, copying and the verification that reads everything back.
+// volume, mounting, copying and the verification that reads everything back. Each run has
+// a tenant of its own: a run into an earlier run's target would replace its files.
 func (s *stack) shipholdctlTime(t *testing.T, bin, dir string) (time.Duration, *result) {
+	s.runs++
 	start := time.Now()
-	r := s.migrateBin(bin, "migrate", "--config", s.cfgFile, "--from", dir, "--tenant", s.tenant, "--size", "4Gi",
+	r := s.migrateBin(bin, "migrate", "--config", s.cfgFile, "--from", dir, "--tenant", fmt.Sprintf("%s-%d", s.tenant, s.runs), "--size", "4Gi",
 		"--to", cephfsBackend, "--state-dir", t.TempDir(), "--progress", "none")
 	took := time.Since(start)
 	res := r.must(t, "shipholdctl migrate "+dir)

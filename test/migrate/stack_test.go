@@ -83,6 +83,7 @@ type stack struct {
 	*shared
 	t      *testing.T
 	tenant string
+	runs   int // the bench's shipholdctl runs, each into a tenant of its own
 }
 
 const (
