@@ -343,7 +343,7 @@ func (m *migration) copy(ctx context.Context, src, dst *endpoint.Side) (*migrate
 	}
 	return migrate.Run(ctx, migrate.Options{Source: src.FS, Target: dst.FS, Verify: dst.Verify,
 		StateDir: filepath.Join(m.f.stateDir, "journal"), Pair: m.src.key + " -> " + targetName,
-		Final: m.f.final, Parallel: m.f.parallel, BytesPerSecond: bw, VerifyMode: verify,
+		Final: m.f.final, SourceRenumbers: src.Renumbers, Parallel: m.f.parallel, BytesPerSecond: bw, VerifyMode: verify,
 		DryRun: m.f.dryRun, Unrepresentable: policy, Progress: p})
 }
 

@@ -273,7 +273,7 @@ func (e *engine) dirMeta(n *Node) error {
 
 func (e *engine) finish(n *Node, digest string) {
 	e.j.Finish(Record{Path: n.Path, Ino: n.Attr.Ino, Type: n.Attr.Type, Size: n.Attr.Size,
-		Mtime: n.Attr.Mtime, Ctime: n.Attr.Ctime, Digest: digest})
+		Mtime: n.Attr.Mtime, Ctime: n.Attr.Ctime, Digest: digest, Renumbered: e.o.SourceRenumbers})
 }
 
 // applyMeta makes the target's xattrs the source's, then owner, mode and times together

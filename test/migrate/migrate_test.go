@@ -117,8 +117,8 @@ func testIsilonToCephFS(t *testing.T, s *stack) {
 	}
 	state := t.TempDir()
 	// Both passes read live: the simulator's snapshots renumber files (see its README), so
-	// the final pass after a snapshot bulk pass copies everything again (its rename and
-	// size checks below mean a live bulk pass; IsilonBulkPassReadsASnapshot reads one).
+	// a final pass after a snapshot bulk pass cannot tell renames (the rename checks below
+	// mean a live bulk pass; IsilonBulkPassReadsASnapshot reads a snapshot).
 	args := s.args(src.ID.String(), state, "--to", cephfsBackend, "--snapshot", "never")
 	res := s.migrate(args...).must(t, "migrate Isilon -> CephFS")
 	t.Logf("Isilon -> CephFS: %s", summary(res))

@@ -38,7 +38,10 @@ type Side struct {
 	Bytes int64
 	// Snapshot names the snapshot a source is read from; "" when it is read live.
 	Snapshot string
-	closers  []func() error
+	// Renumbers: the snapshot may show files under fileids of their own (a OneFS snapshot
+	// over NFS; the simulator's do), so the engine recognises copies by size and mtime.
+	Renumbers bool
+	closers   []func() error
 }
 
 // Close releases what opening took (mounts, stagings, export grants), last first.
@@ -256,7 +259,11 @@ func (env *Env) openIsilon(ctx context.Context, ctrl backend.Controller, vol *ba
 		return env.openIsilonAt(ctx, ctrl, vol, role, nil)
 	}
 	return env.fromSnapshot(ctx, ctrl, vol, func(snap *backend.Snapshot) (*Side, error) {
-		return env.openIsilonAt(ctx, ctrl, vol, role, &snap.ID)
+		s, err := env.openIsilonAt(ctx, ctrl, vol, role, &snap.ID)
+		if s != nil {
+			s.Renumbers = true
+		}
+		return s, err
 	})
 }
 
