@@ -87,7 +87,7 @@ Exit codes: 0 identical, 1 error, 2 usage, 3 unrepresentable entries (nothing co
 	fl.StringVar(&f.nodeAddress, "node-address", "", "this host's address as the NFS server sees it (Isilon export grant)")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --pvc and --cutover")
 	fl.StringVar(&f.bwlimit, "bwlimit", "", "cap reading the source, e.g. 100M (bytes per second)")
-	fl.StringVar(&f.snapshot, "snapshot", "auto", "auto: the bulk pass reads a snapshot of a source volume taken for the run (CephFS; RBD through a clone of it), removed after; never: read live")
+	fl.StringVar(&f.snapshot, "snapshot", "auto", "auto: the bulk pass reads a snapshot of a source volume taken for the run (CephFS; RBD through a clone of it; Isilon at <export>/.snapshot/<name>), removed after; never: read live")
 	fl.BoolVar(&f.final, "final", false, "the incremental pass after the application stopped")
 	fl.BoolVar(&f.cutover, "cutover", false, "after a clean final pass, re-bind the PVC to the new volume (needs --pvc)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan and what cannot be represented; change nothing")
@@ -334,7 +334,7 @@ func (m *migration) copy(ctx context.Context, src, dst *endpoint.Side) (*migrate
 	if src.Snapshot != "" {
 		fmt.Fprintf(m.stderr, "source: snapshot %s\n", src.Snapshot)
 	} else if m.env.Snapshot {
-		fmt.Fprintln(m.stderr, "source: live (this source has no snapshot a reader can open: Isilon, a PVC's NFS PV, a location)")
+		fmt.Fprintln(m.stderr, "source: live (this source has no snapshot a reader can open: a PVC's NFS PV, a location)")
 	} else {
 		fmt.Fprintln(m.stderr, "source: live")
 	}
@@ -343,7 +343,7 @@ func (m *migration) copy(ctx context.Context, src, dst *endpoint.Side) (*migrate
 	}
 	return migrate.Run(ctx, migrate.Options{Source: src.FS, Target: dst.FS, Verify: dst.Verify,
 		StateDir: filepath.Join(m.f.stateDir, "journal"), Pair: m.src.key + " -> " + targetName,
-		Final: m.f.final, Parallel: m.f.parallel, BytesPerSecond: bw, VerifyMode: verify,
+		Final: m.f.final, SourceRenumbers: src.Renumbers, Parallel: m.f.parallel, BytesPerSecond: bw, VerifyMode: verify,
 		DryRun: m.f.dryRun, Unrepresentable: policy, Progress: p})
 }
 

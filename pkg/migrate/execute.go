@@ -181,17 +181,20 @@ func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
 	defer putBuf(buf)
 	d := NewDigest(n.Attr.Size)
 	var written int64
+	ew := &extentWriter{Writer: w}
 	err = readChunks(r, n.Attr.Size, buf, e.limit.wait, func(off int64, data []byte, zero bool) error {
 		d.Add(data, zero)
 		e.p.addBytes(int64(len(data)))
 		if zero {
 			return nil
 		}
-		n, err := writeNonZero(w, data, off)
+		n, err := writeNonZero(ew, data, off)
 		written += n
 		return err
 	})
-	if err == nil {
+	// The file was created empty: only a hole at its end needs the size set (on CephFS
+	// a truncate can cost a metadata server request).
+	if err == nil && ew.end != n.Attr.Size {
 		err = w.Truncate(n.Attr.Size)
 	}
 	if cerr := w.Close(); err == nil {
@@ -205,6 +208,18 @@ func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
 		return "", written, Attr{}, fmt.Errorf("copy %q: %w", n.Path, err)
 	}
 	return d.Sum(), written, after, nil
+}
+
+// extentWriter remembers where the data written so far ends.
+type extentWriter struct {
+	Writer
+	end int64
+}
+
+func (w *extentWriter) WriteAt(p []byte, off int64) (int, error) {
+	n, err := w.Writer.WriteAt(p, off)
+	w.end = max(w.end, off+int64(n))
+	return n, err
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, ioSize); return &b }}
@@ -258,7 +273,7 @@ func (e *engine) dirMeta(n *Node) error {
 
 func (e *engine) finish(n *Node, digest string) {
 	e.j.Finish(Record{Path: n.Path, Ino: n.Attr.Ino, Type: n.Attr.Type, Size: n.Attr.Size,
-		Mtime: n.Attr.Mtime, Ctime: n.Attr.Ctime, Digest: digest})
+		Mtime: n.Attr.Mtime, Ctime: n.Attr.Ctime, Digest: digest, Renumbered: e.o.SourceRenumbers})
 }
 
 // applyMeta makes the target's xattrs the source's, then owner, mode and times together

@@ -158,6 +158,13 @@ type FS interface {
 	Close() error
 }
 
+// StoredReader is a target that reads a file's data back from where its storage keeps it
+// (CephFS: the RADOS objects), past every client cache, once Sync has returned. ok is false
+// for a file it does not read that way: Open on the verification reader reads it.
+type StoredReader interface {
+	OpenStored(path string, size int64) (r Reader, ok bool, err error)
+}
+
 // Limits is what a storage can represent; the pre-flight scan checks the source against
 // the target's.
 type Limits struct {

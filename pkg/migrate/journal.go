@@ -24,6 +24,8 @@ type Record struct {
 	Mtime  Timespec `json:"m"`
 	Ctime  Timespec `json:"c"`
 	Digest string   `json:"h,omitempty"`
+	// Renumbered: Ino is a number the source showed only for this pass (Options.SourceRenumbers).
+	Renumbered bool `json:"r,omitempty"`
 }
 
 // Journal operations.

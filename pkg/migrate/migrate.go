@@ -44,7 +44,11 @@ type Options struct {
 	Pair     string
 	// Final is the pass after the application stopped: files that change while read are
 	// errors rather than left for a later pass.
-	Final           bool
+	Final bool
+	// SourceRenumbers says the source shows its files under numbers of its own (a
+	// snapshot whose fileids are not the live files'): what is copied from it is recognised
+	// later by type, size and mtime, as rsync does, not by inode number.
+	SourceRenumbers bool
 	Parallel        int
 	BytesPerSecond  int64
 	VerifyMode      VerifyMode

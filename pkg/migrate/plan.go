@@ -104,10 +104,12 @@ func (e *engine) plan(ctx context.Context) (*plan, error) {
 }
 
 // trusted returns the journal record of p when the target holds, at p, a finished copy
-// of the same source inode.
+// of the same source inode (of the same size and mtime, for a record of a renumbering
+// source, unless hard links make the inode's identity matter).
 func (e *engine) trusted(p string, s *Node) (*Record, bool) {
 	r, t := e.j.Done(p), e.dst.Nodes[p]
-	ok := r != nil && t != nil && r.Ino == s.Attr.Ino && r.Type == s.Attr.Type && t.Attr.Type == s.Attr.Type
+	ok := r != nil && t != nil && r.Type == s.Attr.Type && t.Attr.Type == s.Attr.Type &&
+		(r.Ino == s.Attr.Ino || r.Renumbered && s.Attr.Nlink <= 1 && r.Size == s.Attr.Size && r.Mtime == s.Attr.Mtime)
 	return r, ok
 }
 

@@ -154,7 +154,7 @@ type inlineVerify struct {
 	queued map[uint64]bool // source inodes queued: a hard link's other names are not read again
 	wg     sync.WaitGroup
 	mu     sync.Mutex
-	ok     map[uint64]string // source inode -> digest read back and matched
+	ok     map[uint64]string // source inode -> digest read back and matched, or "failed <digest>"
 	diffs  diffList
 }
 
@@ -200,8 +200,10 @@ func (v *inlineVerify) check(r *Record) {
 	got, err := v.e.digestTarget(&Node{Path: r.Path, Attr: Attr{Type: TypeRegular, Size: r.Size}})
 	switch {
 	case err != nil:
+		v.failed(r)
 		v.diffs.add(r.Path, "content", "readable", err.Error())
 	case got != r.Digest:
+		v.failed(r)
 		v.diffs.add(r.Path, "content", "sha256-chunks "+r.Digest[:16], "sha256-chunks "+got[:16])
 	default:
 		v.mu.Lock()
@@ -212,6 +214,13 @@ func (v *inlineVerify) check(r *Record) {
 	}
 }
 
+// failed records a file found different, so the verification does not report it again.
+func (v *inlineVerify) failed(r *Record) {
+	v.mu.Lock()
+	v.ok[r.Ino] = "failed " + r.Digest
+	v.mu.Unlock()
+}
+
 func (v *inlineVerify) stop() {
 	if v != nil {
 		close(v.queue)
@@ -220,7 +229,7 @@ func (v *inlineVerify) stop() {
 }
 
 // checked reports whether the file (any of its names) was read back while copying, with
-// the journal's digest.
+// the journal's digest, or found different then.
 func (v *inlineVerify) checked(r *Record) bool {
 	if v == nil {
 		return false
@@ -228,7 +237,7 @@ func (v *inlineVerify) checked(r *Record) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	d, ok := v.ok[r.Ino]
-	return ok && d == r.Digest
+	return ok && (d == r.Digest || d == "failed "+r.Digest)
 }
 
 // verifyContent reads each target inode once and compares its digest with the journal's;
@@ -288,7 +297,7 @@ func (e *engine) digestTarget(t *Node) (string, error) {
 }
 
 func (e *engine) readTarget(t *Node) (string, error) {
-	r, err := e.o.Verify.Open(t.Path)
+	r, err := e.openTarget(t)
 	if err != nil {
 		return "", err
 	}
@@ -305,4 +314,16 @@ func (e *engine) readTarget(t *Node) (string, error) {
 		return "", err
 	}
 	return d.Sum(), nil
+}
+
+// openTarget opens a file for reading back: from the storage itself where the target can
+// (no metadata server open, no capability recalled from the writer), else through the
+// verification reader.
+func (e *engine) openTarget(t *Node) (Reader, error) {
+	if sr, ok := e.o.Target.(StoredReader); ok {
+		if r, ok, err := sr.OpenStored(t.Path, t.Attr.Size); err != nil || ok {
+			return r, err
+		}
+	}
+	return e.o.Verify.Open(t.Path)
 }

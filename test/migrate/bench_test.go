@@ -1,6 +1,7 @@
 package migratetest
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"os"
@@ -46,11 +47,35 @@ func benchTree(t *testing.T, dir string) (small, large string, files int, largeB
 	return small, large, files, largeBytes
 }
 
+// mdsRequests is how many client requests the MDS has handled: a figure of the metadata
+// work a copy costs that the machine's load does not blur (0 when the MDS cannot be asked).
+func mdsRequests() float64 {
+	out, err := exec.Command("ceph", "tell", "mds.0", "perf", "dump", "mds_server").Output()
+	var d struct {
+		Server struct {
+			Requests float64 `json:"handle_client_request"`
+		} `json:"mds_server"`
+	}
+	if err != nil || json.Unmarshal(out, &d) != nil {
+		return 0
+	}
+	return d.Server.Requests
+}
+
+// perFile runs f and returns the MDS requests it caused per file.
+func perFile(files int, f func()) float64 {
+	before := mdsRequests()
+	f()
+	return (mdsRequests() - before) / float64(files)
+}
+
 // shipholdctlTime migrates dir to a new CephFS volume; the time includes creating the
-// volume, mounting, copying and the verification that reads everything back.
-func (s *stack) shipholdctlTime(t *testing.T, dir string) (time.Duration, *result) {
+// volume, mounting, copying and the verification that reads everything back. Each run has
+// a tenant of its own: a run into an earlier run's target would replace its files.
+func (s *stack) shipholdctlTime(t *testing.T, bin, dir string) (time.Duration, *result) {
+	s.runs++
 	start := time.Now()
-	r := s.migrate("migrate", "--config", s.cfgFile, "--from", dir, "--tenant", s.tenant, "--size", "4Gi",
+	r := s.migrateBin(bin, "migrate", "--config", s.cfgFile, "--from", dir, "--tenant", fmt.Sprintf("%s-%d", s.tenant, s.runs), "--size", "4Gi",
 		"--to", cephfsBackend, "--state-dir", t.TempDir(), "--progress", "none")
 	took := time.Since(start)
 	res := r.must(t, "shipholdctl migrate "+dir)
@@ -87,12 +112,29 @@ func TestMigrateBench(t *testing.T) {
 	}
 	s := newStack(t)
 	small, large, files, bytes := benchTree(t, t.TempDir())
-	tSmall, rSmall := s.shipholdctlTime(t, small)
-	tLarge, rLarge := s.shipholdctlTime(t, large)
-	rsSmall := s.rsyncTime(t, small, "rsync-small")
-	rsLarge := s.rsyncTime(t, large, "rsync-large")
 	mb := func(d time.Duration) float64 { return float64(bytes) / 1e6 / d.Seconds() }
 	fps := func(d time.Duration) float64 { return float64(files) / d.Seconds() }
+	// SHIPHOLD_BENCH_BASELINE names another shipholdctl build (an older commit's) timed in
+	// the same run, between this one's passes, so that a busy machine loads both alike.
+	base := os.Getenv("SHIPHOLD_BENCH_BASELINE")
+	var bSmall, bLarge, tSmall, tLarge, rsSmall time.Duration
+	var bReqs float64
+	if base != "" {
+		bReqs = perFile(files, func() { bSmall, _ = s.shipholdctlTime(t, base, small) })
+	}
+	var rSmall, rLarge *result
+	reqs := perFile(files, func() { tSmall, rSmall = s.shipholdctlTime(t, shipholdctl, small) })
+	if base != "" {
+		bLarge, _ = s.shipholdctlTime(t, base, large)
+	}
+	tLarge, rLarge = s.shipholdctlTime(t, shipholdctl, large)
+	rsReqs := perFile(files, func() { rsSmall = s.rsyncTime(t, small, "rsync-small") })
+	rsLarge := s.rsyncTime(t, large, "rsync-large")
+	fmt.Printf("bench migrate mds: requests/file shipholdctl=%.2f rsync=%.2f\n", reqs, rsReqs)
+	if base != "" {
+		fmt.Printf("bench migrate baseline %s: MB/s=%.1f files/s=%.0f ratio=%.1f mds_requests/file=%.2f (this build: MB/s=%.1f files/s=%.0f ratio=%.1f)\n",
+			base, mb(bLarge), fps(bSmall), fps(bSmall)/fps(rsSmall), bReqs, mb(tLarge), fps(tSmall), fps(tSmall)/fps(rsSmall))
+	}
 	fmt.Printf("bench migrate small: %d files shipholdctl %.1fs (copy %.1fs verify %.1fs) rsync %.1fs\n",
 		files, tSmall.Seconds(), rSmall.Result.CopyTime, rSmall.Result.VerifyTime, rsSmall.Seconds())
 	fmt.Printf("bench migrate large: %d MB shipholdctl %.1fs (copy %.1fs verify %.1fs) rsync %.1fs; MB/s ratio=%.1f\n",

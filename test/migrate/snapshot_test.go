@@ -59,6 +59,26 @@ func testRBDBulkPassReadsASnapshot(t *testing.T, s *stack) {
 	}
 }
 
+// testIsilonBulkPassReadsASnapshot is the same for an Isilon source: the bulk pass reads a
+// OneFS snapshot over NFSv3 at <export>/.snapshot/<name> while the site (writing to the
+// simulator's directory) changes the live tree.
+func testIsilonBulkPassReadsASnapshot(t *testing.T, s *stack) {
+	src := s.volume(isilonBackend, "site-snap-legacy", 2<<30)
+	s.bulkPassReadsSnapshot(src)
+	if left, _ := filepath.Glob(filepath.Join(s.sim.Root, ".snapshot", "*")); len(left) > 0 {
+		t.Fatalf("snapshot data left on the array: %v", left)
+	}
+}
+
+// siteDir is the directory the site writes its volume through (the simulator's own for
+// Isilon, a node plugin staging for Ceph); stop ends the site's access.
+func (s *stack) siteDir(v *backend.Volume) (dir string, stop func()) {
+	if v.ID.Backend == isilonBackend {
+		return s.isilonDir(v), func() {}
+	}
+	return s.stage(v, false)
+}
+
 func (s *stack) bulkPassReadsSnapshot(src *backend.Volume) {
 	t := s.t
 	ctrl := s.b.Controllers[src.ID.Backend]
@@ -68,7 +88,13 @@ func (s *stack) bulkPassReadsSnapshot(src *backend.Volume) {
 	if _, err := ctrl.CreateSnapshot(ctxT(t), src.ID, snapName, nil, nil); err != nil {
 		t.Fatalf("the stale snapshot of a killed run: %v", err)
 	}
-	dir, unstage := s.stage(src, false)
+	dir, unstage := s.siteDir(src)
+	// NFSv3 carries no xattrs; the final pass reads live files the site just wrote (the NFS
+	// server moves their atimes as it serves them).
+	bulk, final := treecheck.Compare{}, treecheck.Compare{}
+	if src.ID.Backend == isilonBackend {
+		bulk, final = treecheck.Compare{NoXattrs: true}, treecheck.Compare{NoXattrs: true, NoAtimes: true}
+	}
 	spec := treecheck.Spec{SmallFiles: 300, Dirs: 10, LargeFiles: []int64{24 << 20}, SparseSize: 64 << 20, Seed: 19}
 	if err := treecheck.Build(dir, spec); err != nil {
 		t.Fatal(err)
@@ -90,12 +116,12 @@ func (s *stack) bulkPassReadsSnapshot(src *backend.Volume) {
 	args := s.args(src.ID.String(), state, "--to", cephfsBackend)
 	r := s.migrateWith([]string{"SHIPHOLDCTL_TEST_AFTER_SOURCE_OPEN=" + hook}, args...)
 	res := r.must(t, "bulk pass from a snapshot")
+	t.Logf("bulk pass (snapshot %s): %s", snapName, summary(res))
+	target := s.targetOf(res)
+	s.same(target, want, bulk)
 	if !strings.Contains(r.stderr, "source: snapshot "+snapName) {
 		t.Fatalf("the bulk pass did not say it read snapshot %s:\n%s", snapName, tail(r.stderr, 10))
 	}
-	t.Logf("bulk pass (snapshot %s): %s", snapName, summary(res))
-	target := s.targetOf(res)
-	s.same(target, want, treecheck.Compare{})
 	if snaps, err := ctrl.ListSnapshots(ctxT(t), &src.ID); err != nil || len(snaps) != 0 {
 		t.Fatalf("snapshots of the source after the bulk pass: %v (%v), want none", snaps, err)
 	}
@@ -114,10 +140,18 @@ func (s *stack) bulkPassReadsSnapshot(src *backend.Volume) {
 		t.Fatalf("the final pass did not read live:\n%s", tail(r.stderr, 10))
 	}
 	t.Logf("final pass (live): %s", summary(res))
-	s.same(target, changed, treecheck.Compare{})
+	s.same(target, changed, final)
 	// ext4 may give the new file the removed one's inode: the engine then renames it.
-	if res.Result.Removed+res.Result.Renamed < 2 || res.Result.Renamed < 1 || res.Result.Copied.Files < 2 {
+	if res.Result.Removed+res.Result.Renamed < 2 || res.Result.Copied.Files < 2 {
 		t.Fatalf("the final pass did not carry the changes: %s", summary(res))
+	}
+	// The simulator's snapshot is a copy with inode numbers of its own (see its README): the
+	// final pass cannot tell a rename there, but copies again only what changed.
+	if src.ID.Backend != isilonBackend && res.Result.Renamed < 1 {
+		t.Fatalf("the final pass did not rename: %s", summary(res))
+	}
+	if res.Result.Copied.Files > 10 {
+		t.Fatalf("the final pass copied %d files again, want only the few that changed: %s", res.Result.Copied.Files, summary(res))
 	}
 	if snaps, err := ctrl.ListSnapshots(context.Background(), &src.ID); err != nil || len(snaps) != 0 {
 		t.Fatalf("snapshots left: %v (%v)", snaps, err)

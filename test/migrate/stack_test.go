@@ -83,6 +83,7 @@ type stack struct {
 	*shared
 	t      *testing.T
 	tenant string
+	runs   int // the bench's shipholdctl runs, each into a tenant of its own
 }
 
 const (
@@ -234,7 +235,13 @@ func (s *stack) args(source string, stateDir string, extra ...string) []string {
 // migrate runs shipholdctl to completion.
 func (s *stack) migrate(args ...string) *run {
 	s.t.Helper()
-	cmd := exec.Command(shipholdctl, args...)
+	return s.migrateBin(shipholdctl, args...)
+}
+
+// migrateBin runs a shipholdctl binary to completion.
+func (s *stack) migrateBin(bin string, args ...string) *run {
+	s.t.Helper()
+	cmd := exec.Command(bin, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -663,10 +663,8 @@ type copier struct {
 	root             *os.Root
 	merge, overwrite bool
 	cont             bool
-	preserveTimes    bool // snapshots keep mtimes, so later changes can be told apart
 	delay            time.Duration
 	stop             <-chan struct{}
-	skip             func(rel string) bool
 	srcIfs, dstIfs   string // for messages
 	errs             []copyError
 	stopped          bool
@@ -691,7 +689,7 @@ func (c *copier) run(src, dst string) []copyError {
 }
 
 func (c *copier) copy(src, dst, srcIfs, dstIfs string) {
-	if c.stopped || (c.skip != nil && c.skip(src)) {
+	if c.stopped {
 		return
 	}
 	fi, err := c.root.Lstat(src)
@@ -725,9 +723,6 @@ func (c *copier) copy(src, dst, srcIfs, dstIfs string) {
 		}
 	case fi.Mode().IsRegular():
 		c.copyFile(src, dst, srcIfs, dstIfs, fi)
-	}
-	if c.preserveTimes && fi.Mode()&fs.ModeSymlink == 0 {
-		_ = c.root.Chtimes(dst, fi.ModTime(), fi.ModTime())
 	}
 }
 

@@ -970,3 +970,70 @@ func TestExportsPerAccessZone(t *testing.T) {
 		t.Fatalf("zoneA's export by ID from System: %d, want 404", code)
 	}
 }
+
+// TestSnapshotKeepsTheTreeAndIsServedBelowTheExport: a snapshot shows the tree as it was,
+// setuid bits, hard links, extended attributes and times included, and the NFS exports
+// serve it read-only at <export path>/.snapshot/<name> until it is deleted.
+func TestSnapshotKeepsTheTreeAndIsServedBelowTheExport(t *testing.T) {
+	var mu sync.Mutex
+	var last []Export
+	s, url := newSim(t, func(o *Options) {
+		o.OnExportsChanged = func(e []Export) error {
+			mu.Lock()
+			last = e
+			mu.Unlock()
+			return nil
+		}
+	})
+	dir := filepath.Join(s.Root(), "data/csi/site")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "prog")
+	when := time.Unix(1_600_000_000, 123456789)
+	steps := []error{os.WriteFile(f, []byte("v1"), 0o755), syscall.Chmod(f, 0o4755),
+		os.Link(f, filepath.Join(dir, "prog-link")), syscall.Setxattr(f, "user.site", []byte("kept"), 0), os.Chtimes(f, when, when)}
+	for i, err := range steps {
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	if st, _, b := rawDo(t, "POST", url+"/platform/2/protocols/nfs/exports", nil, `{"paths":["/ifs/data/csi/site"],"root_clients":["10.0.0.1"]}`); st != 201 {
+		t.Fatalf("export: %d %s", st, b)
+	}
+	if st, _, b := rawDo(t, "POST", url+"/platform/1/snapshot/snapshots", nil, `{"name":"s1","path":"/ifs/data/csi"}`); st != 201 {
+		t.Fatalf("snapshot: %d %s", st, b)
+	}
+	if err := os.WriteFile(f, []byte("v2 after"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	snapped := filepath.Join(s.Root(), ".snapshot/s1/data/csi/site")
+	var a, b syscall.Stat_t
+	if err := syscall.Lstat(filepath.Join(snapped, "prog"), &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Lstat(filepath.Join(snapped, "prog-link"), &b); err != nil {
+		t.Fatal(err)
+	}
+	x := make([]byte, 16)
+	n, err := syscall.Getxattr(filepath.Join(snapped, "prog"), "user.site", x)
+	n = max(n, 0)
+	if a.Mode&0o7777 != 0o4755 || a.Ino != b.Ino || a.Size != 2 || a.Mtim.Nano() != when.UnixNano() || err != nil || string(x[:n]) != "kept" {
+		t.Fatalf("snapshot copy: mode %o, inodes %d/%d, size %d, mtime %d, xattr %q (%v)", a.Mode, a.Ino, b.Ino, a.Size, a.Mtim.Nano(), x[:n], err)
+	}
+	render := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return RenderGaneshaExports(s.Root(), last)
+	}
+	want := `Path = "` + snapped + `";` + "\n    Pseudo = \"/ifs/data/csi/site/.snapshot/s1\";\n    Protocols = 3;"
+	if conf := render(); !strings.Contains(conf, want) || !strings.Contains(conf, "Clients = 10.0.0.1;\n        Access_Type = RO;\n        Squash = No_Root_Squash;") {
+		t.Fatalf("the snapshot is not served read-only below the export:\n%s", conf)
+	}
+	if st, _, b := rawDo(t, "DELETE", url+"/platform/1/snapshot/snapshots/s1", nil, ""); st != 204 {
+		t.Fatalf("delete: %d %s", st, b)
+	}
+	if conf := render(); strings.Contains(conf, ".snapshot") {
+		t.Fatalf("a deleted snapshot is still served:\n%s", conf)
+	}
+}

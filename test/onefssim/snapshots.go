@@ -2,9 +2,13 @@ package onefssim
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
+	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -139,9 +143,18 @@ func (s *Server) findSnapshot(ident string) *Snapshot {
 	return nil
 }
 
+// handleSnapshots serves the snapshot API; a change re-renders the exports, which serve
+// each snapshot below the exports it covers (<export>/.snapshot/<name>).
 func (s *Server) handleSnapshots(w http.ResponseWriter, r *http.Request, res []string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.handleSnapshotsLocked(w, r, res)
+	s.mu.Unlock()
+	if r.Method != http.MethodGet {
+		s.exportsChanged()
+	}
+}
+
+func (s *Server) handleSnapshotsLocked(w http.ResponseWriter, r *http.Request, res []string) {
 	if len(res) > 1 {
 		notFoundPath(w, r)
 		return
@@ -247,11 +260,9 @@ func (s *Server) handleSnapshots(w http.ResponseWriter, r *http.Request, res []s
 			writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
 			return
 		}
-		c := &copier{root: s.root, merge: true, overwrite: true, preserveTimes: true,
-			skip: func(rel string) bool { return loc.rel == "." && rel == snapDir }}
-		if errs := c.run(loc.rel, dst); len(errs) > 0 {
+		if err := s.copyForSnapshot(loc.rel, dst); err != nil {
 			_ = s.root.RemoveAll(path.Join(snapDir, name))
-			writeError(w, 500, "AEC_EXCEPTION", "", "Snapshot copy failed: "+errs[0].Message)
+			writeError(w, 500, "AEC_EXCEPTION", "", "Snapshot copy failed: "+err.Error())
 			return
 		}
 		s.st.NextSnapshotID++
@@ -262,4 +273,35 @@ func (s *Server) handleSnapshots(w http.ResponseWriter, r *http.Request, res []s
 	default:
 		methodNotAllowed(w, r)
 	}
+}
+
+// copyForSnapshot copies the tree at rel to dst (both below Root) as a OneFS snapshot shows
+// it: owners, every mode bit, nanosecond times, hard links, holes, extended attributes and
+// special files (cp -a keeps them all; a snapshot of /ifs leaves the snapshots out).
+func (s *Server) copyForSnapshot(rel, dst string) error {
+	src, out := filepath.Join(s.rootDir, rel), filepath.Join(s.rootDir, dst)
+	args := []string{"-a", "--reflink=auto", src + "/.", out}
+	if rel == "." {
+		ents, err := os.ReadDir(src)
+		if err != nil {
+			return err
+		}
+		if err := os.Mkdir(out, 0o700); err != nil {
+			return err
+		}
+		args = []string{"-a", "--reflink=auto", "-t", out}
+		n := len(args)
+		for _, e := range ents {
+			if e.Name() != snapDir {
+				args = append(args, filepath.Join(src, e.Name()))
+			}
+		}
+		if len(args) == n {
+			return nil
+		}
+	}
+	if b, err := exec.Command("cp", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(b)))
+	}
+	return nil
 }

@@ -865,3 +865,9 @@ func hardThresholds(ctx context.Context, a array) (map[string]int64, error) {
 	}
 	return hard, nil
 }
+
+// SnapshotPath is where an NFS client of an export of a volume's directory reads the
+// volume's snapshot id: OneFS shows every snapshot of a directory in its .snapshot.
+func SnapshotPath(exportPath string, id volid.Snapshot) string {
+	return path.Join(exportPath, ".snapshot", snapshotName(id.SnapHash))
+}

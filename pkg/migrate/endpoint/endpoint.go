@@ -38,7 +38,10 @@ type Side struct {
 	Bytes int64
 	// Snapshot names the snapshot a source is read from; "" when it is read live.
 	Snapshot string
-	closers  []func() error
+	// Renumbers: the snapshot may show files under fileids of their own (a OneFS snapshot
+	// over NFS; the simulator's do), so the engine recognises copies by size and mtime.
+	Renumbers bool
+	closers   []func() error
 }
 
 // Close releases what opening took (mounts, stagings, export grants), last first.
@@ -243,8 +246,29 @@ func (s *Side) openPath(dir string, verify bool) error {
 // must read every file, whoever owns it) and reaches it over NFSv3. The backend grants root
 // only with read-write access (a read-only client is always squashed), so a source's NFS
 // client refuses every write itself. The grant is recorded on the volume like a node's, and
-// removed when the side closes.
+// removed when the side closes. A source is read, when asked, from a OneFS snapshot taken
+// for the run, at <export>/.snapshot/<name> as OneFS shows it to NFS clients.
 func (env *Env) openIsilon(ctx context.Context, ctrl backend.Controller, vol *backend.Volume, role Role) (*Side, error) {
+	if role != Source {
+		return env.openIsilonAt(ctx, ctrl, vol, role, nil)
+	}
+	if !env.Snapshot {
+		if err := env.dropLeftoverSnapshot(ctx, ctrl, vol.ID); err != nil {
+			return nil, err
+		}
+		return env.openIsilonAt(ctx, ctrl, vol, role, nil)
+	}
+	return env.fromSnapshot(ctx, ctrl, vol, func(snap *backend.Snapshot) (*Side, error) {
+		s, err := env.openIsilonAt(ctx, ctrl, vol, role, &snap.ID)
+		if s != nil {
+			s.Renumbers = true
+		}
+		return s, err
+	})
+}
+
+// openIsilonAt grants this host the export and mounts it, or the snapshot snap below it.
+func (env *Env) openIsilonAt(ctx context.Context, ctrl backend.Controller, vol *backend.Volume, role Role, snap *volid.Snapshot) (*Side, error) {
 	pub, ok := ctrl.(backend.Publisher)
 	if !ok {
 		return nil, fmt.Errorf("backend %q cannot grant export access", vol.ID.Backend)
@@ -268,10 +292,14 @@ func (env *Env) openIsilon(ctx context.Context, ctrl backend.Controller, vol *ba
 	if err != nil {
 		return nil, fmt.Errorf("grant %s access to volume %s: %w", node.Address, vol.ID, err)
 	}
-	s := &Side{What: fmt.Sprintf("Isilon volume %s (nfs://%s%s)", vol.ID, pc[isilon.PubNFSServer], pc[isilon.PubExportPath])}
+	export := pc[isilon.PubExportPath]
+	if snap != nil {
+		export = isilon.SnapshotPath(export, *snap)
+	}
+	s := &Side{What: fmt.Sprintf("Isilon volume %s (nfs://%s%s)", vol.ID, pc[isilon.PubNFSServer], export)}
 	s.onClose(func() error { return pub.UnpublishVolume(context.Background(), vol.ID, node, nil) })
-	f, err := openGranted(ctx, nfs3.Config{Server: pc[isilon.PubNFSServer], Export: pc[isilon.PubExportPath],
-		NFSPort: env.NFSPort, MountPort: env.MountPort, Connections: env.Connections, ReadOnly: role == Source})
+	f, err := openGranted(ctx, nfs3.Config{Server: pc[isilon.PubNFSServer], Export: export,
+		NFSPort: env.NFSPort, MountPort: env.MountPort, Connections: env.Connections, ReadOnly: role == Source}, snap != nil)
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -288,12 +316,16 @@ func (env *Env) openIsilon(ctx context.Context, ctrl backend.Controller, vol *ba
 const grantWait = 30 * time.Second
 
 // openGranted mounts an export just granted to this host: a server may apply the new
-// client list a moment later (nfs-ganesha reloads exports asynchronously).
-func openGranted(ctx context.Context, cfg nfs3.Config) (*nfs3.FS, error) {
+// client list a moment later (nfs-ganesha reloads exports asynchronously), and a snapshot
+// just taken may not be found at first either.
+func openGranted(ctx context.Context, cfg nfs3.Config, fresh bool) (*nfs3.FS, error) {
 	deadline := time.Now().Add(grantWait)
 	for {
 		f, err := nfs3.Open(cfg)
-		if err == nil || !strings.Contains(err.Error(), "ACCES") || time.Now().After(deadline) {
+		if err == nil || time.Now().After(deadline) {
+			return f, err
+		}
+		if msg := err.Error(); !strings.Contains(msg, "ACCES") && !(fresh && strings.Contains(msg, "NOENT")) {
 			return f, err
 		}
 		select {

@@ -84,7 +84,7 @@ func (env *Env) fromSnapshot(ctx context.Context, ctrl backend.Controller, vol *
 		return nil, errors.Join(err, drop())
 	}
 	// The snapshot goes last: after whatever reads it is closed.
-	return &Side{FS: inner.FS, Verify: inner.Verify, What: inner.What, Snapshot: name,
+	return &Side{FS: inner.FS, Verify: inner.Verify, What: inner.What, Snapshot: name, Renumbers: inner.Renumbers,
 		closers: append([]func() error{drop}, inner.closers...)}, nil
 }
 

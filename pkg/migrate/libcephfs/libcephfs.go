@@ -9,6 +9,7 @@ import (
 	"math"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/ceph/go-ceph/cephfs"
@@ -36,8 +37,12 @@ type Config struct {
 
 // FS is one libcephfs mount.
 type FS struct {
-	m   *cephfs.MountInfo
-	cfg Config
+	m       *cephfs.MountInfo
+	cfg     Config
+	objects objects
+	// created maps the files this client created and has not read back to their inode
+	// numbers, which OpenStored needs: looking a path up again costs an MDS request.
+	created sync.Map
 }
 
 // Open mounts cfg.Root of the filesystem.
@@ -254,6 +259,7 @@ func Limits() migrate.Limits {
 
 // Close unmounts and releases the client.
 func (f *FS) Close() error {
+	f.objects.close()
 	err := f.m.Unmount()
 	if rerr := f.m.Release(); err == nil {
 		err = rerr
@@ -300,6 +306,11 @@ func (f *FS) Create(p string, perm uint32) (migrate.Writer, error) {
 	h, err := f.m.Open(f.rel(p), syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_NOFOLLOW, perm)
 	if err != nil {
 		return nil, cerr("create", p, err)
+	}
+	if s, err := h.Fstatx(cephfs.StatxIno, cephfs.AtStatxDontSync); err == nil {
+		f.created.Store(p, uint64(s.Inode))
+	} else {
+		f.created.Delete(p)
 	}
 	return &wfile{f: h, path: p}, nil
 }
