@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -196,4 +198,58 @@ func TestGaneshaExportsNFSv3(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestSnapshotExportKeepsItsIDWhenAnotherSnapshotCollides: a client's NFSv3 file handles
+// carry the export id; if a new snapshot whose id hashes onto an existing snapshot export's
+// took that id at the next reload, the existing export would move to another id under a
+// running migration's feet (CI: a resumed migration's read of its snapshot failed while
+// parallel runs added and removed theirs).
+func TestSnapshotExportKeepsItsIDWhenAnotherSnapshotCollides(t *testing.T) {
+	root := t.TempDir()
+	exports := []Export{{ID: 7, Paths: []string{"/ifs/data/site"}}}
+	snap := func(name string) {
+		if err := os.MkdirAll(filepath.Join(root, "data/site"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(root, snapDir, name, "data/site"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slot := func(name string) uint32 {
+		h := fnv.New32a()
+		h.Write([]byte("/ifs/data/site/" + snapDir + "/" + name))
+		return h.Sum32() % 500
+	}
+	// a later snapshot that lists before the first one and hashes onto the same id
+	first, later := "zz-run1", ""
+	for i := 0; later == ""; i++ {
+		if n := fmt.Sprintf("aa-run%d", i); slot(n) == slot(first) {
+			later = n
+		}
+	}
+	g := &GaneshaOptions{ExportsFile: filepath.Join(t.TempDir(), "exports.conf")}
+	idOf := func(name string) string {
+		if err := g.apply(root, exports); err != nil {
+			t.Fatal(err)
+		}
+		conf, err := os.ReadFile(g.ExportsFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`(?s)# snapshot ` + regexp.QuoteMeta(name) + ` of OneFS export 7 .*?Export_Id = (\d+);`).FindSubmatch(conf)
+		if m == nil {
+			t.Fatalf("no export for snapshot %s in\n%s", name, conf)
+		}
+		return string(m[1])
+	}
+	snap(first)
+	before := idOf(first)
+	snap(later)
+	if after := idOf(first); after != before {
+		t.Fatalf("snapshot %s's export moved from id %s to %s when snapshot %s (same hash) appeared", first, before, after, later)
+	}
+	if idOf(later) == before {
+		t.Fatalf("two snapshot exports share id %s", before)
+	}
 }
