@@ -9,10 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shiphold/shiphold/pkg/migrate/nfs3"
 	"github.com/shiphold/shiphold/test/prereq"
 )
 
@@ -252,4 +254,178 @@ func TestSnapshotExportKeepsItsIDWhenAnotherSnapshotCollides(t *testing.T) {
 	if idOf(later) == before {
 		t.Fatalf("two snapshot exports share id %s", before)
 	}
+}
+
+// TestSnapshotReadsSurviveOtherSnapshotsComingAndGoing: a migration reads a snapshot over
+// NFSv3 while other runs take and drop theirs, each a ganesha reload; its reads must not
+// fail (CI: "read …: bad address", libnfs's word for an RPC-level failure).
+// TestSnapshotTakenAgainUnderItsNameIsServedAnew: a resumed migration drops the snapshot its
+// killed run left and takes it again under the same name at once; the export must then serve
+// the new snapshot, not the removed one's cached root.
+func TestSnapshotTakenAgainUnderItsNameIsServedAnew(t *testing.T) {
+	prereq.RequireRoot(t, "ganesha")
+	prereq.RequireCommand(t, "ganesha.nfsd", "apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind, or hack/install-deps.sh")
+	nfsDir := t.TempDir()
+	nfsScript(t, nil, "start", nfsDir)
+	t.Cleanup(func() { nfsScript(t, nil, "stop", nfsDir) })
+	s, url := newSim(t, func(o *Options) {
+		o.Ganesha = &GaneshaOptions{ExportsFile: filepath.Join(nfsDir, "exports.conf"), PidFile: filepath.Join(nfsDir, "ganesha.pid")}
+	})
+	if err := os.Chmod(s.Root(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(s.Root(), "data/csi/site/index.html")
+	if err := os.MkdirAll(filepath.Dir(live), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := mustClient(t, url, authSession)
+	if _, err := c.ExportWithZoneAndPath(ctxT(t), "/ifs/data/csi/site", "System", "site"); err != nil {
+		t.Fatal(err)
+	}
+	port := func(p string) int { n, _ := strconv.Atoi(p); return n }
+	for round, content := range []string{"first run", "second run, after the kill"} {
+		if err := os.WriteFile(live, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if round > 0 {
+			if code, _, body := rawDo(t, "DELETE", url+"/platform/1/snapshot/snapshots/run", nil, ""); code != 204 {
+				t.Fatalf("delete snapshot: %d %s", code, body)
+			}
+		}
+		if code, _, body := rawDo(t, "POST", url+"/platform/1/snapshot/snapshots", nil, `{"name":"run","path":"/ifs/data/csi/site"}`); code != 201 {
+			t.Fatalf("snapshot: %d %s", code, body)
+		}
+		buf := make([]byte, len(content))
+		eventually(t, fmt.Sprintf("round %d: read the snapshot", round+1), func() error {
+			fs, err := nfs3.Open(nfs3.Config{Server: "127.0.0.1", Export: "/ifs/data/csi/site/.snapshot/run",
+				NFSPort: port(tNFSPort), MountPort: port(tMNTPort), Connections: 1, ReadOnly: true})
+			if err != nil {
+				return err
+			}
+			defer fs.Close()
+			if err := readWhole(fs, "index.html", buf); err != nil {
+				return err
+			}
+			if string(buf) != content {
+				return fmt.Errorf("read %q, want %q", buf, content)
+			}
+			return nil
+		})
+	}
+}
+
+func TestSnapshotReadsSurviveOtherSnapshotsComingAndGoing(t *testing.T) {
+	prereq.RequireRoot(t, "ganesha")
+	prereq.RequireCommand(t, "ganesha.nfsd", "apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind, or hack/install-deps.sh")
+	nfsDir := t.TempDir()
+	nfsScript(t, nil, "start", nfsDir)
+	t.Cleanup(func() { nfsScript(t, nil, "stop", nfsDir) })
+	s, url := newSim(t, func(o *Options) {
+		o.Ganesha = &GaneshaOptions{ExportsFile: filepath.Join(nfsDir, "exports.conf"), PidFile: filepath.Join(nfsDir, "ganesha.pid")}
+	})
+	if err := os.Chmod(s.Root(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	site := filepath.Join(s.Root(), "data/csi/site")
+	if err := os.MkdirAll(site, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const files = 200
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	for i := range files {
+		if err := os.WriteFile(filepath.Join(site, fmt.Sprintf("f%03d", i)), payload, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := mustClient(t, url, authSession)
+	ctx := ctxT(t)
+	if _, err := c.ExportWithZoneAndPath(ctx, "/ifs/data/csi/site", "System", "site"); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func(name string) {
+		if code, _, body := rawDo(t, "POST", url+"/platform/1/snapshot/snapshots", nil, `{"name":"`+name+`","path":"/ifs/data/csi/site"}`); code != 201 {
+			t.Fatalf("snapshot %s: %d %s", name, code, body)
+		}
+	}
+	snapshot("mine")
+	port := func(p string) int { n, _ := strconv.Atoi(p); return n }
+	var fs *nfs3.FS
+	eventually(t, "mount the snapshot", func() (err error) {
+		fs, err = nfs3.Open(nfs3.Config{Server: "127.0.0.1", Export: "/ifs/data/csi/site/.snapshot/mine",
+			NFSPort: port(tNFSPort), MountPort: port(tMNTPort), Connections: 4, ReadOnly: true})
+		return err
+	})
+	defer fs.Close()
+
+	// other runs' snapshots come and go; every other one lists before this one and hashes
+	// onto its export id
+	others := collidingNames("/ifs/data/csi/site/"+snapDir+"/", "mine", 8)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 15 {
+			name := fmt.Sprintf("other-%d", i)
+			if i%2 == 0 {
+				name = others[i/2]
+			}
+			snapshot(name)
+			time.Sleep(100 * time.Millisecond)
+			if code, _, body := rawDo(t, "DELETE", url+"/platform/1/snapshot/snapshots/"+name, nil, ""); code != 204 {
+				t.Errorf("delete snapshot %s: %d %s", name, code, body)
+			}
+		}
+	}()
+	var failures []string
+	buf := make([]byte, len(payload))
+	for pass := 0; ; pass++ {
+		select {
+		case <-done:
+			if len(failures) > 0 {
+				t.Fatalf("%d reads of the snapshot failed while others came and went, e.g. %s", len(failures), failures[0])
+			}
+			t.Logf("%d passes over %d files read while 15 other snapshots came and went", pass, files)
+			return
+		default:
+		}
+		for i := range files {
+			if err := readWhole(fs, fmt.Sprintf("f%03d", i), buf); err != nil {
+				failures = append(failures, err.Error())
+			} else if !bytes.Equal(buf, payload) {
+				failures = append(failures, fmt.Sprintf("f%03d: other bytes", i))
+			}
+		}
+	}
+}
+
+// collidingNames finds n snapshot names that list before name and whose export ids hash
+// onto its own.
+func collidingNames(prefix, name string, n int) []string {
+	slot := func(s string) uint32 {
+		h := fnv.New32a()
+		h.Write([]byte(prefix + s))
+		return h.Sum32() % 500
+	}
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		if c := fmt.Sprintf("a%d", i); slot(c) == slot(name) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func readWhole(fs *nfs3.FS, p string, buf []byte) error {
+	r, err := fs.Open(p)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for off := 0; off < len(buf); {
+		n, err := r.ReadAt(buf[off:], int64(off))
+		if err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
 }
