@@ -76,19 +76,8 @@ func eventually(t *testing.T, what string, f func() error) {
 // client (a veth address in a private network namespace) is refused until it
 // is added to the export's clients, and a deleted export disappears.
 func TestGaneshaExportsNFSv3(t *testing.T) {
-	prereq.RequireRoot(t, "ganesha and network namespaces")
-	prereq.RequireCommand(t, "ganesha.nfsd", "apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind, or hack/install-deps.sh")
 	prereq.RequireCommand(t, "nfs-cp", "apt-get install libnfs-utils, or hack/install-deps.sh")
-	nfsDir := t.TempDir()
-	nfsScript(t, nil, "start", nfsDir)
-	t.Cleanup(func() { nfsScript(t, nil, "stop", nfsDir) })
-
-	s, url := newSim(t, func(o *Options) {
-		o.Ganesha = &GaneshaOptions{ExportsFile: filepath.Join(nfsDir, "exports.conf"), PidFile: filepath.Join(nfsDir, "ganesha.pid")}
-	})
-	if err := os.Chmod(s.Root(), 0o755); err != nil { // ganesha's VFS FSAL walks the path
-		t.Fatal(err)
-	}
+	s, url, nfsDir := simOverGanesha(t)
 	c := mustClient(t, url, authSession)
 	ctx := ctxT(t)
 	if _, err := c.CreateVolumeWithIsipath(ctx, "/ifs/data/csi", "nfsvol", "0777"); err != nil {
@@ -256,33 +245,12 @@ func TestSnapshotExportKeepsItsIDWhenAnotherSnapshotCollides(t *testing.T) {
 	}
 }
 
-// TestSnapshotReadsSurviveOtherSnapshotsComingAndGoing: a migration reads a snapshot over
-// NFSv3 while other runs take and drop theirs, each a ganesha reload; its reads must not
-// fail (CI: "read …: bad address", libnfs's word for an RPC-level failure).
 // TestSnapshotTakenAgainUnderItsNameIsServedAnew: a resumed migration drops the snapshot its
 // killed run left and takes it again under the same name at once; the export must then serve
 // the new snapshot, not the removed one's cached root.
 func TestSnapshotTakenAgainUnderItsNameIsServedAnew(t *testing.T) {
-	prereq.RequireRoot(t, "ganesha")
-	prereq.RequireCommand(t, "ganesha.nfsd", "apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind, or hack/install-deps.sh")
-	nfsDir := t.TempDir()
-	nfsScript(t, nil, "start", nfsDir)
-	t.Cleanup(func() { nfsScript(t, nil, "stop", nfsDir) })
-	s, url := newSim(t, func(o *Options) {
-		o.Ganesha = &GaneshaOptions{ExportsFile: filepath.Join(nfsDir, "exports.conf"), PidFile: filepath.Join(nfsDir, "ganesha.pid")}
-	})
-	if err := os.Chmod(s.Root(), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	s, url := exportedSiteOverGanesha(t)
 	live := filepath.Join(s.Root(), "data/csi/site/index.html")
-	if err := os.MkdirAll(filepath.Dir(live), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	c := mustClient(t, url, authSession)
-	if _, err := c.ExportWithZoneAndPath(ctxT(t), "/ifs/data/csi/site", "System", "site"); err != nil {
-		t.Fatal(err)
-	}
-	port := func(p string) int { n, _ := strconv.Atoi(p); return n }
 	for round, content := range []string{"first run", "second run, after the kill"} {
 		if err := os.WriteFile(live, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
@@ -314,22 +282,12 @@ func TestSnapshotTakenAgainUnderItsNameIsServedAnew(t *testing.T) {
 	}
 }
 
+// TestSnapshotReadsSurviveOtherSnapshotsComingAndGoing: a migration reads a snapshot over
+// NFSv3 while other runs take and drop theirs, each a ganesha reload; its reads must not
+// fail (CI: "read …: bad address", libnfs's word for an RPC-level failure).
 func TestSnapshotReadsSurviveOtherSnapshotsComingAndGoing(t *testing.T) {
-	prereq.RequireRoot(t, "ganesha")
-	prereq.RequireCommand(t, "ganesha.nfsd", "apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind, or hack/install-deps.sh")
-	nfsDir := t.TempDir()
-	nfsScript(t, nil, "start", nfsDir)
-	t.Cleanup(func() { nfsScript(t, nil, "stop", nfsDir) })
-	s, url := newSim(t, func(o *Options) {
-		o.Ganesha = &GaneshaOptions{ExportsFile: filepath.Join(nfsDir, "exports.conf"), PidFile: filepath.Join(nfsDir, "ganesha.pid")}
-	})
-	if err := os.Chmod(s.Root(), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	s, url := exportedSiteOverGanesha(t)
 	site := filepath.Join(s.Root(), "data/csi/site")
-	if err := os.MkdirAll(site, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	const files = 200
 	payload := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
 	for i := range files {
@@ -337,18 +295,12 @@ func TestSnapshotReadsSurviveOtherSnapshotsComingAndGoing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := mustClient(t, url, authSession)
-	ctx := ctxT(t)
-	if _, err := c.ExportWithZoneAndPath(ctx, "/ifs/data/csi/site", "System", "site"); err != nil {
-		t.Fatal(err)
-	}
 	snapshot := func(name string) {
 		if code, _, body := rawDo(t, "POST", url+"/platform/1/snapshot/snapshots", nil, `{"name":"`+name+`","path":"/ifs/data/csi/site"}`); code != 201 {
 			t.Fatalf("snapshot %s: %d %s", name, code, body)
 		}
 	}
 	snapshot("mine")
-	port := func(p string) int { n, _ := strconv.Atoi(p); return n }
 	var fs *nfs3.FS
 	eventually(t, "mount the snapshot", func() (err error) {
 		fs, err = nfs3.Open(nfs3.Config{Server: "127.0.0.1", Export: "/ifs/data/csi/site/.snapshot/mine",
@@ -396,6 +348,40 @@ func TestSnapshotReadsSurviveOtherSnapshotsComingAndGoing(t *testing.T) {
 		}
 	}
 }
+
+// simOverGanesha starts ganesha (its config directory is returned) and a simulator whose
+// exports it serves.
+func simOverGanesha(t *testing.T) (*Server, string, string) {
+	t.Helper()
+	prereq.RequireRoot(t, "ganesha and network namespaces")
+	prereq.RequireCommand(t, "ganesha.nfsd", "apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind, or hack/install-deps.sh")
+	nfsDir := t.TempDir()
+	nfsScript(t, nil, "start", nfsDir)
+	t.Cleanup(func() { nfsScript(t, nil, "stop", nfsDir) })
+	s, url := newSim(t, func(o *Options) {
+		o.Ganesha = &GaneshaOptions{ExportsFile: filepath.Join(nfsDir, "exports.conf"), PidFile: filepath.Join(nfsDir, "ganesha.pid")}
+	})
+	if err := os.Chmod(s.Root(), 0o755); err != nil { // ganesha's VFS FSAL walks the path
+		t.Fatal(err)
+	}
+	return s, url, nfsDir
+}
+
+// exportedSiteOverGanesha starts ganesha and a simulator that drives it, with
+// /ifs/data/csi/site exported to everyone.
+func exportedSiteOverGanesha(t *testing.T) (*Server, string) {
+	t.Helper()
+	s, url, _ := simOverGanesha(t)
+	if err := os.MkdirAll(filepath.Join(s.Root(), "data/csi/site"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mustClient(t, url, authSession).ExportWithZoneAndPath(ctxT(t), "/ifs/data/csi/site", "System", "site"); err != nil {
+		t.Fatal(err)
+	}
+	return s, url
+}
+
+func port(p string) int { n, _ := strconv.Atoi(p); return n }
 
 // collidingNames finds n snapshot names that list before name and whose export ids hash
 // onto its own.
