@@ -251,8 +251,8 @@ func (cl client) Do(ctx context.Context, fn func() error) error {
 	if err != nil {
 		return err
 	}
+	defer release() // also when fn panics: the recovery interceptor keeps the plugin serving
 	err = fn()
-	release()
 	cl.c.forget(cl.key, err)
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) && backend.CodeOf(err) == backend.Unavailable {
 		return backend.NoAnswer(ctx.Err(), "the request to the array was cancelled")

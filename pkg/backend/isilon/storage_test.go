@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 )
@@ -42,5 +43,23 @@ func TestRequestDeadlineSaysSo(t *testing.T) {
 	if backend.CodeOf(err) != backend.Unavailable || !strings.Contains(err.Error(), "no answer before the request deadline") ||
 		!strings.Contains(err.Error(), "isilon https://array:8080") || strings.Contains(err.Error(), "request timeout") {
 		t.Errorf("a request cut by its deadline: %v", err)
+	}
+}
+
+// TestPanickingRequestFreesItsSlot: a request whose work panics (the driver's recovery
+// interceptor answers INTERNAL and the plugin serves on) must give its in-flight slot back,
+// or every slot would leak until the array looked hung.
+func TestPanickingRequestFreesItsSlot(t *testing.T) {
+	c, _, _ := testController(t)
+	for i := 0; i < cap(c.conn.slots)+1; i++ {
+		func() {
+			defer func() { _ = recover() }()
+			_ = c.storage.Do(context.Background(), goodSecrets, func(client) error { panic("a bug") })
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.storage.Do(ctx, goodSecrets, func(client) error { return nil }); err != nil {
+		t.Fatalf("after %d panicking requests: %v", cap(c.conn.slots)+1, err)
 	}
 }
