@@ -110,11 +110,7 @@ func (r *reading) fresh(b *book, changes []change) *book {
 		fresh.put(bookKey(v.ID), entry{tenant: v.ID.Tenant, bytes: v.CapacityBytes})
 	}
 	for _, ch := range changes {
-		if ch.gone {
-			fresh.remove(ch.key)
-		} else {
-			fresh.put(ch.key, ch.entry)
-		}
+		fresh.change(ch.key, ch.entry, ch.gone)
 	}
 	for k := range r.foreign {
 		if !fresh.has(k) {
