@@ -65,9 +65,18 @@ func testRBDBulkPassReadsASnapshot(t *testing.T, s *stack) {
 func testIsilonBulkPassReadsASnapshot(t *testing.T, s *stack) {
 	src := s.volume(isilonBackend, "site-snap-legacy", 2<<30)
 	s.bulkPassReadsSnapshot(src)
-	if left, _ := filepath.Glob(filepath.Join(s.sim.Root, ".snapshot", "*")); len(left) > 0 {
-		t.Fatalf("snapshot data left on the array: %v", left)
+	if left := s.isilonSnapshotData(src); len(left) > 0 {
+		t.Fatalf("snapshot data of %s left on the array: %v", src.ID, left)
 	}
+}
+
+// isilonSnapshotData lists the snapshot copies of one Isilon volume's directory on the
+// simulator's disk (<root>/.snapshot/<name>/<path below /ifs>). Only this volume's: the
+// other Isilon subtests run at the same time and read snapshots of their own sources.
+func (s *stack) isilonSnapshotData(v *backend.Volume) []string {
+	rel := strings.TrimPrefix(v.Context["exportPath"], "/ifs/")
+	left, _ := filepath.Glob(filepath.Join(s.sim.Root, ".snapshot", "*", rel))
+	return left
 }
 
 // siteDir is the directory the site writes its volume through (the simulator's own for
@@ -87,6 +96,10 @@ func (s *stack) bulkPassReadsSnapshot(src *backend.Volume) {
 	snapName := (&endpoint.Env{Session: "shiphold-migrate-" + volid.Hash(state)}).SnapshotName(src.ID)
 	if _, err := ctrl.CreateSnapshot(ctxT(t), src.ID, snapName, nil, nil); err != nil {
 		t.Fatalf("the stale snapshot of a killed run: %v", err)
+	}
+	if src.ID.Backend == isilonBackend && len(s.isilonSnapshotData(src)) != 1 {
+		// The check that no snapshot data is left afterwards must see this one.
+		t.Fatalf("the stale snapshot's data on the array: %v, want one copy", s.isilonSnapshotData(src))
 	}
 	dir, unstage := s.siteDir(src)
 	// NFSv3 carries no xattrs; the final pass reads live files the site just wrote (the NFS
