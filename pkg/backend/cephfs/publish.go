@@ -11,6 +11,9 @@ import (
 // no storage-side access list; the records make a conflicting republish ALREADY_EXISTS and
 // a single-node volume FAILED_PRECONDITION on a second node.
 func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, access backend.PublishAccess, _, secrets map[string]string) (map[string]string, error) {
+	if isDirObject(id.Object) {
+		return nil, c.publishDir(ctx, id, node, access, secrets)
+	}
 	var published func() (map[string]string, error)
 	err := c.withSubvolume(ctx, id, secrets, func(s *session, ref volumeRef, meta map[string]string) error {
 		published = func() (map[string]string, error) { return c.publishIdentity(s, id, ref) }
@@ -34,6 +37,9 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 
 // UnpublishVolume removes node's record, or every node's when node has no name.
 func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node backend.Node, secrets map[string]string) error {
+	if isDirObject(id.Object) {
+		return c.unpublishDir(ctx, id, node, secrets)
+	}
 	return c.withSubvolume(ctx, id, secrets, func(s *session, ref volumeRef, meta map[string]string) error {
 		for k := range meta {
 			if k == backend.PublishRecordKey(node) || node.Name == "" && backend.IsPublishRecordKey(k) {
