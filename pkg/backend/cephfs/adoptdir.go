@@ -409,28 +409,33 @@ func (c *Controller) writePublished(s *session, ref volumeRef, meta map[string]s
 // publish. It hands no tenant identity: the directory's files are not in the tenant's
 // RADOS namespace, so its node stages it with its PV's node-stage secret.
 func (c *Controller) publishDir(ctx context.Context, id volid.Volume, node backend.Node, access backend.PublishAccess, secrets map[string]string) error {
-	s, ref, _, err := c.adoptedDir(ctx, id, secrets)
-	if err != nil {
-		return err
-	}
-	meta, err := c.published(s, ref)
-	if err != nil {
-		return err
-	}
-	key := backend.PublishRecordKey(node)
-	recorded := meta[key]
-	if err := backend.CheckRepublish(id.String(), node, recorded, access.ReadOnly); err != nil || recorded != "" {
-		return err
-	}
-	if err := backend.CheckSingleNode(id.String(), node, access, backend.PublishedNodes(meta, node)); err != nil {
-		return err
-	}
-	meta[key] = backend.PublishMode(access.ReadOnly)
-	return c.writePublished(s, ref, meta)
+	return c.withPublished(ctx, id, secrets, func(meta map[string]string) (bool, error) {
+		key, mode, err := backend.NewPublishRecord(id.String(), node, access, meta)
+		if err != nil || key == "" {
+			return false, err
+		}
+		meta[key] = mode
+		return true, nil
+	})
 }
 
 // unpublishDir removes node's record, or every node's when node has no name.
 func (c *Controller) unpublishDir(ctx context.Context, id volid.Volume, node backend.Node, secrets map[string]string) error {
+	return c.withPublished(ctx, id, secrets, func(meta map[string]string) (bool, error) {
+		n := len(meta)
+		for k := range meta {
+			if k == backend.PublishRecordKey(node) || node.Name == "" && backend.IsPublishRecordKey(k) {
+				delete(meta, k)
+			}
+		}
+		return len(meta) != n, nil
+	})
+}
+
+// withPublished reads the adopted directory's publish records, lets change edit them, and
+// writes them back when it says they changed. The driver runs one call per volume at a
+// time, so the read and the write see no other publish in between.
+func (c *Controller) withPublished(ctx context.Context, id volid.Volume, secrets map[string]string, change func(map[string]string) (bool, error)) error {
 	s, ref, _, err := c.adoptedDir(ctx, id, secrets)
 	if err != nil {
 		return err
@@ -439,14 +444,8 @@ func (c *Controller) unpublishDir(ctx context.Context, id volid.Volume, node bac
 	if err != nil {
 		return err
 	}
-	n := len(meta)
-	for k := range meta {
-		if k == backend.PublishRecordKey(node) || node.Name == "" && backend.IsPublishRecordKey(k) {
-			delete(meta, k)
-		}
-	}
-	if len(meta) == n {
-		return nil
+	if changed, err := change(meta); err != nil || !changed {
+		return err
 	}
 	return c.writePublished(s, ref, meta)
 }

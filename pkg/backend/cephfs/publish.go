@@ -17,16 +17,12 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 	var published func() (map[string]string, error)
 	err := c.withSubvolume(ctx, id, secrets, func(s *session, ref volumeRef, meta map[string]string) error {
 		published = func() (map[string]string, error) { return c.publishIdentity(s, id, ref) }
-		key := backend.PublishRecordKey(node)
-		recorded := meta[key]
-		if err := backend.CheckRepublish(id.String(), node, recorded, access.ReadOnly); err != nil || recorded != "" {
-			return err
-		}
-		if err := backend.CheckSingleNode(id.String(), node, access, backend.PublishedNodes(meta, node)); err != nil {
+		key, mode, err := backend.NewPublishRecord(id.String(), node, access, meta)
+		if err != nil || key == "" {
 			return err
 		}
 		return s.do("record publish of "+ref.String(), func() error {
-			return setMetadata(s.conn, ref.fs, ref.group, ref.sub, key, backend.PublishMode(access.ReadOnly))
+			return setMetadata(s.conn, ref.fs, ref.group, ref.sub, key, mode)
 		})
 	})
 	if err != nil {
