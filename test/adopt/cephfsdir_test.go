@@ -193,6 +193,10 @@ func TestAdoptCephFSDirectory(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "no directory") {
 		t.Fatalf("import of a missing path: exit %d, %s; want exit 1 saying there is no directory", code, stderr)
 	}
+	_, stderr, code = shipholdctl(t, cfg, "import", "--backend", "fs1", "--tenant", shop, "--size", "32Mi", "cephfs:"+site+"/index.html")
+	if code != 1 || !strings.Contains(stderr, "not a directory") {
+		t.Fatalf("import of a file: exit %d, %s; want exit 1 saying it is not a directory", code, stderr)
+	}
 	_, stderr, code = shipholdctl(t, cfg, "import", "--backend", "fs1", "--tenant", shop, "--size", "32Mi", "cephfs:/volumes")
 	if code != 1 || !strings.Contains(stderr, "subvolume") {
 		t.Fatalf("import of /volumes: exit %d, %s; want exit 1 pointing at subvolume adoption", code, stderr)
@@ -257,6 +261,28 @@ func TestAdoptCephFSDirectory(t *testing.T) {
 	}
 	if _, err := d.Controller().DeleteVolume(ctxT(t), &csi.DeleteVolumeRequest{VolumeId: v.ID.String()}); err != nil {
 		t.Fatalf("second DeleteVolume: %v", err)
+	}
+
+	// A directory with a quota of its own is adopted at that size, and gets it back.
+	site2 := root + "/site2"
+	if err := m.MakeDir(site2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	putFile(t, m, site2+"/data", "site two")
+	if err := m.SetXattr(site2, "ceph.quota.max_bytes", []byte("16777216"), cephfs.XattrDefault); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code = shipholdctl(t, cfg, "import", "--backend", "fs1", "--tenant", shop, "cephfs:"+site2)
+	if code != 0 {
+		t.Fatalf("import of %s without --size: exit %d\n%s", site2, code, stderr)
+	}
+	if v2 := pvOf(t, stdout); v2.CapacityBytes != 16<<20 {
+		t.Fatalf("%s adopted with %d bytes, want its own 16 MiB quota", site2, v2.CapacityBytes)
+	} else if _, err := d.Controller().DeleteVolume(ctxT(t), &csi.DeleteVolumeRequest{VolumeId: v2.ID.String()}); err != nil {
+		t.Fatalf("DeleteVolume %s: %v", v2.ID, err)
+	}
+	if q, err := m.GetXattr(site2, "ceph.quota.max_bytes"); err != nil || string(q) != "16777216" || getFile(t, m, site2+"/data") != "site two" {
+		t.Fatalf("%s after its release: quota %q %v, want its 16 MiB back and its data", site2, q, err)
 	}
 }
 
