@@ -130,8 +130,16 @@ func (c *Controller) adoptDir(ctx context.Context, req *backend.AdoptRequest) (*
 		return nil, err
 	}
 	if !found {
-		if err := c.setDirXattr(s, ref, quotaBeforeXattr, strconv.FormatInt(quota, 10)); err != nil {
+		// An attempt that died before recording kept it already, and may have set the
+		// quota since: that one is not what the directory had.
+		_, kept, err := c.dirXattr(s, ref, quotaBeforeXattr)
+		if err != nil {
 			return nil, err
+		}
+		if !kept {
+			if err := c.setDirXattr(s, ref, quotaBeforeXattr, strconv.FormatInt(quota, 10)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if size != quota {
@@ -188,26 +196,36 @@ func (c *Controller) refuseNested(s *session, ref volumeRef, req *backend.AdoptR
 // dirBytes reads a byte count attribute of the directory: 0 when it is not set (a
 // directory without quota), NotFound when there is no such directory.
 func (c *Controller) dirBytes(s *session, ref volumeRef, name string) (int64, error) {
-	var raw []byte
-	err := s.do("read "+name+" of directory "+ref.String(), func() (err error) {
-		raw, err = s.conn.GetXattr(ref.fs, ref.dir, name)
-		return err
-	})
+	raw, set, err := c.dirXattr(s, ref, name)
 	switch {
-	case isErrno(err, syscall.ENODATA) && name == rbytesXattr:
-		return 0, backend.Errorf(backend.InvalidArgument, "cephfs: %s is not a directory", ref)
-	case isErrno(err, syscall.ENODATA):
-		return 0, nil
-	case backend.IsNotFound(err):
-		return 0, backend.Errorf(backend.NotFound, "cephfs: no directory %s", ref)
 	case err != nil:
 		return 0, err
+	case !set && name == rbytesXattr:
+		return 0, backend.Errorf(backend.InvalidArgument, "cephfs: %s is not a directory", ref)
+	case !set:
+		return 0, nil
 	}
 	n, perr := strconv.ParseInt(strings.TrimRight(string(raw), "\x00"), 10, 64)
 	if perr != nil {
 		return 0, backend.Errorf(backend.Internal, "cephfs: attribute %s of %s is %q, not a byte count", name, ref, raw)
 	}
 	return n, nil
+}
+
+// dirXattr reads an attribute of the directory; set is false when it has none, NotFound
+// when there is no such directory.
+func (c *Controller) dirXattr(s *session, ref volumeRef, name string) (raw []byte, set bool, err error) {
+	err = s.do("read "+name+" of directory "+ref.String(), func() (err error) {
+		raw, err = s.conn.GetXattr(ref.fs, ref.dir, name)
+		return err
+	})
+	switch {
+	case isErrno(err, syscall.ENODATA):
+		return nil, false, nil
+	case backend.IsNotFound(err):
+		return nil, false, backend.Errorf(backend.NotFound, "cephfs: no directory %s", ref)
+	}
+	return raw, err == nil, err
 }
 
 func (c *Controller) setDirXattr(s *session, ref volumeRef, name, value string) error {

@@ -174,6 +174,31 @@ func TestAdoptPlainDirectoryKeepsItsQuota(t *testing.T) {
 	}
 }
 
+// An adoption that died after setting the quota, before recording, is finished by its
+// retry; the release still gives back the quota the directory had (none).
+func TestAdoptPlainDirectoryRetryKeepsTheQuotaBefore(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	f.plantDir("/legacy/site1", 10)
+	v, err := c.Adopt(ctx, adoptDirReq("cephfs:/legacy/site1", 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(f.tree["/legacy/site1"].xattrs, recordXattr) // the first attempt died here
+	if vols, err := c.ListVolumes(ctx, ""); err != nil || len(vols) != 0 {
+		t.Fatalf("an unrecorded adoption is listed: %v %v", vols, err)
+	}
+	if again, err := c.Adopt(ctx, adoptDirReq("cephfs:/legacy/site1", 1<<20)); err != nil || again.ID != v.ID {
+		t.Fatalf("retry: %+v %v", again, err)
+	}
+	if err := c.DeleteVolume(ctx, v.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if x := f.tree["/legacy/site1"].xattrs; len(x) != 0 {
+		t.Fatalf("after release the directory has %v, want no quota (it had none) and no attribute of shiphold's", x)
+	}
+}
+
 func TestAdoptPlainDirectoryRefuses(t *testing.T) {
 	testCases := []struct {
 		name  string
