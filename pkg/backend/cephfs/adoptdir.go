@@ -95,7 +95,7 @@ func (c *Controller) adoptDir(ctx context.Context, req *backend.AdoptRequest) (*
 	}
 	id, err := volid.Adopted(c.name, req.Tenant, loc, dir)
 	if err != nil {
-		return nil, backend.Errorf(backend.InvalidArgument, "cephfs: cannot adopt %s: %v; adopt a directory with a shorter path (or a parent of it)", req.Object, err)
+		return nil, backend.Errorf(backend.InvalidArgument, "cephfs: cannot adopt %s: %v (its volume ID carries the path: rename the directory, or adopt a parent whose path fits)", req.Object, err)
 	}
 	ref := volumeRef{fs: fs, dir: dir}
 	used, err := c.dirBytes(s, ref, rbytesXattr)
