@@ -34,11 +34,13 @@ func importCommand(stdout, stderr io.Writer) *cobra.Command {
 	f := &importFlags{}
 	cmd := &cobra.Command{
 		Use:   "import --backend B --tenant T OBJECT | import --from-pvs --backend B --kubeconfig F [--apply]",
-		Short: "adopt an existing RBD image, CephFS subvolume or Isilon directory in place",
+		Short: "adopt an existing RBD image, CephFS subvolume or directory, or Isilon directory in place",
 		Long: `import takes a storage object shiphold did not create under management where it is, for a
 tenant, and prints a PV and PVC bound to it. OBJECT is, by the backend's kind:
   rbd     POOL/NAMESPACE/IMAGE (the default namespace is empty: rbd//csi-vol-1234)
-  cephfs  FS/GROUP/SUBVOLUME (the default group is _nogroup)
+  cephfs  FS/GROUP/SUBVOLUME (the default group is _nogroup), or FS:/PATH for a plain
+          directory (not the root, nothing in /volumes), whose delete only releases it:
+          its files stay, its quota returns to what it was
   isilon  the directory's path, /ifs/...
 The backend adds what its volumes have (request record; a hard quota, kept or set with
 --size; an Isilon export with the never-open placeholder client) and keeps the data.

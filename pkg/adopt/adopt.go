@@ -1,8 +1,8 @@
 // Package adopt brings storage objects that shiphold did not create under its management in
-// place (shipholdctl import): an RBD image, a CephFS subvolume, an Isilon directory keep
-// their data and name, the backend adds what its own volumes have, and the object gets a
-// PersistentVolume with its adopted volume ID. Legacy NFS PVs on an Isilon are found and
-// re-bound in bulk (frompvs.go) with the migration cutover's careful sequence.
+// place (shipholdctl import): an RBD image, a CephFS subvolume or plain directory, an
+// Isilon directory keep their data and name, the backend adds what its own volumes have,
+// and the object gets a PersistentVolume with its adopted volume ID. Legacy NFS PVs on an
+// Isilon are found and re-bound in bulk (frompvs.go) with the migration cutover's careful sequence.
 package adopt
 
 import (

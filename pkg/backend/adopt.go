@@ -7,7 +7,8 @@ import "context"
 // Isilon directory. The data stays where it is.
 type AdoptRequest struct {
 	// Object names it the way the backend kind does: "<pool>/<namespace>/<image>" (namespace
-	// may be empty), "<group>/<subvolume>", or an Isilon directory's absolute path.
+	// may be empty), "<fs>/<group>/<subvolume>" or "<fs>:<absolute path>" (a plain CephFS
+	// directory), or an Isilon directory's absolute path.
 	Object string
 	Tenant string
 	// Name is recorded as the volume's request name (the PV's name for an imported PV).

@@ -71,3 +71,18 @@ func PublishedNodes(meta map[string]string, except Node) []string {
 // SecretPublishContextKeys are publish context keys whose values are secrets (a tenant's
 // cephx key): logs show them stripped.
 var SecretPublishContextKeys = []string{"shiphold.io/ceph-key"}
+
+// NewPublishRecord applies the publish rules to a volume's records meta for node: the key
+// and mode to record, both "" when node's record is there already in that mode (an
+// idempotent retry), or the conflict (CheckRepublish, CheckSingleNode).
+func NewPublishRecord(volume string, node Node, access PublishAccess, meta map[string]string) (key, mode string, err error) {
+	key = PublishRecordKey(node)
+	recorded := meta[key]
+	if err := CheckRepublish(volume, node, recorded, access.ReadOnly); err != nil || recorded != "" {
+		return "", "", err
+	}
+	if err := CheckSingleNode(volume, node, access, PublishedNodes(meta, node)); err != nil {
+		return "", "", err
+	}
+	return key, PublishMode(access.ReadOnly), nil
+}

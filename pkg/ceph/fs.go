@@ -17,6 +17,10 @@ type fsTree interface {
 	GetXattr(path, name string) ([]byte, error)
 	SetXattr(path, name string, value []byte) error
 	Subdirs(path string) ([]string, error)
+	// MakeDirs makes a directory and its missing parents; RemoveDir removes an empty one.
+	MakeDirs(path string) error
+	RemoveDir(path string) error
+	RemoveXattr(path, name string) error
 	// Close unmounts and releases the mount; nothing may use it any more.
 	Close()
 }
@@ -62,6 +66,23 @@ func (c *Conn) Subdirs(fsName, path string) (dirs []string, err error) {
 		return err
 	})
 	return dirs, err
+}
+
+// MakeDirs makes directory path of filesystem fsName and its missing parents (mode 0755).
+// Use it only inside Do.
+func (c *Conn) MakeDirs(fsName, path string) error {
+	return c.fs.on(fsName, func(t fsTree) error { return t.MakeDirs(path) })
+}
+
+// RemoveDir removes the empty directory path of filesystem fsName. Use it only inside Do.
+func (c *Conn) RemoveDir(fsName, path string) error {
+	return c.fs.on(fsName, func(t fsTree) error { return t.RemoveDir(path) })
+}
+
+// RemoveXattr removes extended attribute name of path in filesystem fsName. Use it only
+// inside Do.
+func (c *Conn) RemoveXattr(fsName, path, name string) error {
+	return c.fs.on(fsName, func(t fsTree) error { return t.RemoveXattr(path, name) })
 }
 
 // on runs op on fsName's mount. A mount whose client the MDS evicted (blocklisted or
@@ -193,6 +214,12 @@ func (t libcephfsTree) GetXattr(path, name string) ([]byte, error) { return t.mi
 
 func (t libcephfsTree) SetXattr(path, name string, value []byte) error {
 	return t.mi.SetXattr(path, name, value, cephfs.XattrDefault)
+}
+
+func (t libcephfsTree) MakeDirs(path string) error  { return t.mi.MakeDirs(path, 0o755) }
+func (t libcephfsTree) RemoveDir(path string) error { return t.mi.RemoveDir(path) }
+func (t libcephfsTree) RemoveXattr(path, name string) error {
+	return t.mi.RemoveXattr(path, name)
 }
 
 func (t libcephfsTree) Subdirs(path string) ([]string, error) {

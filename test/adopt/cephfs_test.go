@@ -1,12 +1,10 @@
 package adopttest
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
-	"github.com/ceph/go-ceph/cephfs"
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/adopt"
@@ -19,35 +17,14 @@ import (
 // writeCephFS writes one file into the filesystem through libcephfs, as a legacy client.
 func writeCephFS(t *testing.T, path, content string) {
 	t.Helper()
-	m, err := cephfs.CreateMount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Release()
-	if err := m.ReadConfigFile(harness.CephConf()); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Mount(); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Unmount()
-	f, err := m.Open(path, os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
-	}
-	if _, err := f.Write([]byte(content)); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	putFile(t, legacyClient(t), path, content)
 }
 
 // TestAdoptCephFSSubvolume: a subvolume another driver made (ceph-csi's group "csi") with a
 // quota and data is adopted where it is; the plugin mounts (ceph-fuse) and publishes it, the
 // data reads back, it grows and takes a snapshot. Its PV keeps the Retain policy, so nothing
-// deletes it: after the pod is gone the subvolume and its data are still there. A plain
-// directory cannot be adopted.
+// deletes it: after the pod is gone the subvolume and its data are still there. Its data
+// directory cannot be adopted as a plain directory (cephfsdir_test.go adopts one).
 func TestAdoptCephFSSubvolume(t *testing.T) {
 	harness.RequireRoot(t, "mounting CephFS")
 	harness.RequireCommand(t, "ceph-fuse", "apt-get install ceph-fuse, or hack/install-deps.sh")
@@ -65,8 +42,10 @@ func TestAdoptCephFSSubvolume(t *testing.T) {
 	path := run(t, "ceph", "fs", "subvolume", "getpath", "cephfs", sub, "--group_name", group)
 	writeCephFS(t, path+"/index.html", "cephfs site")
 
-	if _, err := adoptOn(t, cfg, adopt.Request{Backend: "fs1", AdoptRequest: backend.AdoptRequest{Object: path, Tenant: shop, Name: "pv-dir"}}); backend.CodeOf(err) != backend.InvalidArgument {
-		t.Fatalf("adoption of a plain directory path: %v, want InvalidArgument", err)
+	for _, object := range []string{path, "cephfs:" + path} {
+		if _, err := adoptOn(t, cfg, adopt.Request{Backend: "fs1", AdoptRequest: backend.AdoptRequest{Object: object, Tenant: shop, Name: "pv-dir"}}); backend.CodeOf(err) != backend.InvalidArgument {
+			t.Fatalf("adoption of %s, a directory inside a subvolume: %v, want InvalidArgument", object, err)
+		}
 	}
 	v, err := adoptOn(t, cfg, adopt.Request{Backend: "fs1", AdoptRequest: backend.AdoptRequest{Object: "cephfs/" + group + "/" + sub, Tenant: shop, Name: "pv-legacy"}})
 	if err != nil {

@@ -13,6 +13,9 @@ var _ backend.Adopter = (*Controller)(nil)
 // adoptedRef is where an adopted subvolume lives: its own group ("_nogroup" for the
 // default one) and name, carried by its ID as "<group>/<subvolume>".
 func adoptedRef(fs string, id volid.Volume) volumeRef {
+	if isDirObject(id.Object) {
+		return volumeRef{fs: fs, dir: id.Object}
+	}
 	group, sub, _ := strings.Cut(id.Object, "/")
 	return volumeRef{fs: fs, group: group, sub: sub}
 }
@@ -21,9 +24,12 @@ func adoptedRef(fs string, id volid.Volume) volumeRef {
 // default group) under management where it is: its quota is kept, or set to the size
 // asked, and shiphold's request record goes on its base directory.
 func (c *Controller) Adopt(ctx context.Context, req *backend.AdoptRequest) (*backend.Volume, error) {
+	if strings.Contains(req.Object, ":") {
+		return c.adoptDir(ctx, req)
+	}
 	parts := strings.Split(req.Object, "/")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return nil, backend.Errorf(backend.InvalidArgument, "cephfs: %q is not <fs>/<group>/<subvolume> (group _nogroup for the default group); a plain directory cannot be adopted, only a subvolume", req.Object)
+		return nil, backend.Errorf(backend.InvalidArgument, "cephfs: %q is not <fs>/<group>/<subvolume> (group _nogroup for the default group), nor <fs>:<absolute path> (a plain directory)", req.Object)
 	}
 	params := map[string]string{}
 	for k, v := range req.Parameters {
@@ -77,11 +83,8 @@ func (c *Controller) adoptQuota(s *session, req *backend.AdoptRequest, ref volum
 	if err != nil {
 		return 0, err
 	}
-	if found && rec.Backend != "" && rec.Backend != c.name {
-		return 0, backend.Errorf(backend.AlreadyExists, "cephfs: %s is already managed by shiphold backend %q; it cannot be adopted by backend %q too", req.Object, rec.Backend, c.name)
-	}
-	if r := rec.request(); found && (r.Name != req.Name || r.Tenant != req.Tenant) {
-		return 0, backend.Errorf(backend.AlreadyExists, "cephfs: %s is already managed by shiphold as %q of tenant %q; it cannot be adopted as %q of tenant %q", req.Object, r.Name, r.Tenant, req.Name, req.Tenant)
+	if err := c.checkAdoptable(req, rec, found); err != nil {
+		return 0, err
 	}
 	size := quotaBytes(info)
 	if req.SizeBytes <= size {

@@ -35,6 +35,11 @@ func (c *Controller) adoptedVolumes(s *session, tenant string) ([]*backend.Volum
 			}
 			out = append(out, vols...)
 		}
+		dirs, err := c.adoptedDirs(s, fs, loc, tenant)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dirs...)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID.String() < out[j].ID.String() })
 	return out, nil

@@ -37,6 +37,9 @@ func (c *Controller) cloneSource(s *session, req *backend.VolumeRequest, loc str
 	default:
 		return nil, nil
 	}
+	if isDirObject(src.Object) {
+		return nil, backend.Errorf(backend.FailedPrecondition, "source %s is an adopted plain CephFS directory: the Ceph mgr clones only subvolumes (copy its data into a new volume instead)", what)
+	}
 	if src.Location != loc {
 		// A filesystem that is gone holds no source: that is NOT_FOUND, not a wrong request.
 		if _, err := c.fsName(s, src.Location); err != nil {

@@ -21,6 +21,9 @@ type commander interface {
 	GetXattr(fs, path, name string) ([]byte, error)
 	SetXattr(fs, path, name string, value []byte) error
 	Subdirs(fs, path string) ([]string, error)
+	MakeDirs(fs, path string) error
+	RemoveDir(fs, path string) error
+	RemoveXattr(fs, path, name string) error
 }
 
 // cephCommandError is a failed mon/mgr command: the negative errno and Ceph's status text.

@@ -204,6 +204,9 @@ func (c *Controller) forgetGroup(fs, group string) {
 // volumeRef is where one volume lives.
 type volumeRef struct {
 	fs, group, sub string
+	// dir is an adopted plain directory's absolute path (adoptdir.go); group and sub are
+	// then empty.
+	dir string
 }
 
 func (c *Controller) ref(s *session, id volid.Volume) (volumeRef, error) {
@@ -217,7 +220,12 @@ func (c *Controller) ref(s *session, id volid.Volume) (volumeRef, error) {
 	return volumeRef{fs: fs, group: groupName(c.prefix, id.Tenant), sub: subvolumeName(id.Hash)}, nil
 }
 
-func (r volumeRef) String() string { return r.fs + ":" + r.group + "/" + r.sub }
+func (r volumeRef) String() string {
+	if r.dir != "" {
+		return r.fs + ":" + r.dir
+	}
+	return r.fs + ":" + r.group + "/" + r.sub
+}
 
 func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeRequest) (*backend.Volume, error) {
 	if req.Block {
@@ -373,6 +381,9 @@ func quotaBytes(info *admin.SubVolumeInfo) int64 {
 }
 
 func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets map[string]string) error {
+	if isDirObject(id.Object) {
+		return c.releaseDir(ctx, id, secrets)
+	}
 	s, err := c.session(ctx, secrets)
 	if err != nil {
 		return err
@@ -456,6 +467,9 @@ func (c *Controller) deleteUnfinishedClone(s *session, ref volumeRef, id volid.V
 }
 
 func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map[string]string) (*backend.Volume, error) {
+	if isDirObject(id.Object) {
+		return c.getDir(ctx, id, secrets)
+	}
 	s, err := c.session(ctx, secrets)
 	if err != nil {
 		return nil, err
@@ -558,6 +572,9 @@ func (c *Controller) eachSubvolume(s *session, tenant string, fn func(volid.Volu
 }
 
 func (c *Controller) ExpandVolume(ctx context.Context, id volid.Volume, requiredBytes, limitBytes int64, secrets map[string]string) (int64, bool, error) {
+	if isDirObject(id.Object) {
+		return c.expandDir(ctx, id, requiredBytes, secrets)
+	}
 	s, err := c.session(ctx, secrets)
 	if err != nil {
 		return 0, false, err

@@ -28,6 +28,8 @@ type fakeMgr struct {
 	groupNS map[string]string
 	auth    map[string]fakeUser
 	keys    int
+	// tree is the filesystem outside /volumes (adoptdir_fake_test.go).
+	tree map[string]*fakeDir
 }
 
 type fakeUser struct {
@@ -324,6 +326,9 @@ func (f *fakeMgr) baseDir(op, path string) (*fakeSub, error) {
 func (f *fakeMgr) GetXattr(fs, path, name string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if isPlain(path) {
+		return f.plainGetXattr(fs, path, name)
+	}
 	if g, ok := f.groupDir(path); ok {
 		if name == "ceph.dir.layout.pool" && f.groupNS[g] != "" {
 			return []byte("cephfs.data"), nil
@@ -344,6 +349,9 @@ func (f *fakeMgr) GetXattr(fs, path, name string) ([]byte, error) {
 func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if isPlain(path) {
+		return f.plainSetXattr(fs, path, name, string(value))
+	}
 	if g, ok := f.groupDir(path); ok {
 		if name != "ceph.dir.layout.pool_namespace" {
 			return fakeErr{-int(syscall.ENOTSUP)}
@@ -363,6 +371,9 @@ func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
 func (f *fakeMgr) Subdirs(fs, path string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if isPlain(path) {
+		return f.plainSubdirs(fs, path)
+	}
 	if path == subvolumesDir {
 		if fs != "cephfs" { // the fake's groups are on filesystem cephfs; "other" has none
 			return nil, nil

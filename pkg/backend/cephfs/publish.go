@@ -11,19 +11,18 @@ import (
 // no storage-side access list; the records make a conflicting republish ALREADY_EXISTS and
 // a single-node volume FAILED_PRECONDITION on a second node.
 func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, access backend.PublishAccess, _, secrets map[string]string) (map[string]string, error) {
+	if isDirObject(id.Object) {
+		return nil, c.publishDir(ctx, id, node, access, secrets)
+	}
 	var published func() (map[string]string, error)
 	err := c.withSubvolume(ctx, id, secrets, func(s *session, ref volumeRef, meta map[string]string) error {
 		published = func() (map[string]string, error) { return c.publishIdentity(s, id, ref) }
-		key := backend.PublishRecordKey(node)
-		recorded := meta[key]
-		if err := backend.CheckRepublish(id.String(), node, recorded, access.ReadOnly); err != nil || recorded != "" {
-			return err
-		}
-		if err := backend.CheckSingleNode(id.String(), node, access, backend.PublishedNodes(meta, node)); err != nil {
+		key, mode, err := backend.NewPublishRecord(id.String(), node, access, meta)
+		if err != nil || key == "" {
 			return err
 		}
 		return s.do("record publish of "+ref.String(), func() error {
-			return setMetadata(s.conn, ref.fs, ref.group, ref.sub, key, backend.PublishMode(access.ReadOnly))
+			return setMetadata(s.conn, ref.fs, ref.group, ref.sub, key, mode)
 		})
 	})
 	if err != nil {
@@ -34,6 +33,9 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 
 // UnpublishVolume removes node's record, or every node's when node has no name.
 func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node backend.Node, secrets map[string]string) error {
+	if isDirObject(id.Object) {
+		return c.unpublishDir(ctx, id, node, secrets)
+	}
 	return c.withSubvolume(ctx, id, secrets, func(s *session, ref volumeRef, meta map[string]string) error {
 		for k := range meta {
 			if k == backend.PublishRecordKey(node) || node.Name == "" && backend.IsPublishRecordKey(k) {

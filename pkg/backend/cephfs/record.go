@@ -20,7 +20,13 @@ const recordXattr = "user." + recordKey
 const subvolumesDir = "/volumes"
 
 // baseDir is the subvolume's directory above its data directory.
-func (r volumeRef) baseDir() string { return subvolumesDir + "/" + r.group + "/" + r.sub }
+// An adopted plain directory carries its record itself.
+func (r volumeRef) baseDir() string {
+	if r.dir != "" {
+		return r.dir
+	}
+	return subvolumesDir + "/" + r.group + "/" + r.sub
+}
 
 // record reads a subvolume's request record: NotFound when there is no subvolume, found
 // false when it has no record (a create that died before recording it), Pending for a

@@ -11,6 +11,9 @@ import (
 )
 
 func (c *Controller) CreateSnapshot(ctx context.Context, source volid.Volume, name string, params, secrets map[string]string) (*backend.Snapshot, error) {
+	if isDirObject(source.Object) {
+		return nil, noDirSnapshots(source)
+	}
 	s, err := c.session(ctx, secrets)
 	if err != nil {
 		return nil, err
@@ -91,6 +94,9 @@ func (c *Controller) snapshot(s *session, id volid.Snapshot, ref volumeRef, size
 }
 
 func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secrets map[string]string) error {
+	if isDirObject(id.Object) {
+		return nil // never made (noDirSnapshots): gone
+	}
 	s, err := c.session(ctx, secrets)
 	if err != nil {
 		return err
@@ -115,6 +121,9 @@ func (c *Controller) DeleteSnapshot(ctx context.Context, id volid.Snapshot, secr
 }
 
 func (c *Controller) GetSnapshot(ctx context.Context, id volid.Snapshot) (*backend.Snapshot, error) {
+	if isDirObject(id.Object) {
+		return nil, backend.Errorf(backend.NotFound, "snapshot %s does not exist: %v", id, noDirSnapshots(id.Volume))
+	}
 	s, err := c.session(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -130,6 +139,9 @@ func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([
 	s, err := c.session(ctx, nil)
 	if err != nil {
 		return nil, err
+	}
+	if source != nil && isDirObject(source.Object) {
+		return nil, nil // an adopted plain directory has none (noDirSnapshots)
 	}
 	if source != nil {
 		ref, err := c.ref(s, *source)
