@@ -91,7 +91,7 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 	if err := ro.quota.Validate(); err != nil {
 		return fmt.Errorf("--quota-stale-after, --quota-read-interval: %w", err)
 	}
-	cfg, err := config.Load(configPath)
+	cfg, err := config.Load(configPath, registry.Sections())
 	if err != nil {
 		return err
 	}
@@ -159,12 +159,13 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 // networks, pass --node-address.
 func nodeAddress(cfg *config.Config) string {
 	for _, b := range cfg.Backends {
-		if b.Isilon == nil || b.Isilon.NFSServer == "" {
+		isi, ok := b.Section.(*isilon.Config)
+		if !ok || isi.NFSServer == "" {
 			continue
 		}
-		addr, err := isilon.SourceAddressToward(b.Isilon.NFSServer)
+		addr, err := isilon.SourceAddressToward(isi.NFSServer)
 		if err == nil {
-			klog.Infof("node address %s: the source address toward backend %q's NFS server %s", addr, b.Name, b.Isilon.NFSServer)
+			klog.Infof("node address %s: the source address toward backend %q's NFS server %s", addr, b.Name, isi.NFSServer)
 			return addr
 		}
 		klog.Warningf("backend %q: %v; falling back to $NODE_IP", b.Name, err)

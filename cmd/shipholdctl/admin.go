@@ -72,7 +72,7 @@ func (f *adminFlags) register(fs *pflag.FlagSet, timeout time.Duration) {
 // runAdmin serves the commands that talk to the storage directly, with the driver's config.
 func runAdmin(cmd string, f *adminFlags, stdout, stderr io.Writer) int {
 	configPath, tenantName, timeout := &f.config, &f.tenant, &f.timeout
-	cfg, err := config.Load(*configPath)
+	cfg, err := config.Load(*configPath, registry.Sections())
 	if err != nil {
 		fmt.Fprintf(stderr, "shipholdctl %s: %v\n", cmd, err)
 		return 1

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/check"
 	"github.com/shiphold/shiphold/pkg/config"
 )
@@ -50,7 +51,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return check.Unknownf("%v", err).Write(stdout, name)
 	}
-	cfg, err := config.Load(*configPath)
+	cfg, err := config.Load(*configPath, registry.Sections())
 	if err != nil {
 		return check.Unknownf("%v", err).Write(stdout, name)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/gc"
 )
@@ -51,7 +52,7 @@ func runGC(ctx context.Context, f *gcFlags, stdout, stderr io.Writer) int {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	cfg, err := config.Load(f.config)
+	cfg, err := config.Load(f.config, registry.Sections())
 	if err != nil {
 		fmt.Fprintf(stderr, "shipholdctl gc: %v\n", err)
 		return 1

@@ -14,6 +14,7 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/adopt"
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/isilon"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 )
@@ -87,7 +88,7 @@ func runImport(ctx context.Context, f *importFlags, args []string, stdout, stder
 		fmt.Fprintf(stderr, "shipholdctl import: %v\nRun 'shipholdctl import --help' for usage.\n", err)
 		return 2
 	}
-	cfg, err := config.Load(f.config)
+	cfg, err := config.Load(f.config, registry.Sections())
 	if err != nil {
 		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)
 		return 1
@@ -212,8 +213,11 @@ func (f *importFlags) claim(caps backend.Capabilities, object string) (adopt.Cla
 // runFromPVs lists the legacy NFS PVs and, with --apply, adopts and re-binds each one that
 // can be; exit 1 when any failed, 3 when some were left alone under --apply.
 func (f *importFlags) runFromPVs(ctx context.Context, cfg *config.Config, ctrls map[string]backend.Controller, params map[string]string, stdout, stderr io.Writer) int {
-	b, ok := cfg.Backend(f.backend)
-	if !ok || b.Isilon == nil {
+	var isi *isilon.Config
+	if b, ok := cfg.Backend(f.backend); ok {
+		isi, _ = b.Section.(*isilon.Config)
+	}
+	if isi == nil {
 		fmt.Fprintf(stderr, "shipholdctl import: --from-pvs needs an isilon backend; %q is not one\n", f.backend)
 		return 2
 	}
@@ -222,7 +226,7 @@ func (f *importFlags) runFromPVs(ctx context.Context, cfg *config.Config, ctrls 
 		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)
 		return 1
 	}
-	fp := &adopt.FromPVs{Client: client, Controllers: ctrls, Backend: f.backend, Servers: f.legacyServers(b, params), Parameters: params, Log: stderr}
+	fp := &adopt.FromPVs{Client: client, Controllers: ctrls, Backend: f.backend, Servers: f.legacyServers(isi, params), Parameters: params, Log: stderr}
 	found, err := fp.Find(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "shipholdctl import: %v\n", err)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/isilon"
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 // recordedParams are the StorageClass parameters an adoption records, as a created volume
@@ -78,14 +77,14 @@ func mergeParam(params, from map[string]string, source string) error {
 
 // legacyServers are the NFS server names --from-pvs looks for: --nfs-server, else the
 // access zone's SmartConnect name, else the backend's nfsServer.
-func (f *importFlags) legacyServers(b *config.Backend, params map[string]string) []string {
+func (f *importFlags) legacyServers(isi *isilon.Config, params map[string]string) []string {
 	if len(f.servers) > 0 {
 		return f.servers
 	}
-	for _, z := range b.Isilon.Zones {
+	for _, z := range isi.Zones {
 		if z.Name == params[isilon.ParamAccessZone] && z.NFSServer != "" {
 			return []string{z.NFSServer}
 		}
 	}
-	return []string{b.Isilon.NFSServer}
+	return []string{isi.NFSServer}
 }

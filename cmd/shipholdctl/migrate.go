@@ -162,7 +162,7 @@ func runMigrate(ctx context.Context, f *migrateFlags, args []string, stdout, std
 	if f.cutover && (!f.final || f.pvc == "") {
 		return usageError{errors.New("--cutover goes with --final and --pvc: it re-binds the PVC after the last pass")}
 	}
-	cfg, err := config.Load(f.config)
+	cfg, err := config.Load(f.config, registry.Sections())
 	if err != nil {
 		return err
 	}

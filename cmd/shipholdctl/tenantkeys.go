@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
@@ -46,7 +47,7 @@ func runRotateKey(f *adminFlags, tenantName string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "shipholdctl tenants rotate-key: tenant %q: %v\n", tenantName, err)
 		return 2
 	}
-	cfg, err := config.Load(f.config)
+	cfg, err := config.Load(f.config, registry.Sections())
 	if err != nil {
 		fmt.Fprintf(stderr, "shipholdctl tenants rotate-key: %v\n", err)
 		return 1

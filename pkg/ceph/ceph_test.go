@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 func TestCredentialsFor(t *testing.T) {
@@ -20,19 +19,19 @@ func TestCredentialsFor(t *testing.T) {
 
 	cases := []struct {
 		name    string
-		cfg     config.CephCredentials
+		cfg     DefaultCredentials
 		secrets map[string]string
 		want    Credentials
 		wantErr string
 	}{
-		{"secrets win", config.CephCredentials{KeyringFile: keyring}, map[string]string{"userID": "client.x", "userKey": "K"}, Credentials{"x", "K"}, ""},
-		{"missing userKey", config.CephCredentials{}, map[string]string{"userID": "x"}, Credentials{}, `missing key "userKey"`},
-		{"missing userID", config.CephCredentials{}, map[string]string{"userKey": "K"}, Credentials{}, `missing key "userID"`},
-		{"keyring default admin", config.CephCredentials{KeyringFile: keyring}, nil, Credentials{"admin", "AQAadmin=="}, ""},
-		{"keyring named user", config.CephCredentials{UserID: "tenant", KeyringFile: keyring}, nil, Credentials{"tenant", "AQAtenant=="}, ""},
-		{"keyring lacks user", config.CephCredentials{UserID: "nobody", KeyringFile: keyring}, nil, Credentials{}, "no key for client.nobody"},
-		{"key file", config.CephCredentials{UserID: "u", KeyFile: keyfile}, nil, Credentials{"u", "AQAfile=="}, ""},
-		{"nothing", config.CephCredentials{}, nil, Credentials{}, "no Ceph credentials"},
+		{"secrets win", DefaultCredentials{KeyringFile: keyring}, map[string]string{"userID": "client.x", "userKey": "K"}, Credentials{"x", "K"}, ""},
+		{"missing userKey", DefaultCredentials{}, map[string]string{"userID": "x"}, Credentials{}, `missing key "userKey"`},
+		{"missing userID", DefaultCredentials{}, map[string]string{"userKey": "K"}, Credentials{}, `missing key "userID"`},
+		{"keyring default admin", DefaultCredentials{KeyringFile: keyring}, nil, Credentials{"admin", "AQAadmin=="}, ""},
+		{"keyring named user", DefaultCredentials{UserID: "tenant", KeyringFile: keyring}, nil, Credentials{"tenant", "AQAtenant=="}, ""},
+		{"keyring lacks user", DefaultCredentials{UserID: "nobody", KeyringFile: keyring}, nil, Credentials{}, "no key for client.nobody"},
+		{"key file", DefaultCredentials{UserID: "u", KeyFile: keyfile}, nil, Credentials{"u", "AQAfile=="}, ""},
+		{"nothing", DefaultCredentials{}, nil, Credentials{}, "no Ceph credentials"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,7 +76,7 @@ func TestWriteKeyFile(t *testing.T) {
 }
 
 func TestConfArgs(t *testing.T) {
-	args := strings.Join(ConfArgs(config.CephCluster{Monitors: []string{"a:6789", "b:6789"}}, "u", "/k"), " ")
+	args := strings.Join(ConfArgs(Cluster{Monitors: []string{"a:6789", "b:6789"}}, "u", "/k"), " ")
 	if args != "-m a:6789,b:6789 --id u --keyfile /k -c /dev/null" {
 		t.Fatalf("args: %s", args)
 	}

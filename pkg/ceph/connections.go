@@ -14,7 +14,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 // connectTimeout bounds a connect (librados client_mount_timeout); osdOpTimeout is how long
@@ -58,7 +57,7 @@ type Connections struct {
 	closed   bool
 
 	// connect, shutdown and mountFS are librados's and libcephfs's; unit tests replace them.
-	connect  func(config.CephCluster, Credentials) (*rados.Conn, error)
+	connect  func(Cluster, Credentials) (*rados.Conn, error)
 	shutdown func(*rados.Conn)
 	mountFS  func(*rados.Conn, string) (fsTree, error)
 }
@@ -78,11 +77,11 @@ func NewConnections() *Connections {
 	}
 }
 
-func userKey(backendName string, cluster config.CephCluster, cred Credentials) string {
+func userKey(backendName string, cluster Cluster, cred Credentials) string {
 	return backendName + "|" + accountKey(cluster, cred)
 }
 
-func accountKey(cluster config.CephCluster, cred Credentials) string {
+func accountKey(cluster Cluster, cred Credentials) string {
 	return cluster.ClusterID + "|" + strings.Join(cluster.Monitors, ",") + "|" + cred.UserID
 }
 
@@ -98,7 +97,7 @@ func keyDigest(cred Credentials) string {
 // Conn returns backendName's pooled connection for cluster and cred, connecting on first
 // use and after the last one was found broken. One connect per key runs at a time; it is
 // not cut short by ctx, so a slow monitor still ends with a usable (or shut) handle.
-func (p *Connections) Conn(ctx context.Context, backendName string, cluster config.CephCluster, cred Credentials) (*Conn, error) {
+func (p *Connections) Conn(ctx context.Context, backendName string, cluster Cluster, cred Credentials) (*Conn, error) {
 	user := userKey(backendName, cluster, cred)
 	key := connKey(user, cred)
 	p.mu.Lock()
@@ -132,7 +131,7 @@ func (p *Connections) Conn(ctx context.Context, backendName string, cluster conf
 	}
 }
 
-func (p *Connections) dial(d *dial, key, user, account string, cluster config.CephCluster, cred Credentials) {
+func (p *Connections) dial(d *dial, key, user, account string, cluster Cluster, cred Credentials) {
 	handle, err := p.connect(cluster, cred)
 	p.mu.Lock()
 	defer func() {
@@ -175,7 +174,7 @@ func (p *Connections) dial(d *dial, key, user, account string, cluster config.Ce
 	d.conn = c
 }
 
-func connect(cluster config.CephCluster, cred Credentials) (*rados.Conn, error) {
+func connect(cluster Cluster, cred Credentials) (*rados.Conn, error) {
 	conn, err := rados.NewConnWithUser(cred.UserID)
 	if err != nil {
 		return nil, backend.Errorf(backend.Internal, "create rados handle: %v", err)
@@ -196,7 +195,7 @@ func connect(cluster config.CephCluster, cred Credentials) (*rados.Conn, error) 
 // says: with a timeout, librados 16.2's rados_mgr_command returns while the mgr may still
 // answer into the caller's freed buffers (ceph tracker 65985), so mon and mgr commands wait
 // for their answer and Do bounds them instead. OSD ops are cancelled cleanly by librados.
-func configure(conn *rados.Conn, cluster config.CephCluster, cred Credentials) error {
+func configure(conn *rados.Conn, cluster Cluster, cred Credentials) error {
 	if cluster.ConfFile != "" {
 		if err := conn.ReadConfigFile(cluster.ConfFile); err != nil {
 			return backend.Errorf(backend.InvalidArgument, "read ceph config %s: %v", cluster.ConfFile, err)

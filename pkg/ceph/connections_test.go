@@ -10,7 +10,6 @@ import (
 	"github.com/ceph/go-ceph/rados"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 // fakeCluster stands in for librados connect and shutdown, counting both.
@@ -24,7 +23,7 @@ type fakeCluster struct {
 func newTestConns(f *fakeCluster) *Connections {
 	p := NewConnections()
 	f.shut = map[*rados.Conn]bool{}
-	p.connect = func(config.CephCluster, Credentials) (*rados.Conn, error) {
+	p.connect = func(Cluster, Credentials) (*rados.Conn, error) {
 		if f.gate != nil {
 			<-f.gate
 		}
@@ -56,7 +55,7 @@ func (f *fakeCluster) waitShut(t *testing.T, c *Conn) {
 	}
 }
 
-var testCluster = config.CephCluster{ClusterID: "c1", Monitors: []string{"10.0.0.1:6789"}}
+var testCluster = Cluster{ClusterID: "c1", Monitors: []string{"10.0.0.1:6789"}}
 
 func TestConnsReusesOneHandle(t *testing.T) {
 	f := &fakeCluster{gate: make(chan struct{})}
@@ -156,7 +155,7 @@ func TestConnsRetiresOldKeyHandlesOfEveryBackend(t *testing.T) {
 	if f.isShut(fsOld) {
 		t.Fatal("a second backend with the same key shut the first one's handle down")
 	}
-	otherCluster := config.CephCluster{ClusterID: "c2", Monitors: []string{"10.0.0.2:6789"}}
+	otherCluster := Cluster{ClusterID: "c2", Monitors: []string{"10.0.0.2:6789"}}
 	elsewhere, _ := p.Conn(context.Background(), "cephfs", otherCluster, Credentials{UserID: "u", Key: "k1"})
 	if _, err := p.Conn(context.Background(), "rbd", testCluster, Credentials{UserID: "u", Key: "k2"}); err != nil {
 		t.Fatal(err)

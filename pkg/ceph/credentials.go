@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 // CSI secret keys for Ceph, as ceph-csi names them.
@@ -32,7 +31,7 @@ func (c Credentials) String() string { return "client." + c.UserID }
 
 // CredentialsFor picks the request's CSI secrets when it has any, else the configured
 // keyring or key file.
-func CredentialsFor(c config.CephCredentials, secrets map[string]string) (Credentials, error) {
+func CredentialsFor(c DefaultCredentials, secrets map[string]string) (Credentials, error) {
 	if len(secrets) > 0 {
 		user, key := secrets[SecretUserID], secrets[SecretUserKey]
 		switch {
@@ -139,7 +138,7 @@ func WriteKeyFile(dir string, cred Credentials) (string, func(), error) {
 }
 
 // ConfArgs points a ceph CLI tool at the cluster without relying on /etc/ceph.
-func ConfArgs(cluster config.CephCluster, userID, keyFile string) []string {
+func ConfArgs(cluster Cluster, userID, keyFile string) []string {
 	args := []string{"-m", strings.Join(cluster.Monitors, ","), "--id", userID, "--keyfile", keyFile}
 	if cluster.ConfFile != "" {
 		args = append(args, "-c", cluster.ConfFile)

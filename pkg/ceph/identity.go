@@ -9,7 +9,6 @@ import (
 	"syscall"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 // Publish context keys that carry a tenant's cephx identity from ControllerPublishVolume to
@@ -206,7 +205,7 @@ func RotateIdentity(mon MonCommander, user string) (bool, error) {
 // ControllerPublishVolume put in the publish context, else (a volume published before
 // tenant identities, or a CephFS volume whose data predates its tenant's namespace) the
 // node-stage secret or the node's configured key, as before.
-func StageCredentials(c config.CephCredentials, publishContext, secrets map[string]string) (Credentials, error) {
+func StageCredentials(c DefaultCredentials, publishContext, secrets map[string]string) (Credentials, error) {
 	user, key := publishContext[PublishContextUser], publishContext[PublishContextKey]
 	switch {
 	case user != "" && key != "":

@@ -7,7 +7,6 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/ceph/cephtest"
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 func rbdIdentity(pool string) Identity {
@@ -140,15 +139,15 @@ func TestIdentityUser(t *testing.T) {
 func TestStageCredentials(t *testing.T) {
 	pc := PublishContext(Credentials{UserID: "shiphold.rbd.a", Key: "TENANTKEY"})
 	secrets := map[string]string{SecretUserID: "admin", SecretUserKey: "ADMINKEY"}
-	cred, err := StageCredentials(config.CephCredentials{}, pc, secrets)
+	cred, err := StageCredentials(DefaultCredentials{}, pc, secrets)
 	if err != nil || cred.UserID != "shiphold.rbd.a" || cred.Key != "TENANTKEY" {
 		t.Errorf("with a tenant identity: %s %q %v; want the tenant's, never the stage secret", cred, cred.Key, err)
 	}
-	cred, err = StageCredentials(config.CephCredentials{}, map[string]string{"other": "x"}, secrets)
+	cred, err = StageCredentials(DefaultCredentials{}, map[string]string{"other": "x"}, secrets)
 	if err != nil || cred.UserID != "admin" {
 		t.Errorf("published before identities: %s %v; want the node-stage secret", cred, err)
 	}
-	if _, err := StageCredentials(config.CephCredentials{}, map[string]string{PublishContextUser: "u"}, secrets); backend.CodeOf(err) != backend.InvalidArgument {
+	if _, err := StageCredentials(DefaultCredentials{}, map[string]string{PublishContextUser: "u"}, secrets); backend.CodeOf(err) != backend.InvalidArgument {
 		t.Errorf("half an identity: %v, want InvalidArgument", err)
 	}
 }

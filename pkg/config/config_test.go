@@ -1,39 +1,73 @@
 package config
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
 )
 
+// blockSection and shareSection stand in for two backend kinds' sections: this package
+// knows no kind, it decodes whatever section type the kinds give.
+type blockSection struct {
+	Pool     string   `json:"pool"`
+	Monitors []string `json:"monitors"`
+	Key      string   `json:"key,omitempty"`
+}
+
+func (s *blockSection) Validate() error {
+	if s.Pool == "" {
+		return fmt.Errorf("block.pool is required")
+	}
+	return nil
+}
+
+type shareSection struct {
+	Path string `json:"path"`
+}
+
+func (s *shareSection) Validate() error {
+	if !strings.HasPrefix(s.Path, "/") {
+		return fmt.Errorf("share.path %q must be absolute", s.Path)
+	}
+	return nil
+}
+
+var testSections = Sections{
+	"block": func() Section { return new(blockSection) },
+	"share": func() Section { return new(shareSection) },
+}
+
 const good = `
 backends:
-  - name: ceph-rbd
-    kind: rbd
-    rbd: {clusterID: abc, monitors: ["127.0.0.1:6789"], pool: rbd, credentials: {userID: admin, keyringFile: /k}}
-  - name: ceph-fs
-    kind: cephfs
-    cephfs: {clusterID: abc, monitors: ["127.0.0.1:6789"], fsName: cephfs}
-  - name: isilon
-    kind: isilon
-    isilon: {endpoint: "https://127.0.0.1:8080", isiPath: /ifs/data/shiphold, nfsServer: 127.0.0.1}
+  - name: fast
+    kind: block
+    block: {pool: rbd, monitors: ["127.0.0.1:6789"], key: 1}
+  - name: files
+    kind: share
+    share: {path: /ifs/data}
 tenants:
   default: {maxVolumes: 10}
   overrides: {big: {maxVolumes: 100, maxBytes: 1000}}
 `
 
 func TestParse(t *testing.T) {
-	c, err := Parse([]byte(good))
+	c, err := Parse([]byte(good), testSections)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, ok := c.Backend("ceph-rbd")
-	if !ok || b.RBD.Pool != "rbd" || b.RBD.Monitors[0] != "127.0.0.1:6789" || b.RBD.Credentials.UserID != "admin" {
-		t.Fatalf("rbd backend decoded wrong: %+v", b)
+	b, ok := c.Backend("fast")
+	if !ok || b.Kind != "block" {
+		t.Fatalf("backend fast: %+v", b)
+	}
+	// A number where the section has a string decodes as before (YAML's number 1 is "1").
+	if s, ok := b.Section.(*blockSection); !ok || s.Pool != "rbd" || s.Monitors[0] != "127.0.0.1:6789" || s.Key != "1" {
+		t.Fatalf("block section decoded wrong: %#v", b.Section)
+	}
+	if s, ok := c.Backends[1].Section.(*shareSection); !ok || s.Path != "/ifs/data" {
+		t.Fatalf("share section decoded wrong: %#v", c.Backends[1].Section)
 	}
 	if q := c.Tenants.QuotaFor("big"); q.MaxVolumes != 100 || q.MaxBytes != 1000 {
 		t.Fatalf("override quota: %+v", q)
@@ -43,23 +77,29 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestParseRejects: each mistake is refused with a message naming what to fix.
 func TestParseRejects(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
-		{"unknown field", "backends: [{name: a, kind: rbd, rbd: {clusterID: c, monitors: [m], pool: p, poool: x}}]", "poool"},
+		{"unknown section field", "backends: [{name: a, kind: block, block: {pool: p, poool: x}}]", `backend "a": block: error unmarshaling JSON: while decoding JSON: json: unknown field "poool"`},
+		{"unknown backend field", "backends: [{name: a, kind: block, block: {pool: p}, toplogy: {}}]", `unknown field "toplogy" (a backend has name, kind, topology and the section of its kind: block or share)`},
+		{"misspelt section", "backends: [{name: a, kind: block, blokc: {pool: p}}]", `unknown field "blokc"`},
+		{"unknown top-level field", "backend: []", `unknown field "backend"`},
 		{"no backends", "backends: []", "no backends"},
-		{"bad name", "backends: [{name: A_B, kind: rbd, rbd: {clusterID: c, monitors: [m], pool: p}}]", "backend"},
-		{"duplicate", "backends: [{name: a, kind: rbd, rbd: {clusterID: c, monitors: [m], pool: p}}, {name: a, kind: rbd, rbd: {clusterID: c, monitors: [m], pool: p}}]", "twice"},
-		{"unknown kind", "backends: [{name: a, kind: nfs, rbd: {clusterID: c, monitors: [m], pool: p}}]", "unknown kind"},
-		{"kind mismatch", "backends: [{name: a, kind: cephfs, rbd: {clusterID: c, monitors: [m], pool: p}}]", "needs a cephfs section"},
-		{"no pool", "backends: [{name: a, kind: rbd, rbd: {clusterID: c, monitors: [m]}}]", "rbd.pool"},
-		{"no monitors", "backends: [{name: a, kind: cephfs, cephfs: {clusterID: c, fsName: f}}]", "monitors"},
-		{"isi path", "backends: [{name: a, kind: isilon, isilon: {endpoint: e, isiPath: /data, nfsServer: n}}]", "isiPath"},
-		{"isi in flight", "backends: [{name: a, kind: isilon, isilon: {endpoint: e, isiPath: /ifs/d, nfsServer: n, maxRequestsInFlight: -1}}]", "maxRequestsInFlight"},
-		{"two sections", "backends: [{name: a, kind: rbd, rbd: {clusterID: c, monitors: [m], pool: p}, cephfs: {clusterID: c, monitors: [m], fsName: f}}]", "exactly one"},
+		{"bad name", "backends: [{name: A_B, kind: block, block: {pool: p}}]", "backends[0]"},
+		{"duplicate", "backends: [{name: a, kind: block, block: {pool: p}}, {name: a, kind: block, block: {pool: p}}]", `backend "a" defined twice`},
+		{"unknown kind", "backends: [{name: a, kind: nfs, block: {pool: p}}]", `backend "a": unknown kind "nfs" (want block or share)`},
+		{"no kind", "backends: [{name: a, block: {pool: p}}]", `backend "a": kind is required (block or share)`},
+		{"section of another kind", "backends: [{name: a, kind: share, block: {pool: p}}]", `backend "a": has a block section but is of kind share: a backend has exactly one section, the one its kind names (share:)`},
+		{"two sections", "backends: [{name: a, kind: block, block: {pool: p}, share: {path: /x}}]", "has a share section but is of kind block"},
+		{"no section", "backends: [{name: a, kind: block}]", `backend "a": kind block needs a block section`},
+		{"empty section", "backends: [{name: a, kind: block, block: }]", `backend "a": kind block needs a block section`},
+		{"section invalid", "backends: [{name: a, kind: share, share: {path: rel}}]", `backend "a": share.path "rel" must be absolute`},
+		{"second backend", "backends: [{name: a, kind: block, block: {pool: p}}, {kind: block, block: {pool: p, x: 1}}]", `backends[1]: block:`},
+		{"bad tenant", "backends: [{name: a, kind: block, block: {pool: p}}]\ntenants: {overrides: {A_B: {}}}", "tenants.overrides"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse([]byte(tc.yaml))
+			_, err := Parse([]byte(tc.yaml), testSections)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Parse error = %v, want mention of %q", err, tc.want)
 			}
@@ -67,66 +107,68 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
-func TestIsilonZones(t *testing.T) {
-	const base = `
-backends:
-  - name: isilon
-    kind: isilon
-    isilon:
-      endpoint: "https://127.0.0.1:8080"
-      isiPath: /ifs/data/shiphold
-      nfsServer: 127.0.0.1
-      zones:
-`
-	testCases := []struct {
-		name, zones, wantErr string
-	}{
-		{name: "two zones", zones: "        - {name: zoneA, key: za, isiPath: /ifs/zoneA/shiphold}\n        - {name: zoneB, key: zb, isiPath: /ifs/zoneB/sh}\n"},
-		{name: "key missing", zones: "        - {name: zoneA, isiPath: /ifs/zoneA/sh}\n", wantErr: "key"},
-		{name: "key too long", zones: "        - {name: zoneA, key: zoneabcdefg, isiPath: /ifs/zoneA/sh}\n", wantErr: "1-8 characters"},
-		{name: "key twice", zones: "        - {name: zoneA, key: z, isiPath: /ifs/zoneA/sh}\n        - {name: zoneB, key: z, isiPath: /ifs/zoneB/sh}\n", wantErr: "used twice"},
-		{name: "default name", zones: "        - {name: System, key: s, isiPath: /ifs/sys2}\n", wantErr: "default accessZone"},
-		{name: "nested in default", zones: "        - {name: zoneA, key: za, isiPath: /ifs/data/shiphold/za}\n", wantErr: "overlaps"},
-		{name: "outside ifs", zones: "        - {name: zoneA, key: za, isiPath: /data}\n", wantErr: "below /ifs/"},
+// TestMarshalKeepsTheFileShape: a config written out (as tests write the driver's config
+// file) has each section under its kind's name and parses back to the same config.
+func TestMarshalKeepsTheFileShape(t *testing.T) {
+	c, err := Parse([]byte(withTopology), testSections)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range testCases {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := Parse([]byte(base + tc.zones))
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, _ := c.Backend("isilon")
-				if len(b.Isilon.Zones) != 2 || b.Isilon.Zones[1].Key != "zb" || b.Isilon.Zones[0].IsiPath != "/ifs/zoneA/shiphold" {
-					t.Fatalf("zones decoded wrong: %+v", b.Isilon.Zones)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("error %v, want one saying %q", err, tc.wantErr)
-			}
-		})
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shape struct {
+		Backends []map[string]any `json:"backends"`
+	}
+	if err := yaml.Unmarshal(out, &shape); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := shape.Backends[1]["share"]; !ok || shape.Backends[1]["kind"] != "share" || shape.Backends[1]["topology"] == nil {
+		t.Fatalf("written backend %v, want kind share with a share section and its topology", shape.Backends[1])
+	}
+	back, err := Parse(out, testSections)
+	if err != nil {
+		t.Fatalf("written config does not parse: %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Fatalf("round trip changed the config:\n%#v\n%#v", back, c)
 	}
 }
 
-// The chart's access-zone example (deploy/helm/shiphold/examples/isilon-zones.yaml, whose
-// config section the chart renders as config.yaml) is a config the driver accepts.
-func TestChartIsilonZonesExampleParses(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "helm", "shiphold", "examples", "isilon-zones.yaml"))
-	if err != nil {
+// TestValidateBuiltConfig: a config built in code (no Parse) still needs its sections.
+func TestValidateBuiltConfig(t *testing.T) {
+	c := &Config{Backends: []Backend{{Name: "a", Kind: "block"}}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `backend "a": kind block needs a block section`) {
+		t.Fatalf("Validate = %v", err)
+	}
+	c.Backends[0].Section = &blockSection{}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "block.pool is required") {
+		t.Fatalf("Validate = %v", err)
+	}
+	c.Backends[0].Section = &blockSection{Pool: "p"}
+	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	var vals struct {
-		Config json.RawMessage `json:"config"`
+}
+
+func TestSectionAs(t *testing.T) {
+	b := &Backend{Name: "a", Kind: "block", Section: &blockSection{Pool: "p"}}
+	if s, err := SectionAs[*blockSection](b); err != nil || s.Pool != "p" {
+		t.Fatalf("SectionAs = %v, %v", s, err)
 	}
-	if err := yaml.Unmarshal(raw, &vals); err != nil {
-		t.Fatal(err)
+	if _, err := SectionAs[*shareSection](b); err == nil || !strings.Contains(err.Error(), `backend "a": kind block needs its block section, the config has *config.blockSection`) {
+		t.Fatalf("SectionAs of another kind = %v", err)
 	}
-	cfg, err := Parse(vals.Config)
-	if err != nil {
-		t.Fatalf("the example's config: %v", err)
+	if _, err := SectionAs[*blockSection](nil); err == nil {
+		t.Fatal("SectionAs(nil) succeeded")
 	}
-	if z := cfg.Backends[0].Isilon.Zones; len(z) != 2 || z[0].Name != "hpc" || z[1].NFSServer == "" {
-		t.Fatalf("zones %+v, want hpc and web with their SmartConnect names", z)
+}
+
+// A backend decodes only through Parse: decoding one directly would drop its section.
+func TestBackendRefusesDirectDecoding(t *testing.T) {
+	var c Config
+	if err := yaml.Unmarshal([]byte(good), &c); err == nil || !strings.Contains(err.Error(), "config.Parse") {
+		t.Fatalf("yaml.Unmarshal into Config = %v, want a pointer to config.Parse", err)
 	}
 }

@@ -7,18 +7,18 @@ import (
 
 const withTopology = `
 backends:
-  - name: ceph-rbd
-    kind: rbd
-    rbd: {clusterID: abc, monitors: ["127.0.0.1:6789"], pool: rbd}
+  - name: fast
+    kind: block
+    block: {pool: rbd, monitors: ["127.0.0.1:6789"]}
   - name: isilon
-    kind: isilon
-    isilon: {endpoint: "https://127.0.0.1:8080", isiPath: /ifs/data/shiphold, nfsServer: 127.0.0.1}
+    kind: share
+    share: {path: /ifs/data/shiphold}
     topology:
       nodeSelector: {node.example.com/platform: bare-metal, example.com/isilon-net: "yes"}
 `
 
 func TestNodeSegments(t *testing.T) {
-	c, err := Parse([]byte(withTopology))
+	c, err := Parse([]byte(withTopology), testSections)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestNodeSegments(t *testing.T) {
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			seg := c.NodeSegments(tc.labels)
-			// The rbd backend has no topology: no key, every node reaches it.
+			// The block backend has no topology: no key, every node reaches it.
 			if len(seg) != 1 || seg["topology.shiphold.io/isilon"] != tc.want {
 				t.Fatalf("segments %v, want only topology.shiphold.io/isilon=%s", seg, tc.want)
 			}
@@ -44,7 +44,7 @@ func TestNodeSegments(t *testing.T) {
 	if !c.HasTopology() {
 		t.Fatal("HasTopology is false with a topology configured")
 	}
-	if c2, _ := Parse([]byte(good)); c2.HasTopology() || c2.NodeSegments(map[string]string{"a": "b"}) != nil {
+	if c2, _ := Parse([]byte(good), testSections); c2.HasTopology() || c2.NodeSegments(map[string]string{"a": "b"}) != nil {
 		t.Fatal("a config without topology must publish no segments")
 	}
 }
@@ -53,8 +53,8 @@ func TestTopologyRejects(t *testing.T) {
 	base := `
 backends:
   - name: NAME
-    kind: isilon
-    isilon: {endpoint: "https://127.0.0.1:8080", isiPath: /ifs/data/shiphold, nfsServer: 127.0.0.1}
+    kind: share
+    share: {path: /ifs/data/shiphold}
     topology: TOPO
 `
 	testCases := []struct {
@@ -69,7 +69,7 @@ backends:
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := strings.ReplaceAll(strings.ReplaceAll(base, "NAME", tc.backend), "TOPO", tc.topo)
-			_, err := Parse([]byte(doc))
+			_, err := Parse([]byte(doc), testSections)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Parse: %v, want an error containing %q", err, tc.want)
 			}

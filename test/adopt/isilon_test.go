@@ -108,7 +108,7 @@ func TestAdoptIsilonDirectoryWithExportAndQuota(t *testing.T) {
 func TestAdoptIsilonDirectoryInAccessZone(t *testing.T) {
 	sim := harness.StartOneFSWith(t, func(o *onefssim.Options) { o.Zones = map[string]string{"zoneA": "/ifs/zoneA"} })
 	be := sim.Backend(t, "isi")
-	be.Isilon.Zones = []config.IsilonZone{{Name: "zoneA", Key: "za", IsiPath: "/ifs/zoneA/shiphold"}}
+	be.Section.(*isilon.Config).Zones = []isilon.Zone{{Name: "zoneA", Key: "za", IsiPath: "/ifs/zoneA/shiphold"}}
 	cfg := &config.Config{Backends: []config.Backend{be}}
 	shop := "shop-" + suffix()
 	const dir = "/ifs/zoneA/legacy/site7"

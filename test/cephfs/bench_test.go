@@ -18,6 +18,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	cephfsbe "github.com/shiphold/shiphold/pkg/backend/cephfs"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/test/harness"
@@ -35,7 +36,7 @@ func TestBenchCephFS(t *testing.T) {
 	sizes := harness.BenchSizesFromEnv(t)
 	be := harness.CephFSBackend(t, "bench-cephfs")
 	tenant := fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e9)
-	group := be.CephFS.SubvolumeGroupPrefix + tenant
+	group := be.Section.(*cephfsbe.Config).SubvolumeGroupPrefix + tenant
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeController)
@@ -47,7 +48,7 @@ func TestBenchCephFS(t *testing.T) {
 
 	conn := rawConn(t)
 	fsa := admin.NewFromConn(conn)
-	fs := be.CephFS.FSName
+	fs := be.Section.(*cephfsbe.Config).FSName
 	// The driver makes the tenant's group; one volume through each side warms both up.
 	warm(t, ctx, ours, "warm")
 	t.Cleanup(func() { _ = fsa.RemoveSubVolumeGroup(fs, group) })

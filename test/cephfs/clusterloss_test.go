@@ -30,8 +30,8 @@ const unstageBound = 30 * time.Second
 func TestCephFSRealUnstageAfterClusterLoss(t *testing.T) {
 	needRoot(t)
 	pc := harness.StartPrivateCeph(t)
-	be := config.Backend{Name: "cephfs-loss", Kind: backend.KindCephFS, CephFS: &config.CephFS{
-		CephCluster: pc.Cluster, FSName: fsName, SubvolumeGroupPrefix: "loss-", Mounter: cephfs.MounterFuse}}
+	be := config.Backend{Name: "cephfs-loss", Kind: backend.KindCephFS, Section: &cephfs.Config{
+		Cluster: pc.Cluster, FSName: fsName, SubvolumeGroupPrefix: "loss-", Mounter: cephfs.MounterFuse}}
 	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeAll)
 	dir := t.TempDir()
 	// Runs before the cluster's teardown: whatever the plugin left is taken down by force.

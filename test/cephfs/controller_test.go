@@ -44,16 +44,16 @@ func TestCephFSRealCreateIdempotentDelete(t *testing.T) {
 	}
 
 	// The subvolume is in the tenant's group.
-	cred, err := ceph.CredentialsFor(e.cfg.CephFS.Credentials, nil)
+	cred, err := ceph.CredentialsFor(e.cfg.Section.(*cephfs.Config).Credentials, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := e.conns.Conn(ctx, e.cfg.Name, e.cfg.CephFS.CephCluster, cred)
+	conn, err := e.conns.Conn(ctx, e.cfg.Name, e.cfg.Section.(*cephfs.Config).Cluster, cred)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fsa := admin.NewFromConn(conn)
-	group := e.cfg.CephFS.SubvolumeGroupPrefix + "team-a"
+	group := e.cfg.Section.(*cephfs.Config).SubvolumeGroupPrefix + "team-a"
 	subs, err := fsa.ListSubVolumes(fsName, group)
 	if err != nil || len(subs) != 1 || subs[0] != "csi-vol-"+volid.Hash(req.Name) {
 		t.Fatalf("subvolumes of group %s: %v %v", group, subs, err)

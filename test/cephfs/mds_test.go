@@ -30,8 +30,8 @@ const mdsRecovery = 2 * time.Minute
 // the controller. Runs on a private cluster, since it fails and kills the MDS.
 func TestCephFSRealMDSRestartAndEviction(t *testing.T) {
 	pc := harness.StartPrivateCeph(t)
-	cfg := &config.Backend{Name: "cephfs-mds", Kind: backend.KindCephFS, CephFS: &config.CephFS{
-		CephCluster: pc.Cluster, FSName: fsName, SubvolumeGroupPrefix: "mds-", Mounter: cephfs.MounterAuto}}
+	cfg := &config.Backend{Name: "cephfs-mds", Kind: backend.KindCephFS, Section: &cephfs.Config{
+		Cluster: pc.Cluster, FSName: fsName, SubvolumeGroupPrefix: "mds-", Mounter: cephfs.MounterAuto}}
 	conns := ceph.NewConnections()
 	t.Cleanup(conns.Close)
 	ctrl, err := cephfs.NewController(cfg, conns)

@@ -36,7 +36,7 @@ func TestCephFSRealRecordOnTheStorage(t *testing.T) {
 		t.Fatalf("libcephfs mount: %v", err)
 	}
 	t.Cleanup(func() { _ = mnt.Unmount(); _ = mnt.Release() })
-	group := e.cfg.CephFS.SubvolumeGroupPrefix + "team-r"
+	group := e.cfg.Section.(*cephfsbe.Config).SubvolumeGroupPrefix + "team-r"
 	t.Cleanup(func() { fsa.RemoveSubVolumeGroup(fsName, group) })
 	req := func(name string, size int64) *backend.VolumeRequest {
 		return &backend.VolumeRequest{Name: name, Tenant: "team-r", RequiredBytes: size, Parameters: map[string]string{}}

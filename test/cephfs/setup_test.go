@@ -32,8 +32,8 @@ type env struct {
 func needCeph(t testing.TB) *env {
 	t.Helper()
 	cluster := harness.LocalCeph(t)
-	cfg := &config.Backend{Name: "cephfs-test", Kind: backend.KindCephFS, CephFS: &config.CephFS{
-		CephCluster:          cluster,
+	cfg := &config.Backend{Name: "cephfs-test", Kind: backend.KindCephFS, Section: &cephfs.Config{
+		Cluster:              cluster,
 		FSName:               fsName,
 		SubvolumeGroupPrefix: fmt.Sprintf("sht%04d-", rand.Intn(10000)),
 		Mounter:              cephfs.MounterAuto,

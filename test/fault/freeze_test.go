@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/test/harness"
 )
@@ -76,8 +78,8 @@ func pluginConfig(t *testing.T, pc *harness.PrivateCluster) *config.Config {
 	cluster := pc.Cluster
 	cluster.ConfFile = conf
 	return &config.Config{Backends: []config.Backend{
-		{Name: "fault-fs", Kind: backend.KindCephFS, CephFS: &config.CephFS{CephCluster: cluster, FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-"}},
-		{Name: "fault-rbd", Kind: backend.KindRBD, RBD: &config.RBD{CephCluster: cluster, Pool: "rbd"}},
+		{Name: "fault-fs", Kind: backend.KindCephFS, Section: &cephfs.Config{Cluster: cluster, FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-"}},
+		{Name: "fault-rbd", Kind: backend.KindRBD, Section: &rbd.Config{Cluster: cluster, Pool: "rbd"}},
 	}}
 }
 

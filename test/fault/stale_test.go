@@ -13,6 +13,9 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/test/harness"
 )
@@ -26,11 +29,11 @@ func cephUser(t *testing.T, pc *harness.PrivateCluster, cfg *config.Config, name
 		t.Fatalf("create client.%s: %v\n%s", name, err, out)
 	}
 	for i := range cfg.Backends {
-		creds := config.CephCredentials{UserID: name, KeyringFile: keyring}
-		if b := cfg.Backends[i].RBD; b != nil {
+		creds := ceph.DefaultCredentials{UserID: name, KeyringFile: keyring}
+		switch b := cfg.Backends[i].Section.(type) {
+		case *rbd.Config:
 			b.Credentials = creds
-		}
-		if b := cfg.Backends[i].CephFS; b != nil {
+		case *cephfs.Config:
 			b.Credentials = creds
 		}
 	}

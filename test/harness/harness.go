@@ -18,7 +18,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/test/prereq"
@@ -50,7 +53,7 @@ var (
 
 // LocalCeph returns the local cluster's address and admin credentials after checking that
 // it answers; a cluster that is absent or does not answer is a missing prerequisite.
-func LocalCeph(t testing.TB) config.CephCluster {
+func LocalCeph(t testing.TB) ceph.Cluster {
 	t.Helper()
 	conf := CephConf()
 	start := "start it with MON_IP=<ip> hack/micro-ceph.sh up " + CephDir() + " (or run under hack/with-ceph.sh)"
@@ -63,10 +66,10 @@ func LocalCeph(t testing.TB) config.CephCluster {
 	Require(t, "local Ceph admin keyring", err == nil, fmt.Sprintf("%v: %s", err, start))
 	err = cephAnswers(conf)
 	Require(t, "local Ceph", err == nil, fmt.Sprintf("%v: %s", err, start))
-	return config.CephCluster{
+	return ceph.Cluster{
 		ClusterID: fsid,
 		Monitors:  mons,
-		Credentials: config.CephCredentials{
+		Credentials: ceph.DefaultCredentials{
 			UserID:      "admin",
 			KeyringFile: keyring,
 		},
@@ -138,12 +141,12 @@ func v1Addrs(monHost string) []string {
 
 // RBDBackend is a config entry for the local cluster's rbd pool.
 func RBDBackend(t testing.TB, name string) config.Backend {
-	return config.Backend{Name: name, Kind: "rbd", RBD: &config.RBD{CephCluster: LocalCeph(t), Pool: "rbd", Mounter: "auto"}}
+	return config.Backend{Name: name, Kind: "rbd", Section: &rbd.Config{Cluster: LocalCeph(t), Pool: "rbd", Mounter: "auto"}}
 }
 
 // CephFSBackend is a config entry for the local cluster's cephfs filesystem.
 func CephFSBackend(t testing.TB, name string) config.Backend {
-	return config.Backend{Name: name, Kind: "cephfs", CephFS: &config.CephFS{CephCluster: LocalCeph(t), FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-", Mounter: "auto"}}
+	return config.Backend{Name: name, Kind: "cephfs", Section: &cephfs.Config{Cluster: LocalCeph(t), FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-", Mounter: "auto"}}
 }
 
 // Driver is an in-process shiphold plugin serving on a unix socket.

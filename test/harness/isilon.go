@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/shiphold/shiphold/pkg/backend/isilon"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/test/onefssim"
 )
@@ -63,7 +64,7 @@ func (o *OneFS) Backend(t testing.TB, name string) config.Backend {
 	if err := os.WriteFile(creds, []byte("username: admin\npassword: onefs-test-password\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return config.Backend{Name: name, Kind: "isilon", Isilon: &config.Isilon{
+	return config.Backend{Name: name, Kind: "isilon", Section: &isilon.Config{
 		Endpoint: o.URL, AccessZone: "System", IsiPath: "/ifs/data/shiphold", NFSServer: "127.0.0.1",
 		InsecureSkipVerify: true, CredentialsFile: creds, RequestTimeout: "10s",
 	}}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/ceph"
 )
 
 // PrivateCluster is a single-node Ceph of a test's own, on a loopback address of its own
@@ -24,7 +24,7 @@ type PrivateCluster struct {
 	Conf string
 	IP   string
 	// Cluster is the config entry for its admin user.
-	Cluster config.CephCluster
+	Cluster ceph.Cluster
 	lock    *os.File
 }
 
@@ -57,7 +57,7 @@ func StartPrivateCeph(t testing.TB) *PrivateCluster {
 	if fsid == "" || len(mons) == 0 {
 		t.Fatalf("private Ceph at %s: %s has no fsid or v1 monitor", ip, pc.Conf)
 	}
-	pc.Cluster = config.CephCluster{ClusterID: fsid, Monitors: mons, Credentials: config.CephCredentials{
+	pc.Cluster = ceph.Cluster{ClusterID: fsid, Monitors: mons, Credentials: ceph.DefaultCredentials{
 		UserID: "admin", KeyringFile: filepath.Join(dir, "ceph.client.admin.keyring")}}
 	t.Logf("private Ceph up at %s in %s (%s)", ip, time.Since(start).Round(time.Second), dir)
 	return pc

@@ -44,7 +44,7 @@ func benchIsilon(t *testing.T, latency time.Duration) {
 	sim := harness.StartOneFS(t)
 	be := sim.Backend(t, "isi")
 	if n := os.Getenv("SHIPHOLD_BENCH_ISILON_INFLIGHT"); n != "" {
-		fmt.Sscan(n, &be.Isilon.MaxRequestsInFlight)
+		fmt.Sscan(n, &be.Section.(*isilon.Config).MaxRequestsInFlight)
 	}
 	tenant := "bench"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -55,7 +55,7 @@ func benchIsilon(t *testing.T, latency time.Duration) {
 		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER},
 	}
 	ours := d.DriverSide(map[string]string{backend.ParamBackend: be.Name, backend.ParamPVCNamespace: tenant}, capability, sizes.Bytes)
-	raw := &rawPAPI{url: sim.URL, dir: path.Join(be.Isilon.IsiPath, tenant), bytes: sizes.Bytes,
+	raw := &rawPAPI{url: sim.URL, dir: path.Join(be.Section.(*isilon.Config).IsiPath, tenant), bytes: sizes.Bytes,
 		client: &http.Client{Transport: &http.Transport{
 			TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, // the simulator's self-signed certificate
 			MaxIdleConnsPerHost: sizes.Concurrency,

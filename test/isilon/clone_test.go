@@ -31,10 +31,10 @@ func slowCloneSetup(t *testing.T) (*fixture, *backend.Volume, func() *isilon.Con
 	f.sim.Server.SetCopyDelay(100 * time.Millisecond)
 	newCtrl := func() *isilon.Controller {
 		be := f.be
-		isi := *be.Isilon
+		isi := *be.Section.(*isilon.Config)
 		isi.RequestTimeout = "1s"
 		isi.CopySettle = "500ms"
-		be.Isilon = &isi
+		be.Section = &isi
 		c, err := isilon.NewController(&be)
 		if err != nil {
 			t.Fatal(err)

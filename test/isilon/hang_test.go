@@ -76,7 +76,7 @@ func answers(t *testing.T, name string, call func(ctx context.Context) error) er
 // may keep the volume's lock, and unpublish and unstage must still take the mounts away.
 func TestNodeCallsOnADeadNFSServerAreBounded(t *testing.T) {
 	t.Setenv(isilon.StandInEnv, "")
-	cfg := config.Backend{Name: "isi", Kind: backend.KindIsilon, Isilon: &config.Isilon{
+	cfg := config.Backend{Name: "isi", Kind: backend.KindIsilon, Section: &isilon.Config{
 		Endpoint: "https://127.0.0.1:1", IsiPath: "/ifs/data/shiphold", NFSServer: "nfs.invalid"}}
 	stg, err := isilon.NewStager(&cfg)
 	if err != nil {

@@ -417,13 +417,13 @@ func TestSimBadPassword(t *testing.T) {
 		t.Run(auth, func(t *testing.T) {
 			f := setup(t)
 			be := f.be
-			isi := *be.Isilon
+			isi := *be.Section.(*isilon.Config)
 			isi.AuthType = auth
 			isi.CredentialsFile = filepath.Join(t.TempDir(), "creds")
 			if err := os.WriteFile(isi.CredentialsFile, []byte("username: admin\npassword: wrong-secret-123\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			be.Isilon = &isi
+			be.Section = &isi
 			ctrl, err := isilon.NewController(&be)
 			if err != nil {
 				t.Fatal(err)
@@ -450,7 +450,7 @@ func TestSimBadPassword(t *testing.T) {
 }
 
 func TestSimUnreachableDoesNotStopConstruction(t *testing.T) {
-	be := config.Backend{Name: "isi", Kind: "isilon", Isilon: &config.Isilon{
+	be := config.Backend{Name: "isi", Kind: "isilon", Section: &isilon.Config{
 		Endpoint: "https://127.0.0.1:1", IsiPath: "/ifs/data/shiphold", NFSServer: "127.0.0.1",
 		InsecureSkipVerify: true, CredentialsFile: "/nonexistent", RequestTimeout: "2s",
 	}}

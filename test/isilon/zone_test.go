@@ -27,7 +27,7 @@ import (
 
 // The access zone of these tests: base path /ifs/zoneA on the simulator, shiphold's tree
 // below it.
-var simZoneA = config.IsilonZone{Name: "zoneA", Key: "za", IsiPath: "/ifs/zoneA/shiphold"}
+var simZoneA = isilon.Zone{Name: "zoneA", Key: "za", IsiPath: "/ifs/zoneA/shiphold"}
 
 func startZoneSim(t *testing.T, adjust func(*onefssim.Options)) *fixture {
 	t.Helper()
@@ -38,7 +38,7 @@ func startZoneSim(t *testing.T, adjust func(*onefssim.Options)) *fixture {
 		}
 	})
 	be := sim.Backend(t, "isi-zone")
-	be.Isilon.Zones = []config.IsilonZone{simZoneA}
+	be.Section.(*isilon.Config).Zones = []isilon.Zone{simZoneA}
 	ctrl, err := isilon.NewController(&be)
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +237,7 @@ func TestSimNodeStandInAccessZone(t *testing.T) {
 // names the zone's base, so the admin can fix isilon.zones.
 func TestSimAccessZoneOutsideBaseRefused(t *testing.T) {
 	f := startZoneSim(t, nil)
-	f.be.Isilon.Zones = []config.IsilonZone{{Name: "zoneA", Key: "za", IsiPath: "/ifs/data/elsewhere"}}
+	f.be.Section.(*isilon.Config).Zones = []isilon.Zone{{Name: "zoneA", Key: "za", IsiPath: "/ifs/data/elsewhere"}}
 	ctrl, err := isilon.NewController(&f.be)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ceph/go-ceph/rados"
 
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
 	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/test/harness"
 )
@@ -25,7 +26,7 @@ func TestCephFSTenantIsolation(t *testing.T) {
 	a := p.createPublishStage(t, newTenant("isoa"))
 	b := p.createPublishStage(t, newTenant("isob"))
 	writeAndRead(t, b, "b-data")
-	groupA, groupB := p.be.CephFS.SubvolumeGroupPrefix+a.tenant, p.be.CephFS.SubvolumeGroupPrefix+b.tenant
+	groupA, groupB := p.be.Section.(*cephfs.Config).SubvolumeGroupPrefix+a.tenant, p.be.Section.(*cephfs.Config).SubvolumeGroupPrefix+b.tenant
 	caps := authCaps(t, a.cred().UserID)
 	for _, want := range []string{`caps mds = "allow rw path=/volumes/` + groupA + `"`, `caps mon = "allow r"`,
 		`caps osd = "allow rw pool=` + cephfsDataPool + ` namespace=` + groupA + `"`} {

@@ -24,6 +24,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
@@ -44,15 +46,15 @@ func startPlugins(t *testing.T, be config.Backend) *plugins {
 	harness.RequireRoot(t, "mounting volumes on the node")
 	ctrl := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeController)
 	nodeBe := be
-	switch {
-	case be.RBD != nil:
-		r := *be.RBD
-		r.Credentials = config.CephCredentials{}
-		nodeBe.RBD = &r
-	case be.CephFS != nil:
-		f := *be.CephFS
-		f.Credentials = config.CephCredentials{}
-		nodeBe.CephFS = &f
+	switch s := be.Section.(type) {
+	case *rbd.Config:
+		r := *s
+		r.Credentials = ceph.DefaultCredentials{}
+		nodeBe.Section = &r
+	case *cephfs.Config:
+		f := *s
+		f.Credentials = ceph.DefaultCredentials{}
+		nodeBe.Section = &f
 	}
 	node := harness.StartDriverOn(t, &config.Config{Backends: []config.Backend{nodeBe}}, driver.ModeNode, "node-1", "127.0.0.1")
 	return &plugins{be: be, ctrl: ctrl, node: node}

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/migrate"
@@ -106,10 +107,10 @@ func newShared(t *testing.T) *shared {
 	if err := os.Chmod(sim.Root, 0o755); err != nil { // ganesha's VFS FSAL walks the path
 		t.Fatal(err)
 	}
-	cephfs := harness.CephFSBackend(t, cephfsBackend)
-	cephfs.CephFS.Mounter = "fuse"
-	rbd := harness.RBDBackend(t, rbdBackend)
-	sh := &shared{sim: sim, cfg: &config.Config{Backends: []config.Backend{sim.Backend(t, isilonBackend), cephfs, rbd}}}
+	cephfsBe := harness.CephFSBackend(t, cephfsBackend)
+	cephfsBe.Section.(*cephfs.Config).Mounter = "fuse"
+	rbdBe := harness.RBDBackend(t, rbdBackend)
+	sh := &shared{sim: sim, cfg: &config.Config{Backends: []config.Backend{sim.Backend(t, isilonBackend), cephfsBe, rbdBe}}}
 	data, err := yaml.Marshal(sh.cfg)
 	if err != nil {
 		t.Fatal(err)

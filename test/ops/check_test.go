@@ -7,6 +7,7 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/isilon"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/test/harness"
@@ -37,7 +38,7 @@ func TestCheckRealBackends(t *testing.T) {
 	sim := harness.StartOneFS(t)
 	cfg := &config.Config{
 		Backends: []config.Backend{
-			{Name: "ceph-rbd", Kind: "rbd", RBD: &config.RBD{CephCluster: pc.Cluster, Pool: "rbd"}},
+			{Name: "ceph-rbd", Kind: "rbd", Section: &rbd.Config{Cluster: pc.Cluster, Pool: "rbd"}},
 			sim.Backend(t, "isilon"),
 		},
 		Tenants: config.Tenants{Overrides: map[string]config.TenantQuota{"shop": {MaxBytes: 100 << 20, MaxVolumes: 10}}},

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/test/harness"
@@ -29,7 +31,7 @@ var watcherAddr = regexp.MustCompile(`watcher=(\S+)`)
 // deploy/README.md documents, which also clones through the mgr and deletes.
 func TestRBDForcedDetachFencesOldClient(t *testing.T) {
 	be := harness.RBDBackend(t, "rbd")
-	be.RBD.Credentials = documentedUser(t)
+	be.Section.(*rbd.Config).Credentials = documentedUser(t)
 	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeController)
 	ctrl := d.Controller()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -143,7 +145,7 @@ var documentedCaps = regexp.MustCompile(`ceph auth get-or-create client\.shiphol
 
 // documentedUser makes a cephx user with the caps deploy/README.md gives the RBD
 // controller's user, and returns credentials for it.
-func documentedUser(t *testing.T) config.CephCredentials {
+func documentedUser(t *testing.T) ceph.DefaultCredentials {
 	t.Helper()
 	doc, err := os.ReadFile("../../deploy/README.md")
 	if err != nil {
@@ -160,7 +162,7 @@ func documentedUser(t *testing.T) config.CephCredentials {
 	t.Cleanup(func() {
 		exec.Command("ceph", "-c", filepath.Join(harness.CephDir(), "ceph.conf"), "auth", "rm", "client."+user).Run()
 	})
-	return config.CephCredentials{UserID: user, KeyringFile: keyring}
+	return ceph.DefaultCredentials{UserID: user, KeyringFile: keyring}
 }
 
 func lastLine(s string) string {

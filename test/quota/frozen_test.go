@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/test/harness"
@@ -36,7 +37,7 @@ func TestQuotaWithAFrozenBackend(t *testing.T) {
 	sim := harness.StartOneFS(t)
 	quota := config.TenantQuota{MaxVolumes: 100, MaxBytes: 100 << 30}
 	cfg := &config.Config{Backends: []config.Backend{
-		{Name: "p-rbd", Kind: backend.KindRBD, RBD: &config.RBD{CephCluster: pc.Cluster, Pool: "rbd"}},
+		{Name: "p-rbd", Kind: backend.KindRBD, Section: &rbd.Config{Cluster: pc.Cluster, Pool: "rbd"}},
 		sim.Backend(t, "q-isilon"),
 	}, Tenants: config.Tenants{Overrides: map[string]config.TenantQuota{"shop": quota, "blog": quota}}}
 	drv := harness.StartDriverWith(t, cfg, driver.ModeController, func(o *driver.Options) {

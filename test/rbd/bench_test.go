@@ -14,6 +14,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/test/harness"
@@ -40,7 +41,7 @@ func TestBenchRBD(t *testing.T) {
 	}
 	ours := d.DriverSide(map[string]string{backend.ParamBackend: be.Name, backend.ParamPVCNamespace: tenant}, capability, sizes.Bytes)
 
-	conn, io := rawPool(t, be.RBD.Pool)
+	conn, io := rawPool(t, be.Section.(*rbd.Config).Pool)
 	// The driver makes the tenant's namespace; one volume through each side warms both up.
 	warm(t, ctx, ours, "warm")
 	io.SetNamespace(tenant)
@@ -55,7 +56,7 @@ func TestBenchRBD(t *testing.T) {
 			return name, librbd.CreateImage(io, name, uint64(sizes.Bytes), opts)
 		},
 		Delete: func(ctx context.Context, name string) error {
-			return rawTrashDelete(conn, io, be.RBD.Pool, tenant, name)
+			return rawTrashDelete(conn, io, be.Section.(*rbd.Config).Pool, tenant, name)
 		},
 	}
 	warm(t, ctx, raw, "raw-warm")

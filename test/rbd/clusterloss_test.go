@@ -30,7 +30,7 @@ const unstageBound = 30 * time.Second
 func TestRBDRealFuseUnstageAfterClusterLoss(t *testing.T) {
 	needNode(t)
 	pc := harness.StartPrivateCeph(t)
-	be := config.Backend{Name: "rbd-loss", Kind: backend.KindRBD, RBD: &config.RBD{CephCluster: pc.Cluster, Pool: "rbd", Mounter: rbd.MounterFuse}}
+	be := config.Backend{Name: "rbd-loss", Kind: backend.KindRBD, Section: &rbd.Config{Cluster: pc.Cluster, Pool: "rbd", Mounter: rbd.MounterFuse}}
 	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeAll)
 	ctrl, node := d.Controller(), d.Node()
 	vcap := &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "ext4"}},

@@ -32,10 +32,10 @@ func needCeph(t testing.TB) *cluster {
 
 // clusterFor is the test view of a cluster: its ceph.conf for the CLIs and a backend entry
 // for its rbd pool.
-func clusterFor(conf string, cl config.CephCluster) *cluster {
+func clusterFor(conf string, cl ceph.Cluster) *cluster {
 	return &cluster{conf: conf, dir: filepath.Dir(conf), keyring: cl.Credentials.KeyringFile,
-		backend: &config.Backend{Name: "rbd-test", Kind: backend.KindRBD, RBD: &config.RBD{
-			CephCluster: cl, Pool: "rbd", Mounter: rbd.MounterFuse,
+		backend: &config.Backend{Name: "rbd-test", Kind: backend.KindRBD, Section: &rbd.Config{
+			Cluster: cl, Pool: "rbd", Mounter: rbd.MounterFuse,
 		}}}
 }
 

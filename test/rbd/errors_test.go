@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/test/harness"
@@ -21,7 +22,7 @@ import (
 func TestRBDRealErrorsThroughGRPC(t *testing.T) {
 	good := harness.RBDBackend(t, "rbd-real")
 	down := harness.RBDBackend(t, "rbd-down")
-	down.RBD.Monitors = []string{"127.0.0.1:1"}
+	down.Section.(*rbd.Config).Monitors = []string{"127.0.0.1:1"}
 	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{good, down}}, driver.ModeAll)
 	ctrl, node := d.Controller(), d.Node()
 	vcap := []*csi.VolumeCapability{{

@@ -18,6 +18,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
+	"github.com/shiphold/shiphold/pkg/backend/isilon"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/test/harness"
@@ -135,14 +139,14 @@ func TestRetriedCreateSameAnswer(t *testing.T) {
 
 // weakCephUser makes a cephx user that may read the monitors and nothing else: every pool,
 // mgr and MDS call it makes is refused with EACCES/EPERM.
-func weakCephUser(t *testing.T) config.CephCredentials {
+func weakCephUser(t *testing.T) ceph.DefaultCredentials {
 	user := fmt.Sprintf("shiphold-weak-%05d", rand.Intn(100000))
 	conf := harness.CephConf()
 	keyring := filepath.Join(t.TempDir(), "keyring")
 	out, err := exec.Command("ceph", "-c", conf, "auth", "get-or-create", "client."+user, "mon", "allow r", "-o", keyring).CombinedOutput()
 	harness.Require(t, "the ceph CLI on the local Ceph", err == nil, fmt.Sprintf("ceph auth get-or-create: %v: %s", err, out))
 	t.Cleanup(func() { exec.Command("ceph", "-c", conf, "auth", "rm", "client."+user).Run() })
-	return config.CephCredentials{UserID: user, KeyringFile: keyring}
+	return ceph.DefaultCredentials{UserID: user, KeyringFile: keyring}
 }
 
 // TestStorageRefusalKeepsItsCode: the driver paths that list every backend (ListVolumes,
@@ -151,15 +155,15 @@ func weakCephUser(t *testing.T) config.CephCredentials {
 // that cannot succeed). Ceph refuses a user without caps (EACCES: FAILED_PRECONDITION); the
 // OneFS simulator refuses a wrong password (INVALID_ARGUMENT, as for any bad credential).
 func TestStorageRefusalKeepsItsCode(t *testing.T) {
-	rbd, cephfs := harness.RBDBackend(t, "rbd"), harness.CephFSBackend(t, "cephfs")
+	rbdBe, cephfsBe := harness.RBDBackend(t, "rbd"), harness.CephFSBackend(t, "cephfs")
 	weak := weakCephUser(t)
-	rbd.RBD.Credentials, cephfs.CephFS.Credentials = weak, weak
+	rbdBe.Section.(*rbd.Config).Credentials, cephfsBe.Section.(*cephfs.Config).Credentials = weak, weak
 	isi := harness.IsilonBackend(t, "isilon")
-	if err := os.WriteFile(isi.Isilon.CredentialsFile, []byte("username: admin\npassword: wrong\n"), 0o600); err != nil {
+	if err := os.WriteFile(isi.Section.(*isilon.Config).CredentialsFile, []byte("username: admin\npassword: wrong\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]codes.Code{"rbd": codes.FailedPrecondition, "cephfs": codes.FailedPrecondition, "isilon": codes.InvalidArgument}
-	for _, be := range []config.Backend{rbd, cephfs, isi} {
+	for _, be := range []config.Backend{rbdBe, cephfsBe, isi} {
 		t.Run(be.Name, func(t *testing.T) {
 			cfg := &config.Config{Backends: []config.Backend{be}, Tenants: config.Tenants{Default: config.TenantQuota{MaxVolumes: 10}}}
 			cc := harness.StartDriver(t, cfg, driver.ModeController).Controller()

@@ -24,7 +24,9 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 	"google.golang.org/grpc"
 
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
 	"github.com/shiphold/shiphold/pkg/backend/isilon"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
 	"github.com/shiphold/shiphold/pkg/volid"
@@ -46,10 +48,10 @@ func TestSanity(t *testing.T) {
 	switch kind {
 	case "rbd":
 		be = harness.RBDBackend(t, "sanity-rbd")
-		be.RBD.Mounter = "rbd-fuse"
+		be.Section.(*rbd.Config).Mounter = "rbd-fuse"
 	case "cephfs":
 		be = harness.CephFSBackend(t, "sanity-cephfs")
-		be.CephFS.Mounter = "fuse"
+		be.Section.(*cephfs.Config).Mounter = "fuse"
 	case "isilon":
 		sim := harness.StartOneFS(t)
 		be = sim.Backend(t, "sanity-isilon")

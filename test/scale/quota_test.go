@@ -9,6 +9,8 @@ import (
 	librbd "github.com/ceph/go-ceph/rbd"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/tenant"
@@ -25,8 +27,8 @@ func TestQuotaReadingOfNewVolumesOnRealCeph(t *testing.T) {
 	store := openStore(t)
 	tn := fmt.Sprintf("qr%d", time.Now().UnixNano()%1e8)
 	for _, be := range []config.Backend{
-		{Name: "qr-rbd", Kind: "rbd", RBD: &config.RBD{CephCluster: cluster, Pool: "rbd", Mounter: "auto"}},
-		{Name: "qr-cephfs", Kind: "cephfs", CephFS: &config.CephFS{CephCluster: cluster, FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-", Mounter: "auto"}},
+		{Name: "qr-rbd", Kind: "rbd", Section: &rbd.Config{Cluster: cluster, Pool: "rbd", Mounter: "auto"}},
+		{Name: "qr-cephfs", Kind: "cephfs", Section: &cephfs.Config{Cluster: cluster, FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-", Mounter: "auto"}},
 	} {
 		t.Run(be.Kind, func(t *testing.T) { quotaReadings(t, store, be, tn) })
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/tenant"
@@ -67,8 +69,8 @@ func TestBenchScale(t *testing.T) {
 	}
 	sz := sizesFromEnv(t)
 	cluster := harness.LocalCeph(t)
-	rbdBackend := config.Backend{Name: "scale-rbd", Kind: "rbd", RBD: &config.RBD{CephCluster: cluster, Pool: "rbd", Mounter: "auto"}}
-	fsBackend := config.Backend{Name: "scale-cephfs", Kind: "cephfs", CephFS: &config.CephFS{CephCluster: cluster, FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-", Mounter: "auto"}}
+	rbdBackend := config.Backend{Name: "scale-rbd", Kind: "rbd", Section: &rbd.Config{Cluster: cluster, Pool: "rbd", Mounter: "auto"}}
+	fsBackend := config.Backend{Name: "scale-cephfs", Kind: "cephfs", Section: &cephfs.Config{Cluster: cluster, FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-", Mounter: "auto"}}
 	p := startPlugin(t, config.Config{Backends: []config.Backend{rbdBackend, fsBackend}})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
 	defer cancel()

@@ -25,6 +25,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/test/harness"
 )
@@ -55,8 +58,8 @@ func TestStormKill9(t *testing.T) {
 	tenant := "storm-" + run
 	isi := sim.Backend(t, "storm-isilon")
 	cfg := config.Config{Backends: []config.Backend{
-		{Name: "storm-rbd", Kind: "rbd", RBD: &config.RBD{CephCluster: cluster, Pool: "rbd", Mounter: "rbd-fuse"}},
-		{Name: "storm-cephfs", Kind: "cephfs", CephFS: &config.CephFS{CephCluster: cluster, FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-", Mounter: "fuse"}},
+		{Name: "storm-rbd", Kind: "rbd", Section: &rbd.Config{Cluster: cluster, Pool: "rbd", Mounter: "rbd-fuse"}},
+		{Name: "storm-cephfs", Kind: "cephfs", Section: &cephfs.Config{Cluster: cluster, FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-", Mounter: "fuse"}},
 		isi,
 	}}
 	// The plugin's logs stay when the storm fails, for the post-mortem.
@@ -98,7 +101,7 @@ func TestStormKill9(t *testing.T) {
 }
 
 // stormCluster is a private Ceph, or the cluster SHIPHOLD_STORM_CEPH_DIR points at.
-func stormCluster(t *testing.T) (string, config.CephCluster) {
+func stormCluster(t *testing.T) (string, ceph.Cluster) {
 	if d := os.Getenv("SHIPHOLD_STORM_CEPH_DIR"); d != "" {
 		t.Setenv("SHIPHOLD_CEPH_DIR", d)
 		return filepath.Join(d, "ceph.conf"), harness.LocalCeph(t)

@@ -22,7 +22,7 @@ import (
 // volume with its size as quota.
 type Controller struct {
 	name   string
-	cfg    *config.CephFS
+	cfg    *Config
 	prefix string
 	// storage opens a request's session on the pooled connection for its secrets (config
 	// credentials when there are none).
@@ -44,27 +44,27 @@ var (
 
 // NewController builds the controller side of a cephfs backend. It does not contact Ceph.
 func NewController(cfg *config.Backend, conns *ceph.Connections) (*Controller, error) {
-	if cfg == nil || cfg.CephFS == nil {
-		return nil, fmt.Errorf("cephfs backend needs a cephfs section")
+	fs, err := config.SectionAs[*Config](cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cephfs backend: %w", err)
 	}
 	if conns == nil {
 		return nil, fmt.Errorf("cephfs backend %q: no connection pool", cfg.Name)
 	}
-	if _, err := parseParams(nil, cfg.CephFS); err != nil {
+	if _, err := parseParams(nil, fs); err != nil {
 		return nil, fmt.Errorf("cephfs backend %q defaults: %w", cfg.Name, err)
 	}
-	fs := cfg.CephFS
 	connect := func(ctx context.Context, secrets map[string]string) (commander, error) {
 		cred, err := ceph.CredentialsFor(fs.Credentials, secrets)
 		if err != nil {
 			return nil, err
 		}
-		return conns.Conn(ctx, cfg.Name, fs.CephCluster, cred)
+		return conns.Conn(ctx, cfg.Name, fs.Cluster, cred)
 	}
 	return newController(cfg.Name, fs, connect), nil
 }
 
-func newController(name string, cfg *config.CephFS, connect func(context.Context, map[string]string) (commander, error)) *Controller {
+func newController(name string, cfg *Config, connect func(context.Context, map[string]string) (commander, error)) *Controller {
 	prefix := cfg.SubvolumeGroupPrefix
 	if prefix == "" {
 		prefix = DefaultSubvolumeGroupPrefix

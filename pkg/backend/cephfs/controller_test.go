@@ -10,14 +10,14 @@ import (
 	"github.com/ceph/go-ceph/cephfs/admin"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
 func newFakeController(t *testing.T) (*Controller, *fakeMgr) {
 	t.Helper()
 	f := newFakeMgr()
-	cfg := &config.CephFS{CephCluster: config.CephCluster{ClusterID: "c1", Monitors: []string{"m:6789"}}, FSName: "cephfs"}
+	cfg := &Config{Cluster: ceph.Cluster{ClusterID: "c1", Monitors: []string{"m:6789"}}, FSName: "cephfs"}
 	c := newController("fs1", cfg, func(context.Context, map[string]string) (commander, error) { return f, nil })
 	c.clonePoll = time.Millisecond
 	return c, f

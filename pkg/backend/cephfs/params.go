@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -82,7 +81,7 @@ type volumeParams struct {
 }
 
 // parseParams validates the class parameters against the backend defaults.
-func parseParams(params map[string]string, cfg *config.CephFS) (volumeParams, error) {
+func parseParams(params map[string]string, cfg *Config) (volumeParams, error) {
 	p := volumeParams{
 		FSName:             cfg.FSName,
 		Mounter:            cfg.Mounter,

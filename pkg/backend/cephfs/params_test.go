@@ -5,11 +5,10 @@ import (
 	"testing"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 func TestParseParams(t *testing.T) {
-	cfg := &config.CephFS{FSName: "cephfs"}
+	cfg := &Config{FSName: "cephfs"}
 	cases := []struct {
 		name    string
 		params  map[string]string

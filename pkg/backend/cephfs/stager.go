@@ -31,7 +31,7 @@ const (
 // where the node has it and ceph-fuse otherwise.
 type Stager struct {
 	name    string
-	cfg     *config.CephFS
+	cfg     *Config
 	mounter *mounter.Mounter
 	// kernelCeph reports whether the node can mount -t ceph.
 	kernelCeph func() bool
@@ -48,20 +48,21 @@ var _ backend.Stager = (*Stager)(nil)
 
 // NewStager builds the node side of a cephfs backend.
 func NewStager(cfg *config.Backend) (*Stager, error) {
-	if cfg == nil || cfg.CephFS == nil {
-		return nil, fmt.Errorf("cephfs backend needs a cephfs section")
+	fs, err := config.SectionAs[*Config](cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cephfs backend: %w", err)
 	}
-	if m := cfg.CephFS.Mounter; m != "" {
+	if m := fs.Mounter; m != "" {
 		if err := validMounter(m); err != nil {
 			return nil, fmt.Errorf("cephfs backend %q: mounter: %w", cfg.Name, err)
 		}
 	}
-	return newStager(cfg.Name, cfg.CephFS, mounter.New()), nil
+	return newStager(cfg.Name, fs, mounter.New()), nil
 }
 
 const fuseCommand = "ceph-fuse"
 
-func newStager(name string, cfg *config.CephFS, m *mounter.Mounter) *Stager {
+func newStager(name string, cfg *Config, m *mounter.Mounter) *Stager {
 	s := &Stager{name: name, cfg: cfg, mounter: m, kernelCeph: kernelHasCeph, procs: mounter.HostProcs(),
 		exitWait: 15 * time.Second, callTimeout: mounter.DefaultMountCallTimeout}
 	s.fuseProcs = func(mp string) []mounter.Daemon { return s.procs.Serving(fuseCommand, mp) }
@@ -213,7 +214,7 @@ func (s *Stager) mount(ctx context.Context, target string, rec *mountRecord, key
 		}
 		return nil
 	}
-	args := fuseArgs(s.cfg.CephCluster, target, rec, keyFile)
+	args := fuseArgs(s.cfg.Cluster, target, rec, keyFile)
 	waited := backend.LongWait(ctx, "ceph-fuse start", "target", target)
 	out, err := s.mounter.RunDaemon(ctx, "ceph-fuse", args...)
 	if waited(err); err != nil {
@@ -228,7 +229,7 @@ func (s *Stager) mount(ctx context.Context, target string, rec *mountRecord, key
 
 // fuseArgs is the ceph-fuse command line: no secret on it (a key file), no node ceph.conf
 // unless the backend names one, no admin socket or log file to collide with other mounts.
-func fuseArgs(cluster config.CephCluster, target string, rec *mountRecord, keyFile string) []string {
+func fuseArgs(cluster ceph.Cluster, target string, rec *mountRecord, keyFile string) []string {
 	args := []string{target}
 	args = append(args, ceph.ConfArgs(cluster, rec.UserID, keyFile)...)
 	args = append(args,

@@ -8,14 +8,14 @@ import (
 	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/mounter"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
 func newFakeStager(t *testing.T, kernel bool) (*Stager, *mounter.FakeExec) {
 	m, _, fe := mounter.NewFake()
-	cfg := &config.CephFS{CephCluster: config.CephCluster{ClusterID: "c", Monitors: []string{"10.0.0.1:6789"}}, FSName: "cephfs"}
+	cfg := &Config{Cluster: ceph.Cluster{ClusterID: "c", Monitors: []string{"10.0.0.1:6789"}}, FSName: "cephfs"}
 	s := newStager("fs1", cfg, m)
 	s.kernelCeph = func() bool { return kernel }
 	s.fuseProcs = func(string) []mounter.Daemon { return nil }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/ceph"
 )
 
 // silentMon is the fake with monitors that time out, or never answer while hang is set.
@@ -33,7 +33,7 @@ func silentController(t *testing.T, hang bool) (*Controller, *silentMon) {
 		s.hang = make(chan struct{})
 		t.Cleanup(func() { close(s.hang) })
 	}
-	cfg := &config.CephFS{CephCluster: config.CephCluster{ClusterID: "c1", Monitors: []string{"10.0.0.5:6789"}}, FSName: "cephfs"}
+	cfg := &Config{Cluster: ceph.Cluster{ClusterID: "c1", Monitors: []string{"10.0.0.5:6789"}}, FSName: "cephfs"}
 	return newController("fs1", cfg, func(context.Context, map[string]string) (commander, error) { return s, nil }), s
 }
 

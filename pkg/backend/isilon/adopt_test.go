@@ -175,7 +175,7 @@ func TestListVolumesLeavesAnotherBackendsAdoptions(t *testing.T) {
 	if _, err := c.Adopt(ctx, adoptReq(4<<20)); err != nil {
 		t.Fatal(err)
 	}
-	other, err := NewController(&config.Backend{Name: "isi-b", Kind: "isilon", Isilon: c.cfg})
+	other, err := NewController(&config.Backend{Name: "isi-b", Kind: "isilon", Section: c.cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 // Secret keys a StorageClass may pass (csi.storage.k8s.io/*-secret-name); they win over
@@ -55,9 +54,9 @@ func (c credentials) key() string {
 // dropped after a transport or authentication failure, so the next call reconnects and
 // rereads the credentials file.
 type connector struct {
-	cfg     *config.Isilon
+	cfg     *Config
 	timeout time.Duration
-	// copyTimeout bounds a clone's copy call; copySettle, see config.Isilon.CopySettle.
+	// copyTimeout bounds a clone's copy call; copySettle, see Config.CopySettle.
 	copyTimeout, copySettle time.Duration
 	auth                    uint8
 	// open builds an array for credentials; replaced by unit tests.
@@ -81,7 +80,7 @@ type connector struct {
 // calls 703). A site whose PAPI is shared with heavier automation sets it lower.
 const DefaultMaxRequestsInFlight = 32
 
-func newConnector(cfg *config.Isilon) (*connector, error) {
+func newConnector(cfg *Config) (*connector, error) {
 	timeout, err := duration("requestTimeout", cfg.RequestTimeout, DefaultRequestTimeout)
 	if err != nil {
 		return nil, err

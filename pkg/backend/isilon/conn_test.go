@@ -6,15 +6,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 // TestRequestsInFlightBound: a backend has at most isilon.maxRequestsInFlight operations
 // against the array at once (DefaultMaxRequestsInFlight when unset), and uses all of them.
 func TestRequestsInFlightBound(t *testing.T) {
 	for _, tc := range []struct{ set, want int }{{0, DefaultMaxRequestsInFlight}, {3, 3}, {32, 32}} {
-		conn, err := newConnector(&config.Isilon{Endpoint: "https://a", MaxRequestsInFlight: tc.set})
+		conn, err := newConnector(&Config{Endpoint: "https://a", MaxRequestsInFlight: tc.set})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -84,7 +84,7 @@ const NoAccessClient = "192.0.2.1"
 // Controller provisions volumes on one OneFS cluster.
 type Controller struct {
 	name string
-	cfg  *config.Isilon
+	cfg  *Config
 	conn *connector
 	// storage runs requests against the array for their secrets through conn.
 	storage backend.Storage[client]
@@ -107,18 +107,19 @@ var (
 
 // NewController checks the config; it does not contact the array (the first call does).
 func NewController(cfg *config.Backend) (*Controller, error) {
-	if cfg == nil || cfg.Isilon == nil {
-		return nil, backend.Errorf(backend.InvalidArgument, "isilon backend needs an isilon section")
+	ic, err := config.SectionAs[*Config](cfg)
+	if err != nil {
+		return nil, backend.Errorf(backend.InvalidArgument, "isilon backend: %v", err)
 	}
-	conn, err := newConnector(cfg.Isilon)
+	conn, err := newConnector(ic)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Isilon.CACertFile != "" && !cfg.Isilon.InsecureSkipVerify {
+	if ic.CACertFile != "" && !ic.InsecureSkipVerify {
 		// goisilon v1.20.0 verifies against the system pool only.
-		klog.Warningf("isilon backend %q: caCertFile %s is not used by goisilon v1.20.0; add the CA to the system trust store", cfg.Name, cfg.Isilon.CACertFile)
+		klog.Warningf("isilon backend %q: caCertFile %s is not used by goisilon v1.20.0; add the CA to the system trust store", cfg.Name, ic.CACertFile)
 	}
-	c := &Controller{name: cfg.Name, cfg: cfg.Isilon, conn: conn, storage: conn.storage(), tenants: map[string]bool{}, jobs: map[string]*cloneJob{},
+	c := &Controller{name: cfg.Name, cfg: ic, conn: conn, storage: conn.storage(), tenants: map[string]bool{}, jobs: map[string]*cloneJob{},
 		zonesChecked: map[string]bool{}}
 	c.jobCtx, c.stopJobs = context.WithCancel(context.Background())
 	return c, nil

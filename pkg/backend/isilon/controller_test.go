@@ -26,7 +26,7 @@ func testController(t *testing.T) (*Controller, *fakeArray, *int) {
 	if err := os.WriteFile(creds, []byte("username: admin\npassword: pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewController(&config.Backend{Name: "isi", Kind: "isilon", Isilon: &config.Isilon{
+	c, err := NewController(&config.Backend{Name: "isi", Kind: "isilon", Section: &Config{
 		Endpoint: "https://array:8080", IsiPath: "/ifs/data/sh", NFSServer: "nfs.example", AccessZone: "System",
 		CredentialsFile: creds,
 	}})
@@ -313,7 +313,7 @@ func TestCredentials(t *testing.T) {
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, err := newConnector(&config.Isilon{Endpoint: "https://a", CredentialsFile: tc.file})
+			conn, err := newConnector(&Config{Endpoint: "https://a", CredentialsFile: tc.file})
 			if err != nil {
 				t.Fatal(err)
 			}

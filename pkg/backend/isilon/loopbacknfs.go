@@ -40,7 +40,11 @@ type LoopbackNFS struct {
 // NewLoopbackNFS builds the stand-in for a backend, querying its Platform API with the
 // backend's credentialsFile.
 func NewLoopbackNFS(cfg *config.Backend, root string) (*LoopbackNFS, error) {
-	conn, err := newConnector(cfg.Isilon)
+	ic, err := config.SectionAs[*Config](cfg)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := newConnector(ic)
 	if err != nil {
 		return nil, err
 	}
@@ -60,9 +64,9 @@ func NewLoopbackNFS(cfg *config.Backend, root string) (*LoopbackNFS, error) {
 			err := storage.Do(ctx, nil, func(a client) error {
 				var err error
 				// The mount is served by the zone whose tree holds dir (its SmartConnect name).
-				z, ok := zoneOfPath(cfg.Isilon, dir)
+				z, ok := zoneOfPath(ic, dir)
 				if !ok {
-					z = defaultZone(cfg.Isilon)
+					z = defaultZone(ic)
 				}
 				e, err = a.ExportOf(ctx, z.name, dir)
 				return err

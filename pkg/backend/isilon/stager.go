@@ -35,7 +35,7 @@ const (
 // Stager mounts Isilon NFS exports on the node at <staging>/fs.
 type Stager struct {
 	name string
-	cfg  *config.Isilon
+	cfg  *Config
 	// Mounter performs the NFS mounts; NewStager sets the host's mounter, or the test-only
 	// LoopbackNFS stand-in when $SHIPHOLD_NFS_STANDIN is set.
 	Mounter mount.Interface
@@ -55,10 +55,11 @@ var _ backend.Stager = (*Stager)(nil)
 
 // NewStager builds the node side. It contacts nothing.
 func NewStager(cfg *config.Backend) (*Stager, error) {
-	if cfg == nil || cfg.Isilon == nil {
-		return nil, backend.Errorf(backend.InvalidArgument, "isilon backend needs an isilon section")
+	ic, err := config.SectionAs[*Config](cfg)
+	if err != nil {
+		return nil, backend.Errorf(backend.InvalidArgument, "isilon backend: %v", err)
 	}
-	s := &Stager{name: cfg.Name, cfg: cfg.Isilon, Mounter: mount.New("")}
+	s := &Stager{name: cfg.Name, cfg: ic, Mounter: mount.New("")}
 	if root := os.Getenv(StandInEnv); root != "" {
 		m, err := NewLoopbackNFS(cfg, root)
 		if err != nil {

@@ -17,7 +17,7 @@ import (
 func testStager(t *testing.T) (*Stager, *mount.FakeMounter) {
 	t.Helper()
 	t.Setenv(StandInEnv, "")
-	s, err := NewStager(&config.Backend{Name: "isi", Kind: "isilon", Isilon: &config.Isilon{
+	s, err := NewStager(&config.Backend{Name: "isi", Kind: "isilon", Section: &Config{
 		Endpoint: "https://array:8080", IsiPath: "/ifs/data/sh", NFSServer: "nfs.example",
 	}})
 	if err != nil {

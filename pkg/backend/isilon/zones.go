@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -23,7 +22,7 @@ type accessZone struct {
 	nfsServer          string // the zone's SmartConnect name, else the backend's nfsServer
 }
 
-func defaultZone(cfg *config.Isilon) accessZone {
+func defaultZone(cfg *Config) accessZone {
 	name := cfg.AccessZone
 	if name == "" {
 		name = "System"
@@ -32,7 +31,7 @@ func defaultZone(cfg *config.Isilon) accessZone {
 }
 
 // zones lists the default zone first, then isilon.zones.
-func zones(cfg *config.Isilon) []accessZone {
+func zones(cfg *Config) []accessZone {
 	out := []accessZone{defaultZone(cfg)}
 	for _, z := range cfg.Zones {
 		server := z.NFSServer
@@ -46,7 +45,7 @@ func zones(cfg *config.Isilon) []accessZone {
 
 // zoneOfID resolves a volume ID's location token. A token the config no longer lists is
 // FailedPrecondition, never NotFound: a delete must not pass for done while the data stays.
-func zoneOfID(cfg *config.Isilon, id volid.Volume) (accessZone, error) {
+func zoneOfID(cfg *Config, id volid.Volume) (accessZone, error) {
 	for _, z := range zones(cfg) {
 		if z.key == id.Location {
 			return z, nil
@@ -56,7 +55,7 @@ func zoneOfID(cfg *config.Isilon, id volid.Volume) (accessZone, error) {
 }
 
 // zoneOfParams is the zone a StorageClass's accessZone parameter names, else the default.
-func zoneOfParams(cfg *config.Isilon, params map[string]string) (accessZone, error) {
+func zoneOfParams(cfg *Config, params map[string]string) (accessZone, error) {
 	all := zones(cfg)
 	want := params[ParamAccessZone]
 	if want == "" {
@@ -83,7 +82,7 @@ func (z accessZone) volumeDir(id volid.Volume) string {
 }
 
 // zoneOfPath is the zone whose tree holds dir.
-func zoneOfPath(cfg *config.Isilon, dir string) (accessZone, bool) {
+func zoneOfPath(cfg *Config, dir string) (accessZone, bool) {
 	for _, z := range zones(cfg) {
 		if strings.HasPrefix(path.Clean(dir), z.isiPath+"/") {
 			return z, true

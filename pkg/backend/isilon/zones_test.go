@@ -7,17 +7,16 @@ import (
 	"testing"
 
 	"github.com/shiphold/shiphold/pkg/backend"
-	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
 // zoneA is the extra access zone of the zone tests; the fake's zoneA has base /ifs/zoneA.
-var zoneA = config.IsilonZone{Name: "zoneA", Key: "za", IsiPath: "/ifs/zoneA/sh"}
+var zoneA = Zone{Name: "zoneA", Key: "za", IsiPath: "/ifs/zoneA/sh"}
 
 func zoneController(t *testing.T) (*Controller, *fakeArray) {
 	t.Helper()
 	c, f, _ := testController(t)
-	c.cfg.Zones = []config.IsilonZone{zoneA}
+	c.cfg.Zones = []Zone{zoneA}
 	return c, f
 }
 
@@ -108,7 +107,7 @@ func TestAccessZoneOldIDIsDefaultZone(t *testing.T) {
 	c, f, _ := testController(t)
 	ctx := context.Background()
 	v := mustCreate(t, c, req("pvc-old", 100)) // made before zones were configured
-	c.cfg.Zones = []config.IsilonZone{zoneA}
+	c.cfg.Zones = []Zone{zoneA}
 	old, err := volid.ParseVolume("v1:isi:shop::" + volid.Hash("pvc-old"))
 	if err != nil || old != v.ID {
 		t.Fatalf("old ID %v (%v), created %v", old, err, v.ID)
@@ -233,7 +232,7 @@ func TestAccessZoneStagerExportPath(t *testing.T) {
 	s, _ := testStager(t)
 	z := zoneA
 	z.NFSServer = "zonea.sc.example"
-	s.cfg.Zones = []config.IsilonZone{z}
+	s.cfg.Zones = []Zone{z}
 	id := volid.Volume{Backend: "isi", Tenant: "shop", Location: "za", Hash: volid.Hash("v")}
 	src, err := s.source(&backend.StageRequest{ID: id})
 	if err != nil || src != "zonea.sc.example:/ifs/zoneA/sh/shop/csi-vol-"+id.Hash {
@@ -250,17 +249,17 @@ func TestAccessZoneStagerExportPath(t *testing.T) {
 func TestAccessZoneCheckedOnTheArray(t *testing.T) {
 	testCases := []struct {
 		name string
-		zone config.IsilonZone
+		zone Zone
 		want string // "" for success
 	}{
 		{name: "within base", zone: zoneA},
-		{name: "outside base", zone: config.IsilonZone{Name: "zoneA", Key: "za", IsiPath: "/ifs/data/other"}, want: "not within the access zone's base path /ifs/zoneA"},
-		{name: "no such zone", zone: config.IsilonZone{Name: "zoneB", Key: "zb", IsiPath: "/ifs/zoneB/sh"}, want: "does not exist on the array"},
+		{name: "outside base", zone: Zone{Name: "zoneA", Key: "za", IsiPath: "/ifs/data/other"}, want: "not within the access zone's base path /ifs/zoneA"},
+		{name: "no such zone", zone: Zone{Name: "zoneB", Key: "zb", IsiPath: "/ifs/zoneB/sh"}, want: "does not exist on the array"},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, f, _ := testController(t)
-			c.cfg.Zones = []config.IsilonZone{tc.zone}
+			c.cfg.Zones = []Zone{tc.zone}
 			r := req("pvc-1", 100)
 			r.Parameters = map[string]string{ParamAccessZone: tc.zone.Name}
 			_, err := c.CreateVolume(context.Background(), r)
@@ -298,7 +297,7 @@ func TestAccessZoneNFSServer(t *testing.T) {
 	c, _, _ := testController(t)
 	z := zoneA
 	z.NFSServer = "zonea.sc.example"
-	c.cfg.Zones = []config.IsilonZone{z}
+	c.cfg.Zones = []Zone{z}
 	ctx := context.Background()
 	v := mustCreate(t, c, zoneReq("pvc-z"))
 	if v.Context[CtxNFSServer] != "zonea.sc.example" {

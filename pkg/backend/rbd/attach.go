@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/shiphold/shiphold/pkg/ceph"
-	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/mounter"
 )
 
@@ -72,18 +71,18 @@ func (m mapping) is(img imageSpec) bool {
 
 // cliAttacher covers krbd (`rbd map`) and rbd-nbd (`rbd-nbd map`): both print the device.
 type cliAttacher struct {
-	cluster config.CephCluster
+	cluster ceph.Cluster
 	m       *mounter.Mounter
 	tool    string // "rbd" or "rbd-nbd"
 	// mapped lists every image mapped by this tool on the node.
 	mapped func(ctx context.Context) ([]mapping, error)
 }
 
-func newKRBDAttacher(cl config.CephCluster, m *mounter.Mounter, sysRoot string) *cliAttacher {
+func newKRBDAttacher(cl ceph.Cluster, m *mounter.Mounter, sysRoot string) *cliAttacher {
 	return &cliAttacher{cluster: cl, m: m, tool: "rbd", mapped: func(context.Context) ([]mapping, error) { return krbdMapped(sysRoot) }}
 }
 
-func newNBDAttacher(cl config.CephCluster, m *mounter.Mounter) *cliAttacher {
+func newNBDAttacher(cl ceph.Cluster, m *mounter.Mounter) *cliAttacher {
 	return &cliAttacher{cluster: cl, m: m, tool: "rbd-nbd", mapped: func(ctx context.Context) ([]mapping, error) { return nbdMapped(ctx, m) }}
 }
 

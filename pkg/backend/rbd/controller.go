@@ -18,7 +18,7 @@ import (
 // Controller provisions RBD images for one configured backend.
 type Controller struct {
 	name string
-	cfg  config.RBD
+	cfg  Config
 	// storage runs a request's work on the pooled connection for its secrets (the
 	// configured credentials when there are none), in one Do: every librados/librbd
 	// resource the work opens is released on the work's goroutine even when the request's
@@ -40,8 +40,9 @@ var (
 
 // NewController returns the controller side of an rbd backend.
 func NewController(cfg *config.Backend, conns *ceph.Connections) (*Controller, error) {
-	if cfg == nil || cfg.RBD == nil {
-		return nil, fmt.Errorf("rbd backend: no rbd config section")
+	rc, err := config.SectionAs[*Config](cfg)
+	if err != nil {
+		return nil, fmt.Errorf("rbd backend: %w", err)
 	}
 	if cfg.Kind != backend.KindRBD {
 		return nil, fmt.Errorf("rbd backend %q: kind is %q", cfg.Name, cfg.Kind)
@@ -49,16 +50,16 @@ func NewController(cfg *config.Backend, conns *ceph.Connections) (*Controller, e
 	if conns == nil {
 		return nil, fmt.Errorf("rbd backend %q: no connection pool", cfg.Name)
 	}
-	if _, err := resolveOptions(nil, cfg.RBD.Pool, cfg.RBD.ImageFeatures, cfg.RBD.Mounter); err != nil {
+	if _, err := resolveOptions(nil, rc.Pool, rc.ImageFeatures, rc.Mounter); err != nil {
 		return nil, fmt.Errorf("rbd backend %q config: %v", cfg.Name, err)
 	}
-	rbd := *cfg.RBD
+	rbd := *rc
 	connect := func(ctx context.Context, secrets map[string]string) (connection, error) {
 		cred, err := ceph.CredentialsFor(rbd.Credentials, secrets)
 		if err != nil {
 			return nil, err
 		}
-		conn, err := conns.Conn(ctx, cfg.Name, rbd.CephCluster, cred)
+		conn, err := conns.Conn(ctx, cfg.Name, rbd.Cluster, cred)
 		if err != nil {
 			return nil, err
 		}
@@ -67,7 +68,7 @@ func NewController(cfg *config.Backend, conns *ceph.Connections) (*Controller, e
 	return newController(cfg.Name, rbd, connect), nil
 }
 
-func newController(name string, cfg config.RBD, connect func(context.Context, map[string]string) (connection, error)) *Controller {
+func newController(name string, cfg Config, connect func(context.Context, map[string]string) (connection, error)) *Controller {
 	monitors := strings.Join(cfg.Monitors, ",")
 	storage := backend.Storage[connection]{
 		Name:    fmt.Sprintf("Ceph cluster %s (monitors %s)", cfg.ClusterID, monitors),

@@ -12,7 +12,6 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/ceph"
-	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -24,7 +23,7 @@ var librbdParent = librbd.ParentInfo{Image: librbd.ImageSpec{ImageName: "csi-vol
 func newFakeController(t *testing.T) (*Controller, *fakeCluster) {
 	t.Helper()
 	f := newFakeCluster()
-	cfg := config.RBD{Pool: "rbd", CephCluster: config.CephCluster{ClusterID: "c1", Monitors: []string{"10.0.0.5:6789"}}}
+	cfg := Config{Pool: "rbd", Cluster: ceph.Cluster{ClusterID: "c1", Monitors: []string{"10.0.0.5:6789"}}}
 	c := newController("rbd1", cfg, func(context.Context, map[string]string) (connection, error) { return f, nil })
 	c.SetTaskWait(0)
 	return c, f
@@ -560,7 +559,7 @@ func TestCapacityAndProbe(t *testing.T) {
 	}
 	key := filepath.Join(t.TempDir(), "key")
 	os.WriteFile(key, []byte("AQBsecret==\n"), 0o600)
-	c.cfg.Credentials = config.CephCredentials{UserID: "u", KeyFile: key}
+	c.cfg.Credentials = ceph.DefaultCredentials{UserID: "u", KeyFile: key}
 	if err := c.Probe(ctx); err != nil {
 		t.Errorf("probe: %v", err)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/ceph"
-	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/mounter"
 )
 
@@ -22,7 +21,7 @@ import (
 // rbd-fuse has no exclusive-lock option, so single-writer modes are not fenced on this
 // strategy: a second node could map the image read-write after a forced detach.
 type fuseAttacher struct {
-	cluster config.CephCluster
+	cluster ceph.Cluster
 	m       *mounter.Mounter
 	procs   mounter.Procs
 	// sysRoot is /sys, where loop devices show their back-files.

@@ -45,7 +45,7 @@ type attachRecord struct {
 // Stager attaches RBD images on the node and mounts their filesystems.
 type Stager struct {
 	name      string
-	cfg       config.RBD
+	cfg       Config
 	m         *mounter.Mounter
 	attachers map[string]attacher
 	procRoot  string
@@ -60,17 +60,18 @@ func NewStager(cfg *config.Backend) (*Stager, error) {
 }
 
 func newStager(cfg *config.Backend, m *mounter.Mounter, procRoot, sysRoot string) (*Stager, error) {
-	if cfg == nil || cfg.RBD == nil {
-		return nil, fmt.Errorf("rbd backend: no rbd config section")
+	rc, err := config.SectionAs[*Config](cfg)
+	if err != nil {
+		return nil, fmt.Errorf("rbd backend: %w", err)
 	}
-	if cfg.RBD.Mounter != "" {
-		if err := validMounter(cfg.RBD.Mounter); err != nil {
+	if rc.Mounter != "" {
+		if err := validMounter(rc.Mounter); err != nil {
 			return nil, fmt.Errorf("rbd backend %q config: %v", cfg.Name, err)
 		}
 	}
-	cl := cfg.RBD.CephCluster
+	cl := rc.Cluster
 	return &Stager{
-		name: cfg.Name, cfg: *cfg.RBD, m: m, procRoot: procRoot, sysRoot: sysRoot,
+		name: cfg.Name, cfg: *rc, m: m, procRoot: procRoot, sysRoot: sysRoot,
 		attachers: map[string]attacher{
 			MounterKRBD: newKRBDAttacher(cl, m, sysRoot),
 			MounterNBD:  newNBDAttacher(cl, m),

@@ -9,15 +9,16 @@ import (
 	"testing"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/mounter"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
 func testBackend(mounterName string) *config.Backend {
-	return &config.Backend{Name: "ceph", Kind: backend.KindRBD, RBD: &config.RBD{
-		CephCluster: config.CephCluster{ClusterID: "c", Monitors: []string{"10.0.0.1:6789"}},
-		Pool:        "rbd", Mounter: mounterName,
+	return &config.Backend{Name: "ceph", Kind: backend.KindRBD, Section: &Config{
+		Cluster: ceph.Cluster{ClusterID: "c", Monitors: []string{"10.0.0.1:6789"}},
+		Pool:    "rbd", Mounter: mounterName,
 	}}
 }
 
@@ -198,7 +199,7 @@ func TestRepairReportsDeadFuse(t *testing.T) {
 func TestKRBDAttachCommand(t *testing.T) {
 	m, _, fe := mounter.NewFake()
 	fe.Handler = func(name string, args ...string) ([]byte, error) { return []byte("/dev/rbd3\n"), nil }
-	a := newKRBDAttacher(testBackend("").RBD.CephCluster, m, t.TempDir())
+	a := newKRBDAttacher(testBackend("").Section.(*Config).Cluster, m, t.TempDir())
 	at, err := a.Attach(context.Background(), imageSpec{Pool: "rbd", Namespace: "t", Image: "csi-vol-x"}, t.TempDir(), credsForTest(), attachOptions{})
 	if err != nil || at.Device != "/dev/rbd3" {
 		t.Fatalf("attach %+v %v", at, err)

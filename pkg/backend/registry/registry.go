@@ -1,10 +1,11 @@
 // Package registry opens the backends a config file names, one package per kind. A new
-// kind is its own package under pkg/backend (with its Capabilities), one line in kinds,
-// and its section of the config file (pkg/config).
+// kind is its own package under pkg/backend (with its Capabilities and the type of its
+// section of the config file) and one line in kinds.
 package registry
 
 import (
 	"fmt"
+	"reflect"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/cephfs"
@@ -14,18 +15,38 @@ import (
 	"github.com/shiphold/shiphold/pkg/config"
 )
 
-// kind is what the registry knows of a backend kind: what it serves and how its sides open.
+// kind is what the registry knows of a backend kind: what it serves, its section of the
+// config file, and how its sides open.
 type kind struct {
 	caps       backend.Capabilities
+	section    func() config.Section
 	controller func(*config.Backend, *ceph.Connections) (backend.Controller, error)
 	stager     func(*config.Backend) (backend.Stager, error)
 }
 
 // kinds are the backend kinds this driver serves, one line each.
 var kinds = []kind{
-	{rbd.Capabilities, sharing(rbd.NewController), stager(rbd.NewStager)},
-	{cephfs.Capabilities, sharing(cephfs.NewController), stager(cephfs.NewStager)},
-	{isilon.Capabilities, ownConnections(isilon.NewController), stager(isilon.NewStager)},
+	{rbd.Capabilities, section[rbd.Config], sharing(rbd.NewController), stager(rbd.NewStager)},
+	{cephfs.Capabilities, section[cephfs.Config], sharing(cephfs.NewController), stager(cephfs.NewStager)},
+	{isilon.Capabilities, section[isilon.Config], ownConnections(isilon.NewController), stager(isilon.NewStager)},
+}
+
+// section makes an empty config section of the kind whose section type is T.
+func section[T any, S interface {
+	*T
+	config.Section
+}]() config.Section {
+	return S(new(T))
+}
+
+// Sections are the config file sections of every kind, by kind name: what config.Load
+// decodes each backend's section into.
+func Sections() config.Sections {
+	out := make(config.Sections, len(kinds))
+	for _, k := range kinds {
+		out[k.caps.Kind] = k.section
+	}
+	return out
 }
 
 // sharing adapts a controller that uses the shared Ceph connections.
@@ -96,6 +117,9 @@ func (b *Backends) open(bc *config.Backend, controllers, stagers bool) error {
 	k, err := lookup(bc.Kind)
 	if err != nil {
 		return err
+	}
+	if want := k.section(); reflect.TypeOf(bc.Section) != reflect.TypeOf(want) {
+		return fmt.Errorf("kind %s takes its section as %T, the config has %T", bc.Kind, want, bc.Section)
 	}
 	if controllers {
 		c, err := k.controller(bc, b.conns)

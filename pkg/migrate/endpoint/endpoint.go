@@ -152,15 +152,19 @@ func (env *Env) openCephFSSource(ctx context.Context, ctrl backend.Controller, b
 }
 
 func (env *Env) openCephFS(bc *config.Backend, vol *backend.Volume, role Role, root, dir string) (*Side, error) {
-	cred, err := ceph.CredentialsFor(bc.CephFS.Credentials, nil)
+	fs, err := config.SectionAs[*cephfs.Config](bc)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := ceph.CredentialsFor(fs.Credentials, nil)
 	if err != nil {
 		return nil, err
 	}
 	fsName := vol.Context[cephfs.CtxFSName]
 	if fsName == "" {
-		fsName = bc.CephFS.FSName
+		fsName = fs.FSName
 	}
-	cfg := libcephfs.Config{Monitors: bc.CephFS.Monitors, User: cred.UserID, Key: cred.Key, FSName: fsName, Root: root, Dir: dir}
+	cfg := libcephfs.Config{Monitors: fs.Monitors, User: cred.UserID, Key: cred.Key, FSName: fsName, Root: root, Dir: dir}
 	if cfg.Root == "" {
 		return nil, fmt.Errorf("volume %s: the backend reports no subvolume path", vol.ID)
 	}

@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/pkg/backend/isilon"
 	"github.com/shiphold/shiphold/test/harness"
 )
 
@@ -269,7 +269,7 @@ func cephfsChecks(b *e2eBackend, conf, fs, prefix string) {
 // isilonChecks: a tenant's volumes are directories <isiPath>/<tenant>/csi-vol-<hash> with a
 // hard directory quota and an NFS export; snapshots are OneFS snapshots csi-snap-<hash>.
 // Everything is read through the simulator's Platform API, as from an array.
-func isilonChecks(b *e2eBackend, sim *harness.OneFS, cfg *config.Isilon) error {
+func isilonChecks(b *e2eBackend, sim *harness.OneFS, cfg *isilon.Config) error {
 	user, pass, err := credentialsFile(cfg.CredentialsFile)
 	if err != nil {
 		return err

@@ -26,7 +26,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/yaml"
 
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
 	"github.com/shiphold/shiphold/pkg/backend/isilon"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/test/harness"
 )
@@ -156,7 +159,7 @@ func TestE2EControlPlane(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	isiUser, isiPass, err := credentialsFile(cfg.Backends[2].Isilon.CredentialsFile)
+	isiUser, isiPass, err := credentialsFile(cfg.Backends[2].Section.(*isilon.Config).CredentialsFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +267,7 @@ type e2eStack struct {
 	cfg      config.Config
 	backends []*e2eBackend
 	cfgPath  string
-	ceph     config.CephCluster
+	ceph     ceph.Cluster
 	cephKey  string
 	sim      *harness.OneFS
 }
@@ -332,18 +335,18 @@ func setupBackends(ctx context.Context, t *testing.T, root, work string, topolog
 		case "rbd":
 			be = harness.RBDBackend(t, cl.backend)
 			b.access = "ReadWriteOnce"
-			rbdChecks(b, cephConf, be.RBD.Pool)
+			rbdChecks(b, cephConf, be.Section.(*rbd.Config).Pool)
 		case "cephfs":
 			be = harness.CephFSBackend(t, cl.backend)
 			b.access = "ReadWriteMany"
-			cephfsChecks(b, cephConf, be.CephFS.FSName, be.CephFS.SubvolumeGroupPrefix)
+			cephfsChecks(b, cephConf, be.Section.(*cephfs.Config).FSName, be.Section.(*cephfs.Config).SubvolumeGroupPrefix)
 		case "isilon":
 			be = sim.Backend(t, cl.backend)
 			if topology {
 				be.Topology = &config.Topology{NodeSelector: e2eBareMetal}
 			}
 			b.access = "ReadWriteMany"
-			if err := isilonChecks(b, sim, be.Isilon); err != nil {
+			if err := isilonChecks(b, sim, be.Section.(*isilon.Config)); err != nil {
 				t.Fatal(err)
 			}
 		}

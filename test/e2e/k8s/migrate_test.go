@@ -308,7 +308,7 @@ func (m *migrateE2E) targetDiff(handle string) []string {
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	cfg, err := config.Load(m.cfg)
+	cfg, err := config.Load(m.cfg, registry.Sections())
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func (m *migrateE2E) targetDiff(handle string) []string {
 }
 
 func (m *migrateE2E) deleteVolume(handle string) {
-	cfg, err := config.Load(m.cfg)
+	cfg, err := config.Load(m.cfg, registry.Sections())
 	if err != nil {
 		m.t.Error(err)
 		return

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
 	"github.com/shiphold/shiphold/pkg/backend/isilon"
+	"github.com/shiphold/shiphold/pkg/backend/rbd"
 )
 
 // TestE2EPods: pods on real PVCs. The control plane of TestE2EControlPlane plus
@@ -88,7 +90,7 @@ func TestE2EPods(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	isiUser, isiPass, err := credentialsFile(st.cfg.Backends[2].Isilon.CredentialsFile)
+	isiUser, isiPass, err := credentialsFile(st.cfg.Backends[2].Section.(*isilon.Config).CredentialsFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,13 +175,13 @@ func startNodePlugin(ctx context.Context, t *testing.T, k *kube, node *Node, roo
 	if archive != "" {
 		dirs := map[string]bool{st.sim.Root: true}
 		for _, b := range st.cfg.Backends {
-			switch {
-			case b.RBD != nil:
-				dirs[filepath.Dir(b.RBD.Credentials.KeyringFile)] = true
-			case b.CephFS != nil:
-				dirs[filepath.Dir(b.CephFS.Credentials.KeyringFile)] = true
-			case b.Isilon != nil:
-				dirs[filepath.Dir(b.Isilon.CredentialsFile)] = true
+			switch s := b.Section.(type) {
+			case *rbd.Config:
+				dirs[filepath.Dir(s.Credentials.KeyringFile)] = true
+			case *cephfs.Config:
+				dirs[filepath.Dir(s.Credentials.KeyringFile)] = true
+			case *isilon.Config:
+				dirs[filepath.Dir(s.CredentialsFile)] = true
 			}
 		}
 		p, err := startPodPlugin(ctx, k, node, root, archive, st.cfgPath, keys(dirs), standIn)
