@@ -478,6 +478,75 @@ func TestCloneFromSnapshot(t *testing.T) {
 	}
 }
 
+// A CSI cleanup deletes a restored volume and at once the snapshot it came from: the mgr
+// purges the clone while DeleteSnapshot lists the snapshot's clones, and librbd, which reads
+// the attached clones and then looks up their names, answers ENOENT for the clone purged in
+// between. That ENOENT read as NotFound, which the driver takes for "already deleted": the
+// snapshot stayed, and the volume's delete failed with "still has 1 snapshot" (csi-sanity
+// rbd/mount, once). The same ENOENT in a volume's delete (its temporary clone snapshots)
+// answered OK and left the image.
+func TestSnapshotDeleteWhileTheMgrPurgesItsClone(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	s, err := c.CreateSnapshot(ctx, v.ID, "snap-1", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := volReq("pvc-restore", gib)
+	req.SourceSnapshot = &s.ID
+	clone := mustCreate(t, c, req)
+	f.holdTasks = true
+	if err := c.DeleteVolume(ctx, clone.ID, nil); err != nil {
+		t.Fatalf("delete of the clone: %v", err)
+	}
+	purgeOnce := func() {
+		f.midChildren = nil
+		f.runTasksLocked()
+	}
+	f.midChildren = purgeOnce
+
+	err = c.DeleteSnapshot(ctx, s.ID, nil)
+	snap := f.image("rbd", "t1", imageName(v.ID.Hash)).snap(snapName(s.ID.SnapHash))
+	if (err == nil || backend.IsNotFound(err)) && snap != nil {
+		t.Fatalf("DeleteSnapshot answered %v (done, for the CO) while the snapshot is still on the image", err)
+	}
+	if err != nil {
+		t.Fatalf("DeleteSnapshot once the clone is purged: %v", err)
+	}
+	if err := c.DeleteVolume(ctx, v.ID, nil); err != nil {
+		t.Fatalf("delete of the volume after its snapshot's delete: %v", err)
+	}
+}
+
+// The same race in a volume's delete, which removes the temporary snapshots its copies were
+// made from: ENOENT answered OK and left the image.
+func TestVolumeDeleteWhileTheMgrPurgesACopy(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	src := mustCreate(t, c, volReq("pvc-src", gib))
+	copyReq := volReq("pvc-copy", gib)
+	copyReq.SourceVolume = &src.ID
+	f.holdTasks = true
+	if _, err := c.CreateVolume(ctx, copyReq); codeOf(err) != backend.Pending {
+		t.Fatalf("copy while the mgr is busy: %v", err)
+	}
+	if err := c.DeleteVolume(ctx, copyReq.ID(c.name, src.ID.Location), nil); err != nil {
+		t.Fatalf("delete of the copy: %v", err)
+	}
+	f.midChildren = func() {
+		f.midChildren = nil
+		f.runTasksLocked()
+	}
+	err := c.DeleteVolume(ctx, src.ID, nil)
+	if (err == nil || backend.IsNotFound(err)) && f.image("rbd", "t1", imageName(src.ID.Hash)) != nil {
+		t.Fatalf("DeleteVolume answered %v (done, for the CO) while the image is still there", err)
+	}
+	if err != nil {
+		t.Fatalf("DeleteVolume once the copy is purged: %v", err)
+	}
+}
+
 func TestCloneFromVolume(t *testing.T) {
 	c, f := newFakeController(t)
 	ctx := context.Background()
