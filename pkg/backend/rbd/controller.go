@@ -29,6 +29,11 @@ type Controller struct {
 	// per CreateVolume; a namespace removed behind our back is re-created on ENOENT.
 	mu         sync.Mutex
 	namespaces map[string]bool
+	// identities remembers the tenant identities made or checked with a grant on a pool
+	// ("pool/tenant"), saving a mon command per CreateVolume; forgotten when this
+	// controller removes the identity. One removed behind our back is made again by the
+	// volume's publish, which always checks it (it hands the key to the node).
+	identities map[string]bool
 
 	taskWait time.Duration // see SetTaskWait
 }
@@ -74,7 +79,7 @@ func newController(name string, cfg config.RBD, connect func(context.Context, ma
 		Address: monitors,
 		Connect: connect,
 	}
-	return &Controller{name: name, cfg: cfg, storage: storage, namespaces: map[string]bool{}, taskWait: defaultTaskWait}
+	return &Controller{name: name, cfg: cfg, storage: storage, namespaces: map[string]bool{}, identities: map[string]bool{}, taskWait: defaultTaskWait}
 }
 
 func (c *Controller) Name() string { return c.name }

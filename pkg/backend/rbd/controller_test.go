@@ -2,9 +2,11 @@ package rbd
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -722,5 +724,89 @@ func TestPublishAdoptedImageOutsideTheTenantNamespace(t *testing.T) {
 	}
 	if pc[ceph.PublishContextUser] != "shiphold.rbd1.t1" || pc[ceph.PublishContextKey] == "" {
 		t.Errorf("a volume in the tenant's namespace got publish context %v, want the tenant's identity", pc)
+	}
+}
+
+// The tenant's identity is made with its first volume and removed with its last. A create
+// asks the mon only until the identity is known (a mon command each, in a burst of creates,
+// queues on the mon); a delete reads whether other images are left while the image moves
+// to the trash, and reads again after the move only when it found some.
+func TestTenantIdentityFollowsItsVolumes(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	user, _ := ceph.IdentityUser(c.name, "t1")
+	has := func() bool { _, ok := f.auth.Get("client." + user); return ok }
+
+	v1 := mustCreate(t, c, volReq("pvc-1", gib))
+	if !has() {
+		t.Fatal("no tenant identity after the tenant's first volume")
+	}
+	f.resetCalls()
+	v2 := mustCreate(t, c, volReq("pvc-2", gib))
+	if n := f.count("MonCommand"); n != 0 {
+		t.Errorf("the second create of the tenant sent %d mon commands (the identity is known): %v", n, f.calls)
+	}
+	if err := c.DeleteVolume(ctx, v1.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !has() {
+		t.Fatal("the identity went while the tenant still has a volume")
+	}
+	f.resetCalls()
+	if err := c.DeleteVolume(ctx, v2.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if has() {
+		t.Fatal("the identity stayed after the tenant's last volume")
+	}
+	if n := f.count("ListPools"); n != 1 {
+		t.Errorf("the delete of the last volume looked for the tenant's images %d times, want once (beside the trash move): %v", n, f.calls)
+	}
+	// Made again with the next first volume: this controller forgot it when it removed it.
+	v3 := mustCreate(t, c, volReq("pvc-3", gib))
+	if !has() {
+		t.Fatal("no identity for the tenant's new first volume")
+	}
+
+	// The identity's removal fails after the image is in the trash (a crash there would do
+	// the same): the retry finds the volume gone and removes the identity.
+	f.failNext("MonCommand", fakeErrno(syscall.ETIMEDOUT))
+	if err := c.DeleteVolume(ctx, v3.ID, nil); err == nil {
+		t.Fatal("DeleteVolume answered OK while the identity's removal failed")
+	}
+	if f.image("rbd", "t1", imageName(v3.ID.Hash)) != nil || !has() {
+		t.Fatal("want the image in the trash and the identity left by the failed step")
+	}
+	if err := c.DeleteVolume(ctx, v3.ID, nil); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if has() {
+		t.Fatal("the retry left the identity")
+	}
+}
+
+// Two deletes of a tenant's last two volumes side by side: each may see the other's image,
+// still listed, while its own moves to the trash; whichever ends last removes the identity.
+func TestTenantIdentityGoesWithTwoLastVolumesDeletedTogether(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	user, _ := ceph.IdentityUser(c.name, "t1")
+	var ids []volid.Volume
+	for i := 0; i < 8; i++ {
+		ids = append(ids, mustCreate(t, c, volReq(fmt.Sprintf("pvc-%d", i), gib)).ID)
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.DeleteVolume(ctx, id, nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if _, ok := f.auth.Get("client." + user); ok {
+		t.Fatal("the identity stayed after the tenant's volumes were deleted together")
 	}
 }

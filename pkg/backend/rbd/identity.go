@@ -3,6 +3,7 @@ package rbd
 import (
 	"context"
 	"regexp"
+	"strings"
 
 	"k8s.io/klog/v2"
 
@@ -65,27 +66,93 @@ func (c *Controller) publishIdentity(ctx context.Context, id volid.Volume, secre
 	return pc, err
 }
 
-// dropIdentityIfLast removes the tenant's identity once its last image on this backend is
-// gone. A publish racing with it makes the identity again (publishIdentity).
-func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secrets map[string]string) error {
+// knownIdentity is ensureIdentity for CreateVolume: the mon is asked only the first time
+// a tenant gets a volume in a pool, and again after this controller removed the identity.
+func (c *Controller) knownIdentity(conn cluster, pool, tenant string) error {
+	key := pool + "/" + tenant
+	c.mu.Lock()
+	known := c.identities[key]
+	c.mu.Unlock()
+	if known {
+		return nil
+	}
+	if _, err := c.ensureIdentity(conn, pool, tenant); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.identities[key] = true
+	c.mu.Unlock()
+	return nil
+}
+
+// removeIdentity removes the tenant's identity and forgets it was known.
+func (c *Controller) removeIdentity(conn cluster, tenant string) error {
 	user, err := ceph.IdentityUser(c.name, tenant)
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	for key := range c.identities {
+		if strings.HasSuffix(key, "/"+tenant) {
+			delete(c.identities, key)
+		}
+	}
+	c.mu.Unlock()
+	return ceph.RemoveIdentity(conn, user)
+}
+
+// dropIdentityIfLast removes the tenant's identity once its last image on this backend is
+// gone. A publish racing with it makes the identity again (publishIdentity).
+func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secrets map[string]string) error {
+	if _, err := ceph.IdentityUser(c.name, tenant); err != nil {
+		return err
+	}
 	return c.storage.Do(ctx, secrets, func(conn connection) error {
-		left := false
-		err := c.eachImage(conn, tenant, func(ioctx, string, string, string) error {
-			left = true
-			return errStopWalk
-		})
-		if err != nil && err != errStopWalk {
+		left, err := c.imagesLeft(conn, tenant, "", "")
+		if err != nil || left {
 			return err
 		}
-		if left {
+		return c.removeIdentity(conn, tenant)
+	})
+}
+
+// imagesLeft says whether the tenant has an image on this backend other than image
+// name of pool (none for "").
+func (c *Controller) imagesLeft(conn cluster, tenant, pool, name string) (bool, error) {
+	left := false
+	err := c.eachImage(conn, tenant, func(_ ioctx, p, _, hash string) error {
+		if p == pool && imageName(hash) == name {
 			return nil
 		}
-		return ceph.RemoveIdentity(conn, user)
+		left = true
+		return errStopWalk
 	})
+	if err != nil && err != errStopWalk {
+		return false, err
+	}
+	return left, nil
+}
+
+// imagesListing is imagesLeft running beside another call.
+type imagesListing struct {
+	done chan struct{}
+	left bool
+	err  error
+}
+
+// listImagesLeft starts imagesLeft; wait must be called before conn goes.
+func (c *Controller) listImagesLeft(conn cluster, tenant, pool, name string) *imagesListing {
+	l := &imagesListing{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.left, l.err = c.imagesLeft(conn, tenant, pool, name)
+	}()
+	return l
+}
+
+func (l *imagesListing) wait() (bool, error) {
+	<-l.done
+	return l.left, l.err
 }
 
 var errStopWalk = backend.Errorf(backend.Internal, "stop")

@@ -41,7 +41,7 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
 			return err
 		}
-		if _, err := c.ensureIdentity(conn, opts.Pool, req.Tenant); err != nil {
+		if err := c.knownIdentity(conn, opts.Pool, req.Tenant); err != nil {
 			return err
 		}
 		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req)
@@ -151,8 +151,9 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
 	}
+	identityDone := false
 	defer func() {
-		if err == nil {
+		if err == nil && !identityDone {
 			err = c.dropIdentityIfLast(ctx, id.Tenant, secrets)
 		}
 	}()
@@ -194,7 +195,17 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if err := late(ctx, "remove image "+name); err != nil {
 			return err
 		}
-		return trashImage(conn, io, pool, id.Tenant, name, st.watches.id)
+		// The tenant's identity goes with its last image. Whether it has others is read
+		// while the image moves to the trash; one found may be on its way out too (a
+		// delete beside this one), so then the deferred check reads again after the move.
+		others := c.listImagesLeft(conn, id.Tenant, pool, name)
+		err = trashImage(conn, io, pool, id.Tenant, name, st.watches.id)
+		left, lerr := others.wait()
+		if err != nil || lerr != nil || left || volumeNamespace(id) != id.Tenant {
+			return err
+		}
+		identityDone = true
+		return c.removeIdentity(conn, id.Tenant)
 	})
 }
 
