@@ -196,16 +196,19 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 			return err
 		}
 		// The tenant's identity goes with its last image. Whether it has others is read
-		// while the image moves to the trash; one found may be on its way out too (a
-		// delete beside this one), so then the deferred check reads again after the move.
+		// while the image moves to the trash, and the identity removed while its purge is
+		// queued. An image found may be on its way out too (a delete beside this one): then
+		// the deferred check reads again after the move.
 		others := c.listImagesLeft(conn, id.Tenant, pool, name)
-		err = trashImage(conn, io, pool, id.Tenant, name, st.watches.id)
-		left, lerr := others.wait()
-		if err != nil || lerr != nil || left || volumeNamespace(id) != id.Tenant {
-			return err
-		}
-		identityDone = true
-		return c.removeIdentity(conn, id.Tenant)
+		defer others.wait()
+		return trashImage(conn, io, pool, id.Tenant, name, st.watches.id, func() error {
+			left, lerr := others.wait()
+			if lerr != nil || left || volumeNamespace(id) != id.Tenant {
+				return nil
+			}
+			identityDone = true
+			return c.removeIdentity(conn, id.Tenant)
+		})
 	})
 }
 
