@@ -34,6 +34,9 @@ type Controller struct {
 	// controller removes the identity. One removed behind our back is made again by the
 	// volume's publish, which always checks it (it hands the key to the node).
 	identities map[string]bool
+	// deleting counts the DeleteVolume calls in progress per image ("tenant/pool/image"):
+	// the search for a tenant's other images counts those as gone.
+	deleting map[string]int
 
 	taskWait time.Duration // see SetTaskWait
 }
@@ -79,7 +82,7 @@ func newController(name string, cfg config.RBD, connect func(context.Context, ma
 		Address: monitors,
 		Connect: connect,
 	}
-	return &Controller{name: name, cfg: cfg, storage: storage, namespaces: map[string]bool{}, identities: map[string]bool{}, taskWait: defaultTaskWait}
+	return &Controller{name: name, cfg: cfg, storage: storage, namespaces: map[string]bool{}, identities: map[string]bool{}, deleting: map[string]int{}, taskWait: defaultTaskWait}
 }
 
 func (c *Controller) Name() string { return c.name }

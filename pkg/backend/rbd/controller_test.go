@@ -746,11 +746,15 @@ func TestTenantIdentityFollowsItsVolumes(t *testing.T) {
 	if n := f.count("MonCommand"); n != 0 {
 		t.Errorf("the second create of the tenant sent %d mon commands (the identity is known): %v", n, f.calls)
 	}
+	f.resetCalls()
 	if err := c.DeleteVolume(ctx, v1.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !has() {
 		t.Fatal("the identity went while the tenant still has a volume")
+	}
+	if n := f.count("ListPools"); n != 1 {
+		t.Errorf("the delete looked for the tenant's other images %d times, want once: %v", n, f.calls)
 	}
 	f.resetCalls()
 	if err := c.DeleteVolume(ctx, v2.ID, nil); err != nil {
@@ -785,8 +789,8 @@ func TestTenantIdentityFollowsItsVolumes(t *testing.T) {
 	}
 }
 
-// Two deletes of a tenant's last two volumes side by side: each may see the other's image,
-// still listed, while its own moves to the trash; whichever ends last removes the identity.
+// Deletes of a tenant's last volumes side by side: each may see the others' images, still
+// listed, while its own moves to the trash; those count as gone, so the identity goes.
 func TestTenantIdentityGoesWithTwoLastVolumesDeletedTogether(t *testing.T) {
 	c, f := newFakeController(t)
 	ctx := context.Background()

@@ -108,7 +108,7 @@ func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secr
 		return err
 	}
 	return c.storage.Do(ctx, secrets, func(conn connection) error {
-		left, err := c.imagesLeft(conn, tenant, "", "")
+		left, err := c.imagesLeft(conn, tenant)
 		if err != nil || left {
 			return err
 		}
@@ -116,12 +116,17 @@ func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secr
 	})
 }
 
-// imagesLeft says whether the tenant has an image on this backend other than image
-// name of pool (none for "").
-func (c *Controller) imagesLeft(conn cluster, tenant, pool, name string) (bool, error) {
+// imagesLeft says whether the tenant has an image on this backend that no DeleteVolume of
+// this controller is removing: those are on their way out (the CO let go of them), and two
+// deletes of a tenant's last images side by side each see the other's image until it has
+// moved to the trash.
+func (c *Controller) imagesLeft(conn cluster, tenant string) (bool, error) {
 	left := false
-	err := c.eachImage(conn, tenant, func(_ ioctx, p, _, hash string) error {
-		if p == pool && imageName(hash) == name {
+	err := c.eachImage(conn, tenant, func(_ ioctx, pool, _, hash string) error {
+		c.mu.Lock()
+		going := c.deleting[tenant+"/"+pool+"/"+imageName(hash)] > 0
+		c.mu.Unlock()
+		if going {
 			return nil
 		}
 		left = true
@@ -133,6 +138,21 @@ func (c *Controller) imagesLeft(conn cluster, tenant, pool, name string) (bool, 
 	return left, nil
 }
 
+// markDeleting counts a DeleteVolume of an image in progress until the returned func.
+func (c *Controller) markDeleting(tenant, pool, name string) func() {
+	key := tenant + "/" + pool + "/" + name
+	c.mu.Lock()
+	c.deleting[key]++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		if c.deleting[key]--; c.deleting[key] <= 0 {
+			delete(c.deleting, key)
+		}
+		c.mu.Unlock()
+	}
+}
+
 // imagesListing is imagesLeft running beside another call.
 type imagesListing struct {
 	done chan struct{}
@@ -141,11 +161,11 @@ type imagesListing struct {
 }
 
 // listImagesLeft starts imagesLeft; wait must be called before conn goes.
-func (c *Controller) listImagesLeft(conn cluster, tenant, pool, name string) *imagesListing {
+func (c *Controller) listImagesLeft(conn cluster, tenant string) *imagesListing {
 	l := &imagesListing{done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		l.left, l.err = c.imagesLeft(conn, tenant, pool, name)
+		l.left, l.err = c.imagesLeft(conn, tenant)
 	}()
 	return l
 }

@@ -167,6 +167,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 			return err
 		}
 		defer io.Destroy()
+		defer c.markDeleting(id.Tenant, pool, name)()
 		st, err := c.readForDelete(conn, io, name)
 		if backend.IsNotFound(err) {
 			// Gone, or half gone: a name whose image cannot be opened, or a trash entry
@@ -195,18 +196,20 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if err := late(ctx, "remove image "+name); err != nil {
 			return err
 		}
-		// The tenant's identity goes with its last image. Whether it has others is read
+		// The tenant's identity goes with its last image: whether it has others is read
 		// while the image moves to the trash, and the identity removed while its purge is
-		// queued. An image found may be on its way out too (a delete beside this one): then
-		// the deferred check reads again after the move.
-		others := c.listImagesLeft(conn, id.Tenant, pool, name)
+		// queued.
+		others := c.listImagesLeft(conn, id.Tenant)
 		defer others.wait()
 		return trashImage(conn, io, pool, id.Tenant, name, st.watches.id, func() error {
 			left, lerr := others.wait()
-			if lerr != nil || left || volumeNamespace(id) != id.Tenant {
-				return nil
+			if lerr != nil || volumeNamespace(id) != id.Tenant {
+				return nil // read again after the move
 			}
 			identityDone = true
+			if left {
+				return nil
+			}
 			return c.removeIdentity(conn, id.Tenant)
 		})
 	})
