@@ -814,3 +814,35 @@ func TestTenantIdentityGoesWithTwoLastVolumesDeletedTogether(t *testing.T) {
 		t.Fatal("the identity stayed after the tenant's volumes were deleted together")
 	}
 }
+
+// The tenant's identity is made while the image is; an image made while the identity
+// failed is not recorded but discarded, so a refused create leaves nothing (the CO may
+// take the refusal as final), and the retry makes both.
+func TestCreateVolumeDiscardsTheImageWhenTheIdentityFails(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	user, _ := ceph.IdentityUser(c.name, "t1")
+	f.failNext("MonCommand", fakeErrno(syscall.EACCES))
+	req := volReq("pvc-1", gib)
+	_, err := c.CreateVolume(ctx, req)
+	if err == nil {
+		t.Fatal("CreateVolume answered OK while the tenant's identity could not be made")
+	}
+	if !strings.Contains(err.Error(), "tenant identity") {
+		t.Errorf("error %v does not say the identity failed", err)
+	}
+	if img := f.image("rbd", "t1", imageName(volid.Hash("pvc-1"))); img != nil {
+		t.Fatalf("the refused create left image %s (record %q)", img.name, img.meta[recordKey])
+	}
+	if left := f.trashed("rbd", "t1"); len(left) != 0 {
+		t.Errorf("the discarded image's purge was not queued: %d trash entries", len(left))
+	}
+	v := mustCreate(t, c, req)
+	img := f.image("rbd", "t1", imageName(v.ID.Hash))
+	if rec, err := decodeRecord(img.meta[recordKey]); err != nil || rec.Name != "pvc-1" {
+		t.Errorf("retry's record %+v, %v", rec, err)
+	}
+	if _, ok := f.auth.Get("client." + user); !ok {
+		t.Error("no identity after the retry")
+	}
+}

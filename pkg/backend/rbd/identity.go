@@ -85,6 +85,27 @@ func (c *Controller) knownIdentity(conn cluster, pool, tenant string) error {
 	return nil
 }
 
+// identityCheck is knownIdentity running beside the image's creation.
+type identityCheck struct {
+	done chan struct{}
+	err  error
+}
+
+// startIdentity starts knownIdentity; wait must be called before conn goes.
+func (c *Controller) startIdentity(conn cluster, pool, tenant string) *identityCheck {
+	ic := &identityCheck{done: make(chan struct{})}
+	go func() {
+		defer close(ic.done)
+		ic.err = c.knownIdentity(conn, pool, tenant)
+	}()
+	return ic
+}
+
+func (ic *identityCheck) wait() error {
+	<-ic.done
+	return ic.err
+}
+
 // removeIdentity removes the tenant's identity and forgets it was known.
 func (c *Controller) removeIdentity(conn cluster, tenant string) error {
 	user, err := ceph.IdentityUser(c.name, tenant)

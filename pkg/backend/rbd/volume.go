@@ -41,10 +41,13 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
 			return err
 		}
-		if err := c.knownIdentity(conn, opts.Pool, req.Tenant); err != nil {
-			return err
+		// The tenant's identity is made (a mon write, the tenant's first volume) while the
+		// image is; a fresh image is recorded only once the identity is there.
+		identity := c.startIdentity(conn, opts.Pool, req.Tenant)
+		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req, identity.wait)
+		if ierr := identity.wait(); err == nil {
+			err = ierr
 		}
-		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req)
 		if err != nil {
 			return err
 		}
@@ -68,7 +71,8 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 
 // provision creates the image and records the request on it, or finds the image an earlier
 // attempt made and recorded; it returns the record and the image's size.
-func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name string, size uint64, opts classOptions, req *backend.VolumeRequest) (volumeRecord, uint64, error) {
+// A fresh image whose ready answers an error is discarded before it is recorded.
+func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name string, size uint64, opts classOptions, req *backend.VolumeRequest, ready func() error) (volumeRecord, uint64, error) {
 	want := newRecord(c.name, req)
 	// Earlier attempts' images discarded under this name have their purge queued, in case
 	// the attempt that moved them to the trash died before queueing it; the trash is
@@ -122,6 +126,12 @@ func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name
 		if err := dropImageMetadata(io, name, backend.IsPublishRecordKey); err != nil {
 			return want, 0, err
 		}
+	}
+	if err := ready(); err != nil {
+		if derr := discard(conn, io, opts.Pool, req.Tenant, name); derr != nil {
+			return want, 0, fmt.Errorf("%w (and the image made meanwhile stays: %v)", err, derr)
+		}
+		return want, 0, err
 	}
 	if err := setImageMetadata(io, name, recordKey, want.encode()); err != nil {
 		return want, 0, err
