@@ -70,40 +70,19 @@ func (c *Controller) publishIdentity(ctx context.Context, id volid.Volume, secre
 // a tenant gets a volume in a pool, and again after this controller removed the identity.
 func (c *Controller) knownIdentity(conn cluster, pool, tenant string) error {
 	key := pool + "/" + tenant
-	c.mu.Lock()
-	known := c.identities[key]
-	c.mu.Unlock()
-	if known {
+	if c.known(c.identities, key) {
 		return nil
 	}
 	if _, err := c.ensureIdentity(conn, pool, tenant); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	c.identities[key] = true
-	c.mu.Unlock()
+	c.remember(c.identities, key)
 	return nil
 }
 
-// identityCheck is knownIdentity running beside the image's creation.
-type identityCheck struct {
-	done chan struct{}
-	err  error
-}
-
-// startIdentity starts knownIdentity; wait must be called before conn goes.
-func (c *Controller) startIdentity(conn cluster, pool, tenant string) *identityCheck {
-	ic := &identityCheck{done: make(chan struct{})}
-	go func() {
-		defer close(ic.done)
-		ic.err = c.knownIdentity(conn, pool, tenant)
-	}()
-	return ic
-}
-
-func (ic *identityCheck) wait() error {
-	<-ic.done
-	return ic.err
+// startIdentity runs knownIdentity beside the image's creation.
+func (c *Controller) startIdentity(conn cluster, pool, tenant string) *beside[struct{}] {
+	return start(func() (struct{}, error) { return struct{}{}, c.knownIdentity(conn, pool, tenant) })
 }
 
 // removeIdentity removes the tenant's identity and forgets it was known.
@@ -174,26 +153,9 @@ func (c *Controller) markDeleting(tenant, pool, name string) func() {
 	}
 }
 
-// imagesListing is imagesLeft running beside another call.
-type imagesListing struct {
-	done chan struct{}
-	left bool
-	err  error
-}
-
-// listImagesLeft starts imagesLeft; wait must be called before conn goes.
-func (c *Controller) listImagesLeft(conn cluster, tenant string) *imagesListing {
-	l := &imagesListing{done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		l.left, l.err = c.imagesLeft(conn, tenant)
-	}()
-	return l
-}
-
-func (l *imagesListing) wait() (bool, error) {
-	<-l.done
-	return l.left, l.err
+// listImagesLeft runs imagesLeft beside another call.
+func (c *Controller) listImagesLeft(conn cluster, tenant string) *beside[bool] {
+	return start(func() (bool, error) { return c.imagesLeft(conn, tenant) })
 }
 
 var errStopWalk = backend.Errorf(backend.Internal, "stop")

@@ -96,26 +96,9 @@ func purgeListed(conn cluster, pool, ns, name string, entries []librbd.TrashInfo
 	return nil
 }
 
-// trashListing is a listing of a namespace's trash running beside another call.
-type trashListing struct {
-	done    chan struct{}
-	entries []librbd.TrashInfo
-	err     error
-}
-
-// listTrash starts listing the trash; wait must be called before io goes.
-func listTrash(io ioctx) *trashListing {
-	l := &trashListing{done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		l.entries, l.err = io.TrashEntries()
-	}()
-	return l
-}
-
-func (l *trashListing) wait() ([]librbd.TrashInfo, error) {
-	<-l.done
-	return l.entries, l.err
+// listTrash starts listing the trash beside another call; wait before io goes.
+func listTrash(io ioctx) *beside[[]librbd.TrashInfo] {
+	return start(io.TrashEntries)
 }
 
 // sortSnaps tells an image's CSI snapshots from the temporary ones clones of it were made

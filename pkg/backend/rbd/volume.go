@@ -44,8 +44,9 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 		// The tenant's identity is made (a mon write, the tenant's first volume) while the
 		// image is; a fresh image is recorded only once the identity is there.
 		identity := c.startIdentity(conn, opts.Pool, req.Tenant)
-		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req, identity.wait)
-		if ierr := identity.wait(); err == nil {
+		ready := func() error { _, err := identity.wait(); return err }
+		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req, ready)
+		if ierr := ready(); err == nil {
 			err = ierr
 		}
 		if err != nil {
