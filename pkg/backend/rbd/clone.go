@@ -273,9 +273,9 @@ func stillThere(err error, what string) error {
 // a flatten for a live clone, a purge for one in the trash. It answers Pending while any
 // clone remains.
 func detachChildren(ctx context.Context, wait time.Duration, conn cluster, img image, snap string) (err error) {
-	children, err := img.Children(snap)
+	children, err := listChildren(img, snap)
 	if err != nil {
-		return classify(err, fmt.Sprintf("list clones of %s@%s", img.Name(), snap))
+		return err
 	}
 	if len(children) > 0 {
 		waited := backend.LongWait(ctx, "flatten", "image", img.Name(), "snapshot", snap, "clones", len(children))
@@ -309,6 +309,23 @@ func detachChildren(ctx context.Context, wait time.Duration, conn cluster, img i
 			img.Name(), snap, len(states), strings.Join(states, "; "))
 	}
 	return nil
+}
+
+// listChildren lists the clones of a snapshot the image has. librbd reads the clones
+// attached to the snapshot, then looks their names up in the directory and the trash: a
+// clone the mgr purges in between fails the lookup with ENOENT. That is not the snapshot
+// gone (NotFound, which callers take for done): the listing is read again, and a lasting
+// ENOENT answers Pending.
+func listChildren(img image, snap string) ([]librbd.ImageSpec, error) {
+	for attempt := 1; ; attempt++ {
+		children, err := img.Children(snap)
+		switch {
+		case err == nil:
+			return children, nil
+		case !isNotFound(err) || attempt == 3:
+			return nil, stillThere(err, fmt.Sprintf("list clones of %s@%s", img.Name(), snap))
+		}
+	}
 }
 
 // hasParent reports whether an image still depends on a parent (true when unsure).

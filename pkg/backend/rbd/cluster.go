@@ -122,6 +122,30 @@ func withOpenImage(io ioctx, name string, writable bool, fn func(img image) erro
 	return fn(img)
 }
 
+// beside is a call running beside others on the same connection; wait must be called
+// before the connection or I/O context it uses goes.
+type beside[T any] struct {
+	done chan struct{}
+	val  T
+	err  error
+}
+
+// start runs fn beside the caller's next calls.
+func start[T any](fn func() (T, error)) *beside[T] {
+	b := &beside[T]{done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.val, b.err = fn()
+	}()
+	return b
+}
+
+// wait returns fn's answer once it has come; it may be called more than once.
+func (b *beside[T]) wait() (T, error) {
+	<-b.done
+	return b.val, b.err
+}
+
 // cephConn is a pooled go-ceph connection.
 type cephConn struct{ *ceph.Conn }
 

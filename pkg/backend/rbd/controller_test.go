@@ -2,9 +2,11 @@ package rbd
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -477,6 +479,75 @@ func TestCloneFromSnapshot(t *testing.T) {
 	}
 }
 
+// A CSI cleanup deletes a restored volume and at once the snapshot it came from: the mgr
+// purges the clone while DeleteSnapshot lists the snapshot's clones, and librbd, which reads
+// the attached clones and then looks up their names, answers ENOENT for the clone purged in
+// between. That ENOENT read as NotFound, which the driver takes for "already deleted": the
+// snapshot stayed, and the volume's delete failed with "still has 1 snapshot" (csi-sanity
+// rbd/mount, once). The same ENOENT in a volume's delete (its temporary clone snapshots)
+// answered OK and left the image.
+func TestSnapshotDeleteWhileTheMgrPurgesItsClone(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	s, err := c.CreateSnapshot(ctx, v.ID, "snap-1", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := volReq("pvc-restore", gib)
+	req.SourceSnapshot = &s.ID
+	clone := mustCreate(t, c, req)
+	f.holdTasks = true
+	if err := c.DeleteVolume(ctx, clone.ID, nil); err != nil {
+		t.Fatalf("delete of the clone: %v", err)
+	}
+	purgeOnce := func() {
+		f.midChildren = nil
+		f.runTasksLocked()
+	}
+	f.midChildren = purgeOnce
+
+	err = c.DeleteSnapshot(ctx, s.ID, nil)
+	snap := f.image("rbd", "t1", imageName(v.ID.Hash)).snap(snapName(s.ID.SnapHash))
+	if (err == nil || backend.IsNotFound(err)) && snap != nil {
+		t.Fatalf("DeleteSnapshot answered %v (done, for the CO) while the snapshot is still on the image", err)
+	}
+	if err != nil {
+		t.Fatalf("DeleteSnapshot once the clone is purged: %v", err)
+	}
+	if err := c.DeleteVolume(ctx, v.ID, nil); err != nil {
+		t.Fatalf("delete of the volume after its snapshot's delete: %v", err)
+	}
+}
+
+// The same race in a volume's delete, which removes the temporary snapshots its copies were
+// made from: ENOENT answered OK and left the image.
+func TestVolumeDeleteWhileTheMgrPurgesACopy(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	src := mustCreate(t, c, volReq("pvc-src", gib))
+	copyReq := volReq("pvc-copy", gib)
+	copyReq.SourceVolume = &src.ID
+	f.holdTasks = true
+	if _, err := c.CreateVolume(ctx, copyReq); codeOf(err) != backend.Pending {
+		t.Fatalf("copy while the mgr is busy: %v", err)
+	}
+	if err := c.DeleteVolume(ctx, copyReq.ID(c.name, src.ID.Location), nil); err != nil {
+		t.Fatalf("delete of the copy: %v", err)
+	}
+	f.midChildren = func() {
+		f.midChildren = nil
+		f.runTasksLocked()
+	}
+	err := c.DeleteVolume(ctx, src.ID, nil)
+	if (err == nil || backend.IsNotFound(err)) && f.image("rbd", "t1", imageName(src.ID.Hash)) != nil {
+		t.Fatalf("DeleteVolume answered %v (done, for the CO) while the image is still there", err)
+	}
+	if err != nil {
+		t.Fatalf("DeleteVolume once the copy is purged: %v", err)
+	}
+}
+
 func TestCloneFromVolume(t *testing.T) {
 	c, f := newFakeController(t)
 	ctx := context.Background()
@@ -652,5 +723,125 @@ func TestPublishAdoptedImageOutsideTheTenantNamespace(t *testing.T) {
 	}
 	if pc[ceph.PublishContextUser] != "shiphold.rbd1.t1" || pc[ceph.PublishContextKey] == "" {
 		t.Errorf("a volume in the tenant's namespace got publish context %v, want the tenant's identity", pc)
+	}
+}
+
+// The tenant's identity is made with its first volume and removed with its last. A create
+// asks the mon only until the identity is known (a mon command each, in a burst of creates,
+// queues on the mon); a delete reads whether other images are left while the image moves
+// to the trash, and reads again after the move only when it found some.
+func TestTenantIdentityFollowsItsVolumes(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	user, _ := ceph.IdentityUser(c.name, "t1")
+	has := func() bool { _, ok := f.auth.Get("client." + user); return ok }
+
+	v1 := mustCreate(t, c, volReq("pvc-1", gib))
+	if !has() {
+		t.Fatal("no tenant identity after the tenant's first volume")
+	}
+	f.resetCalls()
+	v2 := mustCreate(t, c, volReq("pvc-2", gib))
+	if n := f.count("MonCommand"); n != 0 {
+		t.Errorf("the second create of the tenant sent %d mon commands (the identity is known): %v", n, f.calls)
+	}
+	f.resetCalls()
+	if err := c.DeleteVolume(ctx, v1.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !has() {
+		t.Fatal("the identity went while the tenant still has a volume")
+	}
+	if n := f.count("ListPools"); n != 1 {
+		t.Errorf("the delete looked for the tenant's other images %d times, want once: %v", n, f.calls)
+	}
+	f.resetCalls()
+	if err := c.DeleteVolume(ctx, v2.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if has() {
+		t.Fatal("the identity stayed after the tenant's last volume")
+	}
+	if n := f.count("ListPools"); n != 1 {
+		t.Errorf("the delete of the last volume looked for the tenant's images %d times, want once (beside the trash move): %v", n, f.calls)
+	}
+	// Made again with the next first volume: this controller forgot it when it removed it.
+	v3 := mustCreate(t, c, volReq("pvc-3", gib))
+	if !has() {
+		t.Fatal("no identity for the tenant's new first volume")
+	}
+
+	// The identity's removal fails after the image is in the trash (a crash there would do
+	// the same): the retry finds the volume gone and removes the identity.
+	f.failNext("MonCommand", fakeErrno(syscall.ETIMEDOUT))
+	if err := c.DeleteVolume(ctx, v3.ID, nil); err == nil {
+		t.Fatal("DeleteVolume answered OK while the identity's removal failed")
+	}
+	if f.image("rbd", "t1", imageName(v3.ID.Hash)) != nil || !has() {
+		t.Fatal("want the image in the trash and the identity left by the failed step")
+	}
+	if err := c.DeleteVolume(ctx, v3.ID, nil); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if has() {
+		t.Fatal("the retry left the identity")
+	}
+}
+
+// Deletes of a tenant's last volumes side by side: each may see the others' images, still
+// listed, while its own moves to the trash; those count as gone, so the identity goes.
+func TestTenantIdentityGoesWithTwoLastVolumesDeletedTogether(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	user, _ := ceph.IdentityUser(c.name, "t1")
+	var ids []volid.Volume
+	for i := 0; i < 8; i++ {
+		ids = append(ids, mustCreate(t, c, volReq(fmt.Sprintf("pvc-%d", i), gib)).ID)
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.DeleteVolume(ctx, id, nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if _, ok := f.auth.Get("client." + user); ok {
+		t.Fatal("the identity stayed after the tenant's volumes were deleted together")
+	}
+}
+
+// The tenant's identity is made while the image is; an image made while the identity
+// failed is not recorded but discarded, so a refused create leaves nothing (the CO may
+// take the refusal as final), and the retry makes both.
+func TestCreateVolumeDiscardsTheImageWhenTheIdentityFails(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	user, _ := ceph.IdentityUser(c.name, "t1")
+	f.failNext("MonCommand", fakeErrno(syscall.EACCES))
+	req := volReq("pvc-1", gib)
+	_, err := c.CreateVolume(ctx, req)
+	if err == nil {
+		t.Fatal("CreateVolume answered OK while the tenant's identity could not be made")
+	}
+	if !strings.Contains(err.Error(), "tenant identity") {
+		t.Errorf("error %v does not say the identity failed", err)
+	}
+	if img := f.image("rbd", "t1", imageName(volid.Hash("pvc-1"))); img != nil {
+		t.Fatalf("the refused create left image %s (record %q)", img.name, img.meta[recordKey])
+	}
+	if left := f.trashed("rbd", "t1"); len(left) != 0 {
+		t.Errorf("the discarded image's purge was not queued: %d trash entries", len(left))
+	}
+	v := mustCreate(t, c, req)
+	img := f.image("rbd", "t1", imageName(v.ID.Hash))
+	if rec, err := decodeRecord(img.meta[recordKey]); err != nil || rec.Name != "pvc-1" {
+		t.Errorf("retry's record %+v, %v", rec, err)
+	}
+	if _, ok := f.auth.Get("client." + user); !ok {
+		t.Error("no identity after the retry")
 	}
 }

@@ -36,6 +36,10 @@ type fakeCluster struct {
 	blocklisted []string
 	self        uint64
 	auth        *cephtest.Auth
+	// midChildren runs (f.mu held) between Children's two reads, as librbd makes them:
+	// the snapshot's attached clones from the parent header, then their names from the
+	// image directory and the trash.
+	midChildren func()
 }
 
 type fakePool struct {
@@ -970,7 +974,19 @@ func (h *fakeHandle) Children(snap string) ([]librbd.ImageSpec, error) {
 	if h.img.snap(snap) == nil {
 		return nil, errNoEnt
 	}
-	return h.f.childrenOf(h.img, snap), nil
+	attached := h.f.childrenOf(h.img, snap)
+	if h.f.midChildren != nil {
+		h.f.midChildren()
+	}
+	// librbd answers ENOENT for an attached clone whose ID is in neither the directory
+	// nor the trash any more ("error looking up name for image id").
+	for _, ch := range attached {
+		p := h.f.pools[ch.PoolName]
+		if p.images[ch.PoolNamespace+"/"+ch.ImageName] == nil && p.trash[ch.PoolNamespace+"/"+ch.ImageID] == nil {
+			return nil, errNoEnt
+		}
+	}
+	return attached, nil
 }
 
 func (h *fakeHandle) Watchers() ([]librbd.ImageWatcher, error) {

@@ -3,6 +3,7 @@ package rbd
 import (
 	"context"
 	"regexp"
+	"strings"
 
 	"k8s.io/klog/v2"
 
@@ -65,27 +66,96 @@ func (c *Controller) publishIdentity(ctx context.Context, id volid.Volume, secre
 	return pc, err
 }
 
-// dropIdentityIfLast removes the tenant's identity once its last image on this backend is
-// gone. A publish racing with it makes the identity again (publishIdentity).
-func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secrets map[string]string) error {
+// knownIdentity is ensureIdentity for CreateVolume: the mon is asked only the first time
+// a tenant gets a volume in a pool, and again after this controller removed the identity.
+func (c *Controller) knownIdentity(conn cluster, pool, tenant string) error {
+	key := pool + "/" + tenant
+	if c.known(c.identities, key) {
+		return nil
+	}
+	if _, err := c.ensureIdentity(conn, pool, tenant); err != nil {
+		return err
+	}
+	c.remember(c.identities, key)
+	return nil
+}
+
+// startIdentity runs knownIdentity beside the image's creation.
+func (c *Controller) startIdentity(conn cluster, pool, tenant string) *beside[struct{}] {
+	return start(func() (struct{}, error) { return struct{}{}, c.knownIdentity(conn, pool, tenant) })
+}
+
+// removeIdentity removes the tenant's identity and forgets it was known.
+func (c *Controller) removeIdentity(conn cluster, tenant string) error {
 	user, err := ceph.IdentityUser(c.name, tenant)
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	for key := range c.identities {
+		if strings.HasSuffix(key, "/"+tenant) {
+			delete(c.identities, key)
+		}
+	}
+	c.mu.Unlock()
+	return ceph.RemoveIdentity(conn, user)
+}
+
+// dropIdentityIfLast removes the tenant's identity once its last image on this backend is
+// gone. A publish racing with it makes the identity again (publishIdentity).
+func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secrets map[string]string) error {
+	if _, err := ceph.IdentityUser(c.name, tenant); err != nil {
+		return err
+	}
 	return c.storage.Do(ctx, secrets, func(conn connection) error {
-		left := false
-		err := c.eachImage(conn, tenant, func(ioctx, string, string, string) error {
-			left = true
-			return errStopWalk
-		})
-		if err != nil && err != errStopWalk {
+		left, err := c.imagesLeft(conn, tenant)
+		if err != nil || left {
 			return err
 		}
-		if left {
+		return c.removeIdentity(conn, tenant)
+	})
+}
+
+// imagesLeft says whether the tenant has an image on this backend that no DeleteVolume of
+// this controller is removing: those are on their way out (the CO let go of them), and two
+// deletes of a tenant's last images side by side each see the other's image until it has
+// moved to the trash.
+func (c *Controller) imagesLeft(conn cluster, tenant string) (bool, error) {
+	left := false
+	err := c.eachImage(conn, tenant, func(_ ioctx, pool, _, hash string) error {
+		c.mu.Lock()
+		going := c.deleting[tenant+"/"+pool+"/"+imageName(hash)] > 0
+		c.mu.Unlock()
+		if going {
 			return nil
 		}
-		return ceph.RemoveIdentity(conn, user)
+		left = true
+		return errStopWalk
 	})
+	if err != nil && err != errStopWalk {
+		return false, err
+	}
+	return left, nil
+}
+
+// markDeleting counts a DeleteVolume of an image in progress until the returned func.
+func (c *Controller) markDeleting(tenant, pool, name string) func() {
+	key := tenant + "/" + pool + "/" + name
+	c.mu.Lock()
+	c.deleting[key]++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		if c.deleting[key]--; c.deleting[key] <= 0 {
+			delete(c.deleting, key)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// listImagesLeft runs imagesLeft beside another call.
+func (c *Controller) listImagesLeft(conn cluster, tenant string) *beside[bool] {
+	return start(func() (bool, error) { return c.imagesLeft(conn, tenant) })
 }
 
 var errStopWalk = backend.Errorf(backend.Internal, "stop")

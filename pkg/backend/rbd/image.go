@@ -55,10 +55,7 @@ func openVolumePool(conn cluster, id volid.Volume) (ioctx, string, error) {
 
 func (c *Controller) ensureNamespace(io ioctx, pool, ns string) error {
 	key := pool + "/" + ns
-	c.mu.Lock()
-	known := c.namespaces[key]
-	c.mu.Unlock()
-	if known {
+	if c.known(c.namespaces, key) {
 		return nil
 	}
 	ok, err := io.NamespaceExists(ns)
@@ -70,10 +67,22 @@ func (c *Controller) ensureNamespace(io ioctx, pool, ns string) error {
 			return classify(err, fmt.Sprintf("create RADOS namespace %s/%s for the tenant (is the pool initialised with rbd pool init?)", pool, ns))
 		}
 	}
-	c.mu.Lock()
-	c.namespaces[key] = true
-	c.mu.Unlock()
+	c.remember(c.namespaces, key)
 	return nil
+}
+
+// known says whether key is in one of the controller's sets of things known to exist;
+// remember adds it.
+func (c *Controller) known(set map[string]bool, key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return set[key]
+}
+
+func (c *Controller) remember(set map[string]bool, key string) {
+	c.mu.Lock()
+	set[key] = true
+	c.mu.Unlock()
 }
 
 func (c *Controller) forgetNamespace(pool, ns string) {

@@ -43,8 +43,9 @@ func moveToTrash(conn cluster, io ioctx, pool, ns, name string) error {
 }
 
 // trashImage is moveToTrash for an image whose ID is known: the trash is listed (for
-// earlier entries of the name) during the move instead of after it.
-func trashImage(conn cluster, io ioctx, pool, ns, name, id string) error {
+// earlier entries of the name) during the move instead of after it. Once this call has
+// moved the image, moved (unless nil) runs beside the queueing of its purge.
+func trashImage(conn cluster, io ioctx, pool, ns, name, id string, moved func() error) error {
 	listing := listTrash(io)
 	err := io.TrashImage(name)
 	entries, lerr := listing.wait()
@@ -54,7 +55,16 @@ func trashImage(conn cluster, io ioctx, pool, ns, name, id string) error {
 	case err != nil:
 		return classify(err, fmt.Sprintf("move image %s to the trash", rbdSpec(pool, ns, name)))
 	}
-	return purgeListed(conn, pool, ns, name, entries, lerr, id)
+	if moved == nil {
+		return purgeListed(conn, pool, ns, name, entries, lerr, id)
+	}
+	beside := make(chan error, 1)
+	go func() { beside <- moved() }()
+	err = purgeListed(conn, pool, ns, name, entries, lerr, id)
+	if berr := <-beside; err == nil {
+		err = berr
+	}
+	return err
 }
 
 // purgeTrashed queues the purge of the trash entries named name.
@@ -86,26 +96,9 @@ func purgeListed(conn cluster, pool, ns, name string, entries []librbd.TrashInfo
 	return nil
 }
 
-// trashListing is a listing of a namespace's trash running beside another call.
-type trashListing struct {
-	done    chan struct{}
-	entries []librbd.TrashInfo
-	err     error
-}
-
-// listTrash starts listing the trash; wait must be called before io goes.
-func listTrash(io ioctx) *trashListing {
-	l := &trashListing{done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		l.entries, l.err = io.TrashEntries()
-	}()
-	return l
-}
-
-func (l *trashListing) wait() ([]librbd.TrashInfo, error) {
-	<-l.done
-	return l.entries, l.err
+// listTrash starts listing the trash beside another call; wait before io goes.
+func listTrash(io ioctx) *beside[[]librbd.TrashInfo] {
+	return start(io.TrashEntries)
 }
 
 // sortSnaps tells an image's CSI snapshots from the temporary ones clones of it were made

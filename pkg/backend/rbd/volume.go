@@ -41,10 +41,14 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
 			return err
 		}
-		if _, err := c.ensureIdentity(conn, opts.Pool, req.Tenant); err != nil {
-			return err
+		// The tenant's identity is made (a mon write, the tenant's first volume) while the
+		// image is; a fresh image is recorded only once the identity is there.
+		identity := c.startIdentity(conn, opts.Pool, req.Tenant)
+		ready := func() error { _, err := identity.wait(); return err }
+		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req, ready)
+		if ierr := ready(); err == nil {
+			err = ierr
 		}
-		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req)
 		if err != nil {
 			return err
 		}
@@ -68,7 +72,8 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 
 // provision creates the image and records the request on it, or finds the image an earlier
 // attempt made and recorded; it returns the record and the image's size.
-func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name string, size uint64, opts classOptions, req *backend.VolumeRequest) (volumeRecord, uint64, error) {
+// A fresh image whose ready answers an error is discarded before it is recorded.
+func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name string, size uint64, opts classOptions, req *backend.VolumeRequest, ready func() error) (volumeRecord, uint64, error) {
 	want := newRecord(c.name, req)
 	// Earlier attempts' images discarded under this name have their purge queued, in case
 	// the attempt that moved them to the trash died before queueing it; the trash is
@@ -123,6 +128,12 @@ func (c *Controller) provision(ctx context.Context, conn cluster, io ioctx, name
 			return want, 0, err
 		}
 	}
+	if err := ready(); err != nil {
+		if derr := discard(conn, io, opts.Pool, req.Tenant, name); derr != nil {
+			return want, 0, fmt.Errorf("%w (and the image made meanwhile stays: %v)", err, derr)
+		}
+		return want, 0, err
+	}
 	if err := setImageMetadata(io, name, recordKey, want.encode()); err != nil {
 		return want, 0, err
 	}
@@ -151,8 +162,9 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	if id.Backend != c.name {
 		return backend.Errorf(backend.NotFound, "volume %s is not on backend %q", id, c.name)
 	}
+	identityDone := false
 	defer func() {
-		if err == nil {
+		if err == nil && !identityDone {
 			err = c.dropIdentityIfLast(ctx, id.Tenant, secrets)
 		}
 	}()
@@ -166,6 +178,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 			return err
 		}
 		defer io.Destroy()
+		defer c.markDeleting(id.Tenant, pool, name)()
 		st, err := c.readForDelete(conn, io, name)
 		if backend.IsNotFound(err) {
 			// Gone, or half gone: a name whose image cannot be opened, or a trash entry
@@ -194,7 +207,22 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		if err := late(ctx, "remove image "+name); err != nil {
 			return err
 		}
-		return trashImage(conn, io, pool, id.Tenant, name, st.watches.id)
+		// The tenant's identity goes with its last image: whether it has others is read
+		// while the image moves to the trash, and the identity removed while its purge is
+		// queued.
+		others := c.listImagesLeft(conn, id.Tenant)
+		defer others.wait()
+		return trashImage(conn, io, pool, id.Tenant, name, st.watches.id, func() error {
+			left, lerr := others.wait()
+			if lerr != nil || volumeNamespace(id) != id.Tenant {
+				return nil // read again after the move
+			}
+			identityDone = true
+			if left {
+				return nil
+			}
+			return c.removeIdentity(conn, id.Tenant)
+		})
 	})
 }
 
