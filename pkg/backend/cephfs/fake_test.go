@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/shiphold/shiphold/pkg/ceph"
 )
@@ -28,6 +29,14 @@ type fakeMgr struct {
 	groupNS map[string]string
 	auth    map[string]fakeUser
 	keys    int
+	// crashAfter names an operation ("fs subvolume create", "auth get-or-create",
+	// "setxattr <name>", "readdir <path>") whose next answer is lost: it takes effect, and
+	// the caller gets ETIMEDOUT, as when the controller dies or the link drops right after.
+	crashAfter string
+	// slow delays the answer to the named mgr commands, so that concurrent callers overlap.
+	slow map[string]time.Duration
+	// mon counts the mon commands by prefix.
+	mon map[string]int
 }
 
 type fakeUser struct {
@@ -57,9 +66,41 @@ func newFakeMgr() *fakeMgr {
 	return &fakeMgr{groups: map[string]bool{}, subs: map[string]*fakeSub{}, groupNS: map[string]string{}, auth: map[string]fakeUser{}}
 }
 
+// lost answers ETIMEDOUT, once, for the operation crashAfter names.
+func (f *fakeMgr) lost(op string, err error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil || op != f.crashAfter {
+		return err
+	}
+	f.crashAfter = ""
+	return fakeErr{-int(syscall.ETIMEDOUT)}
+}
+
 func (f *fakeMgr) MonCommand(buf []byte) ([]byte, string, error) {
 	var m map[string]any
 	json.Unmarshal(buf, &m)
+	p, _ := m["prefix"].(string)
+	f.mu.Lock()
+	if f.mon == nil {
+		f.mon = map[string]int{}
+	}
+	f.mon[p]++
+	f.mu.Unlock()
+	out, status, err := f.monCommand(m)
+	if err = f.lost(p, err); err != nil {
+		return nil, status, err
+	}
+	return out, status, nil
+}
+
+func (f *fakeMgr) monCount(prefix string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mon[prefix]
+}
+
+func (f *fakeMgr) monCommand(m map[string]any) ([]byte, string, error) {
 	switch m["prefix"] {
 	case "fs dump":
 		return []byte(`{"filesystems":[{"id":1,"mdsmap":{"fs_name":"cephfs"}},{"id":7,"mdsmap":{"fs_name":"other"}}]}`), "dumped fsmap epoch 3", nil
@@ -127,6 +168,18 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 	if err := json.Unmarshal(bufs[0], &m); err != nil {
 		return nil, "", fakeErr{-int(syscall.EINVAL)}
 	}
+	f.mu.Lock()
+	delay := f.slow[str(m, "prefix")]
+	f.mu.Unlock()
+	time.Sleep(delay)
+	out, status, err := f.mgrCommand(m)
+	if err = f.lost(str(m, "prefix"), err); err != nil {
+		return nil, status, err
+	}
+	return out, status, nil
+}
+
+func (f *fakeMgr) mgrCommand(m map[string]any) ([]byte, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cmds = append(f.cmds, m)
@@ -322,6 +375,11 @@ func (f *fakeMgr) baseDir(op, path string) (*fakeSub, error) {
 }
 
 func (f *fakeMgr) GetXattr(fs, path, name string) ([]byte, error) {
+	v, err := f.getXattr(path, name)
+	return v, f.lost("getxattr "+name, err)
+}
+
+func (f *fakeMgr) getXattr(path, name string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if g, ok := f.groupDir(path); ok {
@@ -342,6 +400,10 @@ func (f *fakeMgr) GetXattr(fs, path, name string) ([]byte, error) {
 }
 
 func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
+	return f.lost("setxattr "+name, f.setXattr(path, name, value))
+}
+
+func (f *fakeMgr) setXattr(path, name string, value []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if g, ok := f.groupDir(path); ok {
@@ -361,6 +423,11 @@ func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
 
 // Subdirs lists a base directory: the data directory, gone once the subvolume is retained.
 func (f *fakeMgr) Subdirs(fs, path string) ([]string, error) {
+	dirs, err := f.subdirs(fs, path)
+	return dirs, f.lost("readdir "+path, err)
+}
+
+func (f *fakeMgr) subdirs(fs, path string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if path == subvolumesDir {
