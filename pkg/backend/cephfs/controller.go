@@ -334,18 +334,13 @@ func (c *Controller) createSubvolume(s *session, ref volumeRef, bytes int64) err
 func (c *Controller) recordNew(s *session, req *backend.VolumeRequest, p volumeParams, id volid.Volume, ref volumeRef, source string) (*backend.Volume, error) {
 	rr := backend.NewRequestRecord(req)
 	rec := volumeRecord{Name: req.Name, Bytes: req.RequiredBytes, Params: p, Source: source, Request: &rr}
-	// Two MDS requests about the same directory, neither waiting for the other.
-	var path string
-	found := make(chan error, 1)
-	go func() {
-		var err error
-		path, err = c.subvolumePath(s, ref)
-		found <- err
-	}()
-	err := c.writeRecord(s, ref, rec)
-	if perr := <-found; err == nil {
-		err = perr
+	if err := c.writeRecord(s, ref, rec); err != nil {
+		return nil, err
 	}
+	// One after the other: the readdir makes the MDS take the new directory's caps back
+	// from the mgr's client, and the record write beside it only waits with it (measured:
+	// 1.1 ms setxattr, 5.7 ms readdir, 6.5-7.7 ms both in turn, 9.4-10.7 ms concurrently).
+	path, err := c.subvolumePath(s, ref)
 	if err != nil {
 		return nil, err
 	}
