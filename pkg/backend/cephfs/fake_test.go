@@ -374,12 +374,8 @@ func (f *fakeMgr) baseDir(op, path string) (*fakeSub, error) {
 	return sub, nil
 }
 
-func (f *fakeMgr) GetXattr(fs, path, name string) ([]byte, error) {
-	v, err := f.getXattr(path, name)
-	return v, f.lost("getxattr "+name, err)
-}
-
-func (f *fakeMgr) getXattr(path, name string) ([]byte, error) {
+func (f *fakeMgr) GetXattr(fs, path, name string) (_ []byte, err error) {
+	defer func() { err = f.lost("getxattr "+name, err) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if g, ok := f.groupDir(path); ok {
@@ -399,11 +395,8 @@ func (f *fakeMgr) getXattr(path, name string) ([]byte, error) {
 	return []byte(v), nil
 }
 
-func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
-	return f.lost("setxattr "+name, f.setXattr(path, name, value))
-}
-
-func (f *fakeMgr) setXattr(path, name string, value []byte) error {
+func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) (err error) {
+	defer func() { err = f.lost("setxattr "+name, err) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if g, ok := f.groupDir(path); ok {
@@ -422,12 +415,8 @@ func (f *fakeMgr) setXattr(path, name string, value []byte) error {
 }
 
 // Subdirs lists a base directory: the data directory, gone once the subvolume is retained.
-func (f *fakeMgr) Subdirs(fs, path string) ([]string, error) {
-	dirs, err := f.subdirs(fs, path)
-	return dirs, f.lost("readdir "+path, err)
-}
-
-func (f *fakeMgr) subdirs(fs, path string) ([]string, error) {
+func (f *fakeMgr) Subdirs(fs, path string) (_ []string, err error) {
+	defer func() { err = f.lost("readdir "+path, err) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if path == subvolumesDir {
