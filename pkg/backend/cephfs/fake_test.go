@@ -25,10 +25,6 @@ type fakeMgr struct {
 	cloneRun int                 // clone status answers "in-progress" this many times
 	// cloneFail makes clones end "failed" instead of "complete".
 	cloneFail bool
-	// groupNS is each group directory's layout pool_namespace; auth the cephx users.
-	groupNS map[string]string
-	auth    map[string]fakeUser
-	keys    int
 	// crashAfter names an operation ("fs subvolume create", "auth get-or-create",
 	// "setxattr <name>", "readdir <path>") whose next answer is lost: it takes effect, and
 	// the caller gets ETIMEDOUT, as when the controller dies or the link drops right after.
@@ -37,6 +33,10 @@ type fakeMgr struct {
 	slow map[string]time.Duration
 	// mon counts the mon commands by prefix.
 	mon map[string]int
+	// groupNS is each group directory's layout pool_namespace; auth the cephx users.
+	groupNS map[string]string
+	auth    map[string]fakeUser
+	keys    int
 }
 
 type fakeUser struct {
