@@ -33,8 +33,11 @@ type Controller struct {
 	mu sync.Mutex
 	// fsIDs caches filesystem name -> fscid; filesystems are not renamed.
 	fsIDs map[string]string
-	// groups remembers subvolume groups known to exist, saving a mgr call per create.
-	groups map[string]bool
+	// groups remembers the subvolume groups made and isolated (key fs/group, value the
+	// group's data pool), saving a mgr command per create; identities the tenant identities
+	// made (key fs/group), saving the monitors two commands per create. A tenant's last
+	// delete forgets its identity, not its group, which stays.
+	groups, identities tenantSetup
 }
 
 var (
@@ -77,7 +80,7 @@ func newController(name string, cfg *Config, connect func(context.Context, map[s
 	}
 	return &Controller{
 		name: name, cfg: cfg, prefix: prefix, storage: storage, clonePoll: 500 * time.Millisecond,
-		fsIDs: map[string]string{}, groups: map[string]bool{},
+		fsIDs: map[string]string{},
 	}
 }
 
@@ -172,33 +175,39 @@ func (c *Controller) refreshFS(s *session) error {
 	return nil
 }
 
-func (c *Controller) ensureGroup(s *session, fs, group string) error {
-	key := fs + "/" + group
-	c.mu.Lock()
-	known := c.groups[key]
-	c.mu.Unlock()
-	if known {
-		return nil
-	}
-	// Creating an existing group succeeds, so this is safe to repeat.
-	if err := s.do("create subvolume group "+group+" on "+fs, func() error {
-		return s.fsa.CreateSubVolumeGroup(fs, group, nil)
-	}); err != nil {
-		return err
-	}
-	if err := c.isolateGroup(s, fs, group); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.groups[key] = true
-	c.mu.Unlock()
-	return nil
+// ensureGroup makes the tenant's subvolume group and puts its files in the tenant's
+// namespace, once per group while the controller runs; it returns the group's data pool.
+func (c *Controller) ensureGroup(s *session, fs, group string) (pool string, err error) {
+	return c.groups.do(s.ctx, fs+"/"+group, func() (string, error) {
+		// Creating an existing group succeeds, so this is safe to repeat.
+		if err := s.do("create subvolume group "+group+" on "+fs, func() error {
+			return s.fsa.CreateSubVolumeGroup(fs, group, nil)
+		}); err != nil {
+			return "", err
+		}
+		return c.isolateGroup(s, fs, group)
+	})
 }
 
-func (c *Controller) forgetGroup(fs, group string) {
-	c.mu.Lock()
-	delete(c.groups, fs+"/"+group)
-	c.mu.Unlock()
+func (c *Controller) forgetGroup(fs, group string) { c.groups.forget(fs + "/" + group) }
+
+// ensureTenant makes the tenant's group and identity for a subvolume of ref's group.
+func (c *Controller) ensureTenant(s *session, ref volumeRef) error {
+	pool, err := c.ensureGroup(s, ref.fs, ref.group)
+	if err != nil {
+		return err
+	}
+	return c.ensureTenantIdentity(s, ref.fs, ref.group, pool)
+}
+
+// ensureTenantIdentity makes the identity of the tenant of group, with the caps for the
+// group and its data pool, once while the controller runs and the tenant has volumes.
+func (c *Controller) ensureTenantIdentity(s *session, fs, group, pool string) error {
+	_, err := c.identities.do(s.ctx, fs+"/"+group, func() (string, error) {
+		_, err := c.ensureIdentity(s, group, pool)
+		return "", err
+	})
+	return err
 }
 
 // volumeRef is where one volume lives.
@@ -279,17 +288,32 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 		// A finished clone not yet recorded: finish it.
 		return c.finishClone(s, req, p, id, ref, src)
 	default:
-		// Created by an attempt that died before recording it: adopt it below.
+		// Created by an attempt that died before recording it (perhaps before its
+		// tenant's identity was made): adopt it below.
+		if err := c.ensureTenant(s, ref); err != nil {
+			return nil, err
+		}
 		return c.recordNew(s, req, p, id, ref, "")
 	}
 
-	if err := c.ensureGroup(s, ref.fs, ref.group); err != nil {
+	pool, err := c.ensureGroup(s, ref.fs, ref.group)
+	if err != nil {
 		return nil, err
 	}
 	if src != nil {
+		if err := c.ensureTenantIdentity(s, ref.fs, ref.group, pool); err != nil {
+			return nil, err
+		}
 		return c.startClone(s, req, p, id, ref, src)
 	}
-	if err := c.createSubvolume(s, ref, req.RequiredBytes); err != nil {
+	// The identity is the monitors' work, the subvolume the mgr's: one waits not for the other.
+	identity := make(chan error, 1)
+	go func() { identity <- c.ensureTenantIdentity(s, ref.fs, ref.group, pool) }()
+	err = c.createSubvolume(s, ref, req.RequiredBytes)
+	if ierr := <-identity; err == nil {
+		err = ierr
+	}
+	if err != nil {
 		return nil, err
 	}
 	return c.recordNew(s, req, p, id, ref, "")
@@ -306,7 +330,7 @@ func (c *Controller) createSubvolume(s *session, ref volumeRef, bytes int64) err
 	if backend.IsNotFound(err) {
 		// The group vanished behind our cache (removed by an admin); make it again.
 		c.forgetGroup(ref.fs, ref.group)
-		if err = c.ensureGroup(s, ref.fs, ref.group); err == nil {
+		if _, err = c.ensureGroup(s, ref.fs, ref.group); err == nil {
 			err = create()
 		}
 	}
@@ -321,6 +345,9 @@ func (c *Controller) recordNew(s *session, req *backend.VolumeRequest, p volumeP
 	if err := c.writeRecord(s, ref, rec); err != nil {
 		return nil, err
 	}
+	// One after the other: the readdir makes the MDS take the new directory's caps back
+	// from the mgr's client, and the record write beside it only waits with it (measured:
+	// 1.1 ms setxattr, 5.7 ms readdir, 6.5-7.7 ms both in turn, 9.4-10.7 ms concurrently).
 	path, err := c.subvolumePath(s, ref)
 	if err != nil {
 		return nil, err

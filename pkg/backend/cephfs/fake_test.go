@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/shiphold/shiphold/pkg/ceph"
 )
@@ -24,6 +25,14 @@ type fakeMgr struct {
 	cloneRun int                 // clone status answers "in-progress" this many times
 	// cloneFail makes clones end "failed" instead of "complete".
 	cloneFail bool
+	// crashAfter names an operation ("fs subvolume create", "auth get-or-create",
+	// "setxattr <name>", "readdir <path>") whose next answer is lost: it takes effect, and
+	// the caller gets ETIMEDOUT, as when the controller dies or the link drops right after.
+	crashAfter string
+	// slow delays the answer to the named mgr commands, so that concurrent callers overlap.
+	slow map[string]time.Duration
+	// mon counts the mon commands by prefix.
+	mon map[string]int
 	// groupNS is each group directory's layout pool_namespace; auth the cephx users.
 	groupNS map[string]string
 	auth    map[string]fakeUser
@@ -59,9 +68,41 @@ func newFakeMgr() *fakeMgr {
 	return &fakeMgr{groups: map[string]bool{}, subs: map[string]*fakeSub{}, groupNS: map[string]string{}, auth: map[string]fakeUser{}}
 }
 
+// lost answers ETIMEDOUT, once, for the operation crashAfter names.
+func (f *fakeMgr) lost(op string, err error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil || op != f.crashAfter {
+		return err
+	}
+	f.crashAfter = ""
+	return fakeErr{-int(syscall.ETIMEDOUT)}
+}
+
 func (f *fakeMgr) MonCommand(buf []byte) ([]byte, string, error) {
 	var m map[string]any
 	json.Unmarshal(buf, &m)
+	p, _ := m["prefix"].(string)
+	f.mu.Lock()
+	if f.mon == nil {
+		f.mon = map[string]int{}
+	}
+	f.mon[p]++
+	f.mu.Unlock()
+	out, status, err := f.monCommand(m)
+	if err = f.lost(p, err); err != nil {
+		return nil, status, err
+	}
+	return out, status, nil
+}
+
+func (f *fakeMgr) monCount(prefix string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mon[prefix]
+}
+
+func (f *fakeMgr) monCommand(m map[string]any) ([]byte, string, error) {
 	switch m["prefix"] {
 	case "fs dump":
 		return []byte(`{"filesystems":[{"id":1,"mdsmap":{"fs_name":"cephfs"}},{"id":7,"mdsmap":{"fs_name":"other"}}]}`), "dumped fsmap epoch 3", nil
@@ -129,6 +170,18 @@ func (f *fakeMgr) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 	if err := json.Unmarshal(bufs[0], &m); err != nil {
 		return nil, "", fakeErr{-int(syscall.EINVAL)}
 	}
+	f.mu.Lock()
+	delay := f.slow[str(m, "prefix")]
+	f.mu.Unlock()
+	time.Sleep(delay)
+	out, status, err := f.mgrCommand(m)
+	if err = f.lost(str(m, "prefix"), err); err != nil {
+		return nil, status, err
+	}
+	return out, status, nil
+}
+
+func (f *fakeMgr) mgrCommand(m map[string]any) ([]byte, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cmds = append(f.cmds, m)
@@ -323,7 +376,8 @@ func (f *fakeMgr) baseDir(op, path string) (*fakeSub, error) {
 	return sub, nil
 }
 
-func (f *fakeMgr) GetXattr(fs, path, name string) ([]byte, error) {
+func (f *fakeMgr) GetXattr(fs, path, name string) (_ []byte, err error) {
+	defer func() { err = f.lost("getxattr "+name, err) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if isPlain(path) {
@@ -346,7 +400,8 @@ func (f *fakeMgr) GetXattr(fs, path, name string) ([]byte, error) {
 	return []byte(v), nil
 }
 
-func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
+func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) (err error) {
+	defer func() { err = f.lost("setxattr "+name, err) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if isPlain(path) {
@@ -368,7 +423,8 @@ func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) error {
 }
 
 // Subdirs lists a base directory: the data directory, gone once the subvolume is retained.
-func (f *fakeMgr) Subdirs(fs, path string) ([]string, error) {
+func (f *fakeMgr) Subdirs(fs, path string) (_ []string, err error) {
+	defer func() { err = f.lost("readdir "+path, err) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if isPlain(path) {

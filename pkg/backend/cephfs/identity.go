@@ -46,9 +46,9 @@ func (c *Controller) tenantIdentity(group, dataPool string) (ceph.Identity, erro
 	}, nil
 }
 
-// isolateGroup puts the group's new files in the tenant's namespace and makes the tenant's
-// identity; ensureGroup calls it before any subvolume of the group is made.
-func (c *Controller) isolateGroup(s *session, fs, group string) error {
+// isolateGroup puts the group's new files in the tenant's namespace and returns the group's
+// data pool; ensureGroup calls it before any subvolume of the group is made.
+func (c *Controller) isolateGroup(s *session, fs, group string) (string, error) {
 	var pool []byte
 	err := s.do("set the RADOS namespace of group "+group+" on "+fs, func() error {
 		if err := s.conn.SetXattr(fs, groupPath(group), layoutNamespace, []byte(tenantNamespace(group))); err != nil {
@@ -58,11 +58,7 @@ func (c *Controller) isolateGroup(s *session, fs, group string) error {
 		pool, err = s.conn.GetXattr(fs, groupPath(group), layoutPool)
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	_, err = c.ensureIdentity(s, group, string(pool))
-	return err
+	return string(pool), err
 }
 
 func (c *Controller) ensureIdentity(s *session, group, dataPool string) (cred ceph.Credentials, err error) {
@@ -126,8 +122,8 @@ func (c *Controller) dropIdentityIfLast(s *session, ref volumeRef) error {
 	if err := s.Do(func() error { return ceph.RemoveIdentity(s.conn, user) }); err != nil {
 		return err
 	}
-	// The tenant's next first volume goes through isolateGroup again, identity included.
-	c.forgetGroup(ref.fs, ref.group)
+	// The tenant's next first volume makes the identity again; its group stays.
+	c.identities.forgetSuffix("/" + ref.group)
 	return nil
 }
 
