@@ -103,3 +103,36 @@ func TestListVolumesListsAdoptedImages(t *testing.T) {
 		t.Errorf("after the adopted image's delete ListVolumes = %v, want %v", got, want[1:])
 	}
 }
+
+// Deleting an adopted image outside its tenant's namespace (ceph-csi's, in the pool's
+// default namespace) moves it to that namespace's trash and queues its purge there: the
+// purge task named the tenant's namespace, the mgr found no such trash entry, and the
+// image stayed in the trash for the periodic sweep.
+func TestDeleteAdoptedImagePurgesItsOwnNamespacesTrash(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	io, _ := f.OpenPool("rbd")
+	if err := io.CreateImage("legacy", gib, 1); err != nil {
+		t.Fatal(err)
+	}
+	adopted, err := c.Adopt(ctx, &backend.AdoptRequest{Object: "rbd//legacy", Tenant: "t1", Name: "pv-legacy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteVolume(ctx, adopted.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if img := f.pools["rbd"].images["/legacy"]; img != nil {
+		t.Fatal("the adopted image is still in place after its delete")
+	}
+	for key := range f.pools["rbd"].trash {
+		t.Errorf("trash entry %s left after the delete: its purge was not queued where it is", key)
+	}
+	for _, task := range f.tasks {
+		if task.Refs.Namespace != "" {
+			t.Errorf("task %q names namespace %q, want the image's own (the default one)", task.spec, task.Refs.Namespace)
+		}
+	}
+}

@@ -280,18 +280,21 @@ func (f *fakeCluster) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 				return b, "", err
 			}
 		}
+		pool, ns, obj, ok := parseTaskSpec(spec)
+		if !ok {
+			return nil, "Invalid image spec", fakeErrno(syscall.EINVAL)
+		}
 		if f.taskTarget(action, spec) == nil {
 			return nil, "image not found", errNoEnt
 		}
 		f.nextID++
 		t := fakeTask{spec: action + " " + spec}
 		t.ID = fmt.Sprint(f.nextID)
-		parts := strings.SplitN(spec, "/", 3)
-		t.Refs.Action, t.Refs.Pool, t.Refs.Namespace = action, parts[0], parts[1]
+		t.Refs.Action, t.Refs.Pool, t.Refs.Namespace = action, pool, ns
 		if action == taskTrashRemove {
-			t.Refs.ImageID = parts[2]
+			t.Refs.ImageID = obj
 		} else {
-			t.Refs.ImageName = parts[2]
+			t.Refs.ImageName = obj
 		}
 		f.tasks = append(f.tasks, t)
 		if !f.holdTasks {
@@ -303,17 +306,30 @@ func (f *fakeCluster) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 	return nil, "No handler for command", fakeErrno(syscall.EINVAL)
 }
 
+// parseTaskSpec reads an rbd_support image spec as the mgr does: pool/image for the
+// pool's default namespace, pool/namespace/image otherwise; pool//image is refused.
+func parseTaskSpec(spec string) (pool, ns, obj string, ok bool) {
+	parts := strings.Split(spec, "/")
+	switch {
+	case len(parts) == 2 && parts[0] != "" && parts[1] != "":
+		return parts[0], "", parts[1], true
+	case len(parts) == 3 && parts[0] != "" && parts[1] != "" && parts[2] != "":
+		return parts[0], parts[1], parts[2], true
+	}
+	return "", "", "", false
+}
+
 // taskTarget finds what a task works on; nil when there is nothing to do.
 func (f *fakeCluster) taskTarget(action, spec string) *fakeImage {
-	parts := strings.SplitN(spec, "/", 3)
-	p := f.pools[parts[0]]
-	if p == nil || len(parts) != 3 {
+	pool, ns, obj, ok := parseTaskSpec(spec)
+	p := f.pools[pool]
+	if p == nil || !ok {
 		return nil
 	}
 	if action == taskTrashRemove {
-		return p.trash[parts[1]+"/"+parts[2]]
+		return p.trash[ns+"/"+obj]
 	}
-	img := p.images[parts[1]+"/"+parts[2]]
+	img := p.images[ns+"/"+obj]
 	if img == nil || img.parent == nil {
 		return nil
 	}

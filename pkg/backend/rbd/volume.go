@@ -212,7 +212,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		// queued.
 		others := c.listImagesLeft(conn, id.Tenant)
 		defer others.wait()
-		return trashImage(conn, io, pool, id.Tenant, name, st.watches.id, func() error {
+		return trashImage(conn, io, pool, volumeNamespace(id), name, st.watches.id, func() error {
 			left, lerr := others.wait()
 			if lerr != nil || volumeNamespace(id) != id.Tenant {
 				return nil // read again after the move
