@@ -16,15 +16,11 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 		if err != nil {
 			return classify(err, "read publish records of "+id.String())
 		}
-		key := backend.PublishRecordKey(node)
-		recorded := meta[key]
-		if err := backend.CheckRepublish(id.String(), node, recorded, access.ReadOnly); err != nil || recorded != "" {
+		key, mode, err := backend.NewPublishRecord(id.String(), node, access, meta)
+		if err != nil || key == "" {
 			return err
 		}
-		if err := backend.CheckSingleNode(id.String(), node, access, backend.PublishedNodes(meta, node)); err != nil {
-			return err
-		}
-		return classify(img.SetMetadata(key, backend.PublishMode(access.ReadOnly)), "record publish of "+id.String())
+		return classify(img.SetMetadata(key, mode), "record publish of "+id.String())
 	})
 	if err != nil {
 		return nil, err
