@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -93,38 +92,13 @@ func removeTree(m *cephfs.MountInfo, path string) {
 	m.RemoveDir(path)
 }
 
-var (
-	ctlOnce sync.Once
-	ctlBin  string
-	ctlErr  error
-)
-
-// TestMain removes the CLI the tests built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if ctlBin != "" {
-		os.RemoveAll(filepath.Dir(ctlBin))
-	}
-	os.Exit(code)
-}
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // shipholdctl runs the CLI, built once, with cfg as its config: stdout, stderr, exit code.
 func shipholdctl(t *testing.T, cfg *config.Config, args ...string) (string, string, int) {
 	t.Helper()
-	ctlOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "shiphold-adopt-bin-")
-		if err != nil {
-			ctlErr = err
-			return
-		}
-		ctlBin = filepath.Join(dir, "shipholdctl")
-		if out, err := exec.Command("go", "build", "-o", ctlBin, "github.com/shiphold/shiphold/cmd/shipholdctl").CombinedOutput(); err != nil {
-			ctlErr = errors.New(string(out))
-		}
-	})
-	if ctlErr != nil {
-		t.Fatalf("go build shipholdctl: %v", ctlErr)
-	}
+	ctlBin := harness.Binary(t, "shipholdctl")
 	raw, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -20,45 +20,16 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/test/harness"
 )
 
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
-
-// TestMain removes the plugin binary the tests built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binary != "" {
-		os.RemoveAll(filepath.Dir(binary))
-	}
-	os.Exit(code)
-}
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // pluginBinary builds ./cmd/shiphold-csi once per test process, as `make build` would.
 func pluginBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "shiphold-fault-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "shiphold-csi")
-		root, _ := filepath.Abs(filepath.Join("..", ".."))
-		cmd := exec.Command("go", "build", "-o", binary, "./cmd/shiphold-csi")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "GOFLAGS=-tags=pacific")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/shiphold-csi: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
+	return harness.Binary(t, "shiphold-csi")
 }
 
 // plugin is a shiphold-csi controller process; when it dies, supervise restarts it as a

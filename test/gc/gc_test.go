@@ -349,14 +349,14 @@ func shortName(c gc.Candidate) string {
 	return "trash"
 }
 
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) { harness.Main(m) }
+
 // shipholdctl runs the CLI, built from this tree, with the test's config.
 func shipholdctl(t *testing.T, p *plant, args ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "shipholdctl")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/shiphold/shiphold/cmd/shipholdctl").CombinedOutput(); err != nil {
-		t.Fatalf("go build shipholdctl: %v\n%s", err, out)
-	}
+	bin := harness.Binary(t, "shipholdctl")
 	b, err := yaml.Marshal(p.cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -13,13 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/test/harness"
 )
 
 const onefsPassword = "onefs-test-password"
@@ -30,39 +30,14 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-var (
-	buildMu sync.Mutex
-	built   = map[string]string{}
-)
-
 // TestMain removes the binaries the tests built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	for _, bin := range built {
-		os.RemoveAll(filepath.Dir(bin))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // binary builds one of shiphold's commands once per test binary: the plugin and the CLI
 // are run as Kubernetes and the monitoring system run them, as processes.
 func binary(t *testing.T, name string) string {
 	t.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if bin, ok := built[name]; ok {
-		return bin
-	}
-	dir, err := os.MkdirTemp("", "shiphold-ops-bin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, name)
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/shiphold/shiphold/cmd/"+name).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, out)
-	}
-	built[name] = bin
-	return bin
+	return harness.Binary(t, name)
 }
 
 // writeConfig writes cfg as the driver's YAML config file.

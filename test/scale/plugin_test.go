@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/config"
+	"github.com/shiphold/shiphold/test/harness"
 )
 
 // plugin is the real shiphold-csi binary serving the controller on a unix socket, in a
@@ -29,18 +29,14 @@ type plugin struct {
 	log  string
 }
 
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) { harness.Main(m) }
+
 // startPlugin builds cmd/shiphold-csi and serves cfg in controller mode until the test ends.
 func startPlugin(t *testing.T, cfg config.Config) *plugin {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "shiphold-csi")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/shiphold-csi")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/shiphold-csi: %v\n%s", err, out)
-	}
+	bin := harness.Binary(t, "shiphold-csi")
 	cfgPath := filepath.Join(dir, "config.yaml")
 	b, _ := json.Marshal(cfg)
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {

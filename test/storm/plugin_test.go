@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shiphold/shiphold/test/harness"
 )
 
 // plugin is the real shiphold-csi binary serving the controller on a unix socket, in a
@@ -34,18 +34,13 @@ type plugin struct {
 // logTail is how many of the log's last lines a crash report quotes.
 const logTail = 40
 
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) { harness.Main(m) }
+
 // buildPlugin compiles cmd/shiphold-csi once per test binary run.
 func buildPlugin(t *testing.T) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
-	bin := filepath.Join(t.TempDir(), "shiphold-csi")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/shiphold-csi")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/shiphold-csi: %v\n%s", err, out)
-	}
-	return bin
+	return harness.Binary(t, "shiphold-csi")
 }
 
 func (p *plugin) start() error {
