@@ -2,15 +2,19 @@ package isilon
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dell/goisilon/api"
+
+	"github.com/shiphold/shiphold/pkg/config"
 )
 
 // TestKeepConnections: with keepConnections a goisilon client making 8 requests at a time
@@ -58,5 +62,74 @@ func TestKeepConnections(t *testing.T) {
 		if keep && opened.Load() > 2*inFlight {
 			t.Errorf("with keepConnections %d connections were opened for %d requests %d at a time, want at most %d", opened.Load(), inFlight*rounds, inFlight, 2*inFlight)
 		}
+	}
+}
+
+// TestRequestsReuseTheirConnection: one after another, a volume's create and delete
+// requests go over the connection the client opened when it connected, also those whose
+// answer the driver does not read (OneFS answers a quota's POST with its ID). goisilon
+// closes an answer it does not decode without reading it, and Go's transport then drops
+// the connection: every such request made the next one pay a new TCP and TLS handshake.
+func TestRequestsReuseTheirConnection(t *testing.T) {
+	var opened atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		p := strings.TrimSuffix(r.URL.Path, "/") // goisilon ends every path with a slash
+		switch {
+		case p == "/platform/latest":
+			_, _ = w.Write([]byte(`{"latest":"16"}`))
+		case r.Method == http.MethodPost && p == quotasPath:
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"id":"AABpAQEAAAAAAAAAAAAAQA0AAAAAAAAA"}`))
+		case r.Method == http.MethodPost && p == exportsPath:
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"id":7}`))
+		case r.Method == http.MethodDelete:
+			w.WriteHeader(http.StatusNoContent)
+		default: // a namespace PUT
+			w.WriteHeader(http.StatusOK)
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	conn, err := newConnector(&config.Isilon{Endpoint: srv.URL, InsecureSkipVerify: true, AuthType: "basic", IsiPath: "/ifs/data/sh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := conn.openPAPI(ctx, credentials{user: "u", password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connected := opened.Load()
+	const volumes = 5
+	for i := 0; i < volumes; i++ {
+		dir := fmt.Sprintf("/ifs/data/sh/t/csi-vol-%d", i)
+		if _, err := a.CreateDir(ctx, dir, volumeMode, map[string]string{attrSize: "1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.CreateDirQuota(ctx, dir, 1<<30); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.CreateExport(ctx, Export{Zone: "System", Path: dir, ReadOnlyClients: []string{NoAccessClient}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.DeleteExport(ctx, "System", 7); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.DeleteQuota(ctx, "AABpAQEAAAAAAAAAAAAAQA0AAAAAAAAA"); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.RemoveAll(ctx, dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := opened.Load() - connected; n > 0 {
+		t.Errorf("%d volumes created and deleted one request after another opened %d new connections, want none (each request reuses the idle one)", volumes, n)
 	}
 }
