@@ -122,7 +122,7 @@ func TestRequestsReuseTheirConnection(t *testing.T) {
 		if err := a.DeleteExport(ctx, "System", 7); err != nil {
 			t.Fatal(err)
 		}
-		if err := a.DeleteQuota(ctx, "AABpAQEAAAAAAAAAAAAAQA0AAAAAAAAA"); err != nil {
+		if err := a.DeleteDirQuota(ctx, dir); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.RemoveAll(ctx, dir); err != nil {
