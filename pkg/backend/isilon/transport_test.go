@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dell/goisilon"
 	"github.com/dell/goisilon/api"
-
-	"github.com/shiphold/shiphold/pkg/config"
 )
 
 // TestKeepConnections: with keepConnections a goisilon client making 8 requests at a time
@@ -97,15 +96,15 @@ func TestRequestsReuseTheirConnection(t *testing.T) {
 	}
 	srv.StartTLS()
 	defer srv.Close()
-	conn, err := newConnector(&config.Isilon{Endpoint: srv.URL, InsecureSkipVerify: true, AuthType: "basic", IsiPath: "/ifs/data/sh"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	a, err := conn.openPAPI(ctx, credentials{user: "u", password: "p"})
+	cl, err := api.New(ctx, srv.URL, "u", "p", "", verboseLow, 0, &api.ClientOptions{Insecure: true}) // as openPAPI
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !keepConnections(cl, 2) { // as openPAPI does
+		t.Fatal("keepConnections cannot reach goisilon's transport")
+	}
+	a := &papi{c: &goisilon.Client{API: cl}, endpoint: srv.URL, timeout: DefaultRequestTimeout}
 	connected := opened.Load()
 	const volumes = 5
 	for i := 0; i < volumes; i++ {
