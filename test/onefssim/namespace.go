@@ -405,8 +405,17 @@ func (s *Server) nsPut(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Read-only file system: "+loc.ifs)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if hasParam(r, "metadata") || hasParam(r, "acl") || r.Header.Get("x-isi-ifs-copy-source") != "" {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.nsPutLocked(w, r, loc)
+		return
+	}
+	s.nsCreate(w, r, loc)
+}
+
+// nsPutLocked sets metadata or a mode, or copies, under s.mu.
+func (s *Server) nsPutLocked(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 	if hasParam(r, "metadata") {
 		s.putMetadata(w, r, loc)
 		return
@@ -437,10 +446,19 @@ func (s *Server) nsPut(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 		w.WriteHeader(200)
 		return
 	}
-	if src := r.Header.Get("x-isi-ifs-copy-source"); src != "" {
-		s.copyObject(w, r, loc, src)
-		return
-	}
+	s.copyObject(w, r, loc, r.Header.Get("x-isi-ifs-copy-source"))
+}
+
+// nsCreate makes a directory or writes a file. The filesystem work runs outside s.mu, as
+// OneFS makes and writes different paths side by side (its locks are per inode; the
+// kernel's per-directory locks stand for them here): with one lock for all, every create
+// of a burst waited for the one before, and a directory for a streaming upload. It holds
+// s.tree shared, so a snapshot's copy (which holds it exclusively) sees a create whole
+// or not at all, and s.mu only to make a new directory with its metadata (mkdirWithAttrs)
+// or to set an object's.
+func (s *Server) nsCreate(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
+	s.tree.RLock()
+	defer s.tree.RUnlock()
 	if loc.rel == "." {
 		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Cannot modify /ifs")
 		return
@@ -463,7 +481,15 @@ func (s *Server) nsPut(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 		writeError(w, http.StatusBadRequest, "AEC_BAD_REQUEST", "", "Parent of "+loc.ifs+" is not a container")
 		return
 	}
+	// User metadata given as x-isi-ifs-attr-<name> headers.
+	var attrs []userAttr
+	for k, v := range r.Header {
+		if name, ok := attrNameFromHeader(k); ok && len(v) > 0 {
+			attrs = append(attrs, userAttr{Name: name, Value: v[0]})
+		}
+	}
 	existing, statErr := s.root.Lstat(loc.rel)
+	made := false // the request made the object
 	switch tt {
 	case "container":
 		mode, err := parseAccessControl(r.Header.Get("x-isi-ifs-access-control"), 0o700)
@@ -471,17 +497,28 @@ func (s *Server) nsPut(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 			writeError(w, 400, "AEC_BAD_REQUEST", "x-isi-ifs-access-control", err.Error())
 			return
 		}
-		if statErr == nil {
-			if !existing.IsDir() || !overwrite {
-				// OneFS maps an existing container to AEC_FORBIDDEN, never AEC_CONFLICT.
-				writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Unable to create directory as requested -- container already exists")
+		if statErr != nil {
+			ok, err := s.mkdirWithAttrs(loc, mode, attrs)
+			if ok {
+				w.WriteHeader(http.StatusOK)
 				return
 			}
-		} else if err := s.root.Mkdir(loc.rel, mode); err != nil {
-			writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
+			if !errors.Is(err, fs.ErrExist) {
+				writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
+				return
+			}
+			// Made by a concurrent request since the Lstat.
+			if existing, statErr = s.root.Lstat(loc.rel); statErr != nil {
+				writeError(w, http.StatusConflict, "AEC_CONFLICT", "", "Unable to create directory as requested -- it is being changed by another request")
+				return
+			}
+		}
+		if !existing.IsDir() || !overwrite {
+			// OneFS maps an existing container to AEC_FORBIDDEN, never AEC_CONFLICT.
+			writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Unable to create directory as requested -- container already exists")
 			return
 		}
-		if r.Header.Get("x-isi-ifs-access-control") != "" || statErr != nil {
+		if r.Header.Get("x-isi-ifs-access-control") != "" {
 			_ = s.root.Chmod(loc.rel, mode) // not subject to umask
 		}
 	case "object":
@@ -498,7 +535,16 @@ func (s *Server) nsPut(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 			writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Unable to create object as requested -- object already exists")
 			return
 		}
-		f, err := s.root.OpenFile(loc.rel, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+		made = statErr != nil
+		flags := os.O_CREATE | os.O_TRUNC | os.O_WRONLY
+		if !overwrite {
+			flags |= os.O_EXCL // a concurrent request may make it since the Lstat
+		}
+		f, err := s.root.OpenFile(loc.rel, flags, mode)
+		if errors.Is(err, fs.ErrExist) {
+			writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Unable to create object as requested -- object already exists")
+			return
+		}
 		if err != nil {
 			writeError(w, 500, "AEC_EXCEPTION", "", err.Error())
 			return
@@ -517,20 +563,18 @@ func (s *Server) nsPut(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 			"Header x-isi-ifs-target-type must be 'container' or 'object'")
 		return
 	}
-	// User metadata given as x-isi-ifs-attr-<name> headers.
-	var attrs []userAttr
-	for k, v := range r.Header {
-		if name, ok := attrNameFromHeader(k); ok && len(v) > 0 {
-			attrs = append(attrs, userAttr{Name: name, Value: v[0]})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A delete (under s.mu) may have removed the object since: its metadata went with it.
+	if _, err := s.root.Lstat(loc.rel); err == nil {
+		if made {
+			delete(s.st.Metadata, metaKey(loc)) // fresh object
 		}
+		for _, a := range attrs {
+			s.setAttr(metaKey(loc), a)
+		}
+		_ = s.st.save()
 	}
-	if statErr != nil {
-		delete(s.st.Metadata, metaKey(loc)) // fresh object
-	}
-	for _, a := range attrs {
-		s.setAttr(metaKey(loc), a)
-	}
-	_ = s.st.save()
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -818,6 +862,23 @@ func (s *Server) nsMove(w http.ResponseWriter, r *http.Request, src ifsLoc) {
 // nsDelete removes an object. As on OneFS a missing object deletes fine (204), a
 // non-empty directory without ?recursive=true is 403, and a recursive delete that loses
 // a race with a writer (the directory is not empty at the end) is 409 AEC_CONFLICT.
+// mkdirWithAttrs makes a directory with its mode and user metadata under s.mu, so nobody
+// sees it without them (OneFS makes both in one operation); false when it was not made.
+func (s *Server) mkdirWithAttrs(loc ifsLoc, mode os.FileMode, attrs []userAttr) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.root.Mkdir(loc.rel, mode); err != nil {
+		return false, err
+	}
+	_ = s.root.Chmod(loc.rel, mode)     // not subject to umask
+	delete(s.st.Metadata, metaKey(loc)) // fresh object
+	for _, a := range attrs {
+		s.setAttr(metaKey(loc), a)
+	}
+	_ = s.st.save()
+	return true, nil
+}
+
 func (s *Server) nsDelete(w http.ResponseWriter, r *http.Request, loc ifsLoc) {
 	if loc.readOnly {
 		writeError(w, http.StatusForbidden, "AEC_FORBIDDEN", "", "Read-only file system: "+loc.ifs)

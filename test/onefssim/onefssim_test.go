@@ -1037,3 +1037,29 @@ func TestSnapshotKeepsTheTreeAndIsServedBelowTheExport(t *testing.T) {
 		t.Fatalf("a deleted snapshot is still served:\n%s", conf)
 	}
 }
+
+// TestDeleteQuotaByPath: DELETE /quota/quotas?path=&type=directory removes that path's
+// directory quota only (not those below it: recurse_path_children is false), and answers
+// 204 again when there is none left, as OneFS does; the driver deletes volume quotas so.
+func TestDeleteQuotaByPath(t *testing.T) {
+	sim, u := newSim(t, nil)
+	for _, d := range []string{"a", "a/b"} {
+		if err := os.MkdirAll(filepath.Join(sim.Root(), "data", "csi", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		status, _, b := rawDo(t, http.MethodPost, u+"/platform/1/quota/quotas", nil,
+			`{"path":"/ifs/data/csi/`+d+`","type":"directory","enforced":true,"thresholds":{"hard":1048576}}`)
+		if status != http.StatusCreated {
+			t.Fatalf("create quota on %s: HTTP %d %s", d, status, b)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if status, _, b := rawDo(t, http.MethodDelete, u+"/platform/1/quota/quotas?path=/ifs/data/csi/a&type=directory", nil, ""); status != http.StatusNoContent {
+			t.Fatalf("delete %d: HTTP %d %s", i, status, b)
+		}
+	}
+	_, _, b := rawDo(t, http.MethodGet, u+"/platform/1/quota/quotas?type=directory", nil, "")
+	if strings.Contains(string(b), `"/ifs/data/csi/a"`) || !strings.Contains(string(b), `"/ifs/data/csi/a/b"`) {
+		t.Fatalf("after deleting /ifs/data/csi/a's quota by path the quotas are %s, want only /ifs/data/csi/a/b's", b)
+	}
+}

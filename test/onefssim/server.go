@@ -91,7 +91,10 @@ type Server struct {
 	root    *os.Root
 	rootDir string
 
-	mu     sync.Mutex // guards st and all mutating filesystem operations
+	mu sync.Mutex // guards st and the filesystem operations but a create's (nsCreate)
+	// tree is held shared by a create's filesystem work, exclusively by a snapshot's copy
+	// (taken before mu).
+	tree   sync.RWMutex
 	st     *state
 	gmu    sync.Mutex // serialises export hooks
 	smu    sync.Mutex // guards sessions

@@ -146,6 +146,10 @@ func (s *Server) findSnapshot(ident string) *Snapshot {
 // handleSnapshots serves the snapshot API; a change re-renders the exports, which serve
 // each snapshot below the exports it covers (<export>/.snapshot/<name>).
 func (s *Server) handleSnapshots(w http.ResponseWriter, r *http.Request, res []string) {
+	if r.Method == http.MethodPost {
+		s.tree.Lock() // the copy sees no create half done
+		defer s.tree.Unlock()
+	}
 	s.mu.Lock()
 	s.handleSnapshotsLocked(w, r, res)
 	s.mu.Unlock()

@@ -84,7 +84,9 @@ type array interface {
 	DirQuotas(ctx context.Context) ([]Quota, error)
 	CreateDirQuota(ctx context.Context, dir string, hard int64) error
 	SetQuotaHard(ctx context.Context, id string, hard int64) error
-	DeleteQuota(ctx context.Context, id string) error
+	// DeleteDirQuota removes dir's directory quota by its path, in one request (an absent
+	// one is fine).
+	DeleteDirQuota(ctx context.Context, dir string) error
 
 	// ExportOf finds the export of dir among zone's exports.
 	ExportOf(ctx context.Context, zone, dir string) (*Export, error)
@@ -473,10 +475,14 @@ func (p *papi) SetQuotaHard(ctx context.Context, id string, hard int64) error {
 	return nil
 }
 
-func (p *papi) DeleteQuota(ctx context.Context, id string) error {
+// DeleteDirQuota sends DELETE /quota/quotas?path=<dir>&type=directory: OneFS removes the
+// quotas matching the filters (recurse_path_children is false: dir's own, not those below),
+// and there is one directory quota per path at most.
+func (p *papi) DeleteDirQuota(ctx context.Context, dir string) error {
 	ctx = quiet(ctx)
-	if err := p.c.ClearQuotaByID(ctx, id); err != nil {
-		return p.err(err, "delete quota %s", id)
+	params := api.OrderedValues{{[]byte("path"), []byte(dir)}, {[]byte("type"), []byte("directory")}}
+	if err := p.c.API.Delete(ctx, quotasPath, "", params, nil, nil); err != nil {
+		return p.err(err, "delete quota on %s", dir)
 	}
 	return nil
 }

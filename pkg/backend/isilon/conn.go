@@ -280,7 +280,7 @@ func (c *connector) openPAPI(ctx context.Context, cr credentials) (array, error)
 			return nil, classify(err, c.cfg.Endpoint, "connect", c.timeout)
 		}
 		if !keepConnections(cl, cap(c.slots)) {
-			klog.Warningf("isilon %s: cannot raise goisilon's idle connections to %d; requests past 2 in flight open new connections", c.cfg.Endpoint, cap(c.slots))
+			klog.Warningf("isilon %s: cannot raise goisilon's idle connections to %d; requests past 2 in flight, and those after an answer goisilon leaves unread, open new connections", c.cfg.Endpoint, cap(c.slots))
 		}
 		return &goisilon.Client{API: cl}, nil
 	}

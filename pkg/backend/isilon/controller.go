@@ -513,14 +513,8 @@ func (c *Controller) removeVolume(ctx context.Context, a array, z accessZone, di
 			return err
 		}
 	}
-	q, err := a.DirQuota(ctx, dir)
-	if err != nil {
+	if err := a.DeleteDirQuota(ctx, dir); err != nil && !backend.IsNotFound(err) {
 		return err
-	}
-	if q != nil {
-		if err := a.DeleteQuota(ctx, q.ID); err != nil && !backend.IsNotFound(err) {
-			return err
-		}
 	}
 	if err := a.RemoveAll(ctx, dir); err != nil && !backend.IsNotFound(err) {
 		return err

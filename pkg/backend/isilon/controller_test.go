@@ -197,7 +197,7 @@ func TestDeleteVolumeOrderAndIdempotency(t *testing.T) {
 	}
 	var order []string
 	for _, call := range f.calls {
-		for _, op := range []string{"DeleteExport", "DeleteQuota", "RemoveAll"} {
+		for _, op := range []string{"DeleteExport", "DeleteDirQuota", "RemoveAll"} {
 			if strings.HasPrefix(call, op) {
 				order = append(order, op)
 			}
@@ -205,7 +205,7 @@ func TestDeleteVolumeOrderAndIdempotency(t *testing.T) {
 	}
 	// A plain volume's directory exists with its record: no clone can have left a
 	// temporary directory (a retried delete, without the directory, looks: below).
-	if !slices.Equal(order, []string{"DeleteExport", "DeleteQuota", "RemoveAll"}) {
+	if !slices.Equal(order, []string{"DeleteExport", "DeleteDirQuota", "RemoveAll"}) {
 		t.Fatalf("delete order %v", order)
 	}
 	if len(f.exports) != 0 || f.quotas[v.Context[CtxExportPath]] != nil {

@@ -313,18 +313,13 @@ func (f *fakeArray) SetQuotaHard(ctx context.Context, id string, hard int64) err
 	return notFound(id)
 }
 
-func (f *fakeArray) DeleteQuota(ctx context.Context, id string) error {
+func (f *fakeArray) DeleteDirQuota(ctx context.Context, dir string) error {
 	defer f.mu.Unlock()
-	if err := f.enter("DeleteQuota " + id); err != nil {
+	if err := f.enter("DeleteDirQuota " + dir); err != nil {
 		return err
 	}
-	for p, q := range f.quotas {
-		if q.ID == id {
-			delete(f.quotas, p)
-			return nil
-		}
-	}
-	return notFound(id)
+	delete(f.quotas, dir)
+	return nil
 }
 
 func (f *fakeArray) ExportOf(ctx context.Context, zone, dir string) (*Export, error) {
