@@ -166,8 +166,11 @@ func (e *engine) unstable(path string) {
 }
 
 // copyData streams a file's content to the target, leaving holes as holes, and returns the
-// digest of what it read from the source and the source's attributes after the read.
+// digest of what it read from the source and the source's attributes after the read. A large
+// file's ranges go by several streams at once where --parallel leaves some idle.
 func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
+	e.copyStreams.acquire()
+	defer e.copyStreams.release()
 	r, err := e.o.Source.Open(n.Path)
 	if err != nil {
 		return "", 0, Attr{}, err
@@ -177,27 +180,31 @@ func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
 	if err != nil {
 		return "", 0, Attr{}, err
 	}
-	buf := getBuf()
-	defer putBuf(buf)
 	d := NewDigest(n.Attr.Size)
-	var written int64
-	ew := &extentWriter{Writer: w}
-	err = readChunks(r, n.Attr.Size, buf, e.limit.wait, func(off int64, data []byte, zero bool) error {
-		d.Add(data, zero)
+	var written atomic.Int64
+	ew := &extentWriter{Writer: e.stages.writer(concurrent(w))}
+	open := func() (Reader, error) {
+		r, err := e.o.Source.Open(n.Path)
+		return e.stages.reader(r, &e.stages.read), err
+	}
+	err = readParts(e.copyStreams, e.stages.reader(r, &e.stages.read), open, n.Attr.Size, e.limit.wait, func(off int64, data []byte, zero bool) error {
+		e.stages.digest.time(func() { d.Put(off/ChunkSize, data, zero) })
 		e.p.addBytes(int64(len(data)))
 		if zero {
 			return nil
 		}
 		n, err := writeNonZero(ew, data, off)
-		written += n
+		written.Add(n)
 		return err
 	})
 	// The file was created empty: only a hole at its end needs the size set (on CephFS
 	// a truncate can cost a metadata server request).
-	if err == nil && ew.end != n.Attr.Size {
+	if err == nil && ew.end.Load() != n.Attr.Size {
 		err = w.Truncate(n.Attr.Size)
 	}
-	if cerr := w.Close(); err == nil {
+	var cerr error
+	e.stages.close.time(func() { cerr = w.Close() })
+	if err == nil {
 		err = cerr
 	}
 	var after Attr
@@ -205,20 +212,25 @@ func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
 		after, err = r.Stat()
 	}
 	if err != nil {
-		return "", written, Attr{}, fmt.Errorf("copy %q: %w", n.Path, err)
+		return "", written.Load(), Attr{}, fmt.Errorf("copy %q: %w", n.Path, err)
 	}
-	return d.Sum(), written, after, nil
+	return d.Sum(), written.Load(), after, nil
 }
 
 // extentWriter remembers where the data written so far ends.
 type extentWriter struct {
 	Writer
-	end int64
+	end atomic.Int64
 }
 
 func (w *extentWriter) WriteAt(p []byte, off int64) (int, error) {
 	n, err := w.Writer.WriteAt(p, off)
-	w.end = max(w.end, off+int64(n))
+	for end := off + int64(n); ; {
+		cur := w.end.Load()
+		if end <= cur || w.end.CompareAndSwap(cur, end) {
+			break
+		}
+	}
 	return n, err
 }
 
@@ -314,7 +326,10 @@ type committer struct {
 func (e *engine) startCommitter(cancel context.CancelFunc) *committer {
 	c := &committer{done: make(chan struct{}), err: make(chan error, 1), e: e}
 	commit := func() error {
-		batch, err := e.j.Commit(e.o.Target.Sync)
+		batch, err := e.j.Commit(func() (err error) {
+			e.stages.sync.time(func() { err = e.o.Target.Sync() })
+			return err
+		})
 		e.inline.add(batch)
 		return err
 	}

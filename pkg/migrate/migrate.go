@@ -76,6 +76,7 @@ type Result struct {
 	ScanTime    Seconds      `json:"scan_s"`
 	CopyTime    Seconds      `json:"copy_s"`
 	VerifyTime  Seconds      `json:"verify_s"`
+	Stages      Stages       `json:"stages"`
 }
 
 // Counts are files and bytes.
@@ -105,7 +106,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, err
 	}
 	defer j.Close()
-	e := &engine{o: o, j: j, res: res, limit: newLimiter(o.BytesPerSecond), p: o.Progress}
+	e := &engine{o: o, j: j, res: res, limit: newLimiter(o.BytesPerSecond), p: o.Progress,
+		copyStreams: newStreams(o.Parallel), verifyStreams: newStreams(o.Parallel)}
+	defer func() { res.Stages = e.stages.result() }()
 	start := time.Now()
 	e.p.phase("scan")
 	if err := e.scan(ctx); err != nil {
@@ -183,6 +186,10 @@ type engine struct {
 	dst   *Tree
 	// inline verifies files read back as their copies are committed, while copying goes on.
 	inline *inlineVerify
+	// copyStreams and verifyStreams are the streams --parallel allows for copying and for
+	// reading back; stages times what they do.
+	copyStreams, verifyStreams streams
+	stages                     stageClock
 }
 
 // scan reads the source (with xattrs and symlink targets) and the target (lstat only).

@@ -297,16 +297,20 @@ func (e *engine) digestTarget(t *Node) (string, error) {
 }
 
 func (e *engine) readTarget(t *Node) (string, error) {
+	e.verifyStreams.acquire()
+	defer e.verifyStreams.release()
 	r, err := e.openTarget(t)
 	if err != nil {
 		return "", err
 	}
 	defer r.Close()
-	buf := getBuf()
-	defer putBuf(buf)
+	open := func() (Reader, error) {
+		r, err := e.openTarget(t)
+		return e.stages.reader(r, &e.stages.readBack), err
+	}
 	d := NewDigest(t.Attr.Size)
-	err = readChunks(r, t.Attr.Size, buf, nil, func(_ int64, data []byte, zero bool) error {
-		d.Add(data, zero)
+	err = readParts(e.verifyStreams, e.stages.reader(r, &e.stages.readBack), open, t.Attr.Size, nil, func(off int64, data []byte, zero bool) error {
+		e.stages.digest.time(func() { d.Put(off/ChunkSize, data, zero) })
 		e.p.addBytes(int64(len(data)))
 		return nil
 	})
