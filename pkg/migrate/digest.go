@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"hash"
 	"io"
-	"sync"
 )
 
 // ChunkSize is the digest's unit: a file's digest is built from one hash per chunk, an
@@ -22,15 +21,10 @@ const holeBlock = 4096
 
 var zeroChunk [sha256.Size]byte
 
-// Digest accumulates a file's content digest chunk by chunk, in order: through Add, or
-// through Put from several streams, each chunk by its index (not both on one Digest).
+// Digest accumulates a file's content digest chunk by chunk, in order.
 type Digest struct {
 	h    hash.Hash
 	size int64
-	// Put's chunks that arrived before the ones ahead of them.
-	mu      sync.Mutex
-	next    int64
-	pending map[int64][sha256.Size]byte
 }
 
 // NewDigest starts the digest of a file of the given size.
@@ -50,33 +44,6 @@ func (d *Digest) Add(chunk []byte, zero bool) {
 	}
 	sum := sha256.Sum256(chunk)
 	d.h.Write(sum[:])
-}
-
-// Put hashes chunk number i (at offset i*ChunkSize), from any stream: chunks join the
-// digest in order of their index, whatever order they come in.
-func (d *Digest) Put(i int64, chunk []byte, zero bool) {
-	sum := zeroChunk
-	if !zero {
-		sum = sha256.Sum256(chunk)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if i != d.next {
-		if d.pending == nil {
-			d.pending = map[int64][sha256.Size]byte{}
-		}
-		d.pending[i] = sum
-		return
-	}
-	d.h.Write(sum[:])
-	for d.next++; ; d.next++ {
-		s, ok := d.pending[d.next]
-		if !ok {
-			return
-		}
-		delete(d.pending, d.next)
-		d.h.Write(s[:])
-	}
 }
 
 // Sum is the digest in hex.
@@ -102,14 +69,13 @@ func isZero(b []byte) bool {
 // they were a hole and never read.
 type chunkFunc func(off int64, data []byte, zero bool) error
 
-// readRange reads [start, end) of a file of the given size chunk by chunk (start a multiple
-// of ChunkSize), skipping what the storage reports as holes, and hands each chunk to fn.
-// throttle, when set, is asked before each read. A file shorter than size is an error: it
-// changed while being read.
-func readRange(r Reader, start, end, size int64, buf []byte, throttle func(int), fn chunkFunc) error {
+// readChunks reads a file of the given size chunk by chunk, skipping what the storage
+// reports as holes, and hands each chunk to fn. throttle, when set, is asked before each
+// read. A file shorter than size is an error: it changed while being read.
+func readChunks(r Reader, size int64, buf []byte, throttle func(int), fn chunkFunc) error {
 	var dataStart, dataEnd int64 = -1, -1
-	for off := start; off < end; {
-		n := min(int64(len(buf)), end-off)
+	for off := int64(0); off < size; {
+		n := min(int64(len(buf)), size-off)
 		if off >= dataEnd {
 			s, e, err := r.Data(off)
 			switch {
@@ -121,7 +87,7 @@ func readRange(r Reader, start, end, size int64, buf []byte, throttle func(int),
 			dataStart, dataEnd = min(s, size), min(e, size)
 		}
 		if off+ChunkSize <= dataStart { // whole chunks of hole before the next data
-			holes := (min(dataStart, end) - off) / ChunkSize
+			holes := (min(dataStart, size) - off) / ChunkSize
 			for i := int64(0); i < holes; i++ {
 				if err := fn(off, nil, true); err != nil {
 					return err
@@ -130,7 +96,7 @@ func readRange(r Reader, start, end, size int64, buf []byte, throttle func(int),
 			}
 			continue
 		}
-		n = min(n, roundUp(dataEnd-off, ChunkSize), end-off)
+		n = min(n, roundUp(dataEnd-off, ChunkSize), size-off)
 		if throttle != nil {
 			throttle(int(n))
 		}

@@ -166,11 +166,8 @@ func (e *engine) unstable(path string) {
 }
 
 // copyData streams a file's content to the target, leaving holes as holes, and returns the
-// digest of what it read from the source and the source's attributes after the read. A large
-// file's ranges go by several streams at once where --parallel leaves some idle.
+// digest of what it read from the source and the source's attributes after the read.
 func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
-	e.copyStreams.acquire()
-	defer e.copyStreams.release()
 	r, err := e.o.Source.Open(n.Path)
 	if err != nil {
 		return "", 0, Attr{}, err
@@ -180,26 +177,24 @@ func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
 	if err != nil {
 		return "", 0, Attr{}, err
 	}
+	buf := getBuf()
+	defer putBuf(buf)
 	d := NewDigest(n.Attr.Size)
-	var written atomic.Int64
-	ew := &extentWriter{Writer: e.stages.writer(concurrent(w))}
-	open := func() (Reader, error) {
-		r, err := e.o.Source.Open(n.Path)
-		return e.stages.reader(r, &e.stages.read), err
-	}
-	err = readParts(e.copyStreams, e.stages.reader(r, &e.stages.read), open, n.Attr.Size, e.limit.wait, func(off int64, data []byte, zero bool) error {
-		e.stages.digest.time(func() { d.Put(off/ChunkSize, data, zero) })
+	var written int64
+	ew := &extentWriter{Writer: e.stages.writer(w)}
+	err = readChunks(e.stages.reader(r, &e.stages.read), n.Attr.Size, buf, e.limit.wait, func(off int64, data []byte, zero bool) error {
+		e.stages.digest.time(func() { d.Add(data, zero) })
 		e.p.addBytes(int64(len(data)))
 		if zero {
 			return nil
 		}
 		n, err := writeNonZero(ew, data, off)
-		written.Add(n)
+		written += n
 		return err
 	})
 	// The file was created empty: only a hole at its end needs the size set (on CephFS
 	// a truncate can cost a metadata server request).
-	if err == nil && ew.end.Load() != n.Attr.Size {
+	if err == nil && ew.end != n.Attr.Size {
 		err = w.Truncate(n.Attr.Size)
 	}
 	var cerr error
@@ -212,25 +207,20 @@ func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
 		after, err = r.Stat()
 	}
 	if err != nil {
-		return "", written.Load(), Attr{}, fmt.Errorf("copy %q: %w", n.Path, err)
+		return "", written, Attr{}, fmt.Errorf("copy %q: %w", n.Path, err)
 	}
-	return d.Sum(), written.Load(), after, nil
+	return d.Sum(), written, after, nil
 }
 
 // extentWriter remembers where the data written so far ends.
 type extentWriter struct {
 	Writer
-	end atomic.Int64
+	end int64
 }
 
 func (w *extentWriter) WriteAt(p []byte, off int64) (int, error) {
 	n, err := w.Writer.WriteAt(p, off)
-	for end := off + int64(n); ; {
-		cur := w.end.Load()
-		if end <= cur || w.end.CompareAndSwap(cur, end) {
-			break
-		}
-	}
+	w.end = max(w.end, off+int64(n))
 	return n, err
 }
 

@@ -130,14 +130,6 @@ type Writer interface {
 	Close() error
 }
 
-// ConcurrentWriter is a Writer whose WriteAt may be called by several goroutines at once, at
-// distinct offsets (as pwrite(2)); the ranges of a large file are written concurrently only
-// where ConcurrentWrites is true, else one at a time.
-type ConcurrentWriter interface {
-	Writer
-	ConcurrentWrites() bool
-}
-
 // FS is one side of a migration. Paths are relative to the volume's root, '/'-separated,
 // "" for the root itself; names may hold any byte but '/' and NUL. Nothing follows symlinks.
 type FS interface {

@@ -106,8 +106,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, err
 	}
 	defer j.Close()
-	e := &engine{o: o, j: j, res: res, limit: newLimiter(o.BytesPerSecond), p: o.Progress,
-		copyStreams: newStreams(o.Parallel), verifyStreams: newStreams(o.Parallel)}
+	e := &engine{o: o, j: j, res: res, limit: newLimiter(o.BytesPerSecond), p: o.Progress}
 	defer func() { res.Stages = e.stages.result() }()
 	start := time.Now()
 	e.p.phase("scan")
@@ -186,10 +185,8 @@ type engine struct {
 	dst   *Tree
 	// inline verifies files read back as their copies are committed, while copying goes on.
 	inline *inlineVerify
-	// copyStreams and verifyStreams are the streams --parallel allows for copying and for
-	// reading back; stages times what they do.
-	copyStreams, verifyStreams streams
-	stages                     stageClock
+	// stages times what the copying and the verification spend their time on.
+	stages stageClock
 }
 
 // scan reads the source (with xattrs and symlink targets) and the target (lstat only).

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// Stages is where a run's copying and verification time went, summed over all streams (so
-// a stage can take longer than the run's wall time).
+// Stages is where a run's copying and verification time went, summed over the files copied
+// and read back at once (so a stage can take longer than the run's wall time).
 type Stages struct {
 	Read     Seconds `json:"read_s"`      // reading the source
 	Digest   Seconds `json:"digest_s"`    // checksumming, as read and as read back

@@ -297,20 +297,16 @@ func (e *engine) digestTarget(t *Node) (string, error) {
 }
 
 func (e *engine) readTarget(t *Node) (string, error) {
-	e.verifyStreams.acquire()
-	defer e.verifyStreams.release()
 	r, err := e.openTarget(t)
 	if err != nil {
 		return "", err
 	}
 	defer r.Close()
-	open := func() (Reader, error) {
-		r, err := e.openTarget(t)
-		return e.stages.reader(r, &e.stages.readBack), err
-	}
+	buf := getBuf()
+	defer putBuf(buf)
 	d := NewDigest(t.Attr.Size)
-	err = readParts(e.verifyStreams, e.stages.reader(r, &e.stages.readBack), open, t.Attr.Size, nil, func(off int64, data []byte, zero bool) error {
-		e.stages.digest.time(func() { d.Put(off/ChunkSize, data, zero) })
+	err = readChunks(e.stages.reader(r, &e.stages.readBack), t.Attr.Size, buf, nil, func(_ int64, data []byte, zero bool) error {
+		e.stages.digest.time(func() { d.Add(data, zero) })
 		e.p.addBytes(int64(len(data)))
 		return nil
 	})

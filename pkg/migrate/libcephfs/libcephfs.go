@@ -334,7 +334,4 @@ func (w *wfile) WriteAt(b []byte, off int64) (int, error) {
 func (w *wfile) Truncate(size int64) error { return cerr("truncate", w.path, w.f.Truncate(size)) }
 func (w *wfile) Close() error              { return cerr("close", w.path, w.f.Close()) }
 
-// ConcurrentWrites: WriteAt is pwrite, safe from several goroutines at once.
-func (w *wfile) ConcurrentWrites() bool { return true }
-
 var _ migrate.FS = (*FS)(nil)

@@ -549,6 +549,3 @@ func (h *file) Close() error { return nil }
 
 // String describes the FS for test failures.
 func (f *FS) String() string { return fmt.Sprintf("memfs(%s)", f.limits.Name) }
-
-// ConcurrentWrites: WriteAt holds the filesystem's lock.
-func (h *file) ConcurrentWrites() bool { return true }

@@ -407,7 +407,4 @@ func (w *wfile) Truncate(size int64) error {
 
 func (w *wfile) Close() error { return perr("close", w.path, unix.Close(w.fd)) }
 
-// ConcurrentWrites: WriteAt is pwrite, safe from several goroutines at once.
-func (w *wfile) ConcurrentWrites() bool { return true }
-
 var _ migrate.FS = (*FS)(nil)
