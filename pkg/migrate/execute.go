@@ -181,9 +181,9 @@ func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
 	defer putBuf(buf)
 	d := NewDigest(n.Attr.Size)
 	var written int64
-	ew := &extentWriter{Writer: w}
-	err = readChunks(r, n.Attr.Size, buf, e.limit.wait, func(off int64, data []byte, zero bool) error {
-		d.Add(data, zero)
+	ew := &extentWriter{Writer: e.stages.writer(w)}
+	err = readChunks(e.stages.reader(r, &e.stages.read), n.Attr.Size, buf, e.limit.wait, func(off int64, data []byte, zero bool) error {
+		e.stages.digest.time(func() { d.Add(data, zero) })
 		e.p.addBytes(int64(len(data)))
 		if zero {
 			return nil
@@ -197,7 +197,9 @@ func (e *engine) copyData(n *Node) (string, int64, Attr, error) {
 	if err == nil && ew.end != n.Attr.Size {
 		err = w.Truncate(n.Attr.Size)
 	}
-	if cerr := w.Close(); err == nil {
+	var cerr error
+	e.stages.close.time(func() { cerr = w.Close() })
+	if err == nil {
 		err = cerr
 	}
 	var after Attr
@@ -314,7 +316,10 @@ type committer struct {
 func (e *engine) startCommitter(cancel context.CancelFunc) *committer {
 	c := &committer{done: make(chan struct{}), err: make(chan error, 1), e: e}
 	commit := func() error {
-		batch, err := e.j.Commit(e.o.Target.Sync)
+		batch, err := e.j.Commit(func() (err error) {
+			e.stages.sync.time(func() { err = e.o.Target.Sync() })
+			return err
+		})
 		e.inline.add(batch)
 		return err
 	}

@@ -76,6 +76,7 @@ type Result struct {
 	ScanTime    Seconds      `json:"scan_s"`
 	CopyTime    Seconds      `json:"copy_s"`
 	VerifyTime  Seconds      `json:"verify_s"`
+	Stages      Stages       `json:"stages"`
 }
 
 // Counts are files and bytes.
@@ -106,6 +107,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer j.Close()
 	e := &engine{o: o, j: j, res: res, limit: newLimiter(o.BytesPerSecond), p: o.Progress}
+	defer func() { res.Stages = e.stages.result() }()
 	start := time.Now()
 	e.p.phase("scan")
 	if err := e.scan(ctx); err != nil {
@@ -183,6 +185,8 @@ type engine struct {
 	dst   *Tree
 	// inline verifies files read back as their copies are committed, while copying goes on.
 	inline *inlineVerify
+	// stages times what the copying and the verification spend their time on.
+	stages stageClock
 }
 
 // scan reads the source (with xattrs and symlink targets) and the target (lstat only).

@@ -305,8 +305,8 @@ func (e *engine) readTarget(t *Node) (string, error) {
 	buf := getBuf()
 	defer putBuf(buf)
 	d := NewDigest(t.Attr.Size)
-	err = readChunks(r, t.Attr.Size, buf, nil, func(_ int64, data []byte, zero bool) error {
-		d.Add(data, zero)
+	err = readChunks(e.stages.reader(r, &e.stages.readBack), t.Attr.Size, buf, nil, func(_ int64, data []byte, zero bool) error {
+		e.stages.digest.time(func() { d.Add(data, zero) })
 		e.p.addBytes(int64(len(data)))
 		return nil
 	})
