@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +34,7 @@ func Binary(t testing.TB, name string, tags ...string) string {
 	cmd.Dir = repoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "GOFLAGS=-tags="+strings.Join(append([]string{"pacific"}, tags...), ","))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatal(fmt.Sprintf("go build ./cmd/%s (tags %v): %v\n%s", name, tags, err, out))
+		t.Fatalf("go build ./cmd/%s (tags %v): %v\n%s", name, tags, err, out)
 	}
 	built[key] = bin
 	return bin
