@@ -18,7 +18,6 @@ import (
 	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
 	"k8s.io/klog/v2"
 
-	"github.com/shiphold/shiphold/pkg/backend/isilon"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
@@ -153,22 +152,26 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 	return d.Serve(ctx, endpoint)
 }
 
-// nodeAddress is the address an Isilon export must list for this node: the source address
-// of its route to the NFS server (what the server sees; status.hostIP can be another
-// interface), else $NODE_IP, else the first IPv4. With Isilon backends on several
-// networks, pass --node-address.
+// nodeAddress is the address a storage-side access list (an Isilon export's clients) must
+// name for this node: the one the first backend whose section lists nodes by address gives
+// (config.NodeAddressed: the source address of the node's route to the NFS server, which
+// the server sees; status.hostIP can be another interface), else $NODE_IP, else the first
+// IPv4. With such backends on several networks, pass --node-address.
 func nodeAddress(cfg *config.Config) string {
 	for _, b := range cfg.Backends {
-		isi, ok := b.Section.(*isilon.Config)
-		if !ok || isi.NFSServer == "" {
+		sec, ok := b.Section.(config.NodeAddressed)
+		if !ok {
 			continue
 		}
-		addr, err := isilon.SourceAddressToward(isi.NFSServer)
-		if err == nil {
-			klog.Infof("node address %s: the source address toward backend %q's NFS server %s", addr, b.Name, isi.NFSServer)
+		addr, err := sec.NodeAddress()
+		if err != nil {
+			klog.Warningf("backend %q: %v; falling back to $NODE_IP", b.Name, err)
+			continue
+		}
+		if addr != "" {
+			klog.Infof("node address %s: the source address toward backend %q's storage", addr, b.Name)
 			return addr
 		}
-		klog.Warningf("backend %q: %v; falling back to $NODE_IP", b.Name, err)
 	}
 	if addr := os.Getenv("NODE_IP"); addr != "" {
 		return addr

@@ -16,6 +16,14 @@ type Section interface {
 	Validate() error
 }
 
+// NodeAddressed is a section whose storage lists the nodes it serves by address (an NFS
+// export's client list): NodeAddress is the address this node's traffic to that storage
+// comes from, "" when the section names no server to reach. The node plugin advertises the
+// first one it finds (--node-address overrides).
+type NodeAddressed interface {
+	NodeAddress() (string, error)
+}
+
 // Sections give, by kind name (which is also the key of the kind's section), a new empty
 // section of the kind to decode into. pkg/backend/registry lists those of the kinds the
 // driver serves, so this package knows no kind.

@@ -97,3 +97,12 @@ func (i *Config) validateZones() error {
 	}
 	return nil
 }
+
+// NodeAddress is the source address of this node's route to the backend's NFS server: the
+// address the server sees, so the one an export's client list must name.
+func (c *Config) NodeAddress() (string, error) {
+	if c.NFSServer == "" {
+		return "", nil
+	}
+	return SourceAddressToward(c.NFSServer)
+}
