@@ -259,7 +259,10 @@ func (e *engine) planRemoves(p *plan) {
 func (e *engine) findRenames() []rename {
 	byIno := map[uint64][]*Record{}
 	for _, r := range e.j.Records() {
-		if e.dst.Nodes[r.Path] == nil {
+		// A renumbered record's inode number was the source's for that pass alone: a
+		// snapshot taken again may give it to another file (the simulator's copies reuse
+		// the numbers of the one they replace), which is no rename.
+		if e.dst.Nodes[r.Path] == nil || r.Renumbered {
 			continue
 		}
 		if s := e.src.Nodes[r.Path]; s != nil && s.Attr.Ino == r.Ino && s.Attr.Type == r.Type {
