@@ -4,6 +4,7 @@ import (
 	"errors"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/shiphold/shiphold/pkg/migrate"
 	"github.com/shiphold/shiphold/pkg/migrate/memfs"
@@ -40,6 +41,36 @@ func (n numbered) ReadDir(p string) ([]migrate.Entry, error) {
 		n.number(child, &es[i].Attr)
 	}
 	return es, err
+}
+
+// A hard link made to an anchor this run rewrote is journaled with the anchor's new
+// digest, not the one the journal held from the earlier run: here the new name sorts
+// first, so the verification checks the content under the link's record.
+func TestLinkToRewrittenAnchorHasItsNewDigest(t *testing.T) {
+	src, dst, state := memfs.New(posix), memfs.New(posix), t.TempDir()
+	must(t, src.Mkdir("a", 0o755))
+	must(t, src.Mkdir("m", 0o755))
+	write(t, src, "m/file", 0o644, map[int64][]byte{0: randBytes(100 << 10)}, 100<<10)
+	_, err := run(t, src, dst, state, nil)
+	must(t, err)
+
+	write(t, src, "m/file", 0o644, map[int64][]byte{0: randBytes(200 << 10)}, 200<<10)
+	must(t, src.Link("m/file", "a/link"))
+	// No commit between the anchor's copy and the link: the anchor's new record is pending.
+	res, err := run(t, src, dst, state, func(o *migrate.Options) { o.CommitInterval = time.Hour })
+	if err != nil {
+		t.Fatalf("rerun: %v, differences %v", err, res.Differences)
+	}
+	if res.Copied.Files != 1 || res.Linked != 1 {
+		t.Fatalf("rerun copied %d files and linked %d names: want 1 and 1", res.Copied.Files, res.Linked)
+	}
+	same(t, src, dst)
+	j, err := migrate.OpenJournal(state, "test")
+	must(t, err)
+	defer j.Close()
+	if l, f := j.Done("a/link"), j.Done("m/file"); l == nil || f == nil || l.Digest != f.Digest {
+		t.Fatalf("journal: a/link %+v, m/file %+v: want one digest for one inode", l, f)
+	}
 }
 
 // A run stopped while copying a hard-linked file, resumed over a new snapshot of the source
@@ -89,4 +120,70 @@ func TestResumeOverRenumberedSnapshotRenamesNothing(t *testing.T) {
 		t.Fatalf("rerun renamed %d entries: the source renamed nothing", res.Renamed)
 	}
 	same(t, src, dst)
+}
+
+// changing shows the file at path as changed after every read of it while on is set, as a
+// file an application keeps writing.
+type changing struct {
+	migrate.FS
+	path  string
+	on    bool
+	reads int64
+}
+
+type changedReader struct {
+	migrate.Reader
+	c *changing
+}
+
+func (r changedReader) Stat() (migrate.Attr, error) {
+	a, err := r.Reader.Stat()
+	r.c.reads++
+	a.Mtime.Nsec = (a.Mtime.Nsec + r.c.reads) % 1e9
+	return a, err
+}
+
+func (c *changing) Open(p string) (migrate.Reader, error) {
+	r, err := c.FS.Open(p)
+	if err == nil && c.on && p == c.path {
+		return changedReader{r, c}, nil
+	}
+	return r, err
+}
+
+// A hard link made to an anchor whose copy never finished (it changed at every attempt) is
+// not journaled finished: the next pass copies the inode again instead of trusting the
+// link's record, which held the anchor's earlier digest.
+func TestLinkToUnfinishedAnchorIsNotFinished(t *testing.T) {
+	mem, dst, state := memfs.New(posix), memfs.New(posix), t.TempDir()
+	must(t, mem.Mkdir("a", 0o755))
+	must(t, mem.Mkdir("m", 0o755))
+	write(t, mem, "m/file", 0o644, map[int64][]byte{0: randBytes(100 << 10)}, 100<<10)
+	src := &changing{FS: mem, path: "m/file"}
+	_, err := run(t, src, dst, state, nil)
+	must(t, err)
+
+	write(t, mem, "m/file", 0o644, map[int64][]byte{0: randBytes(200 << 10)}, 200<<10)
+	must(t, mem.Link("m/file", "a/link"))
+	src.on = true
+	res, _ := run(t, src, dst, state, nil)
+	if len(res.Unstable) != 1 || res.Unstable[0] != "m/file" {
+		t.Fatalf("changed while copying: %v, want m/file", res.Unstable)
+	}
+	j, err := migrate.OpenJournal(state, "test")
+	must(t, err)
+	if r := j.Done("a/link"); r != nil {
+		t.Fatalf("a/link is journaled finished (%+v) though its inode's copy did not finish", r)
+	}
+	j.Close()
+
+	src.on = false
+	res, err = run(t, src, dst, state, nil)
+	if err != nil {
+		t.Fatalf("next pass: %v, differences %v", err, res.Differences)
+	}
+	if res.Copied.Files != 1 {
+		t.Fatalf("next pass copied %d files: want m/file, whose copy never finished", res.Copied.Files)
+	}
+	same(t, mem, dst)
 }

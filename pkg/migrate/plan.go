@@ -28,8 +28,9 @@ type item struct {
 	fresh bool
 	// recopy marks target content an earlier run left unfinished.
 	recopy bool
-	// anchor is the path a hard link is made to.
-	anchor string
+	// anchor is the path a hard link is made to; anchorCopied says this run copies it.
+	anchor       string
+	anchorCopied bool
 }
 
 type rename struct{ from, to string }
@@ -232,7 +233,7 @@ func (e *engine) planGroup(p *plan, g []*Node) {
 		if !freshAnchor && ok && at != nil && t.Attr.Ino == at.Attr.Ino {
 			continue
 		}
-		p.add(&item{node: n, act: actLink, fresh: true, anchor: anchor.Path})
+		p.add(&item{node: n, act: actLink, fresh: true, anchor: anchor.Path, anchorCopied: it != nil && it.act == actCopy})
 	}
 }
 
