@@ -43,19 +43,30 @@ func (n numbered) ReadDir(p string) ([]migrate.Entry, error) {
 	return es, err
 }
 
+// oneFile is a source holding m/file, and a directory a.
+func oneFile(t *testing.T) *memfs.FS {
+	f := memfs.New(posix)
+	must(t, f.Mkdir("a", 0o755))
+	must(t, f.Mkdir("m", 0o755))
+	write(t, f, "m/file", 0o644, map[int64][]byte{0: randBytes(100 << 10)}, 100<<10)
+	return f
+}
+
+// rewriteAndLink gives m/file new content and a second name, a/link, which sorts first.
+func rewriteAndLink(t *testing.T, f *memfs.FS) {
+	write(t, f, "m/file", 0o644, map[int64][]byte{0: randBytes(200 << 10)}, 200<<10)
+	must(t, f.Link("m/file", "a/link"))
+}
+
 // A hard link made to an anchor this run rewrote is journaled with the anchor's new
 // digest, not the one the journal held from the earlier run: here the new name sorts
 // first, so the verification checks the content under the link's record.
 func TestLinkToRewrittenAnchorHasItsNewDigest(t *testing.T) {
-	src, dst, state := memfs.New(posix), memfs.New(posix), t.TempDir()
-	must(t, src.Mkdir("a", 0o755))
-	must(t, src.Mkdir("m", 0o755))
-	write(t, src, "m/file", 0o644, map[int64][]byte{0: randBytes(100 << 10)}, 100<<10)
+	src, dst, state := oneFile(t), memfs.New(posix), t.TempDir()
 	_, err := run(t, src, dst, state, nil)
 	must(t, err)
 
-	write(t, src, "m/file", 0o644, map[int64][]byte{0: randBytes(200 << 10)}, 200<<10)
-	must(t, src.Link("m/file", "a/link"))
+	rewriteAndLink(t, src)
 	// No commit between the anchor's copy and the link: the anchor's new record is pending.
 	res, err := run(t, src, dst, state, func(o *migrate.Options) { o.CommitInterval = time.Hour })
 	if err != nil {
@@ -155,16 +166,12 @@ func (c *changing) Open(p string) (migrate.Reader, error) {
 // not journaled finished: the next pass copies the inode again instead of trusting the
 // link's record, which held the anchor's earlier digest.
 func TestLinkToUnfinishedAnchorIsNotFinished(t *testing.T) {
-	mem, dst, state := memfs.New(posix), memfs.New(posix), t.TempDir()
-	must(t, mem.Mkdir("a", 0o755))
-	must(t, mem.Mkdir("m", 0o755))
-	write(t, mem, "m/file", 0o644, map[int64][]byte{0: randBytes(100 << 10)}, 100<<10)
+	mem, dst, state := oneFile(t), memfs.New(posix), t.TempDir()
 	src := &changing{FS: mem, path: "m/file"}
 	_, err := run(t, src, dst, state, nil)
 	must(t, err)
 
-	write(t, mem, "m/file", 0o644, map[int64][]byte{0: randBytes(200 << 10)}, 200<<10)
-	must(t, mem.Link("m/file", "a/link"))
+	rewriteAndLink(t, mem)
 	src.on = true
 	res, _ := run(t, src, dst, state, nil)
 	if len(res.Unstable) != 1 || res.Unstable[0] != "m/file" {
