@@ -122,6 +122,9 @@ func (e *engine) content(it *item) error {
 	if err := e.applyMeta(n); err != nil {
 		return err
 	}
+	if n.Attr.Type == TypeRegular {
+		e.copied.Store(n.Path, digest)
+	}
 	e.finish(n, digest)
 	e.p.fileDone()
 	return nil
@@ -240,8 +243,16 @@ func (e *engine) link(it *item) error {
 	if err := e.o.Target.Link(it.anchor, n.Path); err != nil {
 		return err
 	}
+	// An anchor copied by this run has the digest of that copy; its done record may not be
+	// committed yet, and the journal's is an earlier run's, of earlier content. An anchor
+	// whose copy did not finish (it kept changing) leaves the name for the next pass.
 	digest := ""
-	if r := e.j.Done(it.anchor); r != nil {
+	if d, ok := e.copied.Load(it.anchor); ok {
+		digest = d.(string)
+	} else if it.anchorCopied {
+		e.p.fileDone()
+		return nil
+	} else if r := e.j.Done(it.anchor); r != nil {
 		digest = r.Digest
 	}
 	atomic.AddInt64(&e.res.Linked, 1)

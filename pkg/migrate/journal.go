@@ -109,7 +109,9 @@ func (j *Journal) load(pair string) error {
 func (j *Journal) replay(r *Record) {
 	switch r.Op {
 	case opStart:
+		// What a done record described is being replaced: the path is unfinished again.
 		j.started[r.Path] = true
+		delete(j.done, r.Path)
 	case opDone:
 		j.done[r.Path] = r
 		delete(j.started, r.Path)

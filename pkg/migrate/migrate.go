@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -187,6 +188,9 @@ type engine struct {
 	inline *inlineVerify
 	// stages times what the copying and the verification spend their time on.
 	stages stageClock
+	// copied holds the digest of each file whose content this run finished, by path: its
+	// done record waits for a commit, and the journal still holds an earlier run's.
+	copied sync.Map
 }
 
 // scan reads the source (with xattrs and symlink targets) and the target (lstat only).

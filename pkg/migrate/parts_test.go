@@ -55,6 +55,36 @@ func TestJournalSurvivesATornLine(t *testing.T) {
 	}
 }
 
+// A path begun again after an earlier run finished it is no longer finished: its rewrite
+// replaces (or truncates) what the done record described, so a run killed part-way through
+// it leaves a started path, copied again, not a finished one trusted on the old record.
+func TestJournalRestartedPathIsNotFinished(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, "pair")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Finish(Record{Path: "a", Ino: 7, Type: TypeRegular, Size: 3, Digest: "d"})
+	if _, err := j.Commit(func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Start("a"); err != nil {
+		t.Fatal(err)
+	}
+	if j.Done("a") != nil {
+		t.Fatal("a path being rewritten is still journaled finished")
+	}
+	j.Close()
+	j, err = OpenJournal(dir, "pair")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if r := j.Done("a"); r != nil || !j.Started("a") {
+		t.Fatalf("after a kill during its rewrite: done %+v, started %v; want started alone", r, j.Started("a"))
+	}
+}
+
 // A done record reaches the journal only after the target's sync succeeded.
 func TestJournalCommitsAfterSync(t *testing.T) {
 	j, err := OpenJournal(t.TempDir(), "pair")

@@ -28,8 +28,9 @@ type item struct {
 	fresh bool
 	// recopy marks target content an earlier run left unfinished.
 	recopy bool
-	// anchor is the path a hard link is made to.
-	anchor string
+	// anchor is the path a hard link is made to; anchorCopied says this run copies it.
+	anchor       string
+	anchorCopied bool
 }
 
 type rename struct{ from, to string }
@@ -232,7 +233,7 @@ func (e *engine) planGroup(p *plan, g []*Node) {
 		if !freshAnchor && ok && at != nil && t.Attr.Ino == at.Attr.Ino {
 			continue
 		}
-		p.add(&item{node: n, act: actLink, fresh: true, anchor: anchor.Path})
+		p.add(&item{node: n, act: actLink, fresh: true, anchor: anchor.Path, anchorCopied: it != nil && it.act == actCopy})
 	}
 }
 
@@ -259,7 +260,10 @@ func (e *engine) planRemoves(p *plan) {
 func (e *engine) findRenames() []rename {
 	byIno := map[uint64][]*Record{}
 	for _, r := range e.j.Records() {
-		if e.dst.Nodes[r.Path] == nil {
+		// A renumbered record's inode number was the source's for that pass alone: a
+		// snapshot taken again may give it to another file (the simulator's copies reuse
+		// the numbers of the one they replace), which is no rename.
+		if e.dst.Nodes[r.Path] == nil || r.Renumbered {
 			continue
 		}
 		if s := e.src.Nodes[r.Path]; s != nil && s.Attr.Ino == r.Ino && s.Attr.Type == r.Type {
