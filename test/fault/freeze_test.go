@@ -222,6 +222,17 @@ func countVolumes(t *testing.T, pc *harness.PrivateCluster, kind, tenant string)
 				// What is left of them: a directory entry, a header, data objects?
 				objs, _ := exec.Command("rados", "-c", pc.Conf, "--pool", "rbd", "--namespace", tenant, "ls").CombinedOutput()
 				t.Logf("RADOS objects in rbd/%s:\n%s", tenant, objs)
+				// Why the mgr has not purged them: its queued tasks and their retry messages,
+				// and who still watches the trashed images.
+				tasks, _ := exec.Command("ceph", "-c", pc.Conf, "rbd", "task", "list", "--format", "json").CombinedOutput()
+				t.Logf("rbd_support tasks:\n%s", tasks)
+				var trashed []struct{ ID string }
+				if json.Unmarshal(out, &trashed) == nil {
+					for _, e := range trashed {
+						w, _ := exec.Command("rados", "-c", pc.Conf, "--pool", "rbd", "--namespace", tenant, "listwatchers", "rbd_header."+e.ID).CombinedOutput()
+						t.Logf("watchers of rbd_header.%s: %s", e.ID, w)
+					}
+				}
 			}
 		}
 		n += len(list)

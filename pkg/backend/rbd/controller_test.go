@@ -363,6 +363,48 @@ func TestLeftoversAndCollect(t *testing.T) {
 	}
 }
 
+// A purge that failed while the storage was out (an OSD frozen: its ops timed out) waits
+// for the mgr's next retry, 30 s times its attempts and up to 5 minutes away, whatever the
+// cause was: the controller's sweep starts it again at once. Seen in the OSD freeze test
+// as a trash entry still there six minutes after every delete had succeeded.
+func TestCollectRestartsAPurgeThatBacksOff(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	f.holdTasks = true
+	if err := c.DeleteVolume(ctx, v.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.tasks) != 1 {
+		t.Fatalf("the delete queued %+v, want the purge", f.tasks)
+	}
+	// The mgr ran it while the OSD was frozen; it failed and backs off.
+	f.tasks[0].RetryMessage = "[errno 110] error removing image from trash"
+	f.tasks[0].backingOff = true
+	f.holdTasks = false
+	if _, err := c.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := f.trashed("rbd", "t1"); len(left) != 0 {
+		t.Errorf("after the sweep %d trash entries wait for the mgr's next retry: tasks %+v", len(left), f.tasks)
+	}
+	// A purge the mgr is running is left alone.
+	w := mustCreate(t, c, volReq("pvc-2", gib))
+	f.holdTasks = true
+	if err := c.DeleteVolume(ctx, w.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.tasks[0].InProgress = true
+	f.tasks[0].RetryMessage = "[errno 110] error removing image from trash"
+	id := f.tasks[0].ID
+	if _, err := c.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.tasks) != 1 || f.tasks[0].ID != id {
+		t.Errorf("the sweep replaced a running purge: %+v", f.tasks)
+	}
+}
+
 func TestSnapshots(t *testing.T) {
 	c, f := newFakeController(t)
 	ctx := context.Background()

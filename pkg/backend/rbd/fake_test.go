@@ -81,6 +81,9 @@ type fakeWatcher struct {
 type fakeTask struct {
 	mgrTask
 	spec string
+	// backingOff is a failed task the mgr runs again only at its retry time (30 s times
+	// its attempts, up to 5 min): runTasks passes it over.
+	backingOff bool
 }
 
 type fakeErrno int
@@ -349,6 +352,8 @@ func (f *fakeCluster) runTasksLocked() {
 	for _, t := range f.tasks {
 		img := f.taskTarget(t.Refs.Action, strings.TrimPrefix(t.spec, t.Refs.Action+" "))
 		switch {
+		case t.backingOff:
+			left = append(left, t)
 		case img == nil:
 		case t.Refs.Action == taskFlatten:
 			img.parent = nil

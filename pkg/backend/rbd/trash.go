@@ -233,8 +233,11 @@ func (c *Controller) trashLeftovers(conn cluster, io ioctx, pool, ns string, tas
 		l := backend.Leftover{Backend: c.name, Tenant: ns, Kind: "trash entry", Name: spec + " (image " + e.Name + ")", State: "purge not queued"}
 		if t, ok := tasks[spec]; ok {
 			l.State = "purge " + t.state()
-			if collect && unblockPurge(conn, io, e.Id, spec, t) {
-				// Start the purge now rather than at the mgr's next retry (up to 5 min away).
+			if collect && t.RetryMessage != "" && !t.InProgress {
+				// A failed purge waits for the mgr's next retry, 30 s times its attempts and
+				// up to 5 min away, though what failed it (an OSD out, ops timed out) may be
+				// gone: clear what is known to block it and start it again now.
+				unblockPurge(conn, io, e.Id, spec, t)
 				if cancelTask(conn, t.ID) == nil {
 					queueTask(conn, taskTrashRemove, spec)
 				}
@@ -253,32 +256,33 @@ func (c *Controller) trashLeftovers(conn cluster, io ioctx, pool, ns string, tas
 	return out, nil
 }
 
-// unblockPurge clears what makes the mgr's purge of a trash entry fail, and reports
-// whether it did: stale watch records (EBUSY), or a move to the trash cut short by a
-// killed controller, left in state "moving" (EUCLEAN): librbd only completes such a move
-// by image name, which a new volume of the same name may hold by now, so the entry's
-// state is set as the move would have set it.
-func unblockPurge(conn cluster, io ioctx, id, spec string, t *mgrTask) bool {
+// unblockPurge clears, best effort, what is known to make the mgr's purge of a trash entry
+// fail: stale watch records (EBUSY), or a move to the trash cut short by a killed
+// controller, left in state "moving" (EUCLEAN): librbd only completes such a move by image
+// name, which a new volume of the same name may hold by now, so the entry's state is set
+// as the move would have set it.
+func unblockPurge(conn cluster, io ioctx, id, spec string, t *mgrTask) {
 	switch {
 	case strings.Contains(t.RetryMessage, "busy"):
-		return dropTrashedStaleRecords(conn, io, id, spec)
+		dropTrashedStaleRecords(conn, io, id, spec)
 	case strings.Contains(t.RetryMessage, "errno 117"):
 		// cls_rbd trash_state_set(id, NORMAL, expecting MOVING)
-		return io.Exec("rbd_trash", "trash_state_set", append(encodeString(id), 0, 1)) == nil
+		io.Exec("rbd_trash", "trash_state_set", append(encodeString(id), 0, 1))
 	}
-	return false
 }
 
 // dropTrashedStaleRecords drops the stale watch records that block a trashed image's
-// purge (see watch.go) and reports whether it did; best effort, the next sweep tries again.
-func dropTrashedStaleRecords(conn cluster, io ioctx, id, spec string) bool {
+// purge (see watch.go); best effort, the next sweep tries again.
+func dropTrashedStaleRecords(conn cluster, io ioctx, id, spec string) {
 	img, err := io.OpenTrashed(id)
 	if err != nil {
-		return false
+		return
 	}
 	st, err := readWatchesOf(conn, io, img, spec)
 	img.Close()
-	return err == nil && len(st.records) > 0 && len(st.live) == 0 && dropStaleRecords(io, spec, st) == nil
+	if err == nil && len(st.records) > 0 && len(st.live) == 0 {
+		dropStaleRecords(io, spec, st)
+	}
 }
 
 // ownsTrashed reads a trashed image's record: this backend's, or no record (a create cut
