@@ -60,9 +60,13 @@ func TestCephFSRealRecordOnTheStorage(t *testing.T) {
 		if err != nil || rec["name"] != "pvc-rec-new" || rec["bytes"] != float64(64<<20) {
 			t.Fatalf("record on the base directory: %v %v", rec, err)
 		}
+		// The create finds no path (no readdir, no mgr command); the publish hands it on.
+		if p, ok := v.Context[cephfsbe.CtxRootPath]; ok {
+			t.Fatalf("the create answered root path %q", p)
+		}
 		path, err := fsa.SubVolumePath(fsName, group, "csi-vol-"+v.ID.Hash)
-		if err != nil || v.Context[cephfsbe.CtxRootPath] != path {
-			t.Fatalf("root path %q, the mgr says %q (%v)", v.Context[cephfsbe.CtxRootPath], path, err)
+		if got := publishedPath(t, e.ctrl, v); err != nil || got != path {
+			t.Fatalf("published root path %q, the mgr says %q (%v)", got, path, err)
 		}
 	})
 
@@ -116,8 +120,8 @@ func TestCephFSRealRecordOnTheStorage(t *testing.T) {
 			t.Fatalf("adopting a subvolume without record: %v", err)
 		}
 		t.Cleanup(func() { e.ctrl.DeleteVolume(ctxT(t), v.ID, nil) })
-		if v.Context[cephfsbe.CtxRootPath] != path {
-			t.Fatalf("adopted volume at %q, the subvolume is at %q", v.Context[cephfsbe.CtxRootPath], path)
+		if got := publishedPath(t, e.ctrl, v); got != path {
+			t.Fatalf("adopted volume published at %q, the subvolume is at %q", got, path)
 		}
 		if rec, err := recordOf(name); err != nil || rec["name"] != name {
 			t.Fatalf("adopted subvolume's record: %v %v", rec, err)
@@ -171,4 +175,14 @@ func mgr(t *testing.T, conn interface {
 	if _, status, err := conn.MgrCommand([][]byte{buf}); err != nil {
 		t.Fatalf("%s: %v %s", cmd["prefix"], err, strings.TrimSpace(status))
 	}
+}
+
+// publishedPath is the data directory PublishVolume hands a node for v.
+func publishedPath(t *testing.T, c *cephfsbe.Controller, v *backend.Volume) string {
+	t.Helper()
+	pc, err := c.PublishVolume(ctxT(t), v.ID, backend.Node{Name: "node-rec"}, backend.PublishAccess{SingleNode: true}, v.Context, nil)
+	if err != nil {
+		t.Fatalf("publish %s: %v", v.ID, err)
+	}
+	return pc[cephfsbe.PublishContextRootPath]
 }

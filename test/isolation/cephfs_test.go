@@ -69,7 +69,8 @@ func TestCephFSTenantIsolation(t *testing.T) {
 		}
 	}
 	mount := func(cred ceph.Credentials) func() error {
-		return func() error { return fuseMount(t, cred, b.vol.VolumeContext["rootPath"]) }
+		// The publish context names the data directory (the volume context does not).
+		return func() error { return fuseMount(t, cred, b.pc["rootPath"]) }
 	}
 	probe(t, "cephfs", "mount-subvolume", mount(a.cred()), mount(adminCred(t)))
 	probe(t, "cephfs", "rados-get", get(asA), get(asCluster))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/ceph/go-ceph/rados"
@@ -144,7 +145,7 @@ func TestCephFSVolumeBeforeIdentitiesKeepsItsSecret(t *testing.T) {
 	})
 	// As an older shiphold made it: the subvolume's directory lays files out in the
 	// default namespace.
-	setLayoutNamespace(t, v.vol.VolumeContext["rootPath"], "")
+	setLayoutNamespace(t, subvolumePath(t, v), "")
 
 	v.pc = p.publish(t, v)
 	if _, ok := v.pc[ceph.PublishContextKey]; ok {
@@ -185,4 +186,16 @@ func setLayoutNamespace(t *testing.T, path, ns string) {
 	if out, err := exec.Command("setfattr", "-n", "ceph.dir.layout.pool_namespace", "-v", ns, mnt+path).CombinedOutput(); err != nil {
 		t.Fatalf("setfattr on %s: %v %s", path, err, out)
 	}
+}
+
+// subvolumePath asks the mgr for the data directory of v's subvolume (its volume context
+// does not name it; the publish context does).
+func subvolumePath(t *testing.T, v *tenantVolume) string {
+	t.Helper()
+	vc := v.vol.VolumeContext
+	out, err := exec.Command("ceph", "-c", harness.CephConf(), "fs", "subvolume", "getpath", vc["fsName"], vc["subvolumeName"], vc["subvolumeGroup"]).Output()
+	if err != nil {
+		t.Fatalf("ceph fs subvolume getpath %s %s %s: %v", vc["fsName"], vc["subvolumeName"], vc["subvolumeGroup"], err)
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -278,6 +278,8 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 			if err := rec.request().Conflict(req, v.CapacityBytes); err != nil {
 				return nil, err
 			}
+			// Answered as the first attempt was (recordNew): without the path.
+			delete(v.Context, CtxRootPath)
 			return v, nil
 		}
 		if !backend.IsNotFound(err) {
@@ -345,16 +347,14 @@ func (c *Controller) recordNew(s *session, req *backend.VolumeRequest, p volumeP
 	if err := c.writeRecord(s, ref, rec); err != nil {
 		return nil, err
 	}
-	// One after the other: the readdir makes the MDS take the new directory's caps back
-	// from the mgr's client, and the record write beside it only waits with it (measured:
-	// 1.1 ms setxattr, 5.7 ms readdir, 6.5-7.7 ms both in turn, 9.4-10.7 ms concurrently).
-	path, err := c.subvolumePath(s, ref)
-	if err != nil {
-		return nil, err
-	}
+	// The volume context names no data directory (rootPath): finding it would cost a readdir
+	// of the new subvolume, which makes the MDS take its caps back from the mgr's client
+	// while the mgr makes the next subvolumes of a burst (the bench's create figures,
+	// issue 15). PublishVolume hands the node the path (publish.go): once per attachment,
+	// not once per create.
 	v := &backend.Volume{
 		ID: id, CapacityBytes: req.RequiredBytes, RequestName: req.Name,
-		Context:        volumeContext(c.cfg.ClusterID, ref.group, ref.sub, path, p),
+		Context:        volumeContext(c.cfg.ClusterID, ref.group, ref.sub, "", p),
 		SourceSnapshot: req.SourceSnapshot, SourceVolume: req.SourceVolume,
 	}
 	return v, nil

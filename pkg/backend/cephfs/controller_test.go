@@ -41,7 +41,7 @@ func TestCreateVolumeIdempotentAndConflicts(t *testing.T) {
 	if f.subs["shiphold-team-a/csi-vol-"+want.Hash] == nil {
 		t.Fatalf("subvolume not in tenant group: %v", f.subs)
 	}
-	if v.Context[CtxSubvolumeGroup] != "shiphold-team-a" || v.Context[CtxRootPath] == "" || v.Context[CtxMounter] != MounterAuto || v.Context[CtxClusterID] != "c1" {
+	if v.Context[CtxSubvolumeGroup] != "shiphold-team-a" || v.Context[CtxSubvolumeName] != "csi-vol-"+want.Hash || v.Context[CtxMounter] != MounterAuto || v.Context[CtxClusterID] != "c1" {
 		t.Fatalf("context %v", v.Context)
 	}
 	again, err := c.CreateVolume(ctx, volReq("pvc-1", 1<<30))

@@ -209,11 +209,15 @@ func hashOf(prefix, name string) (string, bool) {
 	return h, true
 }
 
-// volumeContext is handed to the node through the CO.
+// volumeContext is handed to the node through the CO; rootPath may be empty (a volume
+// CreateVolume made: the node gets it in the publish context).
 func volumeContext(clusterID, group, sub, rootPath string, p volumeParams) map[string]string {
 	ctx := map[string]string{
-		CtxFSName: p.FSName, CtxSubvolumeGroup: group, CtxSubvolumeName: sub, CtxRootPath: rootPath,
+		CtxFSName: p.FSName, CtxSubvolumeGroup: group, CtxSubvolumeName: sub,
 		CtxMounter: p.Mounter, CtxClusterID: clusterID,
+	}
+	if rootPath != "" {
+		ctx[CtxRootPath] = rootPath
 	}
 	if p.KernelMountOptions != "" {
 		ctx[CtxKernelMountOptions] = p.KernelMountOptions

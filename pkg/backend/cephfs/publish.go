@@ -7,16 +7,22 @@ import (
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
-// PublishVolume records on the subvolume that node may use it, read-only or not. CephFS has
-// no storage-side access list; the records make a conflicting republish ALREADY_EXISTS and
-// a single-node volume FAILED_PRECONDITION on a second node.
+// PublishContextRootPath hands the node the subvolume's data directory, which the volume
+// context of a volume CreateVolume made does not name (controller.go, recordNew). The
+// stager prefers the volume context's, which older volumes and static PVs carry.
+const PublishContextRootPath = CtxRootPath
+
+// PublishVolume records on the subvolume that node may use it, read-only or not, and hands
+// the node the tenant's identity and the subvolume's data directory. CephFS has no
+// storage-side access list; the records make a conflicting republish ALREADY_EXISTS and a
+// single-node volume FAILED_PRECONDITION on a second node.
 func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node backend.Node, access backend.PublishAccess, _, secrets map[string]string) (map[string]string, error) {
 	if isDirObject(id.Object) {
 		return nil, c.publishDir(ctx, id, node, access, secrets)
 	}
 	var published func() (map[string]string, error)
 	err := c.withSubvolume(ctx, id, secrets, func(s *session, ref volumeRef, meta map[string]string) error {
-		published = func() (map[string]string, error) { return c.publishIdentity(s, id, ref) }
+		published = func() (map[string]string, error) { return c.publishContext(s, id, ref) }
 		key, mode, err := backend.NewPublishRecord(id.String(), node, access, meta)
 		if err != nil || key == "" {
 			return err
@@ -29,6 +35,24 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 		return nil, err
 	}
 	return published()
+}
+
+// publishContext is the tenant's identity (publishIdentity) and the subvolume's data
+// directory, found through the MDS (once per attachment, not per create).
+func (c *Controller) publishContext(s *session, id volid.Volume, ref volumeRef) (map[string]string, error) {
+	pc, err := c.publishIdentity(s, id, ref)
+	if err != nil {
+		return nil, err
+	}
+	path, err := c.subvolumePath(s, ref)
+	if err != nil {
+		return nil, err
+	}
+	if pc == nil {
+		pc = map[string]string{}
+	}
+	pc[PublishContextRootPath] = path
+	return pc, nil
 }
 
 // UnpublishVolume removes node's record, or every node's when node has no name.

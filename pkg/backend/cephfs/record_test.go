@@ -105,8 +105,9 @@ func TestCreateVolumeRecordsOnTheStorage(t *testing.T) {
 	if rec.Name != "pvc-1" || rec.Bytes != 1<<30 || rec.Params.Mounter != MounterFuse || rec.Params.FSName != "cephfs" {
 		t.Fatalf("record %+v", rec)
 	}
-	if got, want := v.Context[CtxRootPath], "/volumes/"+key+"/uuid"; got != want {
-		t.Fatalf("root path %q, want the data directory %q", got, want)
+	pc, err := c.PublishVolume(ctx, v.ID, backend.Node{Name: "n1"}, backend.PublishAccess{}, v.Context, nil)
+	if got, want := pc[PublishContextRootPath], "/volumes/"+key+"/uuid"; err != nil || got != want {
+		t.Fatalf("published root path %q (%v), want the data directory %q", got, err, want)
 	}
 	// A controller that starts afresh finds the volume by its record alone.
 	c2, _ := newFakeController(t)

@@ -142,9 +142,13 @@ func (s *Stager) StageVolume(ctx context.Context, req *backend.StageRequest) err
 	if fs == "" {
 		fs = s.cfg.FSName
 	}
+	// Volumes made before the publish context carried it have it in their volume context.
 	path := vc[CtxRootPath]
+	if path == "" {
+		path = req.PublishContext[PublishContextRootPath]
+	}
 	if path == "" || !strings.HasPrefix(path, "/") {
-		return backend.Errorf(backend.InvalidArgument, "volume %s: volume context has no %q (the subvolume path); it is set by CreateVolume, a static PV must set it", req.ID, CtxRootPath)
+		return backend.Errorf(backend.InvalidArgument, "volume %s: neither the volume context nor the publish context has an absolute %q (the subvolume path, %q); ControllerPublishVolume sets it, a static PV of a directory must set it in its volume attributes", req.ID, CtxRootPath, path)
 	}
 	kind, err := s.chooseMounter(vc[CtxMounter])
 	if err != nil {

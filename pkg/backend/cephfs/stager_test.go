@@ -111,7 +111,7 @@ func TestStageRejects(t *testing.T) {
 	s, _ := newFakeStager(t, false)
 	req := stageReq(t.TempDir(), map[string]string{CtxFSName: "cephfs"})
 	if err := s.StageVolume(context.Background(), req); backend.CodeOf(err) != backend.InvalidArgument || !strings.Contains(err.Error(), CtxRootPath) {
-		t.Fatalf("no rootPath: %v", err)
+		t.Fatalf("no rootPath in either context: %v", err)
 	}
 	req = stageReq(t.TempDir(), map[string]string{CtxRootPath: "/p", CtxMounter: "kernel"})
 	if err := s.StageVolume(context.Background(), req); backend.CodeOf(err) != backend.FailedPrecondition {
@@ -127,5 +127,29 @@ func TestRepairNotStagedIsNil(t *testing.T) {
 	s, _ := newFakeStager(t, false)
 	if err := s.Repair(context.Background(), testVol, t.TempDir(), nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A volume CreateVolume made has no rootPath in its volume context: the node mounts the
+// path of the publish context. A volume context's path (older volumes, static PVs) wins.
+func TestStageFindsThePathInThePublishContext(t *testing.T) {
+	for _, tc := range []struct{ vc, pc, want string }{
+		{"", "/volumes/g/s/uuid", "/volumes/g/s/uuid"},
+		{"/volumes/g/old/uuid", "/volumes/g/s/uuid", "/volumes/g/old/uuid"},
+	} {
+		s, fe := newFakeStager(t, false)
+		staging := t.TempDir()
+		vc := map[string]string{CtxFSName: "cephfs"}
+		if tc.vc != "" {
+			vc[CtxRootPath] = tc.vc
+		}
+		req := stageReq(staging, vc)
+		req.PublishContext = map[string]string{PublishContextRootPath: tc.pc}
+		if err := s.StageVolume(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		if cmds := fe.Commands(); len(cmds) != 1 || !strings.Contains(cmds[0], "--client_mountpoint="+tc.want+" ") {
+			t.Errorf("volume context %q, publish context %q: commands %v, want a mount of %s", tc.vc, tc.pc, cmds, tc.want)
+		}
 	}
 }
