@@ -16,7 +16,7 @@ import (
 func stageExisting(t *testing.T, d *driver.Driver, v *backend.Volume) string {
 	s := staged{id: v.ID.String(), staging: filepath.Join(t.TempDir(), "staging")}
 	if _, err := d.NodeStageVolume(ctxT(t), &csi.NodeStageVolumeRequest{VolumeId: s.id, StagingTargetPath: s.staging,
-		VolumeCapability: mountCap, VolumeContext: v.Context}); err != nil {
+		VolumeCapability: mountCap, VolumeContext: v.Context, PublishContext: attach(t, d, s.id, v.Context)}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unstage(t, d, s) })

@@ -68,8 +68,18 @@ func stageWithData(t *testing.T, d *harness.Driver, backendName, name, dir strin
 		t.Fatal(err)
 	}
 	v := podVolume{id: vol.Volume.VolumeId, staging: filepath.Join(dir, name, "staging"), target: filepath.Join(dir, name, "pod", "mount")}
+	// As the external-attacher does: the publish context names the subvolume's data directory.
+	node, err := d.Node().NodeGetInfo(ctx, &csi.NodeGetInfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := d.Controller().ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: v.id, NodeId: node.GetNodeId(),
+		VolumeCapability: mountCap, VolumeContext: vol.Volume.VolumeContext})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := d.Node().NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: v.id, StagingTargetPath: v.staging,
-		VolumeCapability: mountCap, VolumeContext: vol.Volume.VolumeContext}); err != nil {
+		VolumeCapability: mountCap, VolumeContext: vol.Volume.VolumeContext, PublishContext: pathOnly(pub.PublishContext)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Node().NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: v.id, StagingTargetPath: v.staging,

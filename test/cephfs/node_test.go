@@ -14,6 +14,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
 	"github.com/shiphold/shiphold/pkg/backend/registry"
 	"github.com/shiphold/shiphold/pkg/config"
 	"github.com/shiphold/shiphold/pkg/driver"
@@ -51,6 +52,26 @@ type staged struct {
 	vol         *csi.Volume
 }
 
+// attach publishes volume id to this node as the external-attacher does and returns what
+// these tests stage with of the publish context: the subvolume's data directory, which the
+// volume context of a new volume does not name (pathOnly).
+func attach(t *testing.T, d *driver.Driver, id string, vc map[string]string) map[string]string {
+	t.Helper()
+	rsp, err := d.ControllerPublishVolume(ctxT(t), &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: "node1@127.0.0.1",
+		VolumeCapability: mountCap, VolumeContext: vc})
+	if err != nil {
+		t.Fatalf("ControllerPublishVolume %s: %v", id, err)
+	}
+	return pathOnly(rsp.GetPublishContext())
+}
+
+// pathOnly keeps the data directory of a publish context and leaves the tenant's identity
+// out: these tests mount with the backend config's credentials, as their repairs without
+// a key at rest need (test/isolation stages with the identity).
+func pathOnly(pc map[string]string) map[string]string {
+	return map[string]string{cephfs.PublishContextRootPath: pc[cephfs.PublishContextRootPath]}
+}
+
 // createAndStage creates a volume through the driver and stages it.
 func createAndStage(t *testing.T, e *env, d *driver.Driver, name string, size int64) staged {
 	ctx := ctxT(t)
@@ -63,7 +84,7 @@ func createAndStage(t *testing.T, e *env, d *driver.Driver, name string, size in
 	s := staged{id: resp.Volume.VolumeId, staging: filepath.Join(t.TempDir(), "staging"), vol: resp.Volume}
 	t.Cleanup(func() { d.DeleteVolume(ctxT(t), &csi.DeleteVolumeRequest{VolumeId: s.id}) })
 	if _, err := d.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: s.id, StagingTargetPath: s.staging,
-		VolumeCapability: mountCap, VolumeContext: resp.Volume.VolumeContext}); err != nil {
+		VolumeCapability: mountCap, VolumeContext: resp.Volume.VolumeContext, PublishContext: attach(t, d, s.id, resp.Volume.VolumeContext)}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unstage(t, d, s) })

@@ -41,7 +41,7 @@ func TestCephFSRealRepairStagedRebindsTargets(t *testing.T) {
 	}
 	s := staged{id: resp.Volume.VolumeId, staging: filepath.Join(dir, "globalmount"), vol: resp.Volume}
 	if _, err := d.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: s.id, StagingTargetPath: s.staging,
-		VolumeCapability: mountCap, VolumeContext: resp.Volume.VolumeContext}); err != nil {
+		VolumeCapability: mountCap, VolumeContext: resp.Volume.VolumeContext, PublishContext: attach(t, d, s.id, resp.Volume.VolumeContext)}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unstage(t, d, s) })

@@ -176,8 +176,15 @@ func writeAndRead(t *testing.T, v *tenantVolume, name string) {
 // The node plugin has no key of its own: a stage without a published identity is refused.
 func (p *plugins) nodeHasNoKey(t *testing.T, v *tenantVolume) {
 	t.Helper()
+	// The publish context without the identity (a CephFS volume's data directory stays).
+	pc := map[string]string{}
+	for k, val := range v.pc {
+		if k != ceph.PublishContextUser && k != ceph.PublishContextKey {
+			pc[k] = val
+		}
+	}
 	_, err := p.node.Node().NodeStageVolume(ctxT(t), &csi.NodeStageVolumeRequest{VolumeId: v.vol.VolumeId,
-		StagingTargetPath: filepath.Join(t.TempDir(), "staging"), VolumeCapability: mountRWO, VolumeContext: v.vol.VolumeContext})
+		StagingTargetPath: filepath.Join(t.TempDir(), "staging"), VolumeCapability: mountRWO, VolumeContext: v.vol.VolumeContext, PublishContext: pc})
 	if err == nil || !strings.Contains(err.Error(), "no Ceph credentials") {
 		t.Fatalf("stage without a published identity: %v; want the node to have no key of its own", err)
 	}
