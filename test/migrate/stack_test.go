@@ -181,6 +181,15 @@ func (s *stack) stage(v *backend.Volume, readOnly bool) (string, func()) {
 	if v.ID.Backend == cephfsBackend {
 		// ceph-fuse hides POSIX ACLs unless told to serve them (the class's fuseMountOptions).
 		vc["fuseMountOptions"] = "client_acl_type=posix_acl"
+		if vc["rootPath"] == "" {
+			// A new volume's context names no data directory (a node gets it from
+			// ControllerPublishVolume); the controller's GetVolume does.
+			got, err := s.b.Controllers[v.ID.Backend].GetVolume(ctxT(s.t), v.ID, nil)
+			if err != nil {
+				s.t.Fatalf("get %s: %v", v.ID, err)
+			}
+			vc["rootPath"] = got.Context["rootPath"]
+		}
 	}
 	req := &backend.StageRequest{ID: v.ID, StagingPath: staging, Context: vc}
 	if readOnly {
