@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	librbd "github.com/ceph/go-ceph/rbd"
 
@@ -885,5 +887,52 @@ func TestCreateVolumeDiscardsTheImageWhenTheIdentityFails(t *testing.T) {
 	}
 	if _, ok := f.auth.Get("client." + user); !ok {
 		t.Error("no identity after the retry")
+	}
+}
+
+// gatedMon holds the mon's answers until every create of a burst waits on it, or, when
+// fewer do (the others wait for one setup), until a while after the burst's images exist.
+type gatedMon struct {
+	*fakeCluster
+	waiting atomic.Int32
+	release chan struct{}
+}
+
+func (g *gatedMon) MonCommand(buf []byte) ([]byte, string, error) {
+	g.waiting.Add(1)
+	<-g.release
+	return g.fakeCluster.MonCommand(buf)
+}
+
+// A burst of a new tenant's first creates makes the tenant's identity once: one read and
+// one auth get-or-create, not one each per create queued on the mon.
+func TestBurstOfFirstCreatesMakesTheIdentityOnce(t *testing.T) {
+	f := newFakeCluster()
+	g := &gatedMon{fakeCluster: f, release: make(chan struct{})}
+	cfg := Config{Pool: "rbd", Cluster: ceph.Cluster{ClusterID: "c1", Monitors: []string{"10.0.0.5:6789"}}}
+	c := newController("rbd1", cfg, func(context.Context, map[string]string) (connection, error) { return g, nil })
+	const burst = 8
+	var wg sync.WaitGroup
+	for i := 0; i < burst; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.CreateVolume(context.Background(), volReq(fmt.Sprintf("pvc-%d", i), gib)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for g.waiting.Load() < burst && f.count("CreateImage") < burst && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	for end := time.Now().Add(200 * time.Millisecond); g.waiting.Load() < burst && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
+	close(g.release)
+	wg.Wait()
+	// The identity is read (auth get) and made (auth get-or-create) once.
+	if n := f.count("MonCommand"); n != 2 {
+		t.Errorf("a burst of %d first creates sent %d mon commands, want 2: %v", burst, n, f.calls)
 	}
 }
