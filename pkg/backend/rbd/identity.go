@@ -141,11 +141,6 @@ func (c *Controller) markDeleting(tenant, pool, name string) func() {
 	}
 }
 
-// listImagesLeft runs imagesLeft beside another call.
-func (c *Controller) listImagesLeft(conn cluster, tenant string) *beside[bool] {
-	return start(func() (bool, error) { return c.imagesLeft(conn, tenant) })
-}
-
 var errStopWalk = backend.Errorf(backend.Internal, "stop")
 
 // RotateTenantKey gives the tenant's identity on this backend a new key and revokes the

@@ -209,14 +209,15 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 			return err
 		}
 		// The tenant's identity goes with its last image: whether it has others is read
-		// while the image moves to the trash, and the identity removed while its purge is
-		// queued.
-		others := c.listImagesLeft(conn, id.Tenant)
-		defer others.wait()
+		// once the image has moved to the trash, while its purge is queued, and the
+		// identity removed then.
 		return trashImage(conn, io, pool, volumeNamespace(id), name, st.watches.id, func() error {
-			left, lerr := others.wait()
-			if lerr != nil || volumeNamespace(id) != id.Tenant {
-				return nil // read again after the move
+			if volumeNamespace(id) != id.Tenant {
+				return nil // adopted outside the tenant's namespace: dropIdentityIfLast reads
+			}
+			left, lerr := c.imagesLeft(conn, id.Tenant)
+			if lerr != nil {
+				return nil // dropIdentityIfLast reads again
 			}
 			identityDone = true
 			if left {
