@@ -123,7 +123,7 @@ func (c *Controller) dropIdentityIfLast(s *session, ref volumeRef) error {
 		return err
 	}
 	// The tenant's next first volume makes the identity again; its group stays.
-	c.identities.forgetSuffix("/" + ref.group)
+	c.identities.ForgetSuffix("/" + ref.group)
 	return nil
 }
 

@@ -2,91 +2,16 @@ package cephfs
 
 import (
 	"context"
-	"strings"
-	"sync"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 )
 
-// tenantSetup runs the once-per-tenant setup of a create (the tenant's subvolume group, its
-// identity) once per key among concurrent creates, and remembers a success until it is
-// forgotten: a burst of a tenant's first creates sends the mgr one group create and waits
-// for it, instead of one each, which the single-threaded mgr volumes module would serve
-// one after the other before any subvolume. A failure is not remembered: the next caller
-// tries again. The zero value is ready to use.
-type tenantSetup struct {
-	mu   sync.Mutex
-	runs map[string]*setupRun
-}
+// tenantSetup is backend.TenantSetup (the subvolume group and the identity, made once per
+// tenant among concurrent creates) under the names this package's calls use.
+type tenantSetup struct{ backend.TenantSetup }
 
-type setupRun struct {
-	done  chan struct{} // closed when fn has returned; value and err are set then
-	value string
-	err   error
-}
-
-// do returns key's remembered value, or runs fn for it (once among concurrent callers). A
-// caller whose run failed in another request tries itself, under its own deadline.
 func (t *tenantSetup) do(ctx context.Context, key string, fn func() (string, error)) (string, error) {
-	for {
-		t.mu.Lock()
-		if t.runs == nil {
-			t.runs = map[string]*setupRun{}
-		}
-		r, running := t.runs[key]
-		if !running {
-			r = &setupRun{done: make(chan struct{})}
-			t.runs[key] = r
-		}
-		t.mu.Unlock()
-		if !running {
-			t.run(key, r, fn)
-			return r.value, r.err
-		}
-		select {
-		case <-r.done:
-		case <-ctx.Done():
-			return "", backend.NotStarted(ctx.Err())
-		}
-		if r.err == nil {
-			return r.value, nil
-		}
-	}
+	return t.Do(ctx, key, fn)
 }
 
-func (t *tenantSetup) run(key string, r *setupRun, fn func() (string, error)) {
-	r.err = errPanicked
-	defer func() {
-		if r.err != nil {
-			t.mu.Lock()
-			if t.runs[key] == r {
-				delete(t.runs, key)
-			}
-			t.mu.Unlock()
-		}
-		close(r.done)
-	}()
-	r.value, r.err = fn()
-}
-
-// errPanicked is what waiters see of a run whose fn panicked (the driver's recovery
-// interceptor answers the request that ran it).
-var errPanicked = backend.Errorf(backend.Internal, "tenant setup panicked")
-
-// forget drops key's remembered value; a run in progress still answers its waiters.
-func (t *tenantSetup) forget(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.runs, key)
-}
-
-// forgetSuffix drops every key ending in suffix.
-func (t *tenantSetup) forgetSuffix(suffix string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for k := range t.runs {
-		if strings.HasSuffix(k, suffix) {
-			delete(t.runs, k)
-		}
-	}
-}
+func (t *tenantSetup) forget(key string) { t.Forget(key) }

@@ -25,15 +25,17 @@ type Controller struct {
 	// deadline passes first, and mgr and mon commands run on that handle inside that Do.
 	storage backend.Storage[connection]
 
-	// namespaces remembers RADOS namespaces known to exist ("pool/ns"), saving a round trip
-	// per CreateVolume; a namespace removed behind our back is re-created on ENOENT.
+	// namespaces makes or checks the tenant's RADOS namespace of a pool ("pool/ns") once
+	// among concurrent creates and remembers it, saving a round trip per CreateVolume; a
+	// namespace removed behind our back is re-created on ENOENT.
+	namespaces backend.TenantSetup
+	// identities makes or checks the tenant identity with a grant on a pool
+	// ("pool/tenant") once among concurrent creates and remembers it, saving a mon command
+	// per CreateVolume; forgotten when this controller removes the identity. One removed
+	// behind our back is made again by the volume's publish, which always checks it (it
+	// hands the key to the node).
+	identities backend.TenantSetup
 	mu         sync.Mutex
-	namespaces map[string]bool
-	// identities remembers the tenant identities made or checked with a grant on a pool
-	// ("pool/tenant"), saving a mon command per CreateVolume; forgotten when this
-	// controller removes the identity. One removed behind our back is made again by the
-	// volume's publish, which always checks it (it hands the key to the node).
-	identities map[string]bool
 	// deleting counts the DeleteVolume calls in progress per image ("tenant/pool/image"):
 	// the search for a tenant's other images counts those as gone.
 	deleting map[string]int
@@ -83,7 +85,7 @@ func newController(name string, cfg Config, connect func(context.Context, map[st
 		Address: monitors,
 		Connect: connect,
 	}
-	return &Controller{name: name, cfg: cfg, storage: storage, namespaces: map[string]bool{}, identities: map[string]bool{}, deleting: map[string]int{}, taskWait: defaultTaskWait}
+	return &Controller{name: name, cfg: cfg, storage: storage, deleting: map[string]int{}, taskWait: defaultTaskWait}
 }
 
 func (c *Controller) Name() string { return c.name }

@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	librbd "github.com/ceph/go-ceph/rbd"
 
@@ -770,8 +772,8 @@ func TestPublishAdoptedImageOutsideTheTenantNamespace(t *testing.T) {
 
 // The tenant's identity is made with its first volume and removed with its last. A create
 // asks the mon only until the identity is known (a mon command each, in a burst of creates,
-// queues on the mon); a delete reads whether other images are left while the image moves
-// to the trash, and reads again after the move only when it found some.
+// queues on the mon); a delete reads whether other images are left once the image has
+// moved to the trash, beside the queueing of its purge, and only once.
 func TestTenantIdentityFollowsItsVolumes(t *testing.T) {
 	c, f := newFakeController(t)
 	ctx := context.Background()
@@ -805,7 +807,7 @@ func TestTenantIdentityFollowsItsVolumes(t *testing.T) {
 		t.Fatal("the identity stayed after the tenant's last volume")
 	}
 	if n := f.count("ListPools"); n != 1 {
-		t.Errorf("the delete of the last volume looked for the tenant's images %d times, want once (beside the trash move): %v", n, f.calls)
+		t.Errorf("the delete of the last volume looked for the tenant's images %d times, want once: %v", n, f.calls)
 	}
 	// Made again with the next first volume: this controller forgot it when it removed it.
 	v3 := mustCreate(t, c, volReq("pvc-3", gib))
@@ -885,5 +887,108 @@ func TestCreateVolumeDiscardsTheImageWhenTheIdentityFails(t *testing.T) {
 	}
 	if _, ok := f.auth.Get("client." + user); !ok {
 		t.Error("no identity after the retry")
+	}
+}
+
+// gatedMon holds the mon's answers until every create of a burst waits on it, or, when
+// fewer do (the others wait for one setup), until a while after the burst's images exist.
+type gatedMon struct {
+	*fakeCluster
+	waiting atomic.Int32
+	release chan struct{}
+}
+
+func (g *gatedMon) MonCommand(buf []byte) ([]byte, string, error) {
+	g.waiting.Add(1)
+	<-g.release
+	return g.fakeCluster.MonCommand(buf)
+}
+
+// A burst of a new tenant's first creates makes the tenant's identity once: one read and
+// one auth get-or-create, not one each per create queued on the mon.
+func TestBurstOfFirstCreatesMakesTheIdentityOnce(t *testing.T) {
+	f := newFakeCluster()
+	g := &gatedMon{fakeCluster: f, release: make(chan struct{})}
+	cfg := Config{Pool: "rbd", Cluster: ceph.Cluster{ClusterID: "c1", Monitors: []string{"10.0.0.5:6789"}}}
+	c := newController("rbd1", cfg, func(context.Context, map[string]string) (connection, error) { return g, nil })
+	const burst = 8
+	var wg sync.WaitGroup
+	for i := 0; i < burst; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.CreateVolume(context.Background(), volReq(fmt.Sprintf("pvc-%d", i), gib)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for g.waiting.Load() < burst && f.count("CreateImage") < burst && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	for end := time.Now().Add(200 * time.Millisecond); g.waiting.Load() < burst && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
+	close(g.release)
+	wg.Wait()
+	// The identity is read (auth get) and made (auth get-or-create) once.
+	if n := f.count("MonCommand"); n != 2 {
+		t.Errorf("a burst of %d first creates sent %d mon commands, want 2: %v", burst, n, f.calls)
+	}
+}
+
+// gatedMove holds every move to the trash until released.
+type gatedMove struct {
+	*fakeCluster
+	moving  chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedMove) OpenPool(name string) (ioctx, error) {
+	io, err := g.fakeCluster.OpenPool(name)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedMoveIO{io, g}, nil
+}
+
+type gatedMoveIO struct {
+	ioctx
+	g *gatedMove
+}
+
+func (io *gatedMoveIO) TrashImage(name string) error {
+	io.g.moving <- struct{}{}
+	<-io.g.release
+	return io.ioctx.TrashImage(name)
+}
+
+// The move to the trash, a delete's longest call, runs alone: the trash listing and the
+// search for the tenant's other images wait until it is done (on a busy OSD they slowed
+// the move by more than they saved).
+func TestDeleteMovesToTheTrashAlone(t *testing.T) {
+	f := newFakeCluster()
+	g := &gatedMove{fakeCluster: f, moving: make(chan struct{}), release: make(chan struct{})}
+	cfg := Config{Pool: "rbd", Cluster: ceph.Cluster{ClusterID: "c1", Monitors: []string{"10.0.0.5:6789"}}}
+	c := newController("rbd1", cfg, func(context.Context, map[string]string) (connection, error) { return g, nil })
+	c.SetTaskWait(0)
+	v := mustCreate(t, c, volReq("pvc-1", gib))
+	done := make(chan error, 1)
+	go func() { done <- c.DeleteVolume(context.Background(), v.ID, nil) }()
+	<-g.moving
+	f.resetCalls()
+	for end := time.Now().Add(200 * time.Millisecond); len(f.snapshotCalls()) == 0 && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
+	during := f.snapshotCalls()
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(during) > 0 {
+		t.Errorf("calls made while the image moved to the trash: %v", during)
+	}
+	if f.image("rbd", "t1", imageName(v.ID.Hash)) != nil || len(f.trashed("rbd", "t1")) != 0 {
+		t.Error("the image or its trash entry is left")
 	}
 }

@@ -1047,3 +1047,10 @@ func (f *fakeCluster) watch(img *fakeImage, id int64, addr string, live bool) {
 	defer f.mu.Unlock()
 	img.watchers = append(img.watchers, fakeWatcher{w: librbd.ImageWatcher{Id: id, Cookie: uint64(id), Addr: addr}, live: live})
 }
+
+// snapshotCalls copies the calls logged so far.
+func (f *fakeCluster) snapshotCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}

@@ -3,7 +3,6 @@ package rbd
 import (
 	"context"
 	"regexp"
-	"strings"
 
 	"k8s.io/klog/v2"
 
@@ -67,44 +66,33 @@ func (c *Controller) publishIdentity(ctx context.Context, id volid.Volume, secre
 }
 
 // knownIdentity is ensureIdentity for CreateVolume: the mon is asked only the first time
-// a tenant gets a volume in a pool, and again after this controller removed the identity.
-func (c *Controller) knownIdentity(conn cluster, pool, tenant string) error {
-	key := pool + "/" + tenant
-	if c.known(c.identities, key) {
-		return nil
-	}
-	if _, err := c.ensureIdentity(conn, pool, tenant); err != nil {
-		return err
-	}
-	c.remember(c.identities, key)
-	return nil
+// a tenant gets a volume in a pool (once among concurrent creates), and again after this
+// controller removed the identity.
+func (c *Controller) knownIdentity(ctx context.Context, conn cluster, pool, tenant string) error {
+	_, err := c.identities.Do(ctx, pool+"/"+tenant, func() (string, error) {
+		_, err := c.ensureIdentity(conn, pool, tenant)
+		return "", err
+	})
+	return err
 }
 
 // startIdentity runs knownIdentity beside the image's creation.
-func (c *Controller) startIdentity(conn cluster, pool, tenant string) *beside[struct{}] {
-	return start(func() (struct{}, error) { return struct{}{}, c.knownIdentity(conn, pool, tenant) })
+func (c *Controller) startIdentity(ctx context.Context, conn cluster, pool, tenant string) *beside[struct{}] {
+	return start(func() (struct{}, error) { return struct{}{}, c.knownIdentity(ctx, conn, pool, tenant) })
 }
 
-// removeIdentity removes the tenant's identity and forgets it was known.
-func (c *Controller) removeIdentity(conn cluster, tenant string) error {
-	user, err := ceph.IdentityUser(c.name, tenant)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	for key := range c.identities {
-		if strings.HasSuffix(key, "/"+tenant) {
-			delete(c.identities, key)
-		}
-	}
-	c.mu.Unlock()
+// removeIdentity removes the tenant's identity, its cephx user (ceph.IdentityUser), and
+// forgets it was known on every pool.
+func (c *Controller) removeIdentity(conn cluster, user, tenant string) error {
+	c.identities.ForgetSuffix("/" + tenant)
 	return ceph.RemoveIdentity(conn, user)
 }
 
 // dropIdentityIfLast removes the tenant's identity once its last image on this backend is
 // gone. A publish racing with it makes the identity again (publishIdentity).
 func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secrets map[string]string) error {
-	if _, err := ceph.IdentityUser(c.name, tenant); err != nil {
+	user, err := ceph.IdentityUser(c.name, tenant)
+	if err != nil {
 		return err
 	}
 	return c.storage.Do(ctx, secrets, func(conn connection) error {
@@ -112,7 +100,7 @@ func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secr
 		if err != nil || left {
 			return err
 		}
-		return c.removeIdentity(conn, tenant)
+		return c.removeIdentity(conn, user, tenant)
 	})
 }
 
@@ -151,11 +139,6 @@ func (c *Controller) markDeleting(tenant, pool, name string) func() {
 		}
 		c.mu.Unlock()
 	}
-}
-
-// listImagesLeft runs imagesLeft beside another call.
-func (c *Controller) listImagesLeft(conn cluster, tenant string) *beside[bool] {
-	return start(func() (bool, error) { return c.imagesLeft(conn, tenant) })
 }
 
 var errStopWalk = backend.Errorf(backend.Internal, "stop")

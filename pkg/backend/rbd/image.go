@@ -1,6 +1,7 @@
 package rbd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -53,43 +54,25 @@ func openVolumePool(conn cluster, id volid.Volume) (ioctx, string, error) {
 	return io, pool, nil
 }
 
-func (c *Controller) ensureNamespace(io ioctx, pool, ns string) error {
-	key := pool + "/" + ns
-	if c.known(c.namespaces, key) {
-		return nil
-	}
-	ok, err := io.NamespaceExists(ns)
-	if err != nil && !isNotFound(err) {
-		return classify(err, fmt.Sprintf("check RADOS namespace %s/%s", pool, ns))
-	}
-	if !ok {
-		if err := io.CreateNamespace(ns); err != nil && !errors.Is(err, librbd.ErrExist) {
-			return classify(err, fmt.Sprintf("create RADOS namespace %s/%s for the tenant (is the pool initialised with rbd pool init?)", pool, ns))
+// ensureNamespace makes the tenant's RADOS namespace of pool, once per controller among
+// concurrent creates.
+func (c *Controller) ensureNamespace(ctx context.Context, io ioctx, pool, ns string) error {
+	_, err := c.namespaces.Do(ctx, pool+"/"+ns, func() (string, error) {
+		ok, err := io.NamespaceExists(ns)
+		if err != nil && !isNotFound(err) {
+			return "", classify(err, fmt.Sprintf("check RADOS namespace %s/%s", pool, ns))
 		}
-	}
-	c.remember(c.namespaces, key)
-	return nil
+		if !ok {
+			if err := io.CreateNamespace(ns); err != nil && !errors.Is(err, librbd.ErrExist) {
+				return "", classify(err, fmt.Sprintf("create RADOS namespace %s/%s for the tenant (is the pool initialised with rbd pool init?)", pool, ns))
+			}
+		}
+		return "", nil
+	})
+	return err
 }
 
-// known says whether key is in one of the controller's sets of things known to exist;
-// remember adds it.
-func (c *Controller) known(set map[string]bool, key string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return set[key]
-}
-
-func (c *Controller) remember(set map[string]bool, key string) {
-	c.mu.Lock()
-	set[key] = true
-	c.mu.Unlock()
-}
-
-func (c *Controller) forgetNamespace(pool, ns string) {
-	c.mu.Lock()
-	delete(c.namespaces, pool+"/"+ns)
-	c.mu.Unlock()
-}
+func (c *Controller) forgetNamespace(pool, ns string) { c.namespaces.Forget(pool + "/" + ns) }
 
 // imageState is what a volume's image says about itself.
 type imageState struct {

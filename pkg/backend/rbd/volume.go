@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -38,12 +39,12 @@ func (c *Controller) CreateVolume(ctx context.Context, req *backend.VolumeReques
 		if req.LimitBytes > 0 && int64(srcSize) > req.LimitBytes {
 			return backend.Errorf(backend.OutOfRange, "content source is %d bytes, over limit_bytes %d", srcSize, req.LimitBytes)
 		}
-		if err := c.ensureNamespace(io, opts.Pool, req.Tenant); err != nil {
+		if err := c.ensureNamespace(ctx, io, opts.Pool, req.Tenant); err != nil {
 			return err
 		}
 		// The tenant's identity is made (a mon write, the tenant's first volume) while the
 		// image is; a fresh image is recorded only once the identity is there.
-		identity := c.startIdentity(conn, opts.Pool, req.Tenant)
+		identity := c.startIdentity(ctx, conn, opts.Pool, req.Tenant)
 		ready := func() error { _, err := identity.wait(); return err }
 		rec, cur, err := c.provision(ctx, conn, io, name, uint64(size), opts, req, ready)
 		if ierr := ready(); err == nil {
@@ -208,20 +209,25 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 			return err
 		}
 		// The tenant's identity goes with its last image: whether it has others is read
-		// while the image moves to the trash, and the identity removed while its purge is
-		// queued.
-		others := c.listImagesLeft(conn, id.Tenant)
-		defer others.wait()
+		// once the image has moved to the trash, while its purge is queued, and the
+		// identity removed then.
 		return trashImage(conn, io, pool, volumeNamespace(id), name, st.watches.id, func() error {
-			left, lerr := others.wait()
-			if lerr != nil || volumeNamespace(id) != id.Tenant {
-				return nil // read again after the move
+			if volumeNamespace(id) != id.Tenant {
+				return nil // adopted outside the tenant's namespace: dropIdentityIfLast reads
+			}
+			left, lerr := c.imagesLeft(conn, id.Tenant)
+			if lerr != nil {
+				return nil // dropIdentityIfLast reads again
 			}
 			identityDone = true
 			if left {
 				return nil
 			}
-			return c.removeIdentity(conn, id.Tenant)
+			user, err := ceph.IdentityUser(c.name, id.Tenant)
+			if err != nil {
+				return err
+			}
+			return c.removeIdentity(conn, user, id.Tenant)
 		})
 	})
 }
