@@ -280,23 +280,37 @@ func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest,
 	return vol, job, err
 }
 
-// createNew makes a new volume in three requests: the directory with its request record,
-// its quota and its export, none of which can exist before the directory. It returns nil
-// without error when the directory exists already (a retry, or a concurrent create).
+// createNew makes a new volume in three requests and two round trips: the directory with
+// its request record, then its quota and its export at once (each needs only the
+// directory; the export lets nobody in before a publish, so it may come before the quota).
+// It returns nil without error when the directory exists already (a retry, or a
+// concurrent create).
 func (c *Controller) createNew(ctx context.Context, a array, req *backend.VolumeRequest, z accessZone, dir string, size int64) (*Export, error) {
 	made, err := a.CreateDir(ctx, dir, volumeMode, record(req, size, ""))
 	if err != nil || !made {
 		return nil, err
 	}
-	if err := a.CreateDirQuota(ctx, dir, size); err != nil {
-		// A 409 may be a transient conflict as well as a duplicate: look, as a retry would.
-		if err := c.ensureQuota(ctx, a, dir, size); err != nil {
-			return nil, err
-		}
-	}
 	e := &Export{Zone: z.name, Path: dir, ReadOnlyClients: []string{NoAccessClient}, SquashesRoot: true}
-	if e.ID, err = a.CreateExport(ctx, *e); err != nil {
-		return c.ensureExport(ctx, a, z, dir)
+	quotaErr, exportErr := atOnce(func() error {
+		if err := a.CreateDirQuota(ctx, dir, size); err != nil {
+			// A 409 may be a transient conflict as well as a duplicate: look, as a retry would.
+			return c.ensureQuota(ctx, a, dir, size)
+		}
+		return nil
+	}, func() error {
+		id, err := a.CreateExport(ctx, *e)
+		if err != nil {
+			e, err = c.ensureExport(ctx, a, z, dir)
+			return err
+		}
+		e.ID = id
+		return nil
+	})
+	if quotaErr != nil {
+		return nil, quotaErr
+	}
+	if exportErr != nil {
+		return nil, exportErr
 	}
 	return e, nil
 }
@@ -486,13 +500,29 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	}
 	return c.storage.Do(ctx, secrets, func(a client) error {
 		// Only a clone, or a volume whose directory is gone (a clone cut short, or a
-		// retried delete), can have left a temporary copy or snapshot behind.
-		attrs, err := a.Attrs(ctx, dir)
-		if err != nil && !backend.IsNotFound(err) {
+		// retried delete), can have left a temporary copy or snapshot behind. The record
+		// and the export are looked up at once.
+		var attrs map[string]string
+		var e *Export
+		attrsErr, exportErr := atOnce(func() error {
+			var err error
+			if attrs, err = a.Attrs(ctx, dir); backend.IsNotFound(err) {
+				return err // no record: the clone leftovers are looked for below
+			}
 			return err
+		}, func() error {
+			var err error
+			e, err = a.ExportOf(ctx, z.name, dir)
+			return err
+		})
+		if attrsErr != nil && !backend.IsNotFound(attrsErr) {
+			return attrsErr
 		}
-		mayHaveClone := err != nil || attrs[attrSource] != ""
-		if err := c.removeVolume(ctx, a, z, dir); err != nil {
+		if exportErr != nil {
+			return exportErr
+		}
+		mayHaveClone := attrsErr != nil || attrs[attrSource] != ""
+		if err := c.removeVolume(ctx, a, z, dir, e); err != nil {
 			return err
 		}
 		if !mayHaveClone {
@@ -502,19 +532,29 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	})
 }
 
-// removeVolume removes a volume directory's export, quota and the directory.
-func (c *Controller) removeVolume(ctx context.Context, a array, z accessZone, dir string) error {
-	e, err := a.ExportOf(ctx, z.name, dir)
-	if err != nil {
-		return err
-	}
-	if e != nil {
+// removeVolume removes a volume directory's export e (nil: it has none) and its quota, at
+// once, and then the directory: no export outlives its directory, and access ends before
+// data goes. Absent objects count as removed.
+func (c *Controller) removeVolume(ctx context.Context, a array, z accessZone, dir string, e *Export) error {
+	exportErr, quotaErr := atOnce(func() error {
+		if e == nil {
+			return nil
+		}
 		if err := a.DeleteExport(ctx, z.name, e.ID); err != nil && !backend.IsNotFound(err) {
 			return err
 		}
+		return nil
+	}, func() error {
+		if err := a.DeleteDirQuota(ctx, dir); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
+	if exportErr != nil {
+		return exportErr
 	}
-	if err := a.DeleteDirQuota(ctx, dir); err != nil && !backend.IsNotFound(err) {
-		return err
+	if quotaErr != nil {
+		return quotaErr
 	}
 	if err := a.RemoveAll(ctx, dir); err != nil && !backend.IsNotFound(err) {
 		return err
