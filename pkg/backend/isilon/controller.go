@@ -468,6 +468,12 @@ func (c *Controller) ensureExport(ctx context.Context, a array, z accessZone, di
 	if err != nil {
 		return nil, err
 	}
+	return c.settleExport(ctx, a, z, dir, e)
+}
+
+// settleExport is ensureExport once the export e was looked up (nil: none was found).
+func (c *Controller) settleExport(ctx context.Context, a array, z accessZone, dir string, e *Export) (*Export, error) {
+	var err error
 	if e != nil {
 		if !e.SquashesRoot {
 			if err := a.SquashRoot(ctx, z.name, e.ID); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -177,5 +178,37 @@ func TestDeleteAsksTogetherWhatDoesNotDependOnEachOther(t *testing.T) {
 	}
 	if _, ok := f.dirs[dir]; ok || f.quotas[dir] != nil || len(f.exports) != 0 {
 		t.Fatalf("delete left the directory, quota or export")
+	}
+}
+
+// A publish and an unpublish read the volume's grant records and look its export up at
+// once: the export's update needs both, neither needs the other.
+func TestPublishLooksUpRecordAndExportAtOnce(t *testing.T) {
+	ctx := context.Background()
+	c, f, _ := testController(t)
+	v, err := c.CreateVolume(ctx, req("pvc-1", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := "/ifs/data/sh/shop/csi-vol-" + volid.Hash("pvc-1")
+	node := backend.Node{Name: "n1", Address: "192.0.2.10"}
+	for _, op := range []string{"publish", "unpublish"} {
+		apart := inFlightTogether(f, []string{"Attrs " + dir, "ExportOf " + dir + " in System"})
+		if op == "publish" {
+			_, err = c.PublishVolume(ctx, v.ID, node, backend.PublishAccess{}, v.Context, goodSecrets)
+		} else {
+			err = c.UnpublishVolume(ctx, v.ID, node, goodSecrets)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := apart(); len(m) > 0 {
+			t.Fatalf("%s: %q", op, m)
+		}
+		for _, e := range f.exports {
+			if granted := slices.Contains(e.Clients, node.Address); granted != (op == "publish") {
+				t.Fatalf("after %s the export's clients are %q", op, e.Clients)
+			}
+		}
 	}
 }
