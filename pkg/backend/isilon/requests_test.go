@@ -19,22 +19,29 @@ func (f *fakeArray) takeCalls() []string {
 	return out
 }
 
+// tenantMade is a controller whose tenant "shop" is made (a first volume), with the
+// fake's calls so far dropped, and the directory volume "pvc-1" will have.
+func tenantMade(t *testing.T) (*Controller, *fakeArray, string) {
+	t.Helper()
+	c, f, _ := testController(t)
+	if _, err := c.CreateVolume(context.Background(), req("pvc-0", 100)); err != nil {
+		t.Fatal(err)
+	}
+	f.takeCalls()
+	return c, f, "/ifs/data/sh/shop/csi-vol-" + volid.Hash("pvc-1")
+}
+
 // A new volume costs three Platform API requests once its tenant is known (issue 15): the
 // directory with its record, its quota, its export. A retry finds and checks all three
 // and changes nothing; a plain volume's delete skips the clone leftovers' lookups and
 // removes the quota by its path (five requests).
 func TestCreateVolumeRequests(t *testing.T) {
 	ctx := context.Background()
-	c, f, _ := testController(t)
-	if _, err := c.CreateVolume(ctx, req("pvc-0", 100)); err != nil { // makes the tenant
-		t.Fatal(err)
-	}
-	f.takeCalls()
+	c, f, dir := tenantMade(t)
 	v, err := c.CreateVolume(ctx, req("pvc-1", 100))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := "/ifs/data/sh/shop/csi-vol-" + volid.Hash("pvc-1")
 	// The quota and the export are asked for at once, in either order.
 	if got, want := inOrder(f.takeCalls(), 1, 3), []string{"CreateDir " + dir, "CreateDirQuota " + dir, "CreateExport " + dir + " in System"}; !slices.Equal(got, want) {
 		t.Fatalf("create made requests %q, want %q", got, want)
@@ -136,11 +143,7 @@ func inFlightTogether(f *fakeArray, groups ...[]string) (apart func() []string) 
 // 3 x 5 ms x 128 / 32 = 60 ms).
 func TestCreateAsksForQuotaAndExportAtOnce(t *testing.T) {
 	ctx := context.Background()
-	c, f, _ := testController(t)
-	if _, err := c.CreateVolume(ctx, req("pvc-0", 100)); err != nil { // makes the tenant
-		t.Fatal(err)
-	}
-	dir := "/ifs/data/sh/shop/csi-vol-" + volid.Hash("pvc-1")
+	c, f, dir := tenantMade(t)
 	apart := inFlightTogether(f, []string{"CreateDirQuota " + dir, "CreateExport " + dir + " in System"})
 	if _, err := c.CreateVolume(ctx, req("pvc-1", 100)); err != nil {
 		t.Fatal(err)
