@@ -31,6 +31,18 @@ func tenantMade(t *testing.T) (*Controller, *fakeArray, string) {
 	return c, f, "/ifs/data/sh/shop/csi-vol-" + volid.Hash("pvc-1")
 }
 
+// volumeMade is tenantMade with volume "pvc-1" made, and the fake's calls dropped.
+func volumeMade(t *testing.T) (*Controller, *fakeArray, *backend.Volume, string) {
+	t.Helper()
+	c, f, dir := tenantMade(t)
+	v, err := c.CreateVolume(context.Background(), req("pvc-1", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.takeCalls()
+	return c, f, v, dir
+}
+
 // A new volume costs three Platform API requests once its tenant is known (issue 15): the
 // directory with its record, its quota, its export. A retry finds and checks all three
 // and changes nothing; a plain volume's delete skips the clone leftovers' lookups and
@@ -161,13 +173,7 @@ func TestCreateAsksForQuotaAndExportAtOnce(t *testing.T) {
 // trips instead of five.
 func TestDeleteAsksTogetherWhatDoesNotDependOnEachOther(t *testing.T) {
 	ctx := context.Background()
-	c, f, _ := testController(t)
-	v, err := c.CreateVolume(ctx, req("pvc-1", 100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := "/ifs/data/sh/shop/csi-vol-" + volid.Hash("pvc-1")
-	f.takeCalls()
+	c, f, v, dir := volumeMade(t)
 	apart := inFlightTogether(f, []string{"Attrs " + dir, "ExportOf " + dir + " in System"},
 		[]string{"DeleteExport in System", "DeleteDirQuota " + dir})
 	if err := c.DeleteVolume(ctx, v.ID, goodSecrets); err != nil {
@@ -188,12 +194,8 @@ func TestDeleteAsksTogetherWhatDoesNotDependOnEachOther(t *testing.T) {
 // once: the export's update needs both, neither needs the other.
 func TestPublishLooksUpRecordAndExportAtOnce(t *testing.T) {
 	ctx := context.Background()
-	c, f, _ := testController(t)
-	v, err := c.CreateVolume(ctx, req("pvc-1", 100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := "/ifs/data/sh/shop/csi-vol-" + volid.Hash("pvc-1")
+	c, f, v, dir := volumeMade(t)
+	var err error
 	node := backend.Node{Name: "n1", Address: "192.0.2.10"}
 	for _, op := range []string{"publish", "unpublish"} {
 		apart := inFlightTogether(f, []string{"Attrs " + dir, "ExportOf " + dir + " in System"})
