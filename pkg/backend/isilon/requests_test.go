@@ -185,7 +185,7 @@ func TestDeleteAsksTogetherWhatDoesNotDependOnEachOther(t *testing.T) {
 	if calls := f.takeCalls(); len(calls) != 5 || calls[4] != "RemoveAll "+dir {
 		t.Fatalf("delete made requests %q, want the directory removed last, after its export and quota", calls)
 	}
-	if _, ok := f.dirs[dir]; ok || f.quotas[dir] != nil || len(f.exports) != 0 {
+	if _, ok := f.dirs[dir]; ok || f.quotas[dir] != nil || len(f.exports) != 1 {
 		t.Fatalf("delete left the directory, quota or export")
 	}
 }
@@ -210,10 +210,9 @@ func TestPublishLooksUpRecordAndExportAtOnce(t *testing.T) {
 		if m := apart(); len(m) > 0 {
 			t.Fatalf("%s: %q", op, m)
 		}
-		for _, e := range f.exports {
-			if granted := slices.Contains(e.Clients, node.Address); granted != (op == "publish") {
-				t.Fatalf("after %s the export's clients are %q", op, e.Clients)
-			}
+		e, _ := f.ExportOf(ctx, "System", dir)
+		if e == nil || slices.Contains(e.Clients, node.Address) != (op == "publish") {
+			t.Fatalf("after %s the volume's export is %+v", op, e)
 		}
 	}
 }
