@@ -210,6 +210,7 @@ func TestPublishLooksUpRecordAndExportAtOnce(t *testing.T) {
 		if m := apart(); len(m) > 0 {
 			t.Fatalf("%s: %q", op, m)
 		}
+		f.before = nil
 		e, _ := f.ExportOf(ctx, "System", dir)
 		if e == nil || slices.Contains(e.Clients, node.Address) != (op == "publish") {
 			t.Fatalf("after %s the volume's export is %+v", op, e)
