@@ -117,3 +117,87 @@ func TestConcurrentCreatesOfOneDirectory(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowBodyHoldsNobodyUp: OneFS serves each request in a worker of its own, so a client
+// slow to send a Platform API body (a quota's POST here) holds up no other client. The
+// simulator read such bodies under its one lock: every other request, namespace creates
+// included, waited for the slow client (issue 15).
+func TestSlowBodyHoldsNobodyUp(t *testing.T) {
+	sim, u := newSim(t, nil)
+	for _, d := range []string{"slow", "quick"} {
+		if status, _, b := rawDo(t, http.MethodPut, u+"/namespace/ifs/data/"+d+"?recursive=true", map[string]string{"x-isi-ifs-target-type": "container"}, ""); status != 200 {
+			t.Fatalf("mkdir %s: HTTP %d %s", d, status, b)
+		}
+	}
+	arrived := make(chan struct{})
+	var once sync.Once
+	sim.SetRequestHook(func(r *http.Request) {
+		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/quota/quotas") && r.Header.Get("X-Slow") != "" {
+			once.Do(func() { close(arrived) })
+		}
+	})
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	body, feed := io.Pipe()
+	slow, err := http.NewRequest(http.MethodPost, u+"/platform/1/quota/quotas", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.SetBasicAuth(testUser, testPass)
+	slow.Header.Set("X-Slow", "1")
+	posted := make(chan int, 1)
+	go func() {
+		res, err := hc.Do(slow)
+		if err != nil {
+			t.Error(err)
+			posted <- 0
+			return
+		}
+		res.Body.Close()
+		posted <- res.StatusCode
+	}()
+	go func() { _, _ = feed.Write([]byte(`{"path":"/ifs/data/slow","type":"directory",`)) }()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		feed.Close()
+		t.Fatal("the slow quota request did not arrive within 10s")
+	}
+	time.Sleep(50 * time.Millisecond) // its handler starts on its body
+	type answer struct {
+		what   string
+		status int
+	}
+	answers := make(chan answer, 3)
+	for _, r := range []struct{ what, method, url, body string }{
+		{"a directory", http.MethodPut, "/namespace/ifs/data/quick/dir", ""},
+		{"another quota", http.MethodPost, "/platform/1/quota/quotas", `{"path":"/ifs/data/quick","type":"directory"}`},
+		{"an export", http.MethodPost, "/platform/2/protocols/nfs/exports", `{"paths":["/ifs/data/quick"]}`},
+	} {
+		go func() {
+			status, _, _ := rawDo(t, r.method, u+r.url, map[string]string{"x-isi-ifs-target-type": "container"}, r.body)
+			answers <- answer{r.what, status}
+		}()
+	}
+	timeout := time.After(5 * time.Second)
+	waiting := 3
+wait:
+	for ; waiting > 0; waiting-- {
+		select {
+		case a := <-answers:
+			if a.status != 200 && a.status != 201 {
+				t.Errorf("%s: HTTP %d", a.what, a.status)
+			}
+		case <-timeout:
+			t.Errorf("%d requests of other clients were not answered within 5s while a quota request's body was still arriving", waiting)
+			break wait
+		}
+	}
+	_, _ = feed.Write([]byte(`"thresholds":{"hard":1000}}`))
+	feed.Close()
+	for ; waiting > 0; waiting-- {
+		<-answers
+	}
+	if status := <-posted; status != http.StatusCreated {
+		t.Fatalf("the slow quota request: HTTP %d, want 201", status)
+	}
+}

@@ -6,6 +6,7 @@
 package onefssim
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -474,6 +475,17 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	if !s.authorize(w, r) {
 		return
 	}
+	// A JSON body is read whole before any handler takes a lock, as OneFS's web server
+	// hands a request to a worker of its own: a client slow to send its body must not hold
+	// up the others. Object uploads stream (outside the lock, see nsCreate).
+	if r.Body != nil && r.Body != http.NoBody && r.Header.Get("x-isi-ifs-target-type") != "object" {
+		b, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody+1))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "AEC_BAD_REQUEST", "", "Unable to read the request body: "+err.Error())
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
 	switch {
 	case p == "/namespace" || strings.HasPrefix(p, "/namespace/"):
 		s.handleNamespace(w, r)
@@ -571,10 +583,13 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusMethodNotAllowed, "AEC_METHOD_NOT_ALLOWED", "", "Method "+r.Method+" not allowed on "+r.URL.Path)
 }
 
+// maxJSONBody is the largest JSON body read; more fails to decode.
+const maxJSONBody = 8 << 20
+
 // decodeBody decodes a JSON request body; on failure it writes a 400 and
 // returns false.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody))
 	if err == nil {
 		err = json.Unmarshal(b, v)
 	}

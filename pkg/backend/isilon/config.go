@@ -29,7 +29,8 @@ type Config struct {
 	// new copy into it starts: a copy started by a previous controller may still run on
 	// the array (default "30s").
 	CopySettle string `json:"copySettle,omitempty"`
-	// MaxRequestsInFlight bounds the Platform API requests the backend has open at once;
+	// MaxRequestsInFlight bounds the operations (a create, a publish, a delete...) the
+	// backend has in flight at once, each with at most two Platform API requests open;
 	// 0 means DefaultMaxRequestsInFlight.
 	MaxRequestsInFlight int `json:"maxRequestsInFlight,omitempty"`
 	// Zones are further access zones a StorageClass may pick (parameter accessZone); the

@@ -63,7 +63,8 @@ type connector struct {
 	open func(ctx context.Context, cr credentials) (array, error)
 
 	// slots bounds the operations in flight against the array (isilon.maxRequestsInFlight;
-	// an operation sends its requests one after another).
+	// an operation sends its requests one after another, or two at once where neither
+	// needs the other's answer: atOnce).
 	slots chan struct{}
 
 	mu      sync.Mutex
@@ -279,8 +280,9 @@ func (c *connector) openPAPI(ctx context.Context, cr credentials) (array, error)
 		if err != nil {
 			return nil, classify(err, c.cfg.Endpoint, "connect", c.timeout)
 		}
-		if !keepConnections(cl, cap(c.slots)) {
-			klog.Warningf("isilon %s: cannot raise goisilon's idle connections to %d; requests past 2 in flight, and those after an answer goisilon leaves unread, open new connections", c.cfg.Endpoint, cap(c.slots))
+		// An operation has up to two requests in flight (atOnce).
+		if !keepConnections(cl, 2*cap(c.slots)) {
+			klog.Warningf("isilon %s: cannot raise goisilon's idle connections to %d; requests past 2 in flight, and those after an answer goisilon leaves unread, open new connections", c.cfg.Endpoint, 2*cap(c.slots))
 		}
 		return &goisilon.Client{API: cl}, nil
 	}

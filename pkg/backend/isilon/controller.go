@@ -283,6 +283,10 @@ func (c *Controller) createOnce(ctx context.Context, req *backend.VolumeRequest,
 // createNew makes a new volume in three requests: the directory with its request record,
 // its quota and its export, none of which can exist before the directory. It returns nil
 // without error when the directory exists already (a retry, or a concurrent create).
+// The quota and the export are not asked for at once, though neither needs the other
+// (one round trip less per create): the OneFS simulator enforces a hard quota by making
+// the directory a btrfs subvolume, which leaves an export made before it stale under
+// nfs-ganesha (TestIsilonHardQuotaThroughNFS failed so: NFS3ERR_STALE at mount).
 func (c *Controller) createNew(ctx context.Context, a array, req *backend.VolumeRequest, z accessZone, dir string, size int64) (*Export, error) {
 	made, err := a.CreateDir(ctx, dir, volumeMode, record(req, size, ""))
 	if err != nil || !made {
@@ -454,6 +458,12 @@ func (c *Controller) ensureExport(ctx context.Context, a array, z accessZone, di
 	if err != nil {
 		return nil, err
 	}
+	return c.settleExport(ctx, a, z, dir, e)
+}
+
+// settleExport is ensureExport once the export e was looked up (nil: none was found).
+func (c *Controller) settleExport(ctx context.Context, a array, z accessZone, dir string, e *Export) (*Export, error) {
+	var err error
 	if e != nil {
 		if !e.SquashesRoot {
 			if err := a.SquashRoot(ctx, z.name, e.ID); err != nil {
@@ -486,13 +496,29 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	}
 	return c.storage.Do(ctx, secrets, func(a client) error {
 		// Only a clone, or a volume whose directory is gone (a clone cut short, or a
-		// retried delete), can have left a temporary copy or snapshot behind.
-		attrs, err := a.Attrs(ctx, dir)
-		if err != nil && !backend.IsNotFound(err) {
+		// retried delete), can have left a temporary copy or snapshot behind. The record
+		// and the export are looked up at once.
+		var attrs map[string]string
+		var e *Export
+		attrsErr, exportErr := atOnce(func() error {
+			var err error
+			if attrs, err = a.Attrs(ctx, dir); backend.IsNotFound(err) {
+				return err // no record: the clone leftovers are looked for below
+			}
 			return err
+		}, func() error {
+			var err error
+			e, err = a.ExportOf(ctx, z.name, dir)
+			return err
+		})
+		if attrsErr != nil && !backend.IsNotFound(attrsErr) {
+			return attrsErr
 		}
-		mayHaveClone := err != nil || attrs[attrSource] != ""
-		if err := c.removeVolume(ctx, a, z, dir); err != nil {
+		if exportErr != nil {
+			return exportErr
+		}
+		mayHaveClone := attrsErr != nil || attrs[attrSource] != ""
+		if err := c.removeVolume(ctx, a, z, dir, e); err != nil {
 			return err
 		}
 		if !mayHaveClone {
@@ -502,19 +528,29 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 	})
 }
 
-// removeVolume removes a volume directory's export, quota and the directory.
-func (c *Controller) removeVolume(ctx context.Context, a array, z accessZone, dir string) error {
-	e, err := a.ExportOf(ctx, z.name, dir)
-	if err != nil {
-		return err
-	}
-	if e != nil {
+// removeVolume removes a volume directory's export e (nil: it has none) and its quota, at
+// once, and then the directory: no export outlives its directory, and access ends before
+// data goes. Absent objects count as removed.
+func (c *Controller) removeVolume(ctx context.Context, a array, z accessZone, dir string, e *Export) error {
+	exportErr, quotaErr := atOnce(func() error {
+		if e == nil {
+			return nil
+		}
 		if err := a.DeleteExport(ctx, z.name, e.ID); err != nil && !backend.IsNotFound(err) {
 			return err
 		}
+		return nil
+	}, func() error {
+		if err := a.DeleteDirQuota(ctx, dir); err != nil && !backend.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
+	if exportErr != nil {
+		return exportErr
 	}
-	if err := a.DeleteDirQuota(ctx, dir); err != nil && !backend.IsNotFound(err) {
-		return err
+	if quotaErr != nil {
+		return quotaErr
 	}
 	if err := a.RemoveAll(ctx, dir); err != nil && !backend.IsNotFound(err) {
 		return err

@@ -30,6 +30,9 @@ type fakeArray struct {
 	// zoneBase maps access zones to their base paths; exports outside are refused, as
 	// OneFS does.
 	zoneBase map[string]string
+	// before, when set, runs as each call starts, before the fake's lock (to hold a call
+	// while another is in flight).
+	before func(call string)
 }
 
 func newFakeArray() *fakeArray {
@@ -39,6 +42,9 @@ func newFakeArray() *fakeArray {
 }
 
 func (f *fakeArray) enter(call string) error {
+	if f.before != nil {
+		f.before(call)
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, call)
 	return f.fail

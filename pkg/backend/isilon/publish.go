@@ -89,14 +89,14 @@ func (c *Controller) PublishVolume(ctx context.Context, id volid.Volume, node ba
 		return nil, err
 	}
 	err = c.storage.Do(ctx, secrets, func(a client) error {
-		attrs, err := a.Attrs(ctx, dir)
+		attrs, found, err := recordAndExport(ctx, a, z, dir)
 		if err != nil {
 			if backend.IsNotFound(err) {
 				return backend.Errorf(backend.NotFound, "isilon: volume %s does not exist (no directory %s)", id, dir)
 			}
 			return err
 		}
-		e, err := c.ensureExport(ctx, a, z, dir)
+		e, err := c.settleExport(ctx, a, z, dir, found)
 		if err != nil {
 			return err
 		}
@@ -159,6 +159,27 @@ func (c *Controller) grant(ctx context.Context, a array, id volid.Volume, dir st
 	return nil
 }
 
+// recordAndExport reads a volume directory's attributes (its grant records) and looks its
+// export up, at once: one round trip to the array instead of two. A missing directory is
+// the error, whatever the export lookup found.
+func recordAndExport(ctx context.Context, a array, z accessZone, dir string) (map[string]string, *Export, error) {
+	var attrs map[string]string
+	var e *Export
+	attrsErr, exportErr := atOnce(func() error {
+		var err error
+		attrs, err = a.Attrs(ctx, dir)
+		return err
+	}, func() error {
+		var err error
+		e, err = a.ExportOf(ctx, z.name, dir)
+		return err
+	})
+	if attrsErr != nil {
+		return nil, nil, attrsErr
+	}
+	return attrs, e, exportErr
+}
+
 // checkUnrecorded applies the mode conflict rule to a node published before grant records
 // (by its address in the client lists).
 func checkUnrecorded(id volid.Volume, e Export, node backend.Node, readOnly bool) error {
@@ -183,7 +204,7 @@ func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node 
 		return err
 	}
 	return c.storage.Do(ctx, secrets, func(a client) error {
-		attrs, err := a.Attrs(ctx, dir)
+		attrs, e, err := recordAndExport(ctx, a, z, dir)
 		if backend.IsNotFound(err) {
 			return nil // DeleteVolume removed the export first
 		}
@@ -191,10 +212,6 @@ func (c *Controller) UnpublishVolume(ctx context.Context, id volid.Volume, node 
 			return err
 		}
 		all := grants(attrs)
-		e, err := a.ExportOf(ctx, z.name, dir)
-		if err != nil {
-			return err
-		}
 		if e != nil {
 			gone := revoked(all, node)
 			if node.Name == "" && node.Address == "" {
