@@ -71,14 +71,15 @@ func TestBenchScale(t *testing.T) {
 	cluster := harness.LocalCeph(t)
 	rbdBackend := config.Backend{Name: "scale-rbd", Kind: "rbd", Section: &rbd.Config{Cluster: cluster, Pool: "rbd", Mounter: "auto"}}
 	fsBackend := config.Backend{Name: "scale-cephfs", Kind: "cephfs", Section: &cephfs.Config{Cluster: cluster, FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-", Mounter: "auto"}}
-	p := startPlugin(t, config.Config{Backends: []config.Backend{rbdBackend, fsBackend}})
+	cfg := config.Config{Backends: []config.Backend{rbdBackend, fsBackend}}
+	p := startPlugin(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
 	defer cancel()
 	store := openStore(t)
 	run := fmt.Sprintf("s%d", time.Now().UnixNano()%1e8)
 
 	var lines []string
-	lines = append(lines, memoryLine(t, ctx, p, store, sz, rbdBackend.Name, run+"-mem"))
+	lines = append(lines, memoryLine(t, ctx, p, cfg, store, sz, rbdBackend.Name, run+"-mem"))
 	fmt.Println(lines[0])
 	for _, c := range []struct {
 		kind             string
@@ -112,33 +113,55 @@ func tenantNames(prefix string, n int) []string {
 	return out
 }
 
-// memoryLine reads the plugin's resident memory once its backends are connected and idle,
-// then its peak during a burst of creates on backendName (deleted afterwards).
-func memoryLine(t *testing.T, ctx context.Context, p *plugin, store *store, sz sizes, backendName, tenant string) string {
-	for _, b := range []string{"scale-rbd", "scale-cephfs"} {
-		if _, err := p.controller().GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{backend.ParamBackend: b}}); err != nil {
-			t.Fatalf("GetCapacity on %s (connects it): %v", b, err)
+// idleWait is what the bench calls idle: both backends connected (a GetCapacity each), then
+// this long without a call; longer than the plugin's --idle-trim-after (10s), after which it
+// gives memory back.
+const idleWait = 15 * time.Second
+
+// memoryLine reads the plugin's resident memory idle (idleWait), its peak during a burst of
+// creates on backendName (deleted afterwards), and idle again after the burst; beside it, a
+// second plugin started with --idle-trim-after=0 (as before the trim) idle, the baseline.
+func memoryLine(t *testing.T, ctx context.Context, p *plugin, cfg config.Config, store *store, sz sizes, backendName, tenant string) string {
+	untrimmed := startPlugin(t, cfg, "--idle-trim-after=0")
+	connect := func(p *plugin) {
+		for _, b := range cfg.Backends {
+			if _, err := p.controller().GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{backend.ParamBackend: b.Name}}); err != nil {
+				t.Fatalf("GetCapacity on %s (connects it): %v", b.Name, err)
+			}
 		}
 	}
-	time.Sleep(3 * time.Second)
-	idle := p.memoryMB(t, "VmRSS")
+	connect(p)
+	connect(untrimmed)
+	time.Sleep(idleWait)
+	idle, base := p.memoryMB(t, "VmRSS"), untrimmed.memoryMB(t, "VmRSS")
 	idleAnon, idleFile := p.memoryMB(t, "RssAnon"), p.memoryMB(t, "RssFile")
+	baseAnon, baseFile := untrimmed.memoryMB(t, "RssAnon"), untrimmed.memoryMB(t, "RssFile")
 	byFile := p.residentByFile(t)
+	untrimmed.stop(t)
 	s := &scaleRun{p: p, store: store, sz: sz, kind: "rbd", backend: backendName, volumes: sz.burst, tenants: []string{tenant}}
 	t.Cleanup(func() { s.cleanup(t) })
 	stop := make(chan struct{})
-	anonPeak := make(chan float64)
-	go func() { anonPeak <- p.peakOf(t, "RssAnon", stop) }()
+	peaks := make(chan [2]float64)
+	go func() {
+		anon := make(chan float64)
+		go func() { anon <- p.peakOf(t, "RssAnon", stop) }()
+		rss := p.peakOf(t, "VmRSS", stop)
+		peaks <- [2]float64{rss, <-anon}
+	}()
 	s.createAll(t, ctx)
 	close(stop)
-	peak, peakAnon := p.memoryMB(t, "VmHWM"), <-anonPeak
+	peak := <-peaks
 	s.deleteAll(t, ctx)
+	time.Sleep(idleWait)
+	after := p.memoryMB(t, "VmRSS")
 	// VmRSS counts the clean pages of the binary and the Ceph libraries that the plugin maps
-	// (shared page cache, mapped in 2 MiB pages where the kernel keeps large folios); the
-	// anonymous part is the plugin's own heap, stacks and librados buffers.
-	fmt.Printf("bench memory detail: rss_anon_idle_mb=%.1f rss_file_idle_mb=%.1f (binary=%.1f libs=%.1f in_2mib_pages=%.1f) rss_anon_burst_peak_mb=%.1f\n",
-		idleAnon, idleFile, byFile["binary"], byFile["libs"], byFile["pmd"], peakAnon)
-	return fmt.Sprintf("bench memory: rss_idle_mb=%.1f rss_burst_peak_mb=%.1f", idle, peak)
+	// (shared page cache; where the kernel caches a file in large folios, a touched page maps
+	// its whole folio); the anonymous part is the plugin's own heap, stacks and librados
+	// buffers.
+	fmt.Printf("bench memory detail: rss_anon_idle_mb=%.1f rss_file_idle_mb=%.1f (binary=%.1f libs=%.1f in_2mib_pages=%.1f) untrimmed_anon_mb=%.1f untrimmed_file_mb=%.1f rss_anon_burst_peak_mb=%.1f\n",
+		idleAnon, idleFile, byFile["binary"], byFile["libs"], byFile["pmd"], baseAnon, baseFile, peak[1])
+	return fmt.Sprintf("bench memory: rss_idle_mb=%.1f rss_burst_peak_mb=%.1f rss_idle_after_burst_mb=%.1f untrimmed_idle_mb=%.1f idle_ratio=%.2f (idle: backends connected, then %s without a call; burst: %d creates at concurrency %d; untrimmed: --idle-trim-after=0)",
+		idle, peak[0], after, base, idle/base, idleWait, sz.burst, sz.concurrency)
 }
 
 // scaleRun is one backend's part: volumes spread round-robin over tenants.
@@ -158,11 +181,13 @@ func (s *scaleRun) do(t *testing.T, ctx context.Context) string {
 	t.Cleanup(func() { s.cleanup(t) })
 	createRate := s.createAll(t, ctx)
 	listAll, tokens := s.listAll(t, ctx)
-	pageP50 := s.pages(t, ctx, tokens)
+	pg := s.pages(t, ctx, tokens)
 	quotaFull, quotaNames := s.quotaReadings(t, ctx)
 	deleteRate := s.deleteAll(t, ctx)
-	return fmt.Sprintf("bench scale %s: volumes=%d create_per_s=%.1f list_all_s=%.2f page_p50=%.1fms delete_per_s=%.1f quota_read_full_s=%.2f quota_read_s=%.2f",
-		s.label, s.volumes, createRate, listAll.Seconds(), float64(pageP50.Microseconds())/1000, deleteRate, quotaFull.Seconds(), quotaNames.Seconds())
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return fmt.Sprintf("bench scale %s: volumes=%d create_per_s=%.1f list_all_s=%.2f page_p50=%.1fms delete_per_s=%.1f quota_read_full_s=%.2f quota_read_s=%.2f page_first=%.1fms page_last=%.1fms last_first_ratio=%.2f (pages of %d; list_all in pages of %d)",
+		s.label, s.volumes, createRate, listAll.Seconds(), ms(pg.p50), deleteRate, quotaFull.Seconds(), quotaNames.Seconds(),
+		ms(pg.first), ms(pg.last), float64(pg.last)/float64(pg.first), s.sz.page, s.sz.listPage)
 }
 
 // quotaReadings times the tenant quota ledger's readings of the backend, in this process
@@ -300,28 +325,47 @@ func (s *scaleRun) listAll(t *testing.T, ctx context.Context) (time.Duration, []
 	return took, tokens
 }
 
-// pages times single pages of sz.page entries, from the start and from up to 20 places
-// spread over the listing, and returns their median.
-func (s *scaleRun) pages(t *testing.T, ctx context.Context, tokens []string) time.Duration {
-	starts := []string{""}
-	step := max(1, len(tokens)/20)
-	for i := 0; i < len(tokens); i += step {
-		starts = append(starts, tokens[i])
-	}
-	took := make([]time.Duration, 0, len(starts))
-	for _, tok := range starts {
+// pageTimes are the single pages' times: the median of the pages from the start and from up
+// to 20 places spread over the listing, and beside it the first page and the last one (each
+// the median of 3 reads): a page that costs O(page) takes as long at the end of 10,000
+// volumes as at their start.
+type pageTimes struct{ p50, first, last time.Duration }
+
+func (s *scaleRun) pages(t *testing.T, ctx context.Context, tokens []string) pageTimes {
+	read := func(tok string) time.Duration {
 		start := time.Now()
 		rsp, err := s.p.controller().ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: int32(s.sz.page), StartingToken: tok})
-		took = append(took, time.Since(start))
+		took := time.Since(start)
 		if err != nil {
 			t.Fatalf("ListVolumes page from %q: %v", tok, err)
 		}
 		if len(rsp.GetEntries()) == 0 || len(rsp.GetEntries()) > s.sz.page {
 			t.Errorf("ListVolumes page of %d from %q: %d entries", s.sz.page, tok, len(rsp.GetEntries()))
 		}
+		return took
 	}
-	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
-	return took[int(math.Ceil(0.5*float64(len(took))))-1]
+	median := func(took []time.Duration) time.Duration {
+		sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+		return took[int(math.Ceil(0.5*float64(len(took))))-1]
+	}
+	starts := []string{""}
+	step := max(1, len(tokens)/20)
+	for i := 0; i < len(tokens); i += step {
+		starts = append(starts, tokens[i])
+	}
+	var spread []time.Duration
+	for _, tok := range starts {
+		spread = append(spread, read(tok))
+	}
+	last := ""
+	if len(tokens) > 0 {
+		last = tokens[len(tokens)-1]
+	}
+	var first, end []time.Duration
+	for range 3 {
+		first, end = append(first, read("")), append(end, read(last))
+	}
+	return pageTimes{p50: median(spread), first: median(first), last: median(end)}
 }
 
 // cleanup deletes what a failed run left, then removes the run's tenants from the storage.
