@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
@@ -37,6 +36,7 @@ type runOptions struct {
 	quota          tenant.LedgerOptions
 	nodeLabels     string
 	daemonCgroup   string
+	idleTrim       time.Duration
 }
 
 func main() {
@@ -62,6 +62,7 @@ func main() {
 	flag.DurationVar(&ro.quota.StaleAfter, "quota-stale-after", tenant.DefaultStaleAfter, "past this age of a backend's last reading, creates of tenants with a quota and volumes on it are refused (UNAVAILABLE) until it answers")
 	flag.StringVar(&ro.nodeLabels, "node-labels", "", "the node's labels (key=value,...) matched against the backends' topology; default: read from the Node object (only when a backend has a topology)")
 	flag.StringVar(&ro.daemonCgroup, "daemon-cgroup", mounter.DefaultDaemonCgroup, "host cgroup (below /sys/fs/cgroup, in every hierarchy) the node plugin starts ceph-fuse, rbd-fuse and rbd-nbd in, so that a restart of its container does not kill pods' mounts; empty keeps them in the plugin's own cgroup")
+	flag.DurationVar(&ro.idleTrim, "idle-trim-after", 10*time.Second, "after this long without a call, give memory back: the Go heap's free pages, and the binary's and libraries' pages that starting and earlier calls touched (0 never)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	logs.InitLogs()
@@ -122,10 +123,15 @@ func run(endpoint, nodeID, nodeAddr, modeFlag, configPath, name, metricsAddr, ku
 		Controllers: backends.Controllers, Stagers: backends.Stagers, Kinds: registry.Kinds(), ProbeInterval: probeInterval, SlowCall: ro.slowCall,
 		Quota: ro.quota,
 	}
+	if ro.idleTrim > 0 {
+		trim := newIdleTrim(ro.idleTrim)
+		opts.Interceptors = append(opts.Interceptors, trim.interceptor)
+		go trim.run(ctx)
+	}
 	if metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		m := metrics.New(reg)
-		opts.Interceptors = []grpc.UnaryServerInterceptor{m.UnaryServerInterceptor(driver.BackendOf)}
+		opts.Interceptors = append(opts.Interceptors, m.UnaryServerInterceptor(driver.BackendOf))
 		opts.OnProbe = func(backendName, kind string, err error) { m.SetBackendReachable(backendName, kind, err == nil) }
 		if mode != driver.ModeNode {
 			survey := metrics.NewSurvey(reg, backends.Controllers, cfg.Tenants, ro.surveyTimeout)

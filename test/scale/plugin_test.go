@@ -32,8 +32,9 @@ type plugin struct {
 // TestMain removes the binaries the tests built.
 func TestMain(m *testing.M) { harness.Main(m) }
 
-// startPlugin builds cmd/shiphold-csi and serves cfg in controller mode until the test ends.
-func startPlugin(t *testing.T, cfg config.Config) *plugin {
+// startPlugin builds cmd/shiphold-csi and serves cfg in controller mode until the test ends;
+// args are further flags.
+func startPlugin(t *testing.T, cfg config.Config, args ...string) *plugin {
 	t.Helper()
 	dir := t.TempDir()
 	bin := harness.Binary(t, "shiphold-csi")
@@ -48,8 +49,8 @@ func startPlugin(t *testing.T, cfg config.Config) *plugin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(bin, "--mode", "controller", "--endpoint", "unix://"+sock, "--config", cfgPath,
-		"--probe-interval", "0", "--v", "1")
+	p.cmd = exec.Command(bin, append([]string{"--mode", "controller", "--endpoint", "unix://" + sock, "--config", cfgPath,
+		"--probe-interval", "0", "--v", "1"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

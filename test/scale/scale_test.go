@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/cephfs"
@@ -71,14 +73,17 @@ func TestBenchScale(t *testing.T) {
 	cluster := harness.LocalCeph(t)
 	rbdBackend := config.Backend{Name: "scale-rbd", Kind: "rbd", Section: &rbd.Config{Cluster: cluster, Pool: "rbd", Mounter: "auto"}}
 	fsBackend := config.Backend{Name: "scale-cephfs", Kind: "cephfs", Section: &cephfs.Config{Cluster: cluster, FSName: "cephfs", SubvolumeGroupPrefix: "shiphold-", Mounter: "auto"}}
-	p := startPlugin(t, config.Config{Backends: []config.Backend{rbdBackend, fsBackend}})
+	// Every tenant has a quota (far above what the bench makes), so that every create goes
+	// through the quota check, and the plugin reads the backends' usage as it would.
+	cfg := config.Config{Backends: []config.Backend{rbdBackend, fsBackend}, Tenants: config.Tenants{Default: config.TenantQuota{MaxVolumes: 1 << 30}}}
+	p := startPlugin(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
 	defer cancel()
 	store := openStore(t)
 	run := fmt.Sprintf("s%d", time.Now().UnixNano()%1e8)
 
 	var lines []string
-	lines = append(lines, memoryLine(t, ctx, p, store, sz, rbdBackend.Name, run+"-mem"))
+	lines = append(lines, memoryLine(t, ctx, p, cfg, store, sz, rbdBackend.Name, run+"-mem"))
 	fmt.Println(lines[0])
 	for _, c := range []struct {
 		kind             string
@@ -112,33 +117,82 @@ func tenantNames(prefix string, n int) []string {
 	return out
 }
 
-// memoryLine reads the plugin's resident memory once its backends are connected and idle,
-// then its peak during a burst of creates on backendName (deleted afterwards).
-func memoryLine(t *testing.T, ctx context.Context, p *plugin, store *store, sz sizes, backendName, tenant string) string {
-	for _, b := range []string{"scale-rbd", "scale-cephfs"} {
-		if _, err := p.controller().GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{backend.ParamBackend: b}}); err != nil {
-			t.Fatalf("GetCapacity on %s (connects it): %v", b, err)
+// idleWait is what the bench calls idle: both backends connected (a GetCapacity each), then
+// this long without a call; longer than the plugin's --idle-trim-after (10s), after which it
+// gives memory back.
+const idleWait = 15 * time.Second
+
+// memoryLine reads the plugin's resident memory idle (idleWait), its peak during a burst of
+// creates on backendName (deleted afterwards), and idle again after the burst; beside it, a
+// second plugin started with --idle-trim-after=0 (as before the trim) idle, the baseline.
+func memoryLine(t *testing.T, ctx context.Context, p *plugin, cfg config.Config, store *store, sz sizes, backendName, tenant string) string {
+	untrimmed := startPlugin(t, cfg, "--idle-trim-after=0")
+	connect := func(p *plugin) {
+		for _, b := range cfg.Backends {
+			if _, err := p.controller().GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{backend.ParamBackend: b.Name}}); err != nil {
+				t.Fatalf("GetCapacity on %s (connects it): %v", b.Name, err)
+			}
 		}
 	}
-	time.Sleep(3 * time.Second)
-	idle := p.memoryMB(t, "VmRSS")
+	connect(p)
+	connect(untrimmed)
+	firstRead := waitForUsage(t, ctx, p, backendName, tenant)
+	waitForUsage(t, ctx, untrimmed, backendName, tenant)
+	time.Sleep(idleWait)
+	idle, base := p.memoryMB(t, "VmRSS"), untrimmed.memoryMB(t, "VmRSS")
 	idleAnon, idleFile := p.memoryMB(t, "RssAnon"), p.memoryMB(t, "RssFile")
+	baseAnon, baseFile := untrimmed.memoryMB(t, "RssAnon"), untrimmed.memoryMB(t, "RssFile")
 	byFile := p.residentByFile(t)
+	untrimmed.stop(t)
 	s := &scaleRun{p: p, store: store, sz: sz, kind: "rbd", backend: backendName, volumes: sz.burst, tenants: []string{tenant}}
 	t.Cleanup(func() { s.cleanup(t) })
 	stop := make(chan struct{})
-	anonPeak := make(chan float64)
-	go func() { anonPeak <- p.peakOf(t, "RssAnon", stop) }()
+	var once sync.Once
+	defer once.Do(func() { close(stop) }) // a failed create ends the test before the close below
+	peaks := make(chan [2]float64)
+	go func() {
+		anon := make(chan float64)
+		go func() { anon <- p.peakOf(t, "RssAnon", stop) }()
+		rss := p.peakOf(t, "VmRSS", stop)
+		peaks <- [2]float64{rss, <-anon}
+	}()
 	s.createAll(t, ctx)
-	close(stop)
-	peak, peakAnon := p.memoryMB(t, "VmHWM"), <-anonPeak
+	once.Do(func() { close(stop) })
+	peak := <-peaks
 	s.deleteAll(t, ctx)
+	time.Sleep(idleWait)
+	after, afterAnon, afterFile := p.memoryMB(t, "VmRSS"), p.memoryMB(t, "RssAnon"), p.memoryMB(t, "RssFile")
 	// VmRSS counts the clean pages of the binary and the Ceph libraries that the plugin maps
-	// (shared page cache, mapped in 2 MiB pages where the kernel keeps large folios); the
-	// anonymous part is the plugin's own heap, stacks and librados buffers.
-	fmt.Printf("bench memory detail: rss_anon_idle_mb=%.1f rss_file_idle_mb=%.1f (binary=%.1f libs=%.1f in_2mib_pages=%.1f) rss_anon_burst_peak_mb=%.1f\n",
-		idleAnon, idleFile, byFile["binary"], byFile["libs"], byFile["pmd"], peakAnon)
-	return fmt.Sprintf("bench memory: rss_idle_mb=%.1f rss_burst_peak_mb=%.1f", idle, peak)
+	// (shared page cache; where the kernel caches a file in large folios, a touched page maps
+	// its whole folio); the anonymous part is the plugin's own heap, stacks and librados
+	// buffers.
+	fmt.Printf("bench memory detail: first_usage_read_s=%.1f rss_anon_idle_mb=%.1f rss_file_idle_mb=%.1f (binary=%.1f libs=%.1f in_2mib_pages=%.1f) untrimmed_anon_mb=%.1f untrimmed_file_mb=%.1f rss_anon_burst_peak_mb=%.1f rss_anon_after_burst_mb=%.1f rss_file_after_burst_mb=%.1f\n",
+		firstRead.Seconds(), idleAnon, idleFile, byFile["binary"], byFile["libs"], byFile["pmd"], baseAnon, baseFile, peak[1], afterAnon, afterFile)
+	return fmt.Sprintf("bench memory: rss_idle_mb=%.1f rss_burst_peak_mb=%.1f rss_idle_after_burst_mb=%.1f untrimmed_idle_mb=%.1f idle_ratio=%.2f (idle: backends connected, then %s without a call; burst: %d creates at concurrency %d; untrimmed: --idle-trim-after=0)",
+		idle, peak[0], after, base, idle/base, idleWait, sz.burst, sz.concurrency)
+}
+
+// waitForUsage waits until the plugin has read every backend's usage, which the quota
+// check of a create needs (it answers UNAVAILABLE before), by creating and deleting a
+// probe volume, and returns how long that took from the first attempt.
+func waitForUsage(t *testing.T, ctx context.Context, p *plugin, backendName, tenant string) time.Duration {
+	start := time.Now()
+	for {
+		rsp, err := p.controller().CreateVolume(ctx, &csi.CreateVolumeRequest{Name: tenant + "-usage-probe",
+			Parameters:    map[string]string{backend.ParamBackend: backendName, backend.ParamPVCNamespace: tenant},
+			CapacityRange: &csi.CapacityRange{RequiredBytes: volumeBytes}, VolumeCapabilities: []*csi.VolumeCapability{mountCapability}})
+		if err == nil {
+			took := time.Since(start)
+			if _, err := p.controller().DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: rsp.GetVolume().GetVolumeId()}); err != nil {
+				t.Fatalf("delete the usage probe: %v", err)
+			}
+			return took
+		}
+		if status.Code(err) != codes.Unavailable || time.Since(start) > 15*time.Minute {
+			t.Fatalf("create a probe volume once the plugin has read the backends' usage (%s): %v", time.Since(start).Round(time.Second), err)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // scaleRun is one backend's part: volumes spread round-robin over tenants.
@@ -156,13 +210,18 @@ type scaleRun struct {
 
 func (s *scaleRun) do(t *testing.T, ctx context.Context) string {
 	t.Cleanup(func() { s.cleanup(t) })
-	createRate := s.createAll(t, ctx)
+	create := s.createAll(t, ctx)
 	listAll, tokens := s.listAll(t, ctx)
-	pageP50 := s.pages(t, ctx, tokens)
+	pg := s.pages(t, ctx, tokens)
 	quotaFull, quotaNames := s.quotaReadings(t, ctx)
-	deleteRate := s.deleteAll(t, ctx)
-	return fmt.Sprintf("bench scale %s: volumes=%d create_per_s=%.1f list_all_s=%.2f page_p50=%.1fms delete_per_s=%.1f quota_read_full_s=%.2f quota_read_s=%.2f",
-		s.label, s.volumes, createRate, listAll.Seconds(), float64(pageP50.Microseconds())/1000, deleteRate, quotaFull.Seconds(), quotaNames.Seconds())
+	del := s.deleteAll(t, ctx)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return fmt.Sprintf("bench scale %s: volumes=%d create_per_s=%.1f list_all_s=%.2f page_p50=%.1fms delete_per_s=%.1f quota_read_full_s=%.2f quota_read_s=%.2f"+
+		" page_first=%.1fms page_last=%.1fms page_last_first_ratio=%.2f create_per_s_first_tenth=%.1f create_per_s_last_tenth=%.1f create_last_first_ratio=%.2f delete_last_first_ratio=%.2f"+
+		" (creates checked against a tenant quota; pages of %d; list_all in pages of %d)",
+		s.label, s.volumes, create.all, listAll.Seconds(), ms(pg.p50), del.all, quotaFull.Seconds(), quotaNames.Seconds(),
+		ms(pg.first), ms(pg.last), float64(pg.last)/float64(pg.first), create.firstTenth, create.lastTenth, create.lastTenth/create.firstTenth,
+		del.lastTenth/del.firstTenth, s.sz.page, s.sz.listPage)
 }
 
 // quotaReadings times the tenant quota ledger's readings of the backend, in this process
@@ -204,7 +263,7 @@ var mountCapability = &csi.VolumeCapability{
 
 // createAll creates the volumes, concurrency at a time, and returns volumes per second; a
 // failed create fails the bench.
-func (s *scaleRun) createAll(t *testing.T, ctx context.Context) float64 {
+func (s *scaleRun) createAll(t *testing.T, ctx context.Context) rates {
 	s.ids = map[string]bool{}
 	return s.parallel(t, s.volumes, func(i int) error {
 		rsp, err := s.p.controller().CreateVolume(ctx, &csi.CreateVolumeRequest{Name: fmt.Sprintf("%s-%d", s.tenants[0], i),
@@ -220,7 +279,7 @@ func (s *scaleRun) createAll(t *testing.T, ctx context.Context) float64 {
 	})
 }
 
-func (s *scaleRun) deleteAll(t *testing.T, ctx context.Context) float64 {
+func (s *scaleRun) deleteAll(t *testing.T, ctx context.Context) rates {
 	ids := s.created()
 	return s.parallel(t, len(ids), func(i int) error {
 		if _, err := s.p.controller().DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: ids[i]}); err != nil {
@@ -244,12 +303,19 @@ func (s *scaleRun) created() []string {
 	return ids
 }
 
+// rates are operations per second over a whole part, and over its first and its last tenth
+// (by completion): an operation whose cost does not grow with the volumes already there runs
+// as fast in the last tenth as in the first.
+type rates struct{ all, firstTenth, lastTenth float64 }
+
 // parallel runs op(0..n-1) on the configured number of workers and returns operations per
 // second; any failure fails the test once all are done.
-func (s *scaleRun) parallel(t *testing.T, n int, op func(i int) error) float64 {
+func (s *scaleRun) parallel(t *testing.T, n int, op func(i int) error) rates {
 	var next, failed atomic.Int64
 	next.Store(-1)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := make([]time.Duration, 0, n)
 	start := time.Now()
 	for w := 0; w < s.sz.concurrency; w++ {
 		wg.Add(1)
@@ -259,15 +325,22 @@ func (s *scaleRun) parallel(t *testing.T, n int, op func(i int) error) float64 {
 				if err := op(i); err != nil && failed.Add(1) <= 10 {
 					t.Log(err)
 				}
+				mu.Lock()
+				done = append(done, time.Since(start))
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	rate := float64(n) / time.Since(start).Seconds()
+	r := rates{all: float64(n) / time.Since(start).Seconds()}
 	if f := failed.Load(); f > 0 {
 		t.Fatalf("bench scale %s: %d of %d operations failed (first ones logged above)", s.kind, f, n)
 	}
-	return rate
+	if tenth := n / 10; tenth > 0 {
+		r.firstTenth = float64(tenth) / done[tenth-1].Seconds()
+		r.lastTenth = float64(tenth) / (done[n-1] - done[n-1-tenth]).Seconds()
+	}
+	return r
 }
 
 // listAll reads every page of ListVolumes, checks that each volume of the run is listed once,
@@ -300,28 +373,47 @@ func (s *scaleRun) listAll(t *testing.T, ctx context.Context) (time.Duration, []
 	return took, tokens
 }
 
-// pages times single pages of sz.page entries, from the start and from up to 20 places
-// spread over the listing, and returns their median.
-func (s *scaleRun) pages(t *testing.T, ctx context.Context, tokens []string) time.Duration {
-	starts := []string{""}
-	step := max(1, len(tokens)/20)
-	for i := 0; i < len(tokens); i += step {
-		starts = append(starts, tokens[i])
-	}
-	took := make([]time.Duration, 0, len(starts))
-	for _, tok := range starts {
+// pageTimes are the single pages' times: the median of the pages from the start and from up
+// to 20 places spread over the listing, and beside it the first page and the last one (each
+// the median of 3 reads): a page that costs O(page) takes as long at the end of 10,000
+// volumes as at their start.
+type pageTimes struct{ p50, first, last time.Duration }
+
+func (s *scaleRun) pages(t *testing.T, ctx context.Context, tokens []string) pageTimes {
+	read := func(tok string) time.Duration {
 		start := time.Now()
 		rsp, err := s.p.controller().ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: int32(s.sz.page), StartingToken: tok})
-		took = append(took, time.Since(start))
+		took := time.Since(start)
 		if err != nil {
 			t.Fatalf("ListVolumes page from %q: %v", tok, err)
 		}
 		if len(rsp.GetEntries()) == 0 || len(rsp.GetEntries()) > s.sz.page {
 			t.Errorf("ListVolumes page of %d from %q: %d entries", s.sz.page, tok, len(rsp.GetEntries()))
 		}
+		return took
 	}
-	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
-	return took[int(math.Ceil(0.5*float64(len(took))))-1]
+	median := func(took []time.Duration) time.Duration {
+		sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+		return took[int(math.Ceil(0.5*float64(len(took))))-1]
+	}
+	starts := []string{""}
+	step := max(1, len(tokens)/20)
+	for i := 0; i < len(tokens); i += step {
+		starts = append(starts, tokens[i])
+	}
+	var spread []time.Duration
+	for _, tok := range starts {
+		spread = append(spread, read(tok))
+	}
+	last := ""
+	if len(tokens) > 0 {
+		last = tokens[len(tokens)-1]
+	}
+	var first, end []time.Duration
+	for range 3 {
+		first, end = append(first, read("")), append(end, read(last))
+	}
+	return pageTimes{p50: median(spread), first: median(first), last: median(end)}
 }
 
 // cleanup deletes what a failed run left, then removes the run's tenants from the storage.
