@@ -99,22 +99,46 @@ func request(name, be, tenant string, bytes int64) *csi.CreateVolumeRequest {
 		Parameters:         map[string]string{backend.ParamBackend: be, backend.ParamPVCNamespace: tenant}}
 }
 
+// create sends r as the external-provisioner does: an ABORTED answer (a clone the Ceph
+// mgr is still copying, an operation in flight) is retried with the same request until a
+// final answer, for up to 2 minutes. The volume is deleted at the end of the test, with the
+// same retries.
 func (s *stack) create(t *testing.T, r *csi.CreateVolumeRequest) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	resp, err := s.cc.CreateVolume(ctx, r)
+	var resp *csi.CreateVolumeResponse
+	err := retryAborted(func(ctx context.Context) (err error) {
+		resp, err = s.cc.CreateVolume(ctx, r)
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
 	id := resp.Volume.VolumeId
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if _, err := s.cc.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id}); err != nil {
+		if err := retryAborted(func(ctx context.Context) error {
+			_, err := s.cc.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
+			return err
+		}); err != nil {
 			t.Errorf("cleanup: delete %s: %v", id, err)
 		}
 	})
 	return id, nil
+}
+
+// retryAborted calls fn until it answers anything but ABORTED, or 2 minutes have passed.
+func retryAborted(fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for {
+		err := fn(ctx)
+		if status.Code(err) != codes.Aborted || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // burst sends the requests at once and counts the answers by code.
