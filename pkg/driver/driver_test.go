@@ -31,6 +31,18 @@ type fixture struct {
 
 func newFixture(t *testing.T, tenants config.Tenants) *fixture {
 	t.Helper()
+	f := newUnreadFixture(t, tenants)
+	// What Serve does before it answers: read every backend's tenant usage once.
+	if err := f.d.ledger.ReadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// newUnreadFixture is a fixture whose ledger has read no backend yet, as while a
+// controller's first reading of a large backend runs.
+func newUnreadFixture(t *testing.T, tenants config.Tenants) *fixture {
+	t.Helper()
 	cfg := &config.Config{
 		Backends: []config.Backend{{Name: "ceph-rbd", Kind: "rbd"}, {Name: "isilon", Kind: "isilon"}},
 		Tenants:  tenants,
@@ -43,10 +55,6 @@ func newFixture(t *testing.T, tenants config.Tenants) *fixture {
 		Mounter:     f.mnt,
 	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	// What Serve does before it answers: read every backend's tenant usage once.
-	if err := d.ledger.ReadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	f.d = d

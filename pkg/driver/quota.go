@@ -12,8 +12,8 @@ import (
 )
 
 // firstUsageWait bounds how long Serve waits for the first reading of tenant usage before
-// it answers calls; a backend not read by then refuses creates of tenants with a quota
-// (UNAVAILABLE) until it is.
+// it answers calls; on a backend not read by then, a create of a tenant with a quota reads
+// that tenant's volumes first (Ledger.ReadTenant).
 const firstUsageWait = 10 * time.Second
 
 // startLedger keeps tenant usage fresh in the background for the quota checks, when the
@@ -25,7 +25,7 @@ func (d *ControllerServer) startLedger(ctx context.Context) {
 	select {
 	case <-d.ledger.Start(ctx):
 	case <-time.After(firstUsageWait):
-		klog.Warningf("tenant usage not read from every backend within %s; creates of tenants with a quota wait for it", firstUsageWait)
+		klog.Warningf("tenant usage not read from every backend within %s; until it is, a create of a tenant with a quota reads that tenant's volumes first", firstUsageWait)
 	case <-ctx.Done():
 	}
 }
@@ -42,6 +42,9 @@ func (d *ControllerServer) reserveQuota(ctx context.Context, c backend.Controlle
 		}
 	}
 	bytes := caps.Allocated(vreq.RequiredBytes, source)
+	if err := d.ledger.ReadTenant(ctx, vreq.Tenant); err != nil {
+		return nil, toStatus(err)
+	}
 	r, err := d.ledger.ReserveVolume(vreq.ID(c.Name(), ""), bytes)
 	if err != nil {
 		return nil, toStatus(err)
@@ -80,6 +83,9 @@ func (d *ControllerServer) reserveGrowth(ctx context.Context, c backend.Controll
 			return nil, toStatus(err)
 		}
 		current = v.CapacityBytes
+	}
+	if err := d.ledger.ReadTenant(ctx, id.Tenant); err != nil {
+		return nil, toStatus(err)
 	}
 	r, err := d.ledger.ReserveGrowth(id, current, d.kinds[c.Kind()].Allocated(requiredBytes, 0))
 	if err != nil {

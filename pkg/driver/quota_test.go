@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -247,4 +248,50 @@ func mustParse(t *testing.T, id string) volid.Volume {
 func (d *Driver) createErr(r *csi.CreateVolumeRequest) error {
 	_, err := d.CreateVolume(context.Background(), r)
 	return err
+}
+
+// A controller whose first reading of tenant usage has not ended (at 15,000 images it
+// takes minutes) answers a quota tenant's create from a reading of that tenant alone, made
+// on demand once per backend and tenant among concurrent creates, where it answered
+// UNAVAILABLE until the full reading ended.
+func TestQuotaReadsTheTenantOnDemandBeforeTheFirstReading(t *testing.T) {
+	f := newUnreadFixture(t, config.Tenants{Default: config.TenantQuota{MaxVolumes: 10},
+		Overrides: map[string]config.TenantQuota{"shop": {MaxVolumes: 3}}})
+	ctx := context.Background()
+	// What earlier controllers made: two volumes of shop and one of blog on rbd.
+	for _, r := range []*backend.VolumeRequest{{Name: "old-1", Tenant: "shop", RequiredBytes: mib},
+		{Name: "old-2", Tenant: "shop", RequiredBytes: mib}, {Name: "old-3", Tenant: "blog", RequiredBytes: mib}} {
+		if _, err := f.rbd.CreateVolume(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.d.createErr(tenantReq("new-1", "ceph-rbd", "shop", mib)); err != nil {
+		t.Fatalf("shop's first create before the first reading: %v", err)
+	}
+	err := f.d.createErr(tenantReq("new-2", "isilon", "shop", mib))
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("shop's fourth volume: %v, want RESOURCE_EXHAUSTED (two volumes read on demand, one made)", err)
+	}
+	if lists, listed := f.rbd.lists.Load()+f.nfs.lists.Load(), f.rbd.listed.Load()+f.nfs.listed.Load(); lists != 2 || listed != 2 {
+		t.Fatalf("shop's creates listed storage %d times and read %d volumes, want once per backend and shop's two", lists, listed)
+	}
+
+	var reqs []*csi.CreateVolumeRequest
+	for i := range 16 {
+		reqs = append(reqs, tenantReq(fmt.Sprintf("news-%d", i), "ceph-rbd", "news", mib))
+	}
+	if got := burst(t, f.d, reqs); got[codes.OK] != 10 || got[codes.ResourceExhausted] != 6 {
+		t.Fatalf("16 concurrent creates of news under a quota of 10: %v", got)
+	}
+	if lists := f.rbd.lists.Load() + f.nfs.lists.Load(); lists != 4 {
+		t.Fatalf("news's concurrent creates listed storage %d times in all, want once per backend (4 with shop's)", lists)
+	}
+
+	f.nfs.mu.Lock()
+	f.nfs.listFailWith = backend.Errorf(backend.Unavailable, "the array does not answer")
+	f.nfs.mu.Unlock()
+	err = f.d.createErr(tenantReq("mail-1", "ceph-rbd", "mail", mib))
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `"isilon"`) || !strings.Contains(err.Error(), "the array does not answer") {
+		t.Fatalf("a create while the tenant's usage on isilon cannot be read: %v, want UNAVAILABLE naming isilon and why", err)
+	}
 }

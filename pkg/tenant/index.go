@@ -110,7 +110,7 @@ func (r *reading) fresh(b *book, changes []change) *book {
 		fresh.put(bookKey(v.ID), entry{tenant: v.ID.Tenant, bytes: v.CapacityBytes})
 	}
 	for _, ch := range changes {
-		fresh.change(ch.key, ch.entry, ch.gone)
+		fresh.apply(ch)
 	}
 	for k := range r.foreign {
 		if !fresh.has(k) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +25,9 @@ const (
 
 // LedgerOptions tune a Ledger; zero values take the defaults.
 type LedgerOptions struct {
-	// ReadInterval is the time between two readings of one backend.
+	// ReadInterval is the time between two readings of one backend. A reading may take
+	// longer (minutes at 15,000 RBD images): it is bounded by StaleAfter, past which its
+	// result would be stale anyway, and the next starts when it ends.
 	ReadInterval time.Duration
 	// StaleAfter bounds how old a backend's last reading may be for tenants with volumes
 	// there; past it their creates are refused (Unavailable) until the backend answers.
@@ -172,7 +175,7 @@ func (l *Ledger) readLogged(ctx context.Context, name string) {
 	}
 }
 
-// Read reads one backend's volumes, bounded by ReadInterval, and replaces what the ledger
+// Read reads one backend's volumes, bounded by StaleAfter, and replaces what the ledger
 // knew of it; a backend with an AllocationIndex has only its new volumes read, and all of
 // them every FullReadEvery readings. Changes this controller made while the reading ran are
 // applied again on top, so that a volume created or deleted meanwhile is neither lost nor
@@ -191,7 +194,7 @@ func (l *Ledger) Read(ctx context.Context, name string) error {
 	full := b.readAt.IsZero() || b.readings%l.opts.FullReadEvery == 0
 	l.mu.Unlock()
 
-	rctx, cancel := context.WithTimeout(ctx, l.opts.ReadInterval)
+	rctx, cancel := context.WithTimeout(ctx, l.opts.StaleAfter)
 	found, err := l.readBackend(rctx, l.ctrls[name], b, full)
 	cancel()
 
@@ -206,6 +209,7 @@ func (l *Ledger) Read(ctx context.Context, name string) error {
 	fresh := found.fresh(b, changes)
 	b.vols, b.tally, b.foreign = fresh.vols, fresh.tally, fresh.foreign
 	b.readAt, b.readErr = l.opts.Now(), nil
+	clear(b.tenantReadAt) // this reading is as fresh as any of one tenant
 	b.readings++
 	l.dropFinishedPending(name, b)
 	return nil
@@ -329,32 +333,44 @@ func (l *Ledger) admit(tenant string, volumes int, bytes int64) error {
 	return nil
 }
 
-// checkFresh refuses a quota check that rests on usage the ledger does not know: a backend
-// never read, or one whose last reading is older than StaleAfter while the tenant has
-// volumes or unfinished work there; l.mu is held.
+// checkFresh refuses a quota check that rests on usage the ledger does not know (unknownOn
+// on any backend); l.mu is held.
 func (l *Ledger) checkFresh(tenant string) error {
-	now := l.opts.Now()
 	for _, name := range l.backendNames() {
-		b := l.books[name]
-		if b.readAt.IsZero() {
-			why := "not read yet"
-			if b.readErr != nil {
-				why = b.readErr.Error()
-			}
-			return backend.Errorf(readCode(b.readErr), "tenant %q has a quota and the usage on backend %q is not known (%s); retry once the backend answers", tenant, name, why)
+		if err := l.unknownOn(tenant, name); err != nil {
+			return err
 		}
-		age := now.Sub(b.readAt)
-		if age <= l.opts.StaleAfter || (b.tally[tenant].Volumes == 0 && !l.hasWorkOn(tenant, name)) {
-			continue
-		}
-		why := ""
-		if b.readErr != nil {
-			why = " (" + b.readErr.Error() + ")"
-		}
-		return backend.Errorf(readCode(b.readErr), "tenant %q has volumes on backend %q, whose usage was last read %s ago%s, longer than the %s the quota check trusts; retry once the backend answers",
-			tenant, name, age.Round(time.Second), why, l.opts.StaleAfter)
 	}
 	return nil
+}
+
+// unknownOn says why the tenant's usage on one backend is not known: the backend was never
+// read, or its last reading is older than StaleAfter while the tenant has volumes or
+// unfinished work there, and no reading of the tenant alone (ReadTenant) is fresher; nil
+// when it is known. l.mu is held.
+func (l *Ledger) unknownOn(tenant, name string) error {
+	b := l.books[name]
+	now := l.opts.Now()
+	if at, ok := b.tenantReadAt[tenant]; ok && now.Sub(at) <= l.opts.StaleAfter {
+		return nil
+	}
+	if b.readAt.IsZero() {
+		why := "not read yet"
+		if b.readErr != nil {
+			why = b.readErr.Error()
+		}
+		return backend.Errorf(readCode(b.readErr), "tenant %q has a quota and the usage on backend %q is not known (%s); retry once the backend answers", tenant, name, why)
+	}
+	age := now.Sub(b.readAt)
+	if age <= l.opts.StaleAfter || (b.tally[tenant].Volumes == 0 && !l.hasWorkOn(tenant, name)) {
+		return nil
+	}
+	why := ""
+	if b.readErr != nil {
+		why = " (" + b.readErr.Error() + ")"
+	}
+	return backend.Errorf(readCode(b.readErr), "tenant %q has volumes on backend %q, whose usage was last read %s ago%s, longer than the %s the quota check trusts; retry once the backend answers",
+		tenant, name, age.Round(time.Second), why, l.opts.StaleAfter)
 }
 
 // readCode is the code a quota check answers while a backend's usage is not known: the
@@ -516,6 +532,9 @@ type book struct {
 	// readMu keeps one reading of the backend at a time.
 	readMu sync.Mutex
 	vols   map[string]entry // by bookKey
+	// keys holds each tenant's bookKeys, so that a reading of one tenant replaces its
+	// entries without a scan of every tenant's.
+	keys   map[string]map[string]struct{}
 	tally  map[string]BackendUsage
 	readAt time.Time // last successful reading; zero until the first
 	// readErr is the last reading's failure, nil after a success.
@@ -529,6 +548,10 @@ type book struct {
 	foreign map[string]bool
 	// readings counts the successful readings, for the full one every FullReadEvery.
 	readings int
+	// tenantReadAt holds when ReadTenant last read a tenant alone, since the last full
+	// reading; tenantReads the readings of one tenant running now.
+	tenantReadAt map[string]time.Time
+	tenantReads  map[string]*tenantReading
 }
 
 type entry struct {
@@ -543,27 +566,49 @@ type change struct {
 }
 
 func newBook() *book {
-	return &book{vols: map[string]entry{}, tally: map[string]BackendUsage{}, foreign: map[string]bool{}}
+	return &book{vols: map[string]entry{}, keys: map[string]map[string]struct{}{}, tally: map[string]BackendUsage{}, foreign: map[string]bool{},
+		tenantReadAt: map[string]time.Time{}, tenantReads: map[string]*tenantReading{}}
 }
 
 func bookKey(id volid.Volume) string { return id.Tenant + "/" + id.Hash }
 
 func (b *book) has(key string) bool { _, ok := b.vols[key]; return ok }
 
+// change is this controller's own change to the book: applied, and recorded for the
+// readings running now to apply again on top of what they find.
 func (b *book) change(key string, e entry, gone bool) {
-	if gone {
-		b.remove(key)
-	} else {
-		b.put(key, e)
-	}
+	ch := change{key: key, entry: e, gone: gone}
+	b.apply(ch)
 	if b.reading {
-		b.changes = append(b.changes, change{key: key, entry: e, gone: gone})
+		b.changes = append(b.changes, ch)
 	}
+	if tr := b.tenantReads[tenantOfKey(key)]; tr != nil {
+		tr.changes = append(tr.changes, ch)
+	}
+}
+
+// apply puts or removes one entry, as the change says.
+func (b *book) apply(ch change) {
+	if ch.gone {
+		b.remove(ch.key)
+	} else {
+		b.put(ch.key, ch.entry)
+	}
+}
+
+// tenantOfKey is the tenant of a bookKey.
+func tenantOfKey(key string) string {
+	tenant, _, _ := strings.Cut(key, "/")
+	return tenant
 }
 
 func (b *book) put(key string, e entry) {
 	b.remove(key)
 	b.vols[key] = e
+	if b.keys[e.tenant] == nil {
+		b.keys[e.tenant] = map[string]struct{}{}
+	}
+	b.keys[e.tenant][key] = struct{}{}
 	t := b.tally[e.tenant]
 	t.Volumes++
 	t.Bytes += e.bytes
@@ -576,6 +621,9 @@ func (b *book) remove(key string) {
 		return
 	}
 	delete(b.vols, key)
+	if delete(b.keys[old.tenant], key); len(b.keys[old.tenant]) == 0 {
+		delete(b.keys, old.tenant)
+	}
 	t := b.tally[old.tenant]
 	t.Volumes--
 	t.Bytes -= old.bytes

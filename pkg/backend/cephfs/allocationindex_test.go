@@ -11,7 +11,10 @@ import (
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
-var _ tenant.AllocationIndex = (*Controller)(nil)
+var (
+	_ tenant.AllocationIndex        = (*Controller)(nil)
+	_ tenant.TenantAllocationLister = (*Controller)(nil)
+)
 
 // TestAllocationIndex: the names come from one subvolume listing per group with no info
 // call, and reading them finds what ListAllocations lists: a clone still copying at 0 bytes,
@@ -54,6 +57,14 @@ func TestAllocationIndex(t *testing.T) {
 	}
 	if s, w := summary(got), summary(want); s != w || len(got) != 2 {
 		t.Fatalf("AllocationsOf: %s\nListAllocations: %s (want 2, one at 0 bytes)", s, w)
+	}
+
+	t1, err := c.ListTenantAllocations(ctx, "team-a")
+	if s, w := summary(t1), summary(want); err != nil || s != w {
+		t.Fatalf("ListTenantAllocations(team-a): %s, %v; want %s", s, err, w)
+	}
+	if none, err := c.ListTenantAllocations(ctx, "team-b"); err != nil || len(none) != 0 {
+		t.Fatalf("ListTenantAllocations(team-b): %s, %v; want none", summary(none), err)
 	}
 }
 

@@ -12,6 +12,12 @@ import (
 // as a volume of 0 bytes (the controller that started one counts its requested bytes).
 // The subvolumes adopted in place count too.
 func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, error) {
+	return c.ListTenantAllocations(ctx, "")
+}
+
+// ListTenantAllocations is ListAllocations of one tenant ("" for every tenant): its
+// subvolume group only, and the subvolumes adopted for it.
+func (c *Controller) ListTenantAllocations(ctx context.Context, tenant string) ([]*backend.Volume, error) {
 	s, err := c.session(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -19,11 +25,11 @@ func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, er
 	if err := c.refreshFS(s); err != nil {
 		return nil, err
 	}
-	out, err := c.adoptedVolumes(s, "")
+	out, err := c.adoptedVolumes(s, tenant)
 	if err != nil {
 		return nil, err
 	}
-	err = c.eachSubvolume(s, "", func(id volid.Volume, ref volumeRef) error {
+	err = c.eachSubvolume(s, tenant, func(id volid.Volume, ref volumeRef) error {
 		v, err := c.allocationOf(s, id, ref)
 		if v != nil {
 			out = append(out, v)

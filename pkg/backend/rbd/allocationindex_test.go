@@ -11,7 +11,10 @@ import (
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
-var _ tenant.AllocationIndex = (*Controller)(nil)
+var (
+	_ tenant.AllocationIndex        = (*Controller)(nil)
+	_ tenant.TenantAllocationLister = (*Controller)(nil)
+)
 
 // TestAllocationIndex: the names come from the image directories without an image open, and
 // reading them finds what ListAllocations lists: volumes, a recordless image of the pool,
@@ -47,6 +50,17 @@ func TestAllocationIndex(t *testing.T) {
 	}
 	if s, w := summary(got), summary(want); s != w || len(got) != 3 {
 		t.Fatalf("AllocationsOf: %s\nListAllocations: %s (want 3)", s, w)
+	}
+
+	var ofT1 []*backend.Volume
+	for _, v := range want {
+		if v.ID.Tenant == "t1" {
+			ofT1 = append(ofT1, v)
+		}
+	}
+	t1, err := c.ListTenantAllocations(ctx, "t1")
+	if s, w := summary(t1), summary(ofT1); err != nil || s != w || len(t1) != 2 {
+		t.Fatalf("ListTenantAllocations(t1): %s, %v; want %s (the volume and the recordless image)", s, err, w)
 	}
 }
 

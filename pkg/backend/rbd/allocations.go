@@ -13,27 +13,33 @@ import (
 // making the image and recording it), at their allocated size, since they hold the space;
 // and the images adopted in place.
 func (c *Controller) ListAllocations(ctx context.Context) ([]*backend.Volume, error) {
+	return c.ListTenantAllocations(ctx, "")
+}
+
+// ListTenantAllocations is ListAllocations of one tenant ("" for every tenant): its
+// namespaces only, and the images adopted for it.
+func (c *Controller) ListTenantAllocations(ctx context.Context, tenant string) ([]*backend.Volume, error) {
 	var adopted []*backend.Volume
 	if err := c.storage.Do(ctx, nil, func(conn connection) (err error) {
-		adopted, err = c.adoptedVolumes(conn, "")
+		adopted, err = c.adoptedVolumes(conn, tenant)
 		return err
 	}); err != nil {
 		return nil, err
 	}
-	vols, err := c.allocations(ctx, false)
+	vols, err := c.allocations(ctx, tenant, false)
 	return append(adopted, vols...), err
 }
 
 // ListRecordless lists the csi-vol- images of the configured pool that have no record
 // (shipholdctl gc: a create that stopped between making the image and recording it).
 func (c *Controller) ListRecordless(ctx context.Context) ([]*backend.Volume, error) {
-	return c.allocations(ctx, true)
+	return c.allocations(ctx, "", true)
 }
 
-func (c *Controller) allocations(ctx context.Context, recordless bool) ([]*backend.Volume, error) {
+func (c *Controller) allocations(ctx context.Context, tenant string, recordless bool) ([]*backend.Volume, error) {
 	var out []*backend.Volume
 	err := c.storage.Do(ctx, nil, func(conn connection) error {
-		return c.eachImage(conn, "", func(io ioctx, pool, ns, hash string) error {
+		return c.eachImage(conn, tenant, func(io ioctx, pool, ns, hash string) error {
 			v, recorded, err := c.allocationOf(io, pool, ns, hash)
 			if v != nil && (!recordless || !recorded) {
 				out = append(out, v)
