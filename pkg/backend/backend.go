@@ -151,6 +151,8 @@ type PublishAccess struct {
 // address on the export, the Ceph backends hand the node its tenant's cephx identity in the
 // publish context, and RBD's unpublish of the last node fences clients still holding the image.
 type Publisher interface {
+	// PublishVolume answers NotFound when the volume does not exist: the driver does not
+	// read it first.
 	PublishVolume(ctx context.Context, id volid.Volume, node Node, access PublishAccess, volumeContext, secrets map[string]string) (map[string]string, error)
 	// UnpublishVolume succeeds when the node has no access already.
 	UnpublishVolume(ctx context.Context, id volid.Volume, node Node, secrets map[string]string) error

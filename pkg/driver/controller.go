@@ -229,19 +229,28 @@ func (d *ControllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 
 // volume parses an ID that must name an existing volume and returns its backend.
 func (d *ControllerServer) volume(ctx context.Context, rawID string, secrets map[string]string) (volid.Volume, backend.Controller, *backend.Volume, error) {
-	id, err := parseVolumeID(rawID)
+	id, c, err := d.controllerOf(rawID)
 	if err != nil {
 		return id, nil, nil, err
-	}
-	c, ok := d.opts.Controllers[id.Backend]
-	if !ok {
-		return id, nil, nil, status.Errorf(codes.NotFound, "volume %s is on backend %q, which is not in the driver config", id, id.Backend)
 	}
 	v, err := c.GetVolume(ctx, id, secrets)
 	if err != nil {
 		return id, c, nil, toStatus(err)
 	}
 	return id, c, v, nil
+}
+
+// controllerOf parses a volume ID and returns its backend, without reading the volume.
+func (d *ControllerServer) controllerOf(rawID string) (volid.Volume, backend.Controller, error) {
+	id, err := parseVolumeID(rawID)
+	if err != nil {
+		return id, nil, err
+	}
+	c, ok := d.opts.Controllers[id.Backend]
+	if !ok {
+		return id, nil, status.Errorf(codes.NotFound, "volume %s is on backend %q, which is not in the driver config", id, id.Backend)
+	}
+	return id, c, nil
 }
 
 func (d *ControllerServer) ControllerGetVolume(ctx context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
@@ -266,9 +275,16 @@ func (d *ControllerServer) ControllerPublishVolume(ctx context.Context, req *csi
 	if err != nil {
 		return nil, err
 	}
-	id, c, _, err := d.volume(ctx, req.GetVolumeId(), req.GetSecrets())
+	// A Publisher finds the volume itself (NotFound when it is gone): reading it first
+	// would cost every publish a round trip (on Isilon several PAPI requests).
+	id, c, err := d.controllerOf(req.GetVolumeId())
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := c.(backend.Publisher); !ok {
+		if _, err := c.GetVolume(ctx, id, req.GetSecrets()); err != nil {
+			return nil, toStatus(err)
+		}
 	}
 	node, err := parseNodeID(req.GetNodeId())
 	if err != nil {

@@ -48,6 +48,8 @@ type fakeController struct {
 	// storage); capacities counts Capacity calls.
 	listed     atomic.Int32
 	capacities atomic.Int32
+	// gets counts GetVolume calls.
+	gets atomic.Int32
 }
 
 func newFake(name, kind string) *fakeController {
@@ -131,6 +133,7 @@ func (f *fakeController) DeleteVolume(ctx context.Context, id volid.Volume, _ ma
 }
 
 func (f *fakeController) GetVolume(ctx context.Context, id volid.Volume, _ map[string]string) (*backend.Volume, error) {
+	f.gets.Add(1)
 	if f.failWith != nil {
 		return nil, f.failWith
 	}
@@ -258,6 +261,9 @@ type fakePublisher struct{ *fakeController }
 func (f fakePublisher) PublishVolume(ctx context.Context, id volid.Volume, n backend.Node, access backend.PublishAccess, _, _ map[string]string) (map[string]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.vols[id.String()] == nil {
+		return nil, backend.Errorf(backend.NotFound, "no volume %s", id)
+	}
 	if held, ok := f.published[id.String()]; ok && held.Name != n.Name {
 		if err := backend.CheckSingleNode(id.String(), n, access, []string{held.Name}); err != nil {
 			return nil, err

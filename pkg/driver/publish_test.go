@@ -50,3 +50,28 @@ func TestControllerPublishPassesSingleNodeAccess(t *testing.T) {
 		})
 	}
 }
+
+// A publish is one call to a Publisher: it finds the volume itself (NotFound when it is
+// gone), so the driver does not read the volume first (on Isilon a GetVolume is several
+// PAPI requests per publish).
+func TestControllerPublishAsksThePublisherAlone(t *testing.T) {
+	f := newFixture(t, config.Tenants{})
+	ctx := context.Background()
+	v, err := f.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csi.VolumeCapability{mountCap(rwx)}, Parameters: map[string]string{"backend": "isilon"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.nfs.gets.Store(0)
+	req := &csi.ControllerPublishVolumeRequest{VolumeId: v.Volume.VolumeId, NodeId: f.d.NodeID(), VolumeCapability: mountCap(rwx)}
+	if _, err := f.d.ControllerPublishVolume(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.nfs.gets.Load(); n != 0 {
+		t.Fatalf("the publish read the volume %d times before asking the publisher", n)
+	}
+	if _, err := f.d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: v.Volume.VolumeId}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.d.ControllerPublishVolume(ctx, req)
+	wantCode(t, err, codes.NotFound, v.Volume.VolumeId)
+}
