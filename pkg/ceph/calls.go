@@ -143,6 +143,19 @@ func (c *Calls) unhealthy() string {
 	return ""
 }
 
+// Replace has the connection replaced for why: it is handed out no more, and shut down once
+// its last call returns. For a handle holding what no call of ours can let go, such as an
+// image context librbd left open: only the handle's shutdown releases it (Ceph drops its
+// watch within a minute).
+func (c *Calls) Replace(why string) {
+	c.mu.Lock()
+	if c.broken == nil {
+		c.broken = fmt.Errorf("%s", why)
+	}
+	c.mu.Unlock()
+	c.retire(why)
+}
+
 // retire stops the connection from being handed out; it is shut down when its last
 // call returns (now, if none runs).
 func (c *Calls) retire(why string) {

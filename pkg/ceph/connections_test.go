@@ -101,17 +101,27 @@ func TestConnsConnectOutlivesTheRequest(t *testing.T) {
 	}
 }
 
-// A blocklisted handle is replaced; the old one is shut down only when its calls are done.
+// A blocklisted handle, one whose key is refused, and one a backend asks to replace
+// (librbd left an image open on it) are replaced; the old one is shut down only when its
+// calls are done.
 func TestConnsReplacesBrokenHandle(t *testing.T) {
-	for _, errno := range []syscall.Errno{syscall.ESHUTDOWN, syscall.EACCES} {
-		t.Run(errno.Error(), func(t *testing.T) {
+	breaks := map[string]func(c *Conn) error{
+		"blocklisted": func(*Conn) error { return cephErr(-int(syscall.ESHUTDOWN)) },
+		"key refused": func(*Conn) error { return cephErr(-int(syscall.EACCES)) },
+		"asked to replace": func(c *Conn) error {
+			c.Replace("librbd left image i1 open on it")
+			return nil
+		},
+	}
+	for name, breakIt := range breaks {
+		t.Run(name, func(t *testing.T) {
 			f := &fakeCluster{}
 			p := newTestConns(f)
 			cred := Credentials{UserID: "u", Key: "k1"}
 			old, _ := p.Conn(context.Background(), "b1", testCluster, cred)
 			block := make(chan struct{})
 			strand(old.Do, block)
-			old.Do(context.Background(), func() error { return cephErr(-int(errno)) })
+			old.Do(context.Background(), func() error { return breakIt(old) })
 
 			fresh, err := p.Conn(context.Background(), "b1", testCluster, cred)
 			if err != nil || fresh == old {

@@ -4,12 +4,28 @@ import (
 	"errors"
 	"syscall"
 
+	"github.com/ceph/go-ceph/rados"
+
 	"github.com/shiphold/shiphold/pkg/backend"
 )
 
 // Errno returns the positive errno of a failed librados/librbd call or mon/mgr command,
 // 0 when err carries none.
 func Errno(err error) syscall.Errno {
+	// A compound operation's error wraps the operation's errno, or its steps', with no
+	// Unwrap.
+	var op rados.OperationError
+	if errors.As(err, &op) {
+		if n := Errno(op.OpError); n != 0 || op.OpError != nil {
+			return n
+		}
+		for _, step := range op.StepErrors {
+			if n := Errno(step); n != 0 {
+				return n
+			}
+		}
+		return 0
+	}
 	var coded interface{ ErrorCode() int }
 	if !errors.As(err, &coded) {
 		return 0

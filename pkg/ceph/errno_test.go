@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ceph/go-ceph/rados"
+
 	"github.com/shiphold/shiphold/pkg/backend"
 )
 
@@ -65,5 +67,19 @@ func TestClassify(t *testing.T) {
 	}
 	if err := Classify(cephErr(-13), "x", Hints{}); !strings.Contains(err.Error(), "caps") {
 		t.Fatalf("permission message without hints says nothing about caps: %v", err)
+	}
+}
+
+// A compound RADOS operation (rados.ReadOp/WriteOp.Operate) fails with an OperationError,
+// which wraps the errno of the operation without an Unwrap: an image whose rbd_id object
+// is gone must read as ENOENT, not as an unknown failure (test/rbd's second delete of a
+// volume answered "read operation error: op=rados: ret=-2").
+func TestErrnoOfACompoundOperation(t *testing.T) {
+	err := fmt.Errorf("id of image x: %w", rados.OperationError{OpError: rados.ErrNotFound})
+	if n := Errno(err); n != syscall.ENOENT {
+		t.Errorf("Errno(%v) = %d, want ENOENT", err, n)
+	}
+	if n := Errno(rados.OperationError{StepErrors: map[int]error{0: rados.ErrPermissionDenied}}); n != syscall.EPERM {
+		t.Errorf("Errno of a failed step = %d, want EPERM", n)
 	}
 }

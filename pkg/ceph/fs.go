@@ -2,6 +2,7 @@ package ceph
 
 import (
 	"fmt"
+	"strconv"
 	"sync"
 	"syscall"
 
@@ -17,6 +18,9 @@ type fsTree interface {
 	GetXattr(path, name string) ([]byte, error)
 	SetXattr(path, name string, value []byte) error
 	Subdirs(path string) ([]string, error)
+	// FindSubdir reads directory path up to the first directory match takes, and answers
+	// its name ("" when none does).
+	FindSubdir(path string, match func(name string) bool) (string, error)
 	// MakeDirs makes a directory and its missing parents; RemoveDir removes an empty one.
 	MakeDirs(path string) error
 	RemoveDir(path string) error
@@ -66,6 +70,17 @@ func (c *Conn) Subdirs(fsName, path string) (dirs []string, err error) {
 		return err
 	})
 	return dirs, err
+}
+
+// FindSubdir reads directory path of filesystem fsName up to the first subdirectory match
+// takes, and answers its name ("" when none does): a directory of thousands of entries is
+// read no further than needed. Use it only inside Do.
+func (c *Conn) FindSubdir(fsName, path string, match func(name string) bool) (dir string, err error) {
+	err = c.fs.on(fsName, func(t fsTree) (err error) {
+		dir, err = t.FindSubdir(path, match)
+		return err
+	})
+	return dir, err
 }
 
 // MakeDirs makes directory path of filesystem fsName and its missing parents (mode 0755).
@@ -181,6 +196,13 @@ func (m *fsMounts) closeAll() {
 	m.releases.Wait()
 }
 
+// fsCacheInodes is how many inodes the controller's libcephfs client keeps (libcephfs's
+// default: 16384). It reads each subvolume's directories once per request, and an inode it
+// keeps keeps its caps, which the MDS must recall before the mgr renames or purges the
+// subvolume: after a listing had read 600 subvolumes, deleting them ran at 8.7 per second
+// against 13.4-14.6 without it.
+const fsCacheInodes = 256
+
 // mountLibcephfs mounts filesystem fsName's root with the rados handle's configuration and
 // credentials (client_mount_timeout bounds the mount).
 func mountLibcephfs(handle *rados.Conn, fsName string) (fsTree, error) {
@@ -189,6 +211,10 @@ func mountLibcephfs(handle *rados.Conn, fsName string) (fsTree, error) {
 		return nil, mountError(fsName, err)
 	}
 	if err := mi.SelectFilesystem(fsName); err != nil {
+		_ = mi.Release()
+		return nil, mountError(fsName, err)
+	}
+	if err := mi.SetConfigOption("client_cache_size", strconv.Itoa(fsCacheInodes)); err != nil {
 		_ = mi.Release()
 		return nil, mountError(fsName, err)
 	}
@@ -222,20 +248,27 @@ func (t libcephfsTree) RemoveXattr(path, name string) error {
 	return t.mi.RemoveXattr(path, name)
 }
 
-func (t libcephfsTree) Subdirs(path string) ([]string, error) {
+func (t libcephfsTree) Subdirs(path string) (out []string, err error) {
+	_, err = t.FindSubdir(path, func(name string) bool {
+		out = append(out, name)
+		return false
+	})
+	return out, err
+}
+
+func (t libcephfsTree) FindSubdir(path string, match func(name string) bool) (string, error) {
 	d, err := t.mi.OpenDir(path)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer d.Close()
-	var out []string
 	for {
 		e, err := d.ReadDir()
 		if err != nil || e == nil {
-			return out, err
+			return "", err
 		}
-		if n := e.Name(); e.DType() == cephfs.DTypeDir && n != "." && n != ".." {
-			out = append(out, n)
+		if n := e.Name(); e.DType() == cephfs.DTypeDir && n != "." && n != ".." && match(n) {
+			return n, nil
 		}
 	}
 }

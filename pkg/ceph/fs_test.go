@@ -50,11 +50,12 @@ func (t *fakeTree) GetXattr(path, name string) ([]byte, error) {
 	return []byte(name), err
 }
 
-func (t *fakeTree) SetXattr(path, name string, value []byte) error { return nil }
-func (t *fakeTree) Subdirs(path string) ([]string, error)          { return nil, nil }
-func (t *fakeTree) MakeDirs(path string) error                     { return nil }
-func (t *fakeTree) RemoveDir(path string) error                    { return nil }
-func (t *fakeTree) RemoveXattr(path, name string) error            { return nil }
+func (t *fakeTree) SetXattr(path, name string, value []byte) error       { return nil }
+func (t *fakeTree) Subdirs(path string) ([]string, error)                { return nil, nil }
+func (t *fakeTree) FindSubdir(string, func(string) bool) (string, error) { return "", nil }
+func (t *fakeTree) MakeDirs(path string) error                           { return nil }
+func (t *fakeTree) RemoveDir(path string) error                          { return nil }
+func (t *fakeTree) RemoveXattr(path, name string) error                  { return nil }
 
 func (t *fakeTree) Close() {
 	t.m.mu.Lock()
