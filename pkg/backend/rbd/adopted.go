@@ -3,7 +3,6 @@ package rbd
 import (
 	"sort"
 	"strconv"
-	"sync"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
@@ -28,8 +27,8 @@ func (c *Controller) adoptedVolumes(conn cluster, tenant string) ([]*backend.Vol
 		if io == nil {
 			continue
 		}
-		vols, err := c.adoptedInPool(io, pool, append([]string{""}, nss...), tenant)
 		io.Destroy()
+		vols, err := c.adoptedInPool(conn, pool, append([]string{""}, nss...), tenant)
 		if err != nil {
 			return nil, err
 		}
@@ -40,29 +39,21 @@ func (c *Controller) adoptedVolumes(conn cluster, tenant string) ([]*backend.Vol
 }
 
 // adoptedInPool reads the records of the images of nss in one pool that are not in
-// shiphold's own place (csi-vol-<hash> in a tenant's namespace).
-func (c *Controller) adoptedInPool(io ioctx, pool string, nss []string, tenant string) ([]*backend.Volume, error) {
+// shiphold's own place (csi-vol-<hash> in a tenant's namespace). The namespaces'
+// directories are read pageReaders at a time, each in a context of its own: one after
+// another, 1,000 tenants' made the first page of a listing take 3.2 s.
+func (c *Controller) adoptedInPool(conn cluster, pool string, nss []string, tenant string) ([]*backend.Volume, error) {
+	vols := make([][]*backend.Volume, len(nss))
+	errs := make([]error, len(nss))
+	backend.Each(len(nss), pageReaders, func(i int) {
+		vols[i], errs[i] = c.adoptedInNamespace(conn, pool, nss[i])
+	})
 	var out []*backend.Volume
-	for _, ns := range nss {
-		io.SetNamespace(ns)
-		names, err := io.ImageNames()
-		if err != nil {
-			if isNotFound(err) || pool != c.cfg.Pool {
-				continue
-			}
-			return nil, classify(err, "list images in "+pool+"/"+ns)
+	for i := range nss {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		var foreign []string
-		for _, name := range names {
-			if volumeHashOf(name) == "" || volid.ValidTenant(ns) != nil {
-				foreign = append(foreign, name)
-			}
-		}
-		vols, err := c.readAdopted(io, pool, ns, foreign)
-		if err != nil {
-			return nil, err
-		}
-		for _, v := range vols {
+		for _, v := range vols[i] {
 			if tenant == "" || v.ID.Tenant == tenant {
 				out = append(out, v)
 			}
@@ -71,32 +62,41 @@ func (c *Controller) adoptedInPool(io ioctx, pool string, nss []string, tenant s
 	return out, nil
 }
 
+// adoptedInNamespace reads the adopted images of one namespace.
+func (c *Controller) adoptedInNamespace(conn cluster, pool, ns string) ([]*backend.Volume, error) {
+	io, err := openPool(conn, pool, ns)
+	if err != nil {
+		if pool != c.cfg.Pool {
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer io.Destroy()
+	names, err := io.ImageNames()
+	if err != nil {
+		if isNotFound(err) || pool != c.cfg.Pool {
+			return nil, nil
+		}
+		return nil, classify(err, "list images in "+pool+"/"+ns)
+	}
+	var foreign []string
+	for _, name := range names {
+		if volumeHashOf(name) == "" || volid.ValidTenant(ns) != nil {
+			foreign = append(foreign, name)
+		}
+	}
+	if len(foreign) == 0 {
+		return nil, nil
+	}
+	return c.readAdopted(io, pool, ns, foreign)
+}
+
 // readAdopted reads the images of one namespace, pageReaders at a time (each open is a
 // few round trips to the OSDs), and returns the adopted ones.
 func (c *Controller) readAdopted(io ioctx, pool, ns string, names []string) ([]*backend.Volume, error) {
-	vols := make([]*backend.Volume, len(names))
-	errs := make([]error, len(names))
-	slots := make(chan struct{}, pageReaders)
-	var wg sync.WaitGroup
-	for i, name := range names {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			vols[i], errs[i] = c.adoptedVolume(io, pool, ns, name)
-		}()
-	}
-	wg.Wait()
-	var out []*backend.Volume
-	for i := range names {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
-		if vols[i] != nil {
-			out = append(out, vols[i])
-		}
-	}
-	return out, nil
+	return backend.ReadEach(len(names), pageReaders, func(i int) (*backend.Volume, error) {
+		return c.adoptedVolume(io, pool, ns, names[i])
+	})
 }
 
 // adoptedVolume reads one image: nil when it is gone, carries no record of this backend,

@@ -2,7 +2,10 @@ package rbd
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/ceph/go-ceph/rados"
@@ -33,6 +36,9 @@ type cluster interface {
 	MgrCommand(args [][]byte) ([]byte, string, error)
 	// InstanceID is this client's global ID (client.N), whose watches are our own.
 	InstanceID() uint64
+	// Replace has the pool replace this client once its calls have returned: its shutdown
+	// is the only way to close an image librbd left open on it (see leakedOpen).
+	Replace(why string)
 }
 
 // ioctx is an I/O context on one pool, in one RADOS namespace.
@@ -44,6 +50,10 @@ type ioctx interface {
 	CreateNamespace(ns string) error
 	Namespaces() ([]string, error)
 	ImageNames() ([]string, error)
+	// ImageNamesAfter reads, sorted, at most max image names that sort after after from
+	// the namespace's image directory (its name_ omap keys): one read of one page, where
+	// ImageNames reads the whole directory.
+	ImageNamesAfter(after string, max int64) ([]string, error)
 	CreateImage(name string, size, features uint64) error
 	// CloneImage clones parent@snap of this pool into image name of dst.
 	CloneImage(parent, snap string, dst ioctx, name string, features uint64) error
@@ -52,6 +62,9 @@ type ioctx interface {
 	// ImageID reads an image's ID from its rbd_id object: one read, where an open takes
 	// several round trips.
 	ImageID(name string) (string, error)
+	// ReadHeader reads, without opening the image, the value of its metadata key (nil when
+	// unset) and how many snapshots it has, in one read of its header rbd_header.<id>.
+	ReadHeader(id, key string) (meta []byte, snaps int, err error)
 	// OpenTrashed opens an image in the trash read-only, by ID.
 	OpenTrashed(id string) (image, error)
 	TrashImage(name string) error
@@ -171,8 +184,35 @@ func (p cephPool) NamespaceExists(ns string) (bool, error) { return librbd.Names
 func (p cephPool) CreateNamespace(ns string) error         { return librbd.NamespaceCreate(p.io, ns) }
 func (p cephPool) Namespaces() ([]string, error)           { return librbd.NamespaceList(p.io) }
 func (p cephPool) ImageNames() ([]string, error)           { return librbd.GetImageNames(p.io) }
-func (p cephPool) TrashImage(name string) error            { return librbd.GetImage(p.io, name).Trash(0) }
-func (p cephPool) RemoveImage(name string) error           { return librbd.RemoveImage(p.io, name) }
+
+// rbdDirectory is the object holding a namespace's image directory; imageKey prefixes
+// its keys by image name (librbd's RBD_DIRECTORY and name_ keys); metadataPrefix prefixes
+// an image header's keys of image metadata (cls_rbd's metadata_).
+const (
+	rbdDirectory   = "rbd_directory"
+	imageKey       = "name_"
+	metadataPrefix = "metadata_"
+)
+
+func (p cephPool) ImageNamesAfter(after string, max int64) ([]string, error) {
+	start := ""
+	if after != "" {
+		start = imageKey + after
+	}
+	keys, err := p.io.GetOmapValues(rbdDirectory, start, imageKey, max)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, strings.TrimPrefix(k, imageKey))
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func (p cephPool) TrashImage(name string) error  { return librbd.GetImage(p.io, name).Trash(0) }
+func (p cephPool) RemoveImage(name string) error { return librbd.RemoveImage(p.io, name) }
 func (p cephPool) TrashEntries() ([]librbd.TrashInfo, error) {
 	return librbd.GetTrashList(p.io)
 }
@@ -232,6 +272,32 @@ func (p cephPool) ImageID(name string) (string, error) {
 		return "", fmt.Errorf("rbd_id.%s: undecodable ID %q", name, out)
 	}
 	return id, nil
+}
+
+func (p cephPool) ReadHeader(id, key string) ([]byte, int, error) {
+	op := rados.CreateReadOp()
+	defer op.Release()
+	meta := op.GetOmapValuesByKeys([]string{metadataPrefix + key}) // cls_rbd's metadata_set keys
+	snapc := op.Exec("rbd", "get_snapcontext", nil)
+	if err := op.Operate(p.io, "rbd_header."+id, rados.OperationNoFlag); err != nil {
+		return nil, 0, err
+	}
+	var value []byte
+	switch kv, err := meta.Next(); {
+	case err != nil:
+		return nil, 0, err
+	case kv != nil:
+		value = append([]byte(nil), kv.Value...)
+	}
+	out, err := snapc.Bytes()
+	if err != nil {
+		return nil, 0, err
+	}
+	// A SnapContext: its sequence number (u64), then its snapshot IDs (u32 count, u64 each).
+	if len(out) < 12 {
+		return nil, 0, fmt.Errorf("rbd_header.%s: undecodable snapshot context %x", id, out)
+	}
+	return value, int(binary.LittleEndian.Uint32(out[8:12])), nil
 }
 
 func (p cephPool) OpenTrashed(id string) (image, error) {

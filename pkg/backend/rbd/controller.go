@@ -39,6 +39,9 @@ type Controller struct {
 	// deleting counts the DeleteVolume calls in progress per image ("tenant/pool/image"):
 	// the search for a tenant's other images counts those as gone.
 	deleting map[string]int
+	// retired are the clients of ours replaced for an image librbd left open on them
+	// (leakedOpen), by instance ID, with when: their watches linger until Ceph drops them.
+	retired map[uint64]time.Time
 
 	taskWait time.Duration // see SetTaskWait
 }

@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,11 +37,33 @@ type fakeCluster struct {
 	holdTasks   bool
 	blocklisted []string
 	self        uint64
+	replaced    []string // why the controller had its client replaced (Replace), in order
+	retired     []uint64 // the clients Replace retired
 	auth        *cephtest.Auth
 	// midChildren runs (f.mu held) between Children's two reads, as librbd makes them:
 	// the snapshot's attached clones from the parent header, then their names from the
 	// image directory and the trash.
 	midChildren func()
+	// namesRead counts the image names read from image directories, by ImageNames and
+	// ImageNamesAfter.
+	namesRead int
+	// openDelay, when set, makes every read-only open take that long outside the fake's
+	// lock, as an open's round trips do; opening and maxOpening count the opens under way.
+	openDelay           time.Duration
+	opening, maxOpening atomic.Int32
+	// listDelay does the same for every full read of an image directory (ImageNames).
+	listDelay           time.Duration
+	listing, maxListing atomic.Int32
+}
+
+// under runs for d outside the fake's lock as one of the calls cur counts, and keeps in most
+// how many ran at once.
+func under(d time.Duration, cur, most *atomic.Int32) {
+	n := cur.Add(1)
+	for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+	}
+	time.Sleep(d)
+	cur.Add(-1)
 }
 
 type fakePool struct {
@@ -95,6 +119,9 @@ var (
 	errNoEnt = librbd.ErrNotFound
 	errExist = librbd.ErrExist
 	errBusy  = fakeErrno(syscall.EBUSY)
+	// errOpNoEnt is a missing object as a compound RADOS operation (ReadOp.Operate)
+	// reports it: an OperationError, which wraps the errno without an Unwrap.
+	errOpNoEnt = rados.OperationError{OpError: rados.ErrNotFound}
 )
 
 func newFakeCluster() *fakeCluster {
@@ -207,6 +234,36 @@ func (f *fakeCluster) ListPools() ([]string, error) {
 }
 
 func (f *fakeCluster) InstanceID() uint64 { return f.self }
+
+// Replace is the pool replacing the handle: the next calls are a new client's. The old
+// client's live watches stay until dropRetiredWatches, as Ceph drops them only within a
+// minute of its shutdown. Watch records stay: they are the OSD's, not the client's.
+func (f *fakeCluster) Replace(why string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.replaced = append(f.replaced, why)
+	f.retired = append(f.retired, f.self)
+	f.self += 100
+}
+
+// dropRetiredWatches is Ceph dropping the live watches of the clients Replace retired.
+func (f *fakeCluster) dropRetiredWatches() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.pools {
+		for _, imgs := range []map[string]*fakeImage{p.images, p.trash} {
+			for _, img := range imgs {
+				var kept []fakeWatcher
+				for _, w := range img.watchers {
+					if !w.live || !slices.Contains(f.retired, uint64(w.w.Id)) {
+						kept = append(kept, w)
+					}
+				}
+				img.watchers = kept
+			}
+		}
+	}
+}
 
 func (f *fakeCluster) MonCommand(buf []byte) ([]byte, string, error) {
 	f.mu.Lock()
@@ -452,7 +509,20 @@ func (io *fakeIO) Namespaces() ([]string, error) {
 }
 
 func (io *fakeIO) ImageNames() ([]string, error) {
-	unlock, err := io.lock("ImageNames", io.ns)
+	if d := io.f.listDelay; d > 0 {
+		under(d, &io.f.listing, &io.f.maxListing)
+	}
+	return io.names("ImageNames", io.ns, "", -1)
+}
+
+func (io *fakeIO) ImageNamesAfter(after string, max int64) ([]string, error) {
+	return io.names("ImageNamesAfter", io.ns+"/"+after, after, max)
+}
+
+// names reads the image directory of io's namespace after after, at most max names (all
+// for a negative max), sorted, as the call name logs it.
+func (io *fakeIO) names(call, arg, after string, max int64) ([]string, error) {
+	unlock, err := io.lock(call, arg)
 	if err != nil {
 		return nil, err
 	}
@@ -462,11 +532,15 @@ func (io *fakeIO) ImageNames() ([]string, error) {
 	}
 	var out []string
 	for _, img := range io.p.images {
-		if img.ns == io.ns {
+		if img.ns == io.ns && img.name > after {
 			out = append(out, img.name)
 		}
 	}
 	sort.Strings(out)
+	if max >= 0 && int64(len(out)) > max {
+		out = out[:max]
+	}
+	io.f.namesRead += len(out)
 	return out, nil
 }
 
@@ -530,6 +604,9 @@ func (io *fakeIO) OpenImage(name string, writable bool) (image, error) {
 	if writable {
 		call = "OpenImage"
 	}
+	if d := io.f.openDelay; d > 0 && !writable {
+		under(d, &io.f.opening, &io.f.maxOpening)
+	}
 	unlock, err := io.lock(call, io.ns+"/"+name)
 	if err != nil {
 		return nil, err
@@ -556,9 +633,26 @@ func (io *fakeIO) ImageID(name string) (string, error) {
 	defer unlock()
 	img := io.p.images[io.ns+"/"+name]
 	if img == nil {
-		return "", errNoEnt
+		return "", errOpNoEnt
 	}
 	return img.id, nil
+}
+
+func (io *fakeIO) ReadHeader(id, key string) ([]byte, int, error) {
+	unlock, err := io.lock("ReadHeader", io.ns+"/"+id)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer unlock()
+	img := io.byID(id)
+	if img == nil {
+		return nil, 0, errOpNoEnt
+	}
+	var meta []byte
+	if v, ok := img.meta[key]; ok {
+		meta = []byte(v)
+	}
+	return meta, len(img.snaps), nil
 }
 
 func (io *fakeIO) OpenTrashed(id string) (image, error) {

@@ -107,23 +107,38 @@ func (c *Controller) dropIdentityIfLast(ctx context.Context, tenant string, secr
 // imagesLeft says whether the tenant has an image on this backend that no DeleteVolume of
 // this controller is removing: those are on their way out (the CO let go of them), and two
 // deletes of a tenant's last images side by side each see the other's image until it has
-// moved to the trash.
+// moved to the trash. It reads the csi-vol- names a page at a time (volumeHashesAfter, as a
+// listing's page does) and stops at the first image that stays, so only the tenant's last
+// deletes read all of them.
 func (c *Controller) imagesLeft(conn cluster, tenant string) (bool, error) {
 	left := false
-	err := c.eachImage(conn, tenant, func(_ ioctx, pool, _, hash string) error {
-		c.mu.Lock()
-		going := c.deleting[tenant+"/"+pool+"/"+imageName(hash)] > 0
-		c.mu.Unlock()
-		if going {
-			return nil
+	err := c.eachNamespace(conn, tenant, func(io ioctx, pool, ns string) error {
+		for next := imagePrefix; next != ""; {
+			var hashes []string
+			var err error
+			if hashes, next, err = c.volumeHashesAfter(io, pool, ns, next, hashPageMin); err != nil {
+				return err
+			}
+			for _, h := range hashes {
+				if !c.isDeleting(tenant, pool, imageName(h)) {
+					left = true
+					return errStopWalk
+				}
+			}
 		}
-		left = true
-		return errStopWalk
+		return nil
 	})
 	if err != nil && err != errStopWalk {
 		return false, err
 	}
 	return left, nil
+}
+
+// isDeleting says whether a DeleteVolume of this controller is removing the image.
+func (c *Controller) isDeleting(tenant, pool, name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deleting[tenant+"/"+pool+"/"+name] > 0
 }
 
 // markDeleting counts a DeleteVolume of an image in progress until the returned func.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"sort"
 	"strconv"
-	"sync"
+	"strings"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
@@ -33,31 +33,61 @@ func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int
 			}
 			from = volid.Volume{}
 		}
-		places, closeAll, err := c.placesFrom(conn, from)
+		places, err := c.placesFrom(conn, from)
 		if err != nil {
 			return err
 		}
-		defer closeAll()
-		for _, pl := range places {
-			pl.io.SetNamespace(pl.tenant)
-			hashes, err := c.volumeHashes(pl.io, pl.pool, pl.tenant)
-			if err != nil {
-				return err
+		// The page's images are gathered across places (each read in a namespace context
+		// of its own), then read pageReaders at a time, so that a page spanning many
+		// tenants of a few volumes is not read a tenant after another.
+		var found []listed
+		var spaces []ioctx
+		defer func() {
+			for _, io := range spaces {
+				io.Destroy()
 			}
-			if pl.key == placeKey(from.Tenant, from.Location) {
-				hashes = hashes[sort.Search(len(hashes), func(i int) bool { return hashes[i] > from.Hash }):]
-			}
+		}()
+		read := func() error {
 			rest := 0
 			if max > 0 {
 				rest = max - len(out)
 			}
-			vols, err := c.readPage(pl, hashes, rest)
-			out = append(out, vols...)
-			if err != nil || (max > 0 && len(out) >= max) {
+			vols, err := c.readPage(found, rest)
+			out, found = append(out, vols...), nil
+			return err
+		}
+		for _, pl := range places {
+			io, err := openPool(conn, pl.pool, pl.tenant)
+			if err != nil {
 				return err
 			}
+			spaces = append(spaces, io)
+			pl.io = io
+			next := imagePrefix // the first csi-vol- name sorts after it
+			if pl.key == placeKey(from.Tenant, from.Location) {
+				next = imageName(from.Hash)
+			}
+			for next != "" {
+				rest := 0
+				if max > 0 {
+					rest = max - len(out) - len(found)
+				}
+				var hashes []string
+				hashes, next, err = c.volumeHashesAfter(pl.io, pl.pool, pl.tenant, next, rest)
+				if err != nil {
+					return err
+				}
+				for _, h := range hashes {
+					found = append(found, listed{pl, h})
+				}
+				if max > 0 && len(out)+len(found) >= max {
+					if err := read(); err != nil || len(out) >= max {
+						return err
+					}
+				}
+			}
 		}
-		return nil
+		return read()
 	})
 	if err != nil {
 		// A call past its deadline goes on in the background, still filling out.
@@ -70,42 +100,36 @@ func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int
 // the OSDs, which a page of hundreds would otherwise wait for one after another.
 const pageReaders = 8
 
-// readPage reads the images of hashes in their order, pageReaders at a time, until max
+// listed is an image a page found in a place's directory, to read.
+type listed struct {
+	pl   place
+	hash string
+}
+
+// readPage reads the images found in their order, pageReaders at a time, until max
 // volumes (all for 0) are listed; images gone or not this backend's are passed over.
-func (c *Controller) readPage(pl place, hashes []string, max int) ([]*backend.Volume, error) {
+func (c *Controller) readPage(found []listed, max int) ([]*backend.Volume, error) {
 	var out []*backend.Volume
-	for len(hashes) > 0 && (max == 0 || len(out) < max) {
-		batch := hashes
+	for len(found) > 0 && (max == 0 || len(out) < max) {
+		batch := found
 		if max > 0 && len(batch) > max-len(out) {
 			batch = batch[:max-len(out)]
 		}
-		hashes = hashes[len(batch):]
-		vols := make([]*backend.Volume, len(batch))
-		errs := make([]error, len(batch))
-		slots := make(chan struct{}, pageReaders)
-		var wg sync.WaitGroup
-		for i, h := range batch {
-			wg.Add(1)
-			slots <- struct{}{}
-			go func() {
-				defer func() { <-slots; wg.Done() }()
-				vols[i], errs[i] = c.listedVolume(pl.io, pl.pool, pl.tenant, h)
-			}()
-		}
-		wg.Wait()
-		for i := range batch {
-			if errs[i] != nil {
-				return out, errs[i]
-			}
-			if vols[i] != nil {
-				out = append(out, vols[i])
-			}
+		found = found[len(batch):]
+		vols, err := backend.ReadEach(len(batch), pageReaders, func(i int) (*backend.Volume, error) {
+			l := batch[i]
+			return c.listedVolume(l.pl.io, l.pl.pool, l.pl.tenant, l.hash)
+		})
+		out = append(out, vols...)
+		if err != nil {
+			return out, err
 		}
 	}
 	return out, nil
 }
 
 // place is one tenant's namespace in one pool; key orders places as their volume IDs sort.
+// io is the namespace's own context, opened once a page walks the place.
 type place struct {
 	io                ioctx
 	pool, tenant, key string
@@ -114,39 +138,32 @@ type place struct {
 func placeKey(tenant, loc string) string { return tenant + ":" + loc + ":" }
 
 // placesFrom lists the namespaces of every pool that holds RBD namespaces, in ID order, from
-// the place of from on (all when from is zero). closeAll releases the pools' contexts.
-func (c *Controller) placesFrom(conn cluster, from volid.Volume) ([]place, func(), error) {
+// the place of from on (all when from is zero).
+func (c *Controller) placesFrom(conn cluster, from volid.Volume) ([]place, error) {
 	pools, err := conn.ListPools()
 	if err != nil {
-		return nil, nil, classify(err, "list pools")
+		return nil, classify(err, "list pools")
 	}
 	var places []place
-	var ios []ioctx
-	closeAll := func() {
-		for _, io := range ios {
-			io.Destroy()
-		}
-	}
 	fromKey := placeKey(from.Tenant, from.Location)
 	for _, pool := range pools {
 		io, nss, err := c.poolNamespaces(conn, pool)
 		if err != nil {
-			closeAll()
-			return nil, nil, err
+			return nil, err
 		}
 		if io == nil {
 			continue
 		}
-		ios = append(ios, io)
 		loc := strconv.FormatInt(io.ID(), 10)
+		io.Destroy()
 		for _, ns := range nss {
 			if k := placeKey(ns, loc); volid.ValidTenant(ns) == nil && (from.Backend == "" || k >= fromKey) {
-				places = append(places, place{io: io, pool: pool, tenant: ns, key: k})
+				places = append(places, place{pool: pool, tenant: ns, key: k})
 			}
 		}
 	}
 	sort.Slice(places, func(i, j int) bool { return places[i].key < places[j].key })
-	return places, closeAll, nil
+	return places, nil
 }
 
 // poolNamespaces opens a pool and lists its RBD namespaces. As in eachNamespace, only the
@@ -170,24 +187,39 @@ func (c *Controller) poolNamespaces(conn cluster, pool string) (ioctx, []string,
 	return io, nss, nil
 }
 
-// volumeHashes lists the hashes of the csi-vol- images in io's namespace, sorted.
-func (c *Controller) volumeHashes(io ioctx, pool, ns string) ([]string, error) {
-	names, err := io.ImageNames()
+// volumeHashesAfter reads a page of the image directory of io's namespace from the first
+// name after after: the hashes of its csi-vol- images, sorted, and the name to read on
+// from ("" at the directory's end or past the csi-vol- names). A page is about want
+// names (want 0: as many as a read brings), so a page of a listing reads about a page of
+// names however many images the namespace holds.
+func (c *Controller) volumeHashesAfter(io ioctx, pool, ns, after string, want int) ([]string, string, error) {
+	n := int64(min(max(want, hashPageMin), hashPageMax))
+	names, err := io.ImageNamesAfter(after, n)
 	if err != nil {
-		if isNotFound(err) || pool != c.cfg.Pool {
-			return nil, nil
-		}
-		return nil, classify(err, "list images in "+pool+"/"+ns)
+		return nil, "", c.imageListError(err, pool, ns)
 	}
 	var hashes []string
-	for _, n := range names {
-		if h := volumeHashOf(n); h != "" {
+	for _, name := range names {
+		if !strings.HasPrefix(name, imagePrefix) {
+			return hashes, "", nil
+		}
+		if h := volumeHashOf(name); h != "" {
 			hashes = append(hashes, h)
 		}
 	}
-	sort.Strings(hashes)
-	return hashes, nil
+	if int64(len(names)) < n {
+		return hashes, "", nil
+	}
+	return hashes, names[len(names)-1], nil
 }
+
+// hashPageMin and hashPageMax bound the names volumeHashesAfter reads at a time: a few
+// names past a small page (images gone or of another backend), at most what one omap read
+// of the image directory returns cheaply.
+const (
+	hashPageMin = 64
+	hashPageMax = 1024
+)
 
 // listedVolume reads one image as a listing reports it: nil when it is gone, has no record
 // or belongs to another backend.
