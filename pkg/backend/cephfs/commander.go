@@ -21,6 +21,7 @@ type commander interface {
 	GetXattr(fs, path, name string) ([]byte, error)
 	SetXattr(fs, path, name string, value []byte) error
 	Subdirs(fs, path string) ([]string, error)
+	FindSubdir(fs, path string, match func(name string) bool) (string, error)
 	MakeDirs(fs, path string) error
 	RemoveDir(fs, path string) error
 	RemoveXattr(fs, path, name string) error

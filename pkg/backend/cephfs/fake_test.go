@@ -3,6 +3,7 @@ package cephfs
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,13 +17,15 @@ import (
 // go-ceph v0.37.0 misreads). It records every command for the workaround tests.
 type fakeMgr struct {
 	ceph.Calls
-	mu       sync.Mutex
-	cmds     []map[string]any
-	fsOps    []string // libcephfs calls (MDS requests): "getxattr /volumes/g/s"
-	seen     int      // commands already returned by mgrCommands
-	groups   map[string]bool
-	subs     map[string]*fakeSub // key group/sub
-	cloneRun int                 // clone status answers "in-progress" this many times
+	mu    sync.Mutex
+	cmds  []map[string]any
+	fsOps []string // libcephfs calls (MDS requests): "getxattr /volumes/g/s"
+	// entriesRead counts the directory entries read from group directories.
+	entriesRead int
+	seen        int // commands already returned by mgrCommands
+	groups      map[string]bool
+	subs        map[string]*fakeSub // key group/sub
+	cloneRun    int                 // clone status answers "in-progress" this many times
 	// cloneFail makes clones end "failed" instead of "complete".
 	cloneFail bool
 	// crashAfter names an operation ("fs subvolume create", "auth get-or-create",
@@ -360,6 +363,17 @@ func (f *fakeMgr) groupDir(path string) (string, bool) {
 	return rest, true
 }
 
+// dataDir finds the subvolume whose data directory is path (/volumes/<group>/<sub>/uuid;
+// gone once the subvolume is retained).
+func (f *fakeMgr) dataDir(path string) (*fakeSub, bool) {
+	base, dir, ok := strings.Cut(strings.TrimPrefix(path, "/volumes/"), "/uuid")
+	if !ok || dir != "" || strings.Count(base, "/") != 1 {
+		return nil, false
+	}
+	sub := f.subs[base]
+	return sub, sub != nil && !sub.retained
+}
+
 func (f *fakeMgr) baseDir(op, path string) (*fakeSub, error) {
 	f.fsOps = append(f.fsOps, op+" "+path)
 	rest, ok := strings.CutPrefix(path, "/volumes/")
@@ -389,9 +403,22 @@ func (f *fakeMgr) GetXattr(fs, path, name string) (_ []byte, err error) {
 		}
 		return nil, fakeErr{-int(syscall.ENODATA)}
 	}
+	if sub, ok := f.dataDir(path); ok {
+		f.fsOps = append(f.fsOps, "getxattr "+path)
+		if name != "ceph.quota.max_bytes" {
+			return nil, fakeErr{-int(syscall.ENODATA)}
+		}
+		if sub.quota == 0 {
+			return nil, fakeErr{-int(syscall.ENODATA)} // as Ceph answers for a directory without one
+		}
+		return []byte(fmt.Sprint(sub.quota)), nil
+	}
 	sub, err := f.baseDir("getxattr", path)
 	if err != nil {
 		return nil, err
+	}
+	if name == "ceph.dir.rsnaps" { // a virtual attribute: the snapshots under the directory
+		return []byte(fmt.Sprint(len(sub.snaps))), nil
 	}
 	v, ok := sub.xattrs[name]
 	if !ok {
@@ -422,6 +449,43 @@ func (f *fakeMgr) SetXattr(fs, path, name string, value []byte) (err error) {
 	return nil
 }
 
+// groupEntries lists a group directory's subvolumes, sorted as a readdir returns them.
+func (f *fakeMgr) groupEntries(g string) []string {
+	var out []string
+	for k := range f.subs {
+		if sg, sub, _ := strings.Cut(k, "/"); sg == g {
+			out = append(out, sub)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// FindSubdir reads a directory as Subdirs does, and stops at the first entry match takes.
+func (f *fakeMgr) FindSubdir(fs, path string, match func(string) bool) (_ string, err error) {
+	defer func() { err = f.lost("readdir "+path, err) }()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var entries []string
+	if g, ok := f.groupDir(path); ok {
+		entries = f.groupEntries(g)
+	} else if isPlain(path) {
+		if entries, err = f.plainSubdirs(fs, path); err != nil {
+			return "", err
+		}
+		sort.Strings(entries)
+	} else {
+		return "", fakeErr{-int(syscall.ENOENT)}
+	}
+	for _, e := range entries {
+		f.entriesRead++
+		if match(e) {
+			return e, nil
+		}
+	}
+	return "", nil
+}
+
 // Subdirs lists a base directory: the data directory, gone once the subvolume is retained.
 func (f *fakeMgr) Subdirs(fs, path string) (_ []string, err error) {
 	defer func() { err = f.lost("readdir "+path, err) }()
@@ -441,12 +505,8 @@ func (f *fakeMgr) Subdirs(fs, path string) (_ []string, err error) {
 		return out, nil
 	}
 	if g, ok := f.groupDir(path); ok {
-		var out []string
-		for k := range f.subs {
-			if sg, sub, _ := strings.Cut(k, "/"); sg == g {
-				out = append(out, sub)
-			}
-		}
+		out := f.groupEntries(g)
+		f.entriesRead += len(out)
 		return out, nil
 	}
 	sub, err := f.baseDir("readdir", path)

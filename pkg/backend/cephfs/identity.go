@@ -93,27 +93,26 @@ func (c *Controller) publishIdentity(s *session, id volid.Volume, ref volumeRef)
 }
 
 // dropIdentityIfLast removes the tenant's identity once the group holds no subvolume. It
-// lists the group's directory through the MDS, sparing the mgr a command per delete.
+// reads the group's directory through the MDS, sparing the mgr a command per delete, up to
+// its first subvolume: one entry per delete while the tenant has volumes.
 func (c *Controller) dropIdentityIfLast(s *session, ref volumeRef) error {
 	tenant, ok := tenantOfGroup(c.prefix, ref.group)
 	if !ok {
 		return nil // an adopted subvolume in a group of its own: no tenant identity goes with it
 	}
-	var dirs []string
-	err := s.do("list the directory of group "+ref.fs+":"+ref.group, func() (err error) {
-		dirs, err = s.conn.Subdirs(ref.fs, groupPath(ref.group))
+	var left string
+	err := s.do("read the directory of group "+ref.fs+":"+ref.group, func() (err error) {
+		left, err = s.conn.FindSubdir(ref.fs, groupPath(ref.group), func(d string) bool {
+			_, ok := hashOf(subvolumePrefix, d)
+			return ok
+		})
 		return err
 	})
 	if backend.IsNotFound(err) {
-		err, dirs = nil, nil
+		err, left = nil, ""
 	}
-	if err != nil {
+	if err != nil || left != "" {
 		return err
-	}
-	for _, d := range dirs {
-		if _, ok := hashOf(subvolumePrefix, d); ok {
-			return nil
-		}
 	}
 	user, err := ceph.IdentityUser(c.name, tenant)
 	if err != nil {

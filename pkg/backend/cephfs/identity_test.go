@@ -2,6 +2,7 @@ package cephfs
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/shiphold/shiphold/pkg/backend"
@@ -139,4 +140,30 @@ func equalCaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// Whether a delete took the tenant's last volume is read from the group's directory up to
+// its first subvolume, not through all of it: a tenant of thousands of volumes pays one
+// entry per delete.
+func TestDeleteReadsTheGroupUntilItsFirstSubvolume(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	var ids []*backend.Volume
+	for i := 0; i < 40; i++ {
+		v, err := c.CreateVolume(ctx, volReq(fmt.Sprintf("pvc-%d", i), 1<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v)
+	}
+	f.entriesRead = 0
+	if err := c.DeleteVolume(ctx, ids[0].ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if f.entriesRead > 1 {
+		t.Errorf("the delete read %d entries of a group of 39 subvolumes, want 1", f.entriesRead)
+	}
+	if _, ok := f.auth[teamAUser]; !ok {
+		t.Fatal("identity removed while the tenant still has volumes")
+	}
 }
