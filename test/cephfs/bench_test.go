@@ -84,30 +84,7 @@ func TestBenchCephFS(t *testing.T) {
 func mgrCommandsPerVolume(t *testing.T, ctx context.Context, side harness.BenchSide, group string) (perCreate, perDelete float64) {
 	t.Helper()
 	const n = 5
-	log := filepath.Join(harness.CephDir(), "log", "mgr.x.log")
-	count := func(from int64) (int64, int) {
-		// The mgr logs through a thread of its own: wait until the lines stop coming.
-		var size int64
-		var started, prev int
-		for stable := 0; stable < 3; time.Sleep(200 * time.Millisecond) {
-			b, err := os.ReadFile(log)
-			if err != nil {
-				t.Fatalf("mgr log: %v", err)
-			}
-			size, started = int64(len(b)), 0
-			for _, l := range strings.Split(string(b[from:]), "\n") {
-				if strings.Contains(l, "volumes.module] Starting _cmd_") && strings.Contains(l, "group_name:"+group+",") {
-					started++
-				}
-			}
-			if started == prev {
-				stable++
-			} else {
-				stable, prev = 0, started
-			}
-		}
-		return size, started
-	}
+	count := func(from int64) (int64, int) { return mgrCommandsSince(t, from, "group_name:"+group+",") }
 	start, _ := count(0)
 	var ids []string
 	for i := 0; i < n; i++ {
@@ -125,9 +102,37 @@ func mgrCommandsPerVolume(t *testing.T, ctx context.Context, side harness.BenchS
 	}
 	_, deletes := count(mid)
 	if creates == 0 || deletes == 0 {
-		t.Fatalf("no volumes-module commands for group %s in %s: is it this cluster's mgr log?", group, log)
+		t.Fatalf("no volumes-module commands for group %s in the mgr log of %s: is it this cluster's?", group, harness.CephDir())
 	}
 	return float64(creates) / n, float64(deletes) / n
+}
+
+// mgrCommandsSince counts the volumes-module commands whose arguments contain match that
+// the mgr's own log shows from byte from on, and answers the log's size.
+func mgrCommandsSince(t *testing.T, from int64, match string) (int64, int) {
+	t.Helper()
+	log := filepath.Join(harness.CephDir(), "log", "mgr.x.log")
+	// The mgr logs through a thread of its own: wait until the lines stop coming.
+	var size int64
+	var started, prev int
+	for stable := 0; stable < 3; time.Sleep(200 * time.Millisecond) {
+		b, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatalf("mgr log: %v", err)
+		}
+		size, started = int64(len(b)), 0
+		for _, l := range strings.Split(string(b[from:]), "\n") {
+			if strings.Contains(l, "volumes.module] Starting _cmd_") && strings.Contains(l, match) {
+				started++
+			}
+		}
+		if started == prev {
+			stable++
+		} else {
+			stable, prev = 0, started
+		}
+	}
+	return size, started
 }
 
 // rawConn is a rados connection of its own (the driver has its own) as admin.

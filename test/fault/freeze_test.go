@@ -220,8 +220,12 @@ func countVolumes(t *testing.T, pc *harness.PrivateCluster, kind, tenant string)
 			t.Logf("%v: %s", c[:3], out)
 			if kind == "rbd" {
 				// What is left of them: a directory entry, a header, data objects?
-				objs, _ := exec.Command("rados", "-c", pc.Conf, "--pool", "rbd", "--namespace", tenant, "ls").CombinedOutput()
-				t.Logf("RADOS objects in rbd/%s:\n%s", tenant, objs)
+				objs, err := exec.Command("rados", "-c", pc.Conf, "--pool", "rbd", "--namespace", tenant, "ls").CombinedOutput()
+				t.Logf("RADOS objects in rbd/%s (%v):\n%s", tenant, err, objs)
+				// Entries librbd's own remove left (source "removing"), which rbd ls shows and
+				// rbd trash ls does not.
+				all, err := exec.Command("rbd", "-c", pc.Conf, "trash", "ls", "--all", "--long", "--pool", "rbd", "--namespace", tenant).CombinedOutput()
+				t.Logf("rbd trash ls --all (%v):\n%s", err, all)
 				// Why the mgr has not purged them: its queued tasks and their retry messages,
 				// and who still watches the trashed images.
 				tasks, _ := exec.Command("ceph", "-c", pc.Conf, "rbd", "task", "list", "--format", "json").CombinedOutput()
@@ -230,7 +234,7 @@ func countVolumes(t *testing.T, pc *harness.PrivateCluster, kind, tenant string)
 				if json.Unmarshal(out, &trashed) == nil {
 					for _, e := range trashed {
 						w, _ := exec.Command("rados", "-c", pc.Conf, "--pool", "rbd", "--namespace", tenant, "listwatchers", "rbd_header."+e.ID).CombinedOutput()
-						t.Logf("watchers of rbd_header.%s: %s", e.ID, w)
+						t.Logf("watchers of rbd_header.%s: %s; held by %s", e.ID, w, watcherOwners(pc, string(w)))
 					}
 				}
 			}
@@ -238,6 +242,35 @@ func countVolumes(t *testing.T, pc *harness.PrivateCluster, kind, tenant string)
 		n += len(list)
 	}
 	return n
+}
+
+// watcherOwners names who holds the watches listed (rados listwatchers): the entity of
+// each client.N among the monitor's sessions (the plugin's user, or mgr.x for the mgr's
+// own clients, whose rbd_support module runs the purges).
+func watcherOwners(pc *harness.PrivateCluster, watchers string) string {
+	out, err := pc.Ceph("tell", "mon.*", "sessions", "--format", "json")
+	var sessions []struct {
+		Entity   string `json:"entity_name"`
+		GlobalID uint64 `json:"global_id"`
+	}
+	if err != nil || json.Unmarshal(out, &sessions) != nil {
+		return fmt.Sprintf("(mon sessions unread: %v)", err)
+	}
+	var owners []string
+	for _, f := range strings.Fields(watchers) {
+		id, ok := strings.CutPrefix(f, "client.")
+		if !ok {
+			continue
+		}
+		owner := "no session"
+		for _, s := range sessions {
+			if strconv.FormatUint(s.GlobalID, 10) == id {
+				owner = s.Entity
+			}
+		}
+		owners = append(owners, f+"="+owner)
+	}
+	return strings.Join(owners, ", ")
 }
 
 // purgeWait bounds the wait for the mgr's purges of deleted images; the mgr retries a

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ceph/go-ceph/rados"
@@ -36,8 +38,11 @@ func TestCephFSTenantIsolation(t *testing.T) {
 	}
 
 	asA, asCluster := connectAs(t, a.cred()), connectAs(t, adminCred(t))
-	// B's files landed in B's namespace of the data pool (the group's layout).
-	fileObject := firstObject(t, asCluster, cephfsDataPool, groupB, "")
+	// B's file landed in B's namespace of the data pool (the group's layout). Its first
+	// object is named by its inode; any object listed there will not do: the mgr rewrites
+	// a subvolume's .meta file by a rename, and the old one's objects, still listed, are
+	// purged a moment later (seen as ENOENT for the cluster-wide key under load).
+	fileObject := dataObject(t, filepath.Join(b.target, "b-data"))
 	inB := func(conn *rados.Conn, fn func(io *rados.IOContext) error) error {
 		io, err := conn.OpenIOContext(cephfsDataPool)
 		if err != nil {
@@ -83,6 +88,21 @@ func TestCephFSTenantIsolation(t *testing.T) {
 	}
 	unstageAndDelete(t, p, a)
 	identityGone(t, a.cred().UserID)
+}
+
+// dataObject names the RADOS object holding the first bytes of a file on a CephFS mount:
+// <inode in hex>.00000000 (ceph-fuse reports the CephFS inode numbers).
+func dataObject(t *testing.T, path string) string {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		t.Fatalf("no inode number for %s", path)
+	}
+	return fmt.Sprintf("%x.%08x", st.Ino, 0)
 }
 
 // fuseMount mounts path with ceph-fuse as cred, lists it and unmounts it.

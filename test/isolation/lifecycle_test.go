@@ -199,3 +199,42 @@ func subvolumePath(t *testing.T, v *tenantVolume) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// The tenant's identity stays while any of its volumes does and goes with the last: each
+// delete reads the tenant's image directory (RBD: its name_ keys a page at a time) or
+// subvolume group on the real cluster, and must see the volumes left.
+func TestIdentityStaysUntilTheTenantsLastVolume(t *testing.T) {
+	for _, be := range cephBackends(t) {
+		t.Run(be.Kind, func(t *testing.T) {
+			p := startPlugins(t, be)
+			tenant := newTenant("last")
+			user := "shiphold." + be.Name + "." + tenant
+			var ids []string
+			for i := 0; i < 3; i++ {
+				resp, err := p.ctrl.Controller().CreateVolume(ctxT(t), &csi.CreateVolumeRequest{Name: fmt.Sprintf("pvc-last-%s-%d", tenant, i),
+					CapacityRange: &csi.CapacityRange{RequiredBytes: 16 << 20}, VolumeCapabilities: []*csi.VolumeCapability{mountRWO},
+					Parameters: map[string]string{"backend": be.Name, "csi.storage.k8s.io/pvc/namespace": tenant}})
+				if err != nil {
+					t.Fatalf("create %d: %v", i, err)
+				}
+				id := resp.Volume.VolumeId
+				ids = append(ids, id)
+				t.Cleanup(func() {
+					p.ctrl.Controller().DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: id})
+				})
+			}
+			for i, id := range ids {
+				if _, err := p.ctrl.Controller().DeleteVolume(ctxT(t), &csi.DeleteVolumeRequest{VolumeId: id}); err != nil {
+					t.Fatalf("delete %d: %v", i, err)
+				}
+				if i < len(ids)-1 {
+					if caps := authCaps(t, user); !strings.Contains(caps, tenant) {
+						t.Fatalf("after delete %d of %d the identity lost its grant on the tenant:\n%s", i+1, len(ids), caps)
+					}
+					continue
+				}
+				identityGone(t, user)
+			}
+		})
+	}
+}

@@ -286,6 +286,63 @@ func TestRBDRealInterruptedDeleteLeavesNothing(t *testing.T) {
 	})
 }
 
+// librbd's trash move leaves the image it opened open when a read after the open fails
+// (Ceph's Trash::move returns mirror_image_get's error without closing the image). An OSD
+// frozen past the op timeout made that read fail in the fault test; a corrupt mirroring
+// record makes it fail here, every time. The controller's own client then watches the
+// image with no call of ours on it, for as long as the client lives, and the mgr's purge
+// fails busy on it. The CO's retries must still end with the image deleted and purged.
+func TestRBDRealDeleteAfterLibrbdLeftTheImageOpen(t *testing.T) {
+	l := newLocal(t)
+	tenant := l.tenant(t, "leak")
+	ctl := l.controller(t)
+	v, err := ctl.CreateVolume(minute(t), &backend.VolumeRequest{Name: "pvc-leak", Tenant: tenant, RequiredBytes: 64 << 20,
+		Parameters: map[string]string{backend.ParamBackend: "rbd-life"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(l.cli(t, "rbd", "info", "--format", "json", spec(v))), &info); err != nil || info.ID == "" {
+		t.Fatalf("rbd info %s: %v", spec(v), err)
+	}
+	mirrorKey := []string{"rados", "-p", "rbd", "--namespace", tenant}
+	l.cli(t, mirrorKey[0], append(mirrorKey[1:], "setomapval", "rbd_mirroring", "image_"+info.ID, "corrupt")...)
+	err = ctl.DeleteVolume(minute(t), v.ID, nil)
+	if err == nil {
+		t.Fatal("the trash move succeeded over a corrupt mirroring record: the test no longer makes librbd fail after its open")
+	}
+	t.Logf("delete with a corrupt mirroring record: %v", err)
+	status := l.cli(t, "rbd", "status", spec(v))
+	if !strings.Contains(status, "watcher=") {
+		t.Fatalf("the failed trash move left no watch; librbd no longer leaves its open behind? %s", status)
+	}
+	t.Logf("left open by the failed trash move: %s", strings.TrimSpace(status))
+	l.cli(t, mirrorKey[0], append(mirrorKey[1:], "rmomapkey", "rbd_mirroring", "image_"+info.ID)...)
+
+	seen := map[backend.Code]int{}
+	eventually(t, 3*time.Minute, "DeleteVolume succeeds", func() error {
+		err := ctl.DeleteVolume(minute(t), v.ID, nil)
+		if err != nil {
+			seen[backend.CodeOf(err)]++
+			time.Sleep(time.Second) // a CO backs off
+		}
+		return err
+	})
+	t.Logf("errors before the delete succeeded: %v", seen)
+	if n := seen[backend.FailedPrecondition]; n > 0 {
+		// A CO does not retry FAILED_PRECONDITION: the watch is the controller's old client's.
+		t.Errorf("%d deletes answered FAILED_PRECONDITION while the replaced client's watch lingered; want UNAVAILABLE", n)
+	}
+	eventually(t, 3*time.Minute, "nothing of the image is left", func() error {
+		if left := l.imageObjects(t, tenant, v.Context["imageName"]); len(left) > 0 {
+			return fmt.Errorf("left: %v; %s", left, l.cli(t, "ceph", "rbd", "task", "list"))
+		}
+		return nil
+	})
+}
+
 // A controller killed after moving an image to the trash, before queueing its purge, leaves
 // a trash entry; the next controller start collects it.
 func TestRBDRealControllerStartCollectsTrash(t *testing.T) {

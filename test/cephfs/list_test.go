@@ -1,0 +1,116 @@
+package cephfstest
+
+import (
+	"sort"
+	"testing"
+
+	"github.com/ceph/go-ceph/cephfs/admin"
+
+	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/backend/cephfs"
+	"github.com/shiphold/shiphold/pkg/ceph"
+)
+
+// ListVolumesAfter reads plain subvolumes through the MDS and asks the mgr only about the
+// others (page.go). What it reports must be what the mgr's `subvolume info` says, for a
+// plain volume, one with a snapshot, and one without a quota; one deleted with its
+// snapshot retained is not listed.
+func TestCephFSRealPagesReadAsTheMgrDoes(t *testing.T) {
+	e := needCeph(t)
+	ctx := ctxT(t)
+	sec := e.cfg.Section.(*cephfs.Config)
+	cred, err := ceph.CredentialsFor(sec.Credentials, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := e.conns.Conn(ctx, e.cfg.Name, sec.Cluster, cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsa := admin.NewFromConn(conn)
+	made := map[string]*backend.Volume{}
+	var snapped, retained *backend.Volume
+	for i, tenant := range []string{"team-a", "team-b", "team-a", "team-b", "team-a"} {
+		v, err := e.ctrl.CreateVolume(ctx, &backend.VolumeRequest{Name: "pvc-list-" + string(rune('a'+i)), Tenant: tenant,
+			RequiredBytes: int64(i+1) << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made[v.ID.String()] = v
+		t.Cleanup(func() { e.ctrl.DeleteVolume(ctxT(t), v.ID, nil) })
+	}
+	for _, g := range []string{sec.SubvolumeGroupPrefix + "team-a", sec.SubvolumeGroupPrefix + "team-b"} {
+		t.Cleanup(func() { fsa.RemoveSubVolumeGroup(fsName, g) })
+	}
+	for _, v := range made {
+		switch {
+		case snapped == nil:
+			snapped = v
+		case retained == nil:
+			retained = v
+		}
+	}
+	for _, v := range []*backend.Volume{snapped, retained} {
+		snap, err := e.ctrl.CreateSnapshot(ctx, v.ID, "snap-"+v.Context[cephfs.CtxSubvolumeName], nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.ctrl.DeleteSnapshot(ctxT(t), snap.ID, nil) })
+	}
+	if err := e.ctrl.DeleteVolume(ctx, retained.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	delete(made, retained.ID.String())
+	// No quota: as an admin's `subvolume resize --no_shrink inf` leaves it.
+	var unlimited *backend.Volume
+	for _, v := range made {
+		if v != snapped {
+			unlimited = v
+			break
+		}
+	}
+	if _, err := fsa.ResizeSubVolume(fsName, unlimited.Context[cephfs.CtxSubvolumeGroup], unlimited.Context[cephfs.CtxSubvolumeName], admin.Infinite, false); err != nil {
+		t.Fatal(err)
+	}
+
+	logAt, _ := mgrCommandsSince(t, 0, "group_name:"+sec.SubvolumeGroupPrefix)
+	var listed []*backend.Volume
+	for after := ""; ; {
+		page, err := e.ctrl.ListVolumesAfter(ctx, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		listed = append(listed, page...)
+		after = page[len(page)-1].ID.String()
+	}
+	// The mgr was asked about the two with snapshots only.
+	if _, n := mgrCommandsSince(t, logAt, "group_name:"+sec.SubvolumeGroupPrefix); n != 2 {
+		t.Errorf("the pages sent the mgr %d volumes-module commands about the test's groups, want 2 (a subvolume info for each of the two with a snapshot)", n)
+	}
+	var ids []string
+	for _, v := range listed {
+		ids = append(ids, v.ID.String())
+		if made[v.ID.String()] == nil {
+			t.Errorf("listed %s, which is not a volume (deleted with its snapshot retained?)", v.ID)
+			continue
+		}
+		group, sub := v.Context[cephfs.CtxSubvolumeGroup], v.Context[cephfs.CtxSubvolumeName]
+		info, err := fsa.SubVolumeInfo(fsName, group, sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var quota int64
+		if bc, ok := info.BytesQuota.(admin.ByteCount); ok {
+			quota = int64(bc)
+		}
+		if v.Context[cephfs.CtxRootPath] != info.Path || v.CapacityBytes != quota {
+			t.Errorf("%s/%s listed at %q with %d bytes; the mgr says %q, %d bytes", group, sub, v.Context[cephfs.CtxRootPath], v.CapacityBytes, info.Path, quota)
+		}
+	}
+	if !sort.StringsAreSorted(ids) || len(ids) != len(made) {
+		t.Errorf("pages listed %v; want the %d volumes in ID order", ids, len(made))
+	}
+}
