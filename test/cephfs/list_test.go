@@ -14,7 +14,9 @@ import (
 // ListVolumesAfter reads plain subvolumes through the MDS and asks the mgr only about the
 // others (page.go). What it reports must be what the mgr's `subvolume info` says, for a
 // plain volume, one with a snapshot, and one without a quota; one deleted with its
-// snapshot retained is not listed.
+// snapshot retained is not listed. ListVolumes and the readings of tenant usage
+// (ListAllocations, AllocationIDs) read the groups and volumes the same way, and find
+// the same.
 func TestCephFSRealPagesReadAsTheMgrDoes(t *testing.T) {
 	e := needCeph(t)
 	ctx := ctxT(t)
@@ -112,5 +114,54 @@ func TestCephFSRealPagesReadAsTheMgrDoes(t *testing.T) {
 	}
 	if !sort.StringsAreSorted(ids) || len(ids) != len(made) {
 		t.Errorf("pages listed %v; want the %d volumes in ID order", ids, len(made))
+	}
+
+	// The readings of tenant usage and a full listing read the same way: every
+	// volumes-module command counts here, a subvolumegroup ls or subvolume ls too.
+	readings := []struct {
+		name string
+		read func() ([]*backend.Volume, error)
+		mgr  int
+	}{
+		{"ListVolumes", func() ([]*backend.Volume, error) { return e.ctrl.ListVolumes(ctx, "") }, 2},
+		{"ListAllocations", func() ([]*backend.Volume, error) { return e.ctrl.ListAllocations(ctx) }, 2},
+		{"AllocationIDs", func() ([]*backend.Volume, error) {
+			ids, err := e.ctrl.AllocationIDs(ctx)
+			var out []*backend.Volume
+			for _, id := range ids {
+				out = append(out, &backend.Volume{ID: id})
+			}
+			return out, err
+		}, 0},
+	}
+	for _, r := range readings {
+		logAt, _ := mgrCommandsSince(t, 0, "")
+		vols, err := r.read()
+		if err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		if _, n := mgrCommandsSince(t, logAt, ""); n != r.mgr {
+			t.Errorf("%s sent the mgr %d volumes-module commands, want %d", r.name, n, r.mgr)
+		}
+		got := map[string]int64{}
+		for _, v := range vols {
+			if v.ID.Tenant == "team-a" || v.ID.Tenant == "team-b" {
+				got[v.ID.String()] = v.CapacityBytes
+			}
+		}
+		if r.name == "AllocationIDs" { // every subvolume directory, the retained one too
+			if len(got) != len(made)+1 {
+				t.Errorf("AllocationIDs: %d of the test's subvolumes, want %d", len(got), len(made)+1)
+			}
+			continue
+		}
+		if len(got) != len(made) {
+			t.Errorf("%s: %d of the test's volumes, want %d", r.name, len(got), len(made))
+		}
+		for _, v := range listed {
+			if b, ok := got[v.ID.String()]; !ok || b != v.CapacityBytes {
+				t.Errorf("%s: %s at %d bytes (listed: %v), the pages and the mgr say %d", r.name, v.ID, b, ok, v.CapacityBytes)
+			}
+		}
 	}
 }

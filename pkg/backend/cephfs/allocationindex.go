@@ -7,9 +7,8 @@ import (
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
-// AllocationIDs lists the csi-vol- subvolumes of every tenant's group from the mgr's
-// subvolume lists, with no info call (tenant.AllocationIndex): one mgr command per group,
-// where ListAllocations asks for every subvolume's info.
+// AllocationIDs lists the csi-vol- subvolumes of every tenant's group from the group
+// directories, read through the MDS (tenant.AllocationIndex): no mgr command.
 func (c *Controller) AllocationIDs(ctx context.Context) ([]volid.Volume, error) {
 	s, err := c.session(ctx, nil)
 	if err != nil {
@@ -18,22 +17,25 @@ func (c *Controller) AllocationIDs(ctx context.Context) ([]volid.Volume, error) 
 	if err := c.refreshFS(s); err != nil {
 		return nil, err
 	}
-	var out []volid.Volume
-	err = c.eachSubvolume(s, "", func(id volid.Volume, _ volumeRef) error {
-		out = append(out, id)
-		return nil
-	})
-	return out, err
+	subs, err := c.subvolumesOf(s, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]volid.Volume, len(subs))
+	for i, sub := range subs {
+		out[i] = sub.id
+	}
+	return out, nil
 }
 
-// AllocationsOf asks for the info of ids' subvolumes and returns those ListAllocations
-// would list; a filesystem gone holds none of them.
+// AllocationsOf reads ids' subvolumes as ListAllocations does (allocationOf), pageReaders
+// at a time, and returns those it would list; a filesystem gone holds none of them.
 func (c *Controller) AllocationsOf(ctx context.Context, ids []volid.Volume) ([]*backend.Volume, error) {
 	s, err := c.session(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	var out []*backend.Volume
+	var subs []placedSubvolume
 	for _, id := range ids {
 		ref, err := c.ref(s, id)
 		if backend.IsNotFound(err) {
@@ -42,15 +44,9 @@ func (c *Controller) AllocationsOf(ctx context.Context, ids []volid.Volume) ([]*
 		if err != nil {
 			return nil, err
 		}
-		v, err := c.allocationOf(s, id, ref)
-		if err != nil {
-			return nil, err
-		}
-		if v != nil {
-			out = append(out, v)
-		}
+		subs = append(subs, placedSubvolume{id: id, ref: ref})
 	}
-	return out, nil
+	return readEach(subs, func(id volid.Volume, ref volumeRef) (*backend.Volume, error) { return c.allocationOf(s, id, ref) })
 }
 
 // AdoptedAllocations reads the subvolumes adopted in place (tenant.AllocationIndex): no

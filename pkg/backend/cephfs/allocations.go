@@ -29,19 +29,21 @@ func (c *Controller) ListTenantAllocations(ctx context.Context, tenant string) (
 	if err != nil {
 		return nil, err
 	}
-	err = c.eachSubvolume(s, tenant, func(id volid.Volume, ref volumeRef) error {
-		v, err := c.allocationOf(s, id, ref)
-		if v != nil {
-			out = append(out, v)
-		}
-		return err
-	})
-	return out, err
+	subs, err := c.subvolumesOf(s, tenant)
+	if err != nil {
+		return nil, err
+	}
+	vols, err := readEach(subs, func(id volid.Volume, ref volumeRef) (*backend.Volume, error) { return c.allocationOf(s, id, ref) })
+	return append(out, vols...), err
 }
 
 // allocationOf reads one subvolume as the quota counts it: a clone still copying at 0
-// bytes, nil when it is gone or deleted with retained snapshots.
+// bytes, nil when it is gone or deleted with retained snapshots. What the MDS vouches for
+// (mdsListed) costs the mgr nothing; anything else is the mgr's `subvolume info`.
 func (c *Controller) allocationOf(s *session, id volid.Volume, ref volumeRef) (*backend.Volume, error) {
+	if v := c.mdsListed(s, id, ref); v != nil {
+		return &backend.Volume{ID: id, CapacityBytes: v.CapacityBytes}, nil
+	}
 	info, err := c.info(s, ref)
 	switch {
 	case backend.CodeOf(err) == backend.Pending:

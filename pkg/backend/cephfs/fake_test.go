@@ -467,6 +467,9 @@ func (f *fakeMgr) FindSubdir(fs, path string, match func(string) bool) (_ string
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var entries []string
+	if fs != "cephfs" && isGroupPath(path) {
+		return "", fakeErr{-int(syscall.ENOENT)} // the fake's groups are on filesystem cephfs
+	}
 	if g, ok := f.groupDir(path); ok {
 		entries = f.groupEntries(g)
 	} else if isPlain(path) {
@@ -484,6 +487,12 @@ func (f *fakeMgr) FindSubdir(fs, path string, match func(string) bool) (_ string
 		}
 	}
 	return "", nil
+}
+
+// isGroupPath says whether path names a group's directory, existing or not.
+func isGroupPath(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/volumes/")
+	return ok && rest != "" && !strings.Contains(rest, "/")
 }
 
 // Subdirs lists a base directory: the data directory, gone once the subvolume is retained.
@@ -504,10 +513,16 @@ func (f *fakeMgr) Subdirs(fs, path string) (_ []string, err error) {
 		}
 		return out, nil
 	}
+	if fs != "cephfs" && isGroupPath(path) {
+		return nil, fakeErr{-int(syscall.ENOENT)} // the fake's groups are on filesystem cephfs
+	}
 	if g, ok := f.groupDir(path); ok {
 		out := f.groupEntries(g)
 		f.entriesRead += len(out)
 		return out, nil
+	}
+	if isGroupPath(path) {
+		return nil, fakeErr{-int(syscall.ENOENT)} // a group that does not exist
 	}
 	sub, err := f.baseDir("readdir", path)
 	if err != nil || sub.retained {

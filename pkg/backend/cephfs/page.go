@@ -80,10 +80,7 @@ func (c *Controller) ListVolumesAfter(ctx context.Context, after string, max int
 // readListed reads the subvolumes of hashes in group pl as listedVolume does, pageReaders
 // at a time, in order, leaving out those a listing leaves out.
 func (c *Controller) readListed(s *session, pl groupPlace, hashes []string) ([]*backend.Volume, error) {
-	return backend.ReadEach(len(hashes), pageReaders, func(i int) (*backend.Volume, error) {
-		ref := pl.ref
-		ref.sub = subvolumeName(hashes[i])
-		id := volid.Volume{Backend: c.name, Tenant: pl.tenant, Location: pl.loc, Hash: hashes[i]}
+	return readEach(pl.subvolumes(c.name, hashes), func(id volid.Volume, ref volumeRef) (*backend.Volume, error) {
 		return c.listedVolume(s, id, ref)
 	})
 }
@@ -96,6 +93,17 @@ type groupPlace struct {
 }
 
 func groupKey(tenant, loc string) string { return tenant + ":" + loc + ":" }
+
+// subvolumes places the subvolumes of hashes in the group, on backend name.
+func (pl groupPlace) subvolumes(name string, hashes []string) []placedSubvolume {
+	out := make([]placedSubvolume, len(hashes))
+	for i, h := range hashes {
+		ref := pl.ref
+		ref.sub = subvolumeName(h)
+		out[i] = placedSubvolume{id: volid.Volume{Backend: name, Tenant: pl.tenant, Location: pl.loc, Hash: h}, ref: ref}
+	}
+	return out
+}
 
 // groupsFrom lists the tenants' subvolume groups on every filesystem, in ID order, from the
 // place of from on (all when from is zero).

@@ -153,13 +153,19 @@ func (c *Controller) ListSnapshots(ctx context.Context, source *volid.Volume) ([
 	if err := c.refreshFS(s); err != nil {
 		return nil, err
 	}
+	subs, err := c.subvolumesOf(s, "")
+	if err != nil {
+		return nil, err
+	}
 	var out []*backend.Snapshot
-	err = c.eachSubvolume(s, "", func(id volid.Volume, ref volumeRef) error {
-		snaps, err := c.snapshotsOf(s, id, ref)
+	for _, sub := range subs {
+		snaps, err := c.snapshotsOf(s, sub.id, sub.ref)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, snaps...)
-		return err
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 func (c *Controller) snapshotsOf(s *session, vol volid.Volume, ref volumeRef) ([]*backend.Snapshot, error) {
