@@ -11,7 +11,7 @@ import (
 
 // AllocationIDs lists the csi-vol- images of every tenant's namespace from the pools' image
 // directories, opening none (tenant.AllocationIndex): one read per namespace, where
-// ListAllocations opens every image.
+// ListAllocations reads every image's header.
 func (c *Controller) AllocationIDs(ctx context.Context) ([]volid.Volume, error) {
 	var out []volid.Volume
 	err := c.storage.Do(ctx, nil, func(conn connection) error {
@@ -26,7 +26,8 @@ func (c *Controller) AllocationIDs(ctx context.Context) ([]volid.Volume, error) 
 	return out, err
 }
 
-// AllocationsOf opens the images of ids and returns those ListAllocations would list.
+// AllocationsOf reads the images of ids as ListAllocations does and returns those it would
+// list.
 func (c *Controller) AllocationsOf(ctx context.Context, ids []volid.Volume) ([]*backend.Volume, error) {
 	sorted := append([]volid.Volume(nil), ids...)
 	sort.Slice(sorted, func(i, j int) bool {
@@ -64,17 +65,11 @@ func (c *Controller) allocationsIn(conn cluster, ids []volid.Volume) ([]*backend
 		return nil, err
 	}
 	defer io.Destroy()
-	var out []*backend.Volume
-	for _, id := range ids {
-		v, _, err := c.allocationOf(io, pool, id.Tenant, id.Hash)
-		if err != nil {
-			return nil, err
-		}
-		if v != nil {
-			out = append(out, v)
-		}
+	hashes := make([]string, len(ids))
+	for i, id := range ids {
+		hashes[i] = id.Hash
 	}
-	return out, nil
+	return c.readAllocations(io, pool, ids[0].Tenant, hashes, false)
 }
 
 // AdoptedAllocations reads the images adopted in place (tenant.AllocationIndex): they lie

@@ -39,24 +39,36 @@ func (c *Controller) ListRecordless(ctx context.Context) ([]*backend.Volume, err
 func (c *Controller) allocations(ctx context.Context, tenant string, recordless bool) ([]*backend.Volume, error) {
 	var out []*backend.Volume
 	err := c.storage.Do(ctx, nil, func(conn connection) error {
-		return c.eachImage(conn, tenant, func(io ioctx, pool, ns, hash string) error {
-			v, recorded, err := c.allocationOf(io, pool, ns, hash)
-			if v != nil && (!recordless || !recorded) {
-				out = append(out, v)
-			}
+		return c.eachNamespaceImages(conn, tenant, func(io ioctx, pool, ns string, hashes []string) error {
+			vols, err := c.readAllocations(io, pool, ns, hashes, recordless)
+			out = append(out, vols...)
 			return err
 		})
 	})
 	return out, err
 }
 
+// readAllocations reads the images of hashes in io's namespace as allocationOf does,
+// pageReaders at a time, in order; only those without this backend's record when
+// recordless.
+func (c *Controller) readAllocations(io ioctx, pool, ns string, hashes []string, recordless bool) ([]*backend.Volume, error) {
+	return backend.ReadEach(len(hashes), pageReaders, func(i int) (*backend.Volume, error) {
+		v, recorded, err := c.allocationOf(io, pool, ns, hashes[i])
+		if recordless && recorded {
+			return nil, err
+		}
+		return v, err
+	})
+}
+
 // allocationOf reads one image as the quota counts it: nil when it is gone or another
 // backend's (a record of another, or no record outside the configured pool); recorded says
-// whether it has this backend's record.
+// whether it has this backend's record. It reads the image's header without opening it
+// (peekImage: a full reading of 15,000 images took 574 s with an open each).
 func (c *Controller) allocationOf(io ioctx, pool, ns, hash string) (*backend.Volume, bool, error) {
-	st, err := readImage(io, imageName(hash), false)
+	st, err := peekImage(io, imageName(hash))
 	if backend.IsNotFound(err) {
-		return nil, false, nil
+		return nil, false, nil // gone, or half made or half removed: no space of a volume
 	}
 	if err != nil {
 		return nil, false, err
@@ -65,9 +77,9 @@ func (c *Controller) allocationOf(io ioctx, pool, ns, hash string) (*backend.Vol
 	if !recorded && (st.hasRecord || pool != c.cfg.Pool) {
 		return nil, false, nil // another backend's image
 	}
-	id := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
-	if id.Validate() != nil {
+	vid := volid.Volume{Backend: c.name, Tenant: ns, Location: strconv.FormatInt(io.ID(), 10), Hash: hash}
+	if vid.Validate() != nil {
 		return nil, false, nil
 	}
-	return &backend.Volume{ID: id, CapacityBytes: int64(st.size)}, recorded, nil
+	return &backend.Volume{ID: vid, CapacityBytes: int64(st.size)}, recorded, nil
 }

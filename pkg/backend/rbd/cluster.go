@@ -62,9 +62,9 @@ type ioctx interface {
 	// ImageID reads an image's ID from its rbd_id object: one read, where an open takes
 	// several round trips.
 	ImageID(name string) (string, error)
-	// ReadHeader reads, without opening the image, the value of its metadata key (nil when
-	// unset) and how many snapshots it has, in one read of its header rbd_header.<id>.
-	ReadHeader(id, key string) (meta []byte, snaps int, err error)
+	// ReadHeader reads, without opening the image, the value of its metadata key, its
+	// snapshot count and its size, in one read of its header rbd_header.<id>.
+	ReadHeader(id, key string) (imageHeader, error)
 	// OpenTrashed opens an image in the trash read-only, by ID.
 	OpenTrashed(id string) (image, error)
 	TrashImage(name string) error
@@ -274,30 +274,50 @@ func (p cephPool) ImageID(name string) (string, error) {
 	return id, nil
 }
 
-func (p cephPool) ReadHeader(id, key string) ([]byte, int, error) {
+// imageHeader is what one read of an image's header tells without opening the image.
+type imageHeader struct {
+	meta  []byte // the value of the metadata key asked for; nil when unset
+	snaps int    // how many snapshots the image has
+	size  uint64 // the size of its head
+}
+
+// noSnap is librados' CEPH_NOSNAP, the snapshot ID of an image's head.
+const noSnap = ^uint64(1)
+
+func (p cephPool) ReadHeader(id, key string) (imageHeader, error) {
 	op := rados.CreateReadOp()
 	defer op.Release()
 	meta := op.GetOmapValuesByKeys([]string{metadataPrefix + key}) // cls_rbd's metadata_set keys
 	snapc := op.Exec("rbd", "get_snapcontext", nil)
+	head := binary.LittleEndian.AppendUint64(nil, noSnap)
+	size := op.Exec("rbd", "get_size", head) // cls_rbd: the order (u8), then the size (u64)
 	if err := op.Operate(p.io, "rbd_header."+id, rados.OperationNoFlag); err != nil {
-		return nil, 0, err
+		return imageHeader{}, err
 	}
-	var value []byte
+	var h imageHeader
 	switch kv, err := meta.Next(); {
 	case err != nil:
-		return nil, 0, err
+		return h, err
 	case kv != nil:
-		value = append([]byte(nil), kv.Value...)
+		h.meta = append([]byte(nil), kv.Value...)
 	}
 	out, err := snapc.Bytes()
 	if err != nil {
-		return nil, 0, err
+		return h, err
 	}
 	// A SnapContext: its sequence number (u64), then its snapshot IDs (u32 count, u64 each).
 	if len(out) < 12 {
-		return nil, 0, fmt.Errorf("rbd_header.%s: undecodable snapshot context %x", id, out)
+		return h, fmt.Errorf("rbd_header.%s: undecodable snapshot context %x", id, out)
 	}
-	return value, int(binary.LittleEndian.Uint32(out[8:12])), nil
+	h.snaps = int(binary.LittleEndian.Uint32(out[8:12]))
+	if out, err = size.Bytes(); err != nil {
+		return h, err
+	}
+	if len(out) < 9 {
+		return h, fmt.Errorf("rbd_header.%s: undecodable size %x", id, out)
+	}
+	h.size = binary.LittleEndian.Uint64(out[1:9])
+	return h, nil
 }
 
 func (p cephPool) OpenTrashed(id string) (image, error) {

@@ -1283,7 +1283,8 @@ func TestListVolumesPageReadsAcrossTenantsAtOnce(t *testing.T) {
 		}
 	}
 	sort.Strings(want)
-	f.openDelay = 5 * time.Millisecond
+	f.headerDelay = 5 * time.Millisecond
+	f.resetCalls()
 	var got []string
 	for after := ""; ; {
 		vols, err := c.ListVolumesAfter(ctx, after, 40)
@@ -1307,7 +1308,10 @@ func TestListVolumesPageReadsAcrossTenantsAtOnce(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("paged %d volumes, want the %d created in ID order", len(got), len(want))
 	}
-	if n := f.maxOpening.Load(); n < pageReaders/2 {
-		t.Errorf("at most %d images were opened at once, want up to %d across tenants", n, pageReaders)
+	if n := f.maxReading.Load(); n < pageReaders/2 {
+		t.Errorf("at most %d images were read at once, want up to %d across tenants", n, pageReaders)
+	}
+	if n := f.count("OpenImageReadOnly") + f.count("OpenImage"); n != 0 {
+		t.Errorf("the pages opened %d images; their headers tell size and record", n)
 	}
 }

@@ -47,10 +47,11 @@ type fakeCluster struct {
 	// namesRead counts the image names read from image directories, by ImageNames and
 	// ImageNamesAfter.
 	namesRead int
-	// openDelay, when set, makes every read-only open take that long outside the fake's
-	// lock, as an open's round trips do; opening and maxOpening count the opens under way.
-	openDelay           time.Duration
-	opening, maxOpening atomic.Int32
+	// headerDelay, when set, makes every read of an image's header (ReadHeader) take that
+	// long outside the fake's lock, as a round trip does; reading and maxReading count the
+	// reads under way.
+	headerDelay         time.Duration
+	reading, maxReading atomic.Int32
 	// listDelay does the same for every full read of an image directory (ImageNames).
 	listDelay           time.Duration
 	listing, maxListing atomic.Int32
@@ -604,9 +605,6 @@ func (io *fakeIO) OpenImage(name string, writable bool) (image, error) {
 	if writable {
 		call = "OpenImage"
 	}
-	if d := io.f.openDelay; d > 0 && !writable {
-		under(d, &io.f.opening, &io.f.maxOpening)
-	}
 	unlock, err := io.lock(call, io.ns+"/"+name)
 	if err != nil {
 		return nil, err
@@ -638,21 +636,24 @@ func (io *fakeIO) ImageID(name string) (string, error) {
 	return img.id, nil
 }
 
-func (io *fakeIO) ReadHeader(id, key string) ([]byte, int, error) {
+func (io *fakeIO) ReadHeader(id, key string) (imageHeader, error) {
+	if d := io.f.headerDelay; d > 0 {
+		under(d, &io.f.reading, &io.f.maxReading)
+	}
 	unlock, err := io.lock("ReadHeader", io.ns+"/"+id)
 	if err != nil {
-		return nil, 0, err
+		return imageHeader{}, err
 	}
 	defer unlock()
 	img := io.byID(id)
 	if img == nil {
-		return nil, 0, errOpNoEnt
+		return imageHeader{}, errOpNoEnt
 	}
-	var meta []byte
+	h := imageHeader{snaps: len(img.snaps), size: img.size}
 	if v, ok := img.meta[key]; ok {
-		meta = []byte(v)
+		h.meta = []byte(v)
 	}
-	return meta, len(img.snaps), nil
+	return h, nil
 }
 
 func (io *fakeIO) OpenTrashed(id string) (image, error) {

@@ -92,6 +92,29 @@ func readImage(io ioctx, name string, withSnaps bool) (st *imageState, err error
 	return st, err
 }
 
+// peekImage reads an image's size and record without opening it: its ID (one read of
+// rbd_id.<name>), then one read of its header (ReadHeader), where an open is about ten
+// round trips; NotFound when absent, or half made or half removed. It reads neither
+// parent nor snapshots.
+func peekImage(io ioctx, name string) (*imageState, error) {
+	id, err := io.ImageID(name)
+	var h imageHeader
+	if err == nil {
+		h, err = io.ReadHeader(id, recordKey)
+	}
+	if err != nil {
+		return nil, classify(err, "header of image "+name)
+	}
+	st := &imageState{size: h.size}
+	if h.meta != nil {
+		if st.record, err = decodeRecord(string(h.meta)); err != nil {
+			return nil, backend.Errorf(backend.Internal, "image %s: corrupt %s metadata: %v", name, recordKey, err)
+		}
+		st.hasRecord = true
+	}
+	return st, nil
+}
+
 // readImageOf is readImage on an open image.
 func readImageOf(img image, withSnaps bool) (*imageState, error) {
 	name := img.Name()

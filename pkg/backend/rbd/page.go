@@ -221,10 +221,10 @@ const (
 	hashPageMax = 1024
 )
 
-// listedVolume reads one image as a listing reports it: nil when it is gone, has no record
-// or belongs to another backend.
+// listedVolume reads one image as a listing reports it, from its header (peekImage): nil
+// when it is gone, has no record or belongs to another backend.
 func (c *Controller) listedVolume(io ioctx, pool, ns, hash string) (*backend.Volume, error) {
-	st, err := readImage(io, imageName(hash), false)
+	st, err := peekImage(io, imageName(hash))
 	if err != nil {
 		if backend.IsNotFound(err) {
 			return nil, nil

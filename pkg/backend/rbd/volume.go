@@ -267,13 +267,13 @@ func (c *Controller) glanceForDelete(conn cluster, io ioctx, name string) (*dele
 	if err != nil {
 		return nil, fullRead(err, "id of image "+name)
 	}
-	raw, snaps, err := io.ReadHeader(id, recordKey)
-	if err != nil || snaps > 0 {
+	h, err := io.ReadHeader(id, recordKey)
+	if err != nil || h.snaps > 0 {
 		return nil, fullRead(err, "header of image "+name)
 	}
-	st := &deleteState{imageState: &imageState{}}
-	if raw != nil {
-		if st.record, err = decodeRecord(string(raw)); err != nil {
+	st := &deleteState{imageState: &imageState{size: h.size}}
+	if h.meta != nil {
+		if st.record, err = decodeRecord(string(h.meta)); err != nil {
 			return nil, nil // the full read reports it corrupt
 		}
 		st.hasRecord = true
@@ -315,7 +315,7 @@ func (c *Controller) GetVolume(ctx context.Context, id volid.Volume, secrets map
 			return asNotFound(err, id)
 		}
 		defer io.Destroy()
-		st, err := readImage(io, volumeImage(id), false)
+		st, err := peekImage(io, volumeImage(id))
 		if err != nil {
 			return asNotFound(err, id)
 		}
@@ -339,11 +339,11 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 			return err
 		}
 		out = append(out, adopted...)
-		return c.eachImage(conn, tenant, func(io ioctx, pool, ns, hash string) error {
-			v, err := c.listedVolume(io, pool, ns, hash)
-			if v != nil {
-				out = append(out, v)
-			}
+		return c.eachNamespaceImages(conn, tenant, func(io ioctx, pool, ns string, hashes []string) error {
+			vols, err := backend.ReadEach(len(hashes), pageReaders, func(i int) (*backend.Volume, error) {
+				return c.listedVolume(io, pool, ns, hashes[i])
+			})
+			out = append(out, vols...)
 			return err
 		})
 	})
@@ -353,19 +353,31 @@ func (c *Controller) ListVolumes(ctx context.Context, tenant string) ([]*backend
 // eachImage calls fn for every csi-vol- image in the tenant's namespace (all namespaces for
 // "") of every pool that holds RBD namespaces.
 func (c *Controller) eachImage(conn cluster, tenant string, fn func(io ioctx, pool, ns, hash string) error) error {
+	return c.eachNamespaceImages(conn, tenant, func(io ioctx, pool, ns string, hashes []string) error {
+		for _, h := range hashes {
+			if err := fn(io, pool, ns, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// eachNamespaceImages is eachImage a namespace at a time: fn gets the hashes of the
+// namespace's csi-vol- images, in the order of its image directory, to read them at once.
+func (c *Controller) eachNamespaceImages(conn cluster, tenant string, fn func(io ioctx, pool, ns string, hashes []string) error) error {
 	return c.eachNamespace(conn, tenant, func(io ioctx, pool, ns string) error {
 		names, err := io.ImageNames()
 		if err != nil {
 			return c.imageListError(err, pool, ns)
 		}
+		var hashes []string
 		for _, n := range names {
 			if h := volumeHashOf(n); h != "" {
-				if err := fn(io, pool, ns, h); err != nil {
-					return err
-				}
+				hashes = append(hashes, h)
 			}
 		}
-		return nil
+		return fn(io, pool, ns, hashes)
 	})
 }
 
