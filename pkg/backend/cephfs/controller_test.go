@@ -288,7 +288,11 @@ func TestDeleteUnfinishedCloneCancels(t *testing.T) {
 	req := volReq("pvc-clone", 1<<20)
 	req.SourceVolume = &src.ID
 	f.cloneRun = 1000
-	dctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	// The clone is still copying when the next poll would pass the request's deadline: a
+	// deadline of a few ms could pass before the clone started (under -race on a loaded
+	// machine), and the create answered that its call did not start.
+	c.clonePoll = time.Minute
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := c.CreateVolume(dctx, req); backend.CodeOf(err) != backend.Pending {
 		t.Fatalf("%v", err)
