@@ -92,21 +92,33 @@ func readImage(io ioctx, name string, withSnaps bool) (st *imageState, err error
 	return st, err
 }
 
-// peekImage reads an image's size and record without opening it: its ID (one read of
-// rbd_id.<name>), then one read of its header (ReadHeader), where an open is about ten
-// round trips; NotFound when absent, or half made or half removed. It reads neither
-// parent nor snapshots.
+// peekImage reads an image's size and record without opening it (readHeaderOf), where an
+// open is about ten round trips; NotFound when absent, or half made or half removed. It
+// reads neither parent nor snapshots.
 func peekImage(io ioctx, name string) (*imageState, error) {
-	id, err := io.ImageID(name)
-	var h imageHeader
-	if err == nil {
-		h, err = io.ReadHeader(id, recordKey)
-	}
+	_, h, err := readHeaderOf(io, name)
 	if err != nil {
 		return nil, classify(err, "header of image "+name)
 	}
+	return h.state(name)
+}
+
+// readHeaderOf reads an image's ID (one read of rbd_id.<name>), then its header with the
+// record's metadata key (ReadHeader: one read), without opening the image.
+func readHeaderOf(io ioctx, name string) (string, imageHeader, error) {
+	id, err := io.ImageID(name)
+	if err != nil {
+		return "", imageHeader{}, err
+	}
+	h, err := io.ReadHeader(id, recordKey)
+	return id, h, err
+}
+
+// state is what the header says of image name: its size and its record, if any.
+func (h imageHeader) state(name string) (*imageState, error) {
 	st := &imageState{size: h.size}
 	if h.meta != nil {
+		var err error
 		if st.record, err = decodeRecord(string(h.meta)); err != nil {
 			return nil, backend.Errorf(backend.Internal, "image %s: corrupt %s metadata: %v", name, recordKey, err)
 		}

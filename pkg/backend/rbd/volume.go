@@ -263,23 +263,17 @@ func (c *Controller) readForDelete(conn cluster, io ioctx, name string) (*delete
 // sees no stale watch record, which answers no notify: the mgr's purge fails busy on one,
 // and the sweep drops it.
 func (c *Controller) glanceForDelete(conn cluster, io ioctx, name string) (*deleteState, error) {
-	id, err := io.ImageID(name)
-	if err != nil {
-		return nil, fullRead(err, "id of image "+name)
-	}
-	h, err := io.ReadHeader(id, recordKey)
+	id, h, err := readHeaderOf(io, name)
 	if err != nil || h.snaps > 0 {
 		return nil, fullRead(err, "header of image "+name)
 	}
-	st := &deleteState{imageState: &imageState{size: h.size}}
-	if h.meta != nil {
-		if st.record, err = decodeRecord(string(h.meta)); err != nil {
-			return nil, nil // the full read reports it corrupt
-		}
-		st.hasRecord = true
-		if st.record.Backend != c.name {
-			return st, nil
-		}
+	is, err := h.state(name)
+	if err != nil {
+		return nil, nil // the full read reports it corrupt
+	}
+	st := &deleteState{imageState: is}
+	if st.hasRecord && st.record.Backend != c.name {
+		return st, nil
 	}
 	answered, err := askWatchers(io, id)
 	if err != nil {
