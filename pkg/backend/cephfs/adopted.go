@@ -13,12 +13,7 @@ import (
 // one: directory listings and attribute reads through the MDS, the single-threaded mgr
 // asked only for the adopted ones' details.
 func (c *Controller) adoptedVolumes(s *session, tenant string) ([]*backend.Volume, error) {
-	c.mu.Lock()
-	filesystems := make(map[string]string, len(c.fsIDs))
-	for n, id := range c.fsIDs {
-		filesystems[n] = id
-	}
-	c.mu.Unlock()
+	filesystems := c.filesystems()
 	var out []*backend.Volume
 	for fs, loc := range filesystems {
 		groups, err := c.dirsOf(s, fs, subvolumesDir)

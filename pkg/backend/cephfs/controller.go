@@ -3,6 +3,7 @@ package cephfs
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -133,6 +134,13 @@ func (c *Controller) fsID(s *session, name string) (string, error) {
 	sort.Strings(names)
 	return "", backend.Errorf(backend.InvalidArgument, "CephFS filesystem %q does not exist on cluster %s; existing filesystems: %v (set StorageClass parameter %q or the backend's fsName)",
 		name, c.cfg.ClusterID, names, ParamFSName)
+}
+
+// filesystems copies the known filesystems: name to ID (a volume ID's location).
+func (c *Controller) filesystems() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.fsIDs)
 }
 
 // fsName maps a volume ID location back to the filesystem name; NotFound if it is gone.
@@ -559,11 +567,9 @@ func (c *Controller) subvolumesOf(s *session, tenant string) ([]placedSubvolume,
 			return nil, err
 		}
 	} else {
-		c.mu.Lock()
-		for fs, loc := range c.fsIDs {
+		for fs, loc := range c.filesystems() {
 			places = append(places, groupPlace{ref: volumeRef{fs: fs, group: groupName(c.prefix, tenant)}, tenant: tenant, loc: loc, key: groupKey(tenant, loc)})
 		}
-		c.mu.Unlock()
 		sort.Slice(places, func(i, j int) bool { return places[i].key < places[j].key })
 	}
 	var out []placedSubvolume

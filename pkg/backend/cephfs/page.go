@@ -108,12 +108,7 @@ func (pl groupPlace) subvolumes(name string, hashes []string) []placedSubvolume 
 // groupsFrom lists the tenants' subvolume groups on every filesystem, in ID order, from the
 // place of from on (all when from is zero).
 func (c *Controller) groupsFrom(s *session, from volid.Volume) ([]groupPlace, error) {
-	c.mu.Lock()
-	filesystems := make(map[string]string, len(c.fsIDs))
-	for n, id := range c.fsIDs {
-		filesystems[n] = id
-	}
-	c.mu.Unlock()
+	filesystems := c.filesystems()
 	fromKey := groupKey(from.Tenant, from.Location)
 	var places []groupPlace
 	for fs, loc := range filesystems {
