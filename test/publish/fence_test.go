@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +32,8 @@ var watcherAddr = regexp.MustCompile(`watcher=(\S+)`)
 // deploy/README.md documents, which also clones through the mgr and deletes.
 func TestRBDForcedDetachFencesOldClient(t *testing.T) {
 	be := harness.RBDBackend(t, "rbd")
-	be.Section.(*rbd.Config).Credentials = documentedUser(t)
+	user := documentedUser(t)
+	be.Section.(*rbd.Config).Credentials = user
 	d := harness.StartDriver(t, &config.Config{Backends: []config.Backend{be}}, driver.ModeController)
 	ctrl := d.Controller()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -104,10 +106,15 @@ func TestRBDForcedDetachFencesOldClient(t *testing.T) {
 	if err := publish(node2); err != nil {
 		t.Fatalf("publish to node-2 after node-1 was fenced: %v", err)
 	}
-	before := cephCLI(t, "ceph", "osd", "blocklist", "ls")
+	// The blocklist is cluster-wide and other packages' tests add to it meanwhile, so what
+	// the controller did is read from the monitors' audit of its own user's commands.
+	fenced := blocklistsBy(t, user)
+	if len(fenced) != 1 || !strings.Contains(fenced[0], addr) {
+		t.Fatalf("the forced detach should have sent one blocklist of %s, the audit shows:\n%s", addr, strings.Join(fenced, "\n"))
+	}
 	unpublish(node2) // a normal detach: nothing has the image open
-	if after := cephCLI(t, "ceph", "osd", "blocklist", "ls"); strings.Count(after, "\n") != strings.Count(before, "\n") {
-		t.Fatalf("a normal detach blocklisted someone:\nbefore:\n%s\nafter:\n%s", before, after)
+	if after := blocklistsBy(t, user); len(after) != len(fenced) {
+		t.Fatalf("a normal detach blocklisted someone:\n%s", strings.Join(after[len(fenced):], "\n"))
 	}
 
 	// A copy of the volume (flattened by the mgr, ABORTED meanwhile), then both deleted
@@ -140,6 +147,40 @@ func TestRBDForcedDetachFencesOldClient(t *testing.T) {
 	}
 }
 
+// blocklistsBy returns the `osd blocklist` commands the monitors took from user, as the
+// audit channel of the cluster log file records them. `ceph log last` keeps only the last
+// 50 entries, too few beside other packages' tests, so the file is read. A marker logged
+// first and read back as finished means every command sent before it is in the file.
+func blocklistsBy(t *testing.T, user ceph.DefaultCredentials) []string {
+	t.Helper()
+	marker := fmt.Sprintf("shiphold fence test mark %d", time.Now().UnixNano())
+	cephCLI(t, "ceph", "log", marker)
+	file := filepath.Join(harness.CephDir(), "log", "cluster.log")
+	entity := "entity='client." + user.UserID + "'"
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		clog, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("read the cluster log: %v", err)
+		}
+		var cmds []string
+		marked := false
+		for _, line := range strings.Split(string(clog), "\n") {
+			switch {
+			case strings.Contains(line, marker) && strings.HasSuffix(line, "': finished"):
+				marked = true
+			case strings.Contains(line, entity) && strings.Contains(line, `"osd blocklist"`) && strings.Contains(line, `"add"`) && strings.HasSuffix(line, ": dispatch"):
+				cmds = append(cmds, line)
+			}
+		}
+		if marked {
+			return cmds
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mark %q never reached %s as finished", marker, file)
+		}
+	}
+}
+
 // documentedCaps is the documented command that makes the RBD controller's cephx user.
 var documentedCaps = regexp.MustCompile(`ceph auth get-or-create client\.shiphold-rbd mon '([^']*)' osd '([^']*)' mgr '([^']*)'`)
 
@@ -155,9 +196,9 @@ func documentedUser(t *testing.T) ceph.DefaultCredentials {
 	if m == nil {
 		t.Fatal("deploy/README.md documents no `ceph auth get-or-create client.shiphold-rbd mon ... osd ... mgr ...` line")
 	}
-	user := "shiphold-rbd-test"
+	// A new name each run: the audit (see blocklistsBy) keeps earlier runs' commands.
+	user := fmt.Sprintf("shiphold-rbd-test-%d", time.Now().UnixNano())
 	keyring := filepath.Join(t.TempDir(), "keyring")
-	cephCLI(t, "ceph", "auth", "rm", "client."+user)
 	cephCLI(t, "ceph", "auth", "get-or-create", "client."+user, "mon", m[1], "osd", m[2], "mgr", m[3], "-o", keyring)
 	t.Cleanup(func() {
 		exec.Command("ceph", "-c", filepath.Join(harness.CephDir(), "ceph.conf"), "auth", "rm", "client."+user).Run()
