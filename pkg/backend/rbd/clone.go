@@ -84,7 +84,7 @@ func (c *Controller) cloneSnapshot(conn cluster, io ioctx, src volid.Snapshot, n
 		}
 		return err
 	}
-	if err := srcIO.CloneImage(parent, sn, io, name, features); err != nil {
+	if err := cloneProtected(srcIO, parent, sn, io, name, features); err != nil {
 		return classify(err, fmt.Sprintf("clone %s@%s to %s", parent, sn, name))
 	}
 	return nil
@@ -106,10 +106,36 @@ func (c *Controller) cloneVolume(conn cluster, io ioctx, src volid.Volume, name 
 		}
 		return err
 	}
-	if err := srcIO.CloneImage(parent, tmp, io, name, features); err != nil {
+	if err := cloneProtected(srcIO, parent, tmp, io, name, features); err != nil {
 		return classify(err, fmt.Sprintf("clone %s to %s", parent, name))
 	}
 	return nil
+}
+
+// cloneProtected clones parent@snap, a snapshot ensureSnap protected. An unprotect whose
+// process died (a controller killed while it removed a half-made copy) leaves a snapshot
+// "unprotecting": librbd's API still says protected, a protect answers busy, and a clone of
+// format 1 (require-min-compat-client below mimic) invalid argument, for ever; the storm
+// test's copy failed so for 5 minutes. On that answer the snapshot is unprotected again,
+// which finishes the cut unprotect (or, finding a clone, sets it back to protected), then
+// protected, and the clone made once more.
+func cloneProtected(srcIO ioctx, parent, snap string, dst ioctx, name string, features uint64) error {
+	err := srcIO.CloneImage(parent, snap, dst, name, features)
+	if ceph.Errno(err) != syscall.EINVAL {
+		return err
+	}
+	if err := inImageRW(srcIO, parent, func(img image) error {
+		if err := img.UnprotectSnapshot(snap); err != nil && !isBusy(err) {
+			return classify(err, fmt.Sprintf("finish the cut unprotect of snapshot %s@%s", parent, snap))
+		}
+		if err := img.ProtectSnapshot(snap); err != nil && !isBusy(err) {
+			return classify(err, fmt.Sprintf("protect snapshot %s@%s", parent, snap))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return srcIO.CloneImage(parent, snap, dst, name, features)
 }
 
 // ensureSnap takes and protects a snapshot unless it is there; the image is opened for

@@ -756,6 +756,32 @@ func TestCloneFromVolume(t *testing.T) {
 	}
 }
 
+// TestCloneFromVolumeAfterAnUnprotectWasCut: a process killed while it unprotected the
+// temporary snapshot (a delete of the half-made copy, cut by SIGKILL) leaves it
+// "unprotecting". librbd's API still calls it protected, answers a protect busy and a
+// clone (format 1) invalid argument: every retry of the copy failed INVALID_ARGUMENT for as
+// long as the storm test ran (5 minutes). The create finishes the cut unprotect and
+// protects the snapshot again.
+func TestCloneFromVolumeAfterAnUnprotectWasCut(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	src := mustCreate(t, c, volReq("pvc-1", gib))
+	req := volReq("pvc-copy", gib)
+	req.SourceVolume = &src.ID
+	parent := f.image("rbd", "t1", imageName(src.ID.Hash))
+	tmp := tmpSnapName(imageName(volid.Hash("pvc-copy")))
+	parent.nextSnap++
+	parent.snaps = append(parent.snaps, &fakeSnap{id: parent.nextSnap, name: tmp, size: parent.size, unprotecting: true})
+
+	v, err := c.CreateVolume(ctx, req)
+	if err != nil {
+		t.Fatalf("copy from a source whose temporary snapshot was left unprotecting: %v", err)
+	}
+	if v.SourceVolume == nil || *v.SourceVolume != src.ID || parent.snap(tmp) != nil {
+		t.Errorf("the copy: source %+v, temporary snapshot left: %v", v.SourceVolume, parent.snap(tmp) != nil)
+	}
+}
+
 func TestPublishRecords(t *testing.T) {
 	c, f := newFakeController(t)
 	ctx := context.Background()

@@ -94,8 +94,11 @@ type fakeSnap struct {
 	name      string
 	size      uint64
 	protected bool
-	trashed   bool // in librbd's snapshot trash namespace
-	at        time.Time
+	// unprotecting is librbd's RBD_PROTECTION_STATUS_UNPROTECTING: an unprotect set it and
+	// its process died before it looked for children and set the end state.
+	unprotecting bool
+	trashed      bool // in librbd's snapshot trash namespace
+	at           time.Time
 }
 
 type fakeWatcher struct {
@@ -588,6 +591,11 @@ func (io *fakeIO) CloneImage(parent, snap string, dst ioctx, name string, featur
 	if s == nil {
 		return errNoEnt
 	}
+	if s.unprotecting {
+		// librbd's clone format 1 (require-min-compat-client below mimic, as on the test
+		// cluster): "parent snapshot must be protected".
+		return fakeErrno(syscall.EINVAL)
+	}
 	d := dst.(*fakeIO)
 	c, err := d.newImage(name, s.size)
 	if err != nil {
@@ -1022,8 +1030,8 @@ func (h *fakeHandle) ProtectSnapshot(name string) error {
 	switch {
 	case s == nil:
 		return errNoEnt
-	case s.protected:
-		return errBusy
+	case s.protected, s.unprotecting:
+		return errBusy // librbd: anything but unprotected
 	}
 	s.protected = true
 	return nil
@@ -1039,7 +1047,7 @@ func (h *fakeHandle) SnapshotProtected(name string) (bool, error) {
 	if s == nil {
 		return false, errNoEnt
 	}
-	return s.protected, nil
+	return s.protected || s.unprotecting, nil // as librbd's API reports it
 }
 
 func (h *fakeHandle) UnprotectSnapshot(name string) error {
@@ -1053,9 +1061,12 @@ func (h *fakeHandle) UnprotectSnapshot(name string) error {
 	case s == nil:
 		return errNoEnt
 	case len(h.f.childrenOf(h.img, name)) > 0:
+		if s.unprotecting { // librbd sets it back to protected
+			s.protected, s.unprotecting = true, false
+		}
 		return errBusy
 	}
-	s.protected = false
+	s.protected, s.unprotecting = false, false
 	return nil
 }
 
