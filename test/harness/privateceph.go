@@ -46,7 +46,7 @@ func StartPrivateCeph(t testing.TB) *PrivateCluster {
 	}
 	script := filepath.Join(repoRoot(), "hack", "micro-ceph.sh")
 	pc := &PrivateCluster{Dir: dir, Conf: filepath.Join(dir, "ceph.conf"), IP: ip, lock: lock}
-	t.Cleanup(pc.stop(script))
+	t.Cleanup(pc.stop(t, script))
 	cmd := exec.Command(script, "up", dir)
 	cmd.Env = append(os.Environ(), "MON_IP="+ip, "CEPH_CONF="+pc.Conf, "BLOCK_SIZE_GB=4")
 	start := time.Now()
@@ -63,9 +63,17 @@ func StartPrivateCeph(t testing.TB) *PrivateCluster {
 	return pc
 }
 
-func (pc *PrivateCluster) stop(script string) func() {
+// stop tears the cluster down; when the test failed, the daemons' logs are kept (beside
+// the cluster's directory, "-logs"): the mgr's log says what its task queue did with a
+// purge, which nothing else records.
+func (pc *PrivateCluster) stop(t testing.TB, script string) func() {
 	return func() {
 		pc.ResumeAll()
+		if t.Failed() { // moved before micro-ceph.sh down removes the directory
+			if err := os.Rename(filepath.Join(pc.Dir, "log"), pc.Dir+"-logs"); err == nil {
+				t.Logf("private Ceph at %s: its daemons' logs are kept in %s-logs", pc.IP, pc.Dir)
+			}
+		}
 		cmd := exec.Command(script, "down", pc.Dir)
 		cmd.Env = append(os.Environ(), "CEPH_CONF="+pc.Conf)
 		cmd.Run()
