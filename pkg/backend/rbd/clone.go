@@ -112,7 +112,7 @@ func (c *Controller) cloneVolume(conn cluster, io ioctx, src volid.Volume, name 
 	return nil
 }
 
-// cloneProtected clones parent@snap, a snapshot ensureSnap protected. An unprotect whose
+// cloneProtected clones parent@snap, a snapshot ensureSnap or ensureProtected protected. An unprotect whose
 // process died (a controller killed while it removed a half-made copy) leaves a snapshot
 // "unprotecting": librbd's API still says protected, a protect answers busy, and a clone of
 // format 1 (require-min-compat-client below mimic) invalid argument, for ever; the storm

@@ -770,8 +770,10 @@ func TestCloneFromVolumeAfterAnUnprotectWasCut(t *testing.T) {
 	req.SourceVolume = &src.ID
 	parent := f.image("rbd", "t1", imageName(src.ID.Hash))
 	tmp := tmpSnapName(imageName(volid.Hash("pvc-copy")))
-	parent.nextSnap++
-	parent.snaps = append(parent.snaps, &fakeSnap{id: parent.nextSnap, name: tmp, size: parent.size, unprotecting: true})
+	if err := (&fakeHandle{f: f, img: parent}).CreateSnapshot(tmp); err != nil {
+		t.Fatal(err)
+	}
+	parent.snap(tmp).unprotecting = true
 
 	v, err := c.CreateVolume(ctx, req)
 	if err != nil {
