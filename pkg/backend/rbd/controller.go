@@ -44,6 +44,8 @@ type Controller struct {
 	retired map[uint64]time.Time
 
 	taskWait time.Duration // see SetTaskWait
+	// purges holds the trash purges waiting for room in the mgr's queue (purgefeed.go).
+	purges *purgeFeed
 }
 
 var (
@@ -78,7 +80,12 @@ func NewController(cfg *config.Backend, conns *ceph.Connections) (*Controller, e
 		}
 		return cephConn{conn}, nil
 	}
-	return newController(cfg.Name, rbd, connect), nil
+	c := newController(cfg.Name, rbd, connect)
+	if _, err := ceph.CredentialsFor(rbd.Credentials, nil); err != nil {
+		// Only requests bring keys: no feeder could queue a held purge later.
+		c.purges.max = 0
+	}
+	return c, nil
 }
 
 func newController(name string, cfg Config, connect func(context.Context, map[string]string) (connection, error)) *Controller {
@@ -88,12 +95,13 @@ func newController(name string, cfg Config, connect func(context.Context, map[st
 		Address: monitors,
 		Connect: connect,
 	}
-	return &Controller{name: name, cfg: cfg, storage: storage, deleting: map[string]int{}, taskWait: defaultTaskWait}
+	return &Controller{name: name, cfg: cfg, storage: storage, deleting: map[string]int{}, taskWait: defaultTaskWait,
+		purges: newPurgeFeed(maxQueuedPurges)}
 }
 
 func (c *Controller) Name() string { return c.name }
 func (c *Controller) Kind() string { return backend.KindRBD }
-func (c *Controller) Close()       {}
+func (c *Controller) Close()       { c.purges.close() }
 
 func (c *Controller) ParameterKeys() []string {
 	return []string{ParamPool, ParamImageFeatures, ParamMounter}

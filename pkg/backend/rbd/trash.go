@@ -44,13 +44,13 @@ func moveToTrash(conn cluster, io ioctx, pool, ns, name string) error {
 
 // trashImage is moveToTrash for an image whose ID is known. The move runs alone (the
 // delete's longest call: on a busy OSD the reads once made beside it slowed it by more than
-// they saved); once the image has moved, the purge of its entry is queued by its ID while
-// moved (unless nil) runs. The trash is not listed: a burst of deletes fills it, and each
-// listing read it all (make bench-scale: the last tenth of 10,000 deletes ran at a fifth of
-// the first tenth's rate). Entries of the name an earlier attempt left unqueued (it died
+// they saved); once the image has moved, the purge of its entry is queued by its ID (or
+// held while the mgr's queue is full: purgefeed.go) while moved (unless nil) runs. The
+// trash is not listed: a burst of deletes fills it, and each listing read it all (make
+// bench-scale: the last tenth of 10,000 deletes ran at a fifth of the first tenth's rate). Entries of the name an earlier attempt left unqueued (it died
 // between its move and its queueing) are the sweep's, at start-up and every
 // collectInterval.
-func trashImage(conn cluster, io ioctx, pool, ns, name, id string, moved func() error) error {
+func (c *Controller) trashImage(conn cluster, io ioctx, pool, ns, name, id string, moved func() error) error {
 	err := io.TrashImage(name)
 	switch {
 	case isNotFound(err):
@@ -64,7 +64,10 @@ func trashImage(conn cluster, io ioctx, pool, ns, name, id string, moved func() 
 		}
 		return struct{}{}, moved()
 	})
-	err = purgeListed(conn, pool, ns, name, nil, nil, id)
+	_, err = c.queuePurge(conn, rbdSpec(pool, ns, id))
+	if backend.IsNotFound(err) {
+		err = nil
+	}
 	if _, aerr := after.wait(); err == nil {
 		err = aerr
 	}
@@ -74,26 +77,19 @@ func trashImage(conn cluster, io ioctx, pool, ns, name, id string, moved func() 
 // purgeTrashed queues the purge of the trash entries named name.
 func purgeTrashed(conn cluster, io ioctx, pool, ns, name string) error {
 	entries, err := io.TrashEntries()
-	return purgeListed(conn, pool, ns, name, entries, err, "")
+	return purgeListed(conn, pool, ns, name, entries, err)
 }
 
-// purgeListed queues the purge of the listed trash entries named name, and of entry id
-// (one this call moved there, listed or not) unless id is "".
-func purgeListed(conn cluster, pool, ns, name string, entries []librbd.TrashInfo, err error, id string) error {
+// purgeListed queues the purge of the listed trash entries named name.
+func purgeListed(conn cluster, pool, ns, name string, entries []librbd.TrashInfo, err error) error {
 	if err != nil && !isNotFound(err) {
 		return classify(err, "list the RBD trash of "+pool+"/"+ns)
 	}
-	var ids []string
-	if id != "" {
-		ids = append(ids, id)
-	}
 	for _, e := range entries {
-		if e.Name == name && e.Id != id {
-			ids = append(ids, e.Id)
+		if e.Name != name {
+			continue
 		}
-	}
-	for _, i := range ids {
-		if _, err := queueTask(conn, taskTrashRemove, rbdSpec(pool, ns, i)); err != nil && !backend.IsNotFound(err) {
+		if _, err := queueTask(conn, taskTrashRemove, rbdSpec(pool, ns, e.Id)); err != nil && !backend.IsNotFound(err) {
 			return err
 		}
 	}
@@ -241,9 +237,13 @@ func (c *Controller) trashLeftovers(conn cluster, io ioctx, pool, ns string, tas
 					queueTask(conn, taskTrashRemove, spec)
 				}
 			}
+		} else if c.purges.isHeld(spec) {
+			l.State = purgeWaiting
 		} else if collect {
-			t, err := queueTask(conn, taskTrashRemove, spec)
+			t, err := c.queuePurge(conn, spec)
 			switch {
+			case err == nil && t == nil:
+				l.State = purgeWaiting
 			case err == nil:
 				l.State = "purge " + t.state()
 			case !backend.IsNotFound(err):

@@ -207,7 +207,7 @@ func (c *Controller) DeleteVolume(ctx context.Context, id volid.Volume, secrets 
 		// The tenant's identity goes with its last image: whether it has others is read
 		// once the image has moved to the trash, while its purge is queued, and the
 		// identity removed then.
-		return trashImage(conn, io, pool, volumeNamespace(id), name, st.watches.id, func() error {
+		return c.trashImage(conn, io, pool, volumeNamespace(id), name, st.watches.id, func() error {
 			if volumeNamespace(id) != id.Tenant {
 				return nil // adopted outside the tenant's namespace: dropIdentityIfLast reads
 			}
