@@ -46,6 +46,32 @@ func openStore(t *testing.T) *store {
 	return &store{conn: conn, io: io, fsa: admin.NewFromConn(conn)}
 }
 
+// drainWait bounds how long a part waits for the RBD trash to drain after its deletes.
+const drainWait = 40 * time.Minute
+
+// drained waits until the tenants' RBD namespaces hold no trash entry, reading them every
+// few seconds, and answers how long that took from since, with the entries left when
+// drainWait ran out (0 once drained).
+func (s *store) drained(t *testing.T, tenants []string, since time.Time) (time.Duration, int) {
+	t.Helper()
+	for {
+		left := 0
+		for _, ns := range tenants {
+			s.io.SetNamespace(ns)
+			entries, err := librbd.GetTrashList(s.io)
+			if err != nil && !errors.Is(err, librbd.ErrNotFound) {
+				t.Fatalf("trash of rbd/%s: %v", ns, err)
+			}
+			left += len(entries)
+		}
+		s.io.SetNamespace("")
+		if left == 0 || time.Since(since) > drainWait {
+			return time.Since(since), left
+		}
+		time.Sleep(3 * time.Second)
+	}
+}
+
 // purgeWait bounds how long the end of the bench waits for the RBD trash purge of one part.
 const purgeWait = 2 * time.Minute
 
