@@ -53,6 +53,21 @@ func runUntilPurged(t *testing.T, f *fakeCluster, max int) {
 	}
 }
 
+// deleteWhileTheMgrHolds creates n volumes, then deletes them while the mgr holds its tasks.
+func deleteWhileTheMgrHolds(t *testing.T, c *Controller, f *fakeCluster, n int) {
+	t.Helper()
+	var vols []volid.Volume
+	for i := 0; i < n; i++ {
+		vols = append(vols, mustCreate(t, c, volReq(fmt.Sprintf("pvc-%d", i), gib)).ID)
+	}
+	f.holdTasks = true
+	for _, id := range vols {
+		if err := c.DeleteVolume(context.Background(), id, nil); err != nil {
+			t.Fatalf("delete %s: %v", id, err)
+		}
+	}
+}
+
 // The mgr's rbd_support module compares every `task add` with every queued task, under
 // the lock its worker takes between tasks: a queue thousands deep made each delete wait
 // up to 96 ms for its add and slowed the purges to a third (make bench-scale). A burst of
@@ -62,16 +77,7 @@ func TestDeletesKeepTheMgrPurgeQueueShort(t *testing.T) {
 	f := newFakeCluster()
 	c := feedController(t, f, 3)
 	ctx := context.Background()
-	var vols []volid.Volume
-	for i := 0; i < 8; i++ {
-		vols = append(vols, mustCreate(t, c, volReq(fmt.Sprintf("pvc-%d", i), gib)).ID)
-	}
-	f.holdTasks = true
-	for _, id := range vols {
-		if err := c.DeleteVolume(ctx, id, nil); err != nil {
-			t.Fatalf("delete %s: %v", id, err)
-		}
-	}
+	deleteWhileTheMgrHolds(t, c, f, 8)
 	if n, left := f.queuedPurges(), len(f.trashed("rbd", "t1")); n != 3 || left != 8 {
 		t.Fatalf("after 8 deletes: %d purges queued in the mgr, %d trash entries; want 3 queued of 8", n, left)
 	}
@@ -96,16 +102,7 @@ func TestTheSweepFeedsPurgesLeftWaiting(t *testing.T) {
 	f := newFakeCluster()
 	c := feedController(t, f, 2)
 	ctx := context.Background()
-	var vols []volid.Volume
-	for i := 0; i < 6; i++ {
-		vols = append(vols, mustCreate(t, c, volReq(fmt.Sprintf("pvc-%d", i), gib)).ID)
-	}
-	f.holdTasks = true
-	for _, id := range vols {
-		if err := c.DeleteVolume(ctx, id, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deleteWhileTheMgrHolds(t, c, f, 6)
 	c.Close()
 	if n := f.queuedPurges(); n != 2 {
 		t.Fatalf("%d purges queued, want 2", n)
