@@ -75,6 +75,8 @@ func TestBenchCephFS(t *testing.T) {
 		})
 	}
 	b.Run(t, ctx)
+	// Run's pairs each make the tenant's first volume (and its identity); these its n-th.
+	b.RunKept(t, ctx)
 }
 
 // mgrCommandsPerVolume counts, in the mgr's own log, the volumes-module commands about the

@@ -111,17 +111,8 @@ type serial struct {
 func (b *Bench) Run(t testing.TB, ctx context.Context) []string {
 	t.Helper()
 	b.Settle(t)
-	serialOurs, serialRaw := &serial{}, &serial{}
-	for i := 0; i < b.Sizes.Serial; i++ {
-		// Interleaved, so drift in the cluster weighs on both sides alike.
-		b.pair(t, ctx, b.Driver, fmt.Sprintf("bench-%d", i), serialOurs)
-		b.pair(t, ctx, b.Raw, fmt.Sprintf("raw-%d", i), serialRaw)
-	}
-	lines := []string{
-		b.latencyLine("create", serialOurs.create, serialRaw.create, serialOurs.createErrs+serialRaw.createErrs),
-		b.latencyLine("delete", serialOurs.delete, serialRaw.delete, serialOurs.delErrs+serialRaw.delErrs),
-		b.latencyLine("pair", serialOurs.pair, serialRaw.pair, serialOurs.createErrs+serialRaw.createErrs+serialOurs.delErrs+serialRaw.delErrs),
-	}
+	serialOurs, serialRaw := b.serialPairs(t, ctx, "")
+	lines := b.serialLines("", serialOurs, serialRaw)
 	b.Settle(t)
 	// The bursts run driver, raw, raw, driver, ...: one burst of 128 RBD volumes lasts under
 	// a second, and the storage's pace drifts through a run (the mgr's purges, the OSD's
@@ -152,6 +143,62 @@ func (b *Bench) Run(t testing.TB, ctx context.Context) []string {
 		t.Errorf("bench %s: %d operations failed (logged above); the figures do not measure what they say", b.Kind, errs)
 	}
 	return lines
+}
+
+// RunKept times serial pairs as Run does while each side keeps one more volume in the
+// place the pairs use (the bench's tenant) throughout, and prints the "kept create",
+// "kept delete" and "kept pair" lines. Run's pairs each make and remove the tenant's only
+// volume, so the driver's create does the one-time work of a tenant's first volume (its
+// cephx identity, which its last delete removes); these time a tenant's n-th volume. The
+// kept volumes are deleted at the end; any failure fails the run, as in Run.
+func (b *Bench) RunKept(t testing.TB, ctx context.Context) []string {
+	t.Helper()
+	var kept []func() error
+	for _, s := range []struct {
+		side BenchSide
+		name string
+	}{{b.Driver, "kept"}, {b.Raw, "raw-kept"}} {
+		h, err := s.side.Create(ctx, s.name)
+		if err != nil {
+			t.Fatalf("bench %s: create the kept volume %s: %v", b.Kind, s.name, err)
+		}
+		kept = append(kept, func() error { return s.side.Delete(ctx, h) })
+	}
+	b.Settle(t)
+	ours, raw := b.serialPairs(t, ctx, "kept-")
+	lines := b.serialLines("kept ", ours, raw)
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+	for _, drop := range kept {
+		if err := drop(); err != nil {
+			t.Errorf("bench %s: delete a kept volume: %v", b.Kind, err)
+		}
+	}
+	if errs := ours.createErrs + raw.createErrs + ours.delErrs + raw.delErrs; errs > 0 {
+		t.Errorf("bench %s: %d operations failed (logged above); the figures do not measure what they say", b.Kind, errs)
+	}
+	return lines
+}
+
+// serialPairs runs Sizes.Serial create/delete pairs per side, the sides interleaved so
+// that drift in the cluster weighs on both alike; names start with prefix.
+func (b *Bench) serialPairs(t testing.TB, ctx context.Context, prefix string) (ours, raw *serial) {
+	ours, raw = &serial{}, &serial{}
+	for i := 0; i < b.Sizes.Serial; i++ {
+		b.pair(t, ctx, b.Driver, fmt.Sprintf("%sbench-%d", prefix, i), ours)
+		b.pair(t, ctx, b.Raw, fmt.Sprintf("%sraw-%d", prefix, i), raw)
+	}
+	return ours, raw
+}
+
+// serialLines are the create, delete and pair lines of serial pairs, ops prefixed.
+func (b *Bench) serialLines(prefix string, ours, raw *serial) []string {
+	return []string{
+		b.latencyLine(prefix+"create", ours.create, raw.create, ours.createErrs+raw.createErrs),
+		b.latencyLine(prefix+"delete", ours.delete, raw.delete, ours.delErrs+raw.delErrs),
+		b.latencyLine(prefix+"pair", ours.pair, raw.pair, ours.createErrs+raw.createErrs+ours.delErrs+raw.delErrs),
+	}
 }
 
 // pair creates and deletes one volume on one side, timing each.

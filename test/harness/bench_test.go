@@ -195,3 +195,62 @@ func TestBenchBurstsCancelDrift(t *testing.T) {
 		t.Errorf("settled %d times, want before the serial run, before the bursts and after each of the 4 bursts (6)", settles)
 	}
 }
+
+// tenantSide is a storage whose creates cost first more while its tenant has no volume
+// (the driver makes the tenant's identity with its first volume), on a fake clock; live
+// counts the volumes it holds, most the most it held at once.
+type tenantSide struct {
+	clock       *fakeClock
+	first, each time.Duration
+	live, most  int
+}
+
+func (s *tenantSide) side() BenchSide {
+	return BenchSide{
+		Create: func(ctx context.Context, name string) (string, error) {
+			if s.live == 0 {
+				s.clock.advance(s.first)
+			}
+			s.clock.advance(s.each)
+			s.live++
+			s.most = max(s.most, s.live)
+			return name, nil
+		},
+		Delete: func(ctx context.Context, h string) error {
+			s.clock.advance(s.each)
+			s.live--
+			return nil
+		},
+	}
+}
+
+// TestBenchKeptTimesATenantsNthVolume: Run's pairs make and remove the tenant's only
+// volume, so a driver whose first volume costs more is timed at that cost; RunKept keeps a
+// volume on each side while its pairs run, so its lines time the n-th volume, and removes
+// the kept volumes at the end.
+func TestBenchKeptTimesATenantsNthVolume(t *testing.T) {
+	clock := &fakeClock{}
+	ours := &tenantSide{clock: clock, first: 5 * time.Millisecond, each: 10 * time.Millisecond}
+	raw := &tenantSide{clock: clock, each: 10 * time.Millisecond}
+	b := &Bench{Kind: "fake", Sizes: BenchSizes{Serial: 5, Burst: 1, Concurrency: 1, Bytes: 1}, Driver: ours.side(), Raw: raw.side(),
+		Settle: func(testing.TB) {}, now: clock.read}
+	first := b.Run(t, context.Background())
+	if !strings.HasPrefix(first[0], "bench fake create: p50=15.0ms") || !strings.Contains(first[0], "ratio=1.50") {
+		t.Errorf("Run's create line %q: want the first volume's 15 ms, ratio 1.50", first[0])
+	}
+	kept := b.RunKept(t, context.Background())
+	want := []string{"bench fake kept create: p50=10.0ms", "bench fake kept delete: p50=10.0ms", "bench fake kept pair: p50=20.0ms"}
+	if len(kept) != len(want) {
+		t.Fatalf("kept lines %q", kept)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(kept[i], w) || !strings.Contains(kept[i], "ratio=1.00 errors=0") {
+			t.Errorf("line %d = %q, want %s ... ratio=1.00 errors=0", i, kept[i], w)
+		}
+	}
+	for name, s := range map[string]*tenantSide{"driver": ours, "raw": raw} {
+		if s.live != 0 || s.most != 2 {
+			t.Errorf("%s side: %d volumes left, at most %d at once; want the kept one beside each pair's, none left", name, s.live, s.most)
+		}
+	}
+}
