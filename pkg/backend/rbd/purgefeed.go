@@ -42,13 +42,17 @@ type purgeFeed struct {
 	waiting []string // task specs (pool/ns/id), oldest first
 	held    map[string]bool
 	running bool
-	stop    chan struct{}
-	done    sync.WaitGroup
-	closed  bool
+	// ctx ends with close, which then waits for the feeder (done): a read of the queue
+	// under way is abandoned, not waited for.
+	ctx    context.Context
+	stop   context.CancelFunc
+	done   sync.WaitGroup
+	closed bool
 }
 
 func newPurgeFeed(limit int) *purgeFeed {
-	return &purgeFeed{max: limit, every: purgeFeedInterval, held: map[string]bool{}, stop: make(chan struct{})}
+	ctx, stop := context.WithCancel(context.Background())
+	return &purgeFeed{max: limit, every: purgeFeedInterval, held: map[string]bool{}, ctx: ctx, stop: stop}
 }
 
 // hold answers true when spec's purge is to wait in the controller (the queue is full, or
@@ -131,7 +135,7 @@ func (p *purgeFeed) close() {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
-		close(p.stop)
+		p.stop()
 	}
 	p.mu.Unlock()
 	p.done.Wait()
@@ -155,12 +159,12 @@ func (c *Controller) feedPurges() {
 	var logged time.Time
 	for {
 		select {
-		case <-p.stop:
+		case <-p.ctx.Done():
 			p.idle()
 			return
 		case <-time.After(p.every):
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 		err := c.storage.Do(ctx, nil, func(conn connection) error {
 			tasks, err := listTasks(conn)
 			if err != nil {
