@@ -70,6 +70,9 @@ type ioctx interface {
 	TrashImage(name string) error
 	RemoveImage(name string) error
 	TrashEntries() ([]librbd.TrashInfo, error)
+	// RemoveTrashed removes a trash entry and what is left of its image, by ID, in this
+	// call (librbd's forced trash remove), not in the mgr.
+	RemoveTrashed(id string) error
 	// Exec runs one rbd object class method on an object, as one write.
 	Exec(oid, method string, in []byte) error
 	Notify(oid string, timeout time.Duration) ([]rados.NotifyAck, []rados.NotifyTimeout, error)
@@ -216,6 +219,7 @@ func (p cephPool) RemoveImage(name string) error { return librbd.RemoveImage(p.i
 func (p cephPool) TrashEntries() ([]librbd.TrashInfo, error) {
 	return librbd.GetTrashList(p.io)
 }
+func (p cephPool) RemoveTrashed(id string) error { return librbd.TrashRemove(p.io, id, true) }
 
 func (p cephPool) CreateImage(name string, size, features uint64) error {
 	ro, err := imageOptions(features)

@@ -376,6 +376,37 @@ func TestLeftoversAndCollect(t *testing.T) {
 	}
 }
 
+// The mgr answers a task add with the same task among the last 50 it finished, and queues
+// nothing. A trash entry that outlived its finished purge (the storm test: a killed
+// controller's delete, retried, moved the image's name to the trash again as the purge
+// ran) was queued by every sweep, answered "purge queued", and stayed for ever. The sweep
+// removes such an entry itself.
+func TestTheSweepRemovesAnEntryTheMgrWillNotPurgeAgain(t *testing.T) {
+	c, f, ctx := deletedAwaitingPurge(t)
+	f.mu.Lock()
+	for _, img := range f.pools["rbd"].trash {
+		img.outlivesPurge = true
+	}
+	f.mu.Unlock()
+	f.runTasks()
+	if left := f.trashed("rbd", "t1"); len(left) != 1 || f.queuedPurges() != 0 {
+		t.Fatalf("after the purge: %d trash entries, %d purges queued; want the entry left, none queued", len(left), f.queuedPurges())
+	}
+	for sweep := 1; sweep <= 2; sweep++ {
+		left, err := c.Collect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.runTasks()
+		if trashed := f.trashed("rbd", "t1"); len(trashed) != 0 {
+			t.Fatalf("sweep %d: %d trash entries left (leftovers %+v)", sweep, len(trashed), left)
+		}
+		if sweep == 1 && (len(left) != 1 || !strings.Contains(left[0].State, "removed by the controller")) {
+			t.Errorf("sweep 1 listed %+v, want the entry removed by the controller", left)
+		}
+	}
+}
+
 // purgeFailsBusy runs the mgr's queued purge, which a watch on the image must fail busy.
 func purgeFailsBusy(t *testing.T, f *fakeCluster, watch string) {
 	t.Helper()

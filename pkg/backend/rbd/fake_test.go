@@ -25,11 +25,14 @@ import (
 // ns/name") so that tests count round trips, and fails the calls named in fail.
 type fakeCluster struct {
 	ceph.Calls
-	mu     sync.Mutex
-	pools  map[string]*fakePool
-	tasks  []fakeTask
-	nextID int
-	calls  []string
+	mu    sync.Mutex
+	pools map[string]*fakePool
+	tasks []fakeTask
+	// finished are the last 50 tasks the mgr finished: it answers an add of one of them
+	// with it (rbd_support's guard against a replayed command) and queues nothing.
+	finished []fakeTask
+	nextID   int
+	calls    []string
 	// fail maps a call name ("CreateImage", "OpenImage", "MgrCommand", ...) to the error
 	// it answers, once per entry in the slice.
 	fail map[string][]error
@@ -87,6 +90,9 @@ type fakeImage struct {
 	parent       *librbd.ParentInfo
 	watchers     []fakeWatcher
 	nextSnap     uint64
+	// outlivesPurge is a trash entry that stays when the mgr's purge of it finishes (a
+	// retried delete moved its name to the trash again as the purge ran).
+	outlivesPurge bool
 }
 
 type fakeSnap struct {
@@ -338,7 +344,7 @@ func (f *fakeCluster) MgrCommand(bufs [][]byte) ([]byte, string, error) {
 	case "rbd task add flatten", "rbd task add trash remove":
 		action := strings.TrimPrefix(m["prefix"], "rbd task add ")
 		spec := m["image_spec"] + m["image_id_spec"]
-		for _, t := range f.tasks {
+		for _, t := range append(append([]fakeTask(nil), f.tasks...), f.finished...) {
 			if t.spec == action+" "+spec {
 				b, err := json.Marshal(t.mgrTask)
 				return b, "", err
@@ -425,7 +431,14 @@ func (f *fakeCluster) runTasksLocked() {
 			t.RetryMessage = "[errno 39] image has snapshots with clones"
 			left = append(left, t)
 		default:
-			delete(img.pool.trash, img.ns+"/"+img.id)
+			if !img.outlivesPurge {
+				delete(img.pool.trash, img.ns+"/"+img.id)
+			}
+			t.RetryAttempts++ // the mgr counts a successful run too
+			f.finished = append(f.finished, t)
+			if len(f.finished) > 50 {
+				f.finished = f.finished[1:]
+			}
 		}
 	}
 	f.tasks = left
@@ -702,6 +715,19 @@ func (io *fakeIO) RemoveImage(name string) error {
 		return errNoEnt
 	}
 	delete(io.p.images, io.ns+"/"+name)
+	return nil
+}
+
+func (io *fakeIO) RemoveTrashed(id string) error {
+	unlock, err := io.lock("RemoveTrashed", io.ns+"/"+id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if io.p.trash[io.ns+"/"+id] == nil {
+		return errNoEnt
+	}
+	delete(io.p.trash, io.ns+"/"+id)
 	return nil
 }
 

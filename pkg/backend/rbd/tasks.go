@@ -29,7 +29,9 @@ type mgrTask struct {
 	InProgress   bool    `json:"in_progress"`
 	Progress     float64 `json:"progress"`
 	RetryMessage string  `json:"retry_message"`
-	Refs         struct {
+	// RetryAttempts counts the task's runs: the mgr counts a successful one too.
+	RetryAttempts int `json:"retry_attempts"`
+	Refs          struct {
 		Action    string `json:"action"`
 		Pool      string `json:"pool_name"`
 		Namespace string `json:"pool_namespace"`

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	librbd "github.com/ceph/go-ceph/rbd"
+	"k8s.io/klog/v2"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/volid"
@@ -244,6 +245,8 @@ func (c *Controller) trashLeftovers(conn cluster, io ioctx, pool, ns string, tas
 			switch {
 			case err == nil && t == nil:
 				l.State = purgeWaiting
+			case err == nil && t.RetryAttempts > 0 && !t.InProgress:
+				l.State = c.purgeReplayed(io, e.Id, t)
 			case err == nil:
 				l.State = "purge " + t.state()
 			case !backend.IsNotFound(err):
@@ -253,6 +256,22 @@ func (c *Controller) trashLeftovers(conn cluster, io ioctx, pool, ns string, tas
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// purgeReplayed removes a trash entry the mgr will not purge: asked to, it answered with a
+// task that has run already and is in its queue no more. The mgr answers a task add with
+// the same task among the last 50 it finished (its guard against a replayed command), so
+// an entry that outlived a finished purge (a killed controller's delete, retried, moved the
+// image's name to the trash again as the purge ran: the storm test) is never purged by it
+// until 50 other tasks finish. The controller removes it itself, once, as the mgr would
+// have; the answer is the leftover's state.
+func (c *Controller) purgeReplayed(io ioctx, id string, t *mgrTask) string {
+	if err := io.RemoveTrashed(id); err != nil && !isNotFound(err) {
+		klog.ErrorS(err, "remove a trash entry the mgr will not purge (it answered a finished task); the next sweep tries again", "backend", c.name, "id", id, "task", t.ID)
+		return "purge finished by the mgr, entry left; removing it failed: " + err.Error()
+	}
+	klog.InfoS("removed a trash entry the mgr answered a finished purge for", "backend", c.name, "id", id, "task", t.ID)
+	return "removed by the controller (the mgr's purge of it had finished)"
 }
 
 // unblockPurge clears, best effort, what is known to make the mgr's purge of a trash entry
