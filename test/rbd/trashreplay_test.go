@@ -45,13 +45,14 @@ func TestRBDRealSweepRemovesAnEntryTheMgrWillNotPurgeAgain(t *testing.T) {
 	}
 
 	// cls_rbd trash_add(id, TrashImageSpec{source user, name, deletion and deferment
-	// times 0, state normal}), the spec encoded as Ceph's ENCODE_START(2, 1) does.
+	// times 0, state moving}), the spec encoded as Ceph's ENCODE_START(2, 1) does: as a
+	// retried delete's move, cut short, leaves it (librbd refuses to remove it, EUCLEAN).
 	name := "csi-vol-" + v.ID.Hash
 	spec := []byte{0} // source: user
 	spec = binary.LittleEndian.AppendUint32(spec, uint32(len(name)))
 	spec = append(spec, name...)
 	spec = append(spec, make([]byte, 16)...) // deletion_time, deferment_end_time (utime_t: sec, nsec)
-	spec = append(spec, 0)                   // state: normal
+	spec = append(spec, 1)                   // state: moving
 	in := binary.LittleEndian.AppendUint32(nil, uint32(len(info.ID)))
 	in = append(in, info.ID...)
 	in = append(in, 2, 1)

@@ -392,6 +392,8 @@ func TestTheSweepRemovesAnEntryTheMgrWillNotPurgeAgain(t *testing.T) {
 	if left := f.trashed("rbd", "t1"); len(left) != 1 || f.queuedPurges() != 0 {
 		t.Fatalf("after the purge: %d trash entries, %d purges queued; want the entry left, none queued", len(left), f.queuedPurges())
 	}
+	// The entry was put back by a move cut short: librbd refuses to remove it "moving".
+	f.fail = map[string][]error{"RemoveTrashed": {fakeErrno(syscall.EUCLEAN)}}
 	for sweep := 1; sweep <= 2; sweep++ {
 		left, err := c.Collect(ctx)
 		if err != nil {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 
 	librbd "github.com/ceph/go-ceph/rbd"
 	"k8s.io/klog/v2"
 
 	"github.com/shiphold/shiphold/pkg/backend"
+	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -266,7 +268,13 @@ func (c *Controller) trashLeftovers(conn cluster, io ioctx, pool, ns string, tas
 // until 50 other tasks finish. The controller removes it itself, once, as the mgr would
 // have; the answer is the leftover's state.
 func (c *Controller) purgeReplayed(io ioctx, id string, t *mgrTask) string {
-	if err := io.RemoveTrashed(id); err != nil && !isNotFound(err) {
+	err := io.RemoveTrashed(id)
+	if ceph.Errno(err) == syscall.EUCLEAN {
+		// Put back by a move cut short ("moving"): finished as unblockPurge does.
+		io.Exec("rbd_trash", "trash_state_set", append(encodeString(id), 0, 1))
+		err = io.RemoveTrashed(id)
+	}
+	if err != nil && !isNotFound(err) {
 		klog.ErrorS(err, "remove a trash entry the mgr will not purge (it answered a finished task); the next sweep tries again", "backend", c.name, "id", id, "task", t.ID)
 		return "purge finished by the mgr, entry left; removing it failed: " + err.Error()
 	}
