@@ -29,10 +29,15 @@ var librbdParent = librbd.ParentInfo{Image: librbd.ImageSpec{ImageName: "csi-vol
 func newFakeController(t *testing.T) (*Controller, *fakeCluster) {
 	t.Helper()
 	f := newFakeCluster()
+	return fakeControllerOn(f), f
+}
+
+// fakeControllerOn is a controller of backend rbd1 on fake cluster f.
+func fakeControllerOn(f *fakeCluster) *Controller {
 	cfg := Config{Pool: "rbd", Cluster: ceph.Cluster{ClusterID: "c1", Monitors: []string{"10.0.0.5:6789"}}}
 	c := newController("rbd1", cfg, func(context.Context, map[string]string) (connection, error) { return f, nil })
 	c.SetTaskWait(0)
-	return c, f
+	return c
 }
 
 func volReq(name string, bytes int64) *backend.VolumeRequest {

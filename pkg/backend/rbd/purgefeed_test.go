@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shiphold/shiphold/pkg/ceph"
 	"github.com/shiphold/shiphold/pkg/volid"
 )
 
@@ -15,9 +14,7 @@ import (
 // which holds its tasks until runTasks, and looks at it every few milliseconds.
 func feedController(t *testing.T, f *fakeCluster, max int) *Controller {
 	t.Helper()
-	cfg := Config{Pool: "rbd", Cluster: ceph.Cluster{ClusterID: "c1", Monitors: []string{"10.0.0.5:6789"}}}
-	c := newController("rbd1", cfg, func(context.Context, map[string]string) (connection, error) { return f, nil })
-	c.SetTaskWait(0)
+	c := fakeControllerOn(f)
 	c.purges.max, c.purges.every = max, 5*time.Millisecond
 	t.Cleanup(c.Close)
 	return c

@@ -50,9 +50,9 @@ func moveToTrash(conn cluster, io ioctx, pool, ns, name string) error {
 // they saved); once the image has moved, the purge of its entry is queued by its ID (or
 // held while the mgr's queue is full: purgefeed.go) while moved (unless nil) runs. The
 // trash is not listed: a burst of deletes fills it, and each listing read it all (make
-// bench-scale: the last tenth of 10,000 deletes ran at a fifth of the first tenth's rate). Entries of the name an earlier attempt left unqueued (it died
-// between its move and its queueing) are the sweep's, at start-up and every
-// collectInterval.
+// bench-scale: the last tenth of 10,000 deletes ran at a fifth of the first tenth's rate).
+// Entries of the name an earlier attempt left unqueued (it died between its move and its
+// queueing) are the sweep's, at start-up and every collectInterval.
 func (c *Controller) trashImage(conn cluster, io ioctx, pool, ns, name, id string, moved func() error) error {
 	err := io.TrashImage(name)
 	switch {
@@ -270,8 +270,8 @@ func (c *Controller) trashLeftovers(conn cluster, io ioctx, pool, ns string, tas
 func (c *Controller) purgeReplayed(io ioctx, id string, t *mgrTask) string {
 	err := io.RemoveTrashed(id)
 	if ceph.Errno(err) == syscall.EUCLEAN {
-		// Put back by a move cut short ("moving"): finished as unblockPurge does.
-		io.Exec("rbd_trash", "trash_state_set", append(encodeString(id), 0, 1))
+		// Put back by a move cut short ("moving").
+		finishCutMove(io, id)
 		err = io.RemoveTrashed(id)
 	}
 	if err != nil && !isNotFound(err) {
@@ -292,9 +292,14 @@ func (c *Controller) unblockPurge(conn cluster, io ioctx, id, spec string, t *mg
 	case strings.Contains(t.RetryMessage, "busy"):
 		c.dropTrashedStaleRecords(conn, io, id, spec)
 	case strings.Contains(t.RetryMessage, "errno 117"):
-		// cls_rbd trash_state_set(id, NORMAL, expecting MOVING)
-		io.Exec("rbd_trash", "trash_state_set", append(encodeString(id), 0, 1))
+		finishCutMove(io, id)
 	}
+}
+
+// finishCutMove sets a trash entry a cut move left "moving" to "normal", as the move
+// would have (cls_rbd trash_state_set(id, NORMAL, expecting MOVING)); best effort.
+func finishCutMove(io ioctx, id string) {
+	io.Exec("rbd_trash", "trash_state_set", append(encodeString(id), 0, 1))
 }
 
 // dropTrashedStaleRecords drops the stale watch records that block a trashed image's
