@@ -18,6 +18,8 @@ type fsTree interface {
 	GetXattr(path, name string) ([]byte, error)
 	SetXattr(path, name string, value []byte) error
 	Subdirs(path string) ([]string, error)
+	// DirVersion says which version of directory path's entries a listing would read.
+	DirVersion(path string) (DirVersion, error)
 	// FindSubdir reads directory path up to the first directory match takes, and answers
 	// its name ("" when none does).
 	FindSubdir(path string, match func(name string) bool) (string, error)
@@ -70,6 +72,31 @@ func (c *Conn) Subdirs(fsName, path string) (dirs []string, err error) {
 		return err
 	})
 	return dirs, err
+}
+
+// DirVersion is a version of a directory's entries: its inode, its birth time (a
+// directory made anew under the same path, or in a filesystem made anew, differs in
+// both) and its change attribute, which the MDS raises with every entry made, removed or
+// renamed in or out of it, by any client. Two equal non-zero versions had the same
+// entries; the zero version is unknown (an MDS that does not report the change
+// attribute) and equals nothing.
+type DirVersion struct {
+	Ino, Change uint64
+	BornNs      int64
+}
+
+// Known says whether v is a version at all.
+func (v DirVersion) Known() bool { return v != DirVersion{} }
+
+// DirVersion reads the version of directory path of filesystem fsName (one statx, which
+// libcephfs answers from the capabilities it holds while the MDS has revoked none). Use
+// it only inside Do.
+func (c *Conn) DirVersion(fsName, path string) (v DirVersion, err error) {
+	err = c.fs.on(fsName, func(t fsTree) (err error) {
+		v, err = t.DirVersion(path)
+		return err
+	})
+	return v, err
 }
 
 // FindSubdir reads directory path of filesystem fsName up to the first subdirectory match
@@ -254,6 +281,15 @@ func (t libcephfsTree) Subdirs(path string) (out []string, err error) {
 		return false
 	})
 	return out, err
+}
+
+func (t libcephfsTree) DirVersion(path string) (DirVersion, error) {
+	const want = cephfs.StatxIno | cephfs.StatxBtime | cephfs.StatxVersion
+	sx, err := t.mi.Statx(path, want, 0)
+	if err != nil || sx.Mask&want != want {
+		return DirVersion{}, err
+	}
+	return DirVersion{Ino: uint64(sx.Inode), Change: sx.Version, BornNs: sx.Btime.Sec*1e9 + sx.Btime.Nsec}, nil
 }
 
 func (t libcephfsTree) FindSubdir(path string, match func(name string) bool) (string, error) {

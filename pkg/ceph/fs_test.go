@@ -53,6 +53,7 @@ func (t *fakeTree) GetXattr(path, name string) ([]byte, error) {
 func (t *fakeTree) SetXattr(path, name string, value []byte) error       { return nil }
 func (t *fakeTree) Subdirs(path string) ([]string, error)                { return nil, nil }
 func (t *fakeTree) FindSubdir(string, func(string) bool) (string, error) { return "", nil }
+func (t *fakeTree) DirVersion(string) (DirVersion, error)                { return DirVersion{}, nil }
 func (t *fakeTree) MakeDirs(path string) error                           { return nil }
 func (t *fakeTree) RemoveDir(path string) error                          { return nil }
 func (t *fakeTree) RemoveXattr(path, name string) error                  { return nil }

@@ -1,6 +1,7 @@
 package cephfstest
 
 import (
+	"fmt"
 	"sort"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/backend/cephfs"
 	"github.com/shiphold/shiphold/pkg/ceph"
+	"github.com/shiphold/shiphold/pkg/volid"
 )
 
 // ListVolumesAfter reads plain subvolumes through the MDS and asks the mgr only about the
@@ -164,4 +166,105 @@ func TestCephFSRealPagesReadAsTheMgrDoes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The controller keeps a group's listing while the group's directory is unchanged
+// (dirlisting.go), so a change made by any other client must reach its next page: another
+// controller (its own connection, its own libcephfs client) makes a volume in the group
+// and deletes another, and the mgr itself removes a third; the first controller's next
+// listing sees each, and reads each volume as before.
+func TestCephFSRealPagesSeeChangesByOtherClients(t *testing.T) {
+	e := needCeph(t)
+	ctx := ctxT(t)
+	conns := ceph.NewConnections()
+	t.Cleanup(conns.Close)
+	other, err := cephfs.NewController(e.cfg, conns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsa := admin.NewFromConn(rawConn(t))
+	group := e.cfg.Section.(*cephfs.Config).SubvolumeGroupPrefix + "team-a"
+	t.Cleanup(func() { fsa.RemoveSubVolumeGroup(fsName, group) })
+	create := func(c *cephfs.Controller, name string) *backend.Volume {
+		t.Helper()
+		v, err := c.CreateVolume(ctx, &backend.VolumeRequest{Name: name, Tenant: "team-a", RequiredBytes: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.ctrl.DeleteVolume(ctxT(t), v.ID, nil) })
+		return v
+	}
+	want := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		want[create(e.ctrl, fmt.Sprintf("pvc-seen-%d", i)).ID.String()] = true
+	}
+	listed := func(step string) {
+		t.Helper()
+		got := map[string]bool{}
+		for _, v := range pagesOf(t, e.ctrl, "team-a") {
+			got[v.ID.String()] = true
+			if v.CapacityBytes != 1<<20 {
+				t.Errorf("%s: %s listed with %d bytes, want %d", step, v.ID, v.CapacityBytes, 1<<20)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: pages list %v, want %v", step, keysOf(got), keysOf(want))
+		}
+	}
+	listed("made by the controller")
+	listed("read again, unchanged")
+
+	made := create(other, "pvc-seen-other")
+	want[made.ID.String()] = true
+	listed("another controller made a volume")
+
+	var gone string
+	for id := range want {
+		if id != made.ID.String() {
+			gone = id
+			break
+		}
+	}
+	goneID, _ := volid.ParseVolume(gone)
+	if err := other.DeleteVolume(ctx, goneID, nil); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, gone)
+	listed("another controller deleted a volume")
+
+	if err := fsa.RemoveSubVolume(fsName, group, made.Context[cephfs.CtxSubvolumeName]); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, made.ID.String())
+	listed("the mgr removed a subvolume")
+}
+
+// pagesOf reads every page of two volumes of c and returns tenant's volumes.
+func pagesOf(t *testing.T, c *cephfs.Controller, tenant string) []*backend.Volume {
+	t.Helper()
+	var out []*backend.Volume
+	for after := ""; ; {
+		page, err := c.ListVolumesAfter(ctxT(t), after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			return out
+		}
+		for _, v := range page {
+			if v.ID.Tenant == tenant {
+				out = append(out, v)
+			}
+		}
+		after = page[len(page)-1].ID.String()
+	}
+}
+
+func keysOf(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -44,19 +44,6 @@ func (c *Controller) adoptedVolumes(s *session, tenant string) ([]*backend.Volum
 // /volumes (_nogroup, the default group, is a group).
 var internalDirs = map[string]bool{"_deleting": true, "_index": true, "_legacy": true}
 
-// dirsOf lists the subdirectories of dir through the MDS; none when it is absent.
-func (c *Controller) dirsOf(s *session, fs, dir string) ([]string, error) {
-	var dirs []string
-	err := s.do("list directory "+dir+" of "+fs, func() (err error) {
-		dirs, err = s.conn.Subdirs(fs, dir)
-		return err
-	})
-	if backend.IsNotFound(err) {
-		return nil, nil
-	}
-	return dirs, err
-}
-
 // adoptedInGroup reads the records of a group's subvolumes, passing over shiphold's own
 // (csi-vol-<hash> in a tenant's group).
 func (c *Controller) adoptedInGroup(s *session, group volumeRef, loc, tenant string) ([]*backend.Volume, error) {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/ceph/go-ceph/cephfs/admin"
+
+	"github.com/shiphold/shiphold/pkg/ceph"
 )
 
 // commander is what the controller needs of a Ceph connection, the backend.Handle of its
@@ -21,6 +23,7 @@ type commander interface {
 	GetXattr(fs, path, name string) ([]byte, error)
 	SetXattr(fs, path, name string, value []byte) error
 	Subdirs(fs, path string) ([]string, error)
+	DirVersion(fs, path string) (ceph.DirVersion, error)
 	FindSubdir(fs, path string, match func(name string) bool) (string, error)
 	MakeDirs(fs, path string) error
 	RemoveDir(fs, path string) error

@@ -39,6 +39,8 @@ type Controller struct {
 	// made (key fs/group), saving the monitors two commands per create. A tenant's last
 	// delete forgets its identity, not its group, which stays.
 	groups, identities tenantSetup
+	// listings are the directory listings read, kept while their directories are unchanged.
+	listings *dirListings
 }
 
 var (
@@ -81,7 +83,7 @@ func newController(name string, cfg *Config, connect func(context.Context, map[s
 	}
 	return &Controller{
 		name: name, cfg: cfg, prefix: prefix, storage: storage, clonePoll: 500 * time.Millisecond,
-		fsIDs: map[string]string{},
+		fsIDs: map[string]string{}, listings: newDirListings(maxListedNames),
 	}
 }
 

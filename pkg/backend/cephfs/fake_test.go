@@ -42,6 +42,8 @@ type fakeMgr struct {
 	keys    int
 	// tree is the filesystem outside /volumes (adoptdir_fake_test.go).
 	tree map[string]*fakeDir
+	// dirs are the directories' versions (key fs:path).
+	dirs map[string]*fakeDirVersion
 }
 
 type fakeUser struct {
@@ -495,11 +497,53 @@ func isGroupPath(path string) bool {
 	return ok && rest != "" && !strings.Contains(rest, "/")
 }
 
-// Subdirs lists a base directory: the data directory, gone once the subvolume is retained.
+// Subdirs lists a directory: /volumes, a group, a base directory (the data directory, gone
+// once the subvolume is retained) or one of the plain tree.
 func (f *fakeMgr) Subdirs(fs, path string) (_ []string, err error) {
 	defer func() { err = f.lost("readdir "+path, err) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	out, err := f.subdirs(fs, path)
+	if isGroupPath(path) && err == nil {
+		f.entriesRead += len(out)
+	}
+	return out, err
+}
+
+// DirVersion is a directory's version as the MDS keeps it: raised with every change of its
+// entries. The fake raises it when it finds the entries changed since its last answer for
+// the directory, which is what a caller can see of the MDS's.
+func (f *fakeMgr) DirVersion(fs, path string) (ceph.DirVersion, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fsOps = append(f.fsOps, "statx "+path)
+	out, err := f.subdirs(fs, path)
+	if err != nil {
+		return ceph.DirVersion{}, err
+	}
+	sort.Strings(out)
+	key, now := fs+":"+path, strings.Join(out, "/")
+	if f.dirs == nil {
+		f.dirs = map[string]*fakeDirVersion{}
+	}
+	d := f.dirs[key]
+	if d == nil {
+		d = &fakeDirVersion{ino: uint64(len(f.dirs) + 1), entries: now}
+		f.dirs[key] = d
+	}
+	if d.entries != now {
+		d.change++
+		d.entries = now
+	}
+	return ceph.DirVersion{Ino: d.ino, Change: d.change, BornNs: 1}, nil
+}
+
+type fakeDirVersion struct {
+	ino, change uint64
+	entries     string
+}
+
+func (f *fakeMgr) subdirs(fs, path string) (_ []string, err error) {
 	if isPlain(path) {
 		return f.plainSubdirs(fs, path)
 	}
@@ -517,9 +561,7 @@ func (f *fakeMgr) Subdirs(fs, path string) (_ []string, err error) {
 		return nil, fakeErr{-int(syscall.ENOENT)} // the fake's groups are on filesystem cephfs
 	}
 	if g, ok := f.groupDir(path); ok {
-		out := f.groupEntries(g)
-		f.entriesRead += len(out)
-		return out, nil
+		return f.groupEntries(g), nil
 	}
 	if isGroupPath(path) {
 		return nil, fakeErr{-int(syscall.ENOENT)} // a group that does not exist
