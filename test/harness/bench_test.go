@@ -254,3 +254,52 @@ func TestBenchKeptTimesATenantsNthVolume(t *testing.T) {
 		}
 	}
 }
+
+// purgingStorage is one storage under both sides: a delete leaves purge work that runs in
+// the background and that the next create pays for whatever is left of it, as the mgr's
+// purge of a removed subvolume slows the next create. A side whose delete does more after
+// the remove (postRemove) lets the purge finish before it answers.
+type purgingStorage struct {
+	clock       *fakeClock
+	each, purge time.Duration
+	left        time.Duration // purge work not yet done
+}
+
+func (s *purgingStorage) side(postRemove time.Duration) BenchSide {
+	return BenchSide{
+		Create: func(ctx context.Context, name string) (string, error) {
+			s.clock.advance(s.left + s.each)
+			s.left = 0
+			return name, nil
+		},
+		Delete: func(ctx context.Context, h string) error {
+			s.clock.advance(s.each + postRemove)
+			s.left = max(s.purge-postRemove, 0)
+			return nil
+		},
+	}
+}
+
+// TestBenchSerialPairsTakeTurnsFirst: a serial pair's create is timed right after the
+// other side's delete when the sides always run in the same order, so a side whose delete
+// leaves the storage busy slows the other side's creates and not its own: the driver's
+// create read 1.27x raw in one run and 1.10x in the next with the sides taking turns. The
+// pairs take turns first; equal creates read 1.00, and the driver's slower delete still
+// reads as slower.
+func TestBenchSerialPairsTakeTurnsFirst(t *testing.T) {
+	clock := &fakeClock{}
+	st := &purgingStorage{clock: clock, each: 10 * time.Millisecond, purge: 6 * time.Millisecond}
+	b := &Bench{Kind: "fake", Sizes: BenchSizes{Serial: 6, Burst: 1, Concurrency: 1, Bytes: 1},
+		Driver: st.side(6 * time.Millisecond), Raw: st.side(0), Settle: func(testing.TB) {}, now: clock.read}
+	lines := b.Run(t, context.Background())
+	if !strings.Contains(lines[0], "ratio=1.00") {
+		t.Errorf("create line %q: want ratio=1.00 (both sides' creates cost the same)", lines[0])
+	}
+	if !strings.HasPrefix(lines[1], "bench fake delete: p50=16.0ms") || !strings.Contains(lines[1], "ratio=1.60") {
+		t.Errorf("delete line %q: want the driver's 16 ms against 10 ms, ratio 1.60", lines[1])
+	}
+	kept := b.RunKept(t, context.Background())
+	if !strings.Contains(kept[0], "ratio=1.00") {
+		t.Errorf("kept create line %q: want ratio=1.00", kept[0])
+	}
+}
