@@ -96,23 +96,40 @@ func (c *Controller) publishIdentity(s *session, id volid.Volume, ref volumeRef)
 // reads the group's directory through the MDS, sparing the mgr a command per delete, up to
 // its first subvolume: one entry per delete while the tenant has volumes.
 func (c *Controller) dropIdentityIfLast(s *session, ref volumeRef) error {
-	tenant, ok := tenantOfGroup(c.prefix, ref.group)
-	if !ok {
-		return nil // an adopted subvolume in a group of its own: no tenant identity goes with it
+	if b := c.subvolumeBeside(s, ref, ""); b.err != nil || b.left {
+		return b.err
 	}
+	return c.dropIdentity(s, ref)
+}
+
+// subvolumesBeside says whether a group holds a subvolume of shiphold's besides one.
+type subvolumesBeside struct {
+	left bool
+	err  error
+}
+
+// subvolumeBeside reads whether the group of ref holds a subvolume of shiphold's other
+// than except ("" for none) through the MDS, up to the first one.
+func (c *Controller) subvolumeBeside(s *session, ref volumeRef, except string) subvolumesBeside {
 	var left string
 	err := s.do("read the directory of group "+ref.fs+":"+ref.group, func() (err error) {
 		left, err = s.conn.FindSubdir(ref.fs, groupPath(ref.group), func(d string) bool {
 			_, ok := hashOf(subvolumePrefix, d)
-			return ok
+			return ok && d != except
 		})
 		return err
 	})
 	if backend.IsNotFound(err) {
-		err, left = nil, ""
+		return subvolumesBeside{}
 	}
-	if err != nil || left != "" {
-		return err
+	return subvolumesBeside{left: left != "", err: err}
+}
+
+// dropIdentity removes the tenant's identity of ref's group.
+func (c *Controller) dropIdentity(s *session, ref volumeRef) error {
+	tenant, ok := tenantOfGroup(c.prefix, ref.group)
+	if !ok {
+		return nil // an adopted subvolume in a group of its own: no tenant identity goes with it
 	}
 	user, err := ceph.IdentityUser(c.name, tenant)
 	if err != nil {

@@ -3,7 +3,9 @@ package cephfs
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/shiphold/shiphold/pkg/backend"
 	"github.com/shiphold/shiphold/pkg/ceph"
@@ -165,5 +167,44 @@ func TestDeleteReadsTheGroupUntilItsFirstSubvolume(t *testing.T) {
 	}
 	if _, ok := f.auth[teamAUser]; !ok {
 		t.Fatal("identity removed while the tenant still has volumes")
+	}
+}
+
+// A delete reads whether the tenant keeps another subvolume while the mgr removes this one,
+// so the read may find the one being removed still there: it does not count. The tenant's
+// last volume takes its identity along; one beside another leaves it.
+func TestDeleteDecidesTheIdentityWhileTheMgrRemoves(t *testing.T) {
+	c, f := newFakeController(t)
+	ctx := context.Background()
+	f.slow = map[string]time.Duration{"fs subvolume rm": 50 * time.Millisecond}
+	v1, err := c.CreateVolume(ctx, volReq("pvc-1", 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := c.CreateVolume(ctx, volReq("pvc-2", 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteVolume(ctx, v1.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.auth[teamAUser]; !ok {
+		t.Fatal("identity removed while the tenant keeps a volume")
+	}
+	f.mu.Lock()
+	f.fsOps = nil
+	f.mu.Unlock()
+	if err := c.DeleteVolume(ctx, v2.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	read := slices.Contains(f.fsOps, "group /volumes/shiphold-team-a")
+	f.mu.Unlock()
+	if _, ok := f.auth[teamAUser]; ok || !read {
+		t.Errorf("after the tenant's last delete: identity still there %v, group read %v; want it gone, decided from the group", ok, read)
+	}
+	// A retry of the delete finds nothing, and removes nothing more.
+	if err := c.DeleteVolume(ctx, v2.ID, nil); err != nil {
+		t.Fatal(err)
 	}
 }
