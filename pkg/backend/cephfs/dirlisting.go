@@ -13,20 +13,6 @@ import (
 // are 0.6 MB.
 const maxListedNames = 1 << 15
 
-// dirListings keeps the last listing the controller read of each directory it lists
-// (/volumes, the subvolume groups, the adopted index) with the directory's version: a
-// listing is read again only once the directory has changed. A readdir of a group of
-// 2,000 subvolumes took 0.43-0.51 s, about all of a page's time, and every page read the
-// whole group; a statx of it, which the version costs, takes well under a millisecond.
-// The least recently used listings are dropped beyond maxListedNames entries.
-type dirListings struct {
-	mu    sync.Mutex
-	by    map[string]*dirListing // key fs + "\x00" + path
-	names int
-	clock uint64
-	max   int
-}
-
 // dirsOf lists the subdirectories of dir through the MDS, none when it is absent: the
 // listing kept of it while the directory is unchanged, else a readdir.
 func (c *Controller) dirsOf(s *session, fs, dir string) ([]string, error) {
@@ -50,6 +36,20 @@ func (c *Controller) dirsOf(s *session, fs, dir string) ([]string, error) {
 		return nil, nil
 	}
 	return dirs, err
+}
+
+// dirListings keeps the last listing the controller read of each directory it lists
+// (/volumes, the subvolume groups, the adopted index) with the directory's version: a
+// listing is read again only once the directory has changed. A readdir of a group of
+// 2,000 subvolumes took 0.43-0.51 s, about all of a page's time, and every page read the
+// whole group; a statx of it, which the version costs, takes well under a millisecond.
+// The least recently used listings are dropped beyond maxListedNames entries.
+type dirListings struct {
+	mu    sync.Mutex
+	by    map[string]*dirListing // key fs + "\x00" + path
+	names int
+	clock uint64
+	max   int
 }
 
 type dirListing struct {

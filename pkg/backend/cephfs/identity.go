@@ -96,6 +96,9 @@ func (c *Controller) publishIdentity(s *session, id volid.Volume, ref volumeRef)
 // reads the group's directory through the MDS, sparing the mgr a command per delete, up to
 // its first subvolume: one entry per delete while the tenant has volumes.
 func (c *Controller) dropIdentityIfLast(s *session, ref volumeRef) error {
+	if _, ok := tenantOfGroup(c.prefix, ref.group); !ok {
+		return nil // an adopted subvolume in a group of its own: no tenant identity goes with it
+	}
 	if b := c.subvolumeBeside(s, ref, ""); b.err != nil || b.left {
 		return b.err
 	}
@@ -125,11 +128,11 @@ func (c *Controller) subvolumeBeside(s *session, ref volumeRef, except string) s
 	return subvolumesBeside{left: left != "", err: err}
 }
 
-// dropIdentity removes the tenant's identity of ref's group.
+// dropIdentity removes the identity of the tenant of ref's group (none for another group).
 func (c *Controller) dropIdentity(s *session, ref volumeRef) error {
 	tenant, ok := tenantOfGroup(c.prefix, ref.group)
 	if !ok {
-		return nil // an adopted subvolume in a group of its own: no tenant identity goes with it
+		return nil
 	}
 	user, err := ceph.IdentityUser(c.name, tenant)
 	if err != nil {
