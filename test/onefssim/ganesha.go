@@ -1,15 +1,18 @@
 package onefssim
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // GaneshaOptions connects the simulator to a running nfs-ganesha (started by
@@ -23,6 +26,15 @@ type GaneshaOptions struct {
 	PidFile string
 	// Reload, if set, is called instead of the SIGHUP.
 	Reload func() error
+	// LogFile is ganesha's log (default: ganesha.log beside PidFile, where
+	// hack/nfs-server.sh has ganesha write it). When it exists, each write waits
+	// until ganesha has read its exports again after it: ganesha takes the
+	// signals in turn, and two that come while it is busy are one reload, which
+	// reads only the last file. A snapshot dropped and taken again under its name
+	// in that time was then an export ganesha found unchanged, and kept serving
+	// from the removed directory (or, under a new id, refused as a duplicate
+	// pseudo path). OneFS serves an export as it is when its call returns.
+	LogFile string
 
 	// snapIDs keeps each served snapshot's export id from one reload to the next: clients'
 	// file handles carry it, so it must not move while the snapshot exists.
@@ -223,6 +235,59 @@ func (g *GaneshaOptions) apply(root string, exports []Export) error {
 	if err := os.Rename(tmp, g.ExportsFile); err != nil {
 		return err
 	}
+	log := g.logFile()
+	from := int64(-1)
+	if fi, err := os.Stat(log); err == nil && log != "" {
+		from = fi.Size()
+	}
+	if err := g.reload(); err != nil || from < 0 {
+		return err
+	}
+	return awaitReload(log, from, reloadWait)
+}
+
+func (g *GaneshaOptions) logFile() string {
+	if g.LogFile != "" || g.PidFile == "" {
+		return g.LogFile
+	}
+	return filepath.Join(filepath.Dir(g.PidFile), "ganesha.log")
+}
+
+// reloadWait bounds how long a write waits for ganesha's reload.
+const reloadWait = 10 * time.Second
+
+// awaitReload waits until ganesha's log, past offset from (its size when the exports were
+// written), shows a reload begun and completed: one that read the file as written.
+func awaitReload(log string, from int64, wait time.Duration) error {
+	const begun, done = "Received SIGHUP", "Reread exports complete"
+	deadline := time.Now().Add(wait)
+	for {
+		if b, err := readFrom(log, from); err == nil {
+			if i := bytes.Index(b, []byte(begun)); i >= 0 && bytes.Contains(b[i:], []byte(done)) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ganesha did not read its exports again within %s of the write (see %s)", wait, log)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func readFrom(name string, off int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(f)
+}
+
+// reload has ganesha read its exports again: Reload, or a SIGHUP to the pid in PidFile.
+func (g *GaneshaOptions) reload() error {
 	if g.Reload != nil {
 		return g.Reload()
 	}
