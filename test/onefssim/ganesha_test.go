@@ -251,36 +251,7 @@ func TestSnapshotExportKeepsItsIDWhenAnotherSnapshotCollides(t *testing.T) {
 // the new snapshot, not the removed one's cached root.
 func TestSnapshotTakenAgainUnderItsNameIsServedAnew(t *testing.T) {
 	s, url := exportedSiteOverGanesha(t)
-	live := filepath.Join(s.Root(), "data/csi/site/index.html")
-	for round, content := range []string{"first run", "second run, after the kill"} {
-		if err := os.WriteFile(live, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if round > 0 {
-			if code, _, body := rawDo(t, "DELETE", url+"/platform/1/snapshot/snapshots/run", nil, ""); code != 204 {
-				t.Fatalf("delete snapshot: %d %s", code, body)
-			}
-		}
-		if code, _, body := rawDo(t, "POST", url+"/platform/1/snapshot/snapshots", nil, `{"name":"run","path":"/ifs/data/csi/site"}`); code != 201 {
-			t.Fatalf("snapshot: %d %s", code, body)
-		}
-		buf := make([]byte, len(content))
-		eventually(t, fmt.Sprintf("round %d: read the snapshot", round+1), func() error {
-			fs, err := nfs3.Open(nfs3.Config{Server: "127.0.0.1", Export: "/ifs/data/csi/site/.snapshot/run",
-				NFSPort: port(tNFSPort), MountPort: port(tMNTPort), Connections: 1, ReadOnly: true})
-			if err != nil {
-				return err
-			}
-			defer fs.Close()
-			if err := readWhole(fs, "index.html", buf); err != nil {
-				return err
-			}
-			if string(buf) != content {
-				return fmt.Errorf("read %q, want %q", buf, content)
-			}
-			return nil
-		})
-	}
+	snapshotTakenTwice(t, s, url)
 }
 
 // TestSnapshotReadsSurviveOtherSnapshotsComingAndGoing: a migration reads a snapshot over
@@ -354,6 +325,12 @@ func TestSnapshotReadsSurviveOtherSnapshotsComingAndGoing(t *testing.T) {
 // exports it serves.
 func simOverGanesha(t *testing.T) (*Server, string, string) {
 	t.Helper()
+	return simOverGaneshaWith(t, nil)
+}
+
+// simOverGaneshaWith is simOverGanesha with the ganesha options adjusted first.
+func simOverGaneshaWith(t *testing.T, adjust func(g *GaneshaOptions, nfsDir string)) (*Server, string, string) {
+	t.Helper()
 	prereq.RequireRoot(t, "ganesha and network namespaces")
 	prereq.RequireCommand(t, "ganesha.nfsd", "apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind, or hack/install-deps.sh")
 	nfsDir := t.TempDir()
@@ -361,6 +338,9 @@ func simOverGanesha(t *testing.T) (*Server, string, string) {
 	t.Cleanup(func() { nfsScript(t, nil, "stop", nfsDir) })
 	s, url := newSim(t, func(o *Options) {
 		o.Ganesha = &GaneshaOptions{ExportsFile: filepath.Join(nfsDir, "exports.conf"), PidFile: filepath.Join(nfsDir, "ganesha.pid")}
+		if adjust != nil {
+			adjust(o.Ganesha, nfsDir)
+		}
 	})
 	if err := os.Chmod(s.Root(), 0o755); err != nil { // ganesha's VFS FSAL walks the path
 		t.Fatal(err)
@@ -372,7 +352,13 @@ func simOverGanesha(t *testing.T) (*Server, string, string) {
 // /ifs/data/csi/site exported to everyone.
 func exportedSiteOverGanesha(t *testing.T) (*Server, string) {
 	t.Helper()
-	s, url, _ := simOverGanesha(t)
+	return exportedSiteOverGaneshaWith(t, nil)
+}
+
+// exportedSiteOverGaneshaWith is exportedSiteOverGanesha with the ganesha options adjusted.
+func exportedSiteOverGaneshaWith(t *testing.T, adjust func(g *GaneshaOptions, nfsDir string)) (*Server, string) {
+	t.Helper()
+	s, url, _ := simOverGaneshaWith(t, adjust)
 	if err := os.MkdirAll(filepath.Join(s.Root(), "data/csi/site"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -424,36 +410,29 @@ func readWhole(fs *nfs3.FS, p string, buf []byte) error {
 // the export unchanged in id, path and pseudo path, and kept serving the removed
 // directory). Each signal here reaches ganesha 300 ms late, as when it is busy.
 func TestSnapshotTakenAgainInOneReload(t *testing.T) {
-	prereq.RequireRoot(t, "ganesha and network namespaces")
-	prereq.RequireCommand(t, "ganesha.nfsd", "apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind, or hack/install-deps.sh")
-	nfsDir := t.TempDir()
-	nfsScript(t, nil, "start", nfsDir)
-	t.Cleanup(func() { nfsScript(t, nil, "stop", nfsDir) })
-	pidFile := filepath.Join(nfsDir, "ganesha.pid")
-	s, url := newSim(t, func(o *Options) {
-		o.Ganesha = &GaneshaOptions{ExportsFile: filepath.Join(nfsDir, "exports.conf"), LogFile: filepath.Join(nfsDir, "ganesha.log"),
-			Reload: func() error {
-				b, err := os.ReadFile(pidFile)
-				if err != nil {
-					return err
-				}
-				pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-				if err != nil {
-					return err
-				}
-				time.AfterFunc(300*time.Millisecond, func() { _ = syscall.Kill(pid, syscall.SIGHUP) })
-				return nil
-			}}
+	s, url := exportedSiteOverGaneshaWith(t, func(g *GaneshaOptions, nfsDir string) {
+		g.LogFile = filepath.Join(nfsDir, "ganesha.log")
+		g.Reload = func() error {
+			b, err := os.ReadFile(g.PidFile)
+			if err != nil {
+				return err
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				return err
+			}
+			time.AfterFunc(300*time.Millisecond, func() { _ = syscall.Kill(pid, syscall.SIGHUP) })
+			return nil
+		}
 	})
-	if err := os.Chmod(s.Root(), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(s.Root(), "data/csi/site"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mustClient(t, url, authSession).ExportWithZoneAndPath(ctxT(t), "/ifs/data/csi/site", "System", "site"); err != nil {
-		t.Fatal(err)
-	}
+	snapshotTakenTwice(t, s, url)
+}
+
+// snapshotTakenTwice writes the site, snapshots it as "run" and reads the snapshot over
+// NFSv3; then writes it anew, drops the snapshot, takes it again under its name at once,
+// and must read the new content.
+func snapshotTakenTwice(t *testing.T, s *Server, url string) {
+	t.Helper()
 	live := filepath.Join(s.Root(), "data/csi/site/index.html")
 	for round, content := range []string{"first run", "second run, after the kill"} {
 		if err := os.WriteFile(live, []byte(content), 0o644); err != nil {
