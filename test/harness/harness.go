@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,7 +210,10 @@ func StartDriverWith(t testing.TB, cfg *config.Config, mode driver.Mode, adjust 
 	go func() { served <- d.Serve(ctx, "unix://"+sock) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		// The socket file appears at bind, before listen: a call in between is refused
+		// (CI: "connect: connection refused" on a test's first call). Wait for a connection.
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
