@@ -237,7 +237,7 @@ func (g *GaneshaOptions) apply(root string, exports []Export) error {
 	}
 	log := g.logFile()
 	from := int64(-1)
-	if fi, err := os.Stat(log); err == nil && log != "" {
+	if fi, err := os.Stat(log); err == nil {
 		from = fi.Size()
 	}
 	if err := g.reload(); err != nil || from < 0 {
