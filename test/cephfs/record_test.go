@@ -23,9 +23,10 @@ const recordXattr = "user.shiphold.request"
 // reports is the one the mgr reports; volumes made by earlier versions (record as
 // subvolume metadata) and subvolumes of a create that died before its record keep
 // working; a volume deleted with retained snapshots is made anew by the same request.
+// Each subtest has a deadline of its own: on a loaded cluster the first three can take
+// longer than one deadline together, and the last then began with none left.
 func TestCephFSRealRecordOnTheStorage(t *testing.T) {
 	e := needCeph(t)
-	ctx := ctxT(t)
 	conn := rawConn(t)
 	fsa := admin.NewFromConn(conn)
 	mnt, err := cephfs.CreateFromRados(conn)
@@ -51,6 +52,7 @@ func TestCephFSRealRecordOnTheStorage(t *testing.T) {
 	}
 
 	t.Run("new", func(t *testing.T) {
+		ctx := ctxT(t)
 		v, err := e.ctrl.CreateVolume(ctx, req("pvc-rec-new", 64<<20))
 		if err != nil {
 			t.Fatal(err)
@@ -71,6 +73,7 @@ func TestCephFSRealRecordOnTheStorage(t *testing.T) {
 	})
 
 	t.Run("earlier-version", func(t *testing.T) {
+		ctx := ctxT(t)
 		name := "pvc-rec-old"
 		sub := "csi-vol-" + volid.Hash(name)
 		if err := fsa.CreateSubVolumeGroup(fsName, group, nil); err != nil {
@@ -106,6 +109,7 @@ func TestCephFSRealRecordOnTheStorage(t *testing.T) {
 	})
 
 	t.Run("adopt", func(t *testing.T) {
+		ctx := ctxT(t)
 		name := "pvc-rec-adopt"
 		sub := "csi-vol-" + volid.Hash(name)
 		if err := fsa.CreateSubVolumeGroup(fsName, group, nil); err != nil {
@@ -129,6 +133,7 @@ func TestCephFSRealRecordOnTheStorage(t *testing.T) {
 	})
 
 	t.Run("retained", func(t *testing.T) {
+		ctx := ctxT(t)
 		name := "pvc-rec-retained"
 		v, err := e.ctrl.CreateVolume(ctx, req(name, 32<<20))
 		if err != nil {
@@ -154,8 +159,8 @@ func TestCephFSRealRecordOnTheStorage(t *testing.T) {
 			t.Fatalf("the same request name after a delete with retained snapshots: %+v", again)
 		}
 		// The purge can take minutes on a busy cluster: the calls after it get their own
-		// deadline, not what is left of the test's.
-		ctx := ctxT(t)
+		// deadline, not what is left of the subtest's.
+		ctx = ctxT(t)
 		if err := e.ctrl.DeleteSnapshot(ctx, snap.ID, nil); err != nil {
 			t.Fatal(err)
 		}
