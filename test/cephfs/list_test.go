@@ -2,6 +2,7 @@ package cephfstest
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"testing"
 
@@ -78,18 +79,7 @@ func TestCephFSRealPagesReadAsTheMgrDoes(t *testing.T) {
 	}
 
 	logAt, _ := mgrCommandsSince(t, 0, "group_name:"+sec.SubvolumeGroupPrefix)
-	var listed []*backend.Volume
-	for after := ""; ; {
-		page, err := e.ctrl.ListVolumesAfter(ctx, after, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		listed = append(listed, page...)
-		after = page[len(page)-1].ID.String()
-	}
+	listed := pagesOf(t, e.ctrl, "team-a", "team-b")
 	// The mgr was asked about the two with snapshots only.
 	if _, n := mgrCommandsSince(t, logAt, "group_name:"+sec.SubvolumeGroupPrefix); n != 2 {
 		t.Errorf("the pages sent the mgr %d volumes-module commands about the test's groups, want 2 (a subvolume info for each of the two with a snapshot)", n)
@@ -239,8 +229,9 @@ func TestCephFSRealPagesSeeChangesByOtherClients(t *testing.T) {
 	listed("the mgr removed a subvolume")
 }
 
-// pagesOf reads every page of two volumes of c and returns tenant's volumes.
-func pagesOf(t *testing.T, c *cephfs.Controller, tenant string) []*backend.Volume {
+// pagesOf reads every page of two volumes of c and returns the volumes of tenants, in
+// the order the pages list them.
+func pagesOf(t *testing.T, c *cephfs.Controller, tenants ...string) []*backend.Volume {
 	t.Helper()
 	var out []*backend.Volume
 	for after := ""; ; {
@@ -252,7 +243,7 @@ func pagesOf(t *testing.T, c *cephfs.Controller, tenant string) []*backend.Volum
 			return out
 		}
 		for _, v := range page {
-			if v.ID.Tenant == tenant {
+			if slices.Contains(tenants, v.ID.Tenant) {
 				out = append(out, v)
 			}
 		}
