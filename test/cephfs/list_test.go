@@ -229,7 +229,7 @@ func TestCephFSRealPagesSeeChangesByOtherClients(t *testing.T) {
 	listed("the mgr removed a subvolume")
 }
 
-// pagesOf reads every page of two volumes of c and returns the volumes of tenants, in
+// pagesOf reads every page of c, two volumes a page, and returns the volumes of tenants, in
 // the order the pages list them.
 func pagesOf(t *testing.T, c *cephfs.Controller, tenants ...string) []*backend.Volume {
 	t.Helper()
