@@ -308,8 +308,8 @@ func (b *Bench) parallel(t testing.TB, finish func(), op func(i int) error) (tim
 
 func (b *Bench) latencyLine(op string, ours, raw []time.Duration, errs int) string {
 	p50, rawP50 := percentile(ours, 0.5), percentile(raw, 0.5)
-	return fmt.Sprintf("bench %s %s: p50=%s p99=%s raw_p50=%s ratio=%.2f errors=%d%s",
-		b.Kind, op, ms(p50), ms(percentile(ours, 0.99)), ms(rawP50), ratio(float64(p50), float64(rawP50)), errs, b.Suffix)
+	return fmt.Sprintf("bench %s %s: p50=%s p99=%s raw_p50=%s raw_p99=%s ratio=%.2f errors=%d%s",
+		b.Kind, op, ms(p50), ms(percentile(ours, 0.99)), ms(rawP50), ms(percentile(raw, 0.99)), ratio(float64(p50), float64(rawP50)), errs, b.Suffix)
 }
 
 func (b *Bench) rateLine(op string, ours, raw float64, errs int) string {

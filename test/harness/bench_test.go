@@ -72,7 +72,7 @@ func TestBenchMeasuresBothSidesAlike(t *testing.T) {
 		Driver: ours.side(), Raw: raw.side(), Settle: func(testing.TB) { settles++ }, Suffix: " target=simulator"}
 	f := &failures{TB: t}
 	lines := b.Run(f, context.Background())
-	latency := regexp.MustCompile(`^bench fake (create|delete|pair): p50=[0-9.]+ms p99=[0-9.]+ms raw_p50=[0-9.]+ms ratio=[0-9.]+ errors=(\d+) target=simulator$`)
+	latency := regexp.MustCompile(`^bench fake (create|delete|pair): p50=[0-9.]+ms p99=[0-9.]+ms raw_p50=[0-9.]+ms raw_p99=[0-9.]+ms ratio=[0-9.]+ errors=(\d+) target=simulator$`)
 	rate := regexp.MustCompile(`^bench fake burst4 (create|delete): volumes/s=[0-9.]+ raw_volumes/s=[0-9.]+ ratio=[0-9.]+ errors=(\d+) target=simulator$`)
 	want := []struct {
 		re   *regexp.Regexp
