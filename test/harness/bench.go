@@ -113,6 +113,35 @@ func (b *Bench) Run(t testing.TB, ctx context.Context) []string {
 	b.Settle(t)
 	serialOurs, serialRaw := b.serialPairs(t, ctx, "")
 	lines := b.serialLines("", serialOurs, serialRaw)
+	burstLines, burstErrs := b.bursts(t, ctx)
+	return b.report(t, append(lines, burstLines...),
+		serialOurs.createErrs+serialRaw.createErrs+serialOurs.delErrs+serialRaw.delErrs+burstErrs)
+}
+
+// RunBursts times only the bursts of Run and prints their two lines (burst creates, burst
+// deletes); any failed operation fails the test after the lines are printed.
+func (b *Bench) RunBursts(t testing.TB, ctx context.Context) []string {
+	t.Helper()
+	lines, errs := b.bursts(t, ctx)
+	return b.report(t, lines, errs)
+}
+
+// report prints lines and fails the test, after them, if any of errs operations failed.
+func (b *Bench) report(t testing.TB, lines []string, errs int) []string {
+	t.Helper()
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+	if errs > 0 {
+		t.Errorf("bench %s: %d operations failed (logged above); the figures do not measure what they say", b.Kind, errs)
+	}
+	return lines
+}
+
+// bursts times Sizes.Rounds bursts per side and returns the burst create and delete lines
+// and the number of failed operations.
+func (b *Bench) bursts(t testing.TB, ctx context.Context) ([]string, int) {
+	t.Helper()
 	b.Settle(t)
 	// The bursts run driver, raw, raw, driver, ...: one burst of 128 RBD volumes lasts under
 	// a second, and the storage's pace drifts through a run (the mgr's purges, the OSD's
@@ -132,17 +161,10 @@ func (b *Bench) Run(t testing.TB, ctx context.Context) []string {
 			}
 		}
 	}
-	lines = append(lines,
+	return []string{
 		b.rateLine("create", ours.rate(ours.create), raw.rate(raw.create), ours.errs[0]+raw.errs[0]),
-		b.rateLine("delete", ours.rate(ours.delete), raw.rate(raw.delete), ours.errs[1]+raw.errs[1]))
-	for _, l := range lines {
-		fmt.Println(l)
-	}
-	errs := serialOurs.createErrs + serialRaw.createErrs + serialOurs.delErrs + serialRaw.delErrs + ours.errs[0] + ours.errs[1] + raw.errs[0] + raw.errs[1]
-	if errs > 0 {
-		t.Errorf("bench %s: %d operations failed (logged above); the figures do not measure what they say", b.Kind, errs)
-	}
-	return lines
+		b.rateLine("delete", ours.rate(ours.delete), raw.rate(raw.delete), ours.errs[1]+raw.errs[1]),
+	}, ours.errs[0] + ours.errs[1] + raw.errs[0] + raw.errs[1]
 }
 
 // RunKept times serial pairs as Run does while each side keeps one more volume in the

@@ -107,6 +107,37 @@ func TestBenchMeasuresBothSidesAlike(t *testing.T) {
 	}
 }
 
+// TestBenchRunBurstsTimesOnlyTheBursts: RunBursts makes no serial pairs, prints the two
+// burst lines in Run's format, and a failed operation shows in errors= and fails the run.
+func TestBenchRunBurstsTimesOnlyTheBursts(t *testing.T) {
+	ours, raw := &fakeSide{failCreates: true}, &fakeSide{}
+	settles := 0
+	b := &Bench{Kind: "fake", Sizes: BenchSizes{Serial: 5, Burst: 16, Concurrency: 4, Bytes: 1 << 30},
+		Driver: ours.side(), Raw: raw.side(), Settle: func(testing.TB) { settles++ }, Suffix: " latency=50ms"}
+	f := &failures{TB: t}
+	lines := b.RunBursts(f, context.Background())
+	rate := regexp.MustCompile(`^bench fake burst4 (create|delete): volumes/s=[0-9.]+ raw_volumes/s=[0-9.]+ ratio=[0-9.]+ errors=(\d+) latency=50ms$`)
+	if len(lines) != 2 {
+		t.Fatalf("lines: %q", lines)
+	}
+	for i, w := range []struct{ op, errs string }{{"create", "1"}, {"delete", "0"}} {
+		if m := rate.FindStringSubmatch(lines[i]); m == nil || m[1] != w.op || m[2] != w.errs {
+			t.Errorf("line %d = %q, want %s with errors=%s", i, lines[i], w.op, w.errs)
+		}
+	}
+	for _, s := range []*fakeSide{ours, raw} {
+		if c := s.creates.Load(); c != 16 {
+			t.Errorf("creates = %d, want the burst's 16 on each side and no serial pair", c)
+		}
+	}
+	if settles != 3 {
+		t.Errorf("settled %d times, want before and after each side's burst (3)", settles)
+	}
+	if len(f.msgs) != 1 || !strings.Contains(f.msgs[0], "1 operations failed") {
+		t.Errorf("failures reported: %q", f.msgs)
+	}
+}
+
 // fakeClock is a clock only the fakes move.
 type fakeClock struct {
 	mu  sync.Mutex

@@ -30,15 +30,23 @@ import (
 // same process. The array is the in-process OneFS simulator (target=simulator): once as it
 // is (latency=0ms, which measures the simulator's speed as much as the driver's), and once
 // with 5 ms added to every request, as a LAN array answers, so the figures show how many
-// requests the driver makes and how many it has in flight.
+// requests the driver makes and how many it has in flight; then, with 50 ms, only the
+// bursts and their bound line (boundOnlyLatency).
 func TestBenchIsilon(t *testing.T) {
 	if os.Getenv("SHIPHOLD_BENCH") != "1" {
 		t.Skip("set SHIPHOLD_BENCH=1 to run the isilon benchmark (make bench)")
 	}
-	for _, latency := range []time.Duration{0, 5 * time.Millisecond} {
+	for _, latency := range []time.Duration{0, 5 * time.Millisecond, boundOnlyLatency} {
 		t.Run(fmt.Sprintf("latency=%s", latency), func(t *testing.T) { benchIsilon(t, latency) })
 	}
 }
+
+// boundOnlyLatency is a latency at which the bursts alone are timed, against the bound:
+// 50 ms per request is ten times the CPU a request costs this machine end to end, so the
+// latency, not the cores the simulator shares with the driver, bounds the burst, and the
+// bound line shows whether the driver keeps its requests in flight (issue 15's bound is
+// stated at 5 ms, where a 2-core machine is CPU-bound: see raw_ratio).
+const boundOnlyLatency = 50 * time.Millisecond
 
 func benchIsilon(t *testing.T, latency time.Duration) {
 	sizes := harness.BenchSizesFromEnv(t)
@@ -70,7 +78,12 @@ func benchIsilon(t *testing.T, latency time.Duration) {
 	b := &harness.Bench{Kind: "isilon", Sizes: sizes, Driver: ours, Raw: raw.side(),
 		Settle: func(testing.TB) {}, // the simulator has no background work
 		Suffix: fmt.Sprintf(" target=simulator latency=%dms %s", latency.Milliseconds(), counts)}
-	lines := b.Run(t, ctx)
+	var lines []string
+	if latency == boundOnlyLatency {
+		lines = b.RunBursts(t, ctx)
+	} else {
+		lines = b.Run(t, ctx)
+	}
 	if latency > 0 {
 		fmt.Println(boundLine(t, lines, sizes, latency, counts))
 	}
