@@ -106,6 +106,9 @@ type serial struct {
 	createErrs, delErrs  int
 }
 
+// failed is how many of the side's serial operations failed.
+func (s *serial) failed() int { return s.createErrs + s.delErrs }
+
 // Run times both sides and prints the five bench lines; any failed operation fails the
 // test after the lines are printed.
 func (b *Bench) Run(t testing.TB, ctx context.Context) []string {
@@ -115,7 +118,7 @@ func (b *Bench) Run(t testing.TB, ctx context.Context) []string {
 	lines := b.serialLines("", serialOurs, serialRaw)
 	burstLines, burstErrs := b.bursts(t, ctx)
 	return b.report(t, append(lines, burstLines...),
-		serialOurs.createErrs+serialRaw.createErrs+serialOurs.delErrs+serialRaw.delErrs+burstErrs)
+		serialOurs.failed()+serialRaw.failed()+burstErrs)
 }
 
 // RunBursts times only the bursts of Run and prints their two lines (burst creates, burst
@@ -193,7 +196,7 @@ func (b *Bench) RunKept(t testing.TB, ctx context.Context) []string {
 			t.Errorf("bench %s: delete a kept volume: %v", b.Kind, err)
 		}
 	}
-	return b.report(t, b.serialLines("kept ", ours, raw), ours.createErrs+raw.createErrs+ours.delErrs+raw.delErrs)
+	return b.report(t, b.serialLines("kept ", ours, raw), ours.failed()+raw.failed())
 }
 
 // serialPairs runs Sizes.Serial create/delete pairs per side, the sides interleaved so
