@@ -7,7 +7,7 @@
 # runs against the in-process OneFS simulator, as it is and with 5 ms per request.
 # Prints the "bench <backend> ..." lines at the end (README: make bench).
 # Sizes: SHIPHOLD_BENCH_SERIAL (50), SHIPHOLD_BENCH_BURST (128), SHIPHOLD_BENCH_CONCURRENCY
-# (32), SHIPHOLD_BENCH_ROUNDS (2 bursts per side: driver, raw, raw, driver),
+# (32), SHIPHOLD_BENCH_ROUNDS (4 bursts per side: driver, raw, raw, driver, twice),
 # SHIPHOLD_BENCH_BYTES (1 GiB). Figures mean something only on an otherwise idle machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."

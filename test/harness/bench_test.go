@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,7 +74,7 @@ func TestBenchMeasuresBothSidesAlike(t *testing.T) {
 	f := &failures{TB: t}
 	lines := b.Run(f, context.Background())
 	latency := regexp.MustCompile(`^bench fake (create|delete|pair): p50=[0-9.]+ms p99=[0-9.]+ms raw_p50=[0-9.]+ms raw_p99=[0-9.]+ms ratio=[0-9.]+ errors=(\d+) target=simulator$`)
-	rate := regexp.MustCompile(`^bench fake burst4 (create|delete): volumes/s=[0-9.]+ raw_volumes/s=[0-9.]+ ratio=[0-9.]+ errors=(\d+) target=simulator$`)
+	rate := regexp.MustCompile(`^bench fake burst4 (create|delete): volumes/s=[0-9.]+ raw_volumes/s=[0-9.]+ ratio=[0-9.]+ round_ratios=[0-9.]+-[0-9.]+ errors=(\d+) target=simulator$`)
 	want := []struct {
 		re   *regexp.Regexp
 		op   string
@@ -116,7 +117,7 @@ func TestBenchRunBurstsTimesOnlyTheBursts(t *testing.T) {
 		Driver: ours.side(), Raw: raw.side(), Settle: func(testing.TB) { settles++ }, Suffix: " latency=50ms"}
 	f := &failures{TB: t}
 	lines := b.RunBursts(f, context.Background())
-	rate := regexp.MustCompile(`^bench fake burst4 (create|delete): volumes/s=[0-9.]+ raw_volumes/s=[0-9.]+ ratio=[0-9.]+ errors=(\d+) latency=50ms$`)
+	rate := regexp.MustCompile(`^bench fake burst4 (create|delete): volumes/s=[0-9.]+ raw_volumes/s=[0-9.]+ ratio=[0-9.]+ round_ratios=[0-9.]+-[0-9.]+ errors=(\d+) latency=50ms$`)
 	if len(lines) != 2 {
 		t.Fatalf("lines: %q", lines)
 	}
@@ -182,7 +183,7 @@ func TestBenchTimesBackgroundDeletesOnBothSides(t *testing.T) {
 	b := &Bench{Kind: "fake", Sizes: BenchSizes{Serial: 2, Burst: 16, Concurrency: 4, Bytes: 1 << 30},
 		Driver: deferred, Raw: synchronous, Settle: settle, BackgroundDeletes: true, now: clock.read}
 	lines := b.Run(t, context.Background())
-	re := regexp.MustCompile(`^bench fake burst4 delete: volumes/s=([0-9.]+|\+Inf) raw_volumes/s=([0-9.]+) ratio=([0-9.]+|\+Inf) errors=0$`)
+	re := regexp.MustCompile(`^bench fake burst4 delete: volumes/s=([0-9.]+|\+Inf) raw_volumes/s=([0-9.]+) ratio=([0-9.]+|\+Inf) round_ratios=\S+ errors=0$`)
 	m := re.FindStringSubmatch(lines[4])
 	if m == nil {
 		t.Fatalf("delete line %q", lines[4])
@@ -213,10 +214,17 @@ func TestBenchBurstsCancelDrift(t *testing.T) {
 	b := &Bench{Kind: "fake", Sizes: BenchSizes{Serial: 2, Burst: 16, Concurrency: 4, Rounds: 2, Bytes: 1 << 30},
 		Driver: side, Raw: side, Settle: func(testing.TB) { settles++ }, now: clock.read}
 	lines := b.Run(t, context.Background())
-	re := regexp.MustCompile(`^bench fake burst4 (create|delete): volumes/s=[0-9.]+ raw_volumes/s=[0-9.]+ ratio=([0-9.]+) errors=0$`)
+	re := regexp.MustCompile(`^bench fake burst4 (create|delete): volumes/s=[0-9.]+ raw_volumes/s=[0-9.]+ ratio=([0-9.]+) round_ratios=([0-9.]+)-([0-9.]+) errors=0$`)
 	for _, l := range lines[3:] {
-		if m := re.FindStringSubmatch(l); m == nil || m[2] != "1.00" {
+		m := re.FindStringSubmatch(l)
+		if m == nil || m[2] != "1.00" {
 			t.Errorf("%s: want ratio=1.00 for two sides doing the same work", l)
+			continue
+		}
+		// Each round alone is timed on drifting storage: the side timed first in it is
+		// faster, so one round's ratio is over 1 and the other's under it.
+		if lo, hi := parseFloat(t, m[3]), parseFloat(t, m[4]); lo >= 1 || hi <= 1 {
+			t.Errorf("%s: want round_ratios from under 1 to over 1 (each round alone sees the drift)", l)
 		}
 	}
 	if n := ops.Load(); n != 2*(2*2+2*2*16) {
@@ -333,4 +341,13 @@ func TestBenchSerialPairsTakeTurnsFirst(t *testing.T) {
 	if !strings.Contains(kept[0], "ratio=1.00") {
 		t.Errorf("kept create line %q: want ratio=1.00", kept[0])
 	}
+}
+
+func parseFloat(t *testing.T, s string) float64 {
+	t.Helper()
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return f
 }
