@@ -139,6 +139,12 @@ func (f *fakeMgr) authCommand(prefix string, m map[string]any) ([]byte, string, 
 			return nil, "", fakeErr{-int(syscall.ENOENT)}
 		}
 	case "auth get-or-create":
+		// The monitor compares the cap types asked for, and keeps the others unchecked.
+		for t, c := range caps {
+			if have, found := u.caps[t]; ok && (!found || have != c) {
+				return nil, "key for " + entity + " exists but cap " + t + " does not match", fakeErr{-int(syscall.EINVAL)}
+			}
+		}
 		if !ok {
 			f.keys++
 			u = fakeUser{key: fmt.Sprintf("KEY-%s-%d", entity, f.keys), caps: caps}

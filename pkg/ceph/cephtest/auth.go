@@ -89,8 +89,11 @@ func (f *Auth) MonCommand(args []byte) ([]byte, string, error) {
 			return nil, "failed to find " + cmd.Entity, Errno(syscall.ENOENT)
 		}
 	case "auth get-or-create":
-		if ok && !sameCaps(e.Caps, caps) {
-			return nil, "key for " + cmd.Entity + " exists but cap does not match", Errno(syscall.EINVAL)
+		// The monitor compares the cap types asked for, and keeps the others unchecked.
+		for t, c := range caps {
+			if have, found := e.Caps[t]; ok && (!found || have != c) {
+				return nil, "key for " + cmd.Entity + " exists but cap " + t + " does not match", Errno(syscall.EINVAL)
+			}
 		}
 		if !ok {
 			f.next++
@@ -112,16 +115,4 @@ func (f *Auth) MonCommand(args []byte) ([]byte, string, error) {
 	}
 	out, _ := json.Marshal([]Entry{e})
 	return out, "", nil
-}
-
-func sameCaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for t, c := range a {
-		if b[t] != c {
-			return false
-		}
-	}
-	return true
 }
