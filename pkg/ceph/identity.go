@@ -69,14 +69,9 @@ func getEntity(mon MonCommander, entity string) (*authEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return oneEntry("auth get", entity, out)
-}
-
-// oneEntry is the one entity, with its key, that an auth command answered.
-func oneEntry(prefix, entity string, out []byte) (*authEntry, error) {
 	var entries []authEntry
-	if err := json.Unmarshal(out, &entries); err != nil || len(entries) != 1 || entries[0].Key == "" {
-		return nil, backend.Errorf(backend.Internal, "%s %s: unexpected answer", prefix, entity)
+	if err := json.Unmarshal(out, &entries); err != nil || len(entries) != 1 {
+		return nil, backend.Errorf(backend.Internal, "auth get %s: unexpected answer %q", entity, out)
 	}
 	return &entries[0], nil
 }
@@ -146,37 +141,27 @@ func sameCaps(a, b map[string]string) bool {
 // EnsureIdentity gets or creates id's user and returns its credentials. A user that exists
 // with other caps (older grants, or changed by hand) gets exactly id's caps back: the caps,
 // not the user's presence, are what keeps tenants apart. Safe to repeat and to race.
-//
-// A new user, and one with exactly id's caps, cost one monitor command (get-or-create): a
-// tenant's first volume waits on it. The monitor answers EINVAL when an existing user's cap
-// of a type asked for differs, and passes cap types not asked for unchecked; both are read
-// and set right after.
 func EnsureIdentity(mon MonCommander, id Identity) (Credentials, error) {
 	entity := "client." + id.User
-	want := id.wantCaps(nil)
-	var have *authEntry
-	for attempt := 0; have == nil; attempt++ {
+	have, err := getEntity(mon, entity)
+	switch {
+	case Errno(err) == syscall.ENOENT:
+		want := id.wantCaps(nil)
 		out, err := monJSON(mon, map[string]any{"prefix": "auth get-or-create", "entity": entity, "caps": capsArgs(want), "format": "json"})
-		switch {
-		case err == nil:
-			if have, err = oneEntry("auth get-or-create", entity, out); err != nil {
-				return Credentials{}, err
-			}
-		case Errno(err) == syscall.EINVAL:
-			// Caps of its own, or caps the monitor cannot parse (then it has no user).
-			var gerr error
-			have, gerr = getEntity(mon, entity)
-			switch {
-			case Errno(gerr) == syscall.ENOENT && attempt < 2:
-				// Removed between the two commands: make it again.
-			case Errno(gerr) == syscall.ENOENT:
-				return Credentials{}, Classify(err, "create tenant identity "+entity, identityHints)
-			case gerr != nil:
-				return Credentials{}, Classify(gerr, "read tenant identity "+entity, identityHints)
-			}
-		default:
+		if err != nil {
 			return Credentials{}, Classify(err, "create tenant identity "+entity, identityHints)
 		}
+		var entries []authEntry
+		if err := json.Unmarshal(out, &entries); err != nil || len(entries) != 1 || entries[0].Key == "" {
+			return Credentials{}, backend.Errorf(backend.Internal, "auth get-or-create %s: unexpected answer", entity)
+		}
+		if !sameCaps(entries[0].Caps, want) {
+			// Made by a racing request with other caps: set ours.
+			return EnsureIdentity(mon, id)
+		}
+		return Credentials{UserID: id.User, Key: entries[0].Key}, nil
+	case err != nil:
+		return Credentials{}, Classify(err, "read tenant identity "+entity, identityHints)
 	}
 	if want := id.wantCaps(have.Caps); !sameCaps(have.Caps, want) {
 		if _, err := monJSON(mon, map[string]any{"prefix": "auth caps", "entity": entity, "caps": capsArgs(want)}); err != nil {

@@ -27,26 +27,23 @@ func TestEnsureIdentity(t *testing.T) {
 		wantOSD  string
 		wantCmds []string
 	}{
-		// A tenant's first volume waits on this: one monitor command, not a read first.
 		{name: "new tenant", pool: "rbd", wantOSD: "profile rbd pool=rbd namespace=a",
-			wantCmds: []string{"auth get-or-create"}},
-		{name: "exact caps: one command", pool: "rbd",
+			wantCmds: []string{"auth get", "auth get-or-create"}},
+		{name: "exact caps: one read", pool: "rbd",
 			existing: map[string]string{"mon": "profile rbd", "osd": "profile rbd pool=rbd namespace=a"},
-			wantOSD:  "profile rbd pool=rbd namespace=a", wantCmds: []string{"auth get-or-create"}},
+			wantOSD:  "profile rbd pool=rbd namespace=a", wantCmds: []string{"auth get"}},
 		{name: "second pool widens", pool: "ssd",
 			existing: map[string]string{"mon": "profile rbd", "osd": "profile rbd pool=rbd namespace=a"},
-			wantOSD:  "profile rbd pool=rbd namespace=a, profile rbd pool=ssd namespace=a", wantCmds: []string{"auth get-or-create", "auth get", "auth caps"}},
-		{name: "two pools kept: no write", pool: "rbd",
-			existing: map[string]string{"mon": "profile rbd", "osd": "profile rbd pool=rbd namespace=a, profile rbd pool=ssd namespace=a"},
-			wantOSD:  "profile rbd pool=rbd namespace=a, profile rbd pool=ssd namespace=a", wantCmds: []string{"auth get-or-create", "auth get"}},
+			wantOSD:  "profile rbd pool=rbd namespace=a, profile rbd pool=ssd namespace=a", wantCmds: []string{"auth get", "auth caps"}},
 		{name: "widened by hand: reset", pool: "rbd",
 			existing: map[string]string{"mon": "allow *", "osd": "allow *, profile rbd pool=rbd namespace=b"},
-			wantOSD:  "profile rbd pool=rbd namespace=a", wantCmds: []string{"auth get-or-create", "auth get", "auth caps"}},
-		// The monitor's get-or-create compares only the cap types it is given: an mds cap
-		// added by hand to an RBD tenant's user passes it, and must still go.
+			wantOSD:  "profile rbd pool=rbd namespace=a", wantCmds: []string{"auth get", "auth caps"}},
+		{name: "two pools kept: no write", pool: "rbd",
+			existing: map[string]string{"mon": "profile rbd", "osd": "profile rbd pool=rbd namespace=a, profile rbd pool=ssd namespace=a"},
+			wantOSD:  "profile rbd pool=rbd namespace=a, profile rbd pool=ssd namespace=a", wantCmds: []string{"auth get"}},
 		{name: "cap type added by hand: reset", pool: "rbd",
 			existing: map[string]string{"mon": "profile rbd", "osd": "profile rbd pool=rbd namespace=a", "mds": "allow *"},
-			wantOSD:  "profile rbd pool=rbd namespace=a", wantCmds: []string{"auth get-or-create", "auth caps"}},
+			wantOSD:  "profile rbd pool=rbd namespace=a", wantCmds: []string{"auth get", "auth caps"}},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,7 +95,7 @@ func TestEnsureIdentityConcurrent(t *testing.T) {
 
 func TestEnsureIdentityDeniedSaysWhichCaps(t *testing.T) {
 	f := cephtest.NewAuth()
-	f.Deny = "auth get-or-create"
+	f.Deny = "auth get"
 	_, err := EnsureIdentity(f, rbdIdentity("rbd"))
 	if backend.CodeOf(err) != backend.FailedPrecondition || !strings.Contains(err.Error(), `allow command "auth get"`) {
 		t.Fatalf("error = %v, want FailedPrecondition naming the auth caps", err)

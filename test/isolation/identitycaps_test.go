@@ -12,11 +12,11 @@ import (
 	"github.com/shiphold/shiphold/test/harness"
 )
 
-// EnsureIdentity against the real monitor, whose auth get-or-create (one command, what a
-// tenant's first volume waits on) compares only the cap types it is given and answers
-// EINVAL when one of those differs: caps changed by hand, a cap type added or a grant
-// widened, come back to exactly the tenant's, under the same key; caps the monitor cannot
-// parse make no user and say so.
+// EnsureIdentity against the real monitor (whose auth get-or-create compares only the cap
+// types it is given, and answers EINVAL when one of those differs, as cephtest.Auth does):
+// caps changed by hand, a cap type added, a grant widened or a type dropped, come back to
+// exactly the tenant's, under the same key; caps the monitor cannot parse make no user and
+// say so.
 func TestEnsureIdentityOnTheMonitor(t *testing.T) {
 	conn := connectAs(t, adminCred(t))
 	user := "shiphold.caps." + newTenant("t")
