@@ -1,7 +1,6 @@
 package isolation
 
 import (
-	"encoding/json"
 	"maps"
 	"os/exec"
 	"strings"
@@ -60,21 +59,4 @@ func TestEnsureIdentityOnTheMonitor(t *testing.T) {
 		t.Errorf("caps the monitor cannot parse: error %v, want InvalidArgument naming client.%s", err, bad.User)
 	}
 	identityGone(t, bad.User)
-}
-
-// monCaps reads a user's caps and key from the monitor with the cluster-wide key.
-func monCaps(t *testing.T, user string) (map[string]string, string) {
-	t.Helper()
-	out, err := exec.Command("ceph", "-c", harness.CephConf(), "auth", "get", "client."+user, "-f", "json").Output()
-	if err != nil {
-		t.Fatalf("ceph auth get client.%s: %v", user, err)
-	}
-	var entries []struct {
-		Key  string            `json:"key"`
-		Caps map[string]string `json:"caps"`
-	}
-	if err := json.Unmarshal(out, &entries); err != nil || len(entries) != 1 {
-		t.Fatalf("ceph auth get client.%s: %v %s", user, err, out)
-	}
-	return entries[0].Caps, entries[0].Key
 }

@@ -8,6 +8,7 @@ package isolation
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"os"
@@ -258,14 +259,37 @@ func identityGone(t *testing.T, user string) {
 	}
 }
 
-// authCaps reads a user's caps with the cluster-wide key.
+// authCaps reads a user's caps with the cluster-wide key, as its keyring text.
 func authCaps(t *testing.T, user string) string {
 	t.Helper()
-	out, err := exec.Command("ceph", "-c", harness.CephConf(), "auth", "get", "client."+user).CombinedOutput()
-	if err != nil {
+	return string(authGet(t, user))
+}
+
+// monCaps reads a user's caps and key with the cluster-wide key.
+func monCaps(t *testing.T, user string) (map[string]string, string) {
+	t.Helper()
+	out := authGet(t, user, "-f", "json")
+	var entries []struct {
+		Key  string            `json:"key"`
+		Caps map[string]string `json:"caps"`
+	}
+	if err := json.Unmarshal(out, &entries); err != nil || len(entries) != 1 {
 		t.Fatalf("ceph auth get client.%s: %v %s", user, err, out)
 	}
-	return string(out)
+	return entries[0].Caps, entries[0].Key
+}
+
+// authGet is what `ceph auth get client.<user> <args>` prints, with the cluster-wide key.
+func authGet(t *testing.T, user string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("ceph", append([]string{"-c", harness.CephConf(), "auth", "get", "client." + user}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ceph auth get client.%s: %v %s%s", user, err, out, stderr.String())
+	}
+	return out
 }
 
 // cliFailure is a failed Ceph CLI with the errno it printed ("(13) Permission denied").
